@@ -1,0 +1,376 @@
+"""Versioned event schemas: the single source of truth for every topic's payload.
+
+Events travel as UTF-8 JSON. These pydantic models validate at ingress (an event that fails goes to
+`dead-letters` with the reason) and generate the JSON Schema files in `streams/jsonschema/` that
+producers in other languages validate against. A breaking change bumps `schema_version` and adds a new
+model; consumers keep reading the old version until producers have moved.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from rote.errors import ValidationError
+
+NonEmpty = Annotated[str, Field(min_length=1, max_length=512)]
+Id = Annotated[str, Field(min_length=1, max_length=256)]
+Seconds = Annotated[float, Field(ge=0)]
+#: Free text from users (field values, cell contents) is capped so one event cannot blow up memory.
+MAX_VALUE_CHARS = 65536
+
+
+class Event(BaseModel):
+    """Base of all events: immutable, unknown fields ignored so older consumers survive newer producers."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------------------------------
+# user-actions
+# --------------------------------------------------------------------------------------------------
+
+
+class Target(Event):
+    """What an action was done to. Loggers record different things; every field is optional.
+
+    `field` is the logical field (form label, input name); `element` the UI element's identity (tag,
+    id, class); spreadsheet actions carry `workbook`, `sheet`, `cell` (e.g. "B7"), `column` and `row`.
+    """
+
+    field: str | None = None
+    element: str | None = None
+    element_type: str | None = None
+    workbook: str | None = None
+    sheet: str | None = None
+    cell: str | None = None
+    column: str | None = None
+    row: int | None = None
+    url: str | None = None
+    file: str | None = None
+    title: str | None = None
+
+
+class UserAction(Event):
+    """One thing a person did in an application, as a desktop logger or browser extension saw it."""
+
+    schema_version: Literal[1] = 1
+    event_id: Id
+    user_id: Id
+    session_id: str | None = None
+    device: str | None = None
+    timestamp: AwareDatetime
+    app: NonEmpty
+    action_type: NonEmpty
+    target: Target = Field(default_factory=Target)
+    value: str | None = Field(default=None, max_length=MAX_VALUE_CHARS)
+    duration_seconds: Seconds | None = None
+    source: str | None = Field(default=None, description="the logger/format that recorded the event")
+    attributes: dict[str, str] = Field(default_factory=dict, description="logger columns kept verbatim")
+
+    _utc_ts = field_validator("timestamp")(_utc)
+
+
+# --------------------------------------------------------------------------------------------------
+# candidates
+# --------------------------------------------------------------------------------------------------
+
+ParamKind = Literal["constant", "variable", "derived"]
+
+
+class StepParameter(Event):
+    """Where a step's value comes from: always the same, varying input, or flowing from an earlier step."""
+
+    kind: ParamKind
+    constant: str | None = None
+    source_step: int | None = Field(default=None, description="index of the step the value flows from")
+    examples: list[str] = Field(default_factory=list, max_length=20)
+
+
+class RoutineStep(Event):
+    label: NonEmpty
+    app: str
+    action_type: str
+    target: Target = Field(default_factory=Target)
+    parameter: StepParameter | None = None
+    optional: bool = False
+    mean_duration_seconds: Seconds | None = None
+
+
+class RoutineInstance(Event):
+    """One observed occurrence of a routine: its events in routine-step order (None for a missing step)."""
+
+    event_ids: list[str | None]
+    values: list[str | None]
+    start: AwareDatetime
+    end: AwareDatetime
+    step_durations_seconds: list[float | None] = Field(default_factory=list)
+
+
+class ScoreBreakdown(Event):
+    """Each factor is in [0, 1]; `weights` says how they combine into the 0-100 potential."""
+
+    frequency: float = Field(ge=0, le=1)
+    time_cost: float = Field(ge=0, le=1)
+    regularity: float = Field(ge=0, le=1)
+    determinism: float = Field(ge=0, le=1)
+    variability: float = Field(ge=0, le=1)
+    length: float = Field(ge=0, le=1)
+    weights: dict[str, float] = Field(default_factory=dict)
+
+
+class Candidate(Event):
+    schema_version: Literal[1] = 1
+    candidate_id: Id
+    version: int = Field(ge=1, description="grows as evidence for the same routine grows")
+    user_id: Id = Field(description="the user, or the team for cross-user candidates")
+    routine: list[str] = Field(min_length=1, description="ordered action labels")
+    steps: list[RoutineStep] = Field(min_length=1)
+    occurrences: int = Field(ge=1)
+    instances: list[RoutineInstance] = Field(default_factory=list, description="most recent instances")
+    score: float = Field(ge=0, le=100)
+    breakdown: ScoreBreakdown
+    mean_duration_seconds: Seconds
+    observed_hours_per_year: Seconds
+    estimated_hours_saved_per_year: Seconds
+    rank: int = Field(ge=1)
+    priority: Literal["high", "medium", "low"]
+    first_seen: AwareDatetime
+    last_seen: AwareDatetime
+    updated_at: AwareDatetime
+
+
+# --------------------------------------------------------------------------------------------------
+# automations
+# --------------------------------------------------------------------------------------------------
+
+Language = Literal["python", "bash", "applescript"]
+Lifecycle = Literal["generated", "testing", "verified", "rejected", "active", "retired"]
+
+
+class GeneratedSource(Event):
+    language: Language
+    source: str
+    supported: bool = Field(description="False when a step cannot be expressed in this language")
+    unsupported_steps: list[str] = Field(default_factory=list)
+    static_check: str = Field(description="'ok' or the checker's error")
+
+
+class ExpectedAction(Event):
+    action_type: str
+    target: Target = Field(default_factory=Target)
+    value: str | None = None
+
+
+class TestCase(Event):
+    """A held-out observed instance: given these inputs the automation must do exactly these actions."""
+
+    case_id: Id
+    inputs: dict[str, str]
+    environment: dict[str, Any] = Field(
+        default_factory=dict, description="simulated world state: spreadsheet cells, files, form fields"
+    )
+    expected: list[ExpectedAction]
+
+
+class Automation(Event):
+    schema_version: Literal[1] = 1
+    automation_id: Id
+    version: int = Field(ge=1)
+    candidate_id: Id
+    candidate_version: int = Field(ge=1)
+    user_id: Id
+    name: str
+    generator_version: str
+    template_version: str
+    state: Lifecycle
+    state_reason: str | None = None
+    plan: list[dict[str, Any]] = Field(description="the target-neutral step plan rendered to each language")
+    parameters: list[str] = Field(default_factory=list)
+    sources: dict[str, GeneratedSource]
+    test_cases: list[TestCase] = Field(default_factory=list)
+    created_at: AwareDatetime
+
+
+# --------------------------------------------------------------------------------------------------
+# test-results and metrics
+# --------------------------------------------------------------------------------------------------
+
+StopReason = Literal[
+    "exited", "timeout", "cpu", "memory", "pids", "output", "disk", "seccomp", "network", "signal",
+    "unsupported", "setup",
+]
+Verdict = Literal["passed", "failed", "error", "unsupported"]
+
+
+class TestResult(Event):
+    schema_version: Literal[1] = 1
+    result_id: Id
+    automation_id: Id
+    version: int = Field(ge=1)
+    case_id: str | None = None
+    language: Language
+    verdict: Verdict
+    passed: bool
+    exit_code: int | None = None
+    signal: int | None = None
+    stop_reason: StopReason
+    detail: str = ""
+    wall_seconds: Seconds
+    cpu_seconds: Seconds
+    peak_memory_bytes: int = Field(ge=0)
+    output_bytes: int = Field(ge=0)
+    mismatches: list[str] = Field(default_factory=list, max_length=50)
+    started_at: AwareDatetime
+    runner: str = ""
+
+
+class StepTiming(Event):
+    step: int = Field(ge=0)
+    label: str
+    duration_seconds: Seconds
+
+
+class RunMetric(Event):
+    """One run of an automation, by a production runner or the sandbox."""
+
+    schema_version: Literal[1] = 1
+    run_id: Id
+    automation_id: Id
+    version: int = Field(ge=1)
+    source: Literal["sandbox", "production"]
+    started_at: AwareDatetime
+    duration_seconds: Seconds
+    success: bool
+    cpu_seconds: Seconds | None = None
+    peak_memory_bytes: int | None = Field(default=None, ge=0)
+    steps: list[StepTiming] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------
+# anomalies, reports, dead letters
+# --------------------------------------------------------------------------------------------------
+
+
+class Anomaly(Event):
+    schema_version: Literal[1] = 1
+    anomaly_id: Id
+    automation_id: Id
+    signal: NonEmpty = Field(description="duration_seconds, failure_ratio, cpu_seconds, peak_memory_bytes, ...")
+    score: float = Field(ge=0, le=1)
+    severity: Literal["info", "warning", "critical"]
+    observed: float
+    expected_low: float
+    expected_high: float
+    detected_at: AwareDatetime
+    observed_at: AwareDatetime
+    detector: str
+    explanation: str
+
+
+class OptimizationReport(Event):
+    """The periodic report; sections are plain JSON objects documented in docs/workflow.md."""
+
+    schema_version: Literal[1] = 1
+    report_id: Id
+    generated_at: AwareDatetime
+    period_start: AwareDatetime | None = None
+    period_end: AwareDatetime | None = None
+    top_candidates: list[dict[str, Any]] = Field(default_factory=list)
+    automations: list[dict[str, Any]] = Field(default_factory=list)
+    bottlenecks: list[dict[str, Any]] = Field(default_factory=list)
+    parallelization: list[dict[str, Any]] = Field(default_factory=list)
+    caching: list[dict[str, Any]] = Field(default_factory=list)
+    optimization_score: float | None = Field(default=None, ge=0, le=100)
+    anomalies: list[dict[str, Any]] = Field(default_factory=list)
+    efficiency: dict[str, Any] = Field(default_factory=dict, description="time saved, ROI, trends")
+
+
+class DeadLetter(Event):
+    """An event that could not be accepted, kept whole: the original bytes are base64 in `payload_b64`."""
+
+    schema_version: Literal[1] = 1
+    source_topic: NonEmpty
+    reason: str
+    field: str | None = None
+    payload_b64: str
+    key_b64: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    received_at: AwareDatetime
+    agent: str
+
+    @property
+    def payload(self) -> bytes:
+        return base64.b64decode(self.payload_b64)
+
+
+# --------------------------------------------------------------------------------------------------
+# registry and codec
+# --------------------------------------------------------------------------------------------------
+
+E = TypeVar("E", bound=Event)
+
+SCHEMAS: dict[str, type[Event]] = {
+    "UserAction": UserAction,
+    "Candidate": Candidate,
+    "Automation": Automation,
+    "TestResult": TestResult,
+    "RunMetric": RunMetric,
+    "Anomaly": Anomaly,
+    "OptimizationReport": OptimizationReport,
+    "DeadLetter": DeadLetter,
+}
+
+
+def encode(event: Event) -> bytes:
+    return event.model_dump_json(exclude_none=False).encode()
+
+
+def _reason(err: PydanticValidationError) -> tuple[str, str | None]:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return (f"{loc or '<event>'}: {first.get('msg', 'invalid')}{more}", loc or None)
+
+
+def decode(model: type[E], payload: bytes | str | dict[str, Any]) -> E:
+    """Parse and validate one event, raising `rote.errors.ValidationError` with a readable reason."""
+    try:
+        if isinstance(payload, dict):
+            return model.model_validate(payload)
+        if isinstance(payload, bytes):
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValidationError(f"payload is not UTF-8: {exc.reason} at byte {exc.start}") from None
+        else:
+            text = payload
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"payload is not JSON: {exc.msg} at line {exc.lineno} col {exc.colno}") from None
+        if not isinstance(data, dict):
+            raise ValidationError(f"payload is a JSON {type(data).__name__}, expected an object")
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        reason, field = _reason(exc)
+        raise ValidationError(reason, field=field) from None
+
+
+def json_schema(model: type[Event]) -> dict[str, Any]:
+    schema = model.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    version = model.model_fields.get("schema_version")
+    if version is not None:
+        schema["$id"] = f"https://rote.dev/schemas/{model.__name__}.v{version.default}.json"
+    return schema
