@@ -114,6 +114,10 @@ class RoutineInstance(Event):
     start: AwareDatetime
     end: AwareDatetime
     step_durations_seconds: list[float | None] = Field(default_factory=list)
+    targets: list[Target | None] = Field(
+        default_factory=list,
+        description="optional: each step's target in this instance (cells and files vary per instance)",
+    )
 
 
 class ScoreBreakdown(Event):
