@@ -7,9 +7,34 @@ detail lives in the registry and the reports, not in label sets that would grow 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final, get_args
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    start_http_server,
+)
+
+from rote.streams.schemas import Language, Lifecycle, StopReason, Verdict
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# Process CPU, memory, open fds and start time: the dashboards' resource panels and `up`-style checks
+# need them from every rote process, and they are free (read from /proc).
+REGISTRY.register(PROCESS_COLLECTOR)
+REGISTRY.register(PLATFORM_COLLECTOR)
+
+#: Where `rote run` (the worker) serves /metrics unless told otherwise; the sandbox runner uses the next port.
+DEFAULT_METRICS_PORT: Final = 9820
+DEFAULT_SANDBOX_METRICS_PORT: Final = 9821
 
 BUILD_INFO = Info("rote_build", "Version of rote serving these metrics.", registry=REGISTRY)
 
@@ -63,9 +88,9 @@ CANDIDATES = Gauge(
     ["score_band"],
     registry=REGISTRY,
 )
-CANDIDATE_HOURS_SAVED_PER_YEAR = Gauge(
-    "rote_candidate_hours_saved_per_year",
-    "Estimated hours per year the current candidates would save if automated.",
+CANDIDATE_YEARLY_SAVINGS_SECONDS = Gauge(
+    "rote_candidate_yearly_savings_seconds",
+    "Estimated seconds per year the current candidates would save if automated (base unit, not hours).",
     registry=REGISTRY,
 )
 AUTOMATIONS = Gauge(
@@ -149,3 +174,193 @@ def score_band(score: float) -> str:
     if score >= 25:
         return "25-50"
     return "0-25"
+
+
+# --------------------------------------------------------------------------------------------------
+# Label vocabularies. Every label value rote emits comes from one of these closed sets, so the number
+# of series is bounded no matter how many users, routines or automations there are.
+# --------------------------------------------------------------------------------------------------
+
+SCORE_BANDS: Final = ("0-25", "25-50", "50-75", "75-100")
+LIFECYCLE_STATES: Final[tuple[str, ...]] = get_args(Lifecycle)
+LANGUAGES: Final[tuple[str, ...]] = get_args(Language)
+VERDICTS: Final[tuple[str, ...]] = get_args(Verdict)
+STOP_REASONS: Final[tuple[str, ...]] = get_args(StopReason)
+SEVERITIES: Final = ("info", "warning", "critical")
+#: The signals the performance monitor watches (the Anomaly.signal values).
+ANOMALY_SIGNALS: Final = ("duration_seconds", "failure_ratio", "cpu_seconds", "peak_memory_bytes")
+RUN_SOURCES: Final = ("sandbox", "production")
+RUN_OUTCOMES: Final = ("success", "failure")
+#: Kinds of ingress fault; the full reason text goes to the dead-letter topic, only the kind to a label.
+DEAD_LETTER_REASONS: Final = ("encoding", "json", "not_object", "missing_field", "invalid_field", "other")
+#: Topics producers write from outside rote: the ones validated at ingress and dead-lettered.
+INGRESS_TOPICS: Final = ("user-actions", "metrics")
+
+
+def run_outcome(success: bool) -> str:
+    return "success" if success else "failure"
+
+
+def dead_letter_reason(reason: str) -> str:
+    """Map a `ValidationError.reason` (free text that may quote the payload) onto a closed label value.
+
+    The text is useful to a person reading the dead-letter topic but would give every malformed event
+    its own series; the kind is what an alert or a dashboard needs.
+    """
+    text = reason.lower()
+    if "not utf-8" in text:
+        return "encoding"
+    if "not json" in text:
+        return "json"
+    if "expected an object" in text:
+        return "not_object"
+    if "field required" in text:
+        return "missing_field"
+    if ":" in text:
+        return "invalid_field"
+    return "other"
+
+
+def init_known_series(
+    *,
+    ingress_topics: Iterable[str] = INGRESS_TOPICS,
+    sandbox_languages: Iterable[str] = LANGUAGES,
+) -> None:
+    """Create every series of the closed label sets at zero.
+
+    Why: a series that first appears with value 1 has no earlier sample, so `rate`/`increase` in
+    Prometheus see no increase and an alert on the first dead letter or anomaly would never fire; a
+    panel over a missing series also reads "No data" instead of 0. Call once at process start.
+    """
+    for topic in ingress_topics:
+        for reason in DEAD_LETTER_REASONS:
+            DEAD_LETTERS.labels(topic=topic, reason=reason)
+    for band in SCORE_BANDS:
+        CANDIDATES.labels(score_band=band).set(0)
+    for state in LIFECYCLE_STATES:
+        AUTOMATIONS.labels(state=state).set(0)
+    for language in sandbox_languages:
+        for verdict in VERDICTS:
+            for stop_reason in STOP_REASONS:
+                SANDBOX_RUNS.labels(language=language, verdict=verdict, stop_reason=stop_reason)
+    for source in RUN_SOURCES:
+        for outcome in RUN_OUTCOMES:
+            AUTOMATION_RUNS.labels(source=source, outcome=outcome)
+    for severity in SEVERITIES:
+        for signal in ANOMALY_SIGNALS:
+            ANOMALIES.labels(severity=severity, signal=signal)
+
+
+def set_gauge_by_label(gauge: Gauge, counts: Mapping[str, float], known: Iterable[str]) -> None:
+    """Set a one-label gauge from a full snapshot: values not in `counts` drop to 0, not to stale."""
+    for value in known:
+        gauge.labels(value).set(counts.get(value, 0.0))
+    for value, count in counts.items():
+        gauge.labels(value).set(count)
+
+
+# --------------------------------------------------------------------------------------------------
+# Consumer lag
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartitionOffsets:
+    """One partition's positions as a consumer group sees them.
+
+    `committed` is None when the group has committed nothing there yet; it then reads from
+    `log_start` (auto.offset.reset=earliest, as rote's agents are configured), so all of that is lag.
+    """
+
+    topic: str
+    partition: int
+    log_end: int
+    committed: int | None
+    log_start: int = 0
+
+
+def lag_by_topic(partitions: Iterable[PartitionOffsets]) -> dict[str, int]:
+    """Sum per-partition lag into per-topic lag; a position past the end (truncation race) counts 0."""
+    lags: dict[str, int] = {}
+    for p in partitions:
+        position = p.log_start if p.committed is None else p.committed
+        lags[p.topic] = lags.get(p.topic, 0) + max(p.log_end - position, 0)
+    return lags
+
+
+_lag_topics: dict[str, set[str]] = {}
+_lag_lock = threading.Lock()
+
+
+def record_consumer_lag(group: str, lags: Mapping[str, int]) -> None:
+    """Publish one group's lag snapshot; topics the group no longer reads are removed, not left frozen."""
+    with _lag_lock:
+        previous = _lag_topics.get(group, set())
+        for topic in previous - set(lags):
+            CONSUMER_LAG.remove(topic, group)
+        for topic, lag in lags.items():
+            CONSUMER_LAG.labels(topic=topic, group=group).set(lag)
+        _lag_topics[group] = set(lags)
+
+
+# --------------------------------------------------------------------------------------------------
+# Exposition
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsServer:
+    """A running /metrics endpoint; `port` is the bound port (useful when asked for port 0)."""
+
+    server: WSGIServer
+    thread: threading.Thread
+    addr: str
+    port: int
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def _sandbox_registry() -> CollectorRegistry:
+    """What the standalone sandbox runner exports: its own metrics, not the worker's unlabelled gauges.
+
+    Why a second registry: a gauge without labels is always exposed, so a sandbox runner serving the
+    whole REGISTRY would report `rote_roi_ratio 0` beside the worker's real value and poison every
+    `max()`/`min()` over jobs. The same metric objects are registered in both registries.
+    """
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in (
+        PROCESS_COLLECTOR,
+        PLATFORM_COLLECTOR,
+        BUILD_INFO,
+        EVENTS_CONSUMED,
+        EVENTS_PRODUCED,
+        DEAD_LETTERS,
+        CONSUMER_LAG,
+        PROCESSING_SECONDS,
+        EVENT_AGE_SECONDS,
+        LAST_EVENT_TIMESTAMP,
+        SANDBOX_RUNS,
+        SANDBOX_RUN_SECONDS,
+    ):
+        registry.register(collector)
+    return registry
+
+
+SANDBOX_REGISTRY: Final = _sandbox_registry()
+
+
+def serve(
+    port: int = DEFAULT_METRICS_PORT, addr: str = "0.0.0.0", *, registry: CollectorRegistry = REGISTRY
+) -> MetricsServer:
+    """Serve a registry over HTTP on a daemon thread (prometheus_client's own server).
+
+    The worker and `rote run` serve `REGISTRY`; the standalone sandbox runner passes `SANDBOX_REGISTRY`.
+    """
+    from rote import __version__
+
+    BUILD_INFO.info({"version": __version__})
+    server, thread = start_http_server(port, addr=addr, registry=registry)
+    return MetricsServer(server=server, thread=thread, addr=addr, port=int(server.server_port))
