@@ -95,12 +95,26 @@ class AnomalyLikelihood:
             self._estimate()
         return 1.0 - normal_tail(self.zscore(avg))
 
+    def peek_z(self, raw: float) -> float:
+        """The z-score `update(raw)` would see, without learning `raw` (for pure scoring)."""
+        n = len(self._recent)
+        total = self._recent_sum + raw
+        if n == self._recent.maxlen:
+            total -= self._recent[0]
+        else:
+            n += 1
+        return self.zscore(total / n)
+
     def zscore(self, avg: float | None = None) -> float:
         """Standardised smoothed score: how many estimated deviations above this stream's normal."""
         value = self.smoothed() if avg is None else avg
         return (value - self._mean) / self._std
 
     def _estimate(self) -> None:
+        if self._seen % self.config.history < self.config.reestimate:
+            # Running sums drift with float error over a long life; re-add them exactly now and then.
+            self._hist_sum = math.fsum(self._history)
+            self._hist_sq = math.fsum(v * v for v in self._history)
         n = len(self._history)
         mean = self._hist_sum / n
         var = max(self._hist_sq / n - mean * mean, 0.0)

@@ -1,14 +1,19 @@
-"""Online detectors for one numeric stream: raw surprise signals, calibrated per stream, fused.
+"""Online detector for one numeric stream: raw surprise signals, calibrated per stream, fused.
 
 Why several signals: the anomalies ops care about look different. A slowdown is a level shift (the
-slow mean drifts away), a hang is a spike (the fast forecast misses badly), a run at 3 am that
-takes as long as a run at noon is only odd against the daily profile, and a value outside anything
-seen so far is suspicious whatever the statistics say. Each signal is a raw score on its own scale;
-`AnomalyLikelihood` re-expresses each as a per-stream tail probability, and the fused output is the
-most confident of them on HTM's log scale, so one threshold works for every stream.
+value leaves the long-run level by many spreads), a run at 3 am that takes as long as a run at noon is
+only odd against the daily profile, a hang is a spike the short forecast misses, and a value outside
+anything seen so far is suspicious whatever the statistics say.
 
-State is plain Python plus River's `stats` objects, all of which pickle, so `checkpoint()` /
-`restore()` are just pickle round trips.
+Why calibrate twice: each raw signal is first turned into a per-stream z-score of its short moving
+average (`AnomalyLikelihood`, HTM's anomaly-likelihood idea), and that z is then divided by the
+largest z this stream has produced recently (a slowly forgetting record). The ratio is what makes one
+threshold fit every stream: a noisy stream that routinely reaches z = 12 needs z > 12 to alarm, a calm
+one alarms at its first real surprise. A new extreme of the raw value adds one record's worth, so a
+value outside the seen range is an alarm on its own (HTM's "spatial anomaly" on NAB).
+
+Tuned on the NAB development set only (one configuration for every file); see docs/anomalies.md.
+State is plain Python plus River `stats` objects, all of which pickle.
 """
 
 from __future__ import annotations
@@ -28,47 +33,54 @@ class DetectorError(RoteError):
     """A detector was fed something it cannot learn from (non-finite value, time going backwards)."""
 
 
+COMPONENTS = ("forecast", "level", "season")
+
+
 @dataclass(frozen=True, kw_only=True)
 class DetectorConfig:
     """One configuration for every stream (NAB forbids per-file tuning, and so does ops reality).
 
     fast_alpha: weight of the newest value in the one-step forecast (an exponentially weighted mean).
-    slow_alpha: weight of the newest value in the long-run level and spread.
-    season_slots: time-of-day slots per day for the daily profile; weekly adds day-of-week.
-    season_alpha: how fast a slot's profile follows change.
-    season_min: observations a slot needs before its residual is trusted.
+    slow_alpha: weight of the newest value in the long-run level and spread; slow enough to stay put
+        through an incident, fast enough to follow a trend over a few hundred observations.
+    season_slots: time-of-day slots per day for the daily profile (slots come from timestamps, so
+        irregular sampling is fine); `weekly` keys slots by day of week as well.
+    season_alpha: how fast a slot's profile follows change; season_min: observations a slot needs
+        before its residual is trusted.
     spatial_tolerance: a value beyond the seen [min, max] by this fraction of the range is a new extreme.
     warmup: observations before any non-zero score (cold start).
-    suppress: after an alarm-level output, outputs below `alarm` are held down for this many
-        observations so one incident yields one alert, not a storm.
+    record_decay: per-observation forgetting of the record z (0.9998: half-life ~3500 observations).
+    components: which of forecast / level / season residuals take part (spatial always does).
     """
 
-    fast_alpha: float = 0.5
+    fast_alpha: float = 0.2
     slow_alpha: float = 0.01
     season_slots: int = 48
     weekly: bool = False
     season_alpha: float = 0.1
     season_min: int = 5
-    spatial_tolerance: float = 0.05
+    spatial_tolerance: float = 0.0
     warmup: int = 150
-    likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
-    alarm: float = 0.5
-    z_weight: float = 1.0
-    z_half: float = 6.0
-    spatial_bonus: float = 6.0
-    suppress: int = 0
+    record_decay: float = 0.9998
+    components: tuple[bool, bool, bool] = (False, True, True)
+    likelihood: LikelihoodConfig = field(default_factory=lambda: LikelihoodConfig(averaging=5, learning=150))
 
 
 _EPS = 1e-9
+_CAP = 50.0
 
 
 class StreamDetector:
-    """River-style detector for one stream: `score_one` then `learn_one`, or `update` for both."""
+    """River-style detector for one stream: `score_one` (pure), `learn_one`, or `update` for both.
+
+    Scores are in [0, 1): 0.5 means "as surprising as the most surprising thing recently seen", and
+    the NAB-optimal threshold sits near 0.74 (see docs/anomalies.md).
+    """
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = cfg = config or DetectorConfig()
         self._fast = stats.EWMean(cfg.fast_alpha)
-        self._fast_err = stats.EWMean(cfg.slow_alpha * 5)
+        self._fast_err = stats.EWMean(min(1.0, cfg.slow_alpha * 5))
         self._slow = stats.EWMean(cfg.slow_alpha)
         self._slow_var = stats.EWVar(cfg.slow_alpha)
         slots = cfg.season_slots * (7 if cfg.weekly else 1)
@@ -79,41 +91,58 @@ class StreamDetector:
         self._hi = -math.inf
         self._n = 0
         self._last_at: float | None = None
-        self._cal = [AnomalyLikelihood(cfg.likelihood) for _ in range(3)]
-        self._quiet = 0
-        self.last_components: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+        self._cal = [AnomalyLikelihood(cfg.likelihood) for _ in COMPONENTS]
+        self._zmax = [0.0] * len(COMPONENTS)
+        #: per-component record ratios and the spatial flag of the last scored observation
+        self.last_components: dict[str, float] = {}
+
+    @property
+    def n_seen(self) -> int:
+        return self._n
 
     # ---- river-style API -------------------------------------------------------------------------
 
-    def update(self, value: float, at: datetime | float) -> float:
-        """Score `value` observed at `at` against the past, learn it, and return the fused score."""
-        if not math.isfinite(value):
-            raise DetectorError(f"value must be finite, got {value!r}")
-        t = at.timestamp() if isinstance(at, datetime) else float(at)
-        if self._last_at is not None and t < self._last_at:
-            raise DetectorError("observations must arrive in time order")
-        cfg = self.config
+    def score_one(self, value: float, at: datetime | float) -> float:
+        """Score without learning: what `update` would return, leaving the state untouched."""
+        t = self._check(value, at)
+        raws = self._raw(value, t)
+        zs = [cal.peek_z(r) if cal.ready else 0.0 for cal, r in zip(self._cal, raws, strict=True)]
+        return self._fuse(zs, self._spatial(value), learn=False)
+
+    def learn_one(self, value: float, at: datetime | float) -> None:
+        t = self._check(value, at)
         raws = self._raw(value, t)
         zs = []
         for cal, r in zip(self._cal, raws, strict=True):
             cal.update(r)
             zs.append(cal.zscore() if cal.ready else 0.0)
-        spatial = self._spatial(value)
+        if self._n >= self.config.warmup:
+            self._remember_records(zs)
         self._learn(value, t)
-        if self._n <= cfg.warmup:
-            self.last_components = (0.0, 0.0, 0.0, 0.0)
-            return 0.0
-        fused = max(zs) * cfg.z_weight + (cfg.spatial_bonus if spatial else 0.0)
-        out = fused / (fused + cfg.z_half) if fused > 0 else 0.0
-        self.last_components = (zs[0], zs[1], zs[2], 1.0 if spatial else 0.0)
-        if cfg.suppress:
-            if out >= cfg.alarm:
-                if self._quiet > 0:
-                    out = min(out, cfg.alarm * 0.99)
-                self._quiet = cfg.suppress
-            elif self._quiet > 0:
-                self._quiet -= 1
+
+    def update(self, value: float, at: datetime | float) -> float:
+        """Score `value` observed at `at` against the past, then learn it; returns the score."""
+        t = self._check(value, at)
+        raws = self._raw(value, t)
+        zs = []
+        for cal, r in zip(self._cal, raws, strict=True):
+            cal.update(r)
+            zs.append(cal.zscore() if cal.ready else 0.0)
+        out = self._fuse(zs, self._spatial(value), learn=True)
+        self._learn(value, t)
         return out
+
+    def expected_range(self, at: datetime | float, *, width: float = 3.0) -> tuple[float, float]:
+        """The band a normal value at `at` falls in: the daily profile where trusted, else the level."""
+        t = at.timestamp() if isinstance(at, datetime) else float(at)
+        slot = self._slot(t)
+        spread = math.sqrt(max(self._slow_var.get(), 0.0))
+        if self.config.components[2] and self._season_n[slot] >= self.config.season_min:
+            centre = self._season_mean[slot]
+            spread = min(spread, 1.25 * self._season_dev[slot] + 0.1 * self._fast_err.get())
+        else:
+            centre = self._slow.get()
+        return (centre - width * spread, centre + width * spread)
 
     def checkpoint(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
@@ -127,31 +156,55 @@ class StreamDetector:
 
     # ---- internals --------------------------------------------------------------------------------
 
+    def _check(self, value: float, at: datetime | float) -> float:
+        if not math.isfinite(value):
+            raise DetectorError(f"value must be finite, got {value!r}")
+        t = at.timestamp() if isinstance(at, datetime) else float(at)
+        if self._last_at is not None and t < self._last_at:
+            raise DetectorError("observations must arrive in time order")
+        return t
+
+    def _fuse(self, zs: list[float], spatial: bool, *, learn: bool) -> float:
+        cfg = self.config
+        if self._n < cfg.warmup:
+            if learn:
+                self.last_components = {}
+            return 0.0
+        ratios = [z / m if m > 0 else 0.0 for z, m in zip(zs, self._zmax, strict=True)]
+        if learn:
+            self._remember_records(zs)
+            self.last_components = dict(zip(COMPONENTS, ratios, strict=True))
+            self.last_components["spatial"] = 1.0 if spatial else 0.0
+        fused = max((r for r, on in zip(ratios, cfg.components, strict=True) if on), default=0.0)
+        fused += 1.0 if spatial else 0.0
+        return fused / (fused + 1.0) if fused > 0 else 0.0
+
+    def _remember_records(self, zs: list[float]) -> None:
+        decay = self.config.record_decay
+        self._zmax = [max(m * decay, z) for m, z in zip(self._zmax, zs, strict=True)]
+
     def _slot(self, t: float) -> int:
         cfg = self.config
         day = t / 86400.0
         slot = int((day - math.floor(day)) * cfg.season_slots)
         if cfg.weekly:
-            weekday = (int(math.floor(day)) + 3) % 7  # 1970-01-01 was a Thursday
+            weekday = (math.floor(day) + 3) % 7  # 1970-01-01 was a Thursday
             slot += weekday * cfg.season_slots
         return slot
 
     def _raw(self, x: float, t: float) -> tuple[float, float, float]:
         if self._n == 0:
             return (0.0, 0.0, 0.0)
-        forecast = self._fast.get()
-        err = abs(x - forecast)
+        err = abs(x - self._fast.get())
         typical_err = self._fast_err.get()
-        pred = err / (typical_err + _EPS) if typical_err > 0 else (0.0 if err == 0 else 10.0)
+        forecast = _ratio(err, typical_err)
         std = math.sqrt(max(self._slow_var.get(), 0.0))
-        level = abs(x - self._slow.get()) / (std + _EPS) if std > 0 else (0.0 if err == 0 else 10.0)
+        level = _ratio(abs(x - self._slow.get()), std)
         slot = self._slot(t)
         season = 0.0
         if self._season_n[slot] >= self.config.season_min:
-            dev = self._season_dev[slot] + 0.1 * typical_err
-            resid = abs(x - self._season_mean[slot])
-            season = resid / (dev + _EPS) if dev > 0 else (0.0 if resid == 0 else 10.0)
-        return (min(pred, 50.0), min(level, 50.0), min(season, 50.0))
+            season = _ratio(abs(x - self._season_mean[slot]), self._season_dev[slot] + 0.1 * typical_err)
+        return (forecast, level, season)
 
     def _spatial(self, x: float) -> bool:
         if self._n < self.config.warmup:
@@ -171,11 +224,17 @@ class StreamDetector:
         if self._season_n[slot] == 0:
             self._season_mean[slot] = x
         else:
-            resid = abs(x - self._season_mean[slot])
-            self._season_dev[slot] += a * (resid - self._season_dev[slot])
+            self._season_dev[slot] += a * (abs(x - self._season_mean[slot]) - self._season_dev[slot])
             self._season_mean[slot] += a * (x - self._season_mean[slot])
         self._season_n[slot] += 1
         self._lo = min(self._lo, x)
         self._hi = max(self._hi, x)
         self._n += 1
         self._last_at = t
+
+
+def _ratio(deviation: float, scale: float) -> float:
+    """Deviation in units of scale, capped; a deviation on a perfectly flat stream counts as large."""
+    if scale > _EPS:
+        return min(deviation / scale, _CAP)
+    return 0.0 if deviation <= _EPS else 10.0
