@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from rote.dashboards import k8s_rules
 
 from rote.errors import RoteError
 
@@ -50,7 +51,7 @@ def _number_panels(data: dict[str, Any]) -> None:
 
 
 def build(out_dir: Path = JSON_DIR) -> list[Path]:
-    """Write every dashboard's JSON and remove JSON files of dashboards that no longer exist."""
+    """Write every dashboard's JSON (and, in a checkout, the rules ConfigMap); prune removed dashboards."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rendered = render()
     written: list[Path] = []
@@ -61,6 +62,9 @@ def build(out_dir: Path = JSON_DIR) -> list[Path]:
     for old in out_dir.glob("*.json"):
         if old.stem not in rendered:
             old.unlink()
+    if out_dir == JSON_DIR and k8s_rules.available():
+        k8s_rules.CONFIGMAP.write_text(k8s_rules.render(), encoding="utf-8")
+        written.append(k8s_rules.CONFIGMAP)
     return written
 
 
@@ -78,6 +82,10 @@ def stale(out_dir: Path = JSON_DIR) -> list[str]:
         for extra in sorted(out_dir.glob("*.json")):
             if extra.stem not in rendered:
                 problems.append(f"{extra.name}: no dashboard in the code builds it")
+    if out_dir == JSON_DIR and k8s_rules.available():
+        cm = k8s_rules.CONFIGMAP
+        if not cm.exists() or cm.read_text(encoding="utf-8") != k8s_rules.render():
+            problems.append(f"{cm.name}: differs from deploy/prometheus/rules")
     return problems
 
 

@@ -32,9 +32,11 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 REGISTRY.register(PROCESS_COLLECTOR)
 REGISTRY.register(PLATFORM_COLLECTOR)
 
-#: Where `rote run` (the worker) serves /metrics unless told otherwise; the sandbox runner uses the next port.
-DEFAULT_METRICS_PORT: Final = 9820
-DEFAULT_SANDBOX_METRICS_PORT: Final = 9821
+#: Where the worker / `rote run` serves /metrics unless told otherwise (same default as
+#: `rote.config.Settings.metrics_port`, env ROTE_METRICS_PORT); the standalone sandbox runner uses the
+#: next port.
+DEFAULT_METRICS_PORT: Final = 9464
+DEFAULT_SANDBOX_METRICS_PORT: Final = 9465
 
 BUILD_INFO = Info("rote_build", "Version of rote serving these metrics.", registry=REGISTRY)
 
