@@ -1,0 +1,440 @@
+"""What automation has really saved: manual baselines against measured runs, costs, ROI and trends.
+
+Accounting rules (docs/workflow.md, "Efficiency"):
+
+- The manual baseline of a routine is the median duration of the user's own observed instances (the
+  median, because real instances include coffee breaks that a mean would book as savings).
+- Only successful production runs save time: baseline − run duration each. A failed production run saves
+  nothing (the person still does the work) but its machine time is paid for.
+- Sandbox runs and test results are tests, not work: they cost (machine time) and never count as savings.
+  A sandbox run's duration is used only to *project* the saving of an automation not yet in production.
+- Costs: every automation version built costs `build_cost_hours` of a person; test and run machine time
+  at their per-second prices; optional monthly maintenance while the automation exists.
+- ROI = (value of time saved − total cost) / total cost.
+
+Savings are recomputed from the current baselines on every summary (not booked at run time), so a
+baseline that firms up as more instances are observed corrects all past runs consistently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from rote.efficiency.cost import CostModel
+from rote.errors import ConfigError
+from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrendConfig:
+    #: Window of the rolling mean, in successful production runs.
+    rolling_runs: int = 10
+    #: Smoothing of the exponentially weighted moving average (weight of the newest run).
+    ewma_alpha: float = 0.3
+    #: The time series in the report is thinned to at most this many points (totals stay exact).
+    max_series_points: int = 240
+
+    def __post_init__(self) -> None:
+        if self.rolling_runs < 1 or not 0 < self.ewma_alpha <= 1 or self.max_series_points < 2:
+            raise ConfigError("need rolling_runs >= 1, 0 < ewma_alpha <= 1 and max_series_points >= 2")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoutineBaseline:
+    candidate_id: str
+    name: str
+    instances: int
+    median_seconds: float
+    mean_seconds: float
+    p90_seconds: float
+    source: Literal["instances", "candidate_mean"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutomationEfficiency:
+    automation_id: str
+    name: str
+    candidate_id: str | None
+    state: str | None
+    versions: int
+    baseline_seconds: float | None
+    production_runs: int
+    successful_runs: int
+    failed_runs: int
+    sandbox_runs: int
+    tests: int
+    tests_passed: int
+    automated_seconds: float | None
+    automated_from: Literal["production", "sandbox"] | None
+    time_saved_per_run_seconds: float | None
+    projected: bool
+    time_saved_seconds: float
+    value_saved: float
+    cost_build: float
+    cost_test: float
+    cost_run: float
+    cost_maintenance: float
+    cost_total: float
+    roi: float | None
+    speedup: float | None
+    ewma_saved_seconds: float | None
+    slope_saved_per_run: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EfficiencySummary:
+    currency: str
+    hourly_rate: float
+    baselines: list[RoutineBaseline]
+    automations: list[AutomationEfficiency]
+    production_runs: int
+    successful_runs: int
+    time_saved_seconds: float
+    hours_saved: float
+    value_saved: float
+    cost: dict[str, float]
+    roi: float | None
+    trends: dict[str, Any]
+    series: list[dict[str, Any]] = field(default_factory=list)
+    buckets: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def cost_total(self) -> float:
+        return self.cost["total"]
+
+    @property
+    def mean_baseline_seconds(self) -> float | None:
+        """Mean baseline over the routines that have an automation (what the baseline gauge shows)."""
+        vals = [a.baseline_seconds for a in self.automations if a.baseline_seconds is not None]
+        return float(np.mean(vals)) if vals else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "currency": self.currency,
+            "hourly_rate": self.hourly_rate,
+            "baselines": [b.to_dict() for b in self.baselines],
+            "automations": [a.to_dict() for a in self.automations],
+            "production_runs": self.production_runs,
+            "successful_runs": self.successful_runs,
+            "time_saved_seconds": self.time_saved_seconds,
+            "hours_saved": self.hours_saved,
+            "value_saved": self.value_saved,
+            "cost": dict(self.cost),
+            "roi": self.roi,
+            "mean_baseline_seconds": self.mean_baseline_seconds,
+            "trends": self.trends,
+            "series": self.series,
+            "buckets": self.buckets,
+        }
+
+
+def _finite(x: float | None) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _slope(y: np.ndarray, x: np.ndarray) -> float | None:
+    if y.size < 2 or float(np.ptp(x)) == 0:
+        return None
+    return _finite(float(np.polyfit(x, y, 1)[0]))
+
+
+class EfficiencyTracker:
+    """Accumulates the events that matter for savings and cost; `summary()` does the arithmetic.
+
+    State is dicts of tuples keyed by event id, so replays and duplicates (at-least-once delivery) count
+    once, and the whole object pickles.
+    """
+
+    def __init__(self, cost: CostModel | None = None, trend: TrendConfig | None = None) -> None:
+        self.cost = cost or CostModel()
+        self.trend = trend or TrendConfig()
+        self._instances: dict[str, dict[str, float]] = {}
+        self._fallback: dict[str, float] = {}
+        self._names: dict[str, str] = {}
+        self._candidate_version: dict[str, int] = {}
+        self._autos: dict[str, dict[str, Any]] = {}
+        self._tests: dict[str, tuple[str, int, float, bool]] = {}
+        self._runs: dict[str, tuple[str, int, str, datetime, float, bool]] = {}
+
+    # -- ingest ------------------------------------------------------------------------------------
+
+    def apply_candidate(self, c: Candidate) -> None:
+        seen = self._instances.setdefault(c.candidate_id, {})
+        for inst in c.instances:
+            ids = ",".join(e or "" for e in inst.event_ids)
+            key = f"{inst.start.isoformat()}|{inst.end.isoformat()}|{ids}"
+            seen[key] = max((inst.end - inst.start).total_seconds(), 0.0)
+        if c.version >= self._candidate_version.get(c.candidate_id, 0):
+            self._candidate_version[c.candidate_id] = c.version
+            self._fallback[c.candidate_id] = c.mean_duration_seconds
+            head = " → ".join(c.routine[:3])
+            more = f" … ({len(c.routine)} steps)" if len(c.routine) > 3 else ""
+            self._names[c.candidate_id] = head + more
+
+    def apply_automation(self, a: Automation) -> None:
+        rec = self._autos.setdefault(
+            a.automation_id,
+            {"candidate_id": a.candidate_id, "name": a.name, "state": a.state, "versions": set(),
+             "created_at": a.created_at, "version": 0},
+        )
+        rec["versions"].add(a.version)
+        rec["created_at"] = min(rec["created_at"], a.created_at)
+        if a.version >= rec["version"]:
+            rec.update(candidate_id=a.candidate_id, name=a.name, state=a.state, version=a.version)
+
+    def apply_test_result(self, r: TestResult) -> None:
+        self._tests[r.result_id] = (r.automation_id, r.version, r.wall_seconds, r.passed)
+
+    def apply_metric(self, m: RunMetric) -> None:
+        self._runs[m.run_id] = (
+            m.automation_id, m.version, m.source, m.started_at, m.duration_seconds, m.success
+        )
+
+    def extend(
+        self,
+        *,
+        candidates: Iterable[Candidate] = (),
+        automations: Iterable[Automation] = (),
+        test_results: Iterable[TestResult] = (),
+        runs: Iterable[RunMetric] = (),
+    ) -> EfficiencyTracker:
+        for c in candidates:
+            self.apply_candidate(c)
+        for a in automations:
+            self.apply_automation(a)
+        for t in test_results:
+            self.apply_test_result(t)
+        for m in runs:
+            self.apply_metric(m)
+        return self
+
+    # -- analysis ----------------------------------------------------------------------------------
+
+    def baselines(self) -> dict[str, RoutineBaseline]:
+        out = {}
+        for cid in sorted(set(self._instances) | set(self._fallback)):
+            durs = np.asarray(list(self._instances.get(cid, {}).values()), dtype=float)
+            if durs.size:
+                out[cid] = RoutineBaseline(
+                    candidate_id=cid, name=self._names.get(cid, cid), instances=int(durs.size),
+                    median_seconds=float(np.median(durs)), mean_seconds=float(durs.mean()),
+                    p90_seconds=float(np.percentile(durs, 90)), source="instances",
+                )
+            elif cid in self._fallback:
+                m = self._fallback[cid]
+                out[cid] = RoutineBaseline(
+                    candidate_id=cid, name=self._names.get(cid, cid), instances=0, median_seconds=m,
+                    mean_seconds=m, p90_seconds=m, source="candidate_mean",
+                )
+        return out
+
+    def _runs_frame(self, baselines: dict[str, RoutineBaseline]) -> pd.DataFrame:
+        cols = ["run_id", "automation_id", "version", "source", "started_at", "duration", "success"]
+        df = pd.DataFrame([(rid, *v) for rid, v in self._runs.items()], columns=cols)
+        if df.empty:
+            return df.assign(baseline=pd.Series(dtype=float), saved=pd.Series(dtype=float))
+        cand = {aid: rec["candidate_id"] for aid, rec in self._autos.items()}
+        base = {aid: baselines[c].median_seconds for aid, c in cand.items() if c in baselines}
+        df["started_at"] = pd.to_datetime(df["started_at"], utc=True)
+        df["baseline"] = df["automation_id"].map(base).astype(float)
+        prod_ok = (df["source"] == "production") & df["success"]
+        failed_prod = np.where(df["source"] == "production", 0.0, np.nan)
+        df["saved"] = np.where(prod_ok, df["baseline"] - df["duration"], failed_prod)
+        return df.sort_values(["started_at", "run_id"], kind="stable").reset_index(drop=True)
+
+    def summary(self, now: datetime | None = None) -> EfficiencySummary:
+        """All figures from the events seen so far; `now` bounds the maintenance period."""
+        cost = self.cost
+        baselines = self.baselines()
+        df = self._runs_frame(baselines)
+        tests = pd.DataFrame(
+            list(self._tests.values()), columns=["automation_id", "version", "wall", "passed"]
+        )
+        if now is None:
+            stamps = [rec["created_at"] for rec in self._autos.values()]
+            if not df.empty:
+                stamps.append(df["started_at"].max().to_pydatetime())
+            now = max(stamps) if stamps else datetime.now(UTC)
+
+        auto_ids = sorted(set(self._autos) | set(df["automation_id"]) | set(tests["automation_id"]))
+        per: list[AutomationEfficiency] = []
+        for aid in auto_ids:
+            per.append(self._automation_summary(aid, df, tests, baselines, now))
+
+        # Savings only exist where a baseline is known; runs of unknown routines still cost.
+        prod = df[df["source"] == "production"] if not df.empty else df
+        ok = prod[prod["success"] & prod["baseline"].notna()] if not prod.empty else prod
+        saved_total = float(ok["saved"].sum()) if not ok.empty else 0.0
+        value = saved_total * cost.per_person_second
+        cost_parts = {
+            "build": sum(a.cost_build for a in per),
+            "test": sum(a.cost_test for a in per),
+            "run": sum(a.cost_run for a in per),
+            "maintenance": sum(a.cost_maintenance for a in per),
+        }
+        cost_parts["total"] = sum(cost_parts.values())
+        roi = (value - cost_parts["total"]) / cost_parts["total"] if cost_parts["total"] > 0 else None
+        trends, series, buckets = self._trends(ok)
+        return EfficiencySummary(
+            currency=cost.currency,
+            hourly_rate=cost.hourly_rate,
+            baselines=list(baselines.values()),
+            automations=per,
+            production_runs=len(prod),
+            successful_runs=int(prod["success"].sum()) if not prod.empty else 0,
+            time_saved_seconds=saved_total,
+            hours_saved=saved_total / 3600.0,
+            value_saved=value,
+            cost=cost_parts,
+            roi=_finite(roi),
+            trends=trends,
+            series=series,
+            buckets=buckets,
+        )
+
+    def _automation_summary(
+        self, aid: str, df: pd.DataFrame, tests: pd.DataFrame, baselines: dict[str, RoutineBaseline],
+        now: datetime,
+    ) -> AutomationEfficiency:
+        cost = self.cost
+        rec = self._autos.get(aid)
+        runs = df[df["automation_id"] == aid] if not df.empty else df
+        prod = runs[runs["source"] == "production"] if not runs.empty else runs
+        sand = runs[runs["source"] == "sandbox"] if not runs.empty else runs
+        ok = prod[prod["success"]] if not prod.empty else prod
+        t = tests[tests["automation_id"] == aid]
+        cid = rec["candidate_id"] if rec else None
+        baseline = baselines[cid].median_seconds if cid in baselines else None
+        versions = set(rec["versions"]) if rec else set()
+        versions |= set(int(v) for v in runs["version"]) if not runs.empty else set()
+        versions |= set(int(v) for v in t["version"])
+
+        automated: float | None = None
+        automated_from: Literal["production", "sandbox"] | None = None
+        if not ok.empty:
+            automated, automated_from = float(ok["duration"].median()), "production"
+        else:
+            sand_ok = sand[sand["success"]] if not sand.empty else sand
+            if not sand_ok.empty:
+                automated, automated_from = float(sand_ok["duration"].median()), "sandbox"
+
+        saved_total = float(ok["saved"].sum()) if baseline is not None and not ok.empty else 0.0
+        per_run: float | None = None
+        projected = False
+        if baseline is not None and not ok.empty:
+            per_run = float(ok["saved"].mean())
+        elif baseline is not None and automated is not None:
+            per_run, projected = baseline - automated, True
+
+        c_build = len(versions) * cost.build_cost_hours * cost.hourly_rate
+        c_test = float(t["wall"].sum()) * cost.test_cost_per_run_seconds
+        c_run = float(prod["duration"].sum()) * cost.run_cost_per_second if not prod.empty else 0.0
+        c_maint = 0.0
+        if rec and cost.maintenance_hours_per_month > 0:
+            months = max((now - rec["created_at"]).total_seconds(), 0.0) / (30.4375 * 86400)
+            c_maint = months * cost.maintenance_hours_per_month * cost.hourly_rate
+        c_total = c_build + c_test + c_run + c_maint
+        value = saved_total * cost.per_person_second
+        ewma = slope = None
+        if baseline is not None and len(ok) >= 1:
+            saved = ok["saved"].to_numpy(dtype=float)
+            ewma = _finite(float(pd.Series(saved).ewm(alpha=self.trend.ewma_alpha).mean().iloc[-1]))
+            slope = _slope(saved, np.arange(saved.size, dtype=float))
+        return AutomationEfficiency(
+            automation_id=aid,
+            name=rec["name"] if rec else aid,
+            candidate_id=cid,
+            state=rec["state"] if rec else None,
+            versions=len(versions),
+            baseline_seconds=baseline,
+            production_runs=len(prod),
+            successful_runs=len(ok),
+            failed_runs=len(prod) - len(ok),
+            sandbox_runs=len(sand),
+            tests=len(t),
+            tests_passed=int(t["passed"].sum()) if len(t) else 0,
+            automated_seconds=automated,
+            automated_from=automated_from,
+            time_saved_per_run_seconds=per_run,
+            projected=projected,
+            time_saved_seconds=saved_total,
+            value_saved=value,
+            cost_build=c_build,
+            cost_test=c_test,
+            cost_run=c_run,
+            cost_maintenance=c_maint,
+            cost_total=c_total,
+            roi=_finite((value - c_total) / c_total) if c_total > 0 else None,
+            speedup=_finite(baseline / automated) if baseline is not None and automated else None,
+            ewma_saved_seconds=ewma,
+            slope_saved_per_run=slope,
+        )
+
+    def _trends(self, ok: pd.DataFrame) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Rolling window, EWMA and slope of the saving per run, and how runs compare with the baseline."""
+        if ok.empty:
+            return {"runs": 0}, [], []
+        cfg = self.trend
+        s = ok[["started_at", "saved", "duration", "baseline"]].copy()
+        s["cumulative"] = s["saved"].cumsum()
+        s["rolling"] = s["saved"].rolling(cfg.rolling_runs, min_periods=1).mean()
+        s["ewma"] = s["saved"].ewm(alpha=cfg.ewma_alpha).mean()
+        s["ratio"] = s["duration"] / s["baseline"]
+        days = (s["started_at"] - s["started_at"].iloc[0]).dt.total_seconds().to_numpy() / 86400.0
+        saved = s["saved"].to_numpy(dtype=float)
+        first = s["saved"].iloc[: cfg.rolling_runs].mean()
+        last = s["rolling"].iloc[-1]
+        trends: dict[str, Any] = {
+            "runs": len(s),
+            "rolling_window_runs": cfg.rolling_runs,
+            "ewma_alpha": cfg.ewma_alpha,
+            "mean_saved_per_run_seconds": float(saved.mean()),
+            "rolling_mean_saved_seconds": float(last),
+            "first_window_mean_saved_seconds": float(first),
+            "ewma_saved_seconds": float(s["ewma"].iloc[-1]),
+            "slope_saved_per_run": _slope(saved, np.arange(saved.size, dtype=float)),
+            "slope_saved_per_day": _slope(saved, days),
+            "vs_baseline": {
+                "mean_ratio": float(s["ratio"].mean()),
+                "rolling_ratio": float(s["ratio"].rolling(cfg.rolling_runs, min_periods=1).mean().iloc[-1]),
+                "ewma_ratio": float(s["ratio"].ewm(alpha=cfg.ewma_alpha).mean().iloc[-1]),
+                "speedup": _finite(float(s["baseline"].sum() / s["duration"].sum()))
+                if s["duration"].sum() > 0 else None,
+                "share_of_baseline_saved": float(s["saved"].sum() / s["baseline"].sum()),
+            },
+            "direction": "improving" if (last - first) > 0.05 * abs(first) else
+            "worsening" if (first - last) > 0.05 * abs(first) else "flat",
+        }
+        idx = np.unique(np.linspace(0, len(s) - 1, min(len(s), cfg.max_series_points)).round().astype(int))
+        series = [
+            {"t": row.started_at.isoformat(), "saved_seconds": float(row.saved),
+             "cumulative_seconds": float(row.cumulative), "rolling_mean_seconds": float(row.rolling),
+             "ewma_seconds": float(row.ewma)}
+            for row in s.iloc[idx].itertuples()
+        ]
+        span = (s["started_at"].iloc[-1] - s["started_at"].iloc[0]).total_seconds()
+        freq = "1min" if span <= 2 * 3600 else "1h" if span <= 3 * 86400 else "1D"
+        b = s.set_index("started_at")["saved"].resample(freq).agg(["sum", "count"])
+        b["rolling_sum"] = b["sum"].rolling(7, min_periods=1).sum()
+        buckets = [
+            {"t": ts.isoformat(), "freq": freq, "saved_seconds": float(r["sum"]), "runs": int(r["count"]),
+             "rolling_7_sum_seconds": float(r["rolling_sum"])}
+            for ts, r in b.iterrows()
+        ]
+        trends["bucket"] = freq
+        return trends, series, buckets
