@@ -295,6 +295,9 @@ class OptimizationReport(Event):
     parallelization: list[dict[str, Any]] = Field(default_factory=list)
     caching: list[dict[str, Any]] = Field(default_factory=list)
     optimization_score: float | None = Field(default=None, ge=0, le=100)
+    optimization_breakdown: dict[str, Any] = Field(
+        default_factory=dict, description="the score's factors and weights (docs/workflow.md)"
+    )
     anomalies: list[dict[str, Any]] = Field(default_factory=list)
     efficiency: dict[str, Any] = Field(default_factory=dict, description="time saved, ROI, trends")
 
