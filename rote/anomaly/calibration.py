@@ -96,14 +96,25 @@ class AnomalyLikelihood:
         return 1.0 - normal_tail(self.zscore(avg))
 
     def peek_z(self, raw: float) -> float:
-        """The z-score `update(raw)` would see, without learning `raw` (for pure scoring)."""
+        """The z-score `update(raw)` would lead to (0 while learning), without learning `raw`."""
+        cfg = self.config
+        if self._seen + 1 < cfg.learning:
+            return 0.0
         n = len(self._recent)
         total = self._recent_sum + raw
         if n == self._recent.maxlen:
             total -= self._recent[0]
         else:
             n += 1
-        return self.zscore(total / n)
+        avg = total / n
+        if self._seen + 1 == cfg.learning or self._since_estimate + 1 >= cfg.reestimate:
+            h_sum, h_sq, h_n = self._hist_sum + avg, self._hist_sq + avg * avg, len(self._history) + 1
+            if len(self._history) == self._history.maxlen:
+                old = self._history[0]
+                h_sum, h_sq, h_n = h_sum - old, h_sq - old * old, h_n - 1
+            mean, std = self._moments(h_sum, h_sq, h_n)
+            return (avg - mean) / std
+        return self.zscore(avg)
 
     def zscore(self, avg: float | None = None) -> float:
         """Standardised smoothed score: how many estimated deviations above this stream's normal."""
@@ -115,12 +126,13 @@ class AnomalyLikelihood:
             # Running sums drift with float error over a long life; re-add them exactly now and then.
             self._hist_sum = math.fsum(self._history)
             self._hist_sq = math.fsum(v * v for v in self._history)
-        n = len(self._history)
-        mean = self._hist_sum / n
-        var = max(self._hist_sq / n - mean * mean, 0.0)
-        self._mean = mean
-        self._std = max(math.sqrt(var), self.config.min_std)
+        self._mean, self._std = self._moments(self._hist_sum, self._hist_sq, len(self._history))
         self._since_estimate = 0
+
+    def _moments(self, total: float, total_sq: float, n: int) -> tuple[float, float]:
+        mean = total / n
+        var = max(total_sq / n - mean * mean, 0.0)
+        return mean, max(math.sqrt(var), self.config.min_std)
 
 
 def log_scale(likelihood: float) -> float:

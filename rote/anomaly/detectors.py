@@ -106,7 +106,7 @@ class StreamDetector:
         """Score without learning: what `update` would return, leaving the state untouched."""
         t = self._check(value, at)
         raws = self._raw(value, t)
-        zs = [cal.peek_z(r) if cal.ready else 0.0 for cal, r in zip(self._cal, raws, strict=True)]
+        zs = [cal.peek_z(r) if r is not None else 0.0 for cal, r in zip(self._cal, raws, strict=True)]
         return self._fuse(zs, self._spatial(value), learn=False)
 
     def learn_one(self, value: float, at: datetime | float) -> None:
@@ -114,6 +114,9 @@ class StreamDetector:
         raws = self._raw(value, t)
         zs = []
         for cal, r in zip(self._cal, raws, strict=True):
+            if r is None:  # signal not defined yet (an immature daily slot): keep it out of "normal"
+                zs.append(0.0)
+                continue
             cal.update(r)
             zs.append(cal.zscore() if cal.ready else 0.0)
         if self._n >= self.config.warmup:
@@ -126,6 +129,9 @@ class StreamDetector:
         raws = self._raw(value, t)
         zs = []
         for cal, r in zip(self._cal, raws, strict=True):
+            if r is None:  # signal not defined yet (an immature daily slot): keep it out of "normal"
+                zs.append(0.0)
+                continue
             cal.update(r)
             zs.append(cal.zscore() if cal.ready else 0.0)
         out = self._fuse(zs, self._spatial(value), learn=True)
@@ -192,18 +198,19 @@ class StreamDetector:
             slot += weekday * cfg.season_slots
         return slot
 
-    def _raw(self, x: float, t: float) -> tuple[float, float, float]:
+    def _raw(self, x: float, t: float) -> tuple[float, float, float | None]:
         if self._n == 0:
-            return (0.0, 0.0, 0.0)
+            return (0.0, 0.0, None)
         err = abs(x - self._fast.get())
         typical_err = self._fast_err.get()
         forecast = _ratio(err, typical_err)
         std = math.sqrt(max(self._slow_var.get(), 0.0))
         level = _ratio(abs(x - self._slow.get()), std)
         slot = self._slot(t)
-        season = 0.0
+        season: float | None = None
         if self._season_n[slot] >= self.config.season_min:
-            season = _ratio(abs(x - self._season_mean[slot]), self._season_dev[slot] + 0.1 * typical_err)
+            expected = self._season_mean[slot]
+            season = _ratio(abs(x - expected), self._season_dev[slot] + 0.1 * typical_err)
         return (forecast, level, season)
 
     def _spatial(self, x: float) -> bool:

@@ -246,7 +246,7 @@ def score(files: Iterable[tuple[LabelledFile, np.ndarray]], profile: Profile | s
                           "false_positives": int(np.count_nonzero(det & (w_all < 0)))}
     denominator = perfect - null
     normalised = 100.0 * (best_raw - null) / denominator if denominator > 0 else 0.0
-    return NabResult(profile=prof.name, score=normalised, raw=best_raw, threshold=best_threshold,
+    return NabResult(profile=prof.name, score=float(normalised), raw=float(best_raw), threshold=best_threshold,
                      true_positives=tp_windows, false_negatives=n_windows - tp_windows,
                      false_positives=fps, windows=n_windows, per_file=per_file)
 

@@ -1,0 +1,212 @@
+"""The performance monitor's per-automation logic, called by the Faust agent for every run report.
+
+One `SeriesMonitor` per automation holds one `StreamDetector` per signal (duration, failure ratio,
+CPU, memory, each step's duration). A detector score alone is not a page: NAB-style scores rank how
+surprising a value is *for this stream*, and on a very steady stream even a 3 % wiggle can be the most
+surprising thing seen so far. A `Finding` therefore needs both a high score and a change big enough to
+matter to ops (outside the expected band and by a minimum relative amount), and once a signal has
+fired it stays quiet for a cool-down unless severity escalates, so one incident is one alert.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from rote.anomaly.calibration import LikelihoodConfig
+from rote.anomaly.detectors import DetectorConfig, StreamDetector
+from rote.streams.schemas import RunMetric, TestResult
+
+Severity = Literal["info", "warning", "critical"]
+_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+
+FAILURE_SIGNAL = "failure_ratio"
+
+
+def _run_detector() -> DetectorConfig:
+    # Automation runs arrive minutes to hours apart, so cold start is counted in runs, not in days:
+    # 20 runs of history before any score, a shorter likelihood memory, and no daily profile until a
+    # slot has seen a handful of runs (season_min).
+    return DetectorConfig(
+        warmup=20,
+        season_slots=24,
+        season_min=5,
+        record_decay=0.999,
+        components=(True, True, True),
+        likelihood=LikelihoodConfig(averaging=3, learning=20, history=1000, reestimate=10),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitorConfig:
+    """Thresholds that turn detector scores into findings.
+
+    info / warning / critical: detector score needed for each severity (scores are in [0, 1); 0.5 is
+        "as surprising as the most surprising recent value", the NAB-tuned threshold is ~0.58).
+    min_history: observations of a signal before it may produce findings (cold start).
+    min_relative_change: the observed value must differ from the expected band's centre by at least
+        this fraction of it (0.5 = 50 %), so statistically odd but operationally trivial changes on
+        very steady streams are not reported.
+    band_width: expected band = centre +/- band_width spreads.
+    cooldown: observations a signal stays quiet after a finding unless its severity escalates.
+    failure_window: runs over which the failure ratio is computed; min_failure_ratio: the ratio below
+        which failures are never reported (one flaky run in twenty is not an incident).
+    emit_info: whether info-level findings are returned at all.
+    """
+
+    info: float = 0.55
+    warning: float = 0.62
+    critical: float = 0.75
+    min_history: int = 20
+    min_relative_change: float = 0.5
+    band_width: float = 3.0
+    cooldown: int = 10
+    failure_window: int = 20
+    min_failure_ratio: float = 0.2
+    emit_info: bool = False
+    detector: DetectorConfig = field(default_factory=_run_detector)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    """One anomaly on one signal, ready to become an `Anomaly` event."""
+
+    signal: str
+    score: float
+    severity: Severity
+    observed: float
+    expected_low: float
+    expected_high: float
+    explanation: str
+    detector: str
+
+
+class SeriesMonitor:
+    """All signals of one automation. Picklable (the Faust table stores it as is)."""
+
+    def __init__(self, config: MonitorConfig | None = None) -> None:
+        self.config = config or MonitorConfig()
+        self._detectors: dict[str, StreamDetector] = {}
+        self._quiet: dict[str, tuple[int, int]] = {}  # signal -> (observations left, severity rank)
+        self._failures: deque[float] = deque(maxlen=self.config.failure_window)
+
+    @property
+    def signals(self) -> list[str]:
+        return sorted(self._detectors)
+
+    def detector(self, signal: str) -> StreamDetector | None:
+        return self._detectors.get(signal)
+
+    def observe(self, *, signal: str, value: float, at: datetime) -> Finding | None:
+        """Learn one observation of `signal`; return a finding when it is anomalous enough to report."""
+        cfg = self.config
+        if not math.isfinite(value):
+            return None
+        if signal == FAILURE_SIGNAL:
+            # Each run reports 0 (ok) or 1 (failed); what ops care about is the recent ratio.
+            self._failures.append(1.0 if value >= 0.5 else 0.0)
+            value = sum(self._failures) / len(self._failures)
+        det = self._detectors.get(signal)
+        if det is None:
+            det = self._detectors[signal] = StreamDetector(cfg.detector)
+        seen = det.n_seen
+        low, high = det.expected_range(at, width=cfg.band_width)
+        centre = (low + high) / 2.0
+        score = det.update(value, at)
+        components = dict(det.last_components)
+
+        left, rank = self._quiet.get(signal, (0, -1))
+        if left > 0:
+            self._quiet[signal] = (left - 1, rank)
+        if seen < max(cfg.min_history, cfg.detector.warmup):
+            return None
+        severity = self._severity(score)
+        if severity is None or (severity == "info" and not cfg.emit_info):
+            return None
+        if low <= value <= high:
+            return None
+        if signal == FAILURE_SIGNAL and value < cfg.min_failure_ratio:
+            return None
+        if abs(value - centre) < cfg.min_relative_change * max(abs(centre), 1e-9):
+            return None
+        if left > 0 and _RANK[severity] <= rank:
+            return None
+        self._quiet[signal] = (cfg.cooldown, _RANK[severity])
+        return Finding(
+            signal=signal,
+            score=min(1.0, max(0.0, score)),
+            severity=severity,
+            observed=value,
+            expected_low=low,
+            expected_high=high,
+            explanation=_explain(signal, value, low, high, centre, components),
+            detector=_detector_name(components),
+        )
+
+    def _severity(self, score: float) -> Severity | None:
+        cfg = self.config
+        if score >= cfg.critical:
+            return "critical"
+        if score >= cfg.warning:
+            return "warning"
+        if score >= cfg.info:
+            return "info"
+        return None
+
+
+def _detector_name(components: dict[str, float]) -> str:
+    if not components:
+        return "rote-stream"
+    strongest = max(components, key=lambda k: components[k])
+    return f"rote-stream/{strongest}"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _explain(signal: str, value: float, low: float, high: float, centre: float,
+             components: dict[str, float]) -> str:
+    direction = "above" if value > high else "below"
+    factor = value / centre if centre > 0 and value > 0 else None
+    how = f" ({factor:.1f}x the usual {_fmt(centre)})" if factor is not None else ""
+    why = []
+    if components.get("spatial"):
+        why.append("outside every value seen so far")
+    if components.get("season", 0.0) >= 1.0:
+        why.append("unusual for this time of day")
+    if components.get("level", 0.0) >= 1.0:
+        why.append("far from the long-run level")
+    if components.get("forecast", 0.0) >= 1.0:
+        why.append("a jump from the recent runs")
+    reason = f"; {', '.join(why)}" if why else ""
+    return f"{signal} = {_fmt(value)} is {direction} the expected {_fmt(low)}..{_fmt(high)}{how}{reason}"
+
+
+def signals_from_metric(m: RunMetric) -> list[tuple[str, float]]:
+    """The signals one production/sandbox run report contributes, in a stable order."""
+    out: list[tuple[str, float]] = [
+        ("duration_seconds", float(m.duration_seconds)),
+        (FAILURE_SIGNAL, 0.0 if m.success else 1.0),
+    ]
+    if m.cpu_seconds is not None:
+        out.append(("cpu_seconds", float(m.cpu_seconds)))
+    if m.peak_memory_bytes is not None:
+        out.append(("peak_memory_bytes", float(m.peak_memory_bytes)))
+    for step in m.steps:
+        out.append((f"step_{step.step}_duration_seconds", float(step.duration_seconds)))
+    return out
+
+
+def signals_from_test_result(r: TestResult) -> list[tuple[str, float]]:
+    """The signals one sandboxed test run contributes (its wall time is the run's duration)."""
+    return [
+        ("duration_seconds", float(r.wall_seconds)),
+        (FAILURE_SIGNAL, 0.0 if r.passed else 1.0),
+        ("cpu_seconds", float(r.cpu_seconds)),
+        ("peak_memory_bytes", float(r.peak_memory_bytes)),
+        ("output_bytes", float(r.output_bytes)),
+    ]
