@@ -22,7 +22,8 @@ from rote.anomaly.detectors import DetectorConfig, StreamDetector
 NS_PER_SECOND = 1_000_000_000
 
 
-def detect_series(timestamps: np.ndarray, values: np.ndarray, config: DetectorConfig | None = None) -> np.ndarray:
+def detect_series(timestamps: np.ndarray, values: np.ndarray,
+                  config: DetectorConfig | None = None) -> np.ndarray:
     """Anomaly scores for one series, each computed from the rows up to and including it."""
     det = StreamDetector(config)
     seconds = timestamps.astype("datetime64[ns]").astype(np.int64) / NS_PER_SECOND
@@ -33,7 +34,8 @@ def detect_series(timestamps: np.ndarray, values: np.ndarray, config: DetectorCo
     return out
 
 
-def _run_file(path: Path, key: str, config: DetectorConfig | None) -> tuple[str, np.ndarray, np.ndarray, float]:
+def _run_file(path: Path, key: str,
+              config: DetectorConfig | None) -> tuple[str, np.ndarray, np.ndarray, float]:
     series = nab.read_series(path, name=key)
     started = time.perf_counter()
     scores = detect_series(series.timestamps, series.values, config)

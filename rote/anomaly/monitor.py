@@ -53,7 +53,8 @@ class MonitorConfig:
     band_width: expected band = centre +/- band_width spreads.
     cooldown: observations a signal stays quiet after a finding unless its severity escalates.
     failure_window: runs over which the failure ratio is computed; min_failure_ratio: the ratio below
-        which failures are never reported (one flaky run in twenty is not an incident).
+        which failures are never reported (one flaky run in twenty is not an incident); from
+        critical_failure_ratio on, a failure finding is critical.
     emit_info: whether info-level findings are returned at all.
     """
 
@@ -66,6 +67,7 @@ class MonitorConfig:
     cooldown: int = 10
     failure_window: int = 20
     min_failure_ratio: float = 0.2
+    critical_failure_ratio: float = 0.5
     emit_info: bool = False
     detector: DetectorConfig = field(default_factory=_run_detector)
 
@@ -123,14 +125,24 @@ class SeriesMonitor:
             self._quiet[signal] = (left - 1, rank)
         if seen < max(cfg.min_history, cfg.detector.warmup):
             return None
-        severity = self._severity(score)
-        if severity is None or (severity == "info" and not cfg.emit_info):
-            return None
         if low <= value <= high:
             return None
-        if signal == FAILURE_SIGNAL and value < cfg.min_failure_ratio:
-            return None
-        if abs(value - centre) < cfg.min_relative_change * max(abs(centre), 1e-9):
+        if signal == FAILURE_SIGNAL:
+            # A failure ratio is already a rate with an ops meaning of its own: above the stream's
+            # normal band, its size sets the severity (the detector score can only raise it).
+            if value < cfg.min_failure_ratio:
+                return None
+            score = max(score, min(1.0, value))
+            severity: Severity | None = "critical" if value >= cfg.critical_failure_ratio else "warning"
+        else:
+            severity = self._severity(score)
+            # A jump from the last few runs alone is how a daily rhythm looks before its profile is
+            # learnt; an incident also breaks the long-run level, the time-of-day profile or the range.
+            if max(components.get(k, 0.0) for k in ("level", "season", "spatial")) < 1.0:
+                return None
+            if abs(value - centre) < cfg.min_relative_change * max(abs(centre), 1e-9):
+                return None
+        if severity is None or (severity == "info" and not cfg.emit_info):
             return None
         if left > 0 and _RANK[severity] <= rank:
             return None

@@ -9,6 +9,7 @@ the whole data set, so the scores of every file must share one scale.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -87,7 +88,7 @@ def label_rows(name: str, timestamps: Sequence[np.datetime64] | np.ndarray,
             raise NabError(f"{name}: window {pair[0]} .. {pair[1]} contains no row")
         spans.append((int(inside[0]), int(inside[-1])))
     spans.sort()
-    for (_, r0), (l1, _) in zip(spans, spans[1:], strict=False):
+    for (_, r0), (l1, _) in itertools.pairwise(spans):
         if l1 <= r0:
             raise NabError(f"{name}: windows overlap at row {l1}")
 
@@ -225,7 +226,7 @@ def score(files: Iterable[tuple[LabelledFile, np.ndarray]], profile: Profile | s
 
     detected = np.zeros(n, dtype=bool)
     detected[order[:best_cut]] = True
-    tp_windows = int(len(np.unique(w_all[detected & (w_all >= 0)])))
+    tp_windows = len(np.unique(w_all[detected & (w_all >= 0)]))
     fps = int(np.count_nonzero(detected & (w_all < 0)))
     per_file: dict[str, dict[str, float]] = {}
     f_all = np.concatenate(file_parts)
@@ -246,7 +247,8 @@ def score(files: Iterable[tuple[LabelledFile, np.ndarray]], profile: Profile | s
                           "false_positives": int(np.count_nonzero(det & (w_all < 0)))}
     denominator = perfect - null
     normalised = 100.0 * (best_raw - null) / denominator if denominator > 0 else 0.0
-    return NabResult(profile=prof.name, score=float(normalised), raw=float(best_raw), threshold=best_threshold,
+    return NabResult(profile=prof.name, score=float(normalised), raw=float(best_raw),
+                     threshold=best_threshold,
                      true_positives=tp_windows, false_negatives=n_windows - tp_windows,
                      false_positives=fps, windows=n_windows, per_file=per_file)
 
