@@ -1,0 +1,277 @@
+"""Per-slot control groups: memory and pids limits the kernel enforces on the whole jail, and the counters
+that tell afterwards *why* a run stopped (an OOM kill, a refused fork) and what it used.
+
+Hosts differ: cgroup v1 hierarchies (this machine), a unified v2 tree with delegation, or no writable
+cgroups at all (an unprivileged container). Each controller is set up where the host allows it and skipped
+where it does not; the jail then leans on rlimits alone for that resource and says so in `describe()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rote.errors import SandboxError
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _own_path(controller: str, proc_cgroup: str) -> str | None:
+    """This process's cgroup in `controller`'s v1 hierarchy, or the v2 path for controller ''."""
+    for line in proc_cgroup.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        names = controllers.split(",") if controllers else [""]
+        if controller in names:
+            return path
+    return None
+
+
+@dataclass
+class SlotUsage:
+    """Counters read after a run, as differences from before it where the kernel cannot reset them."""
+
+    peak_memory_bytes: int | None = None
+    oom_kills: int = 0
+    memory_limit_hits: int = 0
+    pids_limit_hits: int = 0
+    cpu_seconds: float | None = None
+
+
+@dataclass
+class _Dir:
+    path: Path
+    kind: str  # "memory-v1", "pids-v1", "cpuacct-v1", "v2"
+
+
+@dataclass
+class SlotCgroup:
+    """The cgroups of one jail slot (one uid); reused run after run and removed on close."""
+
+    name: str
+    dirs: list[_Dir] = field(default_factory=list)
+    _baseline: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def memory(self) -> bool:
+        return any(d.kind == "memory-v1" for d in self.dirs) or self._v2_has("memory")
+
+    @property
+    def pids(self) -> bool:
+        return any(d.kind == "pids-v1" for d in self.dirs) or self._v2_has("pids")
+
+    def _v2_has(self, ctrl: str) -> bool:
+        return any(d.kind == "v2" and (d.path / f"{ctrl}.max").exists() for d in self.dirs)
+
+    def prepare(self, *, memory_bytes: int, pids: int) -> None:
+        """Set this run's limits and remember counters that only grow."""
+        self._baseline = {}
+        for d in self.dirs:
+            if d.kind == "memory-v1":
+                _write(d.path / "memory.limit_in_bytes", str(memory_bytes))
+                memsw = d.path / "memory.memsw.limit_in_bytes"
+                if memsw.exists():
+                    with contextlib.suppress(OSError):
+                        _write(memsw, str(memory_bytes))
+                _write(d.path / "memory.max_usage_in_bytes", "0")
+                _write(d.path / "memory.failcnt", "0")
+                self._baseline["oom_kill"] = _kv(d.path / "memory.oom_control").get("oom_kill", 0)
+            elif d.kind == "pids-v1":
+                _write(d.path / "pids.max", str(pids))
+                self._baseline["pids_max"] = _kv(d.path / "pids.events").get("max", 0)
+            elif d.kind == "cpuacct-v1":
+                _write(d.path / "cpuacct.usage", "0")
+            elif d.kind == "v2":
+                if (d.path / "memory.max").exists():
+                    _write(d.path / "memory.max", str(memory_bytes))
+                    if (d.path / "memory.swap.max").exists():
+                        with contextlib.suppress(OSError):
+                            _write(d.path / "memory.swap.max", "0")
+                    if (d.path / "memory.peak").exists():
+                        with contextlib.suppress(OSError):
+                            _write(d.path / "memory.peak", "0")  # resettable since Linux 6.12
+                    events = _kv(d.path / "memory.events")
+                    self._baseline["oom_kill"] = events.get("oom_kill", 0)
+                    self._baseline["mem_max"] = events.get("max", 0)
+                if (d.path / "pids.max").exists():
+                    _write(d.path / "pids.max", str(pids))
+                    self._baseline["pids_max"] = _kv(d.path / "pids.events").get("max", 0)
+                self._baseline["cpu_usec"] = _kv(d.path / "cpu.stat").get("usage_usec", 0)
+
+    def attach(self, pid: int) -> None:
+        """Move `pid` (the jail's pid 1, still blocked before exec) into every cgroup of the slot."""
+        for d in self.dirs:
+            try:
+                _write(d.path / "cgroup.procs", str(pid))
+            except OSError as exc:
+                raise SandboxError(f"cannot move the jail into cgroup {d.path}: {exc}") from exc
+
+    def usage(self) -> SlotUsage:
+        out = SlotUsage()
+        for d in self.dirs:
+            if d.kind == "memory-v1":
+                out.peak_memory_bytes = _int(d.path / "memory.max_usage_in_bytes")
+                out.memory_limit_hits = _int(d.path / "memory.failcnt")
+                out.oom_kills = _kv(d.path / "memory.oom_control").get("oom_kill", 0) - self._baseline.get(
+                    "oom_kill", 0
+                )
+            elif d.kind == "pids-v1":
+                hits = _kv(d.path / "pids.events").get("max", 0)
+                out.pids_limit_hits = hits - self._baseline.get("pids_max", 0)
+            elif d.kind == "cpuacct-v1":
+                out.cpu_seconds = _int(d.path / "cpuacct.usage") / 1e9
+            elif d.kind == "v2":
+                if (d.path / "memory.max").exists():
+                    events = _kv(d.path / "memory.events")
+                    out.oom_kills = events.get("oom_kill", 0) - self._baseline.get("oom_kill", 0)
+                    out.memory_limit_hits = events.get("max", 0) - self._baseline.get("mem_max", 0)
+                    if (d.path / "memory.peak").exists():
+                        out.peak_memory_bytes = _int(d.path / "memory.peak")
+                if (d.path / "pids.max").exists():
+                    out.pids_limit_hits = _kv(d.path / "pids.events").get("max", 0) - self._baseline.get(
+                        "pids_max", 0
+                    )
+                usage = _kv(d.path / "cpu.stat").get("usage_usec", 0) - self._baseline.get("cpu_usec", 0)
+                out.cpu_seconds = usage / 1e6
+        return out
+
+    def kill_all(self) -> None:
+        """SIGKILL anything still in the slot's cgroups (the pid namespace normally leaves nothing)."""
+        for d in self.dirs:
+            kill_file = d.path / "cgroup.kill"
+            if kill_file.exists():
+                with contextlib.suppress(OSError):
+                    _write(kill_file, "1")
+                continue
+            for _ in range(50):
+                pids = _pids(d.path)
+                if not pids:
+                    break
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, 9)
+
+    def remove(self) -> None:
+        self.kill_all()
+        for d in self.dirs:
+            with contextlib.suppress(OSError):
+                d.path.rmdir()
+        self.dirs = []
+
+
+class CgroupManager:
+    """Finds the writable controllers once; makes one `SlotCgroup` per jail slot under a run-owned group."""
+
+    def __init__(self, *, group: str, enabled: bool = True, root: Path = CGROUP_ROOT) -> None:
+        self.group = group
+        self.root = root
+        self.bases: dict[str, Path] = {}
+        self.problems: list[str] = []
+        if enabled:
+            self._discover()
+
+    def _discover(self) -> None:
+        try:
+            proc_cgroup = Path("/proc/self/cgroup").read_text()
+        except OSError as exc:
+            self.problems.append(f"cannot read /proc/self/cgroup: {exc}")
+            return
+        v1 = {"memory": "memory-v1", "pids": "pids-v1", "cpuacct": "cpuacct-v1"}
+        for ctrl, kind in v1.items():
+            mount = self.root / ctrl
+            own = _own_path(ctrl, proc_cgroup)
+            if own is None or not (mount / "cgroup.procs").exists():
+                continue
+            base = mount / own.lstrip("/") / self.group
+            try:
+                base.mkdir(exist_ok=True)
+            except OSError as exc:
+                self.problems.append(f"{ctrl}: cannot create {base}: {exc}")
+                continue
+            self.bases[kind] = base
+        if self.bases:
+            return
+        # Pure cgroup v2: needs a delegated subtree with the controllers enabled.
+        controllers = self.root / "cgroup.controllers"
+        own = _own_path("", proc_cgroup)
+        if not controllers.exists() or own is None:
+            return
+        parent = self.root / own.lstrip("/")
+        base = parent / self.group
+        try:
+            base.mkdir(exist_ok=True)
+            available = (base / "cgroup.controllers").read_text().split()
+            wanted = [c for c in ("memory", "pids", "cpu") if c in available]
+            if wanted:
+                _write(base / "cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
+            self.bases["v2"] = base
+        except OSError as exc:
+            self.problems.append(f"cgroup v2: cannot delegate under {parent}: {exc}")
+            with contextlib.suppress(OSError):
+                base.rmdir()
+
+    def slot(self, name: str) -> SlotCgroup:
+        slot = SlotCgroup(name=name)
+        for kind, base in self.bases.items():
+            path = base / name
+            try:
+                path.mkdir(exist_ok=True)
+            except OSError as exc:
+                self.problems.append(f"{kind}: cannot create {path}: {exc}")
+                continue
+            slot.dirs.append(_Dir(path=path, kind=kind))
+        return slot
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "controllers": sorted(k.removesuffix("-v1") for k in self.bases),
+            "bases": {k: str(v) for k, v in self.bases.items()},
+            "problems": list(self.problems),
+        }
+
+    def close(self) -> None:
+        for base in self.bases.values():
+            for child in base.iterdir() if base.exists() else ():
+                if child.is_dir():
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+            with contextlib.suppress(OSError):
+                base.rmdir()
+        self.bases = {}
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(value)
+
+
+def _int(path: Path) -> int:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _kv(path: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            with contextlib.suppress(ValueError):
+                out[parts[0]] = int(parts[1])
+    return out
+
+
+def _pids(path: Path) -> list[int]:
+    try:
+        return [int(x) for x in (path / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []

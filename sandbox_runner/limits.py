@@ -1,0 +1,98 @@
+"""Resource limits of one sandboxed run, and how they map onto rlimits.
+
+The defaults are sized for generated automations: short scripts that move a few values between files and
+forms. They are small on purpose, so a hostile or runaway script costs the shared machine little, and a
+test that needs more says so explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rote.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """What one run may use. Every limit is enforced by the kernel, not by asking the payload.
+
+    - `wall_seconds` (10): wall-clock time from release of the payload; past it the whole jail is killed.
+    - `cpu_seconds` (5): CPU time summed over the payload's threads (RLIMIT_CPU, whole seconds, rounded up).
+    - `memory_bytes` (256 MiB): resident memory of the jail's processes (memory cgroup where the host
+      allows one; otherwise the address-space rlimit is the only bound).
+    - `pids` (64): processes and threads at once (pids cgroup, plus RLIMIT_NPROC for the run's own uid).
+    - `output_bytes` (1 MiB): stdout plus stderr; past it the jail is killed.
+    - `file_bytes` (16 MiB): the largest file a process may write (RLIMIT_FSIZE).
+    - `open_files` (256): open file descriptors per process (RLIMIT_NOFILE).
+    - `workspace_bytes` (64 MiB): size of the tmpfs the payload works in; /tmp lives inside it.
+    - `network` (False): share the host's network; off means an empty network namespace.
+    """
+
+    wall_seconds: float = 10.0
+    cpu_seconds: float = 5.0
+    memory_bytes: int = 256 * MiB
+    pids: int = 64
+    output_bytes: int = 1 * MiB
+    file_bytes: int = 16 * MiB
+    open_files: int = 256
+    workspace_bytes: int = 64 * MiB
+    network: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.wall_seconds <= 24 * 3600:
+            raise ConfigError(f"wall_seconds must be in (0, 86400], got {self.wall_seconds}")
+        if not 0 < self.cpu_seconds <= 24 * 3600:
+            raise ConfigError(f"cpu_seconds must be in (0, 86400], got {self.cpu_seconds}")
+        if self.memory_bytes < 16 * MiB:
+            raise ConfigError(f"memory_bytes must be at least 16 MiB, got {self.memory_bytes}")
+        if not 1 <= self.pids <= 100_000:
+            raise ConfigError(f"pids must be in [1, 100000], got {self.pids}")
+        if self.output_bytes < 0:
+            raise ConfigError("output_bytes must not be negative")
+        if self.file_bytes < 0:
+            raise ConfigError("file_bytes must not be negative")
+        if not 16 <= self.open_files <= 1_048_576:
+            raise ConfigError(f"open_files must be in [16, 1048576], got {self.open_files}")
+        if self.workspace_bytes < 64 * 1024:
+            raise ConfigError("workspace_bytes must be at least 64 KiB")
+
+    @property
+    def cpu_rlimit(self) -> int:
+        """RLIMIT_CPU counts whole seconds."""
+        return max(1, math.ceil(self.cpu_seconds))
+
+    def address_space_bytes(self, *, cgroup_memory: bool) -> int:
+        """RLIMIT_AS for the payload.
+
+        With a memory cgroup the cgroup is the real bound on resident memory, and the address-space limit
+        is only a backstop: interpreters reserve far more virtual memory than they touch (thread stacks,
+        arenas), so it is set well above the cgroup limit to let the cgroup, which reports what happened,
+        trip first. Without a cgroup it is the only memory bound there is.
+        """
+        if cgroup_memory:
+            return 2 * self.memory_bytes + 512 * MiB
+        return self.memory_bytes
+
+    def nproc_rlimit(self) -> int:
+        # bubblewrap's monitor and the jail's pid 1 run under the run's uid too.
+        return self.pids + 3
+
+    def rlimit_args(self, *, cgroup_memory: bool, cgroup_pids: bool) -> list[str]:
+        """Options for util-linux `prlimit`, which sets the limits and then execs bubblewrap as the run's uid,
+        so every process in the jail inherits them and none can raise them (no CAP_SYS_RESOURCE)."""
+        cpu = self.cpu_rlimit
+        aspace = self.address_space_bytes(cgroup_memory=cgroup_memory)
+        nproc = self.nproc_rlimit() + (2 if cgroup_pids else 0)
+        return [
+            f"--cpu={cpu}:{cpu}",
+            f"--as={aspace}:{aspace}",
+            f"--fsize={self.file_bytes}:{self.file_bytes}",
+            f"--nofile={self.open_files}:{self.open_files}",
+            f"--nproc={nproc}:{nproc}",
+            "--core=0:0",
+            "--memlock=0:0",
+            "--msgqueue=0:0",
+        ]
