@@ -152,6 +152,7 @@ def test_step_slowdown_is_reported_per_step() -> None:
             f = mon.observe(signal=name, value=value, at=t)
             if f:
                 findings.append((i, f.signal))
-    assert (60, "duration_seconds") in findings
-    assert (60, "step_1_duration_seconds") in findings
+    first = {sig: i for i, sig in reversed(findings)}
+    assert 60 <= first["duration_seconds"] <= 61  # within two runs of the change
+    assert 60 <= first["step_1_duration_seconds"] <= 61
     assert all(sig != "step_0_duration_seconds" for _, sig in findings)
