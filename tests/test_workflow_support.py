@@ -252,12 +252,12 @@ def build_events(candidates: list[Candidate], *, seed: int = 7) -> dict[str, lis
         if not in_production:
             continue
         autos.append(automation_for(c, version=1, state="active", created_at=base + timedelta(hours=1)))
-        prod = synthetic_runs(c, aid, version=1, start=base + timedelta(hours=2), count=40, source="production",
+        prod = synthetic_runs(c, aid, version=1, start=base + timedelta(hours=2), count=120, source="production",
                               speed=1.0, rng=rng, fail_every=15)
         # Version 2 drops the per-run start-up and runs the steps faster: a visible improving trend.
         v2_start = prod[-1].started_at + timedelta(hours=3)
         autos.append(automation_for(c, version=2, state="active", created_at=v2_start))
-        prod += synthetic_runs(c, aid, version=2, start=v2_start, count=40, source="production", speed=0.6,
+        prod += synthetic_runs(c, aid, version=2, start=v2_start, count=120, source="production", speed=0.6,
                                rng=rng, overhead=0.1)
         slow = prod[55]
         prod[55] = slow.model_copy(update={"duration_seconds": slow.duration_seconds * 6})

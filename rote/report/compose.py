@@ -1,0 +1,216 @@
+"""The optimization report: one object that the agent publishes and `rote report` renders.
+
+`ReportBuilder` is the incremental form the optimization-cycle agent keeps (it pickles); `compose_report`
+is the same computation over archived events. Both go through the same analyzer and tracker, so the
+report a person reads and the one on `optimization-reports` agree. Section shapes: docs/workflow.md.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rote.efficiency import CostModel, EfficiencySummary, EfficiencyTracker, TrendConfig
+from rote.streams.schemas import Anomaly, Automation, Candidate, OptimizationReport, RunMetric, TestResult
+from rote.workflow import AnalyzerConfig, WorkflowAnalysis, WorkflowAnalyzer, latest_candidates
+from rote.workflow.analysis import routine_name
+
+VERIFIED_STATES = frozenset({"verified", "active"})
+_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+class ReportBuilder:
+    """Everything the report needs, fed one event at a time; `report(now)` composes it."""
+
+    def __init__(
+        self,
+        cost: CostModel | None = None,
+        *,
+        analyzer: AnalyzerConfig | None = None,
+        trend: TrendConfig | None = None,
+        top_n: int = 10,
+        max_anomalies: int = 200,
+    ) -> None:
+        self.cost = cost or CostModel()
+        self.top_n = top_n
+        self.analyzer = WorkflowAnalyzer(analyzer)
+        self.tracker = EfficiencyTracker(self.cost, trend)
+        self._candidates: dict[str, Candidate] = {}
+        self._automations: dict[str, Automation] = {}
+        self._tests: dict[str, tuple[str, int, bool]] = {}
+        self._anomalies: deque[Anomaly] = deque(maxlen=max_anomalies)
+        self._anomaly_counts: dict[str, int] = {}
+        self._first: datetime | None = None
+        self._last: datetime | None = None
+
+    def _seen(self, *stamps: datetime) -> None:
+        for t in stamps:
+            self._first = t if self._first is None or t < self._first else self._first
+            self._last = t if self._last is None or t > self._last else self._last
+
+    def apply_candidate(self, c: Candidate) -> None:
+        old = self._candidates.get(c.candidate_id)
+        if old is None or (c.version, c.updated_at) >= (old.version, old.updated_at):
+            self._candidates[c.candidate_id] = c
+        self.analyzer.apply_candidate(c)
+        self.tracker.apply_candidate(c)
+        self._seen(c.first_seen, c.last_seen)
+
+    def apply_automation(self, a: Automation) -> None:
+        old = self._automations.get(a.automation_id)
+        if old is None or a.version >= old.version:
+            self._automations[a.automation_id] = a
+        self.analyzer.apply_automation(a)
+        self.tracker.apply_automation(a)
+
+    def apply_test_result(self, r: TestResult) -> None:
+        self._tests[r.result_id] = (r.automation_id, r.version, r.passed)
+        self.tracker.apply_test_result(r)
+
+    def apply_metric(self, m: RunMetric) -> None:
+        self.analyzer.apply_metric(m)
+        self.tracker.apply_metric(m)
+        self._seen(m.started_at, m.started_at + timedelta(seconds=m.duration_seconds))
+
+    def apply_anomaly(self, x: Anomaly) -> None:
+        if any(a.anomaly_id == x.anomaly_id for a in self._anomalies):
+            return
+        self._anomalies.append(x)
+        self._anomaly_counts[x.automation_id] = self._anomaly_counts.get(x.automation_id, 0) + 1
+
+    def summary(self, now: datetime | None = None) -> EfficiencySummary:
+        return self.tracker.summary(now)
+
+    def report(self, now: datetime) -> OptimizationReport:
+        analysis = self.analyzer.analysis()
+        eff = self.tracker.summary(now)
+        return OptimizationReport(
+            report_id=f"report-{now.astimezone(UTC):%Y%m%dT%H%M%S}Z",
+            generated_at=now,
+            period_start=self._first,
+            period_end=self._last,
+            top_candidates=self._top_candidates(eff),
+            automations=self._automation_rows(eff),
+            bottlenecks=[{"rank": i + 1, **b.to_dict()} for i, b in enumerate(analysis.bottlenecks[:25])],
+            parallelization=[p.to_dict() for p in analysis.parallelization[: self.top_n]],
+            caching=[h.to_dict() for h in analysis.caching[: self.top_n]],
+            optimization_score=analysis.score.score if analysis.score else None,
+            optimization_breakdown=analysis.score.to_dict() if analysis.score else {},
+            anomalies=self._anomaly_rows(),
+            efficiency=self._efficiency(eff, analysis),
+        )
+
+    # -- sections ----------------------------------------------------------------------------------
+
+    def _top_candidates(self, eff: EfficiencySummary) -> list[dict[str, Any]]:
+        by_candidate = {a.candidate_id: a for a in self._automations.values()}
+        baselines = {b.candidate_id: b for b in eff.baselines}
+        rows = []
+        ranked = sorted(latest_candidates(self._candidates.values()), key=lambda c: (-c.score, c.rank))
+        for c in ranked[: self.top_n]:
+            auto = by_candidate.get(c.candidate_id)
+            base = baselines.get(c.candidate_id)
+            rows.append({
+                "candidate_id": c.candidate_id,
+                "version": c.version,
+                "user_id": c.user_id,
+                "name": routine_name(c),
+                "steps": len(c.steps),
+                "score": c.score,
+                "rank": c.rank,
+                "priority": c.priority,
+                "occurrences": c.occurrences,
+                "mean_duration_seconds": c.mean_duration_seconds,
+                "baseline_seconds": base.median_seconds if base else None,
+                "estimated_hours_saved_per_year": c.estimated_hours_saved_per_year,
+                "breakdown": c.breakdown.model_dump(mode="json"),
+                "automation_id": auto.automation_id if auto else None,
+                "automation_state": auto.state if auto else None,
+            })
+        return rows
+
+    def _automation_rows(self, eff: EfficiencySummary) -> list[dict[str, Any]]:
+        tests: dict[str, list[bool]] = {}
+        for aid, _, passed in self._tests.values():
+            tests.setdefault(aid, []).append(passed)
+        rows = []
+        by_roi = sorted(
+            eff.automations, key=lambda e: (-(e.roi if e.roi is not None else -1e18), e.automation_id)
+        )
+        for e in by_roi:
+            a = self._automations.get(e.automation_id)
+            results = tests.get(e.automation_id, [])
+            rows.append({
+                **e.to_dict(),
+                "version": a.version if a else None,
+                "verified": bool(a and a.state in VERIFIED_STATES),
+                "pass_rate": sum(results) / len(results) if results else None,
+                "anomalies": self._anomaly_counts.get(e.automation_id, 0),
+            })
+        return rows
+
+    def _anomaly_rows(self) -> list[dict[str, Any]]:
+        recent = sorted(self._anomalies, key=lambda x: x.observed_at, reverse=True)[:50]
+        recent.sort(key=lambda x: (_SEVERITY_ORDER.get(x.severity, 3), -x.observed_at.timestamp()))
+        return [x.model_dump(mode="json") for x in recent]
+
+    def _efficiency(self, eff: EfficiencySummary, analysis: WorkflowAnalysis) -> dict[str, Any]:
+        d = eff.to_dict()
+        d.pop("automations")
+        d["cost_model"] = self.cost.to_dict()
+        d["roi_by_automation"] = [
+            {"automation_id": a.automation_id, "name": a.name, "roi": a.roi, "value_saved": a.value_saved,
+             "cost_total": a.cost_total, "projected": a.projected}
+            for a in sorted(eff.automations, key=lambda a: -(a.roi if a.roi is not None else -1e18))
+        ]
+        d["step_breakdown"] = _step_breakdown(analysis)
+        return d
+
+
+def _step_breakdown(analysis: WorkflowAnalysis, *, scopes: int = 4, steps: int = 8) -> list[dict[str, Any]]:
+    """Share of time per step for the scopes that take the most time (for the breakdown chart)."""
+    totals: dict[tuple[str, str], float] = {}
+    for s in analysis.step_stats:
+        totals[(s.scope, s.scope_id)] = totals.get((s.scope, s.scope_id), 0.0) + s.total_seconds
+    out = []
+    for (kind, sid), _ in sorted(totals.items(), key=lambda kv: -kv[1])[:scopes]:
+        st = sorted((s for s in analysis.step_stats if s.scope == kind and s.scope_id == sid),
+                    key=lambda s: -s.share)
+        top = st[:steps]
+        out.append({
+            "scope": kind, "scope_id": sid, "scope_name": st[0].scope_name if st else sid,
+            "steps": [{"step": s.step, "label": s.label, "share": s.share, "mean_seconds": s.mean_seconds}
+                      for s in top],
+            "other_share": max(sum(s.share for s in st[steps:]), 0.0),
+        })
+    return out
+
+
+def compose_report(
+    *,
+    candidates: Iterable[Candidate],
+    automations: Iterable[Automation],
+    test_results: Iterable[TestResult],
+    runs: Iterable[RunMetric],
+    anomalies: Iterable[Anomaly],
+    cost: CostModel,
+    now: datetime,
+    analyzer: AnalyzerConfig | None = None,
+    trend: TrendConfig | None = None,
+    top_n: int = 10,
+) -> OptimizationReport:
+    """The report over a set of events (an archive, a test fixture), exactly as the agent would build it."""
+    b = ReportBuilder(cost, analyzer=analyzer, trend=trend, top_n=top_n)
+    for c in candidates:
+        b.apply_candidate(c)
+    for a in automations:
+        b.apply_automation(a)
+    for t in test_results:
+        b.apply_test_result(t)
+    for m in runs:
+        b.apply_metric(m)
+    for x in anomalies:
+        b.apply_anomaly(x)
+    return b.report(now)
