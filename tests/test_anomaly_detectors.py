@@ -159,3 +159,14 @@ def test_evaluate_on_two_real_files_beats_the_null_detector() -> None:
     out = ev.as_dict()
     assert set(out) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate", "files", "windows",
                         "events_per_second"}
+
+
+SHARED_NAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nab-dev"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_NAB.is_dir(), reason="shared NAB corpus not beside the repo")
+def test_full_nab_dev_meets_the_acceptance_bar() -> None:
+    ev = evaluate(SHARED_NAB / "data", SHARED_NAB / "labels" / "combined_windows.json", workers=2)
+    assert ev.files == 34 and ev.windows == 67
+    assert ev.results["standard"].score >= 60.0
