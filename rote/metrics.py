@@ -21,10 +21,14 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    disable_created_metrics,
     start_http_server,
 )
 
 from rote.streams.schemas import Language, Lifecycle, StopReason, Verdict
+
+# `<name>_created` gauges double the series count and nothing in rote's dashboards or alerts reads them.
+disable_created_metrics()
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 # Process CPU, memory, open fds and start time: the dashboards' resource panels and `up`-style checks
@@ -80,7 +84,7 @@ EVENT_AGE_SECONDS = Histogram(
 )
 LAST_EVENT_TIMESTAMP = Gauge(
     "rote_last_event_timestamp_seconds",
-    "Unix time at which an agent last handled an event; the pipeline-stalled alert watches it.",
+    "Unix time at which an agent last handled an event (the dashboards show the time since).",
     ["agent"],
     registry=REGISTRY,
 )

@@ -1,0 +1,145 @@
+"""The real Prometheus scraping rote: every dashboard query and recording rule returns data, and an
+injected anomaly takes RoteAnomalyDetected through pending to firing.
+
+Two sources are scraped: `tests/fake_exporter.py` (rote.metrics with synthetic values; always runs,
+proves the harness and the queries) and `rote run --once --metrics-port P --linger S` (the real
+pipeline; an integration test that needs the pipeline's `rote run`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from prom_harness import Prometheus, free_port, prometheus, recording_rule_names, wait_until  # noqa: F401
+from rote.dashboards import panel_queries
+
+REPO = Path(__file__).resolve().parents[1]
+ALERT = "RoteAnomalyDetected"
+
+
+def assert_everything_returns_data(prom: Prometheus) -> None:
+    empty: list[str] = []
+    for q in panel_queries():
+        # A window of several scrapes, as Grafana's $__rate_interval would be for a 1 s scrape.
+        expr = q.resolved(rate_interval="15s", range_="5m")
+        if not prom.query(expr):
+            empty.append(f"{q.dashboard} / {q.panel} / {q.ref_id}: {expr}")
+    for name in recording_rule_names():
+        if not prom.query(name):
+            empty.append(f"recording rule {name}")
+    assert not empty, "no data for:\n" + "\n".join(empty)
+
+
+def watch_alert(prom: Prometheus, name: str, *, timeout: float) -> list[str]:
+    """Poll the alert's state until it fires; returns the sequence of distinct states seen."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = prom.alert_states(name)
+        state = "firing" if "firing" in states else ("pending" if "pending" in states else "inactive")
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        if state == "firing":
+            return seen
+        time.sleep(0.2)
+    raise AssertionError(f"{name} did not fire within {timeout}s; states seen: {seen}\n{prom.log_tail()}")
+
+
+@pytest.fixture
+def fake_exporter() -> Iterator[Callable[..., tuple[int, subprocess.Popen[str]]]]:
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*, anomaly_after: float, linger: float) -> tuple[int, subprocess.Popen[str]]:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "fake_exporter.py"), "--port", "0",
+             "--anomaly-after", str(anomaly_after), "--linger", str(linger)],
+            stdout=subprocess.PIPE, text=True, cwd=REPO,
+        )
+        procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), f"exporter said {line!r}"
+        return int(line.split()[1]), proc
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_harness_against_rote_metrics_exporter(
+    prometheus: Callable[..., Prometheus],  # noqa: F811
+    fake_exporter: Callable[..., tuple[int, subprocess.Popen[str]]],
+) -> None:
+    port, _ = fake_exporter(anomaly_after=8, linger=90)
+    prom = prometheus(targets=[f"127.0.0.1:{port}"], alert_for="3s")
+    prom.wait_for_scrapes(3, timeout=30)
+
+    # Before the injection: the anomaly series exist at zero and the alert is quiet.
+    assert prom.query('rote_anomalies_total{severity="critical",signal="duration_seconds"} == 0')
+    assert prom.alert_states(ALERT) == []
+
+    seen = watch_alert(prom, ALERT, timeout=45)
+    assert seen[-2:] == ["pending", "firing"], seen
+    firing = [a for a in prom.alerts() if a["labels"]["alertname"] == ALERT and a["state"] == "firing"]
+    assert len(firing) == 1
+    assert firing[0]["labels"] == {
+        "alertname": ALERT, "severity": "critical", "signal": "duration_seconds", "service": "rote",
+    }
+    assert firing[0]["annotations"]["runbook_url"] == "docs/runbooks.md#roteanomalydetected"
+
+    # Rates need a few scrapes of movement; the recording rules one evaluation after that.
+    wait_until(lambda: prom.query("rote:time_saved_seconds:rate1h > 0"), timeout=20, what="recording rules")
+    assert_everything_returns_data(prom)
+
+
+def _rote_run_supports_linger() -> bool:
+    try:
+        out = subprocess.run(
+            ["rote", "run", "--help"], capture_output=True, text=True, timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "--linger" in out.stdout and "--metrics-port" in out.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_rote_run_scraped_by_prometheus(
+    prometheus: Callable[..., Prometheus], tmp_path: Path  # noqa: F811
+) -> None:
+    if not _rote_run_supports_linger():
+        pytest.skip("`rote run --once --metrics-port P --linger S` is not available yet")
+    port = free_port()
+    linger = 120
+    log = (tmp_path / "rote-run.log").open("w")
+    proc = subprocess.Popen(
+        ["rote", "run", "--once", "--metrics-port", str(port), "--linger", str(linger)],
+        stdout=log, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        env={**os.environ, "ROTE_STATE_DIR": str(tmp_path / "state")},
+    )
+    try:
+        prom = prometheus(targets=[f"127.0.0.1:{port}"], alert_for="3s")
+        # The replay injects a slowdown into one automation's production runs: the anomaly alert must
+        # go pending, then firing.
+        seen = watch_alert(prom, ALERT, timeout=600)
+        assert "pending" in seen and seen[-1] == "firing", seen
+        firing = [a for a in prom.alerts() if a["labels"]["alertname"] == ALERT and a["state"] == "firing"]
+        assert firing and all(a["labels"]["severity"] in ("warning", "critical") for a in firing)
+        wait_until(lambda: prom.query("rote:events_consumed:rate5m > 0"), timeout=60, what="rates")
+        assert_everything_returns_data(prom)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
