@@ -22,6 +22,79 @@ _IDENT_START = re.compile(r"[A-Za-z_]")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
+#: Words that may follow a value (a string) in an expression or statement; any other word right after a
+#: string means the string ended early ("say "hi"" lexes as "say ", hi, "").
+WORDS_AFTER_VALUE = {
+    "is",
+    "isn",
+    "isnt",
+    "as",
+    "and",
+    "or",
+    "of",
+    "in",
+    "contains",
+    "contain",
+    "does",
+    "doesn",
+    "starts",
+    "start",
+    "ends",
+    "end",
+    "begins",
+    "begin",
+    "equals",
+    "equal",
+    "comes",
+    "come",
+    "then",
+    "to",
+    "thru",
+    "through",
+    "div",
+    "mod",
+    "by",
+    "from",
+    "else",
+    "with",
+    "without",
+    "given",
+    "at",
+    "into",
+    "before",
+    "after",
+    "not",
+    "greater",
+    "less",
+    "than",
+    "using",
+    "for",
+    "returning",
+    "on",
+    "onto",
+    "over",
+    "under",
+    "behind",
+    "beside",
+    "beneath",
+    "out",
+    "instead",
+    "since",
+    "apart",
+    "around",
+    "between",
+    "against",
+    "whose",
+    "where",
+    "that",
+    "the",
+    "are",
+    "aren",
+    "isn't",
+    "ignoring",
+    "considering",
+}
+
 BLOCK_WORDS = {
     "tell",
     "if",
@@ -180,6 +253,10 @@ def _check_statement(stmt: list[Token]) -> list[str]:
             )
         elif a.kind == "op" and a.text == ")" and b.kind in ("str", "num"):
             problems.append(f"line {b.line}: value right after ')'")
+        elif a.kind == "str" and b.kind == "id" and b.text.lower() not in WORDS_AFTER_VALUE:
+            problems.append(
+                f"line {b.line}: word {b.text[:20]!r} right after a string (a quote closed early?)"
+            )
         elif a.kind == "str" and b.kind == "op" and b.text == "(":
             problems.append(f"line {b.line}: '(' right after a string")
         elif a.kind == "op" and b.kind == "op" and a.text == "&" and b.text in "&)},":

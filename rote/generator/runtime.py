@@ -135,10 +135,10 @@ class Files:
         path = _confine(self.root, target["file"])
         try:
             if op == "read_file":
-                return path.read_text(encoding="utf-8", errors="surrogateescape")
+                return path.read_bytes().decode("utf-8", errors="surrogateescape")  # bytes: keep \r\n as is
             if op == "write_file":
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(value or "", encoding="utf-8", errors="surrogateescape")
+                path.write_bytes((value or "").encode("utf-8", errors="surrogateescape"))
                 return value
             if op in ("copy_file", "move_file"):
                 if not value:
