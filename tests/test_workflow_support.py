@@ -9,6 +9,7 @@ automations, sandbox tests, production runs with per-step timings and anomalies,
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections import defaultdict
@@ -18,8 +19,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from rote.archive import ArchiveWriter
 from rote.streams.schemas import (
     Anomaly,
     Automation,
@@ -35,6 +34,8 @@ from rote.streams.schemas import (
     TestResult,
     encode,
 )
+
+from rote.archive import ArchiveWriter
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "workflow"
@@ -74,11 +75,14 @@ def _target(row: pd.Series) -> Target:
     if row["targetApp"] == "Excel":
         cell = _s(row["target.id"]) or ""
         return Target(
-            workbook=_s(row["target.workbookName"]), sheet=_s(row["target.sheetName"]),
+            workbook=_s(row["target.workbookName"]),
+            sheet=_s(row["target.sheetName"]),
             column="".join(ch for ch in cell if ch.isalpha()) or None,
         )
     return Target(
-        field=_s(row["target.name"]), element=_s(row["target.id"]), element_type=_s(row["target.type"]),
+        field=_s(row["target.name"]),
+        element=_s(row["target.id"]),
+        element_type=_s(row["target.type"]),
         url=_s(row["url"]),
     )
 
@@ -104,7 +108,9 @@ def _parameter(i: int, values: list[list[str | None]]) -> StepParameter | None:
         src = [v[j] for v in values]
         if len({s for s in src if s is not None}) < 2:
             continue
-        hits = sum(1 for m, s in zip(mine, src, strict=True) if m is not None and s is not None and _related(m, s))
+        hits = sum(
+            1 for m, s in zip(mine, src, strict=True) if m is not None and s is not None and _related(m, s)
+        )
         if hits >= 0.8 * len(mine):
             return StepParameter(kind="derived", source_step=j, examples=[m for m in mine[:3] if m])
     distinct = {m for m in mine if m is not None}
@@ -131,20 +137,28 @@ def leno_candidates(path: Path, *, user_id: str = "vleno", min_instances: int = 
         durs_by_step: dict[int, list[float]] = defaultdict(list)
         for g, vals in zip(groups, values, strict=True):
             ts = list(g["ts"])
-            durs: list[float | None] = [None] + [(b - a).total_seconds() for a, b in zip(ts, ts[1:], strict=False)]
+            durs: list[float | None] = [None] + [
+                (b - a).total_seconds() for a, b in itertools.pairwise(ts)
+            ]
             for i, d in enumerate(durs):
                 if d is not None:
                     durs_by_step[i].append(d)
             instances.append(
                 RoutineInstance(
-                    event_ids=[f"{stem}-{r}" for r in g["row"]], values=vals,
-                    start=ts[0].to_pydatetime(), end=ts[-1].to_pydatetime(), step_durations_seconds=durs,
+                    event_ids=[f"{stem}-{r}" for r in g["row"]],
+                    values=vals,
+                    start=ts[0].to_pydatetime(),
+                    end=ts[-1].to_pydatetime(),
+                    step_durations_seconds=durs,
                 )
             )
         first = groups[0]
         steps = [
             RoutineStep(
-                label=seq[i], app=str(row["targetApp"]), action_type=str(row["eventType"]), target=_target(row),
+                label=seq[i],
+                app=str(row["targetApp"]),
+                action_type=str(row["eventType"]),
+                target=_target(row),
                 parameter=_parameter(i, values),
                 mean_duration_seconds=float(np.mean(durs_by_step[i])) if durs_by_step[i] else None,
             )
@@ -159,20 +173,36 @@ def leno_candidates(path: Path, *, user_id: str = "vleno", min_instances: int = 
             determinism=sum(k != "variable" for k in kinds) / len(kinds),
             variability=sum(k == "variable" for k in kinds) / len(kinds),
             length=min(len(steps) / 30.0, 1.0),
-            weights={"frequency": 0.3, "time_cost": 0.25, "regularity": 0.15, "determinism": 0.2, "length": 0.1},
+            weights={
+                "frequency": 0.3,
+                "time_cost": 0.25,
+                "regularity": 0.15,
+                "determinism": 0.2,
+                "length": 0.1,
+            },
         )
         score = 100 * sum(getattr(breakdown, f) * w for f, w in breakdown.weights.items())
         first_seen = instances[0].start
         last_seen = max(i.end for i in instances)
         out.append(
             Candidate(
-                candidate_id=f"{stem.lower()}-v{k}", version=1, user_id=user_id, routine=list(seq), steps=steps,
-                occurrences=len(groups), instances=instances, score=round(score, 2), breakdown=breakdown,
+                candidate_id=f"{stem.lower()}-v{k}",
+                version=1,
+                user_id=user_id,
+                routine=list(seq),
+                steps=steps,
+                occurrences=len(groups),
+                instances=instances,
+                score=round(score, 2),
+                breakdown=breakdown,
                 mean_duration_seconds=float(spans.mean()),
                 observed_hours_per_year=float(spans.sum()) / 3600 * 52,
                 estimated_hours_saved_per_year=float(spans.sum()) / 3600 * 52 * 0.9,
-                rank=k + 1, priority="high" if score >= 60 else "medium" if score >= 35 else "low",
-                first_seen=first_seen, last_seen=last_seen, updated_at=last_seen,
+                rank=k + 1,
+                priority="high" if score >= 60 else "medium" if score >= 35 else "low",
+                first_seen=first_seen,
+                last_seen=last_seen,
+                updated_at=last_seen,
             )
         )
     return out
@@ -184,18 +214,34 @@ def leno_candidates(path: Path, *, user_id: str = "vleno", min_instances: int = 
 
 #: Automated seconds per action type: UI-driver latencies, page submits wait for the server.
 STEP_SECONDS = {
-    "copyCell": 0.08, "copyRange": 0.1, "paste": 0.12, "editField": 0.2, "clickButton": 1.2, "clickLink": 0.9,
-    "clickCheckbox": 0.1, "selectWorksheet": 0.3, "form_submit": 0.8, "createNewTab": 0.5,
+    "copyCell": 0.08,
+    "copyRange": 0.1,
+    "paste": 0.12,
+    "editField": 0.2,
+    "clickButton": 1.2,
+    "clickLink": 0.9,
+    "clickCheckbox": 0.1,
+    "selectWorksheet": 0.3,
+    "form_submit": 0.8,
+    "createNewTab": 0.5,
 }
 
 
 def automation_for(c: Candidate, *, version: int, state: str, created_at: datetime) -> Automation:
     plan = [{"op": s.action_type, "label": s.label} for s in c.steps]
     return Automation(
-        automation_id=f"auto-{c.candidate_id}", version=version, candidate_id=c.candidate_id,
-        candidate_version=c.version, user_id=c.user_id, name=f"{c.candidate_id} form filler",
-        generator_version="test", template_version="test", state=state,  # type: ignore[arg-type]
-        plan=plan, parameters=[], sources={
+        automation_id=f"auto-{c.candidate_id}",
+        version=version,
+        candidate_id=c.candidate_id,
+        candidate_version=c.version,
+        user_id=c.user_id,
+        name=f"{c.candidate_id} form filler",
+        generator_version="test",
+        template_version="test",
+        state=state,
+        plan=plan,
+        parameters=[],
+        sources={
             "python": GeneratedSource(language="python", source="pass\n", supported=True, static_check="ok"),
         },
         created_at=created_at,
@@ -203,24 +249,42 @@ def automation_for(c: Candidate, *, version: int, state: str, created_at: dateti
 
 
 def synthetic_runs(
-    c: Candidate, automation_id: str, *, version: int, start: datetime, count: int, source: str,
-    speed: float, rng: random.Random, overhead: float = 0.4, fail_every: int = 0,
+    c: Candidate,
+    automation_id: str,
+    *,
+    version: int,
+    start: datetime,
+    count: int,
+    source: str,
+    speed: float,
+    rng: random.Random,
+    overhead: float = 0.4,
+    fail_every: int = 0,
 ) -> list[RunMetric]:
     runs = []
     t = start
     for n in range(count):
         steps = [
-            StepTiming(step=i, label=s.label,
-                       duration_seconds=STEP_SECONDS.get(s.action_type, 0.15) * speed * rng.lognormvariate(0, 0.25))
+            StepTiming(
+                step=i,
+                label=s.label,
+                duration_seconds=STEP_SECONDS.get(s.action_type, 0.15) * speed * rng.lognormvariate(0, 0.25),
+            )
             for i, s in enumerate(c.steps)
         ]
         dur = sum(s.duration_seconds for s in steps) + overhead * rng.lognormvariate(0, 0.2)
         runs.append(
             RunMetric(
-                run_id=f"{automation_id}-v{version}-{source}-{n}", automation_id=automation_id, version=version,
-                source=source,  # type: ignore[arg-type]
-                started_at=t, duration_seconds=dur, success=not (fail_every and n % fail_every == fail_every - 1),
-                cpu_seconds=dur * 0.3, peak_memory_bytes=50_000_000, steps=steps,
+                run_id=f"{automation_id}-v{version}-{source}-{n}",
+                automation_id=automation_id,
+                version=version,
+                source=source,
+                started_at=t,
+                duration_seconds=dur,
+                success=not (fail_every and n % fail_every == fail_every - 1),
+                cpu_seconds=dur * 0.3,
+                peak_memory_bytes=50_000_000,
+                steps=steps,
             )
         )
         t += timedelta(minutes=rng.uniform(20, 160))
@@ -243,36 +307,77 @@ def build_events(candidates: list[Candidate], *, seed: int = 7) -> dict[str, lis
         for n in range(3):
             tests.append(
                 TestResult(
-                    result_id=f"{aid}-t{n}", automation_id=aid, version=1, case_id=f"case-{n}", language="python",
-                    verdict="passed", passed=True, exit_code=0, stop_reason="exited", wall_seconds=0.6 + 0.1 * n,
-                    cpu_seconds=0.2, peak_memory_bytes=30_000_000, output_bytes=100, started_at=base,
+                    result_id=f"{aid}-t{n}",
+                    automation_id=aid,
+                    version=1,
+                    case_id=f"case-{n}",
+                    language="python",
+                    verdict="passed",
+                    passed=True,
+                    exit_code=0,
+                    stop_reason="exited",
+                    wall_seconds=0.6 + 0.1 * n,
+                    cpu_seconds=0.2,
+                    peak_memory_bytes=30_000_000,
+                    output_bytes=100,
+                    started_at=base,
                 )
             )
         runs += synthetic_runs(c, aid, version=1, start=base, count=3, source="sandbox", speed=1.0, rng=rng)
         if not in_production:
             continue
         autos.append(automation_for(c, version=1, state="active", created_at=base + timedelta(hours=1)))
-        prod = synthetic_runs(c, aid, version=1, start=base + timedelta(hours=2), count=120, source="production",
-                              speed=1.0, rng=rng, fail_every=15)
+        prod = synthetic_runs(
+            c,
+            aid,
+            version=1,
+            start=base + timedelta(hours=2),
+            count=120,
+            source="production",
+            speed=1.0,
+            rng=rng,
+            fail_every=15,
+        )
         # Version 2 drops the per-run start-up and runs the steps faster: a visible improving trend.
         v2_start = prod[-1].started_at + timedelta(hours=3)
         autos.append(automation_for(c, version=2, state="active", created_at=v2_start))
-        prod += synthetic_runs(c, aid, version=2, start=v2_start, count=120, source="production", speed=0.6,
-                               rng=rng, overhead=0.1)
+        prod += synthetic_runs(
+            c,
+            aid,
+            version=2,
+            start=v2_start,
+            count=120,
+            source="production",
+            speed=0.6,
+            rng=rng,
+            overhead=0.1,
+        )
         slow = prod[55]
         prod[55] = slow.model_copy(update={"duration_seconds": slow.duration_seconds * 6})
         anomalies.append(
             Anomaly(
-                anomaly_id=f"{aid}-a1", automation_id=aid, signal="duration_seconds", score=0.97, severity="warning",
-                observed=prod[55].duration_seconds, expected_low=0.5 * slow.duration_seconds,
-                expected_high=1.6 * slow.duration_seconds, detected_at=prod[55].started_at,
-                observed_at=prod[55].started_at, detector="test",
+                anomaly_id=f"{aid}-a1",
+                automation_id=aid,
+                signal="duration_seconds",
+                score=0.97,
+                severity="warning",
+                observed=prod[55].duration_seconds,
+                expected_low=0.5 * slow.duration_seconds,
+                expected_high=1.6 * slow.duration_seconds,
+                detected_at=prod[55].started_at,
+                observed_at=prod[55].started_at,
+                detector="test",
                 explanation="run took 6x its usual time",
             )
         )
         runs += prod
-    return {"candidates": candidates, "automations": autos, "test-results": tests, "metrics": runs,
-            "anomalies": anomalies}
+    return {
+        "candidates": candidates,
+        "automations": autos,
+        "test-results": tests,
+        "metrics": runs,
+        "anomalies": anomalies,
+    }
 
 
 def write_archive(run_dir: Path, events: dict[str, list[Any]]) -> Path:
