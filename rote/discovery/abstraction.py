@@ -1,0 +1,87 @@
+"""Action abstraction: what makes two user actions "the same step".
+
+An action is abstracted to a *label*, ``action_type:target-key``. The target key names *where* the action
+happened (a form field, a spreadsheet column, a UI element, a page), never *what* was typed or copied:
+concrete values (the name pasted, the row of the cell read) vary between instances of a routine and become
+the step's parameters instead. Getting this right is the whole game: too fine (include the row, the value)
+and no two instances look alike; too coarse (the action type alone) and different routines blur together.
+
+The key is the first of these that the event has (the order is configurable):
+
+``field``   the logical field (form label / input name): ``paste:Email``
+``column``  spreadsheet sheet and column, *without the row*: ``getCell:Sheet1!B``
+``element`` the UI element's id: ``clickButton:submit-btn``
+``title``   the element's visible text: ``clickButton:Submit``
+``url``     for navigation actions only, the URL without query and with digits masked: ``goToUrl:site/form/#``
+``file``    for file actions only, the workbook/sheet: ``openFile:data.xls``
+
+Events with none of these keep the bare action type (``copy`` from the OS clipboard).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rote.streams.schemas import Target, UserAction
+
+_DIGITS = re.compile(r"\d+")
+
+KEY_FIELDS: tuple[str, ...] = ("field", "column", "element", "title", "url", "file")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionAbstraction:
+    """Which target attributes name a step; see the module docstring."""
+
+    #: Target attributes tried in order; the first present one becomes the key.
+    key_order: tuple[str, ...] = KEY_FIELDS
+    #: Action types for which the URL is a meaningful key (elsewhere the URL is just the current page).
+    navigation_types: frozenset[str] = frozenset(
+        {"goToUrl", "waitResponse", "navigate_to", "navigate", "openUrl", "clickLink", "createNewTab"}
+    )
+    #: Action types for which the file/workbook is a key.
+    file_types: frozenset[str] = frozenset({"openFile", "saveFile", "openWorkbook", "closeFile"})
+    #: Prefix the application name (``Excel/getCell:...``); off because action types already imply it.
+    include_app: bool = False
+    #: Mask digits in element ids and URLs (generated ids like ``input_17`` vary between page loads).
+    mask_digits_in_urls: bool = True
+
+    def key(self, target: Target, action_type: str) -> str | None:
+        for name in self.key_order:
+            value: str | None = None
+            if name == "field":
+                value = target.field
+            elif name == "column":
+                if target.column:
+                    value = f"{target.sheet}!{target.column}" if target.sheet else target.column
+            elif name == "element":
+                value = target.element
+            elif name == "title":
+                value = target.title
+            elif name == "url":
+                if action_type in self.navigation_types and target.url:
+                    value = _url_pattern(target.url, mask=self.mask_digits_in_urls)
+            elif name == "file":
+                if action_type in self.file_types:
+                    value = target.workbook or target.sheet
+            if value:
+                return value.strip()
+        return None
+
+    def label(self, action: UserAction) -> str:
+        return self.label_of(action.app, action.action_type, action.target)
+
+    def label_of(self, app: str, action_type: str, target: Target) -> str:
+        key = self.key(target, action_type)
+        base = f"{app}/{action_type}" if self.include_app else action_type
+        return f"{base}:{key}" if key else base
+
+
+def _url_pattern(url: str, *, mask: bool) -> str:
+    text = url.split("?", 1)[0].split("#", 1)[0]
+    for prefix in ("https://", "http://"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    text = text.rstrip("/")
+    return _DIGITS.sub("#", text) if mask else text

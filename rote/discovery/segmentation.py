@@ -1,0 +1,130 @@
+"""Finding where routines start in an unsegmented action stream.
+
+A stream of repeated routines is a walk around cycles of the directly-follows graph (DFG). Following Leno et
+al. (ICPM 2020), routine starts are the heads of those cycles: a depth-first search of the DFG from the
+stream's first action finds back-edges, and a back-edge's target is where a loop begins. Structure alone
+cannot say *which* action of a cycle is the first one (every rotation of a cycle is a cycle), so the
+stream's first frequent action anchors it: a person's first routine instance is seen from its start.
+
+Two refinements make this usable on real, noisy streams:
+
+* Only frequent actions and frequent edges take part, so one-off (noise) actions neither start routines
+  nor create spurious cycles.
+* A cycle head is accepted as the start of *another* routine only if it is not part of the body of an
+  already known routine (the actions present in most segments of that routine), cutting there leaves
+  segments of at least `min_length` actions, and it occurs once in most of the segments it begins. This
+  rejects the loops *inside* a routine (retrying a log-in, filling several fields through the same
+  clipboard ``copy``), which would otherwise chop each instance into pieces.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+
+def frequent_labels(labels: Iterable[str], min_support: int) -> set[str]:
+    counts = Counter(labels)
+    return {label for label, n in counts.items() if n >= min_support}
+
+
+def dfg(seq: Sequence[str]) -> Counter[tuple[str, str]]:
+    return Counter(zip(seq, seq[1:], strict=False))
+
+
+def _filtered_edges(seq: Sequence[str], *, min_support: int, min_edge_ratio: float) -> dict[str, list[str]]:
+    counts = Counter(seq)
+    edges = dfg(seq)
+    succ: dict[str, list[tuple[int, str]]] = {}
+    for (u, v), n in edges.items():
+        if n >= min_support and n >= min_edge_ratio * counts[u]:
+            succ.setdefault(u, []).append((n, v))
+    return {u: [v for _, v in sorted(vs, key=lambda t: (-t[0], t[1]))] for u, vs in succ.items()}
+
+
+def cycle_heads(seq: Sequence[str], roots: Sequence[str], *, min_support: int, min_edge_ratio: float) -> list[str]:
+    """Targets of DFS back-edges, in discovery order (iterative DFS, most frequent successor first)."""
+    succ = _filtered_edges(seq, min_support=min_support, min_edge_ratio=min_edge_ratio)
+    heads: list[str] = []
+    state: dict[str, int] = {}  # 1 = on stack, 2 = done
+    for root in roots:
+        if root in state:
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        state[root] = 1
+        while stack:
+            node, idx = stack[-1]
+            nxt = succ.get(node, [])
+            if idx < len(nxt):
+                stack[-1] = (node, idx + 1)
+                child = nxt[idx]
+                st = state.get(child)
+                if st is None:
+                    state[child] = 1
+                    stack.append((child, 0))
+                elif st == 1 and child not in heads:
+                    heads.append(child)
+            else:
+                state[node] = 2
+                stack.pop()
+    return heads
+
+
+def segment_at(seq: Sequence[str], starts: set[str], *, min_length: int) -> list[list[str]]:
+    """Cut before every start action, unless the open segment is still shorter than `min_length`."""
+    segments: list[list[str]] = []
+    cur: list[str] = []
+    for label in seq:
+        if label in starts and len(cur) >= min_length:
+            segments.append(cur)
+            cur = [label]
+        elif cur or label in starts:
+            cur.append(label)
+    if cur:
+        segments.append(cur)
+    return segments
+
+
+def body(seq: Sequence[str], start: str, starts: set[str], *, min_length: int, share: float) -> set[str]:
+    """Actions present in at least `share` of the segments that begin with `start`."""
+    segs = [s for s in segment_at(seq, starts, min_length=min_length) if s and s[0] == start]
+    if not segs:
+        return set()
+    presence: Counter[str] = Counter()
+    for s in segs:
+        presence.update(set(s))
+    return {label for label, n in presence.items() if n >= share * len(segs)}
+
+
+def estimate_starts(
+    labels: Sequence[str],
+    *,
+    known: Sequence[str] = (),
+    min_support: int = 3,
+    min_edge_ratio: float = 0.05,
+    min_length: int = 3,
+    body_share: float = 0.8,
+) -> list[str]:
+    """Routine start actions of a stream; `known` starts (from earlier windows) are kept as roots."""
+    freq = frequent_labels(labels, min_support)
+    seq = [label for label in labels if label in freq]
+    if not seq:
+        return list(known)
+    starts: list[str] = [s for s in known if s in freq] or [seq[0]]
+    roots = starts + [seq[0]] if seq[0] not in starts else list(starts)
+    accepted = set(starts)
+    bodies = {s: body(seq, s, accepted, min_length=min_length, share=body_share) for s in starts}
+    for head in cycle_heads(seq, roots, min_support=min_support, min_edge_ratio=min_edge_ratio):
+        if head in accepted or any(head in b for b in bodies.values()):
+            continue
+        trial = accepted | {head}
+        head_body = body(seq, head, trial, min_length=min_length, share=body_share)
+        if len(head_body) < min_length:
+            continue  # cutting there leaves only fragments: not a routine of its own
+        own = [s for s in segment_at(seq, trial, min_length=min_length) if s and s[0] == head]
+        if sum(s.count(head) > 1 for s in own) > 0.5 * len(own):
+            continue  # a start begins one instance; a step repeated inside an instance does not
+        accepted = trial
+        starts.append(head)
+        bodies = {s: body(seq, s, accepted, min_length=min_length, share=body_share) for s in starts}
+    return starts
