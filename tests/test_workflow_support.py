@@ -31,8 +31,10 @@ from rote.streams.schemas import (
     StepParameter,
     StepTiming,
     Target,
-    TestResult,
     encode,
+)
+from rote.streams.schemas import (
+    TestResult as Result,
 )
 
 from rote.archive import ArchiveWriter
@@ -296,7 +298,7 @@ def build_events(candidates: list[Candidate], *, seed: int = 7) -> dict[str, lis
     rng = random.Random(seed)
     base = max(c.last_seen for c in candidates) + timedelta(days=1)
     autos: list[Automation] = []
-    tests: list[TestResult] = []
+    tests: list[Result] = []
     runs: list[RunMetric] = []
     anomalies: list[Anomaly] = []
     for k, c in enumerate(candidates):
@@ -306,7 +308,7 @@ def build_events(candidates: list[Candidate], *, seed: int = 7) -> dict[str, lis
         autos.append(automation_for(c, version=1, state="verified", created_at=base))
         for n in range(3):
             tests.append(
-                TestResult(
+                Result(
                     result_id=f"{aid}-t{n}",
                     automation_id=aid,
                     version=1,
