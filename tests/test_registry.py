@@ -114,8 +114,8 @@ def result(
         automation_id=a.automation_id,
         version=a.version,
         case_id=case_id,
-        language=lang,  # type: ignore[arg-type]
-        verdict=verdict or ("passed" if passed else "failed"),  # type: ignore[arg-type]
+        language=lang,
+        verdict=verdict or ("passed" if passed else "failed"),
         passed=passed,
         exit_code=0 if passed else 3,
         stop_reason="exited",
@@ -136,7 +136,7 @@ def metric(
         run_id=f"run-{a.automation_id}-{a.version}-{source}-{k}",
         automation_id=a.automation_id,
         version=a.version,
-        source=source,  # type: ignore[arg-type]
+        source=source,
         started_at=T0 + timedelta(hours=k),
         duration_seconds=dur,
         success=success,
