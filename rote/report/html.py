@@ -263,6 +263,7 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
         f"<div class='legend meta'><span style='background:{COLORS['bottleneck_routine']}'></span>manual step"
         f"<span style='background:{COLORS['bottleneck_automation']}'></span>automation step"
         f"<span style='background:{COLORS['bottleneck_wait']}'></span>waiting / queueing</div>"
+        if bn else ""
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
