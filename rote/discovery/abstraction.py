@@ -62,9 +62,8 @@ class ActionAbstraction:
             elif name == "url":
                 if action_type in self.navigation_types and target.url:
                     value = _url_pattern(target.url, mask=self.mask_digits_in_urls)
-            elif name == "file":
-                if action_type in self.file_types:
-                    value = target.workbook or target.sheet
+            elif name == "file" and action_type in self.file_types:
+                value = target.workbook or target.sheet
             if value:
                 return value.strip()
         return None

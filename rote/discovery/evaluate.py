@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,11 @@ def jaccard(a: set[Any], b: set[Any]) -> float:
 def prf(tp: int, n_pred: int, n_true: int) -> tuple[float | None, float | None, float | None]:
     p = tp / n_pred if n_pred else None
     r = tp / n_true if n_true else None
-    f = 2 * p * r / (p + r) if p is not None and r is not None and (p + r) > 0 else (0.0 if p is not None and r is not None else None)
+    f = (
+        2 * p * r / (p + r)
+        if p is not None and r is not None and (p + r) > 0
+        else (0.0 if p is not None and r is not None else None)
+    )
     return p, r, f
 
 
@@ -79,11 +83,21 @@ def _load(
     return actions, records
 
 
-def truth_from_labels(actions: Sequence[UserAction], records: Sequence[ImportedRecord], ab: ActionAbstraction) -> Truth | None:
-    inst = {a.event_id: r.labels["instance"] for a, r in zip(actions, records, strict=True) if "instance" in r.labels}
+def truth_from_labels(
+    actions: Sequence[UserAction], records: Sequence[ImportedRecord], ab: ActionAbstraction
+) -> Truth | None:
+    inst = {
+        a.event_id: r.labels["instance"]
+        for a, r in zip(actions, records, strict=True)
+        if "instance" in r.labels
+    }
     if not inst:
         return None
-    routine = {a.event_id: r.labels["routine"] for a, r in zip(actions, records, strict=True) if "routine" in r.labels}
+    routine = {
+        a.event_id: r.labels["routine"]
+        for a, r in zip(actions, records, strict=True)
+        if "routine" in r.labels
+    }
     return Truth(
         instance_of=inst,
         label_of={a.event_id: ab.label(a) for a in actions},
@@ -96,7 +110,9 @@ _COPY_LIKE = ("copyCell", "copyRange")
 
 
 def truth_from_file(
-    raw: Sequence[UserAction], truth_actions: Sequence[UserAction], truth_records: Sequence[ImportedRecord],
+    raw: Sequence[UserAction],
+    truth_actions: Sequence[UserAction],
+    truth_records: Sequence[ImportedRecord],
     ab: ActionAbstraction,
 ) -> Truth:
     """Map raw events onto a preprocessed ground-truth log by (timestamp, action type)."""
@@ -148,9 +164,9 @@ def score_result(result: DiscoveryResult, truth: Truth) -> dict[str, Any]:
         per_step: list[Counter[str]] = [Counter() for _ in r.candidate.routine]
         # majority ground-truth label of each step over all occurrences
         for occ_ids in r.step_occurrences:
-            for k, eid in enumerate(occ_ids):
-                if eid is not None and eid in m:
-                    per_step[k][truth.label_of[m[eid]]] += 1
+            for k, raw_id in enumerate(occ_ids):
+                if raw_id is not None and raw_id in m:
+                    per_step[k][truth.label_of[m[raw_id]]] += 1
         routine_sets.append({c.most_common(1)[0][0] for c in per_step if c})
     best = []
     for var in variants:
@@ -213,7 +229,7 @@ def read_spmf_patterns(path: Path) -> list[list[str]]:
 
 
 def leno_label(action: UserAction) -> str:
-    """The label style of Leno et al.'s pattern files: ``copyCell_A``, ``paste_Date_date``, ``clickButton_Submit``."""
+    """Leno et al.'s pattern-file labels: ``copyCell_A``, ``paste_Date_date``, ``clickButton_Submit``."""
     t = action.target
     if action.action_type in ("copyCell", "getCell") and t.column:
         key = t.column
@@ -232,6 +248,7 @@ def evaluate_file(
     truth_format: Format | None = None,
     patterns_path: Path | None = None,
     config: DiscoveryConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Replay a log through `discover` and score it; see the module docstring."""
     cfg = config or DiscoveryConfig()
@@ -240,7 +257,10 @@ def evaluate_file(
     if not actions:
         raise ImportFormatError(f"{path.name}: no readable events")
     t0 = time.perf_counter()
-    result = discover(actions, replace(cfg), user_id="eval")
+    total = len(actions)
+    result = discover(
+        actions, replace(cfg), user_id="eval", progress=(lambda n: progress(n, total)) if progress else None
+    )
     seconds = time.perf_counter() - t0
     truth: Truth | None
     truth_actions: list[UserAction] = []
@@ -249,10 +269,19 @@ def evaluate_file(
         truth = truth_from_file(actions, truth_actions, truth_records, ab)
     else:
         truth = truth_from_labels(actions, records, ab)
-    out: dict[str, Any] = {k: None for k in (
-        "mean_best_jaccard", "matched_share", "instance_precision", "instance_recall", "instance_f1",
-        "event_precision", "event_recall", "event_f1",
-    )}
+    out: dict[str, Any] = {
+        k: None
+        for k in (
+            "mean_best_jaccard",
+            "matched_share",
+            "instance_precision",
+            "instance_recall",
+            "instance_f1",
+            "event_precision",
+            "event_recall",
+            "event_f1",
+        )
+    }
     if truth is not None:
         out.update(score_result(result, truth))
     out["events"] = len(actions)
@@ -260,7 +289,9 @@ def evaluate_file(
     out["events_per_second"] = round(len(actions) / seconds, 1) if seconds > 0 else None
     out["starts"] = result.starts
     if patterns_path is not None and truth is not None:
-        out["patterns"] = _pattern_report(result, read_spmf_patterns(patterns_path), truth, truth_actions or actions)
+        out["patterns"] = _pattern_report(
+            result, read_spmf_patterns(patterns_path), truth, truth_actions or actions
+        )
     out["routines"] = [
         {
             "rank": r.candidate.rank,

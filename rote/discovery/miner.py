@@ -18,8 +18,8 @@ The pipeline per user, all incremental and bounded:
    Variants whose steps are the same multiset (same steps, another order) are not split off: they are the
    same routine to a person and to the generator.
 5. **Candidates**: each variant with `min_support` occurrences is a candidate, re-emitted with a higher
-   version when its evidence grows by `emit_growth`, its steps change, or its score moves by
-   `emit_score_delta` -- not on every occurrence, so the compacted topic is not flooded.
+   version when its evidence grows by `emit_growth` or its steps change -- not on every occurrence, so
+   the compacted topic is not flooded.
 
 State lives in `UserState`, a plain picklable object (the Faust table value), so a restarted worker resumes
 where it stopped: events it had seen are ignored and candidates already emitted are not emitted again.
@@ -32,7 +32,7 @@ import heapq
 import math
 import random
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -51,7 +51,7 @@ from rote.streams.schemas import Candidate, RoutineInstance, RoutineStep, Target
 
 @dataclass(frozen=True, kw_only=True)
 class DiscoveryConfig:
-    """Discovery settings. Defaults suit one person's desktop stream; all are documented in docs/discovery.md."""
+    """Discovery settings. Defaults suit one person's desktop stream; see docs/discovery.md."""
 
     abstraction: ActionAbstraction = field(default_factory=ActionAbstraction)
     #: Occurrences before a routine (and an action, and a transition) counts as repeated.
@@ -92,9 +92,11 @@ class DiscoveryConfig:
     max_variants: int = 200
     #: Variants not seen for this long (event time) are evicted at the next refit.
     variant_ttl_seconds: float = 60 * 86400.0
-    #: Re-emit a candidate when its occurrences grew by this share since the last emission.
+    #: Re-emit a candidate when its occurrences grew by this share since the last emission (or its steps
+    #: changed); not on every occurrence, so the candidates topic is not flooded.
     emit_growth: float = 0.1
-    emit_score_delta: float = 1.0
+    #: Most recent instances used for steps, parameters and durations of a candidate.
+    stats_instances: int = 50
     scoring: ScoreConfig = field(default_factory=ScoreConfig)
 
 
@@ -379,7 +381,7 @@ class RoutineDiscoverer:
                 best, best_sim = v, sim
         return best, best_sim
 
-    def _add(self, state: UserState, v: Variant, seg: Segment, touched: set[str]) -> None:
+    def _add(self, state: UserState | None, v: Variant, seg: Segment, touched: set[str]) -> None:
         labels = [e.label for e in seg.events]
         seg.aligned = lcs_align(v.steps, labels)
         present = [i for i in seg.aligned if i is not None]
@@ -402,7 +404,7 @@ class RoutineDiscoverer:
         while len(v.instances) > self.config.keep_instances:
             v.instances.popleft()
         touched.add(v.vid)
-        if v.count >= 2 * self.config.min_support and v.count >= 2 * v.split_checked_at:
+        if state is not None and v.count >= 2 * self.config.min_support and v.count >= 2 * v.split_checked_at:
             v.split_checked_at = v.count
             self._maybe_split(state, v, touched)
 
@@ -442,7 +444,9 @@ class RoutineDiscoverer:
         nv = self._new_variant(state, list(key), movers[0].events[0].ts)
         self._move(state, v, nv, movers, touched)
 
-    def _move(self, state: UserState, src: Variant, dst: Variant, segs: list[Segment], touched: set[str]) -> None:
+    def _move(
+        self, state: UserState, src: Variant, dst: Variant, segs: list[Segment], touched: set[str]
+    ) -> None:
         ids = {id(s) for s in segs}
         src.instances = deque(s for s in src.instances if id(s) not in ids)
         self._recount(src)
@@ -475,7 +479,7 @@ class RoutineDiscoverer:
     def _add_quiet(self, v: Variant, seg: Segment, touched: set[str]) -> None:
         saved = v.split_checked_at
         v.split_checked_at = 1 << 60  # no split checks while rebuilding
-        self._add(state=None, v=v, seg=seg, touched=touched)  # type: ignore[arg-type]
+        self._add(None, v, seg, touched)
         v.split_checked_at = saved
 
     def _pend(self, state: UserState, seg: Segment, touched: set[str]) -> None:
@@ -483,7 +487,9 @@ class RoutineDiscoverer:
         state.pending.append(seg)
         while len(state.pending) > cfg.max_pending:
             state.pending.popleft()
-        group = [p for p in state.pending if p is not seg and similarity(p.key, seg.key) >= cfg.cluster_similarity]
+        group = [
+            p for p in state.pending if p is not seg and similarity(p.key, seg.key) >= cfg.cluster_similarity
+        ]
         if len(group) + 1 < cfg.min_support:
             return
         members = [*group, seg]
@@ -491,8 +497,10 @@ class RoutineDiscoverer:
         if len(steps) < cfg.min_length:
             return
         existing = state.key_index.get(tuple(steps))
-        v = state.variants[existing] if existing in state.variants else self._new_variant(
-            state, steps, members[0].events[0].ts
+        v = (
+            state.variants[existing]
+            if existing in state.variants
+            else self._new_variant(state, steps, members[0].events[0].ts)
         )
         ids = {id(m) for m in members}
         state.pending = deque(p for p in state.pending if id(p) not in ids)
@@ -515,7 +523,7 @@ class RoutineDiscoverer:
     def _maybe_split(self, state: UserState, v: Variant, touched: set[str]) -> None:
         """Split a variant whose instances fall into two clear groups by the presence of some action."""
         cfg = self.config
-        if v.from_split or state is None:
+        if v.from_split:
             return
         segs = list(v.instances)
         n = len(segs)
@@ -528,7 +536,8 @@ class RoutineDiscoverer:
         cands = [
             lab
             for lab, c in presence.items()
-            if cfg.split_share * n <= c <= (1 - cfg.split_share) * n and c >= cfg.min_support
+            if cfg.split_share * n <= c <= (1 - cfg.split_share) * n
+            and c >= cfg.min_support
             and n - c >= cfg.min_support
         ]
         if not cands:
@@ -562,8 +571,8 @@ class RoutineDiscoverer:
             state.key_index.setdefault(tuple(old_steps), v.vid)
             v.instances = deque()
             v.count = 0
-            for s in majority:
-                self._add_quiet(v, s, touched)
+            for seg in majority:
+                self._add_quiet(v, seg, touched)
         nv = self._new_variant(state, new_steps, minority[0].events[0].ts)
         nv.from_split = True
         v.from_split = True
@@ -578,12 +587,11 @@ class RoutineDiscoverer:
             v = state.variants.get(vid)
             if v is None or v.count < cfg.min_support:
                 continue
-            cand = self.build_candidate(state, v, version=v.version + 1)
             grown = v.count >= math.ceil(v.emitted_count * (1 + cfg.emit_growth))
             changed = tuple(v.steps) != v.emitted_steps
-            moved = abs(cand.score - v.emitted_score) >= cfg.emit_score_delta
-            v.last_score = cand.score
-            if v.version == 0 or grown or changed or moved:
+            if v.version == 0 or grown or changed:
+                cand = self.build_candidate(state, v, version=v.version + 1)
+                v.last_score = cand.score
                 v.version += 1
                 v.emitted_count = v.count
                 v.emitted_score = cand.score
@@ -600,7 +608,12 @@ class RoutineDiscoverer:
 
     def build_candidate(self, state: UserState, v: Variant, *, version: int | None = None) -> Candidate:
         cfg = self.config
-        kept = [s for s in v.instances if any(i is not None for i in s.aligned)]
+        recent = (
+            list(v.instances)[-cfg.stats_instances :]
+            if len(v.instances) > cfg.stats_instances
+            else v.instances
+        )
+        kept = [s for s in recent if any(i is not None for i in s.aligned)]
         n_steps = len(v.steps)
         values = [[s.events[i].value if i is not None else None for i in s.aligned] for s in kept]
         params = analyse(values)
@@ -611,7 +624,9 @@ class RoutineDiscoverer:
             durations = [self._step_duration(s, k) for s in kept]
             ds = [d for d in durations if d is not None]
             app = Counter(e.app for e in evs).most_common(1)[0][0] if evs else ""
-            atype = Counter(e.action_type for e in evs).most_common(1)[0][0] if evs else label.split(":", 1)[0]
+            atype = (
+                Counter(e.action_type for e in evs).most_common(1)[0][0] if evs else label.split(":", 1)[0]
+            )
             steps.append(
                 RoutineStep(
                     label=label,
@@ -654,7 +669,7 @@ class RoutineDiscoverer:
             observed_hours_per_year=sc.observed_hours_per_year,
             estimated_hours_saved_per_year=sc.estimated_hours_saved_per_year,
             rank=self._rank(state, v, sc.score),
-            priority=sc.priority,  # type: ignore[arg-type]
+            priority=sc.priority,
             first_seen=_utc(v.first_seen),
             last_seen=_utc(v.last_seen),
             updated_at=now,
@@ -725,7 +740,11 @@ class RoutineDiscoverer:
 
 
 def discover(
-    actions: Iterable[UserAction], config: DiscoveryConfig | None = None, *, user_id: str | None = None
+    actions: Iterable[UserAction],
+    config: DiscoveryConfig | None = None,
+    *,
+    user_id: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> DiscoveryResult:
     """Batch helper: replay `actions` through the streaming code and return the ranked routines.
 
@@ -737,10 +756,12 @@ def discover(
     cfg = replace(base, keep_instances=10**9)
     disc = RoutineDiscoverer(cfg)
     state: UserState | None = None
-    for action in actions:
+    for n, action in enumerate(actions, start=1):
         if state is None:
             state = disc.new_state(user_id or action.user_id)
         disc.learn_one(state, action)
+        if progress is not None and n % 1000 == 0:
+            progress(n)
     if state is None:
         state = disc.new_state(user_id or "user-1")
     disc.flush(state)

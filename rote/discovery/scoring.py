@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from rote.streams.schemas import ScoreBreakdown, StepParameter
 
@@ -73,7 +74,7 @@ class Score:
     breakdown: ScoreBreakdown
     observed_hours_per_year: float
     estimated_hours_saved_per_year: float
-    priority: str
+    priority: Literal["high", "medium", "low"]
 
 
 def _clip(x: float) -> float:
@@ -102,7 +103,9 @@ def score(ev: Evidence, cfg: ScoreConfig | None = None) -> Score:
     value = 100.0 * sum(cfg.weights.get(k, 0.0) * v for k, v in factors.items()) / total_w
     value = round(min(100.0, max(0.0, value)), 2)
     observed = ev.mean_duration_seconds * per_day * cfg.working_days / 3600.0
-    priority = "high" if value >= cfg.high else "medium" if value >= cfg.medium else "low"
+    priority: Literal["high", "medium", "low"] = (
+        "high" if value >= cfg.high else "medium" if value >= cfg.medium else "low"
+    )
     breakdown = ScoreBreakdown(**{k: round(v, 4) for k, v in factors.items()}, weights=dict(cfg.weights))
     return Score(
         score=value,

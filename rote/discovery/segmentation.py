@@ -12,13 +12,15 @@ Two refinements make this usable on real, noisy streams:
   nor create spurious cycles.
 * A cycle head is accepted as the start of *another* routine only if it is not part of the body of an
   already known routine (the actions present in most segments of that routine), cutting there leaves
-  segments of at least `min_length` actions, and it occurs once in most of the segments it begins. This
+  segments of at least `min_length` actions, it occurs once in most of the segments it begins, and the
+  known routines' segments it would cut are not shorter than their uncut ones (`_chops`). This
   rejects the loops *inside* a routine (retrying a log-in, filling several fields through the same
   clipboard ``copy``), which would otherwise chop each instance into pieces.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -29,7 +31,7 @@ def frequent_labels(labels: Iterable[str], min_support: int) -> set[str]:
 
 
 def dfg(seq: Sequence[str]) -> Counter[tuple[str, str]]:
-    return Counter(zip(seq, seq[1:], strict=False))
+    return Counter(itertools.pairwise(seq))
 
 
 def _filtered_edges(seq: Sequence[str], *, min_support: int, min_edge_ratio: float) -> dict[str, list[str]]:
@@ -42,7 +44,9 @@ def _filtered_edges(seq: Sequence[str], *, min_support: int, min_edge_ratio: flo
     return {u: [v for _, v in sorted(vs, key=lambda t: (-t[0], t[1]))] for u, vs in succ.items()}
 
 
-def cycle_heads(seq: Sequence[str], roots: Sequence[str], *, min_support: int, min_edge_ratio: float) -> list[str]:
+def cycle_heads(
+    seq: Sequence[str], roots: Sequence[str], *, min_support: int, min_edge_ratio: float
+) -> list[str]:
     """Targets of DFS back-edges, in discovery order (iterative DFS, most frequent successor first)."""
     succ = _filtered_edges(seq, min_support=min_support, min_edge_ratio=min_edge_ratio)
     heads: list[str] = []
@@ -96,6 +100,32 @@ def body(seq: Sequence[str], start: str, starts: set[str], *, min_length: int, s
     return {label for label, n in presence.items() if n >= share * len(segs)}
 
 
+def _chops(segs: Sequence[list[str]], head: str, starts: set[str]) -> bool:
+    """Does cutting at `head` cut the known routines' instances short?
+
+    Segments of a known routine that now end because `head` follows are compared with those that end
+    because another of its instances follows. A new routine's start leaves them as long as before; a step
+    inside the routine leaves a prefix only. When `head` *always* follows, the two are one routine.
+    """
+    cut: list[int] = []
+    whole: list[int] = []
+    for cur, nxt in itertools.pairwise(segs):
+        if not cur or cur[0] not in starts:
+            continue
+        (cut if nxt[0] == head else whole).append(len(cur))
+    if not cut:
+        return False
+    if not whole:
+        return True
+    return _median(cut) < 0.75 * _median(whole)
+
+
+def _median(xs: Sequence[int]) -> float:
+    s = sorted(xs)
+    mid = len(s) // 2
+    return float(s[mid]) if len(s) % 2 else (s[mid - 1] + s[mid]) / 2.0
+
+
 def estimate_starts(
     labels: Sequence[str],
     *,
@@ -111,7 +141,7 @@ def estimate_starts(
     if not seq:
         return list(known)
     starts: list[str] = [s for s in known if s in freq] or [seq[0]]
-    roots = starts + [seq[0]] if seq[0] not in starts else list(starts)
+    roots = [*starts, seq[0]] if seq[0] not in starts else list(starts)
     accepted = set(starts)
     bodies = {s: body(seq, s, accepted, min_length=min_length, share=body_share) for s in starts}
     for head in cycle_heads(seq, roots, min_support=min_support, min_edge_ratio=min_edge_ratio):
@@ -121,9 +151,12 @@ def estimate_starts(
         head_body = body(seq, head, trial, min_length=min_length, share=body_share)
         if len(head_body) < min_length:
             continue  # cutting there leaves only fragments: not a routine of its own
-        own = [s for s in segment_at(seq, trial, min_length=min_length) if s and s[0] == head]
+        segs = segment_at(seq, trial, min_length=min_length)
+        own = [s for s in segs if s and s[0] == head]
         if sum(s.count(head) > 1 for s in own) > 0.5 * len(own):
             continue  # a start begins one instance; a step repeated inside an instance does not
+        if _chops(segs, head, accepted):
+            continue
         accepted = trial
         starts.append(head)
         bodies = {s: body(seq, s, accepted, min_length=min_length, share=body_share) for s in starts}

@@ -1,0 +1,29 @@
+"""The task identifier's pure logic: routine discovery from user-action streams and automation potential.
+
+Streaming API (what the Faust agent calls): `DiscoveryConfig`, `UserState`, `RoutineDiscoverer`;
+batch helper: `discover` (the same streaming code over an iterable). See docs/discovery.md.
+"""
+
+from __future__ import annotations
+
+from rote.discovery.abstraction import ActionAbstraction
+from rote.discovery.miner import (
+    DiscoveredRoutine,
+    DiscoveryConfig,
+    DiscoveryResult,
+    RoutineDiscoverer,
+    UserState,
+    discover,
+)
+from rote.discovery.scoring import ScoreConfig
+
+__all__ = [
+    "ActionAbstraction",
+    "DiscoveredRoutine",
+    "DiscoveryConfig",
+    "DiscoveryResult",
+    "RoutineDiscoverer",
+    "ScoreConfig",
+    "UserState",
+    "discover",
+]
