@@ -309,6 +309,51 @@ def record_consumer_lag(group: str, lags: Mapping[str, int]) -> None:
         _lag_topics[group] = set(lags)
 
 
+def read_partition_offsets(bootstrap: str, group: str, topics: Iterable[str]) -> list[PartitionOffsets]:
+    """Ask the cluster where `group` stands on every partition of `topics` (blocking; run it off the loop).
+
+    Uses a throw-away consumer that never joins the group (no group_id), so measuring the lag does not
+    trigger a rebalance of the agents it measures.
+    """
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rote-lag")
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="rote-lag", enable_auto_commit=False)
+    try:
+        committed = {
+            (tp.topic, tp.partition): meta.offset
+            for tp, meta in admin.list_group_offsets({group: None}).get(group, {}).items()
+            if meta.offset >= 0
+        }
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = consumer.end_offsets(partitions) if partitions else {}
+        starts = consumer.beginning_offsets(partitions) if partitions else {}
+    finally:
+        consumer.close()
+        admin.close()
+    return [
+        PartitionOffsets(
+            topic=tp.topic,
+            partition=tp.partition,
+            log_end=int(ends[tp]),
+            committed=committed.get((tp.topic, tp.partition)),
+            log_start=int(starts[tp]),
+        )
+        for tp in partitions
+    ]
+
+
+def collect_consumer_lag(bootstrap: str, group: str, topics: Iterable[str]) -> dict[str, int]:
+    """Measure and publish one group's lag per topic; the worker calls it on a timer (e.g. every 15 s)."""
+    lags = lag_by_topic(read_partition_offsets(bootstrap, group, topics))
+    record_consumer_lag(group, lags)
+    return lags
+
+
 # --------------------------------------------------------------------------------------------------
 # Exposition
 # --------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import subprocess
+import time
 import urllib.request
 
 import pytest
@@ -155,3 +156,45 @@ def test_sandbox_registry_does_not_export_worker_gauges() -> None:
     assert "process_cpu_seconds_total" in text
     assert "rote_roi_ratio" not in text
     assert "rote_time_saved_seconds_total" not in text
+
+
+@pytest.mark.integration
+@pytest.mark.tansu
+def test_collect_consumer_lag_against_the_embedded_broker() -> None:
+    """Committed offsets and log ends read from a real broker: 10 records, 4 consumed and committed."""
+    from dataclasses import replace
+
+    from kafka import KafkaConsumer, KafkaProducer
+    from rote.streams.topics import USER_ACTIONS
+
+    from rote.brokers import create_topics, start_broker
+
+    topic = "lag-probe"
+    with start_broker(None) as broker:
+        create_topics(broker.bootstrap, [replace(USER_ACTIONS, name=topic, partitions=2)])
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+        for i in range(10):
+            producer.send(topic, value=b"x", partition=i % 2)
+            # One record per batch: Tansu 0.6 reports a batch's high watermark as base offset + 1.
+            producer.flush()
+        producer.close()
+
+        assert m.collect_consumer_lag(broker.bootstrap, "lag-group", [topic]) == {topic: 10}
+
+        consumer = KafkaConsumer(
+            topic, bootstrap_servers=broker.bootstrap, group_id="lag-group",
+            auto_offset_reset="earliest", enable_auto_commit=False,
+        )
+        seen = 0
+        deadline = time.monotonic() + 30
+        while seen < 4 and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=1000, max_records=4 - seen).values():
+                seen += len(records)
+        consumer.commit()
+        consumer.close()
+
+        assert seen == 4
+        assert m.collect_consumer_lag(broker.bootstrap, "lag-group", [topic]) == {topic: 6}
+        assert m.REGISTRY.get_sample_value(
+            "rote_consumer_lag_messages", {"topic": topic, "group": "lag-group"}
+        ) == 6
