@@ -1,9 +1,137 @@
-"""CLI commands: filled in by the feature that owns them."""
+"""`rote automations list|show`: the registry rebuilt from a run archive."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
+
+from rote.archive import last_run_dir
+from rote.generator.registry import AutomationRecord, Registry, from_archive
+
+_LEXERS = {"python": "python", "bash": "bash", "applescript": "applescript"}
+
+FROM_HELP = "Run archive to read (default: the last `rote run`, $ROTE_STATE_DIR/last-run)."
+JSON_HELP = "Print exactly one JSON object to stdout."
+FromOpt = Annotated[Path | None, typer.Option("--from", help=FROM_HELP)]
+JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+
+
+def _load(from_dir: Path | None, as_json: bool) -> Registry:
+    run_dir = from_dir or last_run_dir()
+    if not run_dir.is_dir():
+        msg = f"no run archive at {run_dir} (run `rote run --once` first, or pass --from DIR)"
+        if as_json:
+            typer.echo(json.dumps({"error": msg}))
+        else:
+            Console(stderr=True).print(f"[red]{msg}[/red]")
+        raise typer.Exit(1)
+    if as_json:
+        return from_archive(run_dir)
+    with Console(stderr=True).status(f"rebuilding the registry from {run_dir} …"):
+        return from_archive(run_dir)
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.0%}"
+
+
+def _secs(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3g}s"
+
+
+def _summary_row(r: AutomationRecord) -> list[str]:
+    s = r.stats
+    tests = f"{s.tests_passed}/{s.tests_passed + s.tests_failed}" if s.tests_passed + s.tests_failed else "–"
+    return [
+        r.automation_id,
+        f"v{r.version}",
+        r.state,
+        (r.state_reason or "")[:70],
+        ", ".join(r.languages) or "–",
+        tests,
+        str(s.runs),
+        _pct(s.success_rate),
+        _secs(s.duration_p50_seconds),
+    ]
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
+    group = typer.Typer(
+        help="Generated automations: versions, lifecycle (verified/rejected and why) and run statistics.",
+        no_args_is_help=True,
+    )
+    app.add_typer(group, name="automations")
+
+    @group.command("list")
+    def list_automations(
+        from_dir: FromOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """List every automation with its state, reason, test tally and success rate."""
+        reg = _load(from_dir, as_json)
+        if as_json:
+            typer.echo(json.dumps(reg.to_json()))
+            return
+        table = Table(title="automations")
+        table.add_column("id", no_wrap=True)
+        for col in ("ver", "state"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("reason", overflow="fold", ratio=1)
+        for col in ("runs in", "tests", "runs", "success", "p50"):
+            table.add_column(col, no_wrap=True)
+        for r in reg.records():
+            table.add_row(*_summary_row(r))
+        console = Console()
+        console.print(table)
+        counts = reg.counts_by_state()
+        console.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no automations")
+
+    @group.command("show")
+    def show_automation(
+        automation_id: Annotated[str, typer.Argument(help="The automation id (`rote automations list`).")],
+        from_dir: FromOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Show one automation: lifecycle history, statistics, plan, and each target's generated source."""
+        reg = _load(from_dir, as_json)
+        rec = reg.get(automation_id)
+        if rec is None:
+            msg = f"no automation {automation_id!r} in the archive"
+            if as_json:
+                typer.echo(json.dumps({"error": msg}))
+            else:
+                Console(stderr=True).print(f"[red]{msg}[/red]")
+            raise typer.Exit(1)
+        data: dict[str, Any] = rec.to_json(include_sources=True)
+        if as_json:
+            typer.echo(json.dumps(data))
+            return
+        console = Console()
+        console.print(f"[bold]{rec.automation_id}[/bold] v{rec.version} — {rec.name}")
+        console.print(f"state: [bold]{rec.state}[/bold]  {rec.state_reason or ''}")
+        console.print(
+            f"candidate {rec.candidate_id}, generator {rec.generator_version}, "
+            f"template {rec.template_version}"
+        )
+        console.print(f"parameters: {', '.join(rec.automation.parameters) or '(none)'}")
+        s = rec.stats
+        console.print(
+            f"runs {s.runs} (sandbox {s.sandbox_runs}, production {s.production_runs}), "
+            f"success {_pct(s.success_rate)}, p50 {_secs(s.duration_p50_seconds)}, "
+            f"p90 {_secs(s.duration_p90_seconds)}, p99 {_secs(s.duration_p99_seconds)}; "
+            f"tests passed {s.tests_passed}, failed {s.tests_failed}"
+        )
+        for t in rec.history:
+            console.print(f"  {t.at.isoformat()}  v{t.version}  {t.state:<9} {t.reason or ''}")
+        for lang, src in rec.automation.sources.items():
+            missing = "; ".join(src.unsupported_steps[:3])
+            status = "supported" if src.supported else f"NOT supported: {missing}"
+            console.rule(f"{lang} — {status} — static check: {src.static_check}")
+            console.print(Syntax(src.source, _LEXERS.get(lang, "text"), line_numbers=False, word_wrap=True))

@@ -1,0 +1,275 @@
+"""`rote automations list|show` over a real archive, and the production adapters (files, HTTP forms, CSV)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from rote.streams.schemas import (
+    Candidate,
+    RoutineInstance,
+    RoutineStep,
+    ScoreBreakdown,
+    Target,
+    encode,
+)
+from test_registry import T0, file_candidate, metric, result
+from typer.testing import CliRunner
+
+from rote.archive import ArchiveWriter
+from rote.cli import app
+from rote.generator import GeneratorConfig, generate
+from rote.generator.bundle import runtime_source
+from rote.generator.plan import PlanConfig
+from rote.generator.runtime import ActionError, Api, Composite, CsvSheets, Files, HttpForms
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("last-run")
+    auto = generate(file_candidate(), config=GeneratorConfig(plan=PlanConfig(max_train=3)), now=T0)
+    w = ArchiveWriter(run_dir)
+    w.write("automations", encode(auto))
+    for c in auto.test_cases:
+        for lang in ("python", "bash"):
+            w.write("test-results", encode(result(auto, c.case_id, lang, at=T0 + timedelta(minutes=1))))
+    for k in range(4):
+        w.write("metrics", encode(metric(auto, k + 1, source="sandbox", dur=0.1 * (k + 1))))
+    w.close()
+    return run_dir
+
+
+def test_list_json_is_one_object(archive: Path) -> None:
+    out = CliRunner().invoke(app, ["automations", "list", "--from", str(archive), "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["by_state"] == {"verified": 1}
+    (rec,) = data["automations"]
+    assert rec["automation_id"] == "auto-files-1" and rec["state"] == "verified"
+    assert rec["stats"]["runs"] == 4 and rec["stats"]["success_rate"] == 1.0
+    assert rec["stats"]["duration_p50_seconds"] == pytest.approx(0.2)
+
+
+def test_show_prints_every_target_source(archive: Path) -> None:
+    out = CliRunner().invoke(app, ["automations", "show", "auto-files-1", "--from", str(archive), "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert set(data["sources"]) == {"python", "bash", "applescript"}
+    assert "def run(api, p):" in data["sources"]["python"]
+    assert "rote_write_file" in data["sources"]["bash"]
+    assert "on run argv" in data["sources"]["applescript"]
+    text = CliRunner().invoke(app, ["automations", "show", "auto-files-1", "--from", str(archive)])
+    assert text.exit_code == 0 and "verified" in text.stdout and "rote_copy_file" in text.stdout
+    listing = CliRunner().invoke(app, ["automations", "list", "--from", str(archive)])
+    assert listing.exit_code == 0 and "auto-files-1" in listing.stdout
+    missing = CliRunner().invoke(app, ["automations", "show", "nope", "--from", str(archive), "--json"])
+    assert missing.exit_code == 1 and "error" in json.loads(missing.stdout)
+
+
+# --------------------------------------------------------------------------------------------------
+# adapters
+# --------------------------------------------------------------------------------------------------
+
+
+def test_files_adapter_is_confined(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "secret.txt").write_text("outside")
+    (root / "link").symlink_to(tmp_path)
+    f = Files(root)
+    f.perform("write_file", {"file": "/abs/dir/a.txt"}, "x\r\ny")
+    assert (root / "abs" / "dir" / "a.txt").read_bytes() == b"x\r\ny"
+    assert f.perform("read_file", {"file": "C:\\abs\\dir\\a.txt"}, None) == "x\r\ny"
+    for bad in ("../secret.txt", "a/../../secret.txt", "link/secret.txt", ""):
+        with pytest.raises(ActionError):
+            f.perform("read_file", {"file": bad}, None)
+    f.perform("copy_file", {"file": "abs/dir/a.txt"}, "b/c.txt")
+    f.perform("move_file", {"file": "b/c.txt"}, "d.txt")
+    assert (root / "d.txt").read_bytes() == b"x\r\ny" and not (root / "b" / "c.txt").exists()
+    f.perform("delete_file", {"file": "d.txt"}, None)
+    with pytest.raises(ActionError):
+        f.perform("open_file", {"file": "d.txt"}, None)
+
+
+class _Form(BaseHTTPRequestHandler):
+    posts: ClassVar[list[dict[str, list[str]]]] = []
+    gets: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        n = int(self.headers.get("Content-Length", 0))
+        _Form.posts.append(urllib.parse.parse_qs(self.rfile.read(n).decode(), keep_blank_values=True))
+        code = 500 if self.path.endswith("/broken") else 200
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(b"thanks")
+
+    def do_GET(self) -> None:
+        _Form.gets.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"<form></form>")
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def form_server() -> Iterator[str]:
+    _Form.posts.clear()
+    _Form.gets.clear()
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Form)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join(timeout=5)
+
+
+def test_http_forms_adapter_posts_filled_fields(form_server: str) -> None:
+    url = form_server + "/form"
+    hostile = "a&b=c; $(touch /tmp/x) 'quoted' \"dq\" 名前\n"
+    api = Api(HttpForms(timeout=5))
+    api.open_url(0, url=url)
+    api.fill_field(1, "John Doe", field="name", url=url)
+    api.copy(2, hostile)
+    api.paste(3, field="note", url=url)
+    api.click(4, element="agree", element_type="checkbox", url=url)
+    api.click(5, element="submit", element_type="submit", url=url)
+    assert _Form.gets == ["/form"]
+    assert _Form.posts == [{"name": ["John Doe"], "note": [hostile], "agree": ["on"]}]
+    api.fill_field(6, "x", field="name", url=form_server + "/broken")
+    with pytest.raises(ActionError, match="HTTP 500"):
+        api.click(7, element="submit", element_type="submit", url=form_server + "/broken")
+    with pytest.raises(ActionError):
+        HttpForms().perform("open_url", {"url": "file:///etc/passwd"}, None)
+
+
+def test_csv_sheets_adapter(tmp_path: Path) -> None:
+    (tmp_path / "Book.csv").write_text(
+        'name,date\nJohn,11/03/1986\n"Doe, Jane",01/02/2000\n', encoding="utf-8"
+    )
+    clip = [""]
+    d = Composite([CsvSheets(tmp_path, clip), Files(tmp_path)])
+    assert (
+        d.perform("copy_cell", {"workbook": "Book.xlsx", "sheet": "Sheet1", "cell": "A3"}, None)
+        == "Doe, Jane"
+    )
+    assert clip == ["Doe, Jane"]
+    assert d.perform("read_cell", {"workbook": "Book.xlsx", "cell": "B2"}, None) == "11/03/1986"
+    assert d.perform("read_cell", {"workbook": "Book.xlsx", "cell": "Z99"}, None) == ""
+    with pytest.raises(ActionError):
+        d.perform("read_cell", {"workbook": "Book.xlsx", "cell": "2B"}, None)
+
+
+def _form_candidate(url: str) -> Candidate:
+    """Excel row -> web form: name from A, date re-typed with dashes from B, then submit."""
+    rows = [
+        ("John", "11/03/1986"),
+        ("Albert", "11/04/1986"),
+        ("Steven", "18/06/1986"),
+        ("Gerard", "08/04/1987"),
+    ]
+    labels = ["copyCell A", "paste name", "copyCell B", "editField date", "clickButton submit"]
+    types = ["copyCell", "paste", "copyCell", "editField", "clickButton"]
+    insts = []
+    for k, (name, date) in enumerate(rows):
+        row = k + 2
+        insts.append(
+            RoutineInstance(
+                event_ids=[f"e{k}{s}" for s in range(5)],
+                values=[name, name, date, date.replace("/", "-"), None],
+                targets=[
+                    Target(workbook="Book.xlsx", sheet="Sheet1", cell=f"A{row}"),
+                    Target(field="name", url=url),
+                    Target(workbook="Book.xlsx", sheet="Sheet1", cell=f"B{row}"),
+                    Target(field="date", url=url),
+                    Target(element="submit", element_type="submit", url=url),
+                ],
+                start=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(hours=k),
+                end=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(hours=k, minutes=1),
+            )
+        )
+    t = datetime(2024, 1, 2, tzinfo=UTC)
+    return Candidate(
+        candidate_id="form",
+        version=1,
+        user_id="u",
+        routine=labels,
+        steps=[
+            RoutineStep(label=lab, app="x", action_type=ty) for lab, ty in zip(labels, types, strict=True)
+        ],
+        occurrences=4,
+        instances=insts,
+        score=90,
+        breakdown=ScoreBreakdown(
+            frequency=1, time_cost=1, regularity=1, determinism=1, variability=1, length=1
+        ),
+        mean_duration_seconds=60,
+        observed_hours_per_year=1,
+        estimated_hours_saved_per_year=1,
+        rank=1,
+        priority="high",
+        first_seen=t,
+        last_seen=t,
+        updated_at=t,
+    )
+
+
+def test_generated_script_submits_a_real_form_in_production(form_server: str, tmp_path: Path) -> None:
+    auto = generate(
+        _form_candidate(form_server + "/form"), config=GeneratorConfig(plan=PlanConfig(max_train=3))
+    )
+    assert auto.parameters == ["row"]
+    (tmp_path / "automation.py").write_text(auto.sources["python"].source, encoding="utf-8")
+    (tmp_path / "rote_runtime.py").write_bytes(runtime_source())
+    (tmp_path / "Book.csv").write_text(
+        "name,date\nJohn,11/03/1986\nMaría $(x),24/12/1999\n", encoding="utf-8"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "automation.py",
+            "--driver",
+            "prod",
+            "--root",
+            ".",
+            "--set",
+            "row=3",
+            "--record",
+            "r.jsonl",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert _Form.posts == [{"name": ["María $(x)"], "date": ["24-12-1999"]}]
+    ops = [json.loads(line)["op"] for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert ops == ["copy_cell", "paste", "copy_cell", "fill_field", "click"]
+    bad = subprocess.run(
+        [sys.executable, "automation.py", "--driver", "prod", "--root", "."],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 3 and "missing parameters: row" in bad.stderr
