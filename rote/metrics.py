@@ -193,12 +193,19 @@ LANGUAGES: Final[tuple[str, ...]] = get_args(Language)
 VERDICTS: Final[tuple[str, ...]] = get_args(Verdict)
 STOP_REASONS: Final[tuple[str, ...]] = get_args(StopReason)
 SEVERITIES: Final = ("info", "warning", "critical")
-#: The signals the performance monitor watches (the Anomaly.signal values).
-ANOMALY_SIGNALS: Final = ("duration_seconds", "failure_ratio", "cpu_seconds", "peak_memory_bytes")
+#: The signals the performance monitor watches (Anomaly.signal; per-step signals share one family).
+ANOMALY_SIGNALS: Final = (
+    "duration_seconds",
+    "failure_ratio",
+    "cpu_seconds",
+    "peak_memory_bytes",
+    "output_bytes",
+    "step_duration_seconds",
+)
 RUN_SOURCES: Final = ("sandbox", "production")
 RUN_OUTCOMES: Final = ("success", "failure")
 #: Kinds of ingress fault; the full reason text goes to the dead-letter topic, only the kind to a label.
-DEAD_LETTER_REASONS: Final = ("encoding", "json", "not_object", "missing_field", "invalid_field", "other")
+DEAD_LETTER_REASONS: Final = ("encoding", "json", "shape", "missing_field", "invalid_field", "other")
 #: Topics producers write from outside rote: the ones validated at ingress and dead-lettered.
 INGRESS_TOPICS: Final = ("user-actions", "metrics")
 
@@ -219,7 +226,7 @@ def dead_letter_reason(reason: str) -> str:
     if "not json" in text:
         return "json"
     if "expected an object" in text:
-        return "not_object"
+        return "shape"
     if "field required" in text:
         return "missing_field"
     if ":" in text:

@@ -95,7 +95,7 @@ def test_known_series_start_at_zero_so_the_first_event_is_an_increase() -> None:
     [
         (b"\xff\xfe", "encoding"),
         (b"{not json", "json"),
-        (b"[1, 2]", "not_object"),
+        (b"[1, 2]", "shape"),
         (b'{"event_id": "e"}', "missing_field"),
         (
             b'{"event_id": "e", "user_id": "u", "timestamp": "yesterday", "app": "x", "action_type": "y"}',
