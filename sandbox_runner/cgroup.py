@@ -72,11 +72,13 @@ class SlotCgroup:
         self._baseline = {}
         for d in self.dirs:
             if d.kind == "memory-v1":
-                _write(d.path / "memory.limit_in_bytes", str(memory_bytes))
+                # memory.limit_in_bytes may never exceed memsw's limit: lift memsw, set memory, then memsw.
                 memsw = d.path / "memory.memsw.limit_in_bytes"
                 if memsw.exists():
-                    with contextlib.suppress(OSError):
-                        _write(memsw, str(memory_bytes))
+                    _write(memsw, "-1")
+                _write(d.path / "memory.limit_in_bytes", str(memory_bytes))
+                if memsw.exists():
+                    _write(memsw, str(memory_bytes))
                 _write(d.path / "memory.max_usage_in_bytes", "0")
                 _write(d.path / "memory.failcnt", "0")
                 self._baseline["oom_kill"] = _kv(d.path / "memory.oom_control").get("oom_kill", 0)

@@ -116,6 +116,8 @@ class Evidence:
     stderr_tail: bytes
 
 
+_NETWORK_MARKERS = (b"Network is unreachable", b"Temporary failure in name resolution",
+                    b"Name or service not known", b"No address associated with hostname")
 _MEMORY_MARKERS = (b"MemoryError", b"Cannot allocate memory", b"cannot allocate memory", b"out of memory")
 
 
@@ -155,10 +157,12 @@ def classify(ev: Evidence) -> tuple[StopReason, str]:
         return "disk", f"a file reached the {lim.file_bytes} byte file-size limit" + note
     if failed and ev.workspace_full:
         return "disk", f"the {lim.workspace_bytes} byte workspace filled up" + note
-    if failed and ev.loopback_packets and not lim.network:
+    if failed and not lim.network and ev.loopback_packets:
         return "network", (
             f"network use denied: the jail has no network ({ev.loopback_packets} packets went nowhere)" + note
         )
+    if failed and not lim.network and any(m in ev.stderr_tail for m in _NETWORK_MARKERS):
+        return "network", "network use denied: the jail has no network (no route to the address)" + note
     if ev.killed_for == "timeout":
         return "timeout", f"wall-time limit of {lim.wall_seconds:g} s reached; the jail was killed" + note
     if ev.signal is not None:
@@ -220,6 +224,10 @@ class Jail:
     (root, bubblewrap, prlimit, seccomp, uids) and raises `SandboxError` if one is missing.
     """
 
+    #: Where uids are claimed: host-wide whatever the state dir, so runners never share a uid.
+    UID_LOCK_DIR = Path("/run/rote-sandbox-uids") if Path("/run").is_dir() else Path("/tmp/rote-sandbox-uids")
+    _instances = 0
+
     def __init__(
         self,
         *,
@@ -257,7 +265,8 @@ class Jail:
                                        Path(tempfile.gettempdir()) / "rote-sandbox")
         self._closed = False
         self._prepare_state_dir()
-        self._cgroups = CgroupManager(group=f"rote-sandbox-{os.getpid()}", enabled=cgroups)
+        Jail._instances += 1
+        self._cgroups = CgroupManager(group=f"rote-sandbox-{os.getpid()}-{Jail._instances}", enabled=cgroups)
         self._slots: queue.Queue[_Slot] = queue.Queue()
         self._all_slots: list[_Slot] = []
         try:
@@ -272,7 +281,7 @@ class Jail:
     # -- set-up -------------------------------------------------------------------------------------------
 
     def _prepare_state_dir(self) -> None:
-        for d in (self.state_dir, self.state_dir / "uids", self.state_dir / "ws"):
+        for d in (self.state_dir, self.UID_LOCK_DIR, self.state_dir / "ws"):
             d.mkdir(parents=True, exist_ok=True)
             os.chown(d, 0, 0)
             # Slot uids must traverse to their workspace mount point, and see nothing else.
@@ -289,7 +298,7 @@ class Jail:
         for uid in range(base, base + count):
             if len(slots) == want:
                 break
-            lock = self.state_dir / "uids" / f"{uid}.lock"
+            lock = self.UID_LOCK_DIR / f"{uid}.lock"
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -335,7 +344,8 @@ class Jail:
             args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
         if self.python_prefix:
             args += ["--ro-bind", self.python_prefix, self.python_prefix]
-        args += ["--proc", "/proc", "--dev", "/dev", "--symlink", f"{WORKDIR}/.tmp", "/tmp"]
+        args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev"]
+        args += ["--symlink", f"{WORKDIR}/.tmp", "/tmp"]
         return args
 
     def describe(self) -> dict[str, Any]:
@@ -416,7 +426,9 @@ class Jail:
     def _spawn_and_watch(self, slot: _Slot, job: JobSpec, started: float) -> RunResult:
         lim = job.limits
         env = {"HOME": WORKDIR, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
-               "PYTHONDONTWRITEBYTECODE": "1", **job.env}
+               "PYTHONDONTWRITEBYTECODE": "1",
+               # one malloc arena per thread would reserve 64 MiB of address space each
+               "MALLOC_ARENA_MAX": "2", **job.env}
         seccomp_r, seccomp_w = os.pipe()
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
@@ -508,11 +520,11 @@ class Jail:
         open_streams = 2
 
         def kill(reason: str) -> None:
+            # Kill pid 1, not the monitor: pid 1's exit kills and *waits for* every process of its pid
+            # namespace, and only then lets the monitor exit, so when wait4 returns nothing is left.
             nonlocal killed_for
             if killed_for is None:
                 killed_for = reason
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
 
@@ -550,6 +562,8 @@ class Jail:
                 break
             if time.monotonic() > wait_deadline:
                 kill(killed_for or "timeout")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
                 pid, status, rusage = os.wait4(proc.pid, 0)
                 break
             time.sleep(0.001)

@@ -73,7 +73,7 @@ class Limits:
         trip first. Without a cgroup it is the only memory bound there is.
         """
         if cgroup_memory:
-            return 2 * self.memory_bytes + 512 * MiB
+            return 4 * self.memory_bytes + 1024 * MiB
         return self.memory_bytes
 
     def nproc_rlimit(self) -> int:

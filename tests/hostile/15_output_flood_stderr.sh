@@ -1,0 +1,3 @@
+# expect: output
+# what: `yes` to stderr forever
+yes flood >&2

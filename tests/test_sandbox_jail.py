@@ -1,0 +1,205 @@
+"""The jail library: seccomp filter, limits, stop-reason classification, and real runs under bubblewrap."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rote.sandbox_runner import seccomp
+from rote.sandbox_runner.cgroup import SlotUsage
+from rote.sandbox_runner.hostile import load_suite, parse_limits
+from rote.sandbox_runner.jail import Evidence, Jail, JobSpec, Limits, classify
+
+from rote.errors import ConfigError, SandboxError
+
+X86 = seccomp.AUDIT_ARCH_X86_64
+NR = seccomp.SYSCALLS[X86]
+
+needs_jail = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("bwrap") is None, reason="the jail needs root and bubblewrap"
+)
+
+
+# -- seccomp ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def program() -> bytes:
+    return seccomp.build_filter(arch=X86)
+
+
+@pytest.mark.parametrize("name", ["ptrace", "mount", "unshare", "setns", "bpf", "keyctl", "io_uring_setup",
+                                  "process_vm_readv", "kexec_load", "init_module", "userfaultfd"])
+def test_filter_kills_denied_calls(program: bytes, name: str) -> None:
+    assert seccomp.evaluate(program, nr=NR[name], arch=X86) == seccomp.SECCOMP_RET_KILL_PROCESS
+
+
+# read write open close mmap fork execve exit exit_group
+@pytest.mark.parametrize("nr", [0, 1, 2, 3, 9, 57, 59, 60, 231])
+def test_filter_allows_ordinary_calls(program: bytes, nr: int) -> None:
+    assert seccomp.evaluate(program, nr=nr, arch=X86) == seccomp.SECCOMP_RET_ALLOW
+
+
+def test_filter_checks_clone_flags_and_ioctl_requests(program: bytes) -> None:
+    fork_like = 0x01200011  # CLONE_CHILD_SETTID|CLONE_CHILD_CLEARTID|SIGCHLD, what glibc's fork passes
+    assert seccomp.evaluate(program, nr=NR["clone"], arch=X86, args=(fork_like,)) == seccomp.SECCOMP_RET_ALLOW
+    for flag in (0x10000000, 0x00020000, 0x40000000):
+        got = seccomp.evaluate(program, nr=NR["clone"], arch=X86, args=(fork_like | flag,))
+        assert got == seccomp.SECCOMP_RET_KILL_PROCESS
+    assert seccomp.evaluate(program, nr=NR["clone3"], arch=X86) == seccomp.SECCOMP_RET_ERRNO | seccomp.ENOSYS
+    assert seccomp.evaluate(program, nr=NR["ioctl"], arch=X86, args=(0, seccomp.TIOCSTI)) == (
+        seccomp.SECCOMP_RET_KILL_PROCESS
+    )
+    assert seccomp.evaluate(program, nr=NR["ioctl"], arch=X86, args=(0, 0x5401)) == seccomp.SECCOMP_RET_ALLOW
+
+
+def test_filter_kills_foreign_arch_and_x32(program: bytes) -> None:
+    assert seccomp.evaluate(program, nr=0, arch=0x40000003) == seccomp.SECCOMP_RET_KILL_PROCESS  # i386
+    assert seccomp.evaluate(program, nr=0x40000000 | 0, arch=X86) == seccomp.SECCOMP_RET_KILL_PROCESS
+
+
+def test_aarch64_filter_builds_and_uses_its_own_numbers() -> None:
+    arm = seccomp.AUDIT_ARCH_AARCH64
+    prog = seccomp.build_filter(arch=arm)
+    assert seccomp.evaluate(prog, nr=117, arch=arm) == seccomp.SECCOMP_RET_KILL_PROCESS  # ptrace on arm64
+    assert seccomp.evaluate(prog, nr=101, arch=arm) == seccomp.SECCOMP_RET_ALLOW  # nanosleep on arm64
+
+
+def test_unknown_arch_fails_closed() -> None:
+    with pytest.raises(SandboxError):
+        seccomp.build_filter(arch=0x1234)
+
+
+# -- limits and classification ----------------------------------------------------------------------------
+
+
+def test_limits_validate_and_render_rlimits() -> None:
+    lim = Limits(cpu_seconds=1.5, memory_bytes=64 << 20, pids=10)
+    args = lim.rlimit_args(cgroup_memory=False, cgroup_pids=False)
+    assert "--cpu=2:2" in args and f"--as={64 << 20}:{64 << 20}" in args and "--nproc=13:13" in args
+    assert lim.address_space_bytes(cgroup_memory=True) > lim.memory_bytes
+    with pytest.raises(ConfigError):
+        Limits(wall_seconds=0)
+    with pytest.raises(ConfigError):
+        Limits(memory_bytes=1024)
+
+
+def test_parse_limits_short_forms() -> None:
+    lim = parse_limits("wall=2 memory=64M pids=8 network=on workspace=512k")
+    assert (lim.wall_seconds, lim.memory_bytes, lim.pids, lim.network, lim.workspace_bytes) == (
+        2.0, 64 << 20, 8, True, 512 << 10
+    )
+
+
+def _ev(**kw: object) -> Evidence:
+    base: dict[str, object] = dict(
+        limits=Limits(), exit_code=0, signal=None, killed_for=None, cpu_seconds=0.1, usage=SlotUsage(),
+        loopback_packets=0, workspace_full=False, file_limit_hit=False, stderr_tail=b"",
+    )
+    base.update(kw)
+    return Evidence(**base)
+
+
+def test_classify_orders_causes() -> None:
+    assert classify(_ev())[0] == "exited"
+    assert classify(_ev(signal=signal.SIGSYS, usage=SlotUsage(oom_kills=1)))[0] == "seccomp"
+    assert classify(_ev(signal=signal.SIGKILL, usage=SlotUsage(oom_kills=1)))[0] == "memory"
+    assert classify(_ev(signal=signal.SIGKILL, killed_for="output"))[0] == "output"
+    assert classify(_ev(signal=signal.SIGKILL, cpu_seconds=5.0))[0] == "cpu"
+    assert classify(_ev(signal=signal.SIGKILL, killed_for="timeout", cpu_seconds=0.0))[0] == "timeout"
+    forked_out = _ev(signal=signal.SIGKILL, killed_for="timeout", usage=SlotUsage(pids_limit_hits=3))
+    assert classify(forked_out)[0] == "pids"
+    assert classify(_ev(exit_code=1, workspace_full=True))[0] == "disk"
+    assert classify(_ev(exit_code=1, loopback_packets=2))[0] == "network"
+    assert classify(_ev(exit_code=1, stderr_tail=b"MemoryError"))[0] == "memory"
+    assert classify(_ev(signal=signal.SIGTERM))[0] == "signal"
+
+
+def test_a_limit_hit_by_a_successful_run_is_noted_not_blamed() -> None:
+    reason, detail = classify(_ev(exit_code=0, usage=SlotUsage(pids_limit_hits=2)))
+    assert reason == "exited" and "pids limit" in detail
+
+
+def test_network_is_not_blamed_when_the_policy_allows_it() -> None:
+    assert classify(_ev(exit_code=1, loopback_packets=5, limits=Limits(network=True)))[0] == "exited"
+
+
+# -- real runs ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jail() -> Iterator[Jail]:
+    if os.geteuid() != 0 or shutil.which("bwrap") is None:
+        pytest.skip("the jail needs root and bubblewrap")
+    with Jail(max_concurrency=2) as j:
+        yield j
+
+
+@needs_jail
+def test_runs_python_collects_files_and_reports_usage(jail: Jail) -> None:
+    src = b"import os\nopen('out/result.txt', 'w').write(open('in.txt').read().upper())\nprint(os.getuid())\n"
+    files = {"s.py": src, "in.txt": b"hello", "out/.keep": b""}
+    res = jail.run(JobSpec(files=files, argv=["python3", "s.py"], collect=("out/result.txt", "missing.txt")))
+    assert res.ok, res
+    assert res.collected == {"out/result.txt": b"HELLO"}
+    assert int(res.stdout) == res.uid and res.uid is not None and res.uid >= 61000
+    assert res.cpu_seconds > 0 and res.peak_memory_bytes > 1 << 20 and res.output_bytes == len(res.stdout)
+
+
+@needs_jail
+def test_bash_exit_status_and_signal_are_reported(jail: Jail) -> None:
+    res = jail.run(JobSpec(files={"s.sh": b"echo hi >&2; exit 7\n"}, argv=["bash", "s.sh"]))
+    assert (res.exit_code, res.signal, res.stop_reason, res.stderr) == (7, None, "exited", b"hi\n")
+    res = jail.run(JobSpec(files={"s.sh": b"kill -TERM $$; sleep 5\n"}, argv=["bash", "-c", "sh s.sh"]))
+    assert res.stop_reason in ("signal", "exited")
+
+
+@needs_jail
+def test_env_is_cleared_and_set(jail: Jail) -> None:
+    res = jail.run(JobSpec(files={}, argv=["sh", "-c", "echo $FOO:$HOME:$USER"], env={"FOO": "bar"}))
+    assert res.stdout == b"bar:/work:\n"
+
+
+@needs_jail
+def test_bad_jobs_are_refused(jail: Jail) -> None:
+    with pytest.raises(SandboxError):
+        jail.run(JobSpec(files={"../x": b""}, argv=["true"]))
+    with pytest.raises(SandboxError):
+        jail.run(JobSpec(files={}, argv=["true"], collect=("/etc/shadow",)))
+    with pytest.raises(SandboxError):
+        jail.run(JobSpec(files={}, argv=["true", "A" * 200_000]))
+    with pytest.raises(SandboxError):
+        jail.run(JobSpec(files={}, argv=[]))
+
+
+@needs_jail
+def test_fails_closed_when_bubblewrap_cannot_start(tmp_path: Path) -> None:
+    broken = tmp_path / "bwrap"
+    broken.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    os.chmod(tmp_path, 0o755)
+    with Jail(max_concurrency=1, bwrap=str(broken), state_dir=tmp_path / "state") as j, pytest.raises(
+        SandboxError, match="could not set up the jail"
+    ):
+        j.run(JobSpec(files={}, argv=["true"]))
+
+
+@needs_jail
+def test_concurrent_runs_get_distinct_uids(jail: Jail) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    job = JobSpec(files={}, argv=["sh", "-c", "id -u; sleep 0.3"])
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(jail.run, [job, job])
+    assert a.ok and b.ok and a.stdout != b.stdout
+
+
+def test_hostile_suite_is_large_and_well_formed() -> None:
+    cases = load_suite(Path(__file__).parent / "hostile")
+    assert len(cases) >= 35
+    reasons = {c.expect for c in cases}
+    assert {"pids", "memory", "cpu", "timeout", "output", "disk", "network", "seccomp", "exited"} <= reasons
