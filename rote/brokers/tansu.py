@@ -57,9 +57,9 @@ class TansuConfig:
     port: int | None = None
     """None picks a free port (and retries with another if it is taken before Tansu binds)."""
     start_timeout: float = 30.0
-    stop_timeout: float = 5.0
-    """Memory storage has nothing to flush; Tansu can linger on SIGTERM with clients connected, so
-    the wait before SIGKILL is short."""
+    stop_timeout: float = 2.0
+    """Memory storage has nothing to flush, and Tansu lingers on SIGTERM while clients are connected
+    (it took the full 5 s here), so the wait before SIGKILL is short."""
     work_dir: Path | None = None
     """Where the log goes; None makes a temporary directory that is removed after a clean stop."""
     keep_work_dir: bool = False
