@@ -52,13 +52,10 @@ def analyse(
         examples = [str(x) for x, _ in Counter(raw_examples).most_common(MAX_EXAMPLES) if x is not None]
         source = _derived_source(norm, k, present, agreement) if len(present) >= min_instances else None
         distinct = Counter(norm[i][k] for i in present)
-        if source is not None and len(distinct) > 1:
+        if source is not None:
             out.append(StepParameter(kind="derived", source_step=source, examples=examples))
         elif len(present) >= min_instances and len(distinct) == 1:
             out.append(StepParameter(kind="constant", constant=raw_examples[0], examples=examples[:1]))
-        elif source is not None:
-            # constant and derived at once (one value ever seen): the flow is the safer explanation
-            out.append(StepParameter(kind="derived", source_step=source, examples=examples))
         else:
             out.append(StepParameter(kind="variable", examples=examples))
     return out

@@ -104,20 +104,31 @@ def _chops(segs: Sequence[list[str]], head: str, starts: set[str]) -> bool:
     """Does cutting at `head` cut the known routines' instances short?
 
     Segments of a known routine that now end because `head` follows are compared with those that end
-    because another of its instances follows. A new routine's start leaves them as long as before; a step
-    inside the routine leaves a prefix only. When `head` *always* follows, the two are one routine.
+    because another of its instances follows. A new routine's start leaves them as long as before, ending
+    on the actions whole instances end on; a step inside the routine leaves a prefix only. When `head`
+    *always* follows, the two are one routine.
     """
     cut: list[int] = []
     whole: list[int] = []
+    cut_ends: list[str] = []
+    whole_ends: set[str] = set()
     for cur, nxt in itertools.pairwise(segs):
         if not cur or cur[0] not in starts:
             continue
-        (cut if nxt[0] == head else whole).append(len(cur))
+        if nxt[0] == head:
+            cut.append(len(cur))
+            cut_ends.append(cur[-1])
+        else:
+            whole.append(len(cur))
+            whole_ends.add(cur[-1])
     if not cut:
         return False
     if not whole:
         return True
-    return _median(cut) < 0.75 * _median(whole)
+    if sum(e in whole_ends for e in cut_ends) < 0.5 * len(cut_ends):
+        return True  # the cut segments stop where whole instances never stop: a prefix, not an instance
+    c, w = _median(cut), _median(whole)
+    return c < 0.75 * w or c <= w - 2
 
 
 def _median(xs: Sequence[int]) -> float:
@@ -144,9 +155,22 @@ def estimate_starts(
     roots = [*starts, seq[0]] if seq[0] not in starts else list(starts)
     accepted = set(starts)
     bodies = {s: body(seq, s, accepted, min_length=min_length, share=body_share) for s in starts}
-    for head in cycle_heads(seq, roots, min_support=min_support, min_edge_ratio=min_edge_ratio):
+    heads = cycle_heads(seq, roots, min_support=min_support, min_edge_ratio=min_edge_ratio)
+    # A routine entered through an action shared with another routine (both end on "OK") has no back-edge
+    # of its own; every other frequent action, in order of first appearance, is a candidate too.
+    from_dfs = set(heads)
+    seen = set(heads)
+    for label in seq:
+        if label not in seen:
+            seen.add(label)
+            heads.append(label)
+    for head in heads:
         if head in accepted or any(head in b for b in bodies.values()):
             continue
+        if head not in from_dfs and any(
+            head in body(seq, s, accepted, min_length=min_length, share=0.5) for s in starts
+        ):
+            continue  # without a cycle of its own, an action common in a known routine is part of it
         trial = accepted | {head}
         head_body = body(seq, head, trial, min_length=min_length, share=body_share)
         if len(head_body) < min_length:
@@ -155,6 +179,8 @@ def estimate_starts(
         own = [s for s in segs if s and s[0] == head]
         if sum(s.count(head) > 1 for s in own) > 0.5 * len(own):
             continue  # a start begins one instance; a step repeated inside an instance does not
+        if sum(any(x in accepted for x in s[1:]) for s in own) > 0.5 * len(own):
+            continue  # its segments run on into a known start: it ends a routine rather than begins one
         if _chops(segs, head, accepted):
             continue
         accepted = trial

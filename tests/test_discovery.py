@@ -1,0 +1,311 @@
+from __future__ import annotations
+
+import pickle
+import random
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from rote.discovery import ActionAbstraction, DiscoveryConfig, RoutineDiscoverer, UserState, discover
+from rote.discovery.align import lcs_align, similarity
+from rote.discovery.evaluate import Truth, evaluate_file, jaccard, score_result
+from rote.discovery.parameters import analyse
+from rote.discovery.scoring import Evidence, score
+from rote.discovery.segmentation import estimate_starts
+from rote.discovery.streams import group_instances, mix
+from rote.errors import ValidationError
+from rote.importers import iter_records, load_actions
+from rote.streams.schemas import Candidate, Target, UserAction, decode
+
+DATA = Path(__file__).resolve().parent / "data" / "uilogs"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "uilogs"
+T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
+
+
+def _log(name: str) -> tuple[list[UserAction], dict[str, str]]:
+    recs = [r for r in iter_records(DATA / name, fmt="bosco") if r.error is None]
+    actions = [decode(UserAction, r.payload) for r in recs]
+    return actions, {a.event_id: r.labels["instance"] for a, r in zip(actions, recs, strict=True)}
+
+
+def _act(i: int, action_type: str, *, t: float, value: str | None = None, **target: str) -> UserAction:
+    return UserAction(
+        event_id=f"e{i}",
+        user_id="u",
+        timestamp=T0 + timedelta(seconds=t),
+        app="Web",
+        action_type=action_type,
+        target=Target(**target),
+        value=value,
+    )
+
+
+def _truth(actions: list[UserAction], instance_of: dict[str, str]) -> Truth:
+    ab = ActionAbstraction()
+    return Truth(
+        instance_of=instance_of,
+        label_of={a.event_id: ab.label(a) for a in actions},
+        universe={a.event_id for a in actions},
+    )
+
+
+# ------------------------------------------------------------------------------------------ pieces
+
+
+def test_abstraction_keeps_where_not_what() -> None:
+    ab = ActionAbstraction()
+    paste = _act(1, "paste", t=0, value="John", field="Email", url="https://x.org/form/17?a=1")
+    cell = _act(2, "getCell", t=0, value="42", sheet="Sheet1", cell="B7", column="B")
+    nav = _act(3, "goToUrl", t=0, url="https://x.org/form/17?a=1")
+    assert ab.label(paste) == "paste:Email"
+    assert ab.label(cell) == "getCell:Sheet1!B"  # the row is a parameter, not part of the step
+    assert ab.label(nav) == "goToUrl:x.org/form/#"
+    assert ab.label(_act(4, "copy", t=0)) == "copy"
+    assert ActionAbstraction(key_order=("element", "field")).label(paste) == "paste:Email"
+
+
+def test_lcs_alignment_skips_noise_and_missing_steps() -> None:
+    steps = ["a", "b", "c", "d"]
+    assert lcs_align(steps, ["a", "x", "b", "d"]) == [0, 2, None, 3]
+    assert similarity(["a", "b", "c"], ["a", "b", "c"]) == 1.0
+    assert similarity(["a", "b"], ["c"]) == 0.0
+
+
+def test_parameters_constant_variable_and_derived() -> None:
+    values = [
+        ["Frank01", "B7:John", "John", "John ", None],
+        ["Frank01", "B8:Ann", "Ann", "ann", None],
+        ["Frank01", "B9:Li", "Li", "LI", None],
+    ]
+    # steps: constant login, variable read, copy derived from nothing (variable), paste derived from copy
+    params = analyse([[v[0], v[1], v[2], v[3], v[4]] for v in values])
+    assert params[0] is not None and params[0].kind == "constant" and params[0].constant == "Frank01"
+    assert params[1] is not None and params[1].kind == "variable"
+    assert params[2] is not None and params[2].kind == "variable"
+    assert params[3] is not None and params[3].kind == "derived" and params[3].source_step == 2
+    assert params[4] is None
+
+
+def test_score_is_bounded_and_rewards_frequency_and_determinism() -> None:
+    base = Evidence(
+        occurrences=50,
+        active_days=5,
+        mean_duration_seconds=90,
+        n_steps=10,
+        parameters=[None] * 10,
+        regularity=1.0,
+        deviating_share=0.0,
+    )
+    s = score(base)
+    assert 0 <= s.score <= 100 and s.priority in ("high", "medium", "low")
+    rare = score(replace(base, occurrences=5))
+    manual = score(replace(base, parameters=[analyse([["a"], ["b"]])[0]] * 10))
+    assert rare.score < s.score and manual.score < s.score
+    assert s.breakdown.determinism == 1.0 and manual.breakdown.determinism == 0.0
+    assert s.estimated_hours_saved_per_year == pytest.approx(
+        s.score / 100 * s.observed_hours_per_year, rel=1e-3
+    )
+    assert s.observed_hours_per_year == pytest.approx(90 * 10 * 230 / 3600, rel=1e-3)
+
+
+def test_start_estimation_rejects_loops_inside_a_routine() -> None:
+    # a routine with an internal retry loop (b c b c) and a repeated clipboard action (x)
+    inst = ["s", "b", "c", "b", "c", "x", "p1", "x", "p2", "end"]
+    assert estimate_starts(inst * 10) == ["s"]
+    # two routines in random order: both starts are found
+    rng = random.Random(1)
+    seq: list[str] = []
+    for _ in range(40):
+        seq += rng.choice([["s", "a", "b", "c"], ["t", "u", "v", "w", "y"]])
+    assert set(estimate_starts(seq)) == {"s", "t"}
+
+
+# ------------------------------------------------------------------------------------------ streaming
+
+
+def test_discovers_log1_slice_with_parameters_and_data_flow() -> None:
+    actions, inst = _log("bosco_log1_300.csv")
+    result = discover(actions)
+    assert len(result.routines) == 1
+    top = result.routines[0]
+    c = top.candidate
+    complete = sum(1 for k in set(inst.values()) if list(inst.values()).count(k) == 14)
+    assert complete == 21 and c.occurrences == complete and c.rank == 1  # the 22nd is cut off by the slice
+    assert c.routine[0] == "openFile:data.xls" and c.routine[-1] == "clickButton:OK"
+    by_label = {s.label: (k, s) for k, s in enumerate(c.steps)}
+    k_user, user = by_label["insertValue:username"]
+    assert user.parameter is not None and user.parameter.kind == "constant"
+    k_sc, sc = by_label["paste:Special code"]
+    assert sc.parameter is not None and sc.parameter.kind == "derived"
+    assert c.steps[sc.parameter.source_step or 0].action_type == "copy"
+    assert c.instances and all(len(i.event_ids) == len(c.steps) for i in c.instances)
+    assert c.instances[-1].targets[k_sc] is not None
+    whole = {e: k for e, k in inst.items() if k != "21"}
+    scored = score_result(result, _truth([a for a in actions if a.event_id in whole], whole))
+    assert scored["mean_best_jaccard"] == 1.0 and scored["instance_f1"] == 1.0
+
+
+def test_candidate_ids_are_stable_and_versions_grow() -> None:
+    actions, _ = _log("bosco_log1_300.csv")
+    disc = RoutineDiscoverer(DiscoveryConfig(warmup_events=100))
+    state = disc.new_state("u")
+    emitted: list[Candidate] = []
+    for a in actions:
+        emitted += disc.learn_one(state, a)
+    emitted += disc.flush(state)
+    assert emitted, "a repeated routine must produce a candidate"
+    ids = {c.candidate_id for c in emitted}
+    assert len(ids) == 1
+    versions = [c.version for c in emitted]
+    assert versions == list(range(1, len(versions) + 1))
+    assert len(emitted) < 15, "not one emission per occurrence"
+    again = discover(actions, user_id="u").routines[0].candidate.candidate_id
+    assert again == emitted[0].candidate_id
+
+
+def test_duplicates_are_ignored() -> None:
+    actions, _ = _log("bosco_log1_300.csv")
+    once = discover(actions)
+    rng = random.Random(3)
+    doubled = []
+    for a in actions:
+        doubled.append(a)
+        if rng.random() < 0.3:
+            doubled.append(a)  # redelivered
+    twice = discover(doubled)
+    assert twice.duplicates == len(doubled) - len(actions)
+    assert [r.candidate.routine for r in twice.routines] == [r.candidate.routine for r in once.routines]
+    assert [r.occurrences for r in twice.routines] == [r.occurrences for r in once.routines]
+
+
+def test_out_of_order_within_lateness_is_reordered_and_too_late_is_dropped() -> None:
+    actions, _ = _log("bosco_log1_300.csv")
+    shuffled = list(actions)
+    swaps = 0
+    for i in range(0, len(shuffled) - 1, 7):  # swap neighbours a few seconds apart (not exact ties)
+        if shuffled[i].timestamp != shuffled[i + 1].timestamp:
+            shuffled[i], shuffled[i + 1] = shuffled[i + 1], shuffled[i]
+            swaps += 1
+    assert swaps > 30
+    cfg = DiscoveryConfig(lateness_seconds=30)
+    ordered = discover(actions, cfg)
+    reordered = discover(shuffled, cfg)
+    assert reordered.late == 0
+    assert [r.occurrences for r in reordered.routines] == [r.occurrences for r in ordered.routines]
+    # an event from an hour ago arrives after the stream has moved on: dropped and counted
+    old = actions[5].model_copy(update={"event_id": "straggler"})
+    late = discover([*actions[:200], old, *actions[200:]], cfg)
+    assert late.late == 1
+
+
+def test_malformed_input_never_reaches_discovery_and_odd_events_are_tolerated(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError):
+        decode(
+            UserAction,
+            {"event_id": "x", "user_id": "u", "timestamp": "yesterday", "app": "A", "action_type": "c"},
+        )
+    with pytest.raises(ValidationError):
+        decode(UserAction, b"\xff\xfe")
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        (DATA / "bosco_log1_300.csv").read_text().replace('"2019-02-19T03:39:18.815Z"', '"garbage"')
+    )
+    recs = list(iter_records(path, fmt="bosco"))
+    assert sum(r.error is not None for r in recs) == 1
+    actions = load_actions(path, fmt="bosco")
+    assert len(actions) == 299
+    # valid but odd events: no target, no value, huge value, identical timestamps
+    odd = [_act(i, "click", t=0) for i in range(20)] + [_act(100, "type", t=0, value="v" * 60000, field="f")]
+    res = discover([*odd, *actions])
+    assert res.routines and res.routines[0].candidate.occurrences >= 19
+
+
+def test_restart_from_pickled_state_resumes_without_reemitting() -> None:
+    actions, _ = _log("bosco_log1_300.csv")
+    cfg = DiscoveryConfig(warmup_events=100)
+    disc = RoutineDiscoverer(cfg)
+    straight = disc.new_state("u")
+    all_straight: list[Candidate] = []
+    for a in actions:
+        all_straight += disc.learn_one(straight, a)
+    all_straight += disc.flush(straight)
+
+    first = disc.new_state("u")
+    emitted: list[Candidate] = []
+    cut = 180
+    for a in actions[:cut]:
+        emitted += disc.learn_one(first, a)
+    blob = pickle.dumps(first)
+    restored: UserState = pickle.loads(blob)
+    worker2 = RoutineDiscoverer(cfg)
+    for a in actions[cut - 25 :]:  # the consumer re-reads from the last committed offset: 25 redelivered
+        emitted += worker2.learn_one(restored, a)
+    emitted += worker2.flush(restored)
+    key = [(c.candidate_id, c.version, c.occurrences) for c in emitted]
+    assert key == [(c.candidate_id, c.version, c.occurrences) for c in all_straight]
+    assert len(set((c.candidate_id, c.version) for c in emitted)) == len(emitted), "nothing emitted twice"
+    assert restored.duplicates == 25
+
+
+def test_state_is_bounded() -> None:
+    actions, _ = _log("bosco_log1_300.csv")
+    cfg = DiscoveryConfig(keep_instances=5, dedupe_window=50, history_events=100, warmup_events=100)
+    disc = RoutineDiscoverer(cfg)
+    state = disc.new_state("u")
+    for a in actions:
+        disc.learn_one(state, a)
+    assert len(state.seen) <= 50 and len(state.history) <= 100
+    assert all(len(v.instances) <= 5 for v in state.variants.values())
+    assert state.memory_estimate() < 200_000
+
+
+def test_interleaved_routines_of_two_logs_with_noise() -> None:
+    a1, i1 = _log("bosco_log1_300.csv")
+    a6, i6 = _log("bosco_log6_220.csv")
+    # the slices end mid-instance: leave those partial instances out
+    stream = mix([group_instances(a1, i1)[:-1], group_instances(a6, i6)[:-1]], seed=11, noise_rate=0.1)
+    actions = [x.action for x in stream]
+    truth = _truth(actions, {x.action.event_id: x.instance for x in stream if x.instance is not None})
+    assert sum(x.instance is None for x in stream) > 20
+    result = discover(actions)
+    scored = score_result(result, truth)
+    assert set(result.starts) == {"openFile:data.xls", "clickButton:Clients"}
+    assert scored["mean_best_jaccard"] >= 0.95
+    assert scored["instance_f1"] >= 0.95
+    assert scored["event_precision"] >= 0.95
+
+
+# ------------------------------------------------------------------------------------------ real logs
+
+
+def _shared(rel: str) -> Path:
+    path = SHARED / rel
+    if not path.is_file():
+        pytest.skip(f"{path} not available")
+    return path
+
+
+@pytest.mark.parametrize("name", ["log1", "log4"])
+def test_bosco_small_logs_meet_the_bar(name: str) -> None:
+    out = evaluate_file(_shared(f"bosco-9logs/{name}_segmented.csv"), fmt="bosco")
+    assert out["mean_best_jaccard"] >= 0.95 and out["instance_f1"] >= 0.95
+
+
+def test_student_record_raw_log_finds_both_variants() -> None:
+    base = "leno-sr-rt/segmented_groundtruth/"
+    out = evaluate_file(
+        _shared("leno-sr-rt/raw/StudentRecord.csv"),
+        fmt="actionlogger",
+        truth_path=_shared(base + "StudentRecord_segmented.csv"),
+        patterns_path=_shared(base + "StudentRecord_routine_patterns_groundtruth.txt"),
+    )
+    assert out["mean_best_jaccard"] >= 0.9 and out["instance_f1"] >= 0.8
+    pats = out["patterns"]
+    assert len(pats) == 2 and all(p["best_jaccard"] >= 0.9 for p in pats)
+    assert pats[0]["best_rank"] != pats[1]["best_rank"], "the two variants are two different routines"
+
+
+def test_jaccard() -> None:
+    assert jaccard({1, 2}, {2, 3}) == pytest.approx(1 / 3)
