@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from rote.streams.schemas import Candidate, Target, UserAction, decode
 
 from rote.discovery import ActionAbstraction, DiscoveryConfig, RoutineDiscoverer, UserState, discover
 from rote.discovery.align import lcs_align, similarity
@@ -17,7 +18,6 @@ from rote.discovery.segmentation import estimate_starts
 from rote.discovery.streams import group_instances, mix
 from rote.errors import ValidationError
 from rote.importers import iter_records, load_actions
-from rote.streams.schemas import Candidate, Target, UserAction, decode
 
 DATA = Path(__file__).resolve().parent / "data" / "uilogs"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "uilogs"
@@ -135,7 +135,7 @@ def test_discovers_log1_slice_with_parameters_and_data_flow() -> None:
     assert complete == 21 and c.occurrences == complete and c.rank == 1  # the 22nd is cut off by the slice
     assert c.routine[0] == "openFile:data.xls" and c.routine[-1] == "clickButton:OK"
     by_label = {s.label: (k, s) for k, s in enumerate(c.steps)}
-    k_user, user = by_label["insertValue:username"]
+    _k_user, user = by_label["insertValue:username"]
     assert user.parameter is not None and user.parameter.kind == "constant"
     k_sc, sc = by_label["paste:Special code"]
     assert sc.parameter is not None and sc.parameter.kind == "derived"
