@@ -391,7 +391,7 @@ FAST_FAUST: dict[str, Any] = {
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_faust_agent_and_table(broker: Any) -> None:
+def test_faust_agent_and_table(broker: Any, tmp_path: Path) -> None:
     import faust
 
     tag = uuid.uuid4().hex[:8]
@@ -401,7 +401,8 @@ def test_faust_agent_and_table(broker: Any) -> None:
     # and a missing source is left out of the assignment until the next metadata refresh (minutes).
     create_topics(broker.bootstrap, [_spec(source_name, 4), _spec(output_name, 4)])
 
-    app = faust.App(f"rote-test-{tag}", broker=faust_url(broker), **FAST_FAUST)
+    # datadir: faust otherwise makes "<app id>-data" in the current directory.
+    app = faust.App(f"rote-test-{tag}", broker=faust_url(broker), datadir=str(tmp_path), **FAST_FAUST)
     source = app.topic(source_name, key_type=str, value_serializer="json", partitions=4)
     output = app.topic(output_name, key_type=str, value_serializer="json", partitions=4)
     counts = app.Table(f"counts-{tag}", default=int, partitions=4)

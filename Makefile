@@ -1,0 +1,48 @@
+# rote: `make test` is the one test command (CI runs it through .ci/run); `make run` runs the pipeline once.
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.rote-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint typecheck pytest run clean-venv
+
+## setup: .venv with rote and its test extras, plus the Apache Kafka jars (cached in ~/.cache/rote)
+setup: $(STAMP)
+	$(BIN)/python -m rote.brokers fetch-kafka
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## test: lint, type-check and the whole pytest suite (integration tests on Tansu and Apache Kafka).
+## All three always run, so one log shows every problem; any failure fails the target.
+test: setup
+	@status=0; \
+	$(MAKE) --no-print-directory lint || status=1; \
+	$(MAKE) --no-print-directory typecheck || status=1; \
+	$(MAKE) --no-print-directory pytest || status=1; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above)" >&2; fi; \
+	exit $$status
+
+lint: setup
+	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/mypy rote streams agents sandbox_runner dashboards tests
+
+# pytest exits 5 when it collects nothing; that must never count as a pass.
+pytest: setup
+	@$(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing the run" >&2; exit 1; fi; \
+	exit $$rc
+
+## run: one pass of the pipeline on the embedded broker
+run: setup
+	$(BIN)/rote run --once
+
+clean-venv:
+	rm -rf $(VENV)
