@@ -31,6 +31,7 @@ import hashlib
 import heapq
 import math
 import random
+import sys
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ class DiscoveryConfig:
     #: A variant is split on an action present in between this share and 1 - this share of its instances.
     split_share: float = 0.15
     #: Instances kept per variant (for parameters, splits and the candidate's `instances`).
-    keep_instances: int = 50
+    keep_instances: int = 20
     #: Instances put into each emitted candidate.
     candidate_instances: int = 10
     #: Segments waiting to form a new variant.
@@ -96,7 +97,7 @@ class DiscoveryConfig:
     #: changed); not on every occurrence, so the candidates topic is not flooded.
     emit_growth: float = 0.1
     #: Most recent instances used for steps, parameters and durations of a candidate.
-    stats_instances: int = 50
+    stats_instances: int = 20
     scoring: ScoreConfig = field(default_factory=ScoreConfig)
 
 
@@ -156,7 +157,7 @@ class Variant:
 class UserState:
     """One user's (or team's) discovery state. Plain data: pickles, and every part of it is bounded."""
 
-    def __init__(self, user_id: str, *, keep_instances: int = 50) -> None:
+    def __init__(self, user_id: str, *, keep_instances: int = 20) -> None:
         self.user_id = user_id
         self.keep_instances = keep_instances
         self.seen: OrderedDict[str, None] = OrderedDict()
@@ -178,6 +179,7 @@ class UserState:
         self.late = 0
         self.noise_events = 0
         self.segments = 0
+        self.retracted: list[str] = []
 
     def memory_estimate(self) -> int:
         """Bytes of the pickled state: what a Faust table changelog stores for this user."""
@@ -259,11 +261,14 @@ class RoutineDiscoverer:
         ev = Ev(
             event_id=action.event_id,
             ts=ts,
-            label=cfg.abstraction.label(action),
-            app=action.app,
-            action_type=action.action_type,
+            label=sys.intern(cfg.abstraction.label(action)),  # shared, so pickles once per user
+            app=sys.intern(action.app),
+            action_type=sys.intern(action.action_type),
             value=action.value,
-            target=action.target.model_dump(exclude_none=True),
+            target={
+                k: sys.intern(v) if isinstance(v, str) and len(v) < 512 else v
+                for k, v in action.target.model_dump(exclude_none=True).items()
+            },
             duration=action.duration_seconds,
         )
         state.seq += 1
@@ -308,7 +313,7 @@ class RoutineDiscoverer:
         self._segment(state, ev, touched)
         state.since_refit += 1
         if state.since_refit >= cfg.refit_every:
-            self._refit(state)
+            self._refit(state, touched)
 
     def _fit(self, state: UserState, *, final: bool, touched: set[str]) -> None:
         cfg = self.config
@@ -320,15 +325,51 @@ class RoutineDiscoverer:
         for ev in buffered:
             self._segment(state, ev, touched)
 
-    def _refit(self, state: UserState) -> None:
+    def _refit(self, state: UserState, touched: set[str]) -> None:
         cfg = self.config
         state.since_refit = 0
+        before = set(state.starts)
         state.starts = estimate_starts(
             list(state.history), known=state.starts, min_support=cfg.min_support, min_length=cfg.min_length
         )
+        if set(state.starts) - before:
+            self._recut(state, set(state.starts) - before, touched)
         horizon = state.released_ts - cfg.variant_ttl_seconds
         for vid in [v.vid for v in state.variants.values() if v.last_seen < horizon]:
             self._drop_variant(state, vid)
+
+    def _recut(self, state: UserState, new_starts: set[str], touched: set[str]) -> None:
+        """A routine start learnt late: re-cut what was grouped before it was known.
+
+        Until a second routine's start is known its instances are glued onto the first routine's segments;
+        those land in the pending pool or in variants that contain the new start mid-way. Such variants
+        are dissolved (their ids reported in `state.retracted`) and all these segments are cut again.
+        """
+        segs = list(state.pending)
+        state.pending = deque()
+        for v in list(state.variants.values()):
+            if any(label in new_starts for label in v.steps[1:]):
+                segs.extend(v.instances)
+                if v.version > 0:
+                    state.retracted.append(v.vid)
+                self._drop_variant(state, v.vid)
+                touched.discard(v.vid)
+        del state.retracted[: -self.config.max_variants]
+        segs.sort(key=lambda sg: sg.events[0].ts)
+        for sg in segs:
+            piece: list[Ev] = []
+            for ev in sg.events:
+                if ev.label in state.starts and len(piece) >= self.config.min_length:
+                    self._assign(state, piece, touched)
+                    piece = []
+                piece.append(ev)
+            if piece:
+                self._assign(state, piece, touched)
+
+    def drain_retracted(self, state: UserState) -> list[str]:
+        """Candidate ids withdrawn since the last call (publish a tombstone for each)."""
+        out, state.retracted = state.retracted, []
+        return out
 
     def _segment(self, state: UserState, ev: Ev, touched: set[str]) -> None:
         cfg = self.config
@@ -352,6 +393,9 @@ class RoutineDiscoverer:
 
     def _close(self, state: UserState, touched: set[str]) -> None:
         events, state.open = state.open, []
+        self._assign(state, events, touched)
+
+    def _assign(self, state: UserState, events: list[Ev], touched: set[str]) -> None:
         key = tuple(e.label for e in events if self._frequent(state, e.label))
         if len(key) < self.config.min_length:
             state.noise_events += len(events)

@@ -158,7 +158,6 @@ def estimate_starts(
     heads = cycle_heads(seq, roots, min_support=min_support, min_edge_ratio=min_edge_ratio)
     # A routine entered through an action shared with another routine (both end on "OK") has no back-edge
     # of its own; every other frequent action, in order of first appearance, is a candidate too.
-    from_dfs = set(heads)
     seen = set(heads)
     for label in seq:
         if label not in seen:
@@ -167,10 +166,6 @@ def estimate_starts(
     for head in heads:
         if head in accepted or any(head in b for b in bodies.values()):
             continue
-        if head not in from_dfs and any(
-            head in body(seq, s, accepted, min_length=min_length, share=0.5) for s in starts
-        ):
-            continue  # without a cycle of its own, an action common in a known routine is part of it
         trial = accepted | {head}
         head_body = body(seq, head, trial, min_length=min_length, share=body_share)
         if len(head_body) < min_length:
