@@ -188,6 +188,7 @@ class CgroupManager:
             own = _own_path(ctrl, proc_cgroup)
             if own is None or not (mount / "cgroup.procs").exists():
                 continue
+            _remove_stale(mount / own.lstrip("/"))
             base = mount / own.lstrip("/") / self.group
             try:
                 base.mkdir(exist_ok=True)
@@ -277,3 +278,18 @@ def _pids(path: Path) -> list[int]:
         return [int(x) for x in (path / "cgroup.procs").read_text().split()]
     except (OSError, ValueError):
         return []
+
+
+def _remove_stale(parent: Path) -> None:
+    """Groups left by runners that died without closing (`rote-sandbox-PID-N` with PID gone)."""
+    with contextlib.suppress(OSError):
+        for base in parent.glob("rote-sandbox-*"):
+            pid = base.name.split("-")[2] if base.name.count("-") >= 3 else ""
+            if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+                continue
+            for child in base.iterdir():
+                if child.is_dir() and not _pids(child):
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+            with contextlib.suppress(OSError):
+                base.rmdir()
