@@ -46,6 +46,7 @@ def admin_client(bootstrap: str, *, request_timeout: float = 10.0) -> Iterator[K
         bootstrap_servers=bootstrap,
         client_id="rote-admin",
         request_timeout_ms=ms,
+        bootstrap_timeout_ms=ms,
     )
     try:
         yield client
@@ -93,7 +94,7 @@ def wait_ready(
             raise BrokerError(f"{what} at {bootstrap} not ready after {timeout:.0f} s: {last}{where}{tail}")
         if any(port_open(host, port, timeout=min(0.5, remaining)) for host, port in addresses):
             try:
-                ok, last = _cluster_ready(bootstrap, request_timeout=min(5.0, max(1.0, remaining)))
+                ok, last = _cluster_ready(bootstrap, request_timeout=min(2.0, max(1.0, remaining)))
             except KafkaConfigurationError:
                 raise
             except Exception as exc:  # any other client error just means "not yet"
