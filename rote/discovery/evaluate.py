@@ -338,3 +338,37 @@ def _pattern_report(
             }
         )
     return report
+
+
+def evaluate_mixed(
+    paths: Sequence[Path],
+    *,
+    noise_rate: float,
+    seed: int = 3,
+    per_log: int = 300,
+    config: DiscoveryConfig | None = None,
+) -> dict[str, Any]:
+    """Interleave the instances of several labelled Bosco logs, inject noise, discover and score."""
+    from rote.discovery.streams import group_instances, mix
+
+    ab = (config or DiscoveryConfig()).abstraction
+    logs = []
+    for p in paths:
+        actions, records = _load(p, "bosco", None, "mix")
+        inst = {
+            a.event_id: r.labels["instance"]
+            for a, r in zip(actions, records, strict=True)
+            if "instance" in r.labels
+        }
+        logs.append(group_instances(actions, inst)[:per_log])
+    stream = mix(logs, seed=seed, noise_rate=noise_rate)
+    actions = [x.action for x in stream]
+    truth = Truth(
+        instance_of={x.action.event_id: x.instance for x in stream if x.instance is not None},
+        label_of={a.event_id: ab.label(a) for a in actions},
+        universe={a.event_id for a in actions},
+    )
+    result = discover(actions, config)
+    out = score_result(result, truth)
+    out.update(events=len(actions), routines=len(result.routines), starts=result.starts)
+    return out
