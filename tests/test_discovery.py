@@ -309,3 +309,83 @@ def test_student_record_raw_log_finds_both_variants() -> None:
 
 def test_jaccard() -> None:
     assert jaccard({1, 2}, {2, 3}) == pytest.approx(1 / 3)
+
+
+def test_a_routine_whose_start_is_learnt_late_is_recut() -> None:
+    a1, i1 = _log("bosco_log1_300.csv")
+    a6, i6 = _log("bosco_log6_220.csv")
+    # all log1 instances first, then the two logs mixed: the warm-up window sees only log1's start
+    first = group_instances(a1, i1)[:8]
+    stream = mix([first], seed=2, noise_rate=0.0) + mix(
+        [group_instances(a1, i1)[8:-1], group_instances(a6, i6)[:-1]],
+        seed=4,
+        noise_rate=0.05,
+        start=datetime(2024, 2, 1, 9, 0, tzinfo=UTC),
+        prefix="b",
+    )
+    actions = [x.action for x in stream]
+    truth = _truth(actions, {x.action.event_id: x.instance for x in stream if x.instance is not None})
+    disc = RoutineDiscoverer(DiscoveryConfig(warmup_events=100, refit_every=150, keep_instances=10**6))
+    state = disc.new_state("u")
+    recuts: list[set[str]] = []
+    original = disc._recut
+
+    def spy(st: UserState, new: set[str], touched: set[str]) -> None:
+        recuts.append(new)
+        original(st, new, touched)
+
+    disc._recut = spy  # type: ignore[method-assign, assignment]
+    for a in actions:
+        disc.learn_one(state, a)
+    disc.flush(state)
+    assert recuts == [{"clickButton:Clients"}], "the second routine's start was learnt after the warm-up"
+    assert state.starts[0] == "openFile:data.xls" and "clickButton:Clients" in state.starts
+    assert isinstance(disc.drain_retracted(state), list) and state.retracted == []
+    scored = score_result(disc.result(state), truth)
+    assert scored["instance_f1"] >= 0.9 and scored["mean_best_jaccard"] >= 0.9
+
+
+def test_cli_eval_discovery_json(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from rote.cli import app
+
+    res = CliRunner().invoke(
+        app, ["eval", "discovery", str(DATA / "bosco_log1_300.csv"), "--format", "bosco", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    for key in (
+        "mean_best_jaccard",
+        "matched_share",
+        "instance_precision",
+        "instance_recall",
+        "instance_f1",
+        "event_precision",
+        "event_recall",
+        "event_f1",
+        "events",
+        "seconds",
+        "routines",
+    ):
+        assert key in out
+    assert out["events"] == 300 and out["instance_recall"] > 0.9
+    top = out["routines"][0]
+    assert top["rank"] == 1 and top["routine"][0] == "openFile:data.xls" and top["occurrences"] == 21
+    # a file without ground truth: metrics are null, routines still listed
+    raw = tmp_path / "raw.csv"
+    raw.write_text((DATA / "StudentRecord_raw_head.csv").read_text())
+    res = CliRunner().invoke(app, ["eval", "discovery", str(raw), "--format", "actionlogger", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["instance_f1"] is None
+
+
+@pytest.mark.slow
+def test_benchmark_reports_throughput_and_memory() -> None:
+    from rote.discovery.bench import run_benchmark
+
+    out = run_benchmark(quick=True)
+    assert out["discovery_events_per_second"] > 0 and out["state_pickled_mb_per_10k_users"] > 0
+    assert out["routines_per_user"] >= 1 and out["candidates_emitted"] >= 1

@@ -51,8 +51,12 @@ def mix(
     pause_seconds: float = 5.0,
     user_id: str = "mixed",
     start: datetime | None = None,
+    prefix: str = "",
 ) -> list[Labelled]:
-    """Interleave the instances of several logs (each a list of instances) and inject noise."""
+    """Interleave the instances of several logs (each a list of instances) and inject noise.
+
+    `prefix` keeps event and instance ids apart when several mixed streams are concatenated.
+    """
     rng = random.Random(seed)
     queues = [list(instances) for instances in logs]
     clock = start or datetime(2024, 1, 8, 9, 0, tzinfo=datetime.now().astimezone().tzinfo)
@@ -67,7 +71,7 @@ def mix(
         out.append(
             Labelled(
                 action=UserAction(
-                    event_id=f"noise-{n}",
+                    event_id=f"{prefix}noise-{n}",
                     user_id=user_id,
                     timestamp=clock,
                     app=app,
@@ -94,9 +98,13 @@ def mix(
             out.append(
                 Labelled(
                     action=a.model_copy(
-                        update={"event_id": f"{li}-{a.event_id}", "user_id": user_id, "timestamp": clock}
+                        update={
+                            "event_id": f"{prefix}{li}-{a.event_id}",
+                            "user_id": user_id,
+                            "timestamp": clock,
+                        }
                     ),
-                    instance=f"{li}-{k}",
+                    instance=f"{prefix}{li}-{k}",
                 )
             )
             while rng.random() < noise_rate:
