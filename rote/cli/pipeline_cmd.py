@@ -1,9 +1,170 @@
-"""CLI commands: filled in by the feature that owns them."""
+"""`rote run`, `rote worker`, `rote produce`: running the pipeline and feeding it."""
 
 from __future__ import annotations
 
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+
 import typer
+
+from rote.config import Settings
+from rote.errors import RoteError
+
+
+class Format(str, Enum):
+    actionlogger = "actionlogger"
+    bosco = "bosco"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+BROKER_HELP = "'embedded' (start the bundled Tansu broker) or kafka://HOST:PORT. Env: ROTE_BROKER."
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    app.command("run")(run_cmd)
+    app.command("worker")(worker_cmd)
+    app.command("produce")(produce_cmd)
+
+
+def run_cmd(
+    replay: Path | None = typer.Option(
+        None, "--replay", exists=True, dir_okay=False, help="UI log to replay; default: the bundled real log."
+    ),
+    fmt: Format = typer.Option(Format.actionlogger, "--format", help="Format of the --replay file."),
+    speed: float = typer.Option(0.0, help="Replay pace: 0 as fast as possible, 1 real time, 10 ten times faster."),
+    once: bool = typer.Option(False, "--once", help="Stop when the replay is processed and print a summary."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    broker: str | None = typer.Option(None, help=BROKER_HELP),
+    store: str | None = typer.Option(None, help="Faust table store, memory:// or rocksdb://. Env: ROTE_STORE."),
+    metrics_port: int | None = typer.Option(
+        None, help="Prometheus metrics port (default 9464, 0 disables). Env: ROTE_METRICS_PORT."
+    ),
+    state_dir: Path | None = typer.Option(None, help="Where the run archive is kept (default .rote). Env: ROTE_STATE_DIR."),
+    inject: bool = typer.Option(
+        True, "--inject/--no-inject",
+        help="Inject demo faults: malformed events, and simulated production runs ending in a slowdown.",
+    ),
+    linger: float = typer.Option(0.0, help="With --once: keep serving metrics this many seconds after the summary."),
+    timeout: float = typer.Option(900.0, help="With --once: give up after this many seconds."),
+    user_id: str = typer.Option("user-1", help="User id for log rows that carry none."),
+) -> None:
+    """Run the whole pipeline: broker, all agents, sandbox runner, metrics, and a replayed UI log."""
+    from rote.pipeline import RunOptions, run
+
+    try:
+        settings = Settings.from_env(broker=broker, store=store, metrics_port=metrics_port, state_dir=state_dir)
+        summary = run(
+            settings,
+            RunOptions(
+                replay=replay, fmt=fmt.value, speed=speed, once=once, inject=inject, linger_seconds=linger,
+                timeout_seconds=timeout, user_id=user_id, progress=not as_json,
+            ),
+        )
+    except RoteError as exc:
+        typer.echo(f"rote run: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(summary, default=str))
+    else:
+        print_summary(summary)
+    if summary.get("timed_out") or summary.get("error"):
+        raise typer.Exit(1)
+
+
+def print_summary(s: dict[str, object]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]rote run[/] on {s['broker']} — replayed {s['replay']} in {s['seconds']} s")
+    table = Table("what", "count", show_header=False)
+    rows = [
+        ("events in", s["events_in"]),
+        ("  of which injected invalid", s["injected_invalid_events"]),
+        ("dead letters", s["dead_letters"]),
+        ("candidates", s["candidates"]),
+        ("automations by state", s["automations"]),
+        ("test results (passed)", f"{s['test_results']} ({s['tests_passed']})"),
+        ("simulated production runs", s["simulated_production_runs"]),
+        ("anomalies", s["anomalies"]),
+        ("optimization reports", s["reports"]),
+        ("estimated hours saved / year", s["estimated_hours_saved_per_year"]),
+        ("time saved by runs (s)", s["time_saved_seconds"]),
+        ("ROI", s["roi"]),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    console.print(table)
+    topics = Table("topic", "events")
+    for name, n in dict(s["topics"]).items():  # type: ignore[call-overload]
+        topics.add_row(name, str(n))
+    console.print(topics)
+    if s.get("timed_out"):
+        console.print("[red]timed out before the pipeline went quiet[/]")
+    if s.get("error"):
+        console.print(f"[red]{s['error']}[/]")
+    console.print(f"archive: {s['archive']}  (rote report --html report.html; rote automations list)")
+
+
+def worker_cmd(
+    broker: str = typer.Option(..., help="kafka://HOST:PORT of the cluster. Env: ROTE_BROKER.", envvar="ROTE_BROKER"),
+    store: str | None = typer.Option(None, help="memory:// or rocksdb://. Env: ROTE_STORE."),
+    metrics_port: int | None = typer.Option(None, help="Prometheus metrics port (default 9464). Env: ROTE_METRICS_PORT."),
+    web_port: int | None = typer.Option(None, help="Port of the registry HTTP views (0 disables). Env: ROTE_WEB_PORT."),
+) -> None:
+    """Run the agents only, as one worker of a cluster (scale by starting more)."""
+    from rote.agents import build_app
+    from rote.brokers import create_topics
+    from rote.pipeline import _make_worker, _serve_metrics
+    from rote.streams.topics import CATALOGUE
+
+    settings = Settings.from_env(broker=broker, store=store, metrics_port=metrics_port, web_port=web_port)
+    create_topics(settings.bootstrap_servers, CATALOGUE, replication=settings.replication)
+    _serve_metrics(settings)
+    app, _ = build_app(settings, bootstrap=settings.bootstrap_servers)
+    worker = _make_worker(app)
+    worker.execute_from_commandline()
+
+
+def produce_cmd(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="UI log to send."),
+    fmt: Format = typer.Option(Format.actionlogger, "--format", help="Format of FILE."),
+    broker: str = typer.Option(..., help="kafka://HOST:PORT. Env: ROTE_BROKER.", envvar="ROTE_BROKER"),
+    user_id: str = typer.Option("user-1", help="User id for rows that carry none."),
+    validate: bool = typer.Option(
+        True, "--validate/--no-validate",
+        help="Reject invalid rows here (default), or send them as they are for the pipeline to dead-letter.",
+    ),
+) -> None:
+    """Replay a UI log into a cluster's user-actions topic, keyed by user."""
+    from kafka import KafkaProducer
+    from rich.progress import track
+
+    from rote.errors import ValidationError
+    from rote.importers import iter_records
+    from rote.streams.schemas import UserAction, decode, encode
+    from rote.streams.topics import USER_ACTIONS
+
+    settings = Settings.from_env(broker=broker)
+    records = list(iter_records(file, fmt=fmt.value, user_id=user_id))  # type: ignore[arg-type]
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers.split(","), linger_ms=5, acks="all")
+    sent = rejected = 0
+    for rec in track(records, description="producing", disable=not sys.stderr.isatty()):
+        key = str(rec.payload.get("user_id") or user_id).encode()
+        if validate:
+            try:
+                value = encode(decode(UserAction, rec.payload))
+            except ValidationError as exc:
+                typer.echo(f"line {rec.line}: {exc.reason}", err=True)
+                rejected += 1
+                continue
+        else:
+            value = json.dumps(rec.payload).encode()
+        producer.send(USER_ACTIONS.name, key=key, value=value)
+        sent += 1
+    producer.flush()
+    producer.close()
+    typer.echo(json.dumps({"sent": sent, "rejected": rejected}))

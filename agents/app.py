@@ -1,0 +1,94 @@
+"""The Faust application factory: one app, configured from `Settings`, with a topic object per catalogue entry.
+
+Agents register themselves on the app returned here (`agents/__init__.py:build_app`). Everything travels as
+raw bytes and is validated by `streams.schemas.decode` inside the agents, so that an event that fails
+validation can be sent to `dead-letters` with its exact original bytes instead of crashing a Faust codec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from rote.config import Settings
+from rote.streams.topics import CATALOGUE, TopicSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class Topics:
+    """Faust topic handles, one per catalogue entry, so agents never spell a topic name."""
+
+    by_name: dict[str, faust.TopicT]
+
+    def __getitem__(self, name: str) -> faust.TopicT:
+        return self.by_name[name]
+
+
+def faust_settings(settings: Settings, bootstrap: str) -> dict[str, Any]:
+    """Faust configuration tuned for quick start on a single small broker as well as a cluster.
+
+    The session timeout is the big one: Tansu answers a new group's first join only after half the session
+    timeout (30 s with Faust's default), and a dead worker's partitions wait that long on any broker. 6 s is
+    the smallest session Apache Kafka accepts by default. `stream_recovery_delay` is cut because Faust
+    otherwise waits seconds before resuming streams after every rebalance.
+    """
+    return {
+        "broker": f"kafka://{bootstrap}",
+        "store": settings.store,
+        "topic_replication_factor": settings.replication,
+        "topic_partitions": 4,
+        "consumer_auto_offset_reset": "earliest",
+        "web_enabled": settings.web_port > 0,
+        "web_port": settings.web_port or 6066,
+        "web_bind": "127.0.0.1",
+        "broker_session_timeout": 6.0,
+        "broker_heartbeat_interval": 1.0,
+        "broker_request_timeout": 15.0,
+        "broker_rebalance_timeout": 10.0,
+        "topic_disable_leader": True,
+        "table_standby_replicas": 0,
+        "datadir": str(settings.state_dir / "faust"),
+        "stream_recovery_delay": 0.5,
+        "broker_commit_interval": 1.0,
+        "producer_linger_ms": 5,
+        "table_cleanup_interval": 30.0,
+    }
+
+
+def create_app(settings: Settings, *, bootstrap: str, app_id: str | None = None) -> tuple[faust.App, Topics]:
+    app = faust.App(app_id or settings.app_id, **faust_settings(settings, bootstrap))
+    topics = Topics(by_name={spec.name: _topic(app, spec) for spec in CATALOGUE})
+    return app, topics
+
+
+def _topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
+    return app.topic(
+        spec.name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=spec.partitions,
+        retention=(spec.retention_ms / 1000.0) if spec.retention_ms else None,
+        compacting=spec.cleanup.value == "compact",
+        deleting=spec.cleanup.value == "delete",
+        allow_empty=True,
+    )
+
+
+def state_table(
+    app: faust.App, name: str, *, partitions: int, value_serializer: str = "pickle", use_partitioner: bool = False
+) -> faust.TableT:
+    """A changelogged table keyed by a str id.
+
+    State objects are plain picklable classes from the pure-logic packages; pickle keeps them whole
+    across a restart (the changelog is read back by the same code version that wrote it).
+    """
+    table = app.Table(name, default=None, partitions=partitions, key_type=str, use_partitioner=use_partitioner)
+    # Faust derives a table's changelog codecs from key_type/value_type only (a `schema=` is ignored), so
+    # they are set here, before the changelog topic is first built from them.
+    table.key_serializer = "raw"
+    table.value_serializer = value_serializer
+    return table

@@ -1,0 +1,123 @@
+"""Automation generator and registry: candidates in, automations out; test results and runs kept per automation.
+
+Two agents, because their inputs are keyed differently:
+- `generate` reads `candidates` (keyed by candidate id) and renders an automation when a candidate scores
+  high enough. A candidate is re-published every time its evidence grows; regenerating (and re-testing in
+  the sandbox) on every new occurrence would multiply sandbox work for no new information, so a new version
+  is made only when the routine's steps change or its occurrences grew by `regenerate_growth` since the
+  version last generated.
+- `registry` reads `automations`, `test-results` and `metrics` (all keyed by automation id, so co-partitioned
+  with its table) and keeps each automation's lifecycle and statistics in the `registry` table. When testing
+  moves an automation to verified or rejected, the new state is published back to `automations` (a compacted
+  topic: its latest event per automation is the registry's view for any consumer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from rote import metrics
+from rote.agents.app import Topics, state_table
+from rote.agents.common import AgentIO
+from rote.generator import generate
+from rote.generator.registry import Registry
+from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult
+from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS, TEST_RESULTS
+
+AGENT = "automation-generator"
+REGISTRY_AGENT = "automation-registry"
+
+
+def register(
+    app: faust.App, topics: Topics, *, min_score: float = 40.0, regenerate_growth: float = 1.5
+) -> dict[str, Any]:
+    io = AgentIO(agent=AGENT, topics=topics)
+    rio = AgentIO(agent=REGISTRY_AGENT, topics=topics)
+    generated = state_table(app, "generated-from", partitions=CANDIDATES.partitions, value_serializer="json")
+    registry = state_table(app, "registry", partitions=AUTOMATIONS.partitions)
+    states: dict[str, str] = {}
+    registry_inputs = app.topic(
+        AUTOMATIONS.name, TEST_RESULTS.name, METRICS.name, key_type=bytes, value_type=bytes,
+        key_serializer="raw", value_serializer="raw",
+    )
+
+    @app.agent(topics[CANDIDATES.name], name=AGENT)
+    async def generate_automations(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            cand = await io.decode(Candidate, event, event.value, event.key)
+            if cand is None:
+                continue
+            try:
+                with io.timed():
+                    last = generated.get(cand.candidate_id)
+                    if not should_generate(cand, last, min_score=min_score, growth=regenerate_growth):
+                        continue
+                    automation = generate(cand)
+                    generated[cand.candidate_id] = {
+                        "version": cand.version,
+                        "occurrences": cand.occurrences,
+                        "routine": list(cand.routine),
+                    }
+            except Exception as exc:
+                await io.failed(event, exc)
+                continue
+            await io.send(AUTOMATIONS.name, automation.automation_id.encode(), automation)
+
+    @app.agent(registry_inputs, name=REGISTRY_AGENT)
+    async def keep_registry(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            topic = event.message.topic
+            model: type[Automation] | type[TestResult] | type[RunMetric]
+            model = {AUTOMATIONS.name: Automation, TEST_RESULTS.name: TestResult}.get(topic, RunMetric)
+            item = await rio.decode(model, event, event.value, event.key)
+            if item is None:
+                continue
+            try:
+                with rio.timed():
+                    reg: Registry = registry.get(item.automation_id) or Registry()
+                    if isinstance(item, Automation):
+                        if item.state != "generated":
+                            continue  # our own lifecycle echo, already applied
+                        reg.apply_automation(item)
+                    elif isinstance(item, TestResult):
+                        reg.apply_test_result(item)
+                    else:
+                        reg.apply_metric(item)
+                    registry[item.automation_id] = reg
+                    record = reg.get(item.automation_id)
+            except Exception as exc:
+                await rio.failed(event, exc)
+                continue
+            if record is None:
+                continue
+            before = states.get(record.automation_id)
+            states[record.automation_id] = record.state
+            _export(states)
+            if record.state != before and record.state in ("verified", "rejected", "retired"):
+                echo = record.automation.model_copy(update={"state": record.state, "state_reason": record.state_reason})
+                await rio.send(AUTOMATIONS.name, record.automation_id.encode(), echo)
+
+    return {"generate": generate_automations, "registry": keep_registry, "table": registry}
+
+
+def should_generate(cand: Candidate, last: dict[str, Any] | None, *, min_score: float, growth: float) -> bool:
+    """Generate for a qualifying candidate the first time, then only on a changed routine or grown evidence."""
+    if cand.score < min_score:
+        return False
+    if last is None:
+        return True
+    if cand.version <= int(last["version"]):
+        return False
+    if list(cand.routine) != list(last["routine"]):
+        return True
+    return cand.occurrences >= growth * int(last["occurrences"])
+
+
+def _export(states: dict[str, str]) -> None:
+    counts = dict.fromkeys(("generated", "testing", "verified", "rejected", "active", "retired"), 0)
+    for state in states.values():
+        counts[state] = counts.get(state, 0) + 1
+    for state, n in counts.items():
+        metrics.AUTOMATIONS.labels(state=state).set(n)

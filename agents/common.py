@@ -1,0 +1,96 @@
+"""What every agent does around its logic: validate at ingress, dead-letter what fails, count, time.
+
+An event that fails validation is never dropped and never crashes the agent: it is sent to `dead-letters`
+with its original bytes and the reason, counted in `rote_dead_letters_total`, and the stream moves on.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import faust
+
+from rote.agents.app import Topics
+from rote import metrics
+from rote.errors import ValidationError
+from rote.streams.schemas import DeadLetter, Event, decode, encode
+from rote.streams.topics import DEAD_LETTERS
+
+E = TypeVar("E", bound=Event)
+log = logging.getLogger("rote.agents")
+
+
+class AgentIO:
+    """Decoding, dead-lettering and sending for one agent, bound to the app's topics."""
+
+    def __init__(self, *, agent: str, topics: Topics) -> None:
+        self.agent = agent
+        self.topics = topics
+
+    async def decode(self, model: type[E], event: faust.EventT | None, value: bytes, key: bytes | None) -> E | None:
+        topic = event.message.topic if event is not None else "unknown"
+        metrics.EVENTS_CONSUMED.labels(topic=topic, agent=self.agent).inc()
+        metrics.LAST_EVENT_TIMESTAMP.labels(agent=self.agent).set(time.time())
+        if event is not None and event.message.timestamp:
+            age = max(0.0, time.time() - event.message.timestamp)
+            metrics.EVENT_AGE_SECONDS.labels(agent=self.agent).observe(age)
+        if not value:
+            return None  # a tombstone on a compacted topic: a deletion, not an invalid event
+        try:
+            return decode(model, value)
+        except ValidationError as exc:
+            await self.dead_letter(topic, value, key, exc, event)
+            return None
+
+    async def failed(self, event: faust.EventT, exc: Exception) -> None:
+        """A valid event the agent's logic could not handle: kept whole in `dead-letters`, never lost.
+
+        A bug triggered by one event must not crash the agent (Faust would restart it on the same event
+        forever) nor silently drop the event; it is logged with its traceback and dead-lettered for replay.
+        """
+        log.exception("%s failed on %s[%s]@%s", self.agent, event.message.topic, event.message.partition,
+                      event.message.offset)
+        err = ValidationError(f"processing failed in {self.agent}: {exc!r}"[:2000])
+        await self.dead_letter(event.message.topic, event.value, event.key, err, event, kind="other")
+
+    async def dead_letter(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        exc: ValidationError,
+        event: faust.EventT | None,
+        *,
+        kind: str | None = None,
+    ) -> None:
+        letter = DeadLetter(
+            source_topic=topic,
+            reason=exc.reason,
+            field=exc.field,
+            payload_b64=base64.b64encode(value if isinstance(value, bytes) else bytes(value)).decode(),
+            key_b64=base64.b64encode(key).decode() if key else None,
+            partition=event.message.partition if event is not None else None,
+            offset=event.message.offset if event is not None else None,
+            received_at=datetime.now(UTC),
+            agent=self.agent,
+        )
+        metrics.DEAD_LETTERS.labels(topic=topic, reason=kind or metrics.dead_letter_reason(exc.reason)).inc()
+        await self.send(DEAD_LETTERS.name, topic.encode(), letter)
+
+    async def send(self, topic: str, key: bytes, event: Event) -> None:
+        await self.topics[topic].send(key=key, value=encode(event))
+        metrics.EVENTS_PRODUCED.labels(topic=topic, agent=self.agent).inc()
+
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            metrics.PROCESSING_SECONDS.labels(agent=self.agent).observe(time.perf_counter() - start)

@@ -1,0 +1,49 @@
+"""Optimizer feed: funnels every event the analysis needs into one single-partition topic.
+
+The workflow analyzer and the efficiency tracker look across all routines and automations at once, but
+their inputs are keyed by candidate or automation over several partitions; a Faust table must be
+co-partitioned with its source. Re-keying everything onto `rote-optimizer-feed` (one partition) gives one
+owner for the whole-picture state, with changelogged tables like every other agent. Volumes are low
+(candidates, automations, results, runs, anomalies: not user actions), so one partition is no bottleneck.
+The source topic travels in a header; the bytes are forwarded untouched and validated by the consumers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from rote.agents.app import Topics
+from rote.streams.topics import ANOMALIES, AUTOMATIONS, CANDIDATES, METRICS, TEST_RESULTS
+
+AGENT = "optimizer-feed"
+FEED_TOPIC = "rote-optimizer-feed"
+SOURCE_HEADER = "rote-source-topic"
+FEED_KEY = b"all"
+SOURCES = (CANDIDATES.name, AUTOMATIONS.name, TEST_RESULTS.name, METRICS.name, ANOMALIES.name)
+
+
+def feed_topic(app: faust.App) -> faust.TopicT:
+    return app.topic(
+        FEED_TOPIC, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=1,
+        internal=True,
+    )
+
+
+def register(app: faust.App, topics: Topics) -> dict[str, Any]:
+    feed = feed_topic(app)
+    sources = app.topic(*SOURCES, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(sources, name=AGENT)
+    async def forward(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await feed.send(key=FEED_KEY, value=event.value, headers={SOURCE_HEADER: event.message.topic.encode()})
+
+    return {"agent": forward, "topic": feed}
+
+
+def source_of(event: faust.EventT) -> str:
+    headers = event.headers or {}
+    raw = headers.get(SOURCE_HEADER) if isinstance(headers, dict) else dict(headers).get(SOURCE_HEADER)
+    return raw.decode() if isinstance(raw, bytes) else str(raw or "")

@@ -1,0 +1,77 @@
+"""Workflow analyzer: bottlenecks, parallelization and caching opportunities, and an optimization score.
+
+The analysis is `rote.workflow.WorkflowAnalyzer`; this agent feeds it from the optimizer feed, keeps it in a
+changelogged table and exports the current optimization score. The full analysis goes into each
+optimization report (composed by the efficiency tracker) and is served at `/workflow/` on the worker's web
+server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from rote import metrics
+from rote.agents.app import Topics, state_table
+from rote.agents.common import AgentIO
+from rote.agents.optimizer_feed import feed_topic, source_of
+from rote.streams.schemas import Automation, Candidate, RunMetric
+from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS
+from rote.workflow import WorkflowAnalyzer
+
+AGENT = "workflow-analyzer"
+STATE_KEY = "all"
+_MODELS: dict[str, type[Candidate] | type[Automation] | type[RunMetric]] = {
+    CANDIDATES.name: Candidate,
+    AUTOMATIONS.name: Automation,
+    METRICS.name: RunMetric,
+}
+
+
+def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) -> dict[str, Any]:
+    io = AgentIO(agent=AGENT, topics=topics)
+    changed = {"flag": False}
+    table = state_table(app, "workflow-state", partitions=1)
+
+    @app.agent(feed_topic(app), name=AGENT)
+    async def analyze(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            model = _MODELS.get(source_of(event))
+            if model is None:
+                continue  # test results and anomalies are the efficiency tracker's
+            item = await io.decode(model, event, event.value, event.key)
+            if item is None:
+                continue
+            try:
+                with io.timed():
+                    analyzer: WorkflowAnalyzer = table.get(STATE_KEY) or WorkflowAnalyzer()
+                    if isinstance(item, Candidate):
+                        analyzer.apply_candidate(item)
+                    elif isinstance(item, Automation):
+                        analyzer.apply_automation(item)
+                    else:
+                        analyzer.apply_metric(item)
+                    table[STATE_KEY] = analyzer
+                    changed["flag"] = True
+            except Exception as exc:
+                await io.failed(event, exc)
+                continue
+
+    @app.timer(interval=score_interval)
+    async def export_score() -> None:
+        # The analysis costs tens of milliseconds: recomputed on a timer when something changed, not per event.
+        analyzer = table.get(STATE_KEY)
+        if not changed["flag"] or analyzer is None:
+            return
+        changed["flag"] = False
+        score = analyzer.analysis().score
+        if score is not None:
+            metrics.OPTIMIZATION_SCORE.set(score.score / 100.0)
+
+    @app.page("/workflow/")
+    async def workflow_view(web: Any, request: Any) -> Any:
+        analyzer = table.get(STATE_KEY)
+        return web.json(analyzer.analysis().to_dict() if analyzer is not None else {})
+
+    return {"agent": analyze, "table": table}

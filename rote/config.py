@@ -1,0 +1,94 @@
+"""Settings from the environment, overridable by CLI flags.
+
+Every setting has an environment variable `ROTE_<NAME>` and a documented default (README, "Configuration").
+The object is frozen and keyword-only so a setting can't be changed behind an agent's back mid-run; derive a
+changed copy with `dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from rote.errors import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    #: `embedded` starts the bundled Tansu broker; `kafka://host:port[,host:port]` uses a cluster.
+    broker: str = "embedded"
+    #: Faust table store: `memory://` (state rebuilt from changelogs at start) or `rocksdb://`.
+    store: str = "memory://"
+    #: Replication factor for topics rote creates (1 for a single broker).
+    replication: int = 1
+    #: Faust application id: the consumer-group prefix and the changelog topics' prefix.
+    app_id: str = "rote"
+    #: Port of the Prometheus metrics endpoint (0 disables it).
+    metrics_port: int = 9464
+    metrics_addr: str = "127.0.0.1"
+    #: Port of the worker's HTTP views (registry, candidates); 0 disables the web server.
+    web_port: int = 0
+    #: Where `rote run` keeps its archive of every topic (`last-run/`) for `rote report` and `rote automations`.
+    state_dir: Path = field(default_factory=lambda: Path(".rote"))
+    #: Concurrent sandbox runs (each in its own jail with its own uid).
+    sandbox_concurrency: int = 2
+    #: Candidates scoring below this (0-100) are not turned into automations.
+    min_automation_score: float = 40.0
+    #: Seconds between optimization reports.
+    report_interval_seconds: float = 30.0
+    #: Value of one hour of a person's time, in the report's currency.
+    hourly_rate: float = 50.0
+
+    def __post_init__(self) -> None:
+        if self.broker != "embedded" and not self.broker.startswith("kafka://"):
+            raise ConfigError(f"broker must be 'embedded' or kafka://host:port, got {self.broker!r}")
+        if not (self.store.startswith("memory://") or self.store.startswith("rocksdb://")):
+            raise ConfigError(f"store must be memory:// or rocksdb://, got {self.store!r}")
+        if self.replication < 1:
+            raise ConfigError("replication must be at least 1")
+        if self.sandbox_concurrency < 1:
+            raise ConfigError("sandbox concurrency must be at least 1")
+        if not 0 <= self.min_automation_score <= 100:
+            raise ConfigError("min automation score must be within 0-100")
+        if self.report_interval_seconds <= 0:
+            raise ConfigError("report interval must be positive")
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """host:port list for Kafka clients; only meaningful for an external broker."""
+        if self.broker == "embedded":
+            raise ConfigError("the embedded broker's address is known only once it has started")
+        return self.broker.removeprefix("kafka://")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then `ROTE_*` variables, then explicit overrides (CLI flags) that are not None."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"ROTE_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _coerce(name: str, typ: Any, raw: str) -> Any:
+    kind = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError:
+        raise ConfigError(f"ROTE_{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw
