@@ -99,6 +99,22 @@ CANDIDATE_YEARLY_SAVINGS_SECONDS = Gauge(
     "Estimated seconds per year the current candidates would save if automated (base unit, not hours).",
     registry=REGISTRY,
 )
+
+
+class _HoursToSeconds:
+    """Keeps callers of the old hours gauge working while exporting base units only.
+
+    `rote_candidate_hours_saved_per_year` failed `promtool check metrics` (non-base unit); the metric is
+    now seconds. Code written against the old name may keep calling `.set(hours)`; new code should set
+    CANDIDATE_YEARLY_SAVINGS_SECONDS in seconds.
+    """
+
+    def set(self, hours: float) -> None:
+        CANDIDATE_YEARLY_SAVINGS_SECONDS.set(hours * 3600.0)
+
+
+#: Deprecated: takes hours, records seconds in CANDIDATE_YEARLY_SAVINGS_SECONDS.
+CANDIDATE_HOURS_SAVED_PER_YEAR: Final = _HoursToSeconds()
 AUTOMATIONS = Gauge(
     "rote_automations",
     "Automations in the registry by lifecycle state.",

@@ -1,18 +1,21 @@
 """A stand-in rote process for the Prometheus harness test: serves rote.metrics.REGISTRY with every
-metric set and moving, and injects one critical anomaly after a delay.
+metric set and moving, and injects one critical anomaly when sent SIGUSR1.
 
 It goes through the same code a real worker uses (`init_known_series`, `serve`, the metric objects),
 so what Prometheus scrapes is exactly what rote exposes; only the values are synthetic.
 
-    python tests/fake_exporter.py --port 0 --anomaly-after 6 --linger 60
-prints `PORT <n>` on stdout once serving.
+    python tests/fake_exporter.py --port 0 --linger 60
+prints `PORT <n>` on stdout once serving. The test triggers the anomaly only after Prometheus has
+scraped the zero-valued series, as a real slowdown would come after the process started.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import signal
 import sys
+import threading
 import time
 
 from rote.streams.topics import CATALOGUE
@@ -58,10 +61,11 @@ def tick(rng: random.Random) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--anomaly-after", type=float, default=6.0)
     parser.add_argument("--linger", type=float, default=60.0)
     args = parser.parse_args()
 
+    inject = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: inject.set())
     m.init_known_series()
     server = m.serve(args.port, "127.0.0.1")
     print(f"PORT {server.port}", flush=True)
@@ -70,10 +74,9 @@ def main() -> int:
     injected = False
     while time.monotonic() - start < args.linger:
         tick(rng)
-        if not injected and time.monotonic() - start >= args.anomaly_after:
+        if inject.is_set() and not injected:
             m.ANOMALIES.labels(severity="critical", signal="duration_seconds").inc()
             m.ANOMALY_SCORE.labels(signal="duration_seconds").observe(0.99)
-            print("ANOMALY", flush=True)
             injected = True
         time.sleep(0.2)
     server.close()

@@ -198,3 +198,8 @@ def test_collect_consumer_lag_against_the_embedded_broker() -> None:
         assert m.REGISTRY.get_sample_value(
             "rote_consumer_lag_messages", {"topic": topic, "group": "lag-group"}
         ) == 6
+
+
+def test_old_hours_gauge_name_records_seconds() -> None:
+    m.CANDIDATE_HOURS_SAVED_PER_YEAR.set(2.5)
+    assert m.REGISTRY.get_sample_value("rote_candidate_yearly_savings_seconds") == 9000.0

@@ -9,6 +9,7 @@ pipeline; an integration test that needs the pipeline's `rote run`).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,11 +37,18 @@ def assert_everything_returns_data(prom: Prometheus) -> None:
     assert not empty, "no data for:\n" + "\n".join(empty)
 
 
-def watch_alert(prom: Prometheus, name: str, *, timeout: float) -> list[str]:
-    """Poll the alert's state until it fires; returns the sequence of distinct states seen."""
+def watch_alert(
+    prom: Prometheus, name: str, *, timeout: float, still_running: Callable[[], None] = lambda: None
+) -> list[str]:
+    """Poll the alert's state until it fires; returns the sequence of distinct states seen.
+
+    `still_running` is called every round and raises when the scraped process died, so a crashed
+    pipeline fails the test at once with its log instead of after the whole timeout.
+    """
     seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        still_running()
         states = prom.alert_states(name)
         state = "firing" if "firing" in states else ("pending" if "pending" in states else "inactive")
         if not seen or seen[-1] != state:
@@ -55,10 +63,10 @@ def watch_alert(prom: Prometheus, name: str, *, timeout: float) -> list[str]:
 def fake_exporter() -> Iterator[Callable[..., tuple[int, subprocess.Popen[str]]]]:
     procs: list[subprocess.Popen[str]] = []
 
-    def start(*, anomaly_after: float, linger: float) -> tuple[int, subprocess.Popen[str]]:
+    def start(*, linger: float) -> tuple[int, subprocess.Popen[str]]:
         proc = subprocess.Popen(
             [sys.executable, str(REPO / "tests" / "fake_exporter.py"), "--port", "0",
-             "--anomaly-after", str(anomaly_after), "--linger", str(linger)],
+             "--linger", str(linger)],
             stdout=subprocess.PIPE, text=True, cwd=REPO,
         )
         procs.append(proc)
@@ -77,7 +85,7 @@ def test_harness_against_rote_metrics_exporter(
     prometheus: Callable[..., Prometheus],  # noqa: F811
     fake_exporter: Callable[..., tuple[int, subprocess.Popen[str]]],
 ) -> None:
-    port, _ = fake_exporter(anomaly_after=8, linger=90)
+    port, exporter = fake_exporter(linger=120)
     prom = prometheus(targets=[f"127.0.0.1:{port}"], alert_for="3s")
     prom.wait_for_scrapes(3, timeout=30)
 
@@ -85,6 +93,7 @@ def test_harness_against_rote_metrics_exporter(
     assert prom.query('rote_anomalies_total{severity="critical",signal="duration_seconds"} == 0')
     assert prom.alert_states(ALERT) == []
 
+    exporter.send_signal(signal.SIGUSR1)  # the slowdown happens
     seen = watch_alert(prom, ALERT, timeout=45)
     assert seen[-2:] == ["pending", "firing"], seen
     firing = [a for a in prom.alerts() if a["labels"]["alertname"] == ALERT and a["state"] == "firing"]
@@ -118,28 +127,39 @@ def test_rote_run_scraped_by_prometheus(
     if not _rote_run_supports_linger():
         pytest.skip("`rote run --once --metrics-port P --linger S` is not available yet")
     port = free_port()
-    linger = 120
-    log = (tmp_path / "rote-run.log").open("w")
+    log_path = tmp_path / "rote-run.log"
+    log = log_path.open("w")
+    # Its own session, so the broker and everything else it starts can be stopped as one group.
     proc = subprocess.Popen(
-        ["rote", "run", "--once", "--metrics-port", str(port), "--linger", str(linger)],
-        stdout=log, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        ["rote", "run", "--once", "--metrics-port", str(port), "--linger", "120", "--timeout", "420"],
+        stdout=log, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, start_new_session=True,
         env={**os.environ, "ROTE_STATE_DIR": str(tmp_path / "state")},
     )
+
+    def still_running() -> None:
+        if proc.poll() is not None:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
+            raise AssertionError(f"rote run exited with {proc.returncode} before the alert fired:\n{tail}")
+
     try:
         prom = prometheus(targets=[f"127.0.0.1:{port}"], alert_for="3s")
         # The replay injects a slowdown into one automation's production runs: the anomaly alert must
         # go pending, then firing.
-        seen = watch_alert(prom, ALERT, timeout=600)
+        seen = watch_alert(prom, ALERT, timeout=480, still_running=still_running)
         assert "pending" in seen and seen[-1] == "firing", seen
         firing = [a for a in prom.alerts() if a["labels"]["alertname"] == ALERT and a["state"] == "firing"]
         assert firing and all(a["labels"]["severity"] in ("warning", "critical") for a in firing)
         wait_until(lambda: prom.query("rote:events_consumed:rate5m > 0"), timeout=60, what="rates")
         assert_everything_returns_data(prom)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
         log.close()
