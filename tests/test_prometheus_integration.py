@@ -13,11 +13,20 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from prom_harness import Prometheus, free_port, prometheus, recording_rule_names, wait_until  # noqa: F401
+from prom_harness import (  # noqa: F401  (prometheus is a fixture)
+    PROMTOOL,
+    Prometheus,
+    free_port,
+    prometheus,
+    recording_rule_names,
+    require_binary,
+    wait_until,
+)
 from rote.dashboards import panel_queries
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,6 +160,12 @@ def test_rote_run_scraped_by_prometheus(
         assert firing and all(a["labels"]["severity"] in ("warning", "critical") for a in firing)
         wait_until(lambda: prom.query("rote:events_consumed:rate5m > 0"), timeout=60, what="rates")
         assert_everything_returns_data(prom)
+        # The live endpoint of the real pipeline passes promtool's lint as well.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            scrape = resp.read().decode()
+        lint = subprocess.run([require_binary(PROMTOOL), "check", "metrics"], input=scrape,
+                              capture_output=True, text=True)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
     finally:
         for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
             try:
