@@ -26,13 +26,38 @@ from rote.streams.topics import CANDIDATES, USER_ACTIONS
 AGENT = "task-identifier"
 
 
-def register(app: faust.App, topics: Topics, *, idle_flush_seconds: float = 300.0) -> dict[str, Any]:
+class Checkpoint:
+    """A user's discovery state as last written to the changelog, and where its write-ahead log starts.
+
+    A user's state pickles to hundreds of kilobytes once routines are long, so writing it on every event
+    would make the changelog hundreds of megabytes for a few thousand events. Instead each event is
+    appended to a small write-ahead table (`discovery-wal`, one key per event) and the state is written
+    every `checkpoint_every` events or when it emits candidates, after which the covered log entries are
+    deleted. A restarted worker restores the checkpoint and replays the log entries after it.
+    """
+
+    def __init__(self, user_id: str) -> None:
+        self.state = UserState(user_id)
+        self.seq = 0  # events applied to `state`
+        self.wal_from = 0  # first event not covered by the last written checkpoint
+        self.flushed = False  # flushed by the idle timer since the last checkpoint
+
+
+def wal_key(user_id: str, seq: int) -> str:
+    return f"{user_id}\x00{seq:012d}"
+
+
+def register(
+    app: faust.App, topics: Topics, *, idle_flush_seconds: float = 300.0, checkpoint_every: int = 50
+) -> dict[str, Any]:
     io = AgentIO(agent=AGENT, topics=topics)
     discoverer = RoutineDiscoverer(DiscoveryConfig())
-    # The idle-flush timer writes outside stream iteration, so the table picks partitions with the default
-    # partitioner: the same murmur2 hash of the same user-id bytes that placed the user's actions.
-    states = state_table(app, "discovery-state", partitions=USER_ACTIONS.partitions, use_partitioner=True)
+    # Both tables are written only inside stream iteration, so their changelog partition is the user's
+    # `user-actions` partition: co-partitioned, recovered together by whichever worker owns that user.
+    states = state_table(app, "discovery-state", partitions=USER_ACTIONS.partitions)
+    wal = state_table(app, "discovery-wal", partitions=USER_ACTIONS.partitions, value_serializer="raw")
     last_seen: dict[str, float] = {}
+    recovered: set[str] = set()
     known: dict[str, Candidate] = {}
 
     async def publish(candidates: list[Candidate], state: UserState) -> None:
@@ -47,6 +72,29 @@ def register(app: faust.App, topics: Topics, *, idle_flush_seconds: float = 300.
         if candidates:
             _export(known)
 
+    def restore(user_id: str) -> Checkpoint:
+        """The user's checkpoint with the write-ahead log replayed (once per user per worker start).
+
+        Candidates the replayed events produce were published before the restart, so they are not sent
+        again: the discoverer's state after replay is what it was, and so are its candidate versions.
+        """
+        cp: Checkpoint | None = states.get(user_id)
+        if cp is None:
+            cp = states[user_id] = Checkpoint(user_id)
+        if user_id not in recovered:
+            recovered.add(user_id)
+            while (raw := wal.get(wal_key(user_id, cp.seq))) is not None:
+                discoverer.learn_one(cp.state, UserAction.model_validate_json(raw))
+                discoverer.drain_retracted(cp.state)
+                cp.seq += 1
+        return cp
+
+    def checkpoint(cp: Checkpoint) -> None:
+        states[cp.state.user_id] = cp
+        for seq in range(cp.wal_from, cp.seq):
+            wal.pop(wal_key(cp.state.user_id, seq), None)
+        cp.wal_from = cp.seq
+
     @app.agent(topics[USER_ACTIONS.name], name=AGENT)
     async def identify(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
@@ -55,30 +103,36 @@ def register(app: faust.App, topics: Topics, *, idle_flush_seconds: float = 300.
                 continue
             try:
                 with io.timed():
-                    state = states.get(action.user_id) or UserState(action.user_id)
-                    emitted = discoverer.learn_one(state, action)
-                    states[action.user_id] = state
+                    cp = restore(action.user_id)
+                    emitted = discoverer.learn_one(cp.state, action)
+                    wal[wal_key(action.user_id, cp.seq)] = event.value
+                    cp.seq += 1
+                    if emitted or cp.flushed or cp.seq - cp.wal_from >= checkpoint_every:
+                        cp.flushed = False
+                        checkpoint(cp)
                     last_seen[action.user_id] = time.monotonic()
             except Exception as exc:
                 await io.failed(event, exc)
                 continue
-            await publish(emitted, state)
+            await publish(emitted, cp.state)
 
     @app.timer(interval=min(5.0, idle_flush_seconds))
     async def flush_idle() -> None:
+        # Outside stream iteration tables cannot be written (their partition is the current event's), so
+        # the flush changes the in-memory state only; the user's next event checkpoints it.
         now = time.monotonic()
         for user_id, seen in list(last_seen.items()):
             if now - seen < idle_flush_seconds:
                 continue
             del last_seen[user_id]
-            state = states.get(user_id)
-            if state is None:
+            cp = states.get(user_id)
+            if cp is None:
                 continue
-            emitted = discoverer.flush(state)
-            states[user_id] = state
-            await publish(emitted, state)
+            emitted = discoverer.flush(cp.state)
+            cp.flushed = True  # checkpointed with the user's next event
+            await publish(emitted, cp.state)
 
-    return {"agent": identify, "table": states}
+    return {"agent": identify, "states": states, "wal": wal}
 
 
 def _export(known: dict[str, Candidate]) -> None:
