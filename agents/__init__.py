@@ -35,6 +35,7 @@ def build_app(
         workflow_analyzer,
     )
     from rote.agents.app import create_app
+
     from rote.efficiency import CostModel
 
     opts = options or AgentOptions()
@@ -64,8 +65,9 @@ def _watch_consumer_lag(app: faust.App, *, bootstrap: str, group: str, interval:
     """Export the agents' consumer lag; asked of the broker off the event loop (kafka-python blocks)."""
     import asyncio
 
-    from rote import metrics
     from rote.streams.topics import CATALOGUE
+
+    from rote import metrics
 
     names = [spec.name for spec in CATALOGUE if spec.name not in ("optimization-reports", "dead-letters")]
 

@@ -1,4 +1,4 @@
-"""The Faust application factory: one app, configured from `Settings`, with a topic object per catalogue entry.
+"""The Faust application factory: one app configured from `Settings`, a topic object per catalogue entry.
 
 Agents register themselves on the app returned here (`agents/__init__.py:build_app`). Everything travels as
 raw bytes and is validated by `streams.schemas.decode` inside the agents, so that an event that fails
@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from rote.streams.topics import CATALOGUE, TopicSpec
 
 from rote.config import Settings
-from rote.streams.topics import CATALOGUE, TopicSpec
+
+#: Largest state checkpoint a changelog accepts (producer limit and topic `max.message.bytes`).
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +56,7 @@ def faust_settings(settings: Settings, bootstrap: str) -> dict[str, Any]:
         "stream_recovery_delay": 0.5,
         "broker_commit_interval": 1.0,
         "producer_linger_ms": 5,
+        "producer_max_request_size": MAX_MESSAGE_BYTES,
         "table_cleanup_interval": 30.0,
     }
 
@@ -79,14 +83,27 @@ def _topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
 
 
 def state_table(
-    app: faust.App, name: str, *, partitions: int, value_serializer: str = "pickle", use_partitioner: bool = False
-) -> faust.TableT:
+    app: faust.App,
+    name: str,
+    *,
+    partitions: int,
+    value_serializer: str = "pickle",
+    use_partitioner: bool = False,
+) -> Any:
     """A changelogged table keyed by a str id.
 
     State objects are plain picklable classes from the pure-logic packages; pickle keeps them whole
     across a restart (the changelog is read back by the same code version that wrote it).
     """
-    table = app.Table(name, default=None, partitions=partitions, key_type=str, use_partitioner=use_partitioner)
+    table: Any = app.Table(
+        name,
+        default=None,
+        partitions=partitions,
+        key_type=str,
+        use_partitioner=use_partitioner,
+        # Checkpoints of whole-picture state can pass Kafka's 1 MB default message size.
+        extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+    )
     # Faust derives a table's changelog codecs from key_type/value_type only (a `schema=` is ignored), so
     # they are set here, before the changelog topic is first built from them.
     table.key_serializer = "raw"

@@ -1,4 +1,4 @@
-"""Automation generator and registry: candidates in, automations out; test results and runs kept per automation.
+"""Automation generator and registry: candidates in, automations out; results and runs kept per automation.
 
 Two agents, because their inputs are keyed differently:
 - `generate` reads `candidates` (keyed by candidate id) and renders an automation when a candidate scores
@@ -17,14 +17,15 @@ from __future__ import annotations
 from typing import Any
 
 import faust
-
-from rote import metrics
 from rote.agents.app import Topics, state_table
 from rote.agents.common import AgentIO
-from rote.generator import generate
-from rote.generator.registry import Registry
+from rote.agents.durable import DurableState
 from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult
 from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS, TEST_RESULTS
+
+from rote import metrics
+from rote.generator import generate
+from rote.generator.registry import Registry
 
 AGENT = "automation-generator"
 REGISTRY_AGENT = "automation-registry"
@@ -36,11 +37,29 @@ def register(
     io = AgentIO(agent=AGENT, topics=topics)
     rio = AgentIO(agent=REGISTRY_AGENT, topics=topics)
     generated = state_table(app, "generated-from", partitions=CANDIDATES.partitions, value_serializer="json")
-    registry = state_table(app, "registry", partitions=AUTOMATIONS.partitions)
+
+    def absorb(reg: Registry, topic: str, value: bytes) -> None:
+        if topic == AUTOMATIONS.name:
+            automation = Automation.model_validate_json(value)
+            if automation.state == "generated":  # others are this agent's own lifecycle echoes
+                reg.apply_automation(automation)
+        elif topic == TEST_RESULTS.name:
+            reg.apply_test_result(TestResult.model_validate_json(value))
+        else:
+            reg.apply_metric(RunMetric.model_validate_json(value))
+
+    registry: DurableState[Registry] = DurableState(
+        app, "registry", partitions=AUTOMATIONS.partitions, factory=lambda _key: Registry(), apply=absorb
+    )
     states: dict[str, str] = {}
     registry_inputs = app.topic(
-        AUTOMATIONS.name, TEST_RESULTS.name, METRICS.name, key_type=bytes, value_type=bytes,
-        key_serializer="raw", value_serializer="raw",
+        AUTOMATIONS.name,
+        TEST_RESULTS.name,
+        METRICS.name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
     )
 
     @app.agent(topics[CANDIDATES.name], name=AGENT)
@@ -76,17 +95,8 @@ def register(
                 continue
             try:
                 with rio.timed():
-                    reg: Registry = registry.get(item.automation_id) or Registry()
-                    if isinstance(item, Automation):
-                        if item.state != "generated":
-                            continue  # our own lifecycle echo, already applied
-                        reg.apply_automation(item)
-                    elif isinstance(item, TestResult):
-                        reg.apply_test_result(item)
-                    else:
-                        reg.apply_metric(item)
-                    registry[item.automation_id] = reg
-                    record = reg.get(item.automation_id)
+                    registry.apply(item.automation_id, topic, event.value)
+                    record = registry.restore(item.automation_id).state.get(item.automation_id)
             except Exception as exc:
                 await rio.failed(event, exc)
                 continue
@@ -96,14 +106,26 @@ def register(
             states[record.automation_id] = record.state
             _export(states)
             if record.state != before and record.state in ("verified", "rejected", "retired"):
-                echo = record.automation.model_copy(update={"state": record.state, "state_reason": record.state_reason})
+                echo = record.automation.model_copy(
+                    update={"state": record.state, "state_reason": record.state_reason}
+                )
                 await rio.send(AUTOMATIONS.name, record.automation_id.encode(), echo)
 
-    return {"generate": generate_automations, "registry": keep_registry, "table": registry}
+    @app.page("/automations/")
+    async def automations_view(web: Any, request: Any) -> Any:
+        rows = []
+        for key in list(registry.states.keys()):
+            cp = registry.peek(key)
+            record = cp.state.get(key) if cp is not None else None
+            if record is not None:
+                rows.append(record.to_json())
+        return web.json({"automations": rows})
+
+    return {"generate": generate_automations, "registry": keep_registry, "state": registry}
 
 
 def should_generate(cand: Candidate, last: dict[str, Any] | None, *, min_score: float, growth: float) -> bool:
-    """Generate for a qualifying candidate the first time, then only on a changed routine or grown evidence."""
+    """Generate for a qualifying candidate once, then only on a changed routine or grown evidence."""
     if cand.score < min_score:
         return False
     if last is None:

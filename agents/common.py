@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import faust
-
 from rote.agents.app import Topics
-from rote import metrics
-from rote.errors import ValidationError
 from rote.streams.schemas import DeadLetter, Event, decode, encode
 from rote.streams.topics import DEAD_LETTERS
+
+from rote import metrics
+from rote.errors import ValidationError
 
 E = TypeVar("E", bound=Event)
 log = logging.getLogger("rote.agents")
@@ -33,7 +33,9 @@ class AgentIO:
         self.agent = agent
         self.topics = topics
 
-    async def decode(self, model: type[E], event: faust.EventT | None, value: bytes, key: bytes | None) -> E | None:
+    async def decode(
+        self, model: type[E], event: faust.EventT | None, value: bytes, key: bytes | None
+    ) -> E | None:
         topic = event.message.topic if event is not None else "unknown"
         metrics.EVENTS_CONSUMED.labels(topic=topic, agent=self.agent).inc()
         metrics.LAST_EVENT_TIMESTAMP.labels(agent=self.agent).set(time.time())
@@ -54,8 +56,13 @@ class AgentIO:
         A bug triggered by one event must not crash the agent (Faust would restart it on the same event
         forever) nor silently drop the event; it is logged with its traceback and dead-lettered for replay.
         """
-        log.exception("%s failed on %s[%s]@%s", self.agent, event.message.topic, event.message.partition,
-                      event.message.offset)
+        log.exception(
+            "%s failed on %s[%s]@%s",
+            self.agent,
+            event.message.topic,
+            event.message.partition,
+            event.message.offset,
+        )
         err = ValidationError(f"processing failed in {self.agent}: {exc!r}"[:2000])
         await self.dead_letter(event.message.topic, event.value, event.key, err, event, kind="other")
 

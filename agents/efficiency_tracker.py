@@ -2,9 +2,9 @@
 
 `rote.report.ReportBuilder` does the accounting (it wraps `rote.efficiency.EfficiencyTracker` and the
 workflow analyzer so the report is internally consistent); this agent feeds it from the optimizer feed,
-keeps it in a changelogged one-partition table, exports the same figures to Prometheus, and every
+keeps it durable on one partition (`agents/durable.py`), exports the same figures to Prometheus, and every
 `report_interval` seconds publishes an `OptimizationReport` to `optimization-reports`. Only the worker that
-owns the table's single partition has the state, so only it publishes: one report per interval for the
+owns the feed's single partition has the state, so only it publishes: one report per interval for the
 whole cluster, whichever worker that is after a rebalance.
 """
 
@@ -14,15 +14,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from rote.agents.app import Topics
+from rote.agents.common import AgentIO
+from rote.agents.durable import DurableState
+from rote.agents.optimizer_feed import FEED_TOPIC, feed_topic, source_of
+from rote.streams.schemas import Anomaly, Automation, Candidate, RunMetric, TestResult
+from rote.streams.topics import (
+    ANOMALIES,
+    AUTOMATIONS,
+    CANDIDATES,
+    METRICS,
+    OPTIMIZATION_REPORTS,
+    TEST_RESULTS,
+)
 
 from rote import metrics
-from rote.agents.app import Topics, state_table
-from rote.agents.common import AgentIO
-from rote.agents.optimizer_feed import FEED_TOPIC, feed_topic, source_of
 from rote.efficiency import CostModel, MetricsExporter
 from rote.report import ReportBuilder
-from rote.streams.schemas import Anomaly, Automation, Candidate, RunMetric, TestResult
-from rote.streams.topics import ANOMALIES, AUTOMATIONS, CANDIDATES, METRICS, OPTIMIZATION_REPORTS, TEST_RESULTS
 
 AGENT = "efficiency-tracker"
 STATE_KEY = "all"
@@ -40,9 +48,30 @@ def register(
 ) -> dict[str, Any]:
     io = AgentIO(agent=AGENT, topics=topics)
     model_cost = cost or CostModel.from_env()
-    table = state_table(app, "efficiency-state", partitions=1)
+
+    def absorb(builder: ReportBuilder, topic: str, value: bytes) -> None:
+        item = _MODELS[topic].model_validate_json(value)
+        if isinstance(item, Candidate):
+            builder.apply_candidate(item)
+        elif isinstance(item, Automation):
+            builder.apply_automation(item)
+        elif isinstance(item, TestResult):
+            builder.apply_test_result(item)
+        elif isinstance(item, RunMetric):
+            builder.apply_metric(item)
+        else:
+            builder.apply_anomaly(item)
+
+    state: DurableState[ReportBuilder] = DurableState(
+        app,
+        "efficiency",
+        partitions=1,
+        factory=lambda _key: ReportBuilder(model_cost),
+        apply=absorb,
+        checkpoint_every=200,
+    )
     exporter = MetricsExporter()
-    status = {"changed": False, "reports": 0}
+    status = {"seen": 0, "reported_seen": 0, "reports": 0}
 
     @app.agent(feed_topic(app), name=AGENT)
     async def track(stream: faust.StreamT[bytes]) -> None:
@@ -55,39 +84,30 @@ def register(
                 continue
             try:
                 with io.timed():
-                    builder: ReportBuilder = table.get(STATE_KEY) or ReportBuilder(model_cost)
-                    if isinstance(item, Candidate):
-                        builder.apply_candidate(item)
-                    elif isinstance(item, Automation):
-                        builder.apply_automation(item)
-                    elif isinstance(item, TestResult):
-                        builder.apply_test_result(item)
-                    elif isinstance(item, RunMetric):
-                        builder.apply_metric(item)
-                    else:
-                        builder.apply_anomaly(item)
-                    table[STATE_KEY] = builder
-                    status["changed"] = True
+                    state.apply(STATE_KEY, source_of(event), event.value)
+                    status["seen"] += 1
             except Exception as exc:
                 await io.failed(event, exc)
                 continue
 
     @app.timer(interval=report_interval)
     async def publish_report() -> None:
-        if not status["changed"] or not _owns_state(app):
+        seen = status["seen"]
+        if seen == status["reported_seen"] or not _owns_state(app):
             return
-        builder = table.get(STATE_KEY)
-        if builder is None:
+        cp = state.peek(STATE_KEY)
+        if cp is None:
             return
-        status["changed"] = False
-        # A summary costs tens of milliseconds and grows with the runs kept: computed per report, not per event.
+        builder = cp.state
+        # A summary costs tens of milliseconds and grows with the runs kept: made per report, not per event.
         exporter.export(builder.summary())
         report = builder.report(datetime.now(UTC))
         await io.send(OPTIMIZATION_REPORTS.name, report.report_id.encode(), report)
         metrics.REPORTS_PUBLISHED.inc()
+        status["reported_seen"] = seen  # the events this report covers (more may have arrived meanwhile)
         status["reports"] += 1
 
-    return {"agent": track, "table": table, "timer": publish_report, "status": status}
+    return {"agent": track, "state": state, "timer": publish_report, "status": status}
 
 
 def _owns_state(app: faust.App) -> bool:

@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import faust
-
 from rote.agents.app import Topics
 from rote.streams.topics import ANOMALIES, AUTOMATIONS, CANDIDATES, METRICS, TEST_RESULTS
+
+from rote import metrics
 
 AGENT = "optimizer-feed"
 FEED_TOPIC = "rote-optimizer-feed"
@@ -26,19 +27,30 @@ SOURCES = (CANDIDATES.name, AUTOMATIONS.name, TEST_RESULTS.name, METRICS.name, A
 
 def feed_topic(app: faust.App) -> faust.TopicT:
     return app.topic(
-        FEED_TOPIC, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=1,
+        FEED_TOPIC,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=1,
         internal=True,
     )
 
 
 def register(app: faust.App, topics: Topics) -> dict[str, Any]:
     feed = feed_topic(app)
-    sources = app.topic(*SOURCES, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    sources = app.topic(
+        *SOURCES, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
 
     @app.agent(sources, name=AGENT)
     async def forward(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await feed.send(key=FEED_KEY, value=event.value, headers={SOURCE_HEADER: event.message.topic.encode()})
+            metrics.EVENTS_CONSUMED.labels(topic=event.message.topic, agent=AGENT).inc()
+            await feed.send(
+                key=FEED_KEY, value=event.value, headers={SOURCE_HEADER: event.message.topic.encode()}
+            )
+            metrics.EVENTS_PRODUCED.labels(topic=FEED_TOPIC, agent=AGENT).inc()
 
     return {"agent": forward, "topic": feed}
 

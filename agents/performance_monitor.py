@@ -10,17 +10,25 @@ event and must not be counted twice.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
-
-from rote import metrics
-from rote.agents.app import Topics, state_table
+from rote.agents.app import Topics
 from rote.agents.common import AgentIO
-from rote.anomaly.monitor import Finding, MonitorConfig, SeriesMonitor, signals_from_metric, signals_from_test_result
+from rote.agents.durable import DurableState
 from rote.streams.schemas import Anomaly, RunMetric, TestResult
 from rote.streams.topics import ANOMALIES, METRICS, TEST_RESULTS
+
+from rote import metrics
+from rote.anomaly.monitor import (
+    Finding,
+    MonitorConfig,
+    SeriesMonitor,
+    signals_from_metric,
+    signals_from_test_result,
+)
 
 AGENT = "performance-monitor"
 _ONLY_FROM_TEST_RESULTS = {"output_bytes"}
@@ -29,9 +37,31 @@ _ONLY_FROM_TEST_RESULTS = {"output_bytes"}
 def register(app: faust.App, topics: Topics, *, config: MonitorConfig | None = None) -> dict[str, Any]:
     io = AgentIO(agent=AGENT, topics=topics)
     cfg = config or MonitorConfig()
-    monitors = state_table(app, "monitors", partitions=METRICS.partitions)
+
+    def observe(
+        per_source: dict[str, SeriesMonitor], topic: str, value: bytes
+    ) -> tuple[str, Any, list[Finding]]:
+        """Feed one run report's signals to its series' monitor; returns (series, time, findings)."""
+        if topic == TEST_RESULTS.name:
+            result = TestResult.model_validate_json(value)
+            series, at = "sandbox", result.started_at
+            signals = [(s, v) for s, v in signals_from_test_result(result) if s in _ONLY_FROM_TEST_RESULTS]
+        else:
+            run = RunMetric.model_validate_json(value)
+            series, at = run.source, run.started_at
+            signals = signals_from_metric(run)
+        mon = per_source.setdefault(series, SeriesMonitor(cfg))
+        return series, at, [f for s, v in signals if (f := mon.observe(signal=s, value=v, at=at)) is not None]
+
+    monitors: DurableState[dict[str, SeriesMonitor]] = DurableState(
+        app, "monitors", partitions=METRICS.partitions, factory=lambda _key: {}, apply=observe
+    )
     source = app.topic(
-        METRICS.name, TEST_RESULTS.name, key_type=bytes, value_type=bytes, key_serializer="raw",
+        METRICS.name,
+        TEST_RESULTS.name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
         value_serializer="raw",
     )
 
@@ -44,30 +74,31 @@ def register(app: faust.App, topics: Topics, *, config: MonitorConfig | None = N
                 continue
             try:
                 with io.timed():
-                    if isinstance(item, TestResult):
-                        series = "sandbox"
-                        at = item.started_at
-                        signals = [(s, v) for s, v in signals_from_test_result(item) if s in _ONLY_FROM_TEST_RESULTS]
-                    else:
-                        series = item.source
-                        at = item.started_at
-                        signals = signals_from_metric(item)
+                    if isinstance(item, RunMetric):
                         metrics.AUTOMATION_RUNS.labels(
                             source=item.source, outcome="success" if item.success else "failure"
                         ).inc()
-                        metrics.AUTOMATION_RUN_SECONDS.labels(source=item.source).observe(item.duration_seconds)
-                    per_source: dict[str, SeriesMonitor] = monitors.get(item.automation_id) or {}
-                    mon = per_source.get(series) or SeriesMonitor(cfg)
-                    findings = [f for s, v in signals if (f := mon.observe(signal=s, value=v, at=at)) is not None]
-                    per_source[series] = mon
-                    monitors[item.automation_id] = per_source
+                        metrics.AUTOMATION_RUN_SECONDS.labels(source=item.source).observe(
+                            item.duration_seconds
+                        )
+                    series, at, findings = monitors.apply(
+                        item.automation_id, event.message.topic, event.value
+                    )
             except Exception as exc:
                 await io.failed(event, exc)
                 continue
-            for finding in findings:
-                anomaly = to_anomaly(finding, automation_id=item.automation_id, series=series, observed_at=at)
-                metrics.ANOMALIES.labels(severity=anomaly.severity, signal=signal_family(finding.signal)).inc()
-                metrics.ANOMALY_SCORE.labels(signal=signal_family(finding.signal)).observe(finding.score)
+            if findings:
+                anomaly = to_anomaly(
+                    headline(findings),
+                    automation_id=item.automation_id,
+                    series=series,
+                    observed_at=at,
+                    others=findings,
+                )
+                metrics.ANOMALIES.labels(
+                    severity=anomaly.severity, signal=signal_family(anomaly.signal)
+                ).inc()
+                metrics.ANOMALY_SCORE.labels(signal=signal_family(anomaly.signal)).observe(anomaly.score)
                 await io.send(ANOMALIES.name, item.automation_id.encode(), anomaly)
 
     return {"agent": monitor, "table": monitors}
@@ -78,7 +109,22 @@ def signal_family(signal: str) -> str:
     return "step_duration_seconds" if signal.startswith("step_") else signal
 
 
-def to_anomaly(finding: Finding, *, automation_id: str, series: str, observed_at: datetime) -> Anomaly:
+_SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+def headline(findings: list[Finding]) -> Finding:
+    """One run that is slow is slow in its total and in several steps: one page, led by the worst signal."""
+    return max(findings, key=lambda f: (_SEVERITY_RANK[f.severity], f.score, f.signal == "duration_seconds"))
+
+
+def to_anomaly(
+    finding: Finding,
+    *,
+    automation_id: str,
+    series: str,
+    observed_at: datetime,
+    others: Sequence[Finding] = (),
+) -> Anomaly:
     digest = hashlib.sha256(f"{automation_id}|{series}|{finding.signal}|{observed_at.isoformat()}".encode())
     return Anomaly(
         anomaly_id=digest.hexdigest()[:32],
@@ -92,5 +138,16 @@ def to_anomaly(finding: Finding, *, automation_id: str, series: str, observed_at
         detected_at=datetime.now(UTC),
         observed_at=observed_at,
         detector=f"{finding.detector} ({series} runs)",
-        explanation=finding.explanation,
+        explanation=_explain(finding, list(others)),
     )
+
+
+def _explain(lead: Finding, findings: list[Finding]) -> str:
+    rest = [f for f in findings if f is not lead]
+    if not rest:
+        return lead.explanation
+    also = ", ".join(
+        f"{f.signal} {f.observed:.3g} (expected {f.expected_low:.3g}-{f.expected_high:.3g})" for f in rest[:5]
+    )
+    more = f" and {len(rest) - 5} more" if len(rest) > 5 else ""
+    return f"{lead.explanation} Also out of range in the same run: {also}{more}."[:4000]

@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 import faust
-
-from rote import metrics
-from rote.agents.app import Topics, state_table
+from rote.agents.app import Topics
 from rote.agents.common import AgentIO
+from rote.agents.durable import DurableState
 from rote.agents.optimizer_feed import feed_topic, source_of
 from rote.streams.schemas import Automation, Candidate, RunMetric
 from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS
+
+from rote import metrics
 from rote.workflow import WorkflowAnalyzer
 
 AGENT = "workflow-analyzer"
@@ -32,7 +33,28 @@ _MODELS: dict[str, type[Candidate] | type[Automation] | type[RunMetric]] = {
 def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) -> dict[str, Any]:
     io = AgentIO(agent=AGENT, topics=topics)
     changed = {"flag": False}
-    table = state_table(app, "workflow-state", partitions=1)
+
+    def absorb(analyzer: WorkflowAnalyzer, topic: str, value: bytes) -> None:
+        item = _MODELS[topic].model_validate_json(value)
+        if isinstance(item, Candidate):
+            analyzer.apply_candidate(item)
+        elif isinstance(item, Automation):
+            analyzer.apply_automation(item)
+        else:
+            analyzer.apply_metric(item)
+
+    state: DurableState[WorkflowAnalyzer] = DurableState(
+        app,
+        "workflow",
+        partitions=1,
+        factory=lambda _key: WorkflowAnalyzer(),
+        apply=absorb,
+        checkpoint_every=200,
+    )
+
+    def current() -> WorkflowAnalyzer | None:
+        cp = state.peek(STATE_KEY)
+        return cp.state if cp is not None else None
 
     @app.agent(feed_topic(app), name=AGENT)
     async def analyze(stream: faust.StreamT[bytes]) -> None:
@@ -45,14 +67,7 @@ def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) ->
                 continue
             try:
                 with io.timed():
-                    analyzer: WorkflowAnalyzer = table.get(STATE_KEY) or WorkflowAnalyzer()
-                    if isinstance(item, Candidate):
-                        analyzer.apply_candidate(item)
-                    elif isinstance(item, Automation):
-                        analyzer.apply_automation(item)
-                    else:
-                        analyzer.apply_metric(item)
-                    table[STATE_KEY] = analyzer
+                    state.apply(STATE_KEY, source_of(event), event.value)
                     changed["flag"] = True
             except Exception as exc:
                 await io.failed(event, exc)
@@ -60,8 +75,8 @@ def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) ->
 
     @app.timer(interval=score_interval)
     async def export_score() -> None:
-        # The analysis costs tens of milliseconds: recomputed on a timer when something changed, not per event.
-        analyzer = table.get(STATE_KEY)
+        # The analysis costs tens of milliseconds: redone on a timer when something changed, not per event.
+        analyzer = current()
         if not changed["flag"] or analyzer is None:
             return
         changed["flag"] = False
@@ -71,7 +86,7 @@ def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) ->
 
     @app.page("/workflow/")
     async def workflow_view(web: Any, request: Any) -> Any:
-        analyzer = table.get(STATE_KEY)
+        analyzer = current()
         return web.json(analyzer.analysis().to_dict() if analyzer is not None else {})
 
-    return {"agent": analyze, "table": table}
+    return {"agent": analyze, "state": state}

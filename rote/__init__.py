@@ -15,4 +15,4 @@ __version__ = "0.1.0"
 
 _checkout = Path(__file__).resolve().parent.parent
 if (_checkout / "pyproject.toml").is_file() and (_checkout / "streams" / "__init__.py").is_file():
-    __path__.append(str(_checkout))  # type: ignore[name-defined]
+    __path__.append(str(_checkout))

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from rote.streams.schemas import SCHEMAS, Event, decode
 from rote.streams.topics import BY_NAME
@@ -43,11 +43,15 @@ def read_raw(run_dir: Path, topic: str) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
-def read_events(run_dir: Path, topic: str, model: type[E] | None = None) -> Iterator[E]:
-    """Events of one topic, validated against the topic's schema."""
+@overload
+def read_events(run_dir: Path, topic: str) -> Iterator[Event]: ...
+@overload
+def read_events(run_dir: Path, topic: str, model: type[E]) -> Iterator[E]: ...
+def read_events(run_dir: Path, topic: str, model: type[Event] | None = None) -> Iterator[Event]:
+    """Events of one topic, validated against the topic's schema (or the model given)."""
     schema = model or SCHEMAS[BY_NAME[topic].schema]
     for raw in read_raw(run_dir, topic):
-        yield decode(schema, raw)  # type: ignore[misc]
+        yield decode(schema, raw)
 
 
 class ArchiveWriter:

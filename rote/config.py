@@ -31,7 +31,7 @@ class Settings:
     metrics_addr: str = "127.0.0.1"
     #: Port of the worker's HTTP views (registry, candidates); 0 disables the web server.
     web_port: int = 0
-    #: Where `rote run` keeps its archive of every topic (`last-run/`) for `rote report` and `rote automations`.
+    #: Where `rote run` archives every topic (`last-run/`) for `rote report` and `rote automations`.
     state_dir: Path = field(default_factory=lambda: Path(".rote"))
     #: Concurrent sandbox runs (each in its own jail with its own uid).
     sandbox_concurrency: int = 2

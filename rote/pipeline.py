@@ -29,7 +29,15 @@ from typing import Any
 from rote import metrics
 from rote.archive import ArchiveWriter, read_events
 from rote.config import Settings
-from rote.streams.schemas import Automation, RunMetric, StepTiming, encode
+from rote.streams.schemas import (
+    Automation,
+    Candidate,
+    OptimizationReport,
+    RunMetric,
+    StepTiming,
+    TestResult,
+    encode,
+)
 from rote.streams.topics import (
     ANOMALIES,
     AUTOMATIONS,
@@ -50,8 +58,11 @@ MALFORMED: tuple[tuple[str, bytes], ...] = (
     ("not UTF-8", b"\xff\xfe\x00garbage"),
     ("JSON array", b'[{"event_id": "bad-3"}]'),
     ("missing fields", b'{"event_id": "bad-4", "app": "Excel"}'),
-    ("bad timestamp", b'{"event_id": "bad-5", "user_id": "demo", "timestamp": "yesterday", "app": "Excel",'
-     b' "action_type": "copy"}'),
+    (
+        "bad timestamp",
+        b'{"event_id": "bad-5", "user_id": "demo", "timestamp": "yesterday", "app": "Excel",'
+        b' "action_type": "copy"}',
+    ),
 )
 
 
@@ -60,7 +71,7 @@ class RunOptions:
     replay: Path | None = None
     fmt: str = "actionlogger"
     user_id: str = "user-1"
-    #: Replay speed: 0 sends as fast as the broker takes it; 1.0 keeps the log's own pace; 10 is ten times faster.
+    #: Replay speed: 0 as fast as the broker takes it; 1.0 the log's own pace; 10 ten times faster.
     speed: float = 0.0
     once: bool = True
     inject: bool = True
@@ -150,10 +161,11 @@ def run(settings: Settings, options: RunOptions) -> dict[str, Any]:
             state.production_done = True
 
         if options.once:
+            report_status = _parts["efficiency_tracker"]["status"]
 
             @app.task
             async def _watch() -> None:
-                await _watch_until_done(options, state, started, stop)
+                await _watch_until_done(options, state, started, stop, report_status)
                 await asyncio.sleep(0.5)
                 await worker_box["worker"].stop()
 
@@ -162,7 +174,9 @@ def run(settings: Settings, options: RunOptions) -> dict[str, Any]:
         with contextlib.suppress(SystemExit):
             worker.execute_from_commandline()
         archive.close()
-    summary = summarize(run_dir, state, seconds=time.monotonic() - started, replay=replay, broker_kind=broker.kind)
+    summary = summarize(
+        run_dir, state, seconds=time.monotonic() - started, replay=replay, broker_kind=broker.kind
+    )
     if options.linger_seconds > 0 and server is not None:
         time.sleep(options.linger_seconds)
     return summary
@@ -172,7 +186,15 @@ def _make_worker(app: Any) -> Any:
     import faust
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False, override_logging=False)
+    # Faust's start/stop spinner and banner go to stderr: stdout is kept for the summary (`--json`).
+    return faust.Worker(
+        app,
+        loglevel="WARNING",
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+        stdout=sys.stderr,
+    )
 
 
 def _serve_metrics(settings: Settings) -> Any:
@@ -232,7 +254,9 @@ async def _recorder(bootstrap: str, archive: ArchiveWriter, state: _Progress, st
     """Read every catalogue topic from the start, archive it, and note what the watcher needs."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         parts = [TopicPartition(spec.name, p) for spec in CATALOGUE for p in range(spec.partitions)]
@@ -272,7 +296,9 @@ def _observe(topic: str, value: bytes, archive: ArchiveWriter, state: _Progress)
             state.verified.append(aid)
 
 
-async def _production_runs(bootstrap: str, options: RunOptions, state: _Progress, stop: asyncio.Event) -> None:
+async def _production_runs(
+    bootstrap: str, options: RunOptions, state: _Progress, stop: asyncio.Event
+) -> None:
     """Simulated production runs of the first verified automation, ending in an injected slowdown.
 
     Durations and per-step timings are resampled from that automation's own sandbox runs (so the numbers
@@ -284,8 +310,10 @@ async def _production_runs(bootstrap: str, options: RunOptions, state: _Progress
     while not state.verified:
         if stop.is_set() or time.monotonic() > deadline:
             return
-        if state.replay_done and time.monotonic() - state.last_event > options.quiet_seconds and state.counts.get(
-            TEST_RESULTS.name
+        if (
+            state.replay_done
+            and time.monotonic() - state.last_event > options.quiet_seconds
+            and state.counts.get(TEST_RESULTS.name)
         ):
             return  # everything was tested and nothing verified: nothing to run in production
         await asyncio.sleep(0.5)
@@ -328,7 +356,25 @@ async def _production_runs(bootstrap: str, options: RunOptions, state: _Progress
         await producer.stop()
 
 
-async def _watch_until_done(options: RunOptions, state: _Progress, started: float, stop: asyncio.Event) -> None:
+def _count(counter: Any, **labels: str) -> float:
+    return float(counter.labels(**labels)._value.get())
+
+
+def _feed_caught_up(state: _Progress) -> bool:
+    """The optimizer feed forwarded everything its sources received, and the tracker read all of it."""
+    from rote.agents.optimizer_feed import AGENT as FEED_AGENT
+    from rote.agents.optimizer_feed import FEED_TOPIC, SOURCES
+
+    forwarded = sum(_count(metrics.EVENTS_CONSUMED, topic=t, agent=FEED_AGENT) for t in SOURCES)
+    produced = _count(metrics.EVENTS_PRODUCED, topic=FEED_TOPIC, agent=FEED_AGENT)
+    tracked = _count(metrics.EVENTS_CONSUMED, topic=FEED_TOPIC, agent="efficiency-tracker")
+    return forwarded >= sum(state.counts.get(t, 0) for t in SOURCES) and tracked >= produced
+
+
+async def _watch_until_done(
+    options: RunOptions, state: _Progress, started: float, stop: asyncio.Event, report_status: dict[str, Any]
+) -> None:
+    """Done = replay consumed, pipeline quiet, the tracker caught up, and a report covers all of it."""
     consumed = metrics.EVENTS_CONSUMED.labels(topic=USER_ACTIONS.name, agent="task-identifier")
     bar = _bar(options, "pipeline", None)
     while True:
@@ -342,8 +388,9 @@ async def _watch_until_done(options: RunOptions, state: _Progress, started: floa
             break
         caught_up = state.replay_done and consumed._value.get() >= state.produced + state.injected_bad
         quiet = now - state.last_event > options.quiet_seconds
-        reported = state.last_report > state.last_event
-        if caught_up and state.production_done and quiet and reported:
+        reported = report_status["reports"] > 0 and report_status["reported_seen"] == report_status["seen"]
+        if caught_up and state.production_done and quiet and _feed_caught_up(state) and reported:
+            log.info("done: %s runs, counts %s, report status %s", state.production_runs, state.counts, report_status)
             break
     stop.set()
 
@@ -373,19 +420,19 @@ def summarize(
     from rote.generator.registry import Registry
 
     candidates: dict[str, Any] = {}
-    for c in read_events(run_dir, CANDIDATES.name):
+    for c in read_events(run_dir, CANDIDATES.name, Candidate):
         if c.candidate_id not in candidates or c.version >= candidates[c.candidate_id].version:
             candidates[c.candidate_id] = c
     registry = Registry()
     for a in read_events(run_dir, AUTOMATIONS.name, Automation):
         if a.state == "generated":
             registry.apply_automation(a)
-    results = list(read_events(run_dir, TEST_RESULTS.name))
+    results = list(read_events(run_dir, TEST_RESULTS.name, TestResult))
     for r in results:
         registry.apply_test_result(r)
-    for m in read_events(run_dir, METRICS.name):
+    for m in read_events(run_dir, METRICS.name, RunMetric):
         registry.apply_metric(m)
-    reports = list(read_events(run_dir, OPTIMIZATION_REPORTS.name))
+    reports = list(read_events(run_dir, OPTIMIZATION_REPORTS.name, OptimizationReport))
     efficiency = reports[-1].efficiency if reports else {}
     return {
         "replay": str(replay),
@@ -398,8 +445,13 @@ def summarize(
         "dead_letters": state.counts.get(DEAD_LETTERS.name, 0),
         "candidates": len(candidates),
         "top_candidates": [
-            {"candidate_id": c.candidate_id, "score": c.score, "occurrences": c.occurrences, "steps": len(c.steps),
-             "estimated_hours_saved_per_year": c.estimated_hours_saved_per_year}
+            {
+                "candidate_id": c.candidate_id,
+                "score": c.score,
+                "occurrences": c.occurrences,
+                "steps": len(c.steps),
+                "estimated_hours_saved_per_year": c.estimated_hours_saved_per_year,
+            }
             for c in sorted(candidates.values(), key=lambda c: -c.score)[:5]
         ],
         "automations": registry.counts_by_state(),
@@ -408,7 +460,9 @@ def summarize(
         "simulated_production_runs": state.production_runs,
         "anomalies": state.counts.get(ANOMALIES.name, 0),
         "reports": len(reports),
-        "estimated_hours_saved_per_year": round(sum(c.estimated_hours_saved_per_year for c in candidates.values()), 2),
+        "estimated_hours_saved_per_year": round(
+            sum(c.estimated_hours_saved_per_year for c in candidates.values()), 2
+        ),
         "time_saved_seconds": efficiency.get("time_saved_seconds"),
         "roi": efficiency.get("roi"),
         "topics": {spec.name: state.counts.get(spec.name, 0) for spec in CATALOGUE},

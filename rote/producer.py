@@ -25,7 +25,9 @@ class ActionProducer:
     ...             "app": "Excel", "action_type": "copyCell", "target": {"cell": "A2"}, "value": "John"})
     """
 
-    def __init__(self, bootstrap_servers: str, *, topic: str = USER_ACTIONS.name, **kafka_options: Any) -> None:
+    def __init__(
+        self, bootstrap_servers: str, *, topic: str = USER_ACTIONS.name, **kafka_options: Any
+    ) -> None:
         self.topic = topic
         options = {"acks": "all", "linger_ms": 5, "retries": 5, **kafka_options}
         self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), **options)

@@ -7,10 +7,10 @@ added or re-keyed here and nowhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Cleanup(str, Enum):
+class Cleanup(StrEnum):
     DELETE = "delete"
     COMPACT = "compact"
 

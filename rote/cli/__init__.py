@@ -6,11 +6,11 @@ import typer
 
 from rote import __version__
 from rote.cli import (
+    anomaly_cmd,
     automations_cmd,
     bench_cmd,
     dashboards_cmd,
     discovery_cmd,
-    anomaly_cmd,
     pipeline_cmd,
     report_cmd,
     sandbox_cmd,
@@ -23,7 +23,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-eval_app = typer.Typer(help="Score rote's discovery and anomaly detection against labelled data.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Score rote's discovery and anomaly detection against labelled data.", no_args_is_help=True
+)
 app.add_typer(eval_app, name="eval")
 
 
@@ -35,7 +37,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     """rote: an event-stream pipeline on Kafka that finds repetitive routines and automates them."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -13,7 +13,7 @@ from rote.config import Settings
 from rote.errors import RoteError
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     actionlogger = "actionlogger"
     bosco = "bosco"
     jsonl = "jsonl"
@@ -34,20 +34,29 @@ def run_cmd(
         None, "--replay", exists=True, dir_okay=False, help="UI log to replay; default: the bundled real log."
     ),
     fmt: Format = typer.Option(Format.actionlogger, "--format", help="Format of the --replay file."),
-    speed: float = typer.Option(0.0, help="Replay pace: 0 as fast as possible, 1 real time, 10 ten times faster."),
+    speed: float = typer.Option(
+        0.0, help="Replay pace: 0 as fast as possible, 1 real time, 10 ten times faster."
+    ),
     once: bool = typer.Option(False, "--once", help="Stop when the replay is processed and print a summary."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     broker: str | None = typer.Option(None, help=BROKER_HELP),
-    store: str | None = typer.Option(None, help="Faust table store, memory:// or rocksdb://. Env: ROTE_STORE."),
+    store: str | None = typer.Option(
+        None, help="Faust table store, memory:// or rocksdb://. Env: ROTE_STORE."
+    ),
     metrics_port: int | None = typer.Option(
         None, help="Prometheus metrics port (default 9464, 0 disables). Env: ROTE_METRICS_PORT."
     ),
-    state_dir: Path | None = typer.Option(None, help="Where the run archive is kept (default .rote). Env: ROTE_STATE_DIR."),
+    state_dir: Path | None = typer.Option(
+        None, help="Where the run archive is kept (default .rote). Env: ROTE_STATE_DIR."
+    ),
     inject: bool = typer.Option(
-        True, "--inject/--no-inject",
+        True,
+        "--inject/--no-inject",
         help="Inject demo faults: malformed events, and simulated production runs ending in a slowdown.",
     ),
-    linger: float = typer.Option(0.0, help="With --once: keep serving metrics this many seconds after the summary."),
+    linger: float = typer.Option(
+        0.0, help="With --once: keep serving metrics this many seconds after the summary."
+    ),
     timeout: float = typer.Option(900.0, help="With --once: give up after this many seconds."),
     user_id: str = typer.Option("user-1", help="User id for log rows that carry none."),
 ) -> None:
@@ -55,12 +64,21 @@ def run_cmd(
     from rote.pipeline import RunOptions, run
 
     try:
-        settings = Settings.from_env(broker=broker, store=store, metrics_port=metrics_port, state_dir=state_dir)
+        settings = Settings.from_env(
+            broker=broker, store=store, metrics_port=metrics_port, state_dir=state_dir
+        )
         summary = run(
             settings,
             RunOptions(
-                replay=replay, fmt=fmt.value, speed=speed, once=once, inject=inject, linger_seconds=linger,
-                timeout_seconds=timeout, user_id=user_id, progress=not as_json,
+                replay=replay,
+                fmt=fmt.value,
+                speed=speed,
+                once=once,
+                inject=inject,
+                linger_seconds=linger,
+                timeout_seconds=timeout,
+                user_id=user_id,
+                progress=not as_json,
             ),
         )
     except RoteError as exc:
@@ -110,10 +128,16 @@ def print_summary(s: dict[str, object]) -> None:
 
 
 def worker_cmd(
-    broker: str = typer.Option(..., help="kafka://HOST:PORT of the cluster. Env: ROTE_BROKER.", envvar="ROTE_BROKER"),
+    broker: str = typer.Option(
+        ..., help="kafka://HOST:PORT of the cluster. Env: ROTE_BROKER.", envvar="ROTE_BROKER"
+    ),
     store: str | None = typer.Option(None, help="memory:// or rocksdb://. Env: ROTE_STORE."),
-    metrics_port: int | None = typer.Option(None, help="Prometheus metrics port (default 9464). Env: ROTE_METRICS_PORT."),
-    web_port: int | None = typer.Option(None, help="Port of the registry HTTP views (0 disables). Env: ROTE_WEB_PORT."),
+    metrics_port: int | None = typer.Option(
+        None, help="Prometheus metrics port (default 9464). Env: ROTE_METRICS_PORT."
+    ),
+    web_port: int | None = typer.Option(
+        None, help="Port of the registry HTTP views (0 disables). Env: ROTE_WEB_PORT."
+    ),
 ) -> None:
     """Run the agents only, as one worker of a cluster (scale by starting more)."""
     from rote.agents import build_app
@@ -135,7 +159,8 @@ def produce_cmd(
     broker: str = typer.Option(..., help="kafka://HOST:PORT. Env: ROTE_BROKER.", envvar="ROTE_BROKER"),
     user_id: str = typer.Option("user-1", help="User id for rows that carry none."),
     validate: bool = typer.Option(
-        True, "--validate/--no-validate",
+        True,
+        "--validate/--no-validate",
         help="Reject invalid rows here (default), or send them as they are for the pipeline to dead-letter.",
     ),
 ) -> None:
@@ -149,7 +174,7 @@ def produce_cmd(
     from rote.streams.topics import USER_ACTIONS
 
     settings = Settings.from_env(broker=broker)
-    records = list(iter_records(file, fmt=fmt.value, user_id=user_id))  # type: ignore[arg-type]
+    records = list(iter_records(file, fmt=fmt.value, user_id=user_id))
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers.split(","), linger_ms=5, acks="all")
     sent = rejected = 0
     for rec in track(records, description="producing", disable=not sys.stderr.isatty()):
