@@ -1,15 +1,17 @@
 # expect: exited
 # what: setuid(0)/setgid(0), a setuid-root copy in the workspace, and running su
+import functools
 import os
 import shutil
 import subprocess
 
-for fn, arg in ((os.setuid, 0), (os.setgid, 0), (os.seteuid, 0), (os.setgroups, [0])):
+for attempt in (functools.partial(os.setuid, 0), functools.partial(os.setgid, 0),
+                functools.partial(os.seteuid, 0), functools.partial(os.setgroups, [0])):
     try:
-        fn(arg)
-        print("ESCAPED:", fn.__name__, "succeeded")
+        attempt()
+        print("ESCAPED:", attempt.func.__name__, "succeeded")
     except (OSError, PermissionError) as e:
-        print("contained:", fn.__name__, e)
+        print("contained:", attempt.func.__name__, e)
 shutil.copy("/usr/bin/id", "myid")
 try:
     os.chown("myid", 0, 0)
