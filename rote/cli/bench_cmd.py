@@ -154,7 +154,7 @@ def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench(
         quick: bool = typer.Option(
-            False, "--quick", help="Smaller inputs and fewer repeats (about a minute)."
+            False, "--quick", help="Smaller inputs and fewer repeats (about 30 s instead of 2-3 min)."
         ),
         only: str | None = typer.Option(
             None, "--only", help=f"Comma-separated sections to run: {','.join(SECTIONS)} (default: all)."
