@@ -62,6 +62,7 @@ def faust_settings(settings: Settings, bootstrap: str) -> dict[str, Any]:
 
 
 def create_app(settings: Settings, *, bootstrap: str, app_id: str | None = None) -> tuple[faust.App, Topics]:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)  # Faust creates its datadir but not the parents
     app = faust.App(app_id or settings.app_id, **faust_settings(settings, bootstrap))
     topics = Topics(by_name={spec.name: _topic(app, spec) for spec in CATALOGUE})
     return app, topics

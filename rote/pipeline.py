@@ -390,7 +390,7 @@ async def _watch_until_done(
         quiet = now - state.last_event > options.quiet_seconds
         reported = report_status["reports"] > 0 and report_status["reported_seen"] == report_status["seen"]
         if caught_up and state.production_done and quiet and _feed_caught_up(state) and reported:
-            log.info("done: %s runs, counts %s, report status %s", state.production_runs, state.counts, report_status)
+            log.info("done: counts %s, report status %s", state.counts, report_status)
             break
     stop.set()
 

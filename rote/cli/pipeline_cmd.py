@@ -27,6 +27,26 @@ def register(app: typer.Typer) -> None:
     app.command("run")(run_cmd)
     app.command("worker")(worker_cmd)
     app.command("produce")(produce_cmd)
+    app.command("schemas")(schemas_cmd)
+
+
+def schemas_cmd(
+    action: str = typer.Argument("check", help="'build' writes streams/jsonschema/; 'check' fails if stale."),
+) -> None:
+    """Generate or check the JSON Schema files derived from the event models."""
+    from rote.streams import jsonschema
+
+    if action == "build":
+        for path in jsonschema.write():
+            typer.echo(str(path))
+    elif action == "check":
+        problems = jsonschema.stale()
+        if problems:
+            typer.echo(f"stale JSON Schema files (run `rote schemas build`): {', '.join(problems)}", err=True)
+            raise typer.Exit(1)
+        typer.echo("JSON Schema files are fresh")
+    else:
+        raise typer.BadParameter("expected 'build' or 'check'")
 
 
 def run_cmd(

@@ -1,0 +1,5 @@
+"""`python -m rote.cli` is `rote`."""
+
+from rote.cli import main
+
+main()

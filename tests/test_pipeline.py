@@ -1,0 +1,216 @@
+"""End to end: the whole pipeline on real brokers, driven through the real CLI.
+
+`rote run --once --json` replays the bundled real UI log (Leno et al.'s StudentRecord recording) through
+every agent and the sandbox; these tests check what arrives on every topic, that invalid events are
+dead-lettered without stopping the run, and that the archive feeds `rote report` and `rote automations`.
+A second test stops a worker half-way and starts another to check the task identifier resumes from its
+durable state without losing or re-emitting candidates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from rote.streams.topics import CANDIDATES, CATALOGUE, USER_ACTIONS
+
+from rote.brokers import TansuBroker, TansuConfig, create_topics
+from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState
+from rote.importers import bundled_log, iter_records, load_actions
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROTE = [sys.executable, "-m", "rote.cli"]
+
+
+def rote_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ROTE, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+def run_once(tmp_path: Path, *extra: str) -> dict[str, Any]:
+    proc = rote_cli(
+        "run", "--once", "--json", "--metrics-port", "0", "--state-dir", str(tmp_path / "state"), *extra
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, f"--json must print exactly one line, got {proc.stdout[:2000]!r}"
+    summary: dict[str, Any] = json.loads(lines[0])
+    return summary
+
+
+def check_summary(summary: dict[str, Any], tmp_path: Path) -> None:
+    assert not summary["timed_out"] and summary["error"] is None
+    # every topic of the catalogue received events
+    assert set(summary["topics"]) == {spec.name for spec in CATALOGUE}
+    empty = [name for name, n in summary["topics"].items() if n == 0]
+    assert not empty, f"topics that received nothing: {empty}"
+    # every replayed event arrived; the injected invalid ones were dead-lettered, no valid one was
+    assert summary["topics"]["user-actions"] == summary["events_in"] + summary["injected_invalid_events"]
+    assert summary["dead_letters"] == summary["injected_invalid_events"] > 0
+    # the two Student Records routine variants (Leno et al.) are found and automated
+    assert summary["candidates"] >= 2
+    assert summary["test_results"] > 0 and summary["tests_passed"] > 0
+    assert sum(summary["automations"].values()) >= 1
+    assert summary["anomalies"] >= 1  # the injected slowdown of the simulated production runs
+    assert summary["reports"] >= 1 and summary["time_saved_seconds"] > 0
+
+    archive = tmp_path / "state" / "last-run"
+    letters = [json.loads(line) for line in (archive / "dead-letters.jsonl").read_text().splitlines()]
+    assert all(letter["reason"] and letter["payload_b64"] for letter in letters)
+
+    report = rote_cli("report", "--from", str(archive), "--json")
+    assert report.returncode == 0, report.stderr[-2000:]
+    body = json.loads(report.stdout)
+    assert body["top_candidates"] and body["efficiency"]["time_saved_seconds"] > 0
+
+    listing = rote_cli("automations", "list", "--from", str(archive), "--json")
+    assert listing.returncode == 0, listing.stderr[-2000:]
+    assert "auto-" in listing.stdout
+
+
+@pytest.mark.tansu
+def test_run_once_on_embedded_broker(tmp_path: Path) -> None:
+    summary = run_once(tmp_path)
+    assert summary["broker"] == "tansu"
+    check_summary(summary, tmp_path)
+
+
+@pytest.mark.kafka
+def test_run_once_on_apache_kafka(tmp_path: Path, kafka_broker: Any) -> None:
+    summary = run_once(tmp_path, "--broker", f"kafka://{kafka_broker.bootstrap}")
+    assert summary["broker"] != "tansu"
+    check_summary(summary, tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# restart: the task identifier resumes from durable state
+# --------------------------------------------------------------------------------------------------
+
+
+def candidate_events(bootstrap: str) -> list[tuple[str, int, int]]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1500)
+    parts = [TopicPartition(CANDIDATES.name, p) for p in range(CANDIDATES.partitions)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    out = []
+    for msg in consumer:
+        if msg.value:
+            c = json.loads(msg.value)
+            out.append((c["candidate_id"], c["version"], c["occurrences"]))
+        else:  # tombstone: the discoverer withdrew this candidate
+            out.append((msg.key.decode(), 0, -1))
+    consumer.close()
+    return out
+
+
+def start_worker(bootstrap: str, state_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ROTE_APP_ID": "rote-restart",
+        "ROTE_STATE_DIR": str(state_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    with log.open("ab") as fh:
+        return subprocess.Popen(
+            [*ROTE, "worker", "--broker", f"kafka://{bootstrap}", "--metrics-port", "0"],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def wait_for(predicate: Any, timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"timed out waiting for {what}; worker log tail:\n{log.read_text()[-3000:]}")
+
+
+@pytest.mark.tansu
+def test_worker_restart_resumes_discovery_without_loss_or_reemission(tmp_path: Path) -> None:
+    path, fmt = bundled_log()
+    records = list(iter_records(path, fmt=fmt))
+    half = len(records) // 2
+    # what one uninterrupted discoverer emits for the same stream (no idle flush in either)
+    discoverer = RoutineDiscoverer(DiscoveryConfig())
+    state = UserState("user-1")
+    expected: dict[str, tuple[int, int]] = {}
+    for action in load_actions(path, fmt=fmt):
+        for c in discoverer.learn_one(state, action):
+            expected[c.candidate_id] = (c.version, c.occurrences)
+        for withdrawn in discoverer.drain_retracted(state):
+            expected.pop(withdrawn, None)
+    assert expected, "the bundled log must yield candidates"
+
+    log = tmp_path / "worker.log"
+    with TansuBroker(TansuConfig(work_dir=tmp_path / "tansu")) as broker:
+        create_topics(broker.bootstrap, CATALOGUE)
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+
+        def send(recs: list[Any]) -> None:
+            for rec in recs:
+                producer.send(USER_ACTIONS.name, key=b"user-1", value=json.dumps(rec.payload).encode())
+            producer.flush()
+
+        send(records[:half])
+        worker = start_worker(broker.bootstrap, tmp_path / "state1", log)
+        try:
+            wait_for(lambda: len(candidate_events(broker.bootstrap)) >= 1, 180, "first candidates", log)
+            time.sleep(5)  # let it finish the first half and commit
+        finally:
+            stop_worker(worker)
+        before = candidate_events(broker.bootstrap)
+
+        send(records[half:])
+        worker = start_worker(broker.bootstrap, tmp_path / "state2", log)
+        try:
+            final_version = max(v for v, _ in expected.values())
+            wait_for(
+                lambda: any(v >= final_version for _, v, _ in candidate_events(broker.bootstrap)),
+                240,
+                "candidates from the second half",
+                log,
+            )
+            time.sleep(5)
+        finally:
+            stop_worker(worker)
+        events = candidate_events(broker.bootstrap)
+        producer.close()
+
+    assert len(events) > len(before)
+    # nothing re-emitted: each (candidate, version) was published once, across the restart
+    dupes = [k for k, n in Counter((cid, v) for cid, v, occ in events if occ >= 0).items() if n > 1]
+    assert not dupes, f"re-emitted after restart: {dupes}"
+    # nothing lost: the final state equals that of an uninterrupted run
+    final: dict[str, tuple[int, int]] = {}
+    for cid, v, occ in events:
+        if occ < 0:
+            final.pop(cid, None)
+        elif cid not in final or v > final[cid][0]:
+            final[cid] = (v, occ)
+    assert final == expected
