@@ -105,8 +105,10 @@ def state_table(
         # Checkpoints of whole-picture state can pass Kafka's 1 MB default message size.
         extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
     )
-    # Faust derives a table's changelog codecs from key_type/value_type only (a `schema=` is ignored), so
-    # they are set here, before the changelog topic is first built from them.
+    # Faust derives a table's changelog codecs from key_type/value_type only (a `schema=` is ignored) and
+    # builds the changelog topic while registering the table, with JSON codecs: writes would then use the
+    # serializers below but recovery would decode with JSON. So the codecs are set and the topic rebuilt.
     table.key_serializer = "raw"
     table.value_serializer = value_serializer
+    table.changelog_topic = table._new_changelog_topic()
     return table
