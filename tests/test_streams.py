@@ -1,0 +1,173 @@
+"""The topic catalogue, the event schemas, their JSON Schema files, settings and the producer API."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from rote.streams import jsonschema as generated
+from rote.streams.schemas import SCHEMAS, DeadLetter, UserAction, decode, encode, json_schema
+from rote.streams.topics import BY_NAME, CATALOGUE, Cleanup, topic
+
+from rote.config import Settings
+from rote.errors import ConfigError, ValidationError
+
+GOOD = {
+    "event_id": "e-1",
+    "user_id": "ana",
+    "timestamp": "2026-05-01T09:00:00+02:00",
+    "app": "Excel",
+    "action_type": "copyCell",
+    "target": {"sheet": "Sheet1", "cell": "A2", "column": "A", "row": 2},
+    "value": "John",
+}
+
+
+def test_catalogue_has_the_design_card_topics_with_keys_and_schemas() -> None:
+    names = {t.name for t in CATALOGUE}
+    assert {
+        "user-actions",
+        "candidates",
+        "automations",
+        "test-results",
+        "metrics",
+        "anomalies",
+        "optimization-reports",
+        "dead-letters",
+    } <= names
+    for spec in CATALOGUE:
+        assert spec.schema in SCHEMAS
+        assert spec.key in SCHEMAS[spec.schema].model_fields, f"{spec.name} keyed by a field its events lack"
+        assert spec.partitions >= 1
+        if spec.cleanup is Cleanup.COMPACT:
+            assert spec.config() == {"cleanup.policy": "compact"}
+        else:
+            assert spec.config()["retention.ms"] == str(spec.retention_ms)
+    # agents that join topics in one table need equal partition counts
+    assert topic("automations").partitions == topic("test-results").partitions == topic("metrics").partitions
+    with pytest.raises(KeyError, match="unknown topic"):
+        topic("nope")
+
+
+def test_valid_event_round_trips_and_timestamps_become_utc() -> None:
+    action = decode(UserAction, json.dumps(GOOD).encode())
+    assert action.timestamp == datetime(2026, 5, 1, 7, 0, tzinfo=UTC)
+    assert action.target.cell == "A2"
+    assert decode(UserAction, encode(action)) == action
+    # unknown fields from newer producers are ignored, not fatal
+    assert decode(UserAction, {**GOOD, "new_field": 1}) == action
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xff\xfe", "not UTF-8"),
+        (b'{"event_id": ', "not JSON"),
+        (b"[1, 2]", "JSON list, expected an object"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "user_id"}).encode(), "user_id: Field required"),
+        (json.dumps({**GOOD, "timestamp": "yesterday"}).encode(), "timestamp:"),
+        (json.dumps({**GOOD, "timestamp": "2026-05-01T09:00:00"}).encode(), "timestamp:"),  # no timezone
+        (json.dumps({**GOOD, "duration_seconds": -1}).encode(), "duration_seconds:"),
+        (json.dumps({**GOOD, "event_id": ""}).encode(), "event_id:"),
+    ],
+)
+def test_invalid_events_get_a_clear_reason(payload: bytes, reason: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        decode(UserAction, payload)
+    assert reason in info.value.reason
+
+
+def test_dead_letter_keeps_the_original_bytes() -> None:
+    raw = b"\xff not json at all"
+    import base64
+
+    letter = DeadLetter(
+        source_topic="user-actions",
+        reason="payload is not UTF-8",
+        payload_b64=base64.b64encode(raw).decode(),
+        received_at=datetime.now(UTC),
+        agent="task-identifier",
+    )
+    assert decode(DeadLetter, encode(letter)).payload == raw
+
+
+def test_committed_json_schema_files_are_fresh() -> None:
+    assert generated.stale() == [], "run `rote schemas build`"
+
+
+def test_stale_detection_sees_edits_and_leftovers(tmp_path: Path) -> None:
+    generated.write(tmp_path)
+    assert generated.stale(tmp_path) == []
+    (tmp_path / "UserAction.v1.json").write_text("{}")
+    (tmp_path / "Removed.v1.json").write_text("{}")
+    assert generated.stale(tmp_path) == ["Removed.v1.json", "UserAction.v1.json"]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        GOOD,
+        {**GOOD, "user_id": 5},
+        {k: v for k, v in GOOD.items() if k != "app"},
+        {**GOOD, "duration_seconds": -2},
+    ],
+)
+def test_json_schema_agrees_with_the_models(payload: dict[str, Any]) -> None:
+    """A producer validating with the JSON Schema accepts exactly what rote's ingress accepts."""
+    schema = json_schema(UserAction)
+    try:
+        decode(UserAction, payload)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(payload))
+    assert accepted == (not errors)
+
+
+def test_settings_from_env_and_flags() -> None:
+    s = Settings.from_env(
+        {"ROTE_BROKER": "kafka://a:9092,b:9092", "ROTE_METRICS_PORT": "9999"}, metrics_port=None
+    )
+    assert s.bootstrap_servers == "a:9092,b:9092" and s.metrics_port == 9999
+    assert Settings.from_env({"ROTE_METRICS_PORT": "9999"}, metrics_port=1234).metrics_port == 1234
+    with pytest.raises(ConfigError, match="not a valid int"):
+        Settings.from_env({"ROTE_METRICS_PORT": "lots"})
+    with pytest.raises(ConfigError, match="broker must be"):
+        Settings(broker="http://x")
+    with pytest.raises(ConfigError, match="store must be"):
+        Settings(store="redis://x")
+    with pytest.raises(ConfigError):
+        Settings(sandbox_concurrency=0)
+    with pytest.raises(ConfigError, match="known only once"):
+        _ = Settings().bootstrap_servers
+    from dataclasses import FrozenInstanceError
+
+    with pytest.raises(FrozenInstanceError):
+        s.broker = "embedded"  # type: ignore[misc]
+
+
+@pytest.mark.integration
+@pytest.mark.tansu
+def test_producer_api_validates_before_sending(tansu_broker: Any) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from rote.brokers import create_topics
+    from rote.producer import ActionProducer
+
+    create_topics(tansu_broker.bootstrap, [BY_NAME["user-actions"]])
+    with ActionProducer(tansu_broker.bootstrap, topic="user-actions") as producer:
+        sent = producer.send({**GOOD, "event_id": "producer-api-1"})
+        with pytest.raises(ValidationError, match="timestamp"):
+            producer.send({**GOOD, "event_id": "producer-api-2", "timestamp": "never"})
+    consumer = KafkaConsumer(bootstrap_servers=tansu_broker.bootstrap, consumer_timeout_ms=2000)
+    parts = [TopicPartition("user-actions", p) for p in range(BY_NAME["user-actions"].partitions)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    seen = [decode(UserAction, m.value) for m in consumer if m.key == b"ana"]
+    consumer.close()
+    ids = [a.event_id for a in seen]
+    assert sent.event_id in ids and "producer-api-2" not in ids
