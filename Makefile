@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.rote-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint typecheck pytest run clean-venv
+.PHONY: setup test checks lint typecheck pytest run clean-venv
 
 ## setup: .venv with rote and its test extras, plus the Apache Kafka jars (cached in ~/.cache/rote)
 setup: $(STAMP)
@@ -24,9 +24,15 @@ test: setup
 	@status=0; \
 	$(MAKE) --no-print-directory lint || status=1; \
 	$(MAKE) --no-print-directory typecheck || status=1; \
+	$(MAKE) --no-print-directory checks || status=1; \
 	$(MAKE) --no-print-directory pytest || status=1; \
 	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above)" >&2; fi; \
 	exit $$status
+
+## checks: generated files are fresh (JSON Schema, dashboards) and promtool accepts the rules and their tests
+checks: setup
+	$(BIN)/rote schemas check
+	PATH="$(abspath $(BIN)):$$PATH" bash deploy/check-observability.sh
 
 lint: setup
 	$(BIN)/ruff check .
