@@ -22,10 +22,12 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from rote.streams.topics import CANDIDATES, CATALOGUE, USER_ACTIONS
+from test_report import CHROMIUM, pixels, screenshot
 
 from rote.brokers import TansuBroker, TansuConfig, create_topics
 from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState
 from rote.importers import bundled_log, iter_records, load_actions
+from rote.report.charts import COLORS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -79,6 +81,16 @@ def check_summary(summary: dict[str, Any], tmp_path: Path) -> None:
     listing = rote_cli("automations", "list", "--from", str(archive), "--json")
     assert listing.returncode == 0, listing.stderr[-2000:]
     assert "auto-" in listing.stdout
+
+    # the page people read, from this run, drawn by a real browser: every chart has marks
+    page = tmp_path / "report.html"
+    html = rote_cli("report", "--from", str(archive), "--html", str(page))
+    assert html.returncode == 0, html.stderr[-2000:]
+    if CHROMIUM is None:
+        pytest.fail("chromium is needed to check the report renders (CI installs it)")
+    img = screenshot(page.read_text(), tmp_path / "shot")
+    drawn = {k: pixels(img, COLORS[k]) for k in ("saved_line", "roi_neg", "bottleneck_routine", "candidate")}
+    assert all(n > 500 for n in drawn.values()), drawn
 
 
 @pytest.mark.tansu
