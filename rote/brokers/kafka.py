@@ -21,10 +21,9 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
+from rote.brokers._managed import ManagedBroker
 from rote.brokers._process import BrokerUnavailable, ManagedProcess, free_port
-from rote.brokers.admin import wait_ready
 from rote.errors import BrokerError
 
 #: The one place the Apache Kafka version is pinned: newest 4.x on Maven Central that resolved here.
@@ -247,22 +246,16 @@ def server_properties(
     return props
 
 
-class KafkaBroker:
+class KafkaBroker(ManagedBroker[KafkaConfig]):
     """Context manager running Apache Kafka from the cached jars on free loopback ports."""
 
     kind = "kafka"
 
     def __init__(self, config: KafkaConfig | None = None) -> None:
-        self.config = config or KafkaConfig()
+        super().__init__(config or KafkaConfig())
         self.version = self.config.version
-        self.bootstrap = ""
         self.cluster_id = ""
-        self.start_seconds: float | None = None
         self.jars_seconds: float | None = None
-        self.stop_seconds: float | None = None
-        self._process: ManagedProcess | None = None
-        self._work_dir: Path | None = None
-        self._own_work_dir = False
 
     @property
     def log_path(self) -> Path | None:
@@ -273,10 +266,6 @@ class KafkaBroker:
         if path is None or not path.is_file():
             return self._process.log_tail(lines) if self._process is not None else ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.alive()
 
     def _format(self, java: str, classpath: str, props_file: Path) -> None:
         assert self._work_dir is not None
@@ -295,8 +284,7 @@ class KafkaBroker:
             raise BrokerError(f"kafka-storage format failed ({result.returncode}):\n{result.stderr[-2000:]}")
 
     def start(self) -> KafkaBroker:
-        if self._process is not None:
-            raise BrokerError("this KafkaBroker is already started")
+        self._check_not_started()
         cfg = self.config
         java = java_binary()
         major = java_major(java)
@@ -306,18 +294,11 @@ class KafkaBroker:
         libs = ensure_kafka_jars(cfg.cache_dir, version=cfg.version)
         self.jars_seconds = time.monotonic() - began
         classpath = str(libs / "*")
-        if cfg.work_dir is None:
-            self._work_dir = Path(tempfile.mkdtemp(prefix="rote-kafka-"))
-            self._own_work_dir = True
-        else:
-            self._work_dir = cfg.work_dir
-            self._work_dir.mkdir(parents=True, exist_ok=True)
-        work = self._work_dir
+        work = self._prepare_work_dir("rote-kafka-")
         log4j = work / "log4j2.properties"
         log4j.write_text(_LOG4J2.format(log=work / "server.log"))
-        last_error: BrokerError | None = None
-        began = time.monotonic()
-        for attempt in range(1, max(1, cfg.start_attempts) + 1):
+
+        def launch() -> tuple[ManagedProcess, str]:
             port = cfg.port if cfg.port is not None else free_port(cfg.host)
             cport = cfg.controller_port if cfg.controller_port is not None else free_port(cfg.host)
             while cport == port:
@@ -350,46 +331,14 @@ class KafkaBroker:
                 log_path=work / "stdout.log",
                 cwd=work,
             )
-            self._process = proc
-            self.bootstrap = f"{cfg.host}:{port}"
-            try:
-                wait_ready(self.bootstrap, timeout=cfg.start_timeout, process=proc, what="Apache Kafka")
-            except BrokerError as exc:
-                last_error = exc
-                exited_by_itself = not proc.alive()
-                proc.stop(timeout=cfg.stop_timeout)
-                if cfg.port is not None or not exited_by_itself or attempt == cfg.start_attempts:
-                    break
-                continue
-            self.start_seconds = time.monotonic() - began
+            return proc, f"{cfg.host}:{port}"
+
+        last_error = self._start_attempts(launch, what="Apache Kafka")
+        if last_error is None:
             return self
-        self._process = None
         raise BrokerError(
             f"Apache Kafka did not start (logs in {work}): {last_error}\n{self.log_tail()}"
         ) from last_error
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        began = time.monotonic()
-        try:
-            self._process.stop(timeout=self.config.stop_timeout)
-        finally:
-            self.stop_seconds = time.monotonic() - began
-            self._process = None
-            if self._own_work_dir and not self.config.keep_work_dir and self._work_dir is not None:
-                shutil.rmtree(self._work_dir, ignore_errors=True)
-
-    def __enter__(self) -> KafkaBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"KafkaBroker(version={self.version!r}, bootstrap={self.bootstrap!r}, running={self.running})"

@@ -8,15 +8,11 @@ point for a local run, and the reason CI also runs the suite on Apache Kafka.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
+from rote.brokers._managed import ManagedBroker
 from rote.brokers._process import BrokerUnavailable, ManagedProcess, free_port
-from rote.brokers.admin import wait_ready
 from rote.errors import BrokerError
 
 # Tansu reads its settings from these too; a stray value in the caller's environment must not win
@@ -67,19 +63,13 @@ class TansuConfig:
     start_attempts: int = 3
 
 
-class TansuBroker:
+class TansuBroker(ManagedBroker[TansuConfig]):
     """Context manager that runs one Tansu broker on a loopback port for as long as the block lasts."""
 
     kind = "tansu"
 
     def __init__(self, config: TansuConfig | None = None) -> None:
-        self.config = config or TansuConfig()
-        self.bootstrap = ""
-        self.start_seconds: float | None = None
-        self.stop_seconds: float | None = None
-        self._process: ManagedProcess | None = None
-        self._work_dir: Path | None = None
-        self._own_work_dir = False
+        super().__init__(config or TansuConfig())
 
     @property
     def log_path(self) -> Path | None:
@@ -88,25 +78,14 @@ class TansuBroker:
     def log_tail(self, lines: int = 40) -> str:
         return self._process.log_tail(lines) if self._process is not None else ""
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.alive()
-
     def start(self) -> TansuBroker:
-        if self._process is not None:
-            raise BrokerError("this TansuBroker is already started")
+        self._check_not_started()
         binary = tansu_binary()
         cfg = self.config
-        if cfg.work_dir is None:
-            self._work_dir = Path(tempfile.mkdtemp(prefix="rote-tansu-"))
-            self._own_work_dir = True
-        else:
-            self._work_dir = cfg.work_dir
-            self._work_dir.mkdir(parents=True, exist_ok=True)
+        work = self._prepare_work_dir("rote-tansu-")
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
-        began = time.monotonic()
-        last_error: BrokerError | None = None
-        for attempt in range(1, max(1, cfg.start_attempts) + 1):
+
+        def launch() -> tuple[ManagedProcess, str]:
             port = cfg.port if cfg.port is not None else free_port(cfg.host)
             url = f"tcp://{cfg.host}:{port}"
             proc = ManagedProcess(
@@ -122,49 +101,16 @@ class TansuBroker:
                     "--storage-engine",
                     "memory://tansu/",
                 ],
-                log_path=self._work_dir / "tansu.log",
+                log_path=work / "tansu.log",
                 env=env,
-                cwd=self._work_dir,
+                cwd=work,
             )
-            self._process = proc
-            self.bootstrap = f"{cfg.host}:{port}"
-            try:
-                wait_ready(self.bootstrap, timeout=cfg.start_timeout, process=proc, what="tansu")
-            except BrokerError as exc:
-                last_error = exc
-                exited_by_itself = not proc.alive()
-                proc.stop(timeout=cfg.stop_timeout)
-                # Only a port race is worth another try; a fixed port or a hang will not get better.
-                if cfg.port is not None or not exited_by_itself or attempt == cfg.start_attempts:
-                    break
-                continue
-            self.start_seconds = time.monotonic() - began
+            return proc, f"{cfg.host}:{port}"
+
+        last_error = self._start_attempts(launch, what="tansu")
+        if last_error is None:
             return self
-        self._process = None
-        raise BrokerError(f"tansu did not start (log in {self._work_dir}): {last_error}") from last_error
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        began = time.monotonic()
-        try:
-            self._process.stop(timeout=self.config.stop_timeout)
-        finally:
-            self.stop_seconds = time.monotonic() - began
-            self._process = None
-            if self._own_work_dir and not self.config.keep_work_dir and self._work_dir is not None:
-                shutil.rmtree(self._work_dir, ignore_errors=True)
-
-    def __enter__(self) -> TansuBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        raise BrokerError(f"tansu did not start (log in {work}): {last_error}") from last_error
 
     def __repr__(self) -> str:
         return f"TansuBroker(bootstrap={self.bootstrap!r}, running={self.running})"
