@@ -66,21 +66,38 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then `ROTE_*` variables, then explicit overrides (CLI flags) that are not None."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"ROTE_{f.name.upper()}")
-            if raw is None:
-                continue
-            values[f.name] = _coerce(f.name, f.type, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls(**values_from_env(cls, env, overrides=overrides))
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
 
-def _coerce(name: str, typ: Any, raw: str) -> Any:
+def values_from_env(
+    cls: type[Any],
+    env: Mapping[str, str] | None = None,
+    *,
+    prefix: str = "ROTE_",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for the dataclass `cls`: `<prefix><FIELD>` variables, then non-None overrides.
+
+    Every config object reads the environment the same way (same names, same coercion by field type,
+    same error naming the variable), so a setting shared by two of them cannot be parsed two ways.
+    Fields without a variable are left out, so the dataclass defaults apply.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        var = f"{prefix}{f.name.upper()}"
+        raw = env.get(var)
+        if raw is not None:
+            values[f.name] = _coerce(var, f.type, raw)
+    if overrides:
+        values.update({k: v for k, v in overrides.items() if v is not None})
+    return values
+
+
+def _coerce(var: str, typ: Any, raw: str) -> Any:
     kind = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
     try:
         if kind == "int":
@@ -90,5 +107,5 @@ def _coerce(name: str, typ: Any, raw: str) -> Any:
         if kind == "Path":
             return Path(raw)
     except ValueError:
-        raise ConfigError(f"ROTE_{name.upper()}={raw!r} is not a valid {kind}") from None
+        raise ConfigError(f"{var}={raw!r} is not a valid {kind}") from None
     return raw

@@ -182,7 +182,7 @@ def test_tracker_pickles_and_cost_model_reads_env() -> None:
     env = {"ROTE_HOURLY_RATE": "80", "ROTE_BUILD_COST_HOURS": "2.5", "ROTE_CURRENCY": "EUR"}
     m = CostModel.from_env(env, run_cost_per_second=0.5)
     assert (m.hourly_rate, m.build_cost_hours, m.currency, m.run_cost_per_second) == (80.0, 2.5, "EUR", 0.5)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="ROTE_HOURLY_RATE='lots'"):
         CostModel.from_env({"ROTE_HOURLY_RATE": "lots"})
     with pytest.raises(ConfigError):
         CostModel(build_cost_hours=-1.0)

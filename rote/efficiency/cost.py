@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from rote.config import values_from_env
 from rote.errors import ConfigError
 
 
@@ -46,21 +46,7 @@ class CostModel:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> CostModel:
         """Defaults, then `ROTE_HOURLY_RATE` etc., then explicit overrides (CLI flags) that are not None."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"ROTE_{f.name.upper()}")
-            if raw is None:
-                continue
-            if f.name == "currency":
-                values[f.name] = raw
-                continue
-            try:
-                values[f.name] = float(raw)
-            except ValueError:
-                raise ConfigError(f"ROTE_{f.name.upper()}={raw!r} is not a number") from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls(**values_from_env(cls, env, overrides=overrides))
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
