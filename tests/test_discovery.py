@@ -11,7 +11,7 @@ from rote.streams.schemas import Candidate, Target, UserAction, decode
 
 from rote.discovery import ActionAbstraction, DiscoveryConfig, RoutineDiscoverer, UserState, discover
 from rote.discovery.align import lcs_align, similarity
-from rote.discovery.evaluate import Truth, evaluate_file, jaccard, score_result
+from rote.discovery.evaluate import SCORE_METRICS, Truth, evaluate_file, jaccard, score_result
 from rote.discovery.parameters import analyse
 from rote.discovery.scoring import Evidence, score
 from rote.discovery.segmentation import estimate_starts
@@ -145,6 +145,7 @@ def test_discovers_log1_slice_with_parameters_and_data_flow() -> None:
     whole = {e: k for e, k in inst.items() if k != "21"}
     scored = score_result(result, _truth([a for a in actions if a.event_id in whole], whole))
     assert scored["mean_best_jaccard"] == 1.0 and scored["instance_f1"] == 1.0
+    assert set(SCORE_METRICS) <= set(scored)
 
 
 def test_candidate_ids_are_stable_and_versions_grow() -> None:
@@ -357,19 +358,7 @@ def test_cli_eval_discovery_json(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    for key in (
-        "mean_best_jaccard",
-        "matched_share",
-        "instance_precision",
-        "instance_recall",
-        "instance_f1",
-        "event_precision",
-        "event_recall",
-        "event_f1",
-        "events",
-        "seconds",
-        "routines",
-    ):
+    for key in (*SCORE_METRICS, "events", "seconds", "routines"):
         assert key in out
     assert out["events"] == 300 and out["instance_recall"] > 0.9
     top = out["routines"][0]

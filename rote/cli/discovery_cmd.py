@@ -12,20 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rote.discovery import DiscoveryConfig
-from rote.discovery.evaluate import evaluate_file
+from rote.discovery.evaluate import SCORE_METRICS, evaluate_file
 from rote.errors import RoteError
 from rote.importers import FORMATS, CsvOptions
-
-METRICS = (
-    "mean_best_jaccard",
-    "matched_share",
-    "instance_precision",
-    "instance_recall",
-    "instance_f1",
-    "event_precision",
-    "event_recall",
-    "event_f1",
-)
 
 
 def _fmt(v: Any) -> str:
@@ -129,7 +118,7 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"discovery on {file.name}")
         table.add_column("metric")
         table.add_column("value", justify="right")
-        for k in (*METRICS, "events", "seconds", "events_per_second"):
+        for k in (*SCORE_METRICS, "events", "seconds", "events_per_second"):
             table.add_row(k, _fmt(out.get(k)))
         con.print(table)
         for p in out.get("patterns", []):

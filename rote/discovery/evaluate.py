@@ -36,6 +36,18 @@ from rote.importers import CsvOptions, Format, ImportedRecord, iter_records
 from rote.streams.schemas import UserAction, decode
 
 MATCH = 0.8
+#: The scores `score_result` gives and `evaluate_file` always reports (None when the log has no ground
+#: truth), in the order the CLI prints them.
+SCORE_METRICS: tuple[str, ...] = (
+    "mean_best_jaccard",
+    "matched_share",
+    "instance_precision",
+    "instance_recall",
+    "instance_f1",
+    "event_precision",
+    "event_recall",
+    "event_f1",
+)
 
 
 def jaccard(a: set[Any], b: set[Any]) -> float:
@@ -269,19 +281,7 @@ def evaluate_file(
         truth = truth_from_file(actions, truth_actions, truth_records, ab)
     else:
         truth = truth_from_labels(actions, records, ab)
-    out: dict[str, Any] = {
-        k: None
-        for k in (
-            "mean_best_jaccard",
-            "matched_share",
-            "instance_precision",
-            "instance_recall",
-            "instance_f1",
-            "event_precision",
-            "event_recall",
-            "event_f1",
-        )
-    }
+    out: dict[str, Any] = dict.fromkeys(SCORE_METRICS)
     if truth is not None:
         out.update(score_result(result, truth))
     out["events"] = len(actions)
