@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from rote.streams.topics import CANDIDATES, CATALOGUE, USER_ACTIONS
 from test_report import CHROMIUM, pixels, screenshot
 
-from rote.brokers import TansuBroker, TansuConfig, create_topics
+from rote.brokers import TansuBroker, TansuConfig, create_topics, free_port
 from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState
 from rote.importers import bundled_log, iter_records, load_actions
 from rote.report.charts import COLORS
@@ -128,11 +129,12 @@ def candidate_events(bootstrap: str) -> list[tuple[str, int, int]]:
     return out
 
 
-def start_worker(bootstrap: str, state_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(bootstrap: str, state_dir: Path, log: Path, web_port: int = 0) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "ROTE_APP_ID": "rote-restart",
         "ROTE_STATE_DIR": str(state_dir),
+        "ROTE_WEB_PORT": str(web_port),
         "PYTHONUNBUFFERED": "1",
     }
     with log.open("ab") as fh:
@@ -199,7 +201,8 @@ def test_worker_restart_resumes_discovery_without_loss_or_reemission(tmp_path: P
         before = candidate_events(broker.bootstrap)
 
         send(records[half:])
-        worker = start_worker(broker.bootstrap, tmp_path / "state2", log)
+        web_port = free_port()
+        worker = start_worker(broker.bootstrap, tmp_path / "state2", log, web_port=web_port)
         try:
             final_version = max(v for v, _ in expected.values())
             wait_for(
@@ -209,6 +212,11 @@ def test_worker_restart_resumes_discovery_without_loss_or_reemission(tmp_path: P
                 log,
             )
             time.sleep(5)
+            # the worker's read-only HTTP views answer with JSON
+            for view in ("automations", "workflow"):
+                with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/{view}/", timeout=10) as resp:
+                    assert resp.status == 200
+                    assert isinstance(json.loads(resp.read()), dict)
         finally:
             stop_worker(worker)
         events = candidate_events(broker.bootstrap)
