@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -178,6 +178,8 @@ class ExpectedAction(Event):
 class TestCase(Event):
     """A held-out observed instance: given these inputs the automation must do exactly these actions."""
 
+    __test__: ClassVar[bool] = False  # a schema, not a pytest test class
+
     case_id: Id
     inputs: dict[str, str]
     environment: dict[str, Any] = Field(
@@ -210,13 +212,25 @@ class Automation(Event):
 # --------------------------------------------------------------------------------------------------
 
 StopReason = Literal[
-    "exited", "timeout", "cpu", "memory", "pids", "output", "disk", "seccomp", "network", "signal",
-    "unsupported", "setup",
+    "exited",
+    "timeout",
+    "cpu",
+    "memory",
+    "pids",
+    "output",
+    "disk",
+    "seccomp",
+    "network",
+    "signal",
+    "unsupported",
+    "setup",
 ]
 Verdict = Literal["passed", "failed", "error", "unsupported"]
 
 
 class TestResult(Event):
+    __test__: ClassVar[bool] = False  # a schema, not a pytest test class
+
     schema_version: Literal[1] = 1
     result_id: Id
     automation_id: Id
@@ -269,7 +283,9 @@ class Anomaly(Event):
     schema_version: Literal[1] = 1
     anomaly_id: Id
     automation_id: Id
-    signal: NonEmpty = Field(description="duration_seconds, failure_ratio, cpu_seconds, peak_memory_bytes, ...")
+    signal: NonEmpty = Field(
+        description="duration_seconds, failure_ratio, cpu_seconds, peak_memory_bytes, ..."
+    )
     score: float = Field(ge=0, le=1)
     severity: Literal["info", "warning", "critical"]
     observed: float
@@ -365,7 +381,9 @@ def decode(model: type[E], payload: bytes | str | dict[str, Any]) -> E:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValidationError(f"payload is not JSON: {exc.msg} at line {exc.lineno} col {exc.colno}") from None
+            raise ValidationError(
+                f"payload is not JSON: {exc.msg} at line {exc.lineno} col {exc.colno}"
+            ) from None
         if not isinstance(data, dict):
             raise ValidationError(f"payload is a JSON {type(data).__name__}, expected an object")
         return model.model_validate(data)
