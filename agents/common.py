@@ -9,20 +9,21 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import faust
 from rote.agents.app import Topics
-from rote.streams.schemas import DeadLetter, Event, decode, encode
-from rote.streams.topics import DEAD_LETTERS
+from rote.streams.schemas import SCHEMAS, DeadLetter, Event, decode, encode
+from rote.streams.topics import DEAD_LETTERS, TopicSpec
 
 from rote import metrics
 from rote.errors import ValidationError
 
 E = TypeVar("E", bound=Event)
+S = TypeVar("S")
 log = logging.getLogger("rote.agents")
 
 
@@ -101,3 +102,24 @@ class AgentIO:
             yield
         finally:
             metrics.PROCESSING_SECONDS.labels(agent=self.agent).observe(time.perf_counter() - start)
+
+
+class TopicRouter(Generic[S]):
+    """Hands an event from one of several source topics to the state method that takes it.
+
+    Agents fed by the optimizer feed see raw bytes with their source topic; the model to decode them with
+    comes from the topic catalogue, so an agent cannot read a topic as another schema, and the topics it
+    handles are exactly the ones it routes (`model` is None for the rest).
+    """
+
+    def __init__(self, routes: Mapping[TopicSpec, Callable[[S, Any], None]]) -> None:
+        self._routes = {spec.name: (SCHEMAS[spec.schema], handle) for spec, handle in routes.items()}
+
+    def model(self, topic: str) -> type[Event] | None:
+        route = self._routes.get(topic)
+        return route[0] if route is not None else None
+
+    def __call__(self, state: S, topic: str, value: bytes) -> None:
+        """Decode `value` as `topic`'s schema and apply it to `state` (a `DurableState` apply function)."""
+        model, handle = self._routes[topic]
+        handle(state, model.model_validate_json(value))

@@ -15,10 +15,9 @@ from typing import Any
 
 import faust
 from rote.agents.app import Topics
-from rote.agents.common import AgentIO
+from rote.agents.common import AgentIO, TopicRouter
 from rote.agents.durable import DurableState
 from rote.agents.optimizer_feed import FEED_TOPIC, feed_topic, source_of
-from rote.streams.schemas import Anomaly, Automation, Candidate, RunMetric, TestResult
 from rote.streams.topics import (
     ANOMALIES,
     AUTOMATIONS,
@@ -34,13 +33,15 @@ from rote.report import ReportBuilder
 
 AGENT = "efficiency-tracker"
 STATE_KEY = "all"
-_MODELS: dict[str, Any] = {
-    CANDIDATES.name: Candidate,
-    AUTOMATIONS.name: Automation,
-    TEST_RESULTS.name: TestResult,
-    METRICS.name: RunMetric,
-    ANOMALIES.name: Anomaly,
-}
+ROUTES: TopicRouter[ReportBuilder] = TopicRouter(
+    {
+        CANDIDATES: ReportBuilder.apply_candidate,
+        AUTOMATIONS: ReportBuilder.apply_automation,
+        TEST_RESULTS: ReportBuilder.apply_test_result,
+        METRICS: ReportBuilder.apply_metric,
+        ANOMALIES: ReportBuilder.apply_anomaly,
+    }
+)
 
 
 def register(
@@ -49,25 +50,12 @@ def register(
     io = AgentIO(agent=AGENT, topics=topics)
     model_cost = cost or CostModel.from_env()
 
-    def absorb(builder: ReportBuilder, topic: str, value: bytes) -> None:
-        item = _MODELS[topic].model_validate_json(value)
-        if isinstance(item, Candidate):
-            builder.apply_candidate(item)
-        elif isinstance(item, Automation):
-            builder.apply_automation(item)
-        elif isinstance(item, TestResult):
-            builder.apply_test_result(item)
-        elif isinstance(item, RunMetric):
-            builder.apply_metric(item)
-        else:
-            builder.apply_anomaly(item)
-
     state: DurableState[ReportBuilder] = DurableState(
         app,
         "efficiency",
         partitions=1,
         factory=lambda _key: ReportBuilder(model_cost),
-        apply=absorb,
+        apply=ROUTES,
         checkpoint_every=200,
     )
     exporter = MetricsExporter()
@@ -76,7 +64,7 @@ def register(
     @app.agent(feed_topic(app), name=AGENT)
     async def track(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            model = _MODELS.get(source_of(event))
+            model = ROUTES.model(source_of(event))
             if model is None:
                 continue
             item = await io.decode(model, event, event.value, event.key)

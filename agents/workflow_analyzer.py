@@ -12,10 +12,9 @@ from typing import Any
 
 import faust
 from rote.agents.app import Topics
-from rote.agents.common import AgentIO
+from rote.agents.common import AgentIO, TopicRouter
 from rote.agents.durable import DurableState
 from rote.agents.optimizer_feed import feed_topic, source_of
-from rote.streams.schemas import Automation, Candidate, RunMetric
 from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS
 
 from rote import metrics
@@ -23,32 +22,25 @@ from rote.workflow import WorkflowAnalyzer
 
 AGENT = "workflow-analyzer"
 STATE_KEY = "all"
-_MODELS: dict[str, type[Candidate] | type[Automation] | type[RunMetric]] = {
-    CANDIDATES.name: Candidate,
-    AUTOMATIONS.name: Automation,
-    METRICS.name: RunMetric,
-}
+ROUTES: TopicRouter[WorkflowAnalyzer] = TopicRouter(
+    {
+        CANDIDATES: WorkflowAnalyzer.apply_candidate,
+        AUTOMATIONS: WorkflowAnalyzer.apply_automation,
+        METRICS: WorkflowAnalyzer.apply_metric,
+    }
+)
 
 
 def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) -> dict[str, Any]:
     io = AgentIO(agent=AGENT, topics=topics)
     changed = {"flag": False}
 
-    def absorb(analyzer: WorkflowAnalyzer, topic: str, value: bytes) -> None:
-        item = _MODELS[topic].model_validate_json(value)
-        if isinstance(item, Candidate):
-            analyzer.apply_candidate(item)
-        elif isinstance(item, Automation):
-            analyzer.apply_automation(item)
-        else:
-            analyzer.apply_metric(item)
-
     state: DurableState[WorkflowAnalyzer] = DurableState(
         app,
         "workflow",
         partitions=1,
         factory=lambda _key: WorkflowAnalyzer(),
-        apply=absorb,
+        apply=ROUTES,
         checkpoint_every=200,
     )
 
@@ -59,7 +51,7 @@ def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) ->
     @app.agent(feed_topic(app), name=AGENT)
     async def analyze(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            model = _MODELS.get(source_of(event))
+            model = ROUTES.model(source_of(event))
             if model is None:
                 continue  # test results and anomalies are the efficiency tracker's
             item = await io.decode(model, event, event.value, event.key)
