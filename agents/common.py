@@ -16,6 +16,8 @@ from typing import Any, Generic, TypeVar
 
 import faust
 from rote.agents.app import Topics
+from rote.agents.durable import DurableState
+from rote.agents.optimizer_feed import source_of
 from rote.streams.schemas import SCHEMAS, DeadLetter, Event, decode, encode
 from rote.streams.topics import DEAD_LETTERS, TopicSpec
 
@@ -123,3 +125,26 @@ class TopicRouter(Generic[S]):
         """Decode `value` as `topic`'s schema and apply it to `state` (a `DurableState` apply function)."""
         model, handle = self._routes[topic]
         handle(state, model.model_validate_json(value))
+
+
+async def apply_routed(
+    io: AgentIO, routes: TopicRouter[S], state: DurableState[S], key: str, event: faust.EventT
+) -> bool:
+    """Validate one optimizer-feed event and apply it durably to `state[key]` through `routes`.
+
+    False when the event is not for this agent, is a tombstone, or was dead-lettered (invalid, or the
+    state's method raised); the stream goes on either way.
+    """
+    topic = source_of(event)
+    model = routes.model(topic)
+    if model is None:
+        return False
+    if await io.decode(model, event, event.value, event.key) is None:
+        return False
+    try:
+        with io.timed():
+            state.apply(key, topic, event.value)
+    except Exception as exc:
+        await io.failed(event, exc)
+        return False
+    return True

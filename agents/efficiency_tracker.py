@@ -15,9 +15,9 @@ from typing import Any
 
 import faust
 from rote.agents.app import Topics
-from rote.agents.common import AgentIO, TopicRouter
+from rote.agents.common import AgentIO, TopicRouter, apply_routed
 from rote.agents.durable import DurableState
-from rote.agents.optimizer_feed import FEED_TOPIC, feed_topic, source_of
+from rote.agents.optimizer_feed import FEED_TOPIC, feed_topic
 from rote.streams.topics import (
     ANOMALIES,
     AUTOMATIONS,
@@ -64,19 +64,8 @@ def register(
     @app.agent(feed_topic(app), name=AGENT)
     async def track(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            model = ROUTES.model(source_of(event))
-            if model is None:
-                continue
-            item = await io.decode(model, event, event.value, event.key)
-            if item is None:
-                continue
-            try:
-                with io.timed():
-                    state.apply(STATE_KEY, source_of(event), event.value)
-                    status["seen"] += 1
-            except Exception as exc:
-                await io.failed(event, exc)
-                continue
+            if await apply_routed(io, ROUTES, state, STATE_KEY, event):
+                status["seen"] += 1
 
     @app.timer(interval=report_interval)
     async def publish_report() -> None:

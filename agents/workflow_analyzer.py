@@ -12,9 +12,9 @@ from typing import Any
 
 import faust
 from rote.agents.app import Topics
-from rote.agents.common import AgentIO, TopicRouter
+from rote.agents.common import AgentIO, TopicRouter, apply_routed
 from rote.agents.durable import DurableState
-from rote.agents.optimizer_feed import feed_topic, source_of
+from rote.agents.optimizer_feed import feed_topic
 from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS
 
 from rote import metrics
@@ -51,19 +51,9 @@ def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) ->
     @app.agent(feed_topic(app), name=AGENT)
     async def analyze(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            model = ROUTES.model(source_of(event))
-            if model is None:
-                continue  # test results and anomalies are the efficiency tracker's
-            item = await io.decode(model, event, event.value, event.key)
-            if item is None:
-                continue
-            try:
-                with io.timed():
-                    state.apply(STATE_KEY, source_of(event), event.value)
-                    changed["flag"] = True
-            except Exception as exc:
-                await io.failed(event, exc)
-                continue
+            # test results and anomalies are the efficiency tracker's: not routed here, so skipped
+            if await apply_routed(io, ROUTES, state, STATE_KEY, event):
+                changed["flag"] = True
 
     @app.timer(interval=score_interval)
     async def export_score() -> None:
