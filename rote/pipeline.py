@@ -104,8 +104,14 @@ class _Progress:
     error: str | None = None
 
 
-def run(settings: Settings, options: RunOptions) -> dict[str, Any]:
-    """Run the pipeline; with `once`, return the summary when the replay has been processed."""
+def run(
+    settings: Settings, options: RunOptions, *, on_summary: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Run the pipeline; with `once`, return the summary when the replay has been processed.
+
+    `on_summary` sees the summary before `linger_seconds` of further metrics serving, so a person (or a
+    test) has the result while Prometheus can still scrape the final values.
+    """
     from rote.agents import AgentOptions, build_app
     from rote.brokers import create_topics, start_broker
     from rote.importers import bundled_log
@@ -177,8 +183,12 @@ def run(settings: Settings, options: RunOptions) -> dict[str, Any]:
     summary = summarize(
         run_dir, state, seconds=time.monotonic() - started, replay=replay, broker_kind=broker.kind
     )
-    if options.linger_seconds > 0 and server is not None:
-        time.sleep(options.linger_seconds)
+    if on_summary is not None:
+        on_summary(summary)
+    if server is not None:
+        if options.linger_seconds > 0:
+            time.sleep(options.linger_seconds)
+        server.close()
     return summary
 
 
@@ -281,11 +291,9 @@ def _observe(topic: str, value: bytes, archive: ArchiveWriter, state: _Progress)
         data = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError):
         data = None
-    if isinstance(data, dict):
-        archive.write(topic, value)
-    else:
-        archive.counts[topic] = archive.counts.get(topic, 0)  # invalid input: kept in dead-letters instead
-        return
+    if not isinstance(data, dict):
+        return  # invalid input (kept whole in dead-letters) or a tombstone: nothing to archive
+    archive.write(topic, value)
     if topic == METRICS.name and data.get("source") == "sandbox":
         with contextlib.suppress(Exception):
             m = RunMetric.model_validate(data)

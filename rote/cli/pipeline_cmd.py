@@ -83,6 +83,13 @@ def run_cmd(
     """Run the whole pipeline: broker, all agents, sandbox runner, metrics, and a replayed UI log."""
     from rote.pipeline import RunOptions, run
 
+    def show(summary: dict[str, object]) -> None:
+        if as_json:
+            typer.echo(json.dumps(summary, default=str))
+        else:
+            print_summary(summary)
+        sys.stdout.flush()
+
     try:
         settings = Settings.from_env(
             broker=broker, store=store, metrics_port=metrics_port, state_dir=state_dir
@@ -100,14 +107,11 @@ def run_cmd(
                 user_id=user_id,
                 progress=not as_json,
             ),
+            on_summary=show,
         )
     except RoteError as exc:
         typer.echo(f"rote run: {exc}", err=True)
         raise typer.Exit(2) from None
-    if as_json:
-        typer.echo(json.dumps(summary, default=str))
-    else:
-        print_summary(summary)
     if summary.get("timed_out") or summary.get("error"):
         raise typer.Exit(1)
 
