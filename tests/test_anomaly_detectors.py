@@ -66,6 +66,44 @@ def test_spike_scores_above_noise_after_warmup() -> None:
     assert spike > noise_tail + 0.2
 
 
+def test_value_in_a_never_visited_region_is_novel() -> None:
+    # Two regimes, 0 and 10, never anything between: the range [0, 10] is known, so a 5 is no new
+    # extreme, and it sits on the long-run level, yet no earlier value was ever near it.
+    rng = random.Random(5)
+    values = [(0.0 if (i // 7) % 2 else 10.0) + rng.gauss(0, 0.1) for i in range(400)]
+    on, off = StreamDetector(), StreamDetector(DetectorConfig(novelty_bins=0))
+    for i, v in enumerate(values):
+        on.update(v, 300.0 * i)
+        off.update(v, 300.0 * i)
+    novel = on.update(5.0, 300.0 * 400)
+    assert on.last_components["novel"] == 1.0 and on.last_components["spatial"] == 0.0
+    assert novel >= 1.5 / 2.5 - 1e-9  # novelty_score 1.5 -> f/(f+1)
+    assert novel > off.update(5.0, 300.0 * 400)
+    # the region is visited now: the same value again is not novel any more
+    on.update(5.0, 300.0 * 401)
+    assert on.last_components["novel"] == 0.0
+
+
+def test_repeat_scores_are_damped_but_escalation_is_not() -> None:
+    damped = StreamDetector()
+    plain = StreamDetector(DetectorConfig(repeat_horizon=0))
+    values = [*_noise(600), 14.0, 30.0, 30.0, 29.0, *_noise(20, seed=9)]
+    raw: list[float] = []
+    out: list[float] = []
+    for i, v in enumerate(values):
+        s_plain = plain.update(v, 300.0 * i)
+        s_damped = damped.update(v, 300.0 * i)
+        repeat = bool(raw[-2:]) and s_plain <= max(raw[-2:]) and i >= damped.config.warmup
+        assert s_damped == pytest.approx(0.5 * s_plain if repeat else s_plain)
+        raw.append(s_plain)
+        out.append(s_damped)
+    start = 600
+    assert 0.5 < raw[start] < raw[start + 1]  # a growing incident: its bigger value is an escalation
+    assert out[start + 1] == raw[start + 1] > 0.8
+    assert raw[start + 2] <= raw[start + 1]  # ... and its next row rings at half strength
+    assert out[start + 2] == pytest.approx(0.5 * raw[start + 2])
+
+
 def test_score_one_is_pure_and_agrees_with_update() -> None:
     det = StreamDetector()
     for i, v in enumerate(_noise(400)):

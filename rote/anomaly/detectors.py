@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -51,6 +52,13 @@ class DetectorConfig:
     warmup: observations before any non-zero score (cold start).
     record_decay: per-observation forgetting of the record z (0.9998: half-life ~3500 observations).
     components: which of forecast / level / season residuals take part (spatial always does).
+    novelty_bins: the seen [min, max] is cut into this many bins; a value landing in a bin no earlier
+        value visited (a new value *region*, also inside the range) is novel (0 = off).
+    novelty_score: the fused evidence (in record ratios) a novel value has at least.
+    repeat_horizon / repeat_factor: a score no higher than one of the previous `repeat_horizon` scores
+        is multiplied by `repeat_factor`, so one incident rings once at any threshold (NAB credits the
+        first detection in a window and charges every later false positive); a more surprising
+        value still comes through at full strength. 0 = off.
     """
 
     fast_alpha: float = 0.2
@@ -60,10 +68,14 @@ class DetectorConfig:
     season_alpha: float = 0.1
     season_min: int = 5
     spatial_tolerance: float = 0.0
-    warmup: int = 150
+    warmup: int = 60
     record_decay: float = 0.9998
     components: tuple[bool, bool, bool] = (False, True, True)
-    likelihood: LikelihoodConfig = field(default_factory=lambda: LikelihoodConfig(averaging=5, learning=150))
+    novelty_bins: int = 16
+    novelty_score: float = 1.5
+    repeat_horizon: int = 2
+    repeat_factor: float = 0.5
+    likelihood: LikelihoodConfig = field(default_factory=lambda: LikelihoodConfig(averaging=5, learning=60))
 
 
 _EPS = 1e-9
@@ -89,6 +101,8 @@ class StreamDetector:
         self._season_n = [0] * slots
         self._lo = math.inf
         self._hi = -math.inf
+        self._visited: set[int] = set()
+        self._recent_scores: deque[float] = deque(maxlen=max(cfg.repeat_horizon, 1))
         self._n = 0
         self._last_at: float | None = None
         self._cal = [AnomalyLikelihood(cfg.likelihood) for _ in COMPONENTS]
@@ -107,21 +121,11 @@ class StreamDetector:
         t = self._check(value, at)
         raws = self._raw(value, t)
         zs = [cal.peek_z(r) if r is not None else 0.0 for cal, r in zip(self._cal, raws, strict=True)]
-        return self._fuse(zs, self._spatial(value), learn=False)
+        return self._fuse(zs, self._spatial(value), self._novel(value), learn=False)
 
     def learn_one(self, value: float, at: datetime | float) -> None:
-        t = self._check(value, at)
-        raws = self._raw(value, t)
-        zs = []
-        for cal, r in zip(self._cal, raws, strict=True):
-            if r is None:  # signal not defined yet (an immature daily slot): keep it out of "normal"
-                zs.append(0.0)
-                continue
-            cal.update(r)
-            zs.append(cal.zscore() if cal.ready else 0.0)
-        if self._n >= self.config.warmup:
-            self._remember_records(zs)
-        self._learn(value, t)
+        # Learning includes the score itself: the repeat rule remembers the last scores.
+        self.update(value, at)
 
     def update(self, value: float, at: datetime | float) -> float:
         """Score `value` observed at `at` against the past, then learn it; returns the score."""
@@ -134,7 +138,7 @@ class StreamDetector:
                 continue
             cal.update(r)
             zs.append(cal.zscore() if cal.ready else 0.0)
-        out = self._fuse(zs, self._spatial(value), learn=True)
+        out = self._fuse(zs, self._spatial(value), self._novel(value), learn=True)
         self._learn(value, t)
         return out
 
@@ -170,7 +174,7 @@ class StreamDetector:
             raise DetectorError("observations must arrive in time order")
         return t
 
-    def _fuse(self, zs: list[float], spatial: bool, *, learn: bool) -> float:
+    def _fuse(self, zs: list[float], spatial: bool, novel: bool, *, learn: bool) -> float:
         cfg = self.config
         if self._n < cfg.warmup:
             if learn:
@@ -181,9 +185,18 @@ class StreamDetector:
             self._remember_records(zs)
             self.last_components = dict(zip(COMPONENTS, ratios, strict=True))
             self.last_components["spatial"] = 1.0 if spatial else 0.0
+            self.last_components["novel"] = 1.0 if novel else 0.0
         fused = max((r for r, on in zip(ratios, cfg.components, strict=True) if on), default=0.0)
         fused += 1.0 if spatial else 0.0
-        return fused / (fused + 1.0) if fused > 0 else 0.0
+        if novel:
+            fused = max(fused, cfg.novelty_score)
+        out = fused / (fused + 1.0) if fused > 0 else 0.0
+        if cfg.repeat_horizon <= 0:
+            return out
+        repeat = bool(self._recent_scores) and out <= max(self._recent_scores)
+        if learn:
+            self._recent_scores.append(out)
+        return out * cfg.repeat_factor if repeat else out
 
     def _remember_records(self, zs: list[float]) -> None:
         decay = self.config.record_decay
@@ -220,7 +233,24 @@ class StreamDetector:
         tol = self.config.spatial_tolerance * span
         return span > 0 and (x > self._hi + tol or x < self._lo - tol)
 
+    def _bin(self, x: float) -> int | None:
+        bins = self.config.novelty_bins
+        span = self._hi - self._lo
+        if bins <= 0 or not span > 0:
+            return None
+        # Beyond the range, bins continue (coarsely capped) so a far excursion is a region of its own.
+        return int(min(max((x - self._lo) / span, -0.5), 1.5) * bins)
+
+    def _novel(self, x: float) -> bool:
+        if self._n < self.config.warmup:
+            return False
+        b = self._bin(x)
+        return b is not None and b not in self._visited
+
     def _learn(self, x: float, t: float) -> None:
+        b = self._bin(x)
+        if b is not None:
+            self._visited.add(b)
         if self._n > 0:
             self._fast_err.update(abs(x - self._fast.get()))
         self._fast.update(x)

@@ -29,13 +29,15 @@ FAILURE_SIGNAL = "failure_ratio"
 def _run_detector() -> DetectorConfig:
     # Automation runs arrive minutes to hours apart, so cold start is counted in runs, not in days:
     # 20 runs of history before any score, a shorter likelihood memory, and no daily profile until a
-    # slot has seen a handful of runs (season_min).
+    # slot has seen a handful of runs (season_min). Repeats are handled by the monitor's own cool-down
+    # (which also knows about severity), so the detector's repeat damping is off here.
     return DetectorConfig(
         warmup=20,
         season_slots=24,
         season_min=5,
         record_decay=0.999,
         components=(True, True, True),
+        repeat_horizon=0,
         likelihood=LikelihoodConfig(averaging=3, learning=20, history=1000, reestimate=10),
     )
 
@@ -188,6 +190,8 @@ def _explain(signal: str, value: float, low: float, high: float, centre: float,
     why = []
     if components.get("spatial"):
         why.append("outside every value seen so far")
+    elif components.get("novel"):
+        why.append("in a range no earlier value fell in")
     if components.get("season", 0.0) >= 1.0:
         why.append("unusual for this time of day")
     if components.get("level", 0.0) >= 1.0:
