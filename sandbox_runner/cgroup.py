@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class SlotUsage:
 class _Dir:
     path: Path
     kind: str  # "memory-v1", "pids-v1", "cpuacct-v1", "v2"
+    controller: str = ""  # as named in /proc/PID/cgroup; "" for the v2 tree
+    hier_path: str = ""  # the group's path as /proc/PID/cgroup shows it
 
 
 @dataclass
@@ -86,7 +89,7 @@ class SlotCgroup:
                 _write(d.path / "pids.max", str(pids))
                 self._baseline["pids_max"] = _kv(d.path / "pids.events").get("max", 0)
             elif d.kind == "cpuacct-v1":
-                _write(d.path / "cpuacct.usage", "0")
+                self._baseline["cpu_ns"] = _int(d.path / "cpuacct.usage")
             elif d.kind == "v2":
                 if (d.path / "memory.max").exists():
                     _write(d.path / "memory.max", str(memory_bytes))
@@ -104,13 +107,78 @@ class SlotCgroup:
                     self._baseline["pids_max"] = _kv(d.path / "pids.events").get("max", 0)
                 self._baseline["cpu_usec"] = _kv(d.path / "cpu.stat").get("usage_usec", 0)
 
-    def attach(self, pid: int) -> None:
-        """Move `pid` (the jail's pid 1, still blocked before exec) into every cgroup of the slot."""
+    def attach(self, pid: int, *, early: bool = False) -> None:
+        """Move `pid` into every cgroup of the slot.
+
+        On cgroup v1 the first migration after a quiet spell waits for an RCU grace period (5-10 ms here,
+        sleeping, not computing). `early=True` is the runner moving the jail's launcher while it is still
+        exec'ing into bubblewrap, so the wait overlaps bubblewrap's own start-up; the launcher may already be
+        gone (bubblewrap failed), which is then not an error here: `ensure` on the jail's pid 1 is the check.
+        """
         for d in self.dirs:
             try:
                 _write(d.path / "cgroup.procs", str(pid))
+            except ProcessLookupError:
+                if early:
+                    return
+                raise SandboxError(f"cannot move the jail into cgroup {d.path}: no process {pid}") from None
             except OSError as exc:
                 raise SandboxError(f"cannot move the jail into cgroup {d.path}: {exc}") from exc
+
+    def missing(self, pid: int) -> list[Path]:
+        """The slot's cgroups `pid` is not in, read from /proc/PID/cgroup (no lock, unlike a migration)."""
+        try:
+            text = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError as exc:
+            raise SandboxError(f"cannot read the cgroups of the jail's pid {pid}: {exc}") from exc
+        return [d.path for d in self.dirs if _own_path(d.controller, text) != d.hier_path]
+
+    def ensure(self, pid: int) -> None:
+        """Make sure `pid` is in every cgroup of the slot, and prove it; the jail is not released otherwise.
+
+        Children inherit their parent's cgroups at fork, so the jail's pid 1 is usually in them already
+        (its launcher was moved early); if bubblewrap forked it before that move finished, it is moved now.
+        """
+        todo = self.missing(pid)
+        if not todo:
+            return
+        self.attach(pid)
+        still = self.missing(pid)
+        if still:
+            raise SandboxError(f"the jail's pid 1 is not in cgroup(s) {', '.join(map(str, still))}")
+
+    def enter_thread(self) -> bool:
+        """Move the calling thread (only it) into the slot's v1 cgroups; False where that is not possible.
+
+        Processes this thread starts are born in the slot's cgroups, so a run needs no migration at all
+        (cgroup v1 lets single threads move; v2 keeps memory and pids per process, so there each run's
+        launcher is moved instead). The thread's user memory stays charged to the runner's own memory
+        cgroup (the mm owner's); it counts once in pids.current, and its CPU before `mark_start` is not
+        the run's.
+        """
+        if not self.dirs or any(not d.kind.endswith("-v1") for d in self.dirs):
+            return False
+        tid = str(threading.get_native_id())
+        entered: list[_Dir] = []
+        try:
+            for d in self.dirs:
+                _write(d.path / "tasks", tid)
+                entered.append(d)
+        except OSError:
+            for d in entered:
+                with contextlib.suppress(OSError):
+                    _write(d.path.parent / "tasks", tid)
+            return False
+        return True
+
+    def mark_start(self) -> None:
+        """Take the CPU counter's baseline at release, so the run's CPU is the payload's, not the jail's
+        start-up (the launcher and bubblewrap's monitor are in the slot's cgroups too)."""
+        for d in self.dirs:
+            if d.kind == "cpuacct-v1":
+                self._baseline["cpu_ns"] = _int(d.path / "cpuacct.usage")
+            elif d.kind == "v2":
+                self._baseline["cpu_usec"] = _kv(d.path / "cpu.stat").get("usage_usec", 0)
 
     def usage(self) -> SlotUsage:
         out = SlotUsage()
@@ -125,7 +193,7 @@ class SlotCgroup:
                 hits = _kv(d.path / "pids.events").get("max", 0)
                 out.pids_limit_hits = hits - self._baseline.get("pids_max", 0)
             elif d.kind == "cpuacct-v1":
-                out.cpu_seconds = _int(d.path / "cpuacct.usage") / 1e9
+                out.cpu_seconds = (_int(d.path / "cpuacct.usage") - self._baseline.get("cpu_ns", 0)) / 1e9
             elif d.kind == "v2":
                 if (d.path / "memory.max").exists():
                     events = _kv(d.path / "memory.events")
@@ -142,7 +210,10 @@ class SlotCgroup:
         return out
 
     def kill_all(self) -> None:
-        """SIGKILL anything still in the slot's cgroups (the pid namespace normally leaves nothing)."""
+        """SIGKILL anything still in the slot's cgroups (the pid namespace normally leaves nothing).
+
+        The runner itself is never a target: its launcher thread lives in the slot's v1 cgroups, which
+        makes cgroup.procs list the runner's pid."""
         for d in self.dirs:
             kill_file = d.path / "cgroup.kill"
             if kill_file.exists():
@@ -226,7 +297,10 @@ class CgroupManager:
             except OSError as exc:
                 self.problems.append(f"{kind}: cannot create {path}: {exc}")
                 continue
-            slot.dirs.append(_Dir(path=path, kind=kind))
+            controller = kind.removesuffix("-v1") if kind != "v2" else ""
+            mount = self.root / controller if controller else self.root
+            hier = "/" + str(path.relative_to(mount))
+            slot.dirs.append(_Dir(path=path, kind=kind, controller=controller, hier_path=hier))
         return slot
 
     def describe(self) -> dict[str, object]:
@@ -274,8 +348,9 @@ def _kv(path: Path) -> dict[str, int]:
 
 
 def _pids(path: Path) -> list[int]:
+    me = os.getpid()
     try:
-        return [int(x) for x in (path / "cgroup.procs").read_text().split()]
+        return [pid for pid in map(int, (path / "cgroup.procs").read_text().split()) if pid != me]
     except (OSError, ValueError):
         return []
 

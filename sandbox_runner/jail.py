@@ -11,9 +11,9 @@ Layers, outermost first (docs/sandbox.md has the full design and the hostile sui
    --new-session --as-pid-1 --cap-drop ALL --clearenv`, a read-only /usr (and only the interpreter's own
    prefix when it is not under /usr), a fresh /proc and minimal /dev, a read-only root, and a size-capped
    tmpfs workspace mounted by the runner, so the runner can collect files and see a full disk afterwards.
-4. bubblewrap stops before exec (`--block-fd`) until the runner has moved the jail into the slot's
-   memory/pids cgroups and opened its network namespace's counters; nothing of the payload runs outside
-   them.
+4. bubblewrap stops before exec (`--block-fd`) until the runner has checked that pid 1 is in the slot's
+   memory/pids cgroups (its launcher was moved there while it started, so pid 1 was born inside) and
+   opened its network namespace's counters; nothing of the payload runs outside them.
 5. A seccomp filter (`seccomp.py`) kills the payload on system calls it has no business making.
 6. The runner kills the whole jail on wall time or output overflow: killing bubblewrap's monitor kills pid 1
    (die-with-parent), and pid 1's death takes every process of the pid namespace with it.
@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -217,13 +218,28 @@ class _Slot:
     lock_fd: int
     cgroup: SlotCgroup
     workspace: Path
+    #: A thread that lives in the slot's cgroups and starts the slot's jails, so they are born there.
+    launcher: ThreadPoolExecutor | None = None
+
+    def start_launcher(self) -> None:
+        pool = ThreadPoolExecutor(1, thread_name_prefix=f"rote-jail-{self.uid}")
+        if pool.submit(self.cgroup.enter_thread).result():
+            self.launcher = pool
+        else:
+            pool.shutdown()
+
+    def stop_launcher(self) -> None:
+        if self.launcher is not None:
+            # The thread exits, and so leaves the slot's cgroups, before they are removed.
+            self.launcher.shutdown(wait=True)
+            self.launcher = None
 
 
 class Jail:
     """Runs `JobSpec`s, at most `max_concurrency` at once, each in its own jail with its own uid.
 
     Thread-safe: the service calls `run` from a thread pool. Construction checks every prerequisite
-    (root, bubblewrap, prlimit, seccomp, uids) and raises `SandboxError` if one is missing.
+    (root, bubblewrap, prlimit, setpriv, seccomp, uids) and raises `SandboxError` if one is missing.
     """
 
     #: Where uids are claimed: host-wide whatever the state dir, so runners never share a uid.
@@ -275,6 +291,8 @@ class Jail:
             for uid in self._claim_uids(uid_base, uid_count, max_concurrency):
                 self._all_slots.append(uid)
                 self._slots.put(uid)
+            for slot in self._all_slots:
+                slot.start_launcher()
         except BaseException:
             self.close()
             raise
@@ -358,6 +376,10 @@ class Jail:
             "python_prefix_bound": self.python_prefix,
             "uids": [s.uid for s in self._all_slots],
             "cgroups": self._cgroups.describe(),
+            # "thread": each slot's jails are started by a thread living in its cgroups (born inside);
+            # "migrate": each run's launcher is moved in (cgroup v2, or a v1 thread move failed).
+            "cgroup_entry": sorted({("thread" if s.launcher else "migrate") for s in self._all_slots
+                                    if s.cgroup.dirs}),
             "seccomp_instructions": len(self.seccomp_program) // 8,
             "state_dir": str(self.state_dir),
         }
@@ -367,6 +389,7 @@ class Jail:
             return
         self._closed = True
         for slot in self._all_slots:
+            slot.stop_launcher()
             slot.cgroup.remove()
             _umount(slot.workspace)
             with contextlib.suppress(OSError):
@@ -419,7 +442,10 @@ class Jail:
         _mount_tmpfs(ws, size=lim.workspace_bytes, uid=slot.uid)
         try:
             _populate(ws, job.files, uid=slot.uid)
-            slot.cgroup.prepare(memory_bytes=lim.memory_bytes, pids=lim.pids)
+            # bubblewrap's monitor, and the launcher thread where there is one, share the slot's pids cgroup
+            # with the jail: the payload still gets `pids` processes and threads of its own.
+            extra = 1 + (slot.launcher is not None)
+            slot.cgroup.prepare(memory_bytes=lim.memory_bytes, pids=lim.pids + extra)
             return self._spawn_and_watch(slot, job, started)
         finally:
             slot.cgroup.kill_all()
@@ -438,6 +464,8 @@ class Jail:
         os.close(seccomp_w)
         # setpriv drops to the slot's uid and prlimit sets the rlimits, each then exec'ing the next: unlike
         # Popen(user=...), which must fork() the whole (large) runner process, this keeps vfork's speed.
+        # (Setting the rlimits on pid 1 from here with prlimit(2) would save an exec, but needs
+        # CAP_SYS_RESOURCE, which a runner in a container, as on this machine, may not have.)
         args = [self.setpriv, f"--reuid={slot.uid}", f"--regid={slot.uid}", "--clear-groups",
                 "--no-new-privs",
                 "--", self.prlimit,
@@ -457,27 +485,29 @@ class Jail:
         proc: subprocess.Popen[bytes] | None = None
         net_dev: Any = None
         try:
+            fds = (seccomp_r, info_w, block_r)
             try:
-                proc = subprocess.Popen(
-                    args,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    pass_fds=(seccomp_r, info_w, block_r),
-                    cwd="/",
-                    env={"PATH": "/usr/bin:/bin"},
-                )
+                if slot.launcher is not None:
+                    # Started by the slot's launcher thread, the jail is born in the slot's cgroups.
+                    proc = slot.launcher.submit(_launch, args, fds).result()
+                else:
+                    proc = _launch(args, fds)
             except OSError as exc:
                 raise SandboxError(f"cannot start the jail: {exc}") from exc
             finally:
                 os.close(seccomp_r)
                 os.close(info_w)
                 os.close(block_r)
+            if slot.launcher is None:
+                # Move the launcher now, while it execs into bubblewrap, so that the migration's wait (an
+                # RCU grace period on cgroup v1) overlaps bubblewrap's start-up.
+                slot.cgroup.attach(proc.pid, early=True)
             child = _read_child_pid(info_r, proc, deadline=time.monotonic() + 10)
-            slot.cgroup.attach(child)
+            slot.cgroup.ensure(child)
             with contextlib.suppress(OSError):
                 net_dev = open(f"/proc/{child}/net/dev", "rb")  # noqa: SIM115 - read after the run
             _check_uid(child, slot.uid)
+            slot.cgroup.mark_start()
             released = time.monotonic()
             os.write(block_w, b"1")
             return self._watch(proc, child, slot, job, started, released, net_dev)
@@ -612,6 +642,11 @@ class Jail:
 # ----------------------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------------------
+
+
+def _launch(args: list[str], fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            pass_fds=fds, cwd="/", env={"PATH": "/usr/bin:/bin"})
 
 
 def _check_job(job: JobSpec) -> None:

@@ -159,6 +159,34 @@ def test_bash_exit_status_and_signal_are_reported(jail: Jail) -> None:
 
 
 @needs_jail
+def test_payload_runs_under_the_rlimits_and_inside_the_slot_cgroups(jail: Jail) -> None:
+    lim = Limits(cpu_seconds=3, memory_bytes=96 << 20, pids=20, file_bytes=1 << 20, open_files=40)
+    script = "cat /proc/self/limits; echo ==; cat /proc/self/cgroup"
+    res = jail.run(JobSpec(files={}, argv=["sh", "-c", script], limits=lim))
+    assert res.ok, res
+    limits_text, cgroups_text = res.stdout.decode().split("==\n")
+    rows = {line[:26].strip(): line[26:].split()[:2] for line in limits_text.splitlines()[1:]}
+    assert rows["Max cpu time"] == ["3", "3"]
+    assert rows["Max file size"] == [str(1 << 20)] * 2
+    assert rows["Max open files"] == ["40", "40"]
+    assert rows["Max core file size"] == ["0", "0"]
+    slot = next(s.cgroup for s in jail._all_slots if s.uid == res.uid)
+    nproc = lim.nproc_rlimit() + (2 if slot.pids else 0)
+    assert rows["Max processes"] == [str(nproc)] * 2
+    assert rows["Max address space"] == [str(lim.address_space_bytes(cgroup_memory=slot.memory))] * 2
+    # The jail has its own cgroup namespace, rooted where bubblewrap was when it unshared it. Started by
+    # the slot's launcher thread, that is the slot's group ("/"); a migrated launcher may have unshared it
+    # before its move finished, and then the path is the slot's, seen from an ancestor.
+    born_inside = jail.describe()["cgroup_entry"] == ["thread"]
+    for d in slot.dirs:
+        line = next(ln for ln in cgroups_text.splitlines() if d.controller in ln.split(":")[1].split(","))
+        path = line.split(":", 2)[2]
+        assert path == "/" or (
+            not born_inside and d.hier_path.endswith(path) and path.endswith(f"/{slot.name}")
+        ), line
+
+
+@needs_jail
 def test_env_is_cleared_and_set(jail: Jail) -> None:
     res = jail.run(JobSpec(files={}, argv=["sh", "-c", "echo $FOO:$HOME:$USER"], env={"FOO": "bar"}))
     assert res.stdout == b"bar:/work:\n"
