@@ -10,7 +10,9 @@ average (`AnomalyLikelihood`, HTM's anomaly-likelihood idea), and that z is then
 largest z this stream has produced recently (a slowly forgetting record). The ratio is what makes one
 threshold fit every stream: a noisy stream that routinely reaches z = 12 needs z > 12 to alarm, a calm
 one alarms at its first real surprise. A new extreme of the raw value adds one record's worth, so a
-value outside the seen range is an alarm on its own (HTM's "spatial anomaly" on NAB).
+value outside the seen range is an alarm on its own (HTM's "spatial anomaly" on NAB), and so, a little
+less loudly, is a value in a part of the range no earlier value visited (what remained of CAD OSE's
+context novelty once tried on NAB: the longer contexts added nothing).
 
 Tuned on the NAB development set only (one configuration for every file); see docs/anomalies.md.
 State is plain Python plus River `stats` objects, all of which pickle.
@@ -86,7 +88,7 @@ class StreamDetector:
     """River-style detector for one stream: `score_one` (pure), `learn_one`, or `update` for both.
 
     Scores are in [0, 1): 0.5 means "as surprising as the most surprising thing recently seen", and
-    the NAB-optimal threshold sits near 0.74 (see docs/anomalies.md).
+    the NAB-optimal threshold sits near 0.58 (see docs/anomalies.md).
     """
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
