@@ -5,15 +5,17 @@ Layers, outermost first (docs/sandbox.md has the full design and the hostile sui
 1. A non-root uid of its own per concurrent run (claimed with a lock file, so two runner processes on one
    host never share one). Root inside a bubblewrap jail can remount read-only binds writable; a plain uid
    cannot, and it owns nothing on the host.
-2. `setpriv` drops to that uid and `prlimit` sets the rlimits (CPU, address space, file size, open files,
-   processes), then bubblewrap is exec'd: every jailed process inherits them and none may raise them.
+2. The slot's launcher thread (`launcher.py`) has dropped to that uid (no groups, no capabilities,
+   no_new_privs) and starts bubblewrap directly; once bubblewrap holds pid 1 it sets the rlimits (CPU,
+   address space, file size, open files, processes) on it: every jailed process inherits them and none may
+   raise them.
 3. bubblewrap: all namespaces unshared (network too, unless the policy allows it), `--die-with-parent
    --new-session --as-pid-1 --cap-drop ALL --clearenv`, a read-only /usr (and only the interpreter's own
    prefix when it is not under /usr), a fresh /proc and minimal /dev, a read-only root, and a size-capped
    tmpfs workspace mounted by the runner, so the runner can collect files and see a full disk afterwards.
 4. bubblewrap stops before exec (`--block-fd`) until the runner has checked that pid 1 is in the slot's
-   memory/pids cgroups (its launcher was moved there while it started, so pid 1 was born inside) and
-   opened its network namespace's counters; nothing of the payload runs outside them.
+   memory/pids cgroups (on cgroup v1 it was born there: the launcher thread lives in them), set its
+   rlimits and opened its network namespace's counters; nothing of the payload runs outside them.
 5. A seccomp filter (`seccomp.py`) kills the payload on system calls it has no business making.
 6. The runner kills the whole jail on wall time or output overflow: killing bubblewrap's monitor kills pid 1
    (die-with-parent), and pid 1's death takes every process of the pid namespace with it.
@@ -39,12 +41,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from rote.sandbox_runner.cgroup import CgroupManager, SlotCgroup, SlotUsage
+from rote.sandbox_runner.launcher import SlotLauncher
 from rote.sandbox_runner.limits import Limits
 from rote.sandbox_runner.seccomp import build_filter
 from rote.streams.schemas import StopReason
@@ -218,28 +220,15 @@ class _Slot:
     lock_fd: int
     cgroup: SlotCgroup
     workspace: Path
-    #: A thread that lives in the slot's cgroups and starts the slot's jails, so they are born there.
-    launcher: ThreadPoolExecutor | None = None
-
-    def start_launcher(self) -> None:
-        pool = ThreadPoolExecutor(1, thread_name_prefix=f"rote-jail-{self.uid}")
-        if pool.submit(self.cgroup.enter_thread).result():
-            self.launcher = pool
-        else:
-            pool.shutdown()
-
-    def stop_launcher(self) -> None:
-        if self.launcher is not None:
-            # The thread exits, and so leaves the slot's cgroups, before they are removed.
-            self.launcher.shutdown(wait=True)
-            self.launcher = None
+    #: Set once the slot is in use; `None` only while the jail is being built.
+    launcher: SlotLauncher | None = None
 
 
 class Jail:
     """Runs `JobSpec`s, at most `max_concurrency` at once, each in its own jail with its own uid.
 
     Thread-safe: the service calls `run` from a thread pool. Construction checks every prerequisite
-    (root, bubblewrap, prlimit, setpriv, seccomp, uids) and raises `SandboxError` if one is missing.
+    (root, bubblewrap, seccomp, uids, launcher threads) and raises `SandboxError` if one is missing.
     """
 
     #: Where uids are claimed: host-wide whatever the state dir, so runners never share a uid.
@@ -267,14 +256,6 @@ class Jail:
         if not found:
             raise SandboxError("bubblewrap (bwrap) is not installed: apt-get install bubblewrap")
         self.bwrap = found
-        prlimit = _which("prlimit")
-        if not prlimit:
-            raise SandboxError("util-linux prlimit is not installed; it is needed to set rlimits in the jail")
-        self.prlimit = prlimit
-        setpriv = _which("setpriv")
-        if not setpriv:
-            raise SandboxError("util-linux setpriv is not installed; it is needed to drop to the run's uid")
-        self.setpriv = setpriv
         self.seccomp_program = build_filter()
         self.python, self.python_prefix = _find_python()
         self.bash = _which("bash")
@@ -292,7 +273,7 @@ class Jail:
                 self._all_slots.append(uid)
                 self._slots.put(uid)
             for slot in self._all_slots:
-                slot.start_launcher()
+                slot.launcher = SlotLauncher(uid=slot.uid, cgroup=slot.cgroup)
         except BaseException:
             self.close()
             raise
@@ -377,9 +358,9 @@ class Jail:
             "uids": [s.uid for s in self._all_slots],
             "cgroups": self._cgroups.describe(),
             # "thread": each slot's jails are started by a thread living in its cgroups (born inside);
-            # "migrate": each run's launcher is moved in (cgroup v2, or a v1 thread move failed).
-            "cgroup_entry": sorted({("thread" if s.launcher else "migrate") for s in self._all_slots
-                                    if s.cgroup.dirs}),
+            # "migrate": each run's bubblewrap is moved in (cgroup v2, or a v1 thread move failed).
+            "cgroup_entry": sorted({("thread" if s.launcher and s.launcher.in_cgroups else "migrate")
+                                    for s in self._all_slots if s.cgroup.dirs}),
             "seccomp_instructions": len(self.seccomp_program) // 8,
             "state_dir": str(self.state_dir),
         }
@@ -389,7 +370,8 @@ class Jail:
             return
         self._closed = True
         for slot in self._all_slots:
-            slot.stop_launcher()
+            if slot.launcher is not None:
+                slot.launcher.close()
             slot.cgroup.remove()
             _umount(slot.workspace)
             with contextlib.suppress(OSError):
@@ -444,7 +426,7 @@ class Jail:
             _populate(ws, job.files, uid=slot.uid)
             # bubblewrap's monitor, and the launcher thread where there is one, share the slot's pids cgroup
             # with the jail: the payload still gets `pids` processes and threads of its own.
-            extra = 1 + (slot.launcher is not None)
+            extra = 1 + (slot.launcher is not None and slot.launcher.in_cgroups)
             slot.cgroup.prepare(memory_bytes=lim.memory_bytes, pids=lim.pids + extra)
             return self._spawn_and_watch(slot, job, started)
         finally:
@@ -457,20 +439,15 @@ class Jail:
                "PYTHONDONTWRITEBYTECODE": "1",
                # one malloc arena per thread would reserve 64 MiB of address space each
                "MALLOC_ARENA_MAX": "2", **job.env}
+        launcher = slot.launcher
+        if launcher is None:
+            raise SandboxError("the slot has no launcher")
         seccomp_r, seccomp_w = os.pipe()
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
         os.write(seccomp_w, self.seccomp_program)
         os.close(seccomp_w)
-        # setpriv drops to the slot's uid and prlimit sets the rlimits, each then exec'ing the next: unlike
-        # Popen(user=...), which must fork() the whole (large) runner process, this keeps vfork's speed.
-        # (Setting the rlimits on pid 1 from here with prlimit(2) would save an exec, but needs
-        # CAP_SYS_RESOURCE, which a runner in a container, as on this machine, may not have.)
-        args = [self.setpriv, f"--reuid={slot.uid}", f"--regid={slot.uid}", "--clear-groups",
-                "--no-new-privs",
-                "--", self.prlimit,
-                *lim.rlimit_args(cgroup_memory=slot.cgroup.memory, cgroup_pids=slot.cgroup.pids),
-                "--", *self._base_args]
+        args = list(self._base_args)
         if lim.network:
             # --unshare-all gave the jail an empty network namespace; only a policy shares the host's.
             args += ["--share-net"]
@@ -485,25 +462,23 @@ class Jail:
         proc: subprocess.Popen[bytes] | None = None
         net_dev: Any = None
         try:
-            fds = (seccomp_r, info_w, block_r)
             try:
-                if slot.launcher is not None:
-                    # Started by the slot's launcher thread, the jail is born in the slot's cgroups.
-                    proc = slot.launcher.submit(_launch, args, fds).result()
-                else:
-                    proc = _launch(args, fds)
+                proc = launcher.launch(args, (seccomp_r, info_w, block_r))
             except OSError as exc:
                 raise SandboxError(f"cannot start the jail: {exc}") from exc
             finally:
                 os.close(seccomp_r)
                 os.close(info_w)
                 os.close(block_r)
-            if slot.launcher is None:
-                # Move the launcher now, while it execs into bubblewrap, so that the migration's wait (an
-                # RCU grace period on cgroup v1) overlaps bubblewrap's start-up.
+            if not launcher.in_cgroups:
+                # Move bubblewrap at once, so that the migration's wait (an RCU grace period on cgroup v1)
+                # overlaps its start-up, and pid 1 is usually forked inside; `ensure` makes sure.
                 slot.cgroup.attach(proc.pid, early=True)
             child = _read_child_pid(info_r, proc, deadline=time.monotonic() + 10)
             slot.cgroup.ensure(child)
+            launcher.set_rlimits(
+                child, lim.rlimits(cgroup_memory=slot.cgroup.memory, cgroup_pids=slot.cgroup.pids)
+            )
             with contextlib.suppress(OSError):
                 net_dev = open(f"/proc/{child}/net/dev", "rb")  # noqa: SIM115 - read after the run
             _check_uid(child, slot.uid)
@@ -642,11 +617,6 @@ class Jail:
 # ----------------------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------------------
-
-
-def _launch(args: list[str], fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            pass_fds=fds, cwd="/", env={"PATH": "/usr/bin:/bin"})
 
 
 def _check_job(job: JobSpec) -> None:

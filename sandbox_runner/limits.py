@@ -8,6 +8,7 @@ test that needs more says so explicitly.
 from __future__ import annotations
 
 import math
+import resource
 from dataclasses import dataclass
 
 from rote.errors import ConfigError
@@ -77,22 +78,23 @@ class Limits:
         return self.memory_bytes
 
     def nproc_rlimit(self) -> int:
-        # bubblewrap's monitor and the jail's pid 1 run under the run's uid too.
-        return self.pids + 3
+        # The slot's launcher thread, bubblewrap's monitor and the jail's pid 1 run under the run's uid too.
+        return self.pids + 4
 
-    def rlimit_args(self, *, cgroup_memory: bool, cgroup_pids: bool) -> list[str]:
-        """Options for util-linux `prlimit`, which sets the limits and then execs bubblewrap as the run's uid,
-        so every process in the jail inherits them and none can raise them (no CAP_SYS_RESOURCE)."""
+    def rlimits(self, *, cgroup_memory: bool, cgroup_pids: bool) -> list[tuple[int, int]]:
+        """`(resource, value)` pairs, each set as soft and hard limit on the jail's pid 1 before it execs
+        the payload (`launcher.SlotLauncher.set_rlimits`): every jailed process inherits them and none
+        can raise them (that takes CAP_SYS_RESOURCE)."""
         cpu = self.cpu_rlimit
-        aspace = self.address_space_bytes(cgroup_memory=cgroup_memory)
+        # With a pids cgroup, headroom lets the cgroup, whose counter says what happened, refuse first.
         nproc = self.nproc_rlimit() + (2 if cgroup_pids else 0)
         return [
-            f"--cpu={cpu}:{cpu}",
-            f"--as={aspace}:{aspace}",
-            f"--fsize={self.file_bytes}:{self.file_bytes}",
-            f"--nofile={self.open_files}:{self.open_files}",
-            f"--nproc={nproc}:{nproc}",
-            "--core=0:0",
-            "--memlock=0:0",
-            "--msgqueue=0:0",
+            (resource.RLIMIT_CPU, cpu),
+            (resource.RLIMIT_AS, self.address_space_bytes(cgroup_memory=cgroup_memory)),
+            (resource.RLIMIT_FSIZE, self.file_bytes),
+            (resource.RLIMIT_NOFILE, self.open_files),
+            (resource.RLIMIT_NPROC, nproc),
+            (resource.RLIMIT_CORE, 0),
+            (resource.RLIMIT_MEMLOCK, 0),
+            (resource.RLIMIT_MSGQUEUE, 0),
         ]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rote.sandbox_runner import seccomp
+from rote.sandbox_runner import launcher, seccomp
 from rote.sandbox_runner.cgroup import SlotUsage
 from rote.sandbox_runner.hostile import load_suite, parse_limits
 from rote.sandbox_runner.jail import Evidence, Jail, JobSpec, Limits, classify
@@ -79,8 +81,10 @@ def test_unknown_arch_fails_closed() -> None:
 
 def test_limits_validate_and_render_rlimits() -> None:
     lim = Limits(cpu_seconds=1.5, memory_bytes=64 << 20, pids=10)
-    args = lim.rlimit_args(cgroup_memory=False, cgroup_pids=False)
-    assert "--cpu=2:2" in args and f"--as={64 << 20}:{64 << 20}" in args and "--nproc=13:13" in args
+    limits = dict(lim.rlimits(cgroup_memory=False, cgroup_pids=False))
+    assert limits[resource.RLIMIT_CPU] == 2 and limits[resource.RLIMIT_AS] == 64 << 20
+    assert limits[resource.RLIMIT_NPROC] == 14 and limits[resource.RLIMIT_CORE] == 0
+    assert dict(lim.rlimits(cgroup_memory=False, cgroup_pids=True))[resource.RLIMIT_NPROC] == 16
     assert lim.address_space_bytes(cgroup_memory=True) > lim.memory_bytes
     with pytest.raises(ConfigError):
         Limits(wall_seconds=0)
@@ -187,6 +191,21 @@ def test_payload_runs_under_the_rlimits_and_inside_the_slot_cgroups(jail: Jail) 
 
 
 @needs_jail
+def test_jails_start_as_the_slot_uid_while_the_runner_stays_root(jail: Jail) -> None:
+    script = ("grep -E '^(Uid|Gid|Groups|CapPrm|CapEff|NoNewPrivs):' /proc/self/status;"
+              " ulimit -H -n 9999 && echo RAISED")
+    res = jail.run(JobSpec(files={}, argv=["sh", "-c", script]))
+    status = dict(line.split(":", 1) for line in res.stdout.decode().splitlines() if ":" in line)
+    assert status["Uid"].split() == [str(res.uid)] * 4 and status["Gid"].split() == [str(res.uid)] * 4
+    assert status["Groups"].split() == [] and int(status["CapPrm"], 16) == int(status["CapEff"], 16) == 0
+    assert status["NoNewPrivs"].strip() == "1" and b"RAISED" not in res.stdout
+    # Only the launcher threads changed credentials; this (main) thread and what it starts are root.
+    assert os.getresuid() == (0, 0, 0)
+    with pytest.raises(SandboxError, match="launcher thread is not uid"):
+        launcher._check_thread_credentials(61000)
+
+
+@needs_jail
 def test_env_is_cleared_and_set(jail: Jail) -> None:
     res = jail.run(JobSpec(files={}, argv=["sh", "-c", "echo $FOO:$HOME:$USER"], env={"FOO": "bar"}))
     assert res.stdout == b"bar:/work:\n"
@@ -206,14 +225,25 @@ def test_bad_jobs_are_refused(jail: Jail) -> None:
 
 @needs_jail
 def test_fails_closed_when_bubblewrap_cannot_start(tmp_path: Path) -> None:
-    broken = tmp_path / "bwrap"
-    broken.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
-    broken.chmod(0o755)
-    os.chmod(tmp_path, 0o755)
-    with Jail(max_concurrency=1, bwrap=str(broken), state_dir=tmp_path / "state") as j, pytest.raises(
-        SandboxError, match="could not set up the jail"
-    ):
-        j.run(JobSpec(files={}, argv=["true"]))
+    # bubblewrap is started as the slot's uid, so it must be able to reach the fake one.
+    reachable = Path(tempfile.mkdtemp(prefix="rote-fake-bwrap-", dir="/tmp"))
+    try:
+        reachable.chmod(0o755)
+        broken = reachable / "bwrap"
+        broken.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
+        broken.chmod(0o755)
+        with Jail(max_concurrency=1, bwrap=str(broken), state_dir=tmp_path / "state") as j, pytest.raises(
+            SandboxError, match="could not set up the jail: bwrap: setting up uid map"
+        ):
+            j.run(JobSpec(files={}, argv=["true"]))
+        hidden = tmp_path / "bwrap"  # under pytest's 0700 directory: the slot's uid cannot execute it
+        shutil.copy(broken, hidden)
+        with Jail(max_concurrency=1, bwrap=str(hidden), state_dir=tmp_path / "state") as j, pytest.raises(
+            SandboxError, match="cannot start the jail"
+        ):
+            j.run(JobSpec(files={}, argv=["true"]))
+    finally:
+        shutil.rmtree(reachable)
 
 
 @needs_jail
