@@ -411,6 +411,15 @@ class Jail:
             head = "/bin/sh"
         return [head, *argv[1:]]
 
+    @staticmethod
+    def payload_env(job: JobSpec) -> dict[str, str]:
+        """The payload's whole environment (bubblewrap clears the rest); the benchmark gives its unjailed
+        runs the same one, so both sides start the interpreter alike."""
+        return {"HOME": WORKDIR, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+                "PYTHONDONTWRITEBYTECODE": "1",
+                # one malloc arena per thread would reserve 64 MiB of address space each
+                "MALLOC_ARENA_MAX": "2", **job.env}
+
     def run(self, job: JobSpec) -> RunResult:
         """Run one job to the end and report; raises `SandboxError` if the jail cannot be built."""
         _check_job(job)
@@ -435,10 +444,7 @@ class Jail:
 
     def _spawn_and_watch(self, slot: _Slot, job: JobSpec, started: float) -> RunResult:
         lim = job.limits
-        env = {"HOME": WORKDIR, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
-               "PYTHONDONTWRITEBYTECODE": "1",
-               # one malloc arena per thread would reserve 64 MiB of address space each
-               "MALLOC_ARENA_MAX": "2", **job.env}
+        env = self.payload_env(job)
         launcher = slot.launcher
         if launcher is None:
             raise SandboxError("the slot has no launcher")
