@@ -6,13 +6,19 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.rote-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test checks lint typecheck pytest run clean-venv
+.PHONY: setup setup-run test checks lint typecheck pytest run clean-venv
 
-## setup: .venv with rote and its test extras, plus the Apache Kafka jars (cached in ~/.cache/rote)
+## setup: missing Debian packages, .venv with rote and its test extras, the Apache Kafka jars (~/.cache/rote)
 setup: $(STAMP)
+	bash deploy/scripts/system-deps.sh test
 	$(BIN)/python -m rote.brokers fetch-kafka
 
+## setup-run: only what `rote run` needs (bubblewrap for the sandbox, the venv)
+setup-run: $(STAMP)
+	bash deploy/scripts/system-deps.sh run
+
 $(STAMP): pyproject.toml
+	bash deploy/scripts/system-deps.sh run
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -47,7 +53,7 @@ pytest: setup
 	exit $$rc
 
 ## run: one pass of the pipeline on the embedded broker
-run: setup
+run: setup-run
 	$(BIN)/rote run --once
 
 clean-venv:
