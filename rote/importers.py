@@ -100,14 +100,20 @@ def parse_timestamp(raw: str | None) -> datetime:
     if number is not None:
         if number > 1e11:  # milliseconds since the epoch
             number /= 1000.0
-        return datetime.fromtimestamp(number, tz=UTC)
+        try:
+            return datetime.fromtimestamp(number, tz=UTC)
+        except (OverflowError, OSError, ValueError):  # nan, inf, years past 9999
+            raise ValueError(f"timestamp {text!r} is out of range") from None
     try:
         ts = datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
     except ValueError:
         raise ValueError(f"timestamp {text!r} is not ISO-8601 or epoch seconds") from None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-05:00 is past datetime.max in UTC
+        raise ValueError(f"timestamp {text!r} is out of range in UTC") from None
 
 
 def _iso(ts: datetime) -> str:
@@ -257,7 +263,7 @@ def _map_bosco(row: Mapping[str, Any], skip: set[str]) -> dict[str, Any]:
     if row_text is not None:
         try:
             rownum = int(float(row_text))
-        except ValueError:
+        except (ValueError, OverflowError):  # "abc", "nan", "1e400"
             raise ValueError(f"Row {row_text!r} is not a number") from None
     cell = f"{column}{rownum}" if column is not None and rownum is not None else None
     file_name = _clean(row.get("FileName"))
@@ -342,8 +348,13 @@ def _read_csv(
     except OSError as exc:
         raise ImportFormatError(f"cannot read {path}: {exc.strerror}") from None
     with handle:
-        reader = csv.DictReader(handle, delimiter=delimiter, restkey="__extra__")
-        header = reader.fieldnames or []
+        try:
+            reader = csv.DictReader(handle, delimiter=delimiter, restkey="__extra__")
+            header = reader.fieldnames or []
+        except (TypeError, csv.Error) as exc:  # a bad delimiter, an unreadable header
+            raise ImportFormatError(f"{path.name}: unreadable CSV header: {exc}") from None
+        except UnicodeDecodeError as exc:  # the first read decodes a whole buffer, not just the header
+            raise ImportFormatError(f"{path.name}: not UTF-8 ({exc.reason})") from None
         required = {
             "bosco": ("eventType", "timeStamp"),
             "actionlogger": ("eventType", "timeStamp", "targetApp"),
@@ -400,25 +411,29 @@ def _read_csv(
 
 
 def _read_jsonl(path: Path, user_id: str) -> Iterator[tuple[datetime | None, ImportedRecord]]:
+    # surrogateescape: one undecodable line becomes an error record instead of aborting the whole file;
+    # utf-8-sig: a BOM written by Windows tools is not part of the first line's JSON.
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open(encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
         raise ImportFormatError(f"cannot read {path}: {exc.strerror}") from None
     with handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
+            error: str | None = None
             try:
+                text.encode("utf-8")  # only escaped (undecodable) bytes are surrogates here
                 obj = json.loads(text)
+            except UnicodeEncodeError:
+                error = f"line {line}: not UTF-8"
             except json.JSONDecodeError as exc:
-                yield (
-                    None,
-                    ImportedRecord(
-                        line=line,
-                        payload={"raw": text.rstrip("\n")},
-                        error=f"line {line}: not JSON: {exc.msg}",
-                    ),
-                )
+                error = f"line {line}: not JSON: {exc.msg}"
+            except RecursionError:
+                error = f"line {line}: JSON nested too deeply"
+            if error is not None:
+                raw = text.rstrip("\r\n").encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                yield None, ImportedRecord(line=line, payload={"raw": raw}, error=error)
                 continue
             if not isinstance(obj, dict):
                 yield (

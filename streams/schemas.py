@@ -23,6 +23,9 @@ Id = Annotated[str, Field(min_length=1, max_length=256)]
 Seconds = Annotated[float, Field(ge=0)]
 #: Free text from users (field values, cell contents) is capped so one event cannot blow up memory.
 MAX_VALUE_CHARS = 65536
+#: No single UI action lasts a year; a longer (or infinite) reading is a logger's clock bug, and letting it
+#: through would overflow the durations and hours the discoverer sums into candidates.
+MAX_ACTION_SECONDS = 366 * 86400.0
 
 
 class Event(BaseModel):
@@ -32,7 +35,10 @@ class Event(BaseModel):
 
 
 def _utc(ts: datetime) -> datetime:
-    return ts.astimezone(UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59-05:00: a valid local time that UTC cannot represent
+        raise ValueError("timestamp is outside the range representable in UTC") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -73,7 +79,7 @@ class UserAction(Event):
     action_type: NonEmpty
     target: Target = Field(default_factory=Target)
     value: str | None = Field(default=None, max_length=MAX_VALUE_CHARS)
-    duration_seconds: Seconds | None = None
+    duration_seconds: Annotated[float, Field(ge=0, le=MAX_ACTION_SECONDS)] | None = None
     source: str | None = Field(default=None, description="the logger/format that recorded the event")
     attributes: dict[str, str] = Field(default_factory=dict, description="logger columns kept verbatim")
 
@@ -384,6 +390,8 @@ def decode(model: type[E], payload: bytes | str | dict[str, Any]) -> E:
             raise ValidationError(
                 f"payload is not JSON: {exc.msg} at line {exc.lineno} col {exc.colno}"
             ) from None
+        except RecursionError:
+            raise ValidationError("payload is nested too deeply to parse") from None
         if not isinstance(data, dict):
             raise ValidationError(f"payload is a JSON {type(data).__name__}, expected an object")
         return model.model_validate(data)

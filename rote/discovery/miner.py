@@ -223,7 +223,12 @@ class DiscoveryResult:
 
 
 def _utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=UTC)
+    try:
+        return datetime.fromtimestamp(ts, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        # Float seconds lose the microseconds near the calendar's ends: a valid event at
+        # 9999-12-31T23:59:59.999999Z comes back as year 10000. Clamp to the edge it came from.
+        return (datetime.max if ts > 0 else datetime.min).replace(tzinfo=UTC)
 
 
 def _common_target(targets: Sequence[dict[str, Any]]) -> dict[str, Any]:
