@@ -74,15 +74,17 @@ def register(
                     if not should_generate(cand, last, min_score=min_score, growth=regenerate_growth):
                         continue
                     automation = generate(cand)
-                    generated[cand.candidate_id] = {
-                        "version": cand.version,
-                        "occurrences": cand.occurrences,
-                        "routine": list(cand.routine),
-                    }
             except Exception as exc:
                 await io.failed(event, exc)
                 continue
-            await io.send(AUTOMATIONS.name, automation.automation_id.encode(), automation)
+            # Sent (and acknowledged) before it is remembered as generated: a crash in between generates
+            # the same version again on re-delivery rather than never publishing it.
+            await io.send(AUTOMATIONS.name, automation.automation_id.encode(), automation, delivered=True)
+            generated[cand.candidate_id] = {
+                "version": cand.version,
+                "occurrences": cand.occurrences,
+                "routine": list(cand.routine),
+            }
 
     @app.agent(registry_inputs, name=REGISTRY_AGENT)
     async def keep_registry(stream: faust.StreamT[bytes]) -> None:
@@ -100,16 +102,18 @@ def register(
             except Exception as exc:
                 await rio.failed(event, exc)
                 continue
-            if record is None:
-                continue
-            before = states.get(record.automation_id)
-            states[record.automation_id] = record.state
-            _export(states)
-            if record.state != before and record.state in ("verified", "rejected", "retired"):
-                echo = record.automation.model_copy(
-                    update={"state": record.state, "state_reason": record.state_reason}
-                )
-                await rio.send(AUTOMATIONS.name, record.automation_id.encode(), echo)
+            changed = False
+            if record is not None:
+                before = states.get(record.automation_id)
+                states[record.automation_id] = record.state
+                _export(states)
+                changed = record.state != before and record.state in ("verified", "rejected", "retired")
+                if changed:
+                    echo = record.automation.model_copy(
+                        update={"state": record.state, "state_reason": record.state_reason}
+                    )
+                    await rio.send(AUTOMATIONS.name, record.automation_id.encode(), echo, delivered=True)
+            registry.record(item.automation_id, topic, event.value, checkpoint=changed)
 
     @app.page("/automations/")
     async def automations_view(web: Any, request: Any) -> Any:

@@ -93,8 +93,11 @@ class AgentIO:
         metrics.DEAD_LETTERS.labels(topic=topic, reason=kind or metrics.dead_letter_reason(exc.reason)).inc()
         await self.send(DEAD_LETTERS.name, topic.encode(), letter)
 
-    async def send(self, topic: str, key: bytes, event: Event) -> None:
-        await self.topics[topic].send(key=key, value=encode(event))
+    async def send(self, topic: str, key: bytes, event: Event, *, delivered: bool = False) -> None:
+        """Send one event; with `delivered`, return only once the broker has acknowledged it."""
+        pending = await self.topics[topic].send(key=key, value=encode(event))
+        if delivered:
+            await pending
         metrics.EVENTS_PRODUCED.labels(topic=topic, agent=self.agent).inc()
 
     @contextmanager
@@ -144,6 +147,7 @@ async def apply_routed(
     try:
         with io.timed():
             state.apply(key, topic, event.value)
+            state.record(key, topic, event.value)
     except Exception as exc:
         await io.failed(event, exc)
         return False

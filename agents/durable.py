@@ -25,13 +25,26 @@ _SEP = b"\n"
 
 
 class Checkpoint(Generic[S]):
-    """A key's state, how many events it has absorbed, and where its write-ahead log starts."""
+    """A key's state, how many events it has absorbed, and where its write-ahead log starts.
+
+    `replayed` is not persisted: a copy that comes back from the changelog (at start, and after every
+    rebalance, when Faust re-reads changelogs into the memory store) must replay the log entries written
+    after it, whether or not this worker has seen the key before.
+    """
 
     def __init__(self, state: S) -> None:
         self.state = state
         self.seq = 0
         self.wal_from = 0
         self.dirty = False  # changed outside stream iteration (a timer): checkpoint with the next event
+        self.replayed = True
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "replayed"}
+
+    def __setstate__(self, data: dict[str, Any]) -> None:
+        self.__dict__.update(data)
+        self.replayed = False
 
 
 class DurableState(Generic[S]):
@@ -50,7 +63,6 @@ class DurableState(Generic[S]):
         self.factory = factory
         self.apply_fn = apply
         self.checkpoint_every = checkpoint_every
-        self._recovered: set[str] = set()
 
     @staticmethod
     def wal_key(key: str, seq: int) -> str:
@@ -70,23 +82,30 @@ class DurableState(Generic[S]):
         cp: Checkpoint[S] | None = self.states.get(key)
         if cp is None:
             cp = self.states[key] = Checkpoint(self.factory(key))
-        if key not in self._recovered:
-            self._recovered.add(key)
+        if not cp.replayed:
+            cp.replayed = True
             while (raw := self.wal.get(self.wal_key(key, cp.seq))) is not None:
                 topic, _, value = bytes(raw).partition(_SEP)
                 self.apply_fn(cp.state, topic.decode(), value)
                 cp.seq += 1
         return cp
 
-    def apply(self, key: str, topic: str, value: bytes, *, checkpoint: bool = False) -> Any:
-        """Apply one event to the key's state durably; returns what `apply` returned."""
+    def apply(self, key: str, topic: str, value: bytes) -> Any:
+        """Apply one event to the key's live state (not yet durable); returns what `apply` returned.
+
+        The caller publishes what the event produced, waits for the broker to have it, and then calls
+        `record`: a crash before `record` leaves the event uncommitted, so it is delivered again and
+        reproduces the same output (at least once), instead of a logged event whose output never left.
+        """
+        return self.apply_fn(self.restore(key).state, topic, value)
+
+    def record(self, key: str, topic: str, value: bytes, *, checkpoint: bool = False) -> None:
+        """Make the last applied event durable: log it, and checkpoint when due (or asked)."""
         cp = self.restore(key)
-        result = self.apply_fn(cp.state, topic, value)
         self.wal[self.wal_key(key, cp.seq)] = topic.encode() + _SEP + value
         cp.seq += 1
         if checkpoint or cp.dirty or cp.seq - cp.wal_from >= self.checkpoint_every:
             self.checkpoint(key, cp)
-        return result
 
     def checkpoint(self, key: str, cp: Checkpoint[S]) -> None:
         cp.dirty = False

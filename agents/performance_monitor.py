@@ -99,7 +99,8 @@ def register(app: faust.App, topics: Topics, *, config: MonitorConfig | None = N
                     severity=anomaly.severity, signal=signal_family(anomaly.signal)
                 ).inc()
                 metrics.ANOMALY_SCORE.labels(signal=signal_family(anomaly.signal)).observe(anomaly.score)
-                await io.send(ANOMALIES.name, item.automation_id.encode(), anomaly)
+                await io.send(ANOMALIES.name, item.automation_id.encode(), anomaly, delivered=True)
+            monitors.record(item.automation_id, event.message.topic, event.value, checkpoint=bool(findings))
 
     return {"agent": monitor, "table": monitors}
 

@@ -13,7 +13,7 @@ users idle for longer than `idle_flush_seconds` (wall clock since their last eve
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import faust
 from rote.agents.app import Topics
@@ -53,10 +53,11 @@ def register(
         # topic with a tombstone, so no consumer keeps acting on it.
         for candidate_id in discoverer.drain_retracted(state):
             known.pop(candidate_id, None)
-            await topics[CANDIDATES.name].send(key=candidate_id.encode(), value=None)
+            pending = await topics[CANDIDATES.name].send(key=candidate_id.encode(), value=None)
+            await pending
         for cand in candidates:
             known[cand.candidate_id] = cand
-            await io.send(CANDIDATES.name, cand.candidate_id.encode(), cand)
+            await io.send(CANDIDATES.name, cand.candidate_id.encode(), cand, delivered=True)
         if candidates:
             _export(known)
 
@@ -69,14 +70,22 @@ def register(
             try:
                 with io.timed():
                     emitted = users.apply(action.user_id, USER_ACTIONS.name, event.value)
-                    cp = users.restore(action.user_id)
-                    if emitted:  # what was published must survive a restart without being re-sent
-                        users.checkpoint(action.user_id, cp)
                     last_seen[action.user_id] = time.monotonic()
             except Exception as exc:
                 await io.failed(event, exc)
                 continue
-            await publish(emitted, cp.state)
+            # Published (and acknowledged) before the event is logged: a crash in between re-delivers the
+            # event and re-publishes the same version; it never loses one. After publishing, a checkpoint,
+            # so a restart does not publish these versions again.
+            await publish(emitted, users.restore(action.user_id).state)
+            users.record(action.user_id, USER_ACTIONS.name, event.value, checkpoint=bool(emitted))
+
+    async def forget_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Users whose partitions moved to another worker must not be flushed from this one's stale copy;
+        # users that stay here are flushed after their next event instead.
+        last_seen.clear()
+
+    app.on_partitions_revoked.connect(cast(Any, forget_revoked))
 
     @app.timer(interval=min(5.0, idle_flush_seconds))
     async def flush_idle() -> None:

@@ -20,7 +20,8 @@ from rote.errors import ConfigError
 class Settings:
     #: `embedded` starts the bundled Tansu broker; `kafka://host:port[,host:port]` uses a cluster.
     broker: str = "embedded"
-    #: Faust table store: `memory://` (state rebuilt from changelogs at start) or `rocksdb://`.
+    #: Faust table store. Only `memory://` (state rebuilt from the changelogs at start): the agents keep live
+    #: state objects in the table, which a serializing store such as `rocksdb://` would hand back as copies.
     store: str = "memory://"
     #: Replication factor for topics rote creates (1 for a single broker).
     replication: int = 1
@@ -45,8 +46,10 @@ class Settings:
     def __post_init__(self) -> None:
         if self.broker != "embedded" and not self.broker.startswith("kafka://"):
             raise ConfigError(f"broker must be 'embedded' or kafka://host:port, got {self.broker!r}")
-        if not (self.store.startswith("memory://") or self.store.startswith("rocksdb://")):
-            raise ConfigError(f"store must be memory:// or rocksdb://, got {self.store!r}")
+        if not self.store.startswith("memory://"):
+            raise ConfigError(
+                f"store must be memory:// (agent state is rebuilt from changelogs), got {self.store!r}"
+            )
         if self.replication < 1:
             raise ConfigError("replication must be at least 1")
         if self.sandbox_concurrency < 1:

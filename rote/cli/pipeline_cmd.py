@@ -61,7 +61,7 @@ def run_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     broker: str | None = typer.Option(None, help=BROKER_HELP),
     store: str | None = typer.Option(
-        None, help="Faust table store, memory:// or rocksdb://. Env: ROTE_STORE."
+        None, help="Faust table store (memory:// only). Env: ROTE_STORE."
     ),
     metrics_port: int | None = typer.Option(
         None, help="Prometheus metrics port (default 9464, 0 disables). Env: ROTE_METRICS_PORT."
@@ -155,7 +155,7 @@ def worker_cmd(
     broker: str = typer.Option(
         ..., help="kafka://HOST:PORT of the cluster. Env: ROTE_BROKER.", envvar="ROTE_BROKER"
     ),
-    store: str | None = typer.Option(None, help="memory:// or rocksdb://. Env: ROTE_STORE."),
+    store: str | None = typer.Option(None, help="Faust table store (memory:// only). Env: ROTE_STORE."),
     metrics_port: int | None = typer.Option(
         None, help="Prometheus metrics port (default 9464). Env: ROTE_METRICS_PORT."
     ),
