@@ -152,9 +152,11 @@ def run(
                 state.error = f"sandbox service failed: {exc!r}"
                 log.exception("sandbox service failed")
 
+        start_offsets = _end_offsets(bootstrap)
+
         @app.task
         async def _record() -> None:
-            await _recorder(bootstrap, archive, state, stop)
+            await _recorder(bootstrap, archive, state, stop, start_offsets)
 
         @app.task
         async def _replay() -> None:
@@ -260,8 +262,30 @@ def _timestamp(payload: dict[str, Any]) -> datetime | None:
     return None
 
 
-async def _recorder(bootstrap: str, archive: ArchiveWriter, state: _Progress, stop: asyncio.Event) -> None:
-    """Read every catalogue topic from the start, archive it, and note what the watcher needs."""
+def _end_offsets(bootstrap: str) -> dict[tuple[str, int], int]:
+    """Where every catalogue partition ends before this run: the run records and counts only what follows.
+
+    On a cluster that already holds earlier runs' events (the agents' groups resume from their committed
+    offsets), counting from the beginning would mix runs and wait for events nobody will process again.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(spec.name, p) for spec in CATALOGUE for p in range(spec.partitions)]
+        return {(tp.topic, tp.partition): off for tp, off in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
+
+
+async def _recorder(
+    bootstrap: str,
+    archive: ArchiveWriter,
+    state: _Progress,
+    stop: asyncio.Event,
+    start_offsets: dict[tuple[str, int], int],
+) -> None:
+    """Read every catalogue topic from where it ended before the run; archive it for the watcher."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
@@ -271,7 +295,8 @@ async def _recorder(bootstrap: str, archive: ArchiveWriter, state: _Progress, st
     try:
         parts = [TopicPartition(spec.name, p) for spec in CATALOGUE for p in range(spec.partitions)]
         consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
+        for tp in parts:
+            consumer.seek(tp, start_offsets.get((tp.topic, tp.partition), 0))
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, msgs in batch.items():
@@ -315,15 +340,13 @@ async def _production_runs(
     from aiokafka import AIOKafkaProducer
 
     deadline = time.monotonic() + options.timeout_seconds
+    consumed = metrics.EVENTS_CONSUMED.labels(topic=USER_ACTIONS.name, agent="task-identifier")
     while not state.verified:
         if stop.is_set() or time.monotonic() > deadline:
             return
-        if (
-            state.replay_done
-            and time.monotonic() - state.last_event > options.quiet_seconds
-            and state.counts.get(TEST_RESULTS.name)
-        ):
-            return  # everything was tested and nothing verified: nothing to run in production
+        caught_up = state.replay_done and consumed._value.get() >= state.produced + state.injected_bad
+        if caught_up and time.monotonic() - state.last_event > options.quiet_seconds:
+            return  # everything was processed and nothing got verified: nothing to run in production
         await asyncio.sleep(0.5)
     aid = state.verified[0]
     samples = state.sandbox_durations.get(aid) or []
@@ -396,7 +419,7 @@ async def _watch_until_done(
             break
         caught_up = state.replay_done and consumed._value.get() >= state.produced + state.injected_bad
         quiet = now - state.last_event > options.quiet_seconds
-        reported = report_status["reports"] > 0 and report_status["reported_seen"] == report_status["seen"]
+        reported = report_status["reported_seen"] == report_status["seen"]
         if caught_up and state.production_done and quiet and _feed_caught_up(state) and reported:
             log.info("done: counts %s, report status %s", state.counts, report_status)
             break

@@ -107,6 +107,14 @@ def test_run_once_on_apache_kafka(tmp_path: Path, kafka_broker: Any) -> None:
     assert summary["broker"] != "tansu"
     check_summary(summary, tmp_path)
 
+    # The same log again on the same cluster: the run counts only its own traffic, finishes, and the
+    # replay is idempotent (same event ids): no new candidates, only the new invalid events dead-lettered.
+    again = run_once(tmp_path / "again", "--broker", f"kafka://{kafka_broker.bootstrap}")
+    assert not again["timed_out"] and again["error"] is None
+    assert again["topics"]["user-actions"] == again["events_in"] + again["injected_invalid_events"]
+    assert again["dead_letters"] == again["injected_invalid_events"]
+    assert again["topics"]["candidates"] == 0
+
 
 # --------------------------------------------------------------------------------------------------
 # restart: the task identifier resumes from durable state
