@@ -5,7 +5,7 @@ their inputs are keyed by candidate or automation over several partitions; a Fau
 co-partitioned with its source. Re-keying everything onto `rote-optimizer-feed` (one partition) gives one
 owner for the whole-picture state, with changelogged tables like every other agent. Volumes are low
 (candidates, automations, results, runs, anomalies: not user actions), so one partition is no bottleneck.
-The source topic travels in a header; the bytes are forwarded untouched and validated by the consumers.
+The source topic travels in a header; the bytes are validated here and forwarded untouched.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import faust
 from rote.agents.app import Topics
-from rote.streams.topics import ANOMALIES, AUTOMATIONS, CANDIDATES, METRICS, TEST_RESULTS
+from rote.streams.topics import ANOMALIES, AUTOMATIONS, BY_NAME, CANDIDATES, METRICS, TEST_RESULTS
 
 from rote import metrics
 
@@ -43,10 +43,19 @@ def register(app: faust.App, topics: Topics) -> dict[str, Any]:
         *SOURCES, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
 
+    from rote.agents.common import AgentIO  # common imports this module (source_of)
+    from rote.streams.schemas import SCHEMAS
+
+    io = AgentIO(agent=AGENT, topics=topics)
+
     @app.agent(sources, name=AGENT)
     async def forward(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            metrics.EVENTS_CONSUMED.labels(topic=event.message.topic, agent=AGENT).inc()
+            # Validated here, once, against the source topic's schema: an invalid event is dead-lettered
+            # with its real topic and never reaches the analyzer or the tracker.
+            model = SCHEMAS[BY_NAME[event.message.topic].schema]
+            if await io.decode(model, event, event.value, event.key) is None:
+                continue
             await feed.send(
                 key=FEED_KEY, value=event.value, headers={SOURCE_HEADER: event.message.topic.encode()}
             )
