@@ -14,6 +14,7 @@ Two agents, because their inputs are keyed differently:
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
@@ -73,7 +74,9 @@ def register(
                     last = generated.get(cand.candidate_id)
                     if not should_generate(cand, last, min_score=min_score, growth=regenerate_growth):
                         continue
-                    automation = generate(cand)
+                    # Rendering runs static checkers in subprocesses (bash -n): off the event loop, so a slow
+                    # check cannot stall heartbeats past the session timeout and trigger a rebalance.
+                    automation = await asyncio.get_running_loop().run_in_executor(None, generate, cand)
             except Exception as exc:
                 await io.failed(event, exc)
                 continue

@@ -13,6 +13,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
+from rote.errors import BrokerError
 from rote.streams.schemas import UserAction, decode, encode
 from rote.streams.topics import USER_ACTIONS
 
@@ -31,11 +32,14 @@ class ActionProducer:
         self.topic = topic
         options = {"acks": "all", "linger_ms": 5, "retries": 5, **kafka_options}
         self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), **options)
+        self._pending: list[Any] = []
 
     def send(self, event: UserAction | Mapping[str, Any]) -> UserAction:
         """Validate and send one event; raises `rote.errors.ValidationError` with the reason if invalid."""
         action = event if isinstance(event, UserAction) else decode(UserAction, dict(event))
-        self._producer.send(self.topic, key=action.user_id.encode(), value=encode(action))
+        self._pending.append(
+            self._producer.send(self.topic, key=action.user_id.encode(), value=encode(action))
+        )
         return action
 
     def send_many(self, events: Iterable[UserAction | Mapping[str, Any]]) -> int:
@@ -46,11 +50,26 @@ class ActionProducer:
         return n
 
     def flush(self, timeout: float | None = None) -> None:
+        """Wait until every event sent so far is acknowledged; raises `BrokerError` if any was not.
+
+        kafka-python's own flush returns even when deliveries failed, so each send's result is checked.
+        """
         self._producer.flush(timeout=timeout)
+        pending, self._pending = self._pending, []
+        failed = []
+        for future in pending:
+            try:
+                future.get(timeout=timeout or 30)
+            except Exception as exc:
+                failed.append(exc)
+        if failed:
+            raise BrokerError(f"{len(failed)} of {len(pending)} events were not delivered: {failed[0]!r}")
 
     def close(self, timeout: float | None = None) -> None:
-        self._producer.flush(timeout=timeout)
-        self._producer.close(timeout=timeout)
+        try:
+            self.flush(timeout=timeout)
+        finally:
+            self._producer.close(timeout=timeout)
 
     def __enter__(self) -> ActionProducer:
         return self

@@ -171,3 +171,44 @@ def test_producer_api_validates_before_sending(tansu_broker: Any) -> None:
     consumer.close()
     ids = [a.event_id for a in seen]
     assert sent.event_id in ids and "producer-api-2" not in ids
+
+
+@pytest.mark.integration
+@pytest.mark.tansu
+def test_rote_produce_validates_or_forwards_as_asked(tansu_broker: Any, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    log = tmp_path / "actions.jsonl"
+    rows = [
+        {**GOOD, "event_id": "produce-1"},
+        {**GOOD, "event_id": "produce-2", "user_id": "ben"},
+        {**GOOD, "event_id": "produce-3", "timestamp": "not a time"},
+    ]
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    broker = f"kafka://{tansu_broker.bootstrap}"
+
+    def produce(*extra: str) -> dict[str, Any]:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rote.cli",
+                "produce",
+                str(log),
+                "--format",
+                "jsonl",
+                "--broker",
+                broker,
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return out
+
+    assert produce() == {"sent": 2, "rejected": 1, "failed": 0}
+    assert produce("--no-validate") == {"sent": 3, "rejected": 0, "failed": 0}

@@ -201,10 +201,14 @@ def produce_cmd(
     from rote.streams.schemas import UserAction, decode, encode
     from rote.streams.topics import USER_ACTIONS
 
+    from rote.brokers import create_topics
+
     settings = Settings.from_env(broker=broker)
+    create_topics(settings.bootstrap_servers, [USER_ACTIONS], replication=settings.replication)
     records = list(iter_records(file, fmt=fmt.value, user_id=user_id))
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers.split(","), linger_ms=5, acks="all")
     sent = rejected = 0
+    futures = []
     for rec in track(records, description="producing", disable=not sys.stderr.isatty()):
         key = str(rec.payload.get("user_id") or user_id).encode()
         if validate:
@@ -216,8 +220,17 @@ def produce_cmd(
                 continue
         else:
             value = json.dumps(rec.payload).encode()
-        producer.send(USER_ACTIONS.name, key=key, value=value)
-        sent += 1
+        futures.append(producer.send(USER_ACTIONS.name, key=key, value=value))
     producer.flush()
+    failed = 0
+    for future in futures:  # kafka-python's flush returns even when deliveries failed
+        try:
+            future.get(timeout=30)
+            sent += 1
+        except Exception as exc:
+            failed += 1
+            typer.echo(f"not delivered: {exc!r}", err=True)
     producer.close()
-    typer.echo(json.dumps({"sent": sent, "rejected": rejected}))
+    typer.echo(json.dumps({"sent": sent, "rejected": rejected, "failed": failed}))
+    if failed:
+        raise typer.Exit(1)
