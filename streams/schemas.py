@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -32,6 +32,10 @@ class Event(BaseModel):
     """Base of all events: immutable, unknown fields ignored so older consumers survive newer producers."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+#: How far ahead of this machine's clock an action's timestamp may be (devices' clocks drift).
+MAX_CLOCK_SKEW = timedelta(days=1)
 
 
 def _utc(ts: datetime) -> datetime:
@@ -83,7 +87,15 @@ class UserAction(Event):
     source: str | None = Field(default=None, description="the logger/format that recorded the event")
     attributes: dict[str, str] = Field(default_factory=dict, description="logger columns kept verbatim")
 
-    _utc_ts = field_validator("timestamp")(_utc)
+    @field_validator("timestamp")
+    @classmethod
+    def _utc_not_future(cls, ts: datetime) -> datetime:
+        """A user action cannot have happened tomorrow. One event from a device with a wrong clock would
+        otherwise move that user's event-time clock ahead and make every later real event look late."""
+        ts = _utc(ts)
+        if ts > datetime.now(UTC) + MAX_CLOCK_SKEW:
+            raise ValueError(f"timestamp is more than {MAX_CLOCK_SKEW} in the future (device clock wrong?)")
+        return ts
 
 
 # --------------------------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ def test_valid_event_round_trips_and_timestamps_become_utc() -> None:
         (json.dumps({**GOOD, "timestamp": "yesterday"}).encode(), "timestamp:"),
         (json.dumps({**GOOD, "timestamp": "2026-05-01T09:00:00"}).encode(), "timestamp:"),  # no timezone
         (json.dumps({**GOOD, "duration_seconds": -1}).encode(), "duration_seconds:"),
+        (json.dumps({**GOOD, "timestamp": "2999-01-01T00:00:00Z"}).encode(), "in the future"),
         (json.dumps({**GOOD, "event_id": ""}).encode(), "event_id:"),
     ],
 )
