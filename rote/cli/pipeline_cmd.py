@@ -196,12 +196,11 @@ def produce_cmd(
     from kafka import KafkaProducer
     from rich.progress import track
 
+    from rote.brokers import create_topics
     from rote.errors import ValidationError
     from rote.importers import iter_records
     from rote.streams.schemas import UserAction, decode, encode
     from rote.streams.topics import USER_ACTIONS
-
-    from rote.brokers import create_topics
 
     settings = Settings.from_env(broker=broker)
     create_topics(settings.bootstrap_servers, [USER_ACTIONS], replication=settings.replication)
