@@ -322,7 +322,8 @@ def _observe(topic: str, value: bytes, archive: ArchiveWriter, state: _Progress)
     if topic == METRICS.name and data.get("source") == "sandbox":
         with contextlib.suppress(Exception):
             m = RunMetric.model_validate(data)
-            state.sandbox_durations.setdefault(m.automation_id, []).append(m)
+            if m.success and m.steps:  # a real run (not a language that cannot run here): a timing sample
+                state.sandbox_durations.setdefault(m.automation_id, []).append(m)
     elif topic == AUTOMATIONS.name and data.get("state") == "verified":
         aid = str(data.get("automation_id"))
         if aid not in state.verified:
