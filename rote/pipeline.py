@@ -93,10 +93,8 @@ class _Progress:
     replay_done: bool = False
     injected_bad: int = 0
     production_runs: int = 0
-    production_automation: str | None = None
     production_done: bool = False
     last_event: float = field(default_factory=time.monotonic)
-    last_report: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
     sandbox_durations: dict[str, list[RunMetric]] = field(default_factory=dict)
     verified: list[str] = field(default_factory=list)
@@ -308,9 +306,7 @@ async def _recorder(
 
 def _observe(topic: str, value: bytes, archive: ArchiveWriter, state: _Progress) -> None:
     state.counts[topic] = state.counts.get(topic, 0) + 1
-    if topic == OPTIMIZATION_REPORTS.name:
-        state.last_report = time.monotonic()
-    elif topic != USER_ACTIONS.name:
+    if topic not in (USER_ACTIONS.name, OPTIMIZATION_REPORTS.name):
         state.last_event = time.monotonic()
     try:
         data = json.loads(value)
@@ -383,7 +379,6 @@ async def _production_runs(
             state.production_runs += 1
             await asyncio.sleep(0.02)
         await producer.flush()
-        state.production_automation = aid
     finally:
         await producer.stop()
 

