@@ -169,6 +169,19 @@ class Candidate(Event):
     first_seen: AwareDatetime
     last_seen: AwareDatetime
     updated_at: AwareDatetime
+    name: str = Field(
+        default="",
+        max_length=300,
+        description="human-readable name from the routine's applications, documents, forms and fields",
+    )
+    variant_note: str | None = Field(
+        default=None, max_length=500, description="what tells this variant apart from the user's others"
+    )
+    sop: list[Annotated[str, Field(max_length=500)]] = Field(
+        default_factory=list,
+        max_length=200,
+        description="standard operating procedure: numbered plain-language steps with the data flow",
+    )
 
 
 # --------------------------------------------------------------------------------------------------

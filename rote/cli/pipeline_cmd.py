@@ -166,18 +166,18 @@ def worker_cmd(
     """Run the agents only, as one worker of a cluster (scale by starting more)."""
     from rote.agents import AgentOptions, build_app
     from rote.brokers import create_topics
-    from rote.pipeline import _make_worker, _serve_metrics
+    from rote.pipeline import make_worker, serve_metrics
     from rote.streams.topics import CATALOGUE
 
     settings = Settings.from_env(broker=broker, store=store, metrics_port=metrics_port, web_port=web_port)
     create_topics(settings.bootstrap_servers, CATALOGUE, replication=settings.replication)
-    _serve_metrics(settings)
+    serve_metrics(settings)
     app, _ = build_app(
         settings,
         bootstrap=settings.bootstrap_servers,
         options=AgentOptions(report_interval_seconds=settings.report_interval_seconds),
     )
-    worker = _make_worker(app)
+    worker = make_worker(app)
     worker.execute_from_commandline()
 
 

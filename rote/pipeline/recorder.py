@@ -1,0 +1,79 @@
+"""The run's recorder: every catalogue topic archived from where it ended before the run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+from rote.archive import ArchiveWriter
+from rote.pipeline.options import Progress
+from rote.streams.schemas import RunMetric
+from rote.streams.topics import AUTOMATIONS, CATALOGUE, METRICS, OPTIMIZATION_REPORTS, USER_ACTIONS
+
+
+def end_offsets(bootstrap: str) -> dict[tuple[str, int], int]:
+    """Where every catalogue partition ends before this run: the run records and counts only what follows.
+
+    On a cluster that already holds earlier runs' events (the agents' groups resume from their committed
+    offsets), counting from the beginning would mix runs and wait for events nobody will process again.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(spec.name, p) for spec in CATALOGUE for p in range(spec.partitions)]
+        return {(tp.topic, tp.partition): off for tp, off in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
+
+
+async def recorder(
+    bootstrap: str,
+    archive: ArchiveWriter,
+    state: Progress,
+    stop: asyncio.Event,
+    start_offsets: dict[tuple[str, int], int],
+) -> None:
+    """Read every catalogue topic from where it ended before the run; archive it for the watcher."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        parts = [TopicPartition(spec.name, p) for spec in CATALOGUE for p in range(spec.partitions)]
+        consumer.assign(parts)
+        for tp in parts:
+            consumer.seek(tp, start_offsets.get((tp.topic, tp.partition), 0))
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, msgs in batch.items():
+                for msg in msgs:
+                    _observe(tp.topic, msg.value or b"", archive, state)
+    finally:
+        await consumer.stop()
+
+
+def _observe(topic: str, value: bytes, archive: ArchiveWriter, state: Progress) -> None:
+    state.counts[topic] = state.counts.get(topic, 0) + 1
+    if topic not in (USER_ACTIONS.name, OPTIMIZATION_REPORTS.name):
+        state.last_event = time.monotonic()
+    try:
+        data = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        return  # invalid input (kept whole in dead-letters) or a tombstone: nothing to archive
+    archive.write(topic, value)
+    if topic == METRICS.name and data.get("source") == "sandbox":
+        with contextlib.suppress(Exception):
+            m = RunMetric.model_validate(data)
+            if m.success and m.steps:  # a real run (not a language that cannot run here): a timing sample
+                state.sandbox_durations.setdefault(m.automation_id, []).append(m)
+    elif topic == AUTOMATIONS.name and data.get("state") == "verified":
+        aid = str(data.get("automation_id"))
+        if aid not in state.verified:
+            state.verified.append(aid)
