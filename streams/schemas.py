@@ -189,7 +189,7 @@ class Candidate(Event):
 # --------------------------------------------------------------------------------------------------
 
 Language = Literal["python", "bash", "applescript"]
-Lifecycle = Literal["generated", "testing", "verified", "rejected", "active", "retired"]
+Lifecycle = Literal["generated", "testing", "verified", "rejected", "active", "retired", "degraded"]
 
 
 class GeneratedSource(Event):
@@ -289,20 +289,61 @@ class StepTiming(Event):
     duration_seconds: Seconds
 
 
+RunOutcome = Literal["succeeded", "failed", "timeout", "error"]
+
+
 class RunMetric(Event):
-    """One run of an automation, by a production runner or the sandbox."""
+    """One run of an automation, by a production runner or the sandbox.
+
+    `source` says where the numbers come from: "sandbox" (a jailed test against the simulator),
+    "production" (the executor, `rote runner`, with the production drivers against the real
+    applications) or "simulated" (made up by a program, e.g. a load generator; never counted as time
+    saved and labelled simulated wherever it shows). `outcome`, `error`, `failed_step` and `attempts` are
+    filled by the executor; older producers leave them unset.
+    """
 
     schema_version: Literal[1] = 1
     run_id: Id
     automation_id: Id
     version: int = Field(ge=1)
-    source: Literal["sandbox", "production"]
+    source: Literal["sandbox", "production", "simulated"]
     started_at: AwareDatetime
     duration_seconds: Seconds
     success: bool
     cpu_seconds: Seconds | None = None
     peak_memory_bytes: int | None = Field(default=None, ge=0)
     steps: list[StepTiming] = Field(default_factory=list)
+    outcome: RunOutcome | None = Field(
+        default=None,
+        description="succeeded; failed (a step failed: see error and failed_step); timeout; error (the "
+        "executor could not run it: no browser, bad parameters, ...)",
+    )
+    error: str | None = Field(default=None, max_length=2000, description="why the run failed, one line")
+    failed_step: int | None = Field(default=None, ge=0, description="index of the step that failed")
+    attempts: int = Field(default=1, ge=1, description="tries the executor made (retries by policy)")
+    request_id: str | None = Field(
+        default=None, max_length=256, description="the run request this run answers (= run_id for the executor)"
+    )
+
+
+class RunRequest(Event):
+    """Ask the executor (`rote runner`) to run an automation once with these parameter values.
+
+    `run_id` is chosen by the requester and makes the request idempotent: a redelivered or repeated
+    request with the same id neither runs nor publishes twice. Parameters are data handed to the
+    generated program at run time, never code.
+    """
+
+    schema_version: Literal[1] = 1
+    run_id: Id
+    automation_id: Id
+    version: int | None = Field(default=None, ge=1, description="run this version only; default: current")
+    params: dict[str, Annotated[str, Field(max_length=MAX_VALUE_CHARS)]] = Field(default_factory=dict)
+    requested_by: str = Field(default="", max_length=256)
+    requested_at: AwareDatetime
+    allow_degraded: bool = Field(
+        default=False, description="run even if the automation is degraded (a person retrying after a fix)"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -380,6 +421,7 @@ SCHEMAS: dict[str, type[Event]] = {
     "Automation": Automation,
     "TestResult": TestResult,
     "RunMetric": RunMetric,
+    "RunRequest": RunRequest,
     "Anomaly": Anomaly,
     "OptimizationReport": OptimizationReport,
     "DeadLetter": DeadLetter,

@@ -86,6 +86,16 @@ METRICS = TopicSpec(
     cleanup=Cleanup.DELETE,
     description="Automation run reports (production runners and sandbox runs) with per-step timings.",
 )
+RUN_REQUESTS = TopicSpec(
+    name="run-requests",
+    schema="RunRequest",
+    key="automation_id",
+    partitions=4,
+    retention_ms=7 * DAY_MS,
+    cleanup=Cleanup.DELETE,
+    description="Requests to run an automation with given parameters; the executor (rote runner) consumes "
+    "them and answers with one metrics event per run.",
+)
 ANOMALIES = TopicSpec(
     name="anomalies",
     schema="Anomaly",
@@ -123,6 +133,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ANOMALIES,
     OPTIMIZATION_REPORTS,
     DEAD_LETTERS,
+    RUN_REQUESTS,
 )
 
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in CATALOGUE}
