@@ -9,14 +9,16 @@ model; consumers keep reading the old version until producers have moved.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from rote.errors import ValidationError
+from rote.errors import ConfigError, ValidationError
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=512)]
 Id = Annotated[str, Field(min_length=1, max_length=256)]
@@ -34,8 +36,62 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
 
-#: How far ahead of this machine's clock an action's timestamp may be (devices' clocks drift).
+#: How far ahead of this machine's clock an action's timestamp may be (devices' clocks drift); the default of
+#: `ROTE_MAX_CLOCK_SKEW_SECONDS`.
 MAX_CLOCK_SKEW = timedelta(days=1)
+#: The earliest plausible user action, default of `ROTE_EARLIEST_EVENT_TIME`: older readings are unset device
+#: clocks (epoch 0, year 1), and one of them would drag a user's event-time clock decades back.
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+#: Size caps on free-form strings a logger fills (element ids, URLs, titles, logger columns kept verbatim), so
+#: one event cannot carry megabytes into agent state; real Action Logger and Bosco values are under 200 chars.
+MAX_TEXT_CHARS = 8192
+MAX_ATTRIBUTES = 128
+MAX_ATTRIBUTES_CHARS = 65536
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+
+
+@functools.lru_cache(maxsize=8)
+def _window(earliest_raw: str | None, skew_raw: str | None) -> tuple[datetime, timedelta]:
+    earliest = EARLIEST_EVENT_TIME
+    if earliest_raw:
+        try:
+            earliest = datetime.fromisoformat(earliest_raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"ROTE_EARLIEST_EVENT_TIME={earliest_raw!r} is not an ISO-8601 date") from None
+        earliest = earliest if earliest.tzinfo else earliest.replace(tzinfo=UTC)
+    skew = MAX_CLOCK_SKEW
+    if skew_raw:
+        try:
+            skew = timedelta(seconds=float(skew_raw))
+        except (ValueError, OverflowError):
+            raise ConfigError(f"ROTE_MAX_CLOCK_SKEW_SECONDS={skew_raw!r} is not a number") from None
+        if skew < timedelta(0):
+            raise ConfigError("ROTE_MAX_CLOCK_SKEW_SECONDS must not be negative")
+    return earliest, skew
+
+
+def plausible_time_window() -> tuple[datetime, timedelta]:
+    """(earliest plausible action time, how far ahead of the clock one may be), from the environment."""
+    return _window(os.environ.get("ROTE_EARLIEST_EVENT_TIME"), os.environ.get("ROTE_MAX_CLOCK_SKEW_SECONDS"))
+
+
+def implausible_time(ts: datetime, now: datetime | None = None) -> str | None:
+    """Why `ts` cannot be when a person did something, or None when it can. Importers and ingress share it,
+    so a file row and a producer's event are judged by the same window and the reason reads the same."""
+    earliest, skew = plausible_time_window()
+    stamp = ts.isoformat().replace("+00:00", "Z")
+    if ts < earliest:
+        return (
+            f"timestamp {stamp} is outside the plausible window: before {earliest.date().isoformat()} "
+            "(ROTE_EARLIEST_EVENT_TIME); an unset device clock?"
+        )
+    if ts > (now or datetime.now(UTC)) + skew:
+        hours = skew.total_seconds() / 3600
+        return (
+            f"timestamp {stamp} is outside the plausible window: more than {hours:g} h in the future by this "
+            "machine's clock (ROTE_MAX_CLOCK_SKEW_SECONDS); a wrong device clock?"
+        )
+    return None
 
 
 def _utc(ts: datetime) -> datetime:
@@ -57,17 +113,17 @@ class Target(Event):
     id, class); spreadsheet actions carry `workbook`, `sheet`, `cell` (e.g. "B7"), `column` and `row`.
     """
 
-    field: str | None = None
-    element: str | None = None
-    element_type: str | None = None
-    workbook: str | None = None
-    sheet: str | None = None
-    cell: str | None = None
-    column: str | None = None
+    field: Text | None = None
+    element: Text | None = None
+    element_type: Text | None = None
+    workbook: Text | None = None
+    sheet: Text | None = None
+    cell: Text | None = None
+    column: Text | None = None
     row: int | None = None
-    url: str | None = None
-    file: str | None = None
-    title: str | None = None
+    url: Text | None = None
+    file: Text | None = None
+    title: Text | None = None
 
 
 class UserAction(Event):
@@ -76,26 +132,40 @@ class UserAction(Event):
     schema_version: Literal[1] = 1
     event_id: Id
     user_id: Id
-    session_id: str | None = None
-    device: str | None = None
+    session_id: Text | None = None
+    device: Text | None = None
     timestamp: AwareDatetime
     app: NonEmpty
     action_type: NonEmpty
     target: Target = Field(default_factory=Target)
     value: str | None = Field(default=None, max_length=MAX_VALUE_CHARS)
     duration_seconds: Annotated[float, Field(ge=0, le=MAX_ACTION_SECONDS)] | None = None
-    source: str | None = Field(default=None, description="the logger/format that recorded the event")
-    attributes: dict[str, str] = Field(default_factory=dict, description="logger columns kept verbatim")
+    source: Text | None = Field(default=None, description="the logger/format that recorded the event")
+    attributes: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=MAX_ATTRIBUTES,
+        description=f"logger columns kept verbatim (at most {MAX_ATTRIBUTES}, {MAX_ATTRIBUTES_CHARS} chars)",
+    )
 
     @field_validator("timestamp")
     @classmethod
-    def _utc_not_future(cls, ts: datetime) -> datetime:
-        """A user action cannot have happened tomorrow. One event from a device with a wrong clock would
-        otherwise move that user's event-time clock ahead and make every later real event look late."""
+    def _utc_plausible(cls, ts: datetime) -> datetime:
+        """A user action cannot have happened tomorrow, nor in 1970. One event from a device with a wrong
+        clock would otherwise move that user's event-time clock and make every later real event look late
+        or early. The window is configurable (`plausible_time_window`) and the reason names the setting."""
         ts = _utc(ts)
-        if ts > datetime.now(UTC) + MAX_CLOCK_SKEW:
-            raise ValueError(f"timestamp is more than {MAX_CLOCK_SKEW} in the future (device clock wrong?)")
+        reason = implausible_time(ts)
+        if reason is not None:
+            raise ValueError(reason)
         return ts
+
+    @field_validator("attributes")
+    @classmethod
+    def _attributes_capped(cls, attributes: dict[str, str]) -> dict[str, str]:
+        size = sum(len(k) + len(v) for k, v in attributes.items())
+        if size > MAX_ATTRIBUTES_CHARS:
+            raise ValueError(f"attributes hold {size} characters, over the cap of {MAX_ATTRIBUTES_CHARS}")
+        return attributes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -398,6 +468,9 @@ class DeadLetter(Event):
     reason: str
     field: str | None = None
     payload_b64: str
+    payload_bytes: int | None = Field(
+        default=None, ge=0, description="original size when `payload_b64` holds only the start of it"
+    )
     key_b64: str | None = None
     partition: int | None = None
     offset: int | None = None

@@ -1,0 +1,394 @@
+"""Per-format row mappers: one raw row (a dict of column -> text) in, one `UserAction` payload out.
+
+A mapper raises `ValueError` with a short cause when a row cannot be an action (the reader adds the line);
+it never validates against the schema (ingress does that) and never invents values. Ground-truth columns
+are not copied into the payload, so a discoverer cannot cheat by reading them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rote.errors import ImportFormatError
+from rote.importers.options import (
+    ACTION_COLUMNS,
+    APP_COLUMNS,
+    INSTANCE_COLUMNS,
+    INSTANCE_LABEL,
+    LIFECYCLE_COLUMN,
+    ROUTINE_LABEL,
+    TIME_COLUMNS,
+    USER_COLUMNS,
+    VALUE_COLUMNS,
+    CsvOptions,
+    Format,
+)
+
+_CELL_RE = re.compile(r"^\$?([A-Za-z]{1,3})\$?(\d{1,7})$")
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def clean(value: Any) -> str | None:
+    """The text of a cell, or None when it is missing or blank."""
+    if value is None:
+        return None
+    text = str(value)
+    return text if text.strip() != "" else None
+
+
+def parse_timestamp(raw: str | None) -> datetime:
+    """ISO-8601 (``Z`` or offset; naive means UTC) or epoch seconds/milliseconds."""
+    text = clean(raw)
+    if text is None:
+        raise ValueError("timestamp is empty")
+    text = text.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None:
+        if number > 1e11:  # milliseconds since the epoch
+            number /= 1000.0
+        try:
+            return datetime.fromtimestamp(number, tz=UTC)
+        except (OverflowError, OSError, ValueError):  # nan, inf, years past 9999
+            raise ValueError(f"timestamp {text!r} is out of range") from None
+    try:
+        ts = datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
+    except ValueError:
+        raise ValueError(f"timestamp {text[:40]!r} is not ISO-8601 or epoch seconds") from None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-05:00 is past datetime.max in UTC
+        raise ValueError(f"timestamp {text!r} is out of range in UTC") from None
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def event_id_for(path: Path, line: int) -> str:
+    """Deterministic id of a file row, so that replaying a file is idempotent."""
+    digest = hashlib.sha1(f"{path.name}:{line}".encode()).hexdigest()[:10]
+    return f"{path.stem}-{line}-{digest}"
+
+
+def _split_cell(ref: str | None) -> tuple[str | None, int | None]:
+    if ref is None:
+        return None, None
+    m = _CELL_RE.match(ref.strip())
+    if not m:
+        return None, None
+    return m.group(1).upper(), int(m.group(2))
+
+
+def _drop_none(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _strip_ws(v: Any) -> str | None:
+    text = clean(v)
+    return " ".join(text.split()) if text is not None else None
+
+
+def _first(header: Sequence[str], names: Sequence[str]) -> str | None:
+    present = set(header)
+    return next((n for n in names if n in present), None)
+
+
+# --------------------------------------------------------------------------------------------------
+# columns
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Columns:
+    """The concrete columns of one file: `CsvOptions` resolved against its header."""
+
+    time: str
+    action: tuple[str, ...]
+    user: str | None
+    app: str | None
+    value: str | None
+    event_id: str | None
+    instance: str | None
+    routine: str | None
+    lifecycle: str | None
+
+    @property
+    def labels(self) -> set[str]:
+        return {c for c in (self.instance, self.routine) if c}
+
+
+def resolve_columns(fmt: Format, header: Sequence[str], options: CsvOptions | None, name: str) -> Columns:
+    """Which column is which, from the flags where given and the known names otherwise.
+
+    A missing column is named with the names that were looked for and the flag that sets it, since the
+    person reading the error is the one who knows what their logger called it.
+    """
+    opts = options or CsvOptions()
+
+    def pick(flag: str | None, aliases: Sequence[str], what: str, option: str) -> str | None:
+        if flag is None:
+            return _first(header, aliases)
+        if flag not in header:
+            raise ImportFormatError(f"{name}: no {what} column {flag!r} ({option}); header: {_shown(header)}")
+        return flag
+
+    if fmt in ("actionlogger", "bosco"):
+        required = (
+            ("eventType", "timeStamp", "targetApp") if fmt == "actionlogger" else ("eventType", "timeStamp")
+        )
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise ImportFormatError(
+                f"{name} is not a{'n' if fmt == 'actionlogger' else ''} {fmt} log: missing column(s) "
+                f"{', '.join(missing)} (header: {_shown(header)}); try --format auto"
+            )
+        time = "timeStamp"
+        action: tuple[str, ...] = ("eventType",)
+    else:
+        found = pick(opts.time_col, TIME_COLUMNS, "time", "--time-col")
+        if found is None:
+            raise ImportFormatError(
+                f"{name}: no time column (looked for {', '.join(TIME_COLUMNS)}; header: {_shown(header)}); "
+                "pass --time-col"
+            )
+        time = found
+        if opts.action_cols:
+            for col in opts.action_cols:
+                pick(col, (), "action", "--action-cols")
+            action = tuple(opts.action_cols)
+        else:
+            first = _first(header, ACTION_COLUMNS)
+            if first is None:
+                raise ImportFormatError(
+                    f"{name}: no action column (looked for {', '.join(ACTION_COLUMNS)}; header: "
+                    f"{_shown(header)}); pass --action-cols"
+                )
+            action = (first,)
+    user = pick(opts.user_col, USER_COLUMNS, "user", "--user-col")
+    instance = pick(opts.instance_col, INSTANCE_COLUMNS, "instance", "--instance-col")
+    routine = pick(opts.routine_col, (), "routine", "--routine-col")
+    generic = fmt not in ("actionlogger", "bosco")
+    return Columns(
+        time=time,
+        action=action,
+        user=user,
+        app=pick(opts.app_col, APP_COLUMNS, "app", "--app-col") if generic else None,
+        value=pick(opts.value_col, VALUE_COLUMNS, "value", "--value-col") if generic else None,
+        event_id=pick(opts.id_col, (), "event id", "--id-col"),
+        instance=instance if instance not in (user, time, *action) else None,
+        routine=routine,
+        lifecycle=LIFECYCLE_COLUMN if LIFECYCLE_COLUMN in header and generic else None,
+    )
+
+
+def _shown(header: Sequence[str], limit: int = 12) -> str:
+    cols = [c if len(c) <= 40 else c[:39] + "…" for c in header[:limit]]
+    more = f" … (+{len(header) - limit})" if len(header) > limit else ""
+    return ", ".join(cols) + more if cols else "(none)"
+
+
+def labels_from(row: Mapping[str, Any], cols: Columns) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for col, key in ((cols.instance, INSTANCE_LABEL), (cols.routine, ROUTINE_LABEL)):
+        if col is None:
+            continue
+        value = clean(row.get(col))
+        if value is not None:
+            labels[key] = value
+            labels[col] = value
+    return labels
+
+
+def skip_reason(row: Mapping[str, Any], cols: Columns) -> str | None:
+    """Why a well-formed row is not an action at all (counted and reported, not dead-lettered)."""
+    if cols.lifecycle is not None:
+        state = (clean(row.get(cols.lifecycle)) or "complete").strip().lower()
+        if state != "complete":
+            return f"{LIFECYCLE_COLUMN} {state[:20]!r} (only completed events are actions)"
+    return None
+
+
+def user_of(row: Mapping[str, Any], cols: Columns) -> str | None:
+    return clean(row.get(cols.user)) if cols.user else None
+
+
+# --------------------------------------------------------------------------------------------------
+# per-format row mappers: raw row -> payload dict (raise ValueError when the row cannot be mapped)
+# --------------------------------------------------------------------------------------------------
+
+_AL_MAPPED = {
+    "timeStamp",
+    "userID",
+    "targetApp",
+    "eventType",
+    "url",
+    "content",
+    "target.workbookName",
+    "target.sheetName",
+    "target.id",
+    "target.name",
+    "target.value",
+    "target.title",
+}
+
+
+def map_actionlogger(row: Mapping[str, Any], cols: Columns) -> dict[str, Any]:
+    app = clean(row.get("targetApp"))
+    action = clean(row.get("eventType"))
+    if action is None:
+        raise ValueError("eventType is empty")
+    ts = parse_timestamp(row.get("timeStamp"))
+    tid = clean(row.get("target.id"))
+    workbook = clean(row.get("target.workbookName"))
+    sheet = clean(row.get("target.sheetName"))
+    column, rownum = (None, None)
+    cell = None
+    element = tid
+    if workbook is not None or sheet is not None or (app or "").lower() == "excel":
+        column, rownum = _split_cell(tid)
+        if column is not None or (tid is not None and ":" in tid):
+            cell, element = tid, None
+    content = row.get("content")
+    tvalue = row.get("target.value")
+    value = content if clean(content) is not None else (tvalue if tvalue not in (None, "") else None)
+    target = _drop_none(
+        {
+            "field": clean(row.get("target.name")),
+            "element": element,
+            "element_type": clean(row.get("target.type")) or clean(row.get("target.tagName")),
+            "workbook": workbook,
+            "sheet": sheet,
+            "cell": cell,
+            "column": column,
+            "row": rownum,
+            "url": clean(row.get("url")),
+            "title": clean(row.get("target.title")) or clean(_strip_ws(row.get("target.innerText"))),
+        }
+    )
+    skip = cols.labels | ({cols.user} if cols.user else set())
+    attributes = {
+        k: str(v)
+        for k, v in row.items()
+        if k and k not in _AL_MAPPED and k not in skip and clean(v) is not None
+    }
+    return {
+        "timestamp": iso(ts),
+        "app": app or "unknown",
+        "action_type": action,
+        "target": target,
+        "value": value,
+        "source": "actionlogger",
+        "attributes": attributes,
+    }
+
+
+_BOSCO_MAPPED = {
+    "eventType",
+    "timeStamp",
+    "source",
+    "Label",
+    "Value",
+    "Sheet",
+    "FileName",
+    "Url",
+    "Column",
+    "Row",
+}
+
+
+def map_bosco(row: Mapping[str, Any], cols: Columns) -> dict[str, Any]:
+    action = clean(row.get("eventType"))
+    if action is None:
+        raise ValueError("eventType is empty")
+    ts = parse_timestamp(row.get("timeStamp"))
+    column = clean(row.get("Column"))
+    row_text = clean(row.get("Row"))
+    rownum: int | None = None
+    if row_text is not None:
+        try:
+            rownum = int(float(row_text))
+        except (ValueError, OverflowError):  # "abc", "nan", "1e400"
+            raise ValueError(f"Row {row_text[:20]!r} is not a number") from None
+    cell = f"{column}{rownum}" if column is not None and rownum is not None else None
+    file_name = clean(row.get("FileName"))
+    path_parts = [clean(row.get(c)) for c in ("FilePath", "NameFile")]
+    ext = clean(row.get("FileExtension"))
+    file_path = "".join(p for p in path_parts if p) or None
+    if file_path and ext:
+        file_path = f"{file_path}.{ext}"
+    target = _drop_none(
+        {
+            "field": clean(row.get("Label")),
+            "workbook": file_name
+            if file_name and file_name.lower().endswith((".xls", ".xlsx", ".csv"))
+            else None,
+            "sheet": clean(row.get("Sheet")),
+            "cell": cell,
+            "column": column,
+            "row": rownum,
+            "url": clean(row.get("Url")),
+            "file": file_path or file_name,
+        }
+    )
+    skip = cols.labels | ({cols.user} if cols.user else set())
+    attributes = {
+        k: str(v)
+        for k, v in row.items()
+        if k and k not in _BOSCO_MAPPED and k not in skip and clean(v) is not None
+    }
+    return {
+        "timestamp": iso(ts),
+        "app": clean(row.get("source")) or "unknown",
+        "action_type": action,
+        "target": target,
+        "value": row.get("Value") if clean(row.get("Value")) is not None else None,
+        "source": "bosco",
+        "attributes": attributes,
+    }
+
+
+def map_generic(row: Mapping[str, Any], cols: Columns, source: str = "csv") -> dict[str, Any]:
+    """Any delimited log or XES event: one action column (plus target columns) and a time column."""
+    action = clean(row.get(cols.action[0]))
+    if action is None:
+        raise ValueError(f"{cols.action[0]} is empty")
+    ts = parse_timestamp(row.get(cols.time))
+    parts = [clean(row.get(c)) for c in cols.action[1:]]
+    fld = "/".join(p for p in parts if p) or None
+    used = {cols.time, *cols.action, cols.app, cols.value, cols.user, cols.event_id, *cols.labels}
+    attributes = {k: str(v) for k, v in row.items() if k and k not in used and clean(v) is not None}
+    payload: dict[str, Any] = {
+        "timestamp": iso(ts),
+        "app": (clean(row.get(cols.app)) if cols.app else None) or "unknown",
+        "action_type": action,
+        "target": _drop_none({"field": fld}),
+        "value": clean(row.get(cols.value)) if cols.value else None,
+        "source": source,
+        "attributes": attributes,
+    }
+    if cols.event_id and clean(row.get(cols.event_id)):
+        payload["event_id"] = str(row[cols.event_id])
+    return payload
+
+
+def map_row(fmt: Format, row: Mapping[str, Any], cols: Columns) -> dict[str, Any]:
+    if fmt == "actionlogger":
+        return map_actionlogger(row, cols)
+    if fmt == "bosco":
+        return map_bosco(row, cols)
+    return map_generic(row, cols, source="xes" if fmt == "xes" else "csv")

@@ -1,0 +1,99 @@
+"""What an importer is told about a file: its format, its columns, its delimiter and encoding.
+
+Everything has a default that works on the logs people actually bring: the format, delimiter and encoding are
+sniffed, and the column names of the Action Logger, of Bosco et al.'s logs and of process-mining exports
+(XES attribute names such as ``concept:name``) are recognised without flags. Flags (`rote run --time-col`,
+``--delimiter`` ...) exist for the files that name things differently, and they always win over a guess.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from rote.errors import ConfigError
+
+Format = Literal["auto", "actionlogger", "bosco", "jsonl", "csv", "xes"]
+#: Every format a command accepts; "auto" picks one of the others from the file (see `sniff.detect_format`).
+FORMATS: tuple[str, ...] = ("auto", "actionlogger", "bosco", "jsonl", "csv", "xes")
+
+#: Standard label keys: the ground-truth routine instance and (when known) the routine/variant name.
+INSTANCE_LABEL = "instance"
+ROUTINE_LABEL = "routine"
+
+# Column names understood without flags, in order of preference. The XES names (IEEE 1849 standard
+# extensions: concept, time, org, lifecycle) are what process-mining tools write into CSV exports too.
+TIME_COLUMNS = ("timeStamp", "time:timestamp", "timestamp", "Timestamp", "time", "datetime")
+ACTION_COLUMNS = ("eventType", "concept:name", "activity", "Activity", "action", "action_type")
+INSTANCE_COLUMNS = ("caseID", "case:concept:name", "case_id", "CaseID", "Case ID")
+USER_COLUMNS = ("userID", "org:resource", "user_id", "user", "User", "resource")
+APP_COLUMNS = ("targetApp", "app", "application", "Application")
+VALUE_COLUMNS = ("value", "Value")
+LIFECYCLE_COLUMN = "lifecycle:transition"
+
+#: Delimiters tried when sniffing, in order of preference on a tie.
+DELIMITERS = (",", ";", "\t", "|")
+_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+
+#: Default cap on one event's size: the broker's message limit is ~1 MiB, and no UI action needs more
+#: than a small fraction of it. Bigger rows and lines are dead-lettered by the importer with their size.
+DEFAULT_MAX_EVENT_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class CsvOptions:
+    """How to read a delimited file (and which attributes of an XES event mean what).
+
+    Every field left at None is found in the file: the delimiter and encoding by sniffing, the columns by
+    the names above. For ``bosco`` and ``actionlogger`` only the label columns, the user column, the
+    delimiter and the encoding are used (their event columns are fixed by the format). ``action_cols``: the
+    first column is the action type, the others name the target (joined with ``/`` into ``target.field``),
+    e.g. ``("eventType", "Label")``.
+    """
+
+    time_col: str | None = None
+    action_cols: tuple[str, ...] = ()
+    instance_col: str | None = None
+    routine_col: str | None = None
+    app_col: str | None = None
+    value_col: str | None = None
+    user_col: str | None = None
+    id_col: str | None = None
+    delimiter: str | None = None
+    encoding: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.delimiter is not None:
+            object.__setattr__(self, "delimiter", parse_delimiter(self.delimiter))
+        if self.encoding is not None:
+            import codecs
+
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ConfigError(
+                    f"unknown encoding {self.encoding!r} (e.g. utf-8, cp1252, latin-1)"
+                ) from None
+
+
+def parse_delimiter(text: str) -> str:
+    """A delimiter as a person types it: ``;``, ``tab`` or ``\\t``, ``comma``, ``pipe``."""
+    value = _DELIMITER_NAMES.get(text.lower(), text)
+    if len(value) != 1 or value in '\r\n"':
+        raise ConfigError(f"a delimiter is one character such as ';' or 'tab', got {text!r}")
+    return value
+
+
+def max_event_bytes() -> int:
+    """`ROTE_MAX_EVENT_BYTES` (default 512 KiB): the largest row, line or event an importer passes on."""
+    raw = os.environ.get("ROTE_MAX_EVENT_BYTES")
+    if raw is None:
+        return DEFAULT_MAX_EVENT_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"ROTE_MAX_EVENT_BYTES={raw!r} is not a whole number of bytes") from None
+    if not 1024 <= value <= 16 * 1024 * 1024:
+        raise ConfigError("ROTE_MAX_EVENT_BYTES must be between 1024 and 16777216")
+    return value

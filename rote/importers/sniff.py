@@ -1,0 +1,173 @@
+"""Looking at a file before reading it: compression, encoding, binary content, delimiter and format.
+
+People bring logs saved by Excel on Windows (cp1252, a BOM, ``;`` because their locale uses a decimal
+comma), gzipped XES exports, or the wrong file altogether. Each of these is recognised here from the first
+64 KB, so the reader can either read the file right or refuse it with one line that says what it saw.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, cast
+
+from rote.errors import ImportFormatError
+from rote.importers.options import DELIMITERS, Format
+
+SAMPLE_BYTES = 64 * 1024
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+_GZIP_MAGIC = b"\x1f\x8b"
+_AL_COLUMNS = {"timeStamp", "targetApp", "eventType"}
+_BOSCO_COLUMNS = {"timeStamp", "eventType"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sniffed:
+    """What the first bytes of a file say about it."""
+
+    compressed: bool
+    encoding: str
+    sample: str  # the decoded first SAMPLE_BYTES, cut at the last complete line when there is one
+
+
+@contextmanager
+def open_binary(path: Path) -> Iterator[IO[bytes]]:
+    """The file's bytes, gunzipped when it is gzip (``.xes.gz`` exports are common)."""
+    try:
+        raw: IO[bytes] = path.open("rb")
+    except OSError as exc:
+        raise ImportFormatError(f"cannot read {path}: {exc.strerror}") from None
+    with raw:
+        magic = raw.read(2)
+        raw.seek(0)
+        if magic == _GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=raw) as gz:
+                yield cast(IO[bytes], gz)
+        else:
+            yield raw
+
+
+@contextmanager
+def open_text(path: Path, encoding: str) -> Iterator[IO[str]]:
+    """Text lines in `encoding`; undecodable bytes become surrogates (`has_undecodable`), never an abort,
+    so one broken row is reported as such and every row after it is still read."""
+    with open_binary(path) as raw:
+        text = io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="")
+        try:
+            yield text
+        finally:
+            text.detach()
+
+
+def has_undecodable(text: str) -> bool:
+    """True when `text` holds bytes the file's encoding could not decode (see `open_text`)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def sniff(path: Path, *, encoding: str | None = None) -> Sniffed:
+    """Compression and encoding of `path` and its first lines; refuses empty and binary files."""
+    try:
+        with open_binary(path) as fh:
+            head = fh.read(SAMPLE_BYTES)
+            compressed = isinstance(fh, gzip.GzipFile)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise ImportFormatError(f"{path.name}: cannot read it ({exc})") from None
+    if not head.strip():
+        raise ImportFormatError(
+            f"{path.name} is empty" if not head else f"{path.name} holds only blank space"
+        )
+    enc = encoding or sniff_encoding(head, path)
+    if encoding is None and b"\x00" in head and not enc.startswith("utf-16") and not enc.startswith("utf-32"):
+        raise ImportFormatError(f"{path.name} looks binary (NUL bytes), not a text log")
+    sample = head.decode(enc, errors="replace")
+    if len(head) == SAMPLE_BYTES and "\n" in sample:
+        sample = sample[: sample.rindex("\n") + 1]  # no half line (or half character) at the end
+    controls = sum(1 for ch in sample if ch < " " and ch not in "\t\r\n\f") + sample.count("\ufffd")
+    if controls > max(8, len(sample) // 20):
+        raise ImportFormatError(f"{path.name} looks binary ({controls} control characters in its first KB)")
+    return Sniffed(compressed=compressed, encoding=enc, sample=sample)
+
+
+def sniff_encoding(head: bytes, path: Path) -> str:
+    """The encoding of a file from its first bytes: a BOM if any, else UTF-8 if it decodes, else a guess."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    try:
+        head.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data" and exc.start >= len(head) - 3:
+            return "utf-8"  # the sample cut a character in two
+    if b"\x00" in head:
+        return "utf-8"  # binary: `sniff` refuses it with a clear reason
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(head).best()
+    if best is None or best.encoding is None:
+        raise ImportFormatError(f"{path.name}: cannot tell its text encoding; pass --encoding (e.g. cp1252)")
+    return str(best.encoding)
+
+
+def sniff_delimiter(sample: str) -> str:
+    """The delimiter that splits the first lines into the same number (> 1) of columns most consistently.
+
+    `csv.Sniffer` guesses from character frequencies and is easily fooled by commas inside quoted values;
+    parsing with each candidate and comparing the column counts with the header's is not.
+    """
+    lines = sample.splitlines(keepends=True)[:50]
+    if not lines:
+        return ","
+    best, best_score = ",", (-1.0, 0)
+    for delim in DELIMITERS:
+        try:
+            rows = [r for r in csv.reader(lines, delimiter=delim) if r]
+        except csv.Error:
+            continue
+        if not rows or len(rows[0]) < 2:
+            continue
+        width = len(rows[0])
+        agree = sum(1 for r in rows[1:] if len(r) == width) / max(len(rows) - 1, 1)
+        score = (agree, width)
+        if score > best_score:
+            best, best_score = delim, score
+    return best
+
+
+def header_of(sample: str, delimiter: str) -> list[str]:
+    """The first non-blank line of `sample` split as a CSV header."""
+    for row in csv.reader(sample.splitlines(keepends=True)[:5], delimiter=delimiter):
+        if row:
+            return [c.strip() for c in row]
+    return []
+
+
+def detect_format(path: Path, sniffed: Sniffed, delimiter: str | None) -> Format:
+    """The format of a file: XES and JSONL by their first character, CSV dialects by their header."""
+    name = path.name.lower()
+    first = sniffed.sample.lstrip("\ufeff \t\r\n")[:1]
+    if first == "<" or name.endswith((".xes", ".xes.gz")):
+        return "xes"
+    if first == "{" or name.endswith((".jsonl", ".ndjson", ".jsonl.gz")):
+        return "jsonl"
+    header = set(header_of(sniffed.sample, delimiter or sniff_delimiter(sniffed.sample)))
+    if header >= _AL_COLUMNS:
+        return "actionlogger"
+    if header >= _BOSCO_COLUMNS and ("source" in header or "caseID" in header):
+        return "bosco"
+    return "csv"
