@@ -99,8 +99,12 @@ def throughput(jail: Jail, *, concurrency: int, runs: int) -> dict[str, float]:
         results = list(pool.map(jail.run, [job] * runs))
     elapsed = time.perf_counter() - began
     failed = sum(1 for r in results if not r.ok)
-    return {"concurrency": concurrency, "runs": runs, "failed": failed,
-            "runs_per_second": round(runs / elapsed, 2)}
+    return {
+        "concurrency": concurrency,
+        "runs": runs,
+        "failed": failed,
+        "runs_per_second": round(runs / elapsed, 2),
+    }
 
 
 def run_benchmark(*, quick: bool) -> dict[str, Any]:

@@ -41,12 +41,14 @@ class SlotUsage:
     memory_limit_hits: int = 0
     pids_limit_hits: int = 0
     cpu_seconds: float | None = None
+    #: Time the CFS quota held the jail back (cpu.stat throttled time); 0 where there is no quota.
+    cpu_throttled_seconds: float = 0.0
 
 
 @dataclass
 class _Dir:
     path: Path
-    kind: str  # "memory-v1", "pids-v1", "cpuacct-v1", "v2"
+    kind: str  # "memory-v1", "pids-v1", "cpuacct-v1", "cpu-v1", "v2"
     controller: str = ""  # as named in /proc/PID/cgroup; "" for the v2 tree
     hier_path: str = ""  # the group's path as /proc/PID/cgroup shows it
 
@@ -58,7 +60,7 @@ class SlotCgroup:
     name: str
     dirs: list[_Dir] = field(default_factory=list)
     _baseline: dict[str, int] = field(default_factory=dict)
-    _limits_set: tuple[int, int] | None = None
+    _limits_set: tuple[int, int, int] | None = None
 
     @property
     def memory(self) -> bool:
@@ -68,15 +70,29 @@ class SlotCgroup:
     def pids(self) -> bool:
         return any(d.kind == "pids-v1" for d in self.dirs) or self._v2_has("pids")
 
+    @property
+    def cpu_quota(self) -> bool:
+        """A CFS quota caps how many cores the jail uses at once."""
+        return any(d.kind == "cpu-v1" for d in self.dirs) or self._v2_has("cpu")
+
+    @property
+    def cpu_counter(self) -> bool:
+        """A CPU counter covers every process of the jail, forks and their forks included."""
+        return any(d.kind == "cpuacct-v1" for d in self.dirs) or any(
+            d.kind == "v2" and (d.path / "cpu.stat").exists() for d in self.dirs
+        )
+
     def _v2_has(self, ctrl: str) -> bool:
         return any(d.kind == "v2" and (d.path / f"{ctrl}.max").exists() for d in self.dirs)
 
-    def prepare(self, *, memory_bytes: int, pids: int) -> None:
+    def prepare(
+        self, *, memory_bytes: int, pids: int, cpu_quota_us: int, cpu_period_us: int = 100_000
+    ) -> None:
         """Set this run's limits and remember counters that only grow."""
         self._baseline = {}
         # The slot's groups are the runner's alone: limits the previous run set are still in force, and
         # rewriting the same values on every run only costs time. Forgotten if a write fails half-way.
-        same = self._limits_set == (memory_bytes, pids)
+        same = self._limits_set == (memory_bytes, pids, cpu_quota_us)
         self._limits_set = None
         for d in self.dirs:
             if d.kind == "memory-v1":
@@ -97,7 +113,14 @@ class SlotCgroup:
                 self._baseline["pids_max"] = _kv(d.path / "pids.events").get("max", 0)
             elif d.kind == "cpuacct-v1":
                 self._baseline["cpu_ns"] = _int(d.path / "cpuacct.usage")
+            elif d.kind == "cpu-v1":
+                if not same:
+                    _write(d.path / "cpu.cfs_period_us", str(cpu_period_us))
+                    _write(d.path / "cpu.cfs_quota_us", str(cpu_quota_us))
+                self._baseline["throttled_ns"] = _kv(d.path / "cpu.stat").get("throttled_time", 0)
             elif d.kind == "v2":
+                if (d.path / "cpu.max").exists() and not same:
+                    _write(d.path / "cpu.max", f"{cpu_quota_us} {cpu_period_us}")
                 if (d.path / "memory.max").exists():
                     _write(d.path / "memory.max", str(memory_bytes))
                     if (d.path / "memory.swap.max").exists():
@@ -112,8 +135,10 @@ class SlotCgroup:
                 if (d.path / "pids.max").exists():
                     _write(d.path / "pids.max", str(pids))
                     self._baseline["pids_max"] = _kv(d.path / "pids.events").get("max", 0)
-                self._baseline["cpu_usec"] = _kv(d.path / "cpu.stat").get("usage_usec", 0)
-        self._limits_set = (memory_bytes, pids)
+                stat = _kv(d.path / "cpu.stat")
+                self._baseline["cpu_usec"] = stat.get("usage_usec", 0)
+                self._baseline["throttled_usec"] = stat.get("throttled_usec", 0)
+        self._limits_set = (memory_bytes, pids, cpu_quota_us)
 
     def attach(self, pid: int, *, early: bool = False) -> None:
         """Move `pid` into every cgroup of the slot.
@@ -188,6 +213,17 @@ class SlotCgroup:
             elif d.kind == "v2":
                 self._baseline["cpu_usec"] = _kv(d.path / "cpu.stat").get("usage_usec", 0)
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time of the whole jail since `mark_start`, read cheaply while it runs; None without a
+        counter."""
+        for d in self.dirs:
+            if d.kind == "cpuacct-v1":
+                return (_int(d.path / "cpuacct.usage") - self._baseline.get("cpu_ns", 0)) / 1e9
+            if d.kind == "v2" and (d.path / "cpu.stat").exists():
+                usage = _kv(d.path / "cpu.stat").get("usage_usec", 0) - self._baseline.get("cpu_usec", 0)
+                return usage / 1e6
+        return None
+
     def usage(self) -> SlotUsage:
         out = SlotUsage()
         for d in self.dirs:
@@ -202,6 +238,11 @@ class SlotCgroup:
                 out.pids_limit_hits = hits - self._baseline.get("pids_max", 0)
             elif d.kind == "cpuacct-v1":
                 out.cpu_seconds = (_int(d.path / "cpuacct.usage") - self._baseline.get("cpu_ns", 0)) / 1e9
+            elif d.kind == "cpu-v1":
+                throttled = _kv(d.path / "cpu.stat").get("throttled_time", 0) - self._baseline.get(
+                    "throttled_ns", 0
+                )
+                out.cpu_throttled_seconds = max(0, throttled) / 1e9
             elif d.kind == "v2":
                 if (d.path / "memory.max").exists():
                     events = _kv(d.path / "memory.events")
@@ -213,8 +254,10 @@ class SlotCgroup:
                     out.pids_limit_hits = _kv(d.path / "pids.events").get("max", 0) - self._baseline.get(
                         "pids_max", 0
                     )
-                usage = _kv(d.path / "cpu.stat").get("usage_usec", 0) - self._baseline.get("cpu_usec", 0)
-                out.cpu_seconds = usage / 1e6
+                stat = _kv(d.path / "cpu.stat")
+                out.cpu_seconds = (stat.get("usage_usec", 0) - self._baseline.get("cpu_usec", 0)) / 1e6
+                throttled = stat.get("throttled_usec", 0) - self._baseline.get("throttled_usec", 0)
+                out.cpu_throttled_seconds = max(0, throttled) / 1e6
         return out
 
     def kill_all(self) -> None:
@@ -260,7 +303,7 @@ class CgroupManager:
         except OSError as exc:
             self.problems.append(f"cannot read /proc/self/cgroup: {exc}")
             return
-        v1 = {"memory": "memory-v1", "pids": "pids-v1", "cpuacct": "cpuacct-v1"}
+        v1 = {"memory": "memory-v1", "pids": "pids-v1", "cpuacct": "cpuacct-v1", "cpu": "cpu-v1"}
         for ctrl, kind in v1.items():
             mount = self.root / ctrl
             own = _own_path(ctrl, proc_cgroup)

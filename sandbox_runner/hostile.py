@@ -7,6 +7,7 @@ A program is one file (`.py` or `.sh`) whose header comments say what is expecte
     # what: classic bash fork bomb       one line for docs/sandbox.md
     # limits: wall=2 pids=32             overrides of the suite's limits (Limits field names, short forms)
     # collect: result.txt                files the runner is asked to bring back (for symlink tricks)
+    # exit: 159                          the exact exit status the run must report (no signal)
 
 A program that gets somewhere it must not prints a line starting with `ESCAPED`. Containment means: the
 expected stop reason, no ESCAPED line, and the host invariants checked around every run hold (the canary
@@ -28,7 +29,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rote.sandbox_runner.jail import Jail, JobSpec, Limits, RunResult, _processes_of
+from rote.sandbox_runner.jail import Jail, JobSpec, Limits, RunResult
+from rote.sandbox_runner.proc import processes_of
 
 from rote.errors import SandboxError
 
@@ -67,6 +69,7 @@ class HostileCase:
     what: str
     limits: Limits
     collect: tuple[str, ...] = ()
+    exit_code: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,6 +127,7 @@ def load_suite(directory: Path) -> list[HostileCase]:
                 what=header.get("what", ""),
                 limits=parse_limits(header.get("limits", "")),
                 collect=tuple(header.get("collect", "").split()),
+                exit_code=int(header["exit"]) if "exit" in header else None,
             )
         )
     return cases
@@ -206,12 +210,17 @@ def run_case(jail: Jail, case: HostileCase, bait: HostBait) -> HostileOutcome:
     problems: list[str] = []
     if result.stop_reason != case.expect:
         problems.append(f"stop reason {result.stop_reason!r}, expected {case.expect!r} ({result.detail})")
+    if case.exit_code is not None and (result.exit_code, result.signal) != (case.exit_code, None):
+        problems.append(
+            f"ended with exit status {result.exit_code} / signal {result.signal}, "
+            f"expected exit {case.exit_code}"
+        )
     for line in (result.stdout + result.stderr).splitlines():
         if line.startswith(b"ESCAPED"):
             problems.append(line.decode(errors="replace")[:200])
     problems += bait.problems(result)
     if result.uid is not None:
-        leftovers = list(_processes_of(result.uid))
+        leftovers = list(processes_of(result.uid))
         if leftovers:
             problems.append(f"processes of uid {result.uid} survived the run: {leftovers}")
     for key, value in result.collected.items():
@@ -274,4 +283,3 @@ def iter_default_suite() -> Iterator[Path]:
     here = Path(__file__).resolve().parent.parent / "tests" / "hostile"
     if here.is_dir():
         yield here
-

@@ -95,8 +95,15 @@ def _check_thread_credentials(uid: int) -> None:
 def _launch(uid: int, args: list[str], fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
     _check_thread_credentials(uid)
     # vfork + exec straight into bubblewrap: the child has this thread's credentials and cgroups.
-    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            pass_fds=fds, cwd="/", env={"PATH": "/usr/bin:/bin"})
+    return subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=fds,
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin"},
+    )
 
 
 def _set_rlimits(pid: int, limits: list[tuple[int, int]]) -> None:

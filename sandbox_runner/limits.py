@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from rote.errors import ConfigError
 
 MiB = 1024 * 1024
+#: The CFS period the CPU quota is expressed in (the kernel's default, 100 ms).
+CPU_PERIOD_US = 100_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,7 +23,12 @@ class Limits:
     """What one run may use. Every limit is enforced by the kernel, not by asking the payload.
 
     - `wall_seconds` (10): wall-clock time from release of the payload; past it the whole jail is killed.
-    - `cpu_seconds` (5): CPU time summed over the payload's threads (RLIMIT_CPU, whole seconds, rounded up).
+    - `cpu_seconds` (5): CPU time of the whole jail, every process and thread together: the runner reads the
+      slot's CPU cgroup counter while the run goes and kills the jail when it passes this. RLIMIT_CPU
+      (whole seconds, rounded up) stays as the per-process backstop, and is all there is on a host
+      without a CPU accounting cgroup.
+    - `cpu_cores` (1.0): how many cores' worth of CPU time the jail may use per second of wall time (the
+      CFS quota of the slot's `cpu` cgroup), so one jail cannot take every core of a shared machine.
     - `memory_bytes` (256 MiB): resident memory of the jail's processes (memory cgroup where the host
       allows one; otherwise the address-space rlimit is the only bound).
     - `pids` (64): processes and threads at once (pids cgroup, plus RLIMIT_NPROC for the run's own uid).
@@ -34,6 +41,7 @@ class Limits:
 
     wall_seconds: float = 10.0
     cpu_seconds: float = 5.0
+    cpu_cores: float = 1.0
     memory_bytes: int = 256 * MiB
     pids: int = 64
     output_bytes: int = 1 * MiB
@@ -47,6 +55,8 @@ class Limits:
             raise ConfigError(f"wall_seconds must be in (0, 86400], got {self.wall_seconds}")
         if not 0 < self.cpu_seconds <= 24 * 3600:
             raise ConfigError(f"cpu_seconds must be in (0, 86400], got {self.cpu_seconds}")
+        if not 0.01 <= self.cpu_cores <= 1024:
+            raise ConfigError(f"cpu_cores must be in [0.01, 1024], got {self.cpu_cores}")
         if self.memory_bytes < 16 * MiB:
             raise ConfigError(f"memory_bytes must be at least 16 MiB, got {self.memory_bytes}")
         if not 1 <= self.pids <= 100_000:
@@ -64,6 +74,12 @@ class Limits:
     def cpu_rlimit(self) -> int:
         """RLIMIT_CPU counts whole seconds."""
         return max(1, math.ceil(self.cpu_seconds))
+
+    @property
+    def cpu_quota_us(self) -> int:
+        """The CFS quota per `CPU_PERIOD_US` period that gives `cpu_cores` cores (the kernel's minimum is
+        1 ms)."""
+        return max(1000, round(self.cpu_cores * CPU_PERIOD_US))
 
     def address_space_bytes(self, *, cgroup_memory: bool) -> int:
         """RLIMIT_AS for the payload.
@@ -98,3 +114,19 @@ class Limits:
             (resource.RLIMIT_MEMLOCK, 0),
             (resource.RLIMIT_MSGQUEUE, 0),
         ]
+
+
+#: The runner never polls a jail's CPU counter more often than this (it sleeps on the jail's pipes
+#: meanwhile), so a jail at the edge of its budget overshoots it by at most this times its cores.
+CPU_CHECK_MIN_SECONDS = 0.01
+
+
+def cpu_check_delay(remaining_seconds: float, cores: float) -> float:
+    """How long the runner may wait before the jail could have used `remaining_seconds` of CPU time.
+
+    With at most `cores` cores' worth of CPU per wall second (the CFS quota, or the CPUs the runner may use
+    where there is none), the budget cannot run out sooner than remaining / cores; checking then, instead
+    of on a fixed tick, costs one read per few hundred milliseconds for a quiet jail and stays precise for
+    a busy one.
+    """
+    return max(CPU_CHECK_MIN_SECONDS, remaining_seconds / max(cores, 0.01))

@@ -5,7 +5,12 @@ executes the payload. The namespaces, the non-root uid and the dropped capabilit
 dangerous system calls fail with EPERM; the filter is the second wall: it *kills* the whole process on calls
 an automation never has a reason to make (ptrace, mount, namespaces, keyrings, kernel modules, BPF, ...)
 so the attempt shows up in the run's result as `seccomp` instead of being silently survived, and it shrinks
-the kernel attack surface reachable from the jail (io_uring, userfaultfd, perf events).
+the kernel attack surface reachable from the jail (io_uring, userfaultfd, perf events, modify_ldt).
+
+Three calls are checked by argument against allow-lists rather than a deny-list, because their dangerous
+uses are open-ended: `socket`/`socketpair` (only the families in `SOCKET_FAMILIES`; a deny-list would
+miss the next AF_VSOCK), `personality` (only `PERSONALITIES`), plus `clone` (no namespace flags) and
+`ioctl` (no TIOCSTI/TIOCLINUX).
 
 Only architectures whose syscall numbers are listed here are supported; on any other the filter cannot be
 built and the jail refuses to run (fail closed) instead of running without it.
@@ -67,57 +72,232 @@ CLONE_NS_FLAGS = (
 TIOCSTI = 0x5412  # push bytes into a terminal's input queue: the classic sandbox escape
 TIOCLINUX = 0x541C
 
+#: Socket families a jailed process may open (`socket`'s first argument). Local IPC, IP (which reaches
+#: only the jail's own loopback unless the policy shares the network), and route netlink, which glibc's
+#: resolver uses to list interfaces. Everything else kills: AF_VSOCK is a path to the hypervisor on a VM,
+#: AF_PACKET sniffs and forges frames, AF_ALG, AF_KEY, AF_RDS, AF_TIPC, AF_CAN, ... are kernel attack
+#: surface an automation has no use for.
+AF_UNIX = 1
+AF_INET = 2
+AF_INET6 = 10
+AF_NETLINK = 16
+AF_VSOCK = 40
+SOCKET_FAMILIES: tuple[int, ...] = (AF_UNIX, AF_INET, AF_INET6, AF_NETLINK)
+#: The only netlink protocol allowed (`socket`'s third argument with AF_NETLINK): NETLINK_ROUTE, read-only
+#: here since the payload has no capabilities; uevent, audit, sock_diag and the rest are refused.
+NETLINK_ROUTE = 0
+#: `socketpair` exists only for AF_UNIX in practice; nothing else is allowed there.
+SOCKETPAIR_FAMILIES: tuple[int, ...] = (AF_UNIX,)
+#: personality() values allowed (Docker's default profile allows the same): PER_LINUX, PER_LINUX32,
+#: UNAME26 with either, and 0xffffffff, which only queries. Any other flag (ADDR_NO_RANDOMIZE turning
+#: off ASLR, READ_IMPLIES_EXEC making every mapping executable, MMAP_PAGE_ZERO, ...) weakens the
+#: mitigations every later exec runs under, so it kills.
+PERSONALITIES: tuple[int, ...] = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
+
 #: System calls that kill the payload. Names are the kernel's (x86_64 spelling).
 DENIED: tuple[str, ...] = (
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
-    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns",
-    "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
-    "open_by_handle_at", "name_to_handle_at",
-    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-    "create_module", "get_kernel_syms", "query_module",
-    "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
-    "keyctl", "add_key", "request_key",
-    "swapon", "swapoff", "reboot", "acct", "quotactl", "quotactl_fd", "syslog", "vhangup",
-    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
-    "iopl", "ioperm", "uselib", "nfsservctl", "lookup_dcookie", "_sysctl", "ustat", "sysfs",
-    "afs_syscall", "tuxcall", "security", "vserver",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "create_module",
+    "get_kernel_syms",
+    "query_module",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "acct",
+    "quotactl",
+    "quotactl_fd",
+    "syslog",
+    "vhangup",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "iopl",
+    "ioperm",
+    "uselib",
+    "nfsservctl",
+    "lookup_dcookie",
+    "_sysctl",
+    "ustat",
+    "sysfs",
+    "afs_syscall",
+    "tuxcall",
+    "security",
+    "vserver",
+    # x86 local descriptor tables: 16-bit segments are a long line of kernel bugs (and espfix leaks).
+    "modify_ldt",
 )
 
 #: Syscall numbers per audit arch. x86_64 from asm/unistd_64.h; aarch64 from asm-generic/unistd.h (calls
 #: that do not exist there are simply absent).
 SYSCALLS: dict[int, dict[str, int]] = {
     AUDIT_ARCH_X86_64: {
-        "ioctl": 16, "socket": 41, "clone": 56, "ptrace": 101, "syslog": 103, "uselib": 134, "ustat": 136,
-        "sysfs": 139, "vhangup": 153, "pivot_root": 155, "_sysctl": 156, "adjtimex": 159, "chroot": 161,
-        "acct": 163, "settimeofday": 164, "mount": 165, "umount2": 166, "swapon": 167, "swapoff": 168,
-        "reboot": 169, "iopl": 172, "ioperm": 173, "create_module": 174, "init_module": 175,
-        "delete_module": 176, "get_kernel_syms": 177, "query_module": 178, "quotactl": 179,
-        "nfsservctl": 180, "afs_syscall": 183, "tuxcall": 184, "security": 185, "lookup_dcookie": 212,
-        "clock_settime": 227, "vserver": 236, "kexec_load": 246, "add_key": 248, "request_key": 249,
-        "keyctl": 250, "unshare": 272, "perf_event_open": 298, "name_to_handle_at": 303,
-        "open_by_handle_at": 304, "clock_adjtime": 305, "setns": 308, "process_vm_readv": 310,
-        "process_vm_writev": 311, "kcmp": 312, "finit_module": 313, "kexec_file_load": 320, "bpf": 321,
-        "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
-        "clone3": 435, "pidfd_getfd": 438, "mount_setattr": 442, "quotactl_fd": 443,
+        "ioctl": 16,
+        "socket": 41,
+        "socketpair": 53,
+        "clone": 56,
+        "personality": 135,
+        "modify_ldt": 154,
+        "ptrace": 101,
+        "syslog": 103,
+        "uselib": 134,
+        "ustat": 136,
+        "sysfs": 139,
+        "vhangup": 153,
+        "pivot_root": 155,
+        "_sysctl": 156,
+        "adjtimex": 159,
+        "chroot": 161,
+        "acct": 163,
+        "settimeofday": 164,
+        "mount": 165,
+        "umount2": 166,
+        "swapon": 167,
+        "swapoff": 168,
+        "reboot": 169,
+        "iopl": 172,
+        "ioperm": 173,
+        "create_module": 174,
+        "init_module": 175,
+        "delete_module": 176,
+        "get_kernel_syms": 177,
+        "query_module": 178,
+        "quotactl": 179,
+        "nfsservctl": 180,
+        "afs_syscall": 183,
+        "tuxcall": 184,
+        "security": 185,
+        "lookup_dcookie": 212,
+        "clock_settime": 227,
+        "vserver": 236,
+        "kexec_load": 246,
+        "add_key": 248,
+        "request_key": 249,
+        "keyctl": 250,
+        "unshare": 272,
+        "perf_event_open": 298,
+        "name_to_handle_at": 303,
+        "open_by_handle_at": 304,
+        "clock_adjtime": 305,
+        "setns": 308,
+        "process_vm_readv": 310,
+        "process_vm_writev": 311,
+        "kcmp": 312,
+        "finit_module": 313,
+        "kexec_file_load": 320,
+        "bpf": 321,
+        "userfaultfd": 323,
+        "io_uring_setup": 425,
+        "io_uring_enter": 426,
+        "io_uring_register": 427,
+        "open_tree": 428,
+        "move_mount": 429,
+        "fsopen": 430,
+        "fsconfig": 431,
+        "fsmount": 432,
+        "fspick": 433,
+        "clone3": 435,
+        "pidfd_getfd": 438,
+        "mount_setattr": 442,
+        "quotactl_fd": 443,
     },
     AUDIT_ARCH_AARCH64: {
-        "ioctl": 29, "umount2": 39, "mount": 40, "pivot_root": 41, "nfsservctl": 42,
-        "chroot": 51, "vhangup": 58, "quotactl": 60, "lookup_dcookie": 18, "acct": 89, "unshare": 97,
-        "kexec_load": 104, "init_module": 105, "delete_module": 106, "syslog": 116, "ptrace": 117,
-        "clock_settime": 112, "reboot": 142, "settimeofday": 170, "adjtimex": 171, "socket": 198,
-        "swapon": 224, "swapoff": 225, "add_key": 217, "request_key": 218, "keyctl": 219, "clone": 220,
-        "perf_event_open": 241, "setns": 268, "name_to_handle_at": 264, "open_by_handle_at": 265,
-        "clock_adjtime": 266, "process_vm_readv": 270, "process_vm_writev": 271, "kcmp": 272,
-        "finit_module": 273, "bpf": 280, "userfaultfd": 282, "kexec_file_load": 294,
-        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428,
-        "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "clone3": 435,
-        "pidfd_getfd": 438, "mount_setattr": 442, "quotactl_fd": 443,
+        "ioctl": 29,
+        "umount2": 39,
+        "mount": 40,
+        "pivot_root": 41,
+        "nfsservctl": 42,
+        "chroot": 51,
+        "vhangup": 58,
+        "quotactl": 60,
+        "lookup_dcookie": 18,
+        "acct": 89,
+        "unshare": 97,
+        "kexec_load": 104,
+        "init_module": 105,
+        "delete_module": 106,
+        "syslog": 116,
+        "ptrace": 117,
+        "clock_settime": 112,
+        "reboot": 142,
+        "settimeofday": 170,
+        "adjtimex": 171,
+        "socket": 198,
+        "socketpair": 199,
+        "personality": 92,
+        "swapon": 224,
+        "swapoff": 225,
+        "add_key": 217,
+        "request_key": 218,
+        "keyctl": 219,
+        "clone": 220,
+        "perf_event_open": 241,
+        "setns": 268,
+        "name_to_handle_at": 264,
+        "open_by_handle_at": 265,
+        "clock_adjtime": 266,
+        "process_vm_readv": 270,
+        "process_vm_writev": 271,
+        "kcmp": 272,
+        "finit_module": 273,
+        "bpf": 280,
+        "userfaultfd": 282,
+        "kexec_file_load": 294,
+        "io_uring_setup": 425,
+        "io_uring_enter": 426,
+        "io_uring_register": 427,
+        "open_tree": 428,
+        "move_mount": 429,
+        "fsopen": 430,
+        "fsconfig": 431,
+        "fsmount": 432,
+        "fspick": 433,
+        "clone3": 435,
+        "pidfd_getfd": 438,
+        "mount_setattr": 442,
+        "quotactl_fd": 443,
     },
 }
 
-_MACHINES = {"x86_64": AUDIT_ARCH_X86_64, "amd64": AUDIT_ARCH_X86_64, "aarch64": AUDIT_ARCH_AARCH64,
-             "arm64": AUDIT_ARCH_AARCH64}
+_MACHINES = {
+    "x86_64": AUDIT_ARCH_X86_64,
+    "amd64": AUDIT_ARCH_X86_64,
+    "aarch64": AUDIT_ARCH_AARCH64,
+    "arm64": AUDIT_ARCH_AARCH64,
+}
 
 
 @dataclass(frozen=True)
@@ -168,7 +348,31 @@ def build_filter(*, arch: int | None = None) -> bytes:
     prog.append(_jump(_BPF_JMP | _BPF_JEQ | _BPF_K, table["clone3"], "enosys", 0))
     prog.append(_jump(_BPF_JMP | _BPF_JEQ | _BPF_K, table["clone"], "clone", 0))
     prog.append(_jump(_BPF_JMP | _BPF_JEQ | _BPF_K, table["ioctl"], "ioctl", 0))
+    prog.append(_jump(_BPF_JMP | _BPF_JEQ | _BPF_K, table["socket"], "socket", 0))
+    prog.append(_jump(_BPF_JMP | _BPF_JEQ | _BPF_K, table["socketpair"], "socketpair", 0))
+    prog.append(_jump(_BPF_JMP | _BPF_JEQ | _BPF_K, table["personality"], "personality", 0))
     prog.append(_stmt(_BPF_RET | _BPF_K, SECCOMP_RET_ALLOW))
+    # Each argument check below loads the low 32 bits: the kernel declares these arguments `int` or
+    # `unsigned int`, so the high word is ignored by the call itself and cannot smuggle anything past.
+    prog += ["socket", _stmt(_BPF_LD | _BPF_W | _BPF_ABS, _off_arg_lo(0))]
+    prog += [
+        _jump(_BPF_JMP | _BPF_JEQ | _BPF_K, fam, "allow", 0) for fam in SOCKET_FAMILIES if fam != AF_NETLINK
+    ]
+    prog += [
+        _jump(_BPF_JMP | _BPF_JEQ | _BPF_K, AF_NETLINK, 0, "kill"),
+        _stmt(_BPF_LD | _BPF_W | _BPF_ABS, _off_arg_lo(2)),
+        _jump(_BPF_JMP | _BPF_JEQ | _BPF_K, NETLINK_ROUTE, "allow", "kill"),
+        "socketpair",
+        _stmt(_BPF_LD | _BPF_W | _BPF_ABS, _off_arg_lo(0)),
+    ]
+    prog += [_jump(_BPF_JMP | _BPF_JEQ | _BPF_K, fam, "allow", 0) for fam in SOCKETPAIR_FAMILIES]
+    prog += [
+        _stmt(_BPF_RET | _BPF_K, SECCOMP_RET_KILL_PROCESS),
+        "personality",
+        _stmt(_BPF_LD | _BPF_W | _BPF_ABS, _off_arg_lo(0)),
+    ]
+    prog += [_jump(_BPF_JMP | _BPF_JEQ | _BPF_K, value, "allow", 0) for value in PERSONALITIES]
+    prog.append(_stmt(_BPF_RET | _BPF_K, SECCOMP_RET_KILL_PROCESS))
     prog += [
         "clone",
         _stmt(_BPF_LD | _BPF_W | _BPF_ABS, _off_arg_lo(0)),
@@ -181,6 +385,8 @@ def build_filter(*, arch: int | None = None) -> bytes:
         _stmt(_BPF_RET | _BPF_K, SECCOMP_RET_ALLOW),
         "enosys",
         _stmt(_BPF_RET | _BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        "allow",
+        _stmt(_BPF_RET | _BPF_K, SECCOMP_RET_ALLOW),
         "kill",
         _stmt(_BPF_RET | _BPF_K, SECCOMP_RET_KILL_PROCESS),
     ]

@@ -299,8 +299,13 @@ class SandboxService:
             automation = decode(Automation, value)
         except ValidationError as exc:
             dl = dead_letter(
-                topic=topic, reason=exc.reason, field=exc.field, value=value, key=record.key,
-                partition=record.partition, offset=record.offset,
+                topic=topic,
+                reason=exc.reason,
+                field=exc.field,
+                value=value,
+                key=record.key,
+                partition=record.partition,
+                offset=record.offset,
             )
             await producer.send(topics.DEAD_LETTERS.name, encode(dl), key=topic.encode())
             metrics.DEAD_LETTERS.labels(topic=topic, reason=metrics.dead_letter_reason(exc.reason)).inc()

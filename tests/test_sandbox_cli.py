@@ -35,14 +35,16 @@ def test_run_limits_map_to_stop_reasons(tmp_path: Path) -> None:
     assert res.exit_code == 1 and json.loads(res.stdout)["stop_reason"] == "timeout"
     flood = tmp_path / "f.sh"
     flood.write_text("yes\n")
-    res = runner.invoke(app, ["sandbox", "run", str(flood), "--lang", "bash", "--output-bytes", "1000",
-                              "--json"])
+    res = runner.invoke(
+        app, ["sandbox", "run", str(flood), "--lang", "bash", "--output-bytes", "1000", "--json"]
+    )
     out = json.loads(res.stdout)
     assert out["stop_reason"] == "output" and out["output_bytes"] > 1000 and len(out["stdout"]) <= 1000
     bomb = tmp_path / "b.sh"
     bomb.write_text(":(){ :|:& };:\nsleep 5\n")
-    res = runner.invoke(app, ["sandbox", "run", str(bomb), "--lang", "bash", "--pids", "8", "--timeout", "1",
-                              "--json"])
+    res = runner.invoke(
+        app, ["sandbox", "run", str(bomb), "--lang", "bash", "--pids", "8", "--timeout", "1", "--json"]
+    )
     assert json.loads(res.stdout)["stop_reason"] == "pids"
 
 

@@ -34,8 +34,22 @@ def program() -> bytes:
     return seccomp.build_filter(arch=X86)
 
 
-@pytest.mark.parametrize("name", ["ptrace", "mount", "unshare", "setns", "bpf", "keyctl", "io_uring_setup",
-                                  "process_vm_readv", "kexec_load", "init_module", "userfaultfd"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ptrace",
+        "mount",
+        "unshare",
+        "setns",
+        "bpf",
+        "keyctl",
+        "io_uring_setup",
+        "process_vm_readv",
+        "kexec_load",
+        "init_module",
+        "userfaultfd",
+    ],
+)
 def test_filter_kills_denied_calls(program: bytes, name: str) -> None:
     assert seccomp.evaluate(program, nr=NR[name], arch=X86) == seccomp.SECCOMP_RET_KILL_PROCESS
 
@@ -95,14 +109,26 @@ def test_limits_validate_and_render_rlimits() -> None:
 def test_parse_limits_short_forms() -> None:
     lim = parse_limits("wall=2 memory=64M pids=8 network=on workspace=512k")
     assert (lim.wall_seconds, lim.memory_bytes, lim.pids, lim.network, lim.workspace_bytes) == (
-        2.0, 64 << 20, 8, True, 512 << 10
+        2.0,
+        64 << 20,
+        8,
+        True,
+        512 << 10,
     )
 
 
 def _ev(**kw: object) -> Evidence:
     base: dict[str, object] = dict(
-        limits=Limits(), exit_code=0, signal=None, killed_for=None, cpu_seconds=0.1, usage=SlotUsage(),
-        loopback_packets=0, workspace_full=False, file_limit_hit=False, stderr_tail=b"",
+        limits=Limits(),
+        exit_code=0,
+        signal=None,
+        killed_for=None,
+        cpu_seconds=0.1,
+        usage=SlotUsage(),
+        loopback_packets=0,
+        workspace_full=False,
+        file_limit_hit=False,
+        stderr_tail=b"",
     )
     base.update(kw)
     return Evidence(**base)
@@ -158,8 +184,86 @@ def test_runs_python_collects_files_and_reports_usage(jail: Jail) -> None:
 def test_bash_exit_status_and_signal_are_reported(jail: Jail) -> None:
     res = jail.run(JobSpec(files={"s.sh": b"echo hi >&2; exit 7\n"}, argv=["bash", "s.sh"]))
     assert (res.exit_code, res.signal, res.stop_reason, res.stderr) == (7, None, "exited", b"hi\n")
-    res = jail.run(JobSpec(files={"s.sh": b"kill -TERM $$; sleep 5\n"}, argv=["bash", "-c", "sh s.sh"]))
-    assert res.stop_reason in ("signal", "exited")
+    # A forced signal kills even a pid 1: a segfault is a signal, not exit status 139.
+    crash = JobSpec(files={}, argv=["python3", "-c", "import ctypes; ctypes.string_at(0)"])
+    res = jail.run(crash)
+    assert (res.exit_code, res.signal, res.stop_reason) == (None, signal.SIGSEGV, "signal"), res
+
+
+@needs_jail
+def test_an_exit_status_above_128_is_not_read_as_a_signal(jail: Jail) -> None:
+    for code in (129, 137, 159, 192):
+        res = jail.run(JobSpec(files={}, argv=["sh", "-c", f"exit {code}"]))
+        assert (res.exit_code, res.signal, res.stop_reason) == (code, None, "exited"), res
+        assert "cannot tell" not in res.detail
+    res = jail.run(JobSpec(files={}, argv=["python3", "-c", "import socket; socket.socket(40, 1)"]))
+    assert (res.exit_code, res.signal, res.stop_reason) == (None, signal.SIGSYS, "seccomp"), res
+
+
+FORK_WORKERS = b"""
+import os
+def burn():
+    while True:
+        pass
+for _ in range(2):
+    if os.fork() == 0:
+        burn()
+for _ in range(3):  # every worker RLIMIT_CPU kills is replaced by a fresh one
+    os.wait()
+    if os.fork() == 0:
+        burn()
+os._exit(0)
+"""
+
+
+@needs_jail
+def test_cpu_time_is_counted_across_forked_workers(jail: Jail) -> None:
+    res = jail.run(
+        JobSpec(
+            files={"w.py": FORK_WORKERS},
+            argv=["python3", "w.py"],
+            limits=Limits(cpu_seconds=1, wall_seconds=8),
+        )
+    )
+    assert res.stop_reason == "cpu" and res.signal == signal.SIGKILL, res
+    assert "all its processes together" in res.detail
+    # Killed within a few checks of the budget, not after the 3+ CPU-s the workers would burn.
+    assert 1.0 <= res.cpu_seconds < 1.3, res.cpu_seconds
+
+
+@needs_jail
+def test_each_jail_gets_a_cpu_quota(jail: Jail) -> None:
+    slot_dirs = [d for s in jail._all_slots for d in s.cgroup.dirs if d.kind in ("cpu-v1", "v2")]
+    if not slot_dirs:
+        pytest.skip("no writable cpu controller on this host")
+    spin = (
+        b"import threading\n"
+        b"def s():\n    while True: pass\n"
+        b"for _ in range(3): threading.Thread(target=s, daemon=True).start()\n"
+        b"s()\n"
+    )
+    res = jail.run(
+        JobSpec(
+            files={"s.py": spin},
+            argv=["python3", "s.py"],
+            limits=Limits(cpu_cores=0.5, cpu_seconds=0.4, wall_seconds=5),
+        )
+    )
+    slot = next(s.cgroup for s in jail._all_slots if s.uid == res.uid)
+    quota = next(d for d in slot.dirs if d.kind in ("cpu-v1", "v2"))
+    text = (quota.path / ("cpu.cfs_quota_us" if quota.kind == "cpu-v1" else "cpu.max")).read_text()
+    assert text.split()[0] == "50000"
+    # Half a core for four spinning threads: 0.4 CPU-s take at least 0.8 s of wall time, and the kernel
+    # reports the time it held the jail back.
+    assert res.stop_reason == "cpu" and res.wall_seconds >= 0.75, res
+    assert "CPU quota held it back" in res.detail
+
+
+@needs_jail
+def test_a_deeply_nested_workspace_gets_a_result(jail: Jail) -> None:
+    deep = b"import os\nfor _ in range(1100):\n    os.mkdir('d'); os.chdir('d')\nopen('f', 'w').write('x')\n"
+    res = jail.run(JobSpec(files={"d.py": deep}, argv=["python3", "d.py"]))
+    assert res.ok and "did not look deeper than" in res.detail, res
 
 
 @needs_jail
@@ -192,8 +296,10 @@ def test_payload_runs_under_the_rlimits_and_inside_the_slot_cgroups(jail: Jail) 
 
 @needs_jail
 def test_jails_start_as_the_slot_uid_while_the_runner_stays_root(jail: Jail) -> None:
-    script = ("grep -E '^(Uid|Gid|Groups|CapPrm|CapEff|NoNewPrivs):' /proc/self/status;"
-              " ulimit -H -n 9999 && echo RAISED")
+    script = (
+        "grep -E '^(Uid|Gid|Groups|CapPrm|CapEff|NoNewPrivs):' /proc/self/status;"
+        " ulimit -H -n 9999 && echo RAISED"
+    )
     res = jail.run(JobSpec(files={}, argv=["sh", "-c", script]))
     status = dict(line.split(":", 1) for line in res.stdout.decode().splitlines() if ":" in line)
     assert status["Uid"].split() == [str(res.uid)] * 4 and status["Gid"].split() == [str(res.uid)] * 4
@@ -232,14 +338,16 @@ def test_fails_closed_when_bubblewrap_cannot_start(tmp_path: Path) -> None:
         broken = reachable / "bwrap"
         broken.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
         broken.chmod(0o755)
-        with Jail(max_concurrency=1, bwrap=str(broken), state_dir=tmp_path / "state") as j, pytest.raises(
-            SandboxError, match="could not set up the jail: bwrap: setting up uid map"
+        with (
+            Jail(max_concurrency=1, bwrap=str(broken), state_dir=tmp_path / "state") as j,
+            pytest.raises(SandboxError, match="could not set up the jail: bwrap: setting up uid map"),
         ):
             j.run(JobSpec(files={}, argv=["true"]))
         hidden = tmp_path / "bwrap"  # under pytest's 0700 directory: the slot's uid cannot execute it
         shutil.copy(broken, hidden)
-        with Jail(max_concurrency=1, bwrap=str(hidden), state_dir=tmp_path / "state") as j, pytest.raises(
-            SandboxError, match="cannot start the jail"
+        with (
+            Jail(max_concurrency=1, bwrap=str(hidden), state_dir=tmp_path / "state") as j,
+            pytest.raises(SandboxError, match="cannot start the jail"),
         ):
             j.run(JobSpec(files={}, argv=["true"]))
     finally:

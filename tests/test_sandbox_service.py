@@ -29,9 +29,15 @@ PY_PASSED = {"language": "python", "verdict": "passed", "stop_reason": "exited"}
 
 def _step(i: int, op: str, target: dict[str, Any], value: dict[str, Any] | None) -> dict[str, Any]:
     return {
-        "i": i, "label": f"{op} {i}", "action_type": op, "app": "test", "op": op,
+        "i": i,
+        "label": f"{op} {i}",
+        "action_type": op,
+        "app": "test",
+        "op": op,
         "target": {k: exprs.const(v) for k, v in target.items()},
-        "value": value, "guard": None, "binds": False,
+        "value": value,
+        "guard": None,
+        "binds": False,
     }
 
 
@@ -40,19 +46,39 @@ def make_automation(automation_id: str = "a-sbx", *, state: str = "generated") -
         _step(0, "write_file", {"file": "out/hello.txt"}, exprs.const("hello")),
         _step(1, "write_file", {"file": "out/who.txt"}, exprs.param("who")),
     ]
-    meta = codegen.RenderMeta(name="sbx", automation_id=automation_id, version=1, candidate_id="c",
-                              candidate_version=1, generator_version="test")
+    meta = codegen.RenderMeta(
+        name="sbx",
+        automation_id=automation_id,
+        version=1,
+        candidate_id="c",
+        candidate_version=1,
+        generator_version="test",
+    )
 
     def case(case_id: str, who: str, expected_value: str) -> Case:
-        return Case(case_id=case_id, inputs={"who": who}, expected=[
-            ExpectedAction(action_type="write_file", target=Target(file="out/hello.txt"), value="hello"),
-            ExpectedAction(action_type="write_file", target=Target(file="out/who.txt"), value=expected_value),
-        ])
+        return Case(
+            case_id=case_id,
+            inputs={"who": who},
+            expected=[
+                ExpectedAction(action_type="write_file", target=Target(file="out/hello.txt"), value="hello"),
+                ExpectedAction(
+                    action_type="write_file", target=Target(file="out/who.txt"), value=expected_value
+                ),
+            ],
+        )
 
     return Automation(
-        automation_id=automation_id, version=1, candidate_id="c", candidate_version=1, user_id="u",
-        name="sbx", generator_version="test", template_version=codegen.template_version(), state=state,
-        plan=steps, parameters=["who"],
+        automation_id=automation_id,
+        version=1,
+        candidate_id="c",
+        candidate_version=1,
+        user_id="u",
+        name="sbx",
+        generator_version="test",
+        template_version=codegen.template_version(),
+        state=state,
+        plan=steps,
+        parameters=["who"],
         sources={lang: codegen.render(lang, steps, ["who"], meta) for lang in LANGUAGES},
         test_cases=[case("good", "Ada", "Ada"), case("bad", "Ada", "Grace")],
         created_at=datetime.now(UTC),
@@ -96,10 +122,18 @@ def test_only_generated_automations_are_tested(jail: Jail) -> None:
 
 def _result(aid: str, verdict: str, secs: float) -> TestResult:
     return TestResult(
-        result_id=f"{aid}-{verdict}-{secs}", automation_id=aid, version=1, language="python",
-        verdict=verdict, passed=verdict == "passed",
-        stop_reason="exited" if verdict != "unsupported" else "unsupported", wall_seconds=secs, cpu_seconds=0,
-        peak_memory_bytes=0, output_bytes=0, started_at=datetime.now(UTC),
+        result_id=f"{aid}-{verdict}-{secs}",
+        automation_id=aid,
+        version=1,
+        language="python",
+        verdict=verdict,
+        passed=verdict == "passed",
+        stop_reason="exited" if verdict != "unsupported" else "unsupported",
+        wall_seconds=secs,
+        cpu_seconds=0,
+        peak_memory_bytes=0,
+        output_bytes=0,
+        started_at=datetime.now(UTC),
     )
 
 
@@ -107,8 +141,13 @@ def test_stats_success_rate_and_durations() -> None:
     import pickle
 
     st = SandboxStats(window=3)
-    for verdict, secs in [("passed", 1.0), ("failed", 3.0), ("passed", 2.0), ("unsupported", 0.0),
-                          ("passed", 4.0)]:
+    for verdict, secs in [
+        ("passed", 1.0),
+        ("failed", 3.0),
+        ("passed", 2.0),
+        ("unsupported", 0.0),
+        ("passed", 4.0),
+    ]:
         st.learn_one(_result("a", verdict, secs))
     snap = st.snapshot("a")
     assert snap["runs"] == 5 and snap["passed"] == 3
@@ -136,13 +175,19 @@ def test_service_consumes_and_produces(jail: Jail, tansu_broker: Any) -> None:
         await producer.send_and_wait(topics.AUTOMATIONS.name, encode(auto), key=b"a-kafka")
         await producer.send_and_wait(topics.AUTOMATIONS.name, b'{"automation_id": 5}', key=b"junk")
         await producer.stop()
-        service = SandboxService(bootstrap_servers=bootstrap, group_id="sbx-test", concurrency=2,
-                                 limits=LIMITS, jail=jail)
+        service = SandboxService(
+            bootstrap_servers=bootstrap, group_id="sbx-test", concurrency=2, limits=LIMITS, jail=jail
+        )
         stop = asyncio.Event()
         task = asyncio.create_task(service.run(stop=stop))
-        consumer = AIOKafkaConsumer(topics.TEST_RESULTS.name, topics.METRICS.name, topics.DEAD_LETTERS.name,
-                                    bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                    group_id="sbx-test-reader")
+        consumer = AIOKafkaConsumer(
+            topics.TEST_RESULTS.name,
+            topics.METRICS.name,
+            topics.DEAD_LETTERS.name,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            group_id="sbx-test-reader",
+        )
         await consumer.start()
         results: list[dict[str, Any]] = []
         metric_events: list[dict[str, Any]] = []
@@ -168,8 +213,12 @@ def test_service_consumes_and_produces(jail: Jail, tansu_broker: Any) -> None:
     assert len(results) == 6 and len(metric_events) == 6, (results, metric_events)
     verdicts = sorted((r["case_id"], r["language"], r["verdict"]) for r in results)
     assert verdicts == [
-        ("bad", "applescript", "unsupported"), ("bad", "bash", "failed"), ("bad", "python", "failed"),
-        ("good", "applescript", "unsupported"), ("good", "bash", "passed"), ("good", "python", "passed"),
+        ("bad", "applescript", "unsupported"),
+        ("bad", "bash", "failed"),
+        ("bad", "python", "failed"),
+        ("good", "applescript", "unsupported"),
+        ("good", "bash", "passed"),
+        ("good", "python", "passed"),
     ]
     assert all(m["source"] == "sandbox" for m in metric_events)
     assert len(dead) == 1 and dead[0]["source_topic"] == "automations"

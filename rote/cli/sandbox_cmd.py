@@ -32,8 +32,9 @@ def _result_json(res: Any, *, language: str) -> dict[str, Any]:
 
 def register(app: typer.Typer) -> None:
     """Add the `sandbox` group to `app`."""
-    group = typer.Typer(help="The sandbox runner: bubblewrap jails for untrusted automations.",
-                        no_args_is_help=True)
+    group = typer.Typer(
+        help="The sandbox runner: bubblewrap jails for untrusted automations.", no_args_is_help=True
+    )
     app.add_typer(group, name="sandbox")
 
     @group.command("run")
@@ -44,12 +45,18 @@ def register(app: typer.Typer) -> None:
         cpu: Annotated[float, typer.Option("--cpu", min=0.01, help="CPU-time limit, seconds.")] = 5.0,
         memory: Annotated[int, typer.Option("--memory", min=16, help="Memory limit, MiB.")] = 256,
         pids: Annotated[int, typer.Option("--pids", min=1, help="Processes and threads at once.")] = 64,
-        output_bytes: Annotated[int, typer.Option(
-            "--output-bytes", min=0, help="stdout+stderr cap; past it the jail is killed.")] = 1 << 20,
-        network: Annotated[bool, typer.Option(
-            "--network", help="Share the host's network (off by default).")] = False,
-        collect: Annotated[list[str] | None, typer.Option(
-            "--collect", help="A workspace file to bring back (repeatable); printed with --json.")] = None,
+        output_bytes: Annotated[
+            int, typer.Option("--output-bytes", min=0, help="stdout+stderr cap; past it the jail is killed.")
+        ] = 1 << 20,
+        network: Annotated[
+            bool, typer.Option("--network", help="Share the host's network (off by default).")
+        ] = False,
+        collect: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--collect", help="A workspace file to bring back (repeatable); printed with --json."
+            ),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """Run SCRIPT in the jail and report why it stopped and what it used. Exit status 0 when it exited
@@ -63,23 +70,46 @@ def register(app: typer.Typer) -> None:
             detail = "AppleScript is unsupported on this platform"
             if shutil.which("osascript"):
                 detail = "AppleScript cannot be jailed by bubblewrap; not run"
-            out = {"language": lang, "verdict": "unsupported", "passed": False, "stop_reason": "unsupported",
-                   "detail": detail, "exit_code": None, "signal": None}
+            out = {
+                "language": lang,
+                "verdict": "unsupported",
+                "passed": False,
+                "stop_reason": "unsupported",
+                "detail": detail,
+                "exit_code": None,
+                "signal": None,
+            }
             typer.echo(json.dumps(out)) if as_json else err.print(f"[yellow]unsupported:[/yellow] {detail}")
             raise typer.Exit(code=1)
         try:
-            limits = Limits(wall_seconds=timeout, cpu_seconds=cpu, memory_bytes=memory << 20, pids=pids,
-                            output_bytes=output_bytes, network=network)
+            limits = Limits(
+                wall_seconds=timeout,
+                cpu_seconds=cpu,
+                memory_bytes=memory << 20,
+                pids=pids,
+                output_bytes=output_bytes,
+                network=network,
+            )
             name = "script.py" if lang == "python" else "script.sh"
             argv = ["python3", name] if lang == "python" else ["bash", name]
-            job = JobSpec(files={name: script.read_bytes()}, argv=argv, collect=tuple(collect or ()),
-                          limits=limits)
+            job = JobSpec(
+                files={name: script.read_bytes()}, argv=argv, collect=tuple(collect or ()), limits=limits
+            )
             with Jail(max_concurrency=1) as jail:
                 res = jail.run(job)
         except RoteError as exc:
             if as_json:
-                typer.echo(json.dumps({"language": lang, "verdict": "error", "passed": False,
-                                       "stop_reason": "setup", "detail": str(exc)}))
+                typer.echo(
+                    json.dumps(
+                        {
+                            "language": lang,
+                            "verdict": "error",
+                            "passed": False,
+                            "stop_reason": "setup",
+                            "detail": str(exc),
+                        }
+                    )
+                )
             else:
                 err.print(f"[red]refused:[/red] {exc}")
             raise typer.Exit(code=2) from None
@@ -103,17 +133,29 @@ def register(app: typer.Typer) -> None:
 
     @group.command("serve")
     def serve(
-        bootstrap: Annotated[str | None, typer.Option(
-            "--bootstrap", help="Kafka host:port[,host:port]; default from ROTE_BROKER=kafka://...")] = None,
-        group_id: Annotated[str, typer.Option(
-            "--group", help="Consumer group shared by all runners.")] = "rote-sandbox",
-        concurrency: Annotated[int | None, typer.Option(
-            "--concurrency", min=1, help="Jails at once (default ROTE_SANDBOX_CONCURRENCY or 2).")] = None,
-        timeout: Annotated[float, typer.Option(
-            "--timeout", min=0.01, help="Wall-time limit per test, s.")] = 10.0,
+        bootstrap: Annotated[
+            str | None,
+            typer.Option(
+                "--bootstrap", help="Kafka host:port[,host:port]; default from ROTE_BROKER=kafka://..."
+            ),
+        ] = None,
+        group_id: Annotated[
+            str, typer.Option("--group", help="Consumer group shared by all runners.")
+        ] = "rote-sandbox",
+        concurrency: Annotated[
+            int | None,
+            typer.Option(
+                "--concurrency", min=1, help="Jails at once (default ROTE_SANDBOX_CONCURRENCY or 2)."
+            ),
+        ] = None,
+        timeout: Annotated[
+            float, typer.Option("--timeout", min=0.01, help="Wall-time limit per test, s.")
+        ] = 10.0,
         memory: Annotated[int, typer.Option("--memory", min=16, help="Memory limit per test, MiB.")] = 256,
-        metrics_port: Annotated[int | None, typer.Option(
-            "--metrics-port", min=0, help="Prometheus port (default 9465; 0 disables).")] = None,
+        metrics_port: Annotated[
+            int | None,
+            typer.Option("--metrics-port", min=0, help="Prometheus port (default 9465; 0 disables)."),
+        ] = None,
     ) -> None:
         """Consume `automations`, test every generated automation in the jail and publish `test-results`
         and `metrics` until interrupted. Run several for more throughput: they share the group."""
@@ -127,7 +169,9 @@ def register(app: typer.Typer) -> None:
             settings = Settings.from_env(sandbox_concurrency=concurrency)
             servers = bootstrap or settings.bootstrap_servers
             service = SandboxService(
-                bootstrap_servers=servers, group_id=group_id, concurrency=settings.sandbox_concurrency,
+                bootstrap_servers=servers,
+                group_id=group_id,
+                concurrency=settings.sandbox_concurrency,
                 limits=Limits(wall_seconds=timeout, memory_bytes=memory << 20),
             )
         except RoteError as exc:
@@ -142,8 +186,10 @@ def register(app: typer.Typer) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            err.print(f"sandbox runner: group {group_id} on {servers}, {settings.sandbox_concurrency} jails"
-                      + (f", metrics on :{server.port}" if server else ""))
+            err.print(
+                f"sandbox runner: group {group_id} on {servers}, {settings.sandbox_concurrency} jails"
+                + (f", metrics on :{server.port}" if server else "")
+            )
             await service.run(stop=stop)
 
         try:
@@ -158,8 +204,10 @@ def register(app: typer.Typer) -> None:
 
     @group.command("hostile")
     def hostile(
-        suite: Annotated[Path | None, typer.Argument(
-            help="Folder of hostile programs (default: the checkout's tests/hostile).")] = None,
+        suite: Annotated[
+            Path | None,
+            typer.Argument(help="Folder of hostile programs (default: the checkout's tests/hostile)."),
+        ] = None,
         markdown: Annotated[bool, typer.Option("--markdown", help="Print the docs table.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
@@ -180,8 +228,14 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("no tests/hostile folder here; pass one", param_hint="SUITE")
         try:
             cases = load_suite(folder)
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=err, transient=as_json) as bar:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=as_json,
+            ) as bar:
                 task = bar.add_task("hostile suite", total=len(cases))
                 with Jail(max_concurrency=1) as jail:
                     outcomes = run_suite(jail, cases, progress=lambda _o: bar.advance(task))
@@ -190,15 +244,24 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(code=2) from None
         failed = [o for o in outcomes if not o.contained]
         if as_json:
-            typer.echo(json.dumps({"programs": len(outcomes), "contained": len(outcomes) - len(failed),
-                                   "outcomes": [outcome_row(o) for o in outcomes]}))
+            typer.echo(
+                json.dumps(
+                    {
+                        "programs": len(outcomes),
+                        "contained": len(outcomes) - len(failed),
+                        "outcomes": [outcome_row(o) for o in outcomes],
+                    }
+                )
+            )
         elif markdown:
             typer.echo(markdown_table(outcomes))
         else:
             for o in outcomes:
                 mark = "[green]contained[/green]" if o.contained else "[red]NOT CONTAINED[/red]"
-                err.print(f"{mark} {o.case.path.name}: {o.result.stop_reason} ({o.result.detail})"
-                          + (f" {o.problems}" if o.problems else ""))
+                err.print(
+                    f"{mark} {o.case.path.name}: {o.result.stop_reason} ({o.result.detail})"
+                    + (f" {o.problems}" if o.problems else "")
+                )
             err.print(f"{len(outcomes) - len(failed)}/{len(outcomes)} contained")
         raise typer.Exit(code=1 if failed else 0)
 

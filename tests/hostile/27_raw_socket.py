@@ -1,5 +1,5 @@
-# expect: network
-# what: open raw and packet sockets to sniff or forge traffic
+# expect: seccomp
+# what: open raw and packet sockets to sniff or forge traffic (AF_PACKET is outside the socket allow-list)
 import socket
 
 for fam, typ, proto in [(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),

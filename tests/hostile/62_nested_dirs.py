@@ -1,0 +1,10 @@
+# expect: exited
+# what: 1,100 nested directories, deeper than Python's recursion limit, to crash the runner's disk accounting (RecursionError in os.walk lost the test)
+import os
+
+for _ in range(1100):
+    os.mkdir("d")
+    os.chdir("d")
+with open("leaf.txt", "w") as f:
+    f.write("deep")
+print("made 1100 levels")
