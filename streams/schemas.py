@@ -351,6 +351,12 @@ class TestResult(Event):
     mismatches: list[str] = Field(default_factory=list, max_length=50)
     started_at: AwareDatetime
     runner: str = ""
+    signature: str | None = Field(
+        default=None,
+        max_length=128,
+        description="the sandbox runner's HMAC-SHA256 over every other field (rote.security.verdicts); "
+        "results without a valid one are not trusted",
+    )
 
 
 class StepTiming(Event):

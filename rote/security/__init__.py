@@ -1,0 +1,1 @@
+"""Security primitives shared by rote's components (signed test verdicts)."""
