@@ -1,0 +1,242 @@
+"""From a variant to a `Candidate` (steps, parameters, instances, score, name, SOP), and the ranked result.
+
+Ranking of the batch result: variants are grouped into *routines* (families of variants whose action sets
+overlap by `family_similarity`, or whose smaller action set lies almost wholly inside the larger one: a
+fragment or an optional-step variant), and routines are ranked by the events they explain (occurrences x
+steps). That prefers complete routines over fragments (a 5-step log-in prefix explains fewer events than
+the three 14-step routines that share it) and keeps near-duplicates from taking several top places. The
+candidate's own `rank` is by automation potential among the user's candidates, as the pipeline uses it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from rote.discovery.config import DiscoveryConfig
+from rote.discovery.describe import describe
+from rote.discovery.model import NO_TIME_LO, US, Segment, UserState, Variant, target_dict
+from rote.discovery.parameters import analyse
+from rote.discovery.scoring import Evidence, score
+from rote.streams.schemas import Candidate, RoutineInstance, RoutineStep, Target
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoveredRoutine:
+    candidate: Candidate
+    #: every kept occurrence: event ids of the events aligned to the routine's steps (missing steps left out)
+    occurrences: list[list[str]]
+    #: the same occurrences step by step (None where the step was missing)
+    step_occurrences: list[list[str | None]]
+    #: the routine (family of variants) this variant belongs to; 0 is the best-supported routine
+    family: int = 0
+    #: events explained by the variant: occurrences x steps
+    coverage: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoveryResult:
+    #: ordered by routine (family) then by coverage; `heads()` gives one variant per routine
+    routines: list[DiscoveredRoutine]
+    starts: list[str]
+    events: int
+    duplicates: int
+    late: int
+    noise_events: int
+    segments: int
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        return [r.candidate for r in self.routines]
+
+    def heads(self) -> list[DiscoveredRoutine]:
+        """The best-supported variant of each routine, best routine first (near-duplicates suppressed)."""
+        seen: set[int] = set()
+        out = []
+        for r in self.routines:
+            if r.family not in seen:
+                seen.add(r.family)
+                out.append(r)
+        return out
+
+
+def utc(ts: int) -> datetime:
+    try:
+        return datetime.fromtimestamp(ts // US, tz=UTC).replace(microsecond=ts % US)
+    except (OverflowError, OSError, ValueError):
+        return (datetime.max if ts > 0 else datetime.min).replace(tzinfo=UTC)
+
+
+def _common_target(targets: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    if not targets:
+        return {}
+    first = targets[0]
+    return {k: v for k, v in first.items() if all(t.get(k) == v for t in targets[1:])}
+
+
+def _step_duration(seg: Segment, k: int) -> float | None:
+    i = seg.aligned[k]
+    if i is None:
+        return None
+    ev = seg.events[i]
+    if ev.duration is not None:
+        return ev.duration
+    prev = [j for j in seg.aligned[:k] if j is not None]
+    if not prev:
+        return None
+    return max(0.0, (ev.ts - seg.events[prev[-1]].ts) / US)
+
+
+def families(variants: Sequence[Variant], similarity: float, containment: float) -> list[list[Variant]]:
+    """Greedy grouping of variants into routines, best coverage first (see the module docstring)."""
+    ordered = sorted(variants, key=lambda v: (-v.count * len(v.steps), v.vid))
+    groups: list[tuple[set[str], list[Variant]]] = []
+    for v in ordered:
+        vs = set(v.steps)
+        for head, members in groups:
+            inter = len(vs & head)
+            small = min(len(vs), len(head)) or 1
+            if inter / len(vs | head) >= similarity or inter / small >= containment:
+                members.append(v)
+                break
+        else:
+            groups.append((vs, [v]))
+    ranked = sorted(groups, key=lambda g: -sum(m.count * len(m.steps) for m in g[1]))
+    return [members for _, members in ranked]
+
+
+class CandidateBuilder:
+    def __init__(self, config: DiscoveryConfig) -> None:
+        self.config = config
+
+    def build(self, state: UserState, v: Variant, *, version: int | None = None) -> Candidate:
+        cfg = self.config
+        kept = [s for s in v.instances if any(i is not None for i in s.aligned)]
+        n_steps = len(v.steps)
+        values = [[s.events[i].value if i is not None else None for i in s.aligned] for s in kept]
+        params = analyse(values)
+        params += [None] * (n_steps - len(params))
+        steps: list[RoutineStep] = []
+        for k, label in enumerate(v.steps):
+            evs = [s.events[i] for s in kept if (i := s.aligned[k]) is not None]
+            ds = [d for s in kept if (d := _step_duration(s, k)) is not None]
+            app = Counter(e.app for e in evs).most_common(1)[0][0] if evs else ""
+            atype = (
+                Counter(e.action_type for e in evs).most_common(1)[0][0] if evs else label.split(":", 1)[0]
+            )
+            steps.append(
+                RoutineStep(
+                    label=label,
+                    app=app,
+                    action_type=atype,
+                    target=Target(**_common_target([target_dict(e.target) for e in evs])),
+                    parameter=params[k],
+                    optional=len(evs) < 0.9 * max(1, len(kept)),
+                    mean_duration_seconds=round(sum(ds) / len(ds), 3) if ds else None,
+                )
+            )
+        instances = [self._instance(s) for s in kept[-cfg.candidate_instances :]]
+        mean_duration = v.duration_sum / v.count if v.count else 0.0
+        regularity = v.fitness_sum / v.count if v.count else 0.0
+        deviating = 1.0 - (v.exact / v.count if v.count else 0.0)
+        sc = score(
+            Evidence(
+                occurrences=v.count,
+                active_days=max(1, len(v.days)),
+                mean_duration_seconds=mean_duration,
+                n_steps=n_steps,
+                parameters=params,
+                regularity=regularity,
+                deviating_share=deviating,
+            ),
+            cfg.scoring,
+        )
+        others = [o.steps for o in state.variants.values() if o.vid != v.vid and o.count >= cfg.min_support]
+        text = describe(steps, instances, others)
+        now = utc(state.released_ts if state.released_ts > NO_TIME_LO else v.last_seen)
+        return Candidate(
+            candidate_id=v.vid,
+            version=version if version is not None else max(1, v.version),
+            user_id=state.user_id,
+            routine=list(v.steps),
+            steps=steps,
+            occurrences=v.count,
+            instances=instances,
+            score=sc.score,
+            breakdown=sc.breakdown,
+            mean_duration_seconds=round(max(0.0, mean_duration), 3),
+            observed_hours_per_year=sc.observed_hours_per_year,
+            estimated_hours_saved_per_year=sc.estimated_hours_saved_per_year,
+            rank=self._rank(state, v, sc.score),
+            priority=sc.priority,
+            first_seen=utc(v.first_seen),
+            last_seen=utc(v.last_seen),
+            updated_at=now,
+            name=text.name,
+            variant_note=text.variant_note,
+            sop=text.sop,
+        )
+
+    def _rank(self, state: UserState, v: Variant, value: float) -> int:
+        return 1 + sum(
+            1
+            for o in state.variants.values()
+            if o.vid != v.vid and o.count >= self.config.min_support and o.last_score > value
+        )
+
+    @staticmethod
+    def _instance(seg: Segment) -> RoutineInstance:
+        present = [i for i in seg.aligned if i is not None]
+        return RoutineInstance(
+            event_ids=[seg.events[i].event_id if i is not None else None for i in seg.aligned],
+            values=[seg.events[i].value if i is not None else None for i in seg.aligned],
+            start=utc(seg.events[present[0]].ts),
+            end=utc(seg.events[present[-1]].ts),
+            step_durations_seconds=[
+                round(d, 3) if (d := _step_duration(seg, k)) is not None else None
+                for k in range(len(seg.aligned))
+            ],
+            targets=[
+                Target(**target_dict(seg.events[i].target)) if i is not None else None for i in seg.aligned
+            ],
+        )
+
+    def result(self, state: UserState) -> DiscoveryResult:
+        cfg = self.config
+        confirmed = [v for v in state.variants.values() if v.count >= cfg.min_support]
+        built = {}
+        for v in confirmed:
+            cand = self.build(state, v)
+            v.last_score = cand.score
+            built[v.vid] = cand
+        routines = []
+        for fam, members in enumerate(families(confirmed, cfg.family_similarity, cfg.family_containment)):
+            for v in members:
+                steps = [
+                    [s.events[i].event_id if i is not None else None for i in s.aligned]
+                    for s in v.instances
+                    if any(i is not None for i in s.aligned)
+                ]
+                routines.append(
+                    DiscoveredRoutine(
+                        candidate=built[v.vid].model_copy(
+                            update={"rank": self._rank(state, v, v.last_score)}
+                        ),
+                        occurrences=[[e for e in occ if e is not None] for occ in steps],
+                        step_occurrences=steps,
+                        family=fam,
+                        coverage=v.count * len(v.steps),
+                    )
+                )
+        return DiscoveryResult(
+            routines=routines,
+            starts=list(state.starts),
+            events=state.events,
+            duplicates=state.duplicates,
+            late=state.late,
+            noise_events=state.noise_events,
+            segments=state.segments,
+        )

@@ -1,0 +1,75 @@
+"""Discovery settings. Defaults suit one person's desktop stream; docs/discovery.md explains each choice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rote.discovery.abstraction import ActionAbstraction
+from rote.discovery.scoring import ScoreConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoveryConfig:
+    abstraction: ActionAbstraction = field(default_factory=ActionAbstraction)
+    #: Occurrences before a routine (and an action, and a transition) counts as repeated.
+    min_support: int = 3
+    #: Shortest routine worth reporting, in actions.
+    min_length: int = 3
+    #: Events buffered before the first estimate of where routines start.
+    warmup_events: int = 400
+    #: Re-estimate routine starts every this many events ...
+    refit_every: int = 2000
+    #: ... over this many recent labels, in thread order (what the start estimator sees).
+    history_events: int = 1500
+    #: A segment longer than this is closed (someone stopped doing routines).
+    max_segment_events: int = 300
+    #: An idle gap longer than this closes a thread and its open segment.
+    max_gap_seconds: float = 1800.0
+    #: Out-of-order tolerance: events are held this long (event time) before being processed.
+    lateness_seconds: float = 5.0
+    #: Event ids remembered for de-duplication (older duplicates are older than the lateness window and
+    #: are dropped as late).
+    dedupe_window: int = 128
+    # ---------------------------------------------------------------- threads (interleaved work)
+    #: An event continues a thread when it follows the thread's last action with at least this share of
+    #: that action's successors in the stream; otherwise it opens a new thread (an interruption).
+    continue_share: float = 0.1
+    #: Threads open at once; the least recently active is closed beyond this.
+    max_threads: int = 6
+    #: A thread not continued for this many events is closed (its instance is over).
+    thread_idle_events: int = 60
+    #: A label that opened a new thread in at least this share of its occurrences starts routines.
+    interrupt_start_share: float = 0.3
+    #: Transition counts are halved every this many events (recent behaviour weighs more; bounded).
+    decay_every: int = 4000
+    # ---------------------------------------------------------------- variants
+    #: LCS similarity at which a segment counts as a noisy instance of a known variant.
+    absorb_similarity: float = 0.8
+    #: LCS similarity at which pending segments group into a new variant.
+    cluster_similarity: float = 0.8
+    #: A sequence absorbed into a variant becomes its own variant at this share of the variant's instances
+    #: (or `promote_min` occurrences, whichever comes first).
+    promote_share: float = 0.15
+    promote_min: int = 10
+    #: A variant is split on an action present in between this share and 1 - this share of its instances.
+    split_share: float = 0.15
+    #: Instances kept per variant (for parameters, splits and the candidate's `instances`).
+    keep_instances: int = 6
+    #: Instances kept over all of a user's variants (the state budget); the best variants keep theirs.
+    max_kept_instances: int = 30
+    #: Instances put into each emitted candidate.
+    candidate_instances: int = 6
+    #: Segments waiting to form a new variant.
+    max_pending: int = 40
+    #: Variants kept per user; the least recently seen are evicted beyond this.
+    max_variants: int = 40
+    #: Variants not seen for this long (event time) are evicted at the next refit.
+    variant_ttl_seconds: float = 60 * 86400.0
+    #: Re-emit a candidate when its occurrences grew by this share since the last emission (or its steps
+    #: changed); not on every occurrence, so the candidates topic is not flooded.
+    emit_growth: float = 0.1
+    #: Variants whose action sets overlap at least this much (Jaccard) are variants of one routine.
+    family_similarity: float = 0.7
+    #: ... or whose smaller action set lies at least this much inside the larger one.
+    family_containment: float = 0.9
+    scoring: ScoreConfig = field(default_factory=ScoreConfig)

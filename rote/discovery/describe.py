@@ -1,0 +1,244 @@
+"""Names, variant notes and standard operating procedures (SOPs) for routines, in plain language.
+
+Why: a routine called "getCell:Sheet1!A … clickLink:Add another response (48 steps)" means nothing to the
+person who does it every day. What they recognise is the documents and forms involved and the data that
+flows between them: "Copy a record from StudentRecords.xlsx into the NewRecord form". Everything here is
+derived from the candidate's own steps (applications, workbooks, sheets, columns, fields, pages) and from
+its parameters (which value flows from which step; what format the values have), deterministically and
+without any external service, so the same routine always reads the same.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rote.streams.schemas import RoutineInstance, RoutineStep
+
+MAX_NAME = 300
+MAX_NOTE = 500
+MAX_LINE = 500
+
+_COPY = ("copy", "copycell", "copyrange", "getcell", "getrange", "readcell")
+_TYPE = (
+    "paste",
+    "editfield",
+    "insertvalue",
+    "type",
+    "typetext",
+    "input",
+    "setvalue",
+    "fill",
+    "insertboolvalue",
+)
+_CLICK = ("click", "press", "select", "check", "choose", "submit")
+_OPEN = ("openfile", "openworkbook", "open", "savefile", "save", "closefile")
+_NAV = ("gotourl", "navigate", "navigate_to", "openurl", "createnewtab", "waitresponse")
+
+_FORMATS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^\d{2}-\d{2}-\d{4}$"), "DD-MM-YYYY"),
+    (re.compile(r"^\d{2}/\d{2}/\d{4}$"), "DD/MM/YYYY"),
+    (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "YYYY-MM-DD"),
+    (re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"), "an e-mail address"),
+    (re.compile(r"^\+?[\d\s().-]{7,}$"), "a phone number"),
+    (re.compile(r"^-?\d+$"), "a whole number"),
+    (re.compile(r"^-?\d+[.,]\d+$"), "a decimal number"),
+)
+
+
+@dataclass(frozen=True)
+class Description:
+    name: str
+    variant_note: str | None
+    sop: list[str] = field(default_factory=list)
+
+
+def _kind(action_type: str) -> str:
+    t = action_type.casefold()
+    for kind, names in (("copy", _COPY), ("type", _TYPE), ("open", _OPEN), ("nav", _NAV)):
+        if t in names:
+            return kind
+    if t.startswith(_CLICK):
+        return "click"
+    if t.startswith(("paste", "insert", "edit", "type")):
+        return "type"
+    if t.startswith(("copy", "get")):
+        return "copy"
+    return "other"
+
+
+def _humanize(text: str) -> str:
+    """``Address_AddressLine1`` -> ``Address AddressLine1``; ``www_webpage_com`` -> ``www webpage com``."""
+    t = re.sub(r"[_\s]+", " ", text).strip()
+    return t[:80]
+
+
+def _page(url: str | None) -> str | None:
+    """A form's or page's name from its URL: the last meaningful path segment, else the host."""
+    if not url:
+        return None
+    text = url.split("?", 1)[0].split("#", 1)[0]
+    text = re.sub(r"^[a-z]+://", "", text).rstrip("/")
+    parts = [p for p in text.split("/") if p]
+    if not parts:
+        return None
+    for seg in reversed(parts[1:]):
+        if not seg.isdigit() and len(seg) > 1:
+            return seg
+    return parts[0]
+
+
+def _document(step: RoutineStep) -> str | None:
+    t = step.target
+    return t.workbook or t.file
+
+
+def _where(step: RoutineStep) -> str:
+    """Where a step acts, in words."""
+    t = step.target
+    if t.column:
+        sheet = f" of {t.sheet}" if t.sheet else ""
+        doc = f" in {t.workbook}" if t.workbook else ""
+        return f"column {t.column}{sheet}{doc}"
+    if t.cell:
+        return f"cell {t.cell}" + (f" of {t.sheet}" if t.sheet else "")
+    if t.field:
+        return _humanize(t.field)
+    if t.title:
+        return f'"{_humanize(t.title)}"'
+    if t.element:
+        return f'"{_humanize(t.element)}"'
+    if t.workbook or t.file:
+        return str(t.workbook or t.file)
+    if t.url:
+        return _page(t.url) or t.url
+    key = step.label.split(":", 1)[1] if ":" in step.label else ""
+    return _humanize(key) if key else step.app or "the screen"
+
+
+def value_format(values: Sequence[str | None]) -> str | None:
+    """The format all observed values share (DD-MM-YYYY, an e-mail address, ...), if any."""
+    vals = [v.strip() for v in values if v and v.strip()]
+    if len(vals) < 2:
+        return None
+    for pattern, text in _FORMATS:
+        if all(pattern.match(v) for v in vals):
+            return text
+    return None
+
+
+def _step_values(instances: Sequence[RoutineInstance], k: int) -> list[str | None]:
+    return [inst.values[k] if k < len(inst.values) else None for inst in instances]
+
+
+def sop_lines(steps: Sequence[RoutineStep], instances: Sequence[RoutineInstance]) -> list[str]:
+    """One numbered plain-language line per step, with where each value comes from."""
+    lines: list[str] = []
+    for k, step in enumerate(steps):
+        kind = _kind(step.action_type)
+        where = _where(step)
+        app = f"In {step.app}, " if step.app else ""
+        p = step.parameter
+        fmt = value_format(_step_values(instances, k)) if p is not None and p.kind != "constant" else None
+        as_fmt = f", as {fmt}," if fmt else ""
+        if kind == "copy":
+            varies = " (the row changes each time)" if step.target.column and not step.target.cell else ""
+            text = f"{app}copy the value from {where}{varies}"
+        elif kind == "type":
+            verb = "paste" if step.action_type.casefold().startswith("paste") else "type"
+            if p is None:
+                text = f"{app}{verb} into {where}"
+            elif p.kind == "derived" and p.source_step is not None and 0 <= p.source_step < len(steps):
+                src = steps[p.source_step]
+                text = f"{app}{verb} the value from {_where(src)}{as_fmt} into {where}"
+            elif p.kind == "constant":
+                text = f'{app}{verb} "{(p.constant or "")[:60]}" into {where}'
+            else:
+                text = f"{app}{verb} the {where} value{as_fmt} into {where} (it varies: supplied each time)"
+        elif kind == "click":
+            text = f"{app}click {where}"
+        elif kind == "open":
+            text = f"{app}{step.action_type.replace('File', '').lower() or 'open'} {where}"
+        elif kind == "nav":
+            verb = "wait for" if step.action_type.casefold() == "waitresponse" else "go to"
+            text = f"{app}{verb} {_page(step.target.url) or where}"
+        else:
+            text = f"{app}{_humanize(step.action_type)} on {where}"
+        if step.optional:
+            text += " (only sometimes)"
+        lines.append(f"{k + 1}. {text}"[:MAX_LINE])
+    return lines[:200]
+
+
+def routine_name(steps: Sequence[RoutineStep]) -> str:
+    """ "Copy a record from StudentRecords.xlsx into the NewRecord form", or the closest we can say."""
+    kinds = [_kind(s.action_type) for s in steps]
+    docs = Counter(d for s in steps if (d := _document(s)))
+    pages = Counter(p for s in steps if s.app and (p := _page(s.target.url)))
+    fields = [s.target.field for s, kd in zip(steps, kinds, strict=True) if kd == "type" and s.target.field]
+    apps = list(dict.fromkeys(s.app for s in steps if s.app))
+    doc = docs.most_common(1)[0][0] if docs else None
+    page = pages.most_common(1)[0][0] if pages else None
+    flows = sum(
+        1
+        for s in steps
+        if s.parameter is not None and s.parameter.kind == "derived" and _kind(s.action_type) == "type"
+    )
+    n_fields = len(set(fields))
+    if "copy" in kinds and ("type" in kinds or flows):
+        src = f" from {doc}" if doc else (f" from {apps[0]}" if apps else "")
+        dst = f" into the {_humanize(page)} form" if page else (f" into {apps[-1]}" if len(apps) > 1 else "")
+        what = f"a record ({n_fields} fields)" if n_fields > 1 else "a value"
+        name = f"Copy {what}{src}{dst}"
+    elif "type" in kinds and page:
+        name = f"Fill in the {_humanize(page)} form ({n_fields} fields)" if n_fields else f"Fill in {page}"
+    elif "type" in kinds and fields:
+        shown = ", ".join(_humanize(f) for f in list(dict.fromkeys(fields))[:3])
+        name = f"Enter {shown}" + (f" in {apps[0]}" if apps else "")
+    elif doc:
+        name = f"Work on {doc}" + (f" in {apps[0]}" if apps else "")
+    else:
+        first, last = _where(steps[0]), _where(steps[-1])
+        name = f"{_humanize(steps[0].action_type)} {first} … {_humanize(steps[-1].action_type)} {last}"
+    return f"{name} ({len(steps)} steps)"[:MAX_NAME]
+
+
+def variant_note(steps: Sequence[RoutineStep], others: Sequence[Sequence[str]]) -> str | None:
+    """What tells this variant apart from the user's most similar other variant (None if there is none)."""
+    mine = [s.label for s in steps]
+    ms = set(mine)
+    best: Sequence[str] | None = None
+    best_j = 0.0
+    for o in others:
+        os_ = set(o)
+        j = len(ms & os_) / len(ms | os_) if ms | os_ else 0.0
+        if j > best_j or (j == best_j and best is not None and list(o) < list(best)):
+            best, best_j = o, j
+    if best is None or best_j < 0.5:
+        return None
+    extra = [s for s in steps if s.label not in set(best)]
+    missing = [lab for lab in dict.fromkeys(best) if lab not in ms]
+    parts = []
+    if extra:
+        shown = "; ".join(f"{_humanize(s.action_type)} {_where(s)}" for s in extra[:4])
+        more = f" and {len(extra) - 4} more" if len(extra) > 4 else ""
+        parts.append(f"also does {shown}{more}")
+    if missing:
+        shown = "; ".join(_humanize(lab.replace(":", " ")) for lab in missing[:4])
+        more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        parts.append(f"skips {shown}{more}")
+    if not parts:
+        parts.append("same steps in another order")
+    return (f"Unlike the {len(best)}-step variant: " + ", ".join(parts))[:MAX_NOTE]
+
+
+def describe(
+    steps: Sequence[RoutineStep], instances: Sequence[RoutineInstance], others: Sequence[Sequence[str]]
+) -> Description:
+    return Description(
+        name=routine_name(steps) if steps else "",
+        variant_note=variant_note(steps, others),
+        sop=sop_lines(steps, instances),
+    )
