@@ -120,8 +120,8 @@ class Columns:
     time: str
     action: tuple[str, ...]
     user: str | None
-    app: str | None
-    value: str | None
+    app: tuple[str, ...]
+    value: tuple[str, ...]
     event_id: str | None
     instance: str | None
     routine: str | None
@@ -187,13 +187,33 @@ def resolve_columns(fmt: Format, header: Sequence[str], options: CsvOptions | No
         time=time,
         action=action,
         user=user,
-        app=pick(opts.app_col, APP_COLUMNS, "app", "--app-col") if generic else None,
-        value=pick(opts.value_col, VALUE_COLUMNS, "value", "--value-col") if generic else None,
+        app=_alternatives(pick(opts.app_col, APP_COLUMNS, "app", "--app-col"), APP_COLUMNS, fmt, generic),
+        value=_alternatives(
+            pick(opts.value_col, VALUE_COLUMNS, "value", "--value-col"), VALUE_COLUMNS, fmt, generic
+        ),
         event_id=pick(opts.id_col, (), "event id", "--id-col"),
         instance=instance if instance not in (user, time, *action) else None,
         routine=routine,
         lifecycle=LIFECYCLE_COLUMN if LIFECYCLE_COLUMN in header and generic else None,
     )
+
+
+def _alternatives(found: str | None, aliases: Sequence[str], fmt: Format, generic: bool) -> tuple[str, ...]:
+    """The column(s) a field is read from. XES attributes are sparse (an event has only the ones it needs,
+    the first event may have none of them), so any of the known names counts there, event by event."""
+    if not generic:
+        return ()
+    if found is not None:
+        return (found,)
+    return tuple(aliases) if fmt == "xes" else ()
+
+
+def _first_of(row: Mapping[str, Any], names: Sequence[str]) -> str | None:
+    for name in names:
+        value = clean(row.get(name))
+        if value is not None:
+            return value
+    return None
 
 
 def _shown(header: Sequence[str], limit: int = 12) -> str:
@@ -370,14 +390,15 @@ def map_generic(row: Mapping[str, Any], cols: Columns, source: str = "csv") -> d
     ts = parse_timestamp(row.get(cols.time))
     parts = [clean(row.get(c)) for c in cols.action[1:]]
     fld = "/".join(p for p in parts if p) or None
-    used = {cols.time, *cols.action, cols.app, cols.value, cols.user, cols.event_id, *cols.labels}
+    used = {cols.time, *cols.action, *cols.app, *cols.value, cols.user, cols.event_id, cols.lifecycle}
+    used |= cols.labels
     attributes = {k: str(v) for k, v in row.items() if k and k not in used and clean(v) is not None}
     payload: dict[str, Any] = {
         "timestamp": iso(ts),
-        "app": (clean(row.get(cols.app)) if cols.app else None) or "unknown",
+        "app": _first_of(row, cols.app) or "unknown",
         "action_type": action,
         "target": _drop_none({"field": fld}),
-        "value": clean(row.get(cols.value)) if cols.value else None,
+        "value": _first_of(row, cols.value),
         "source": source,
         "attributes": attributes,
     }

@@ -39,10 +39,20 @@ from rote.importers.formats import (
     skip_reason,
     user_of,
 )
-from rote.importers.options import FORMATS, CsvOptions, Format, max_event_bytes
+from rote.importers.options import (
+    ACTION_COLUMNS,
+    FORMATS,
+    INSTANCE_COLUMNS,
+    TIME_COLUMNS,
+    USER_COLUMNS,
+    CsvOptions,
+    Format,
+    max_event_bytes,
+)
 from rote.importers.sniff import detect_format, has_undecodable, open_text, sniff, sniff_delimiter
 from rote.importers.stats import ImportStats, kind_of
 from rote.importers.xes import XesError, iter_xes_rows
+from rote.privacy import redact_payload
 from rote.streams.schemas import UserAction, decode, implausible_time
 
 #: How much of an invalid row a dead letter keeps (the rest is counted in `raw_size`).
@@ -102,9 +112,10 @@ def _too_large(line: int, size: int, cap: int) -> str:
     )
 
 
-def _bounded_lines(fh: IO[str], cap: int, oversized: dict[int, int]) -> Iterator[str]:
+def _bounded_lines(fh: IO[str], cap: int, oversized: dict[int, tuple[int, str]]) -> Iterator[str]:
     """The physical lines of `fh`; a line longer than `cap` is read past in chunks (memory stays bounded),
-    recorded in `oversized` (line number -> length) and replaced by an empty line."""
+    recorded in `oversized` (line number -> its length and first `cap` characters) and replaced by an
+    empty line."""
     number = 0
     while True:
         line = fh.readline(cap + 1)
@@ -112,13 +123,15 @@ def _bounded_lines(fh: IO[str], cap: int, oversized: dict[int, int]) -> Iterator
             return
         number += 1
         if len(line) > cap and line[-1] not in "\r\n":
-            size = len(line)
+            size, head = len(line), line
             while True:
                 more = fh.readline(1 << 20)
-                size += len(more)
+                size += len(more.rstrip("\r\n"))
+                if len(head) < RAW_KEEP_BYTES:
+                    head += more.rstrip("\r\n")[: RAW_KEEP_BYTES - len(head)]
                 if not more or more[-1] in "\r\n":
                     break
-            oversized[number] = size
+            oversized[number] = (size, head)
             yield "\n"
             continue
         yield line
@@ -135,7 +148,7 @@ def _read_csv(
     cap = max_event_bytes()
     if csv.field_size_limit() < cap:
         csv.field_size_limit(cap)
-    oversized: dict[int, int] = {}
+    oversized: dict[int, tuple[int, str]] = {}
     with open_text(path, encoding) as handle:
         lines = _bounded_lines(handle, cap, oversized)
         reader = csv.reader(lines, delimiter=delimiter)
@@ -145,7 +158,7 @@ def _read_csv(
                 if oversized:
                     first = min(oversized)
                     raise ImportFormatError(
-                        f"{path.name}: line {first} is {_human_bytes(oversized[first])} without a line "
+                        f"{path.name}: line {first} is {_human_bytes(oversized[first][0])} without a line "
                         "break: not a log header"
                     )
                 if row:
@@ -177,8 +190,11 @@ def _read_csv(
             big = [n for n in range(start, line + 1) if n in oversized]
             if big:
                 stats.rows += 1
-                size = sum(oversized[n] for n in big)
-                yield _Row(line=line, error=_too_large(big[0], size, cap), kind="too large", raw_size=size)
+                size = sum(oversized[n][0] for n in big)
+                data = oversized[big[0]][1].encode("utf-8", "surrogateescape")[:RAW_KEEP_BYTES]
+                yield _Row(
+                    line=line, error=_too_large(big[0], size, cap), kind="too large", raw=data, raw_size=size
+                )
                 continue
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # a blank line is not a row
@@ -260,16 +276,18 @@ def _csv_row(
 
 def _read_jsonl(path: Path, encoding: str, stats: ImportStats) -> Iterator[_Row]:
     cap = max_event_bytes()
-    oversized: dict[int, int] = {}
+    oversized: dict[int, tuple[int, str]] = {}
     with open_text(path, encoding) as handle:
         for line, text in enumerate(_bounded_lines(handle, cap, oversized), start=1):
             if line in oversized:
                 stats.rows += 1
+                size, head = oversized[line]
                 yield _Row(
                     line=line,
-                    error=_too_large(line, oversized[line], cap),
+                    error=_too_large(line, size, cap),
                     kind="too large",
-                    raw_size=oversized[line],
+                    raw=head.encode("utf-8", "surrogateescape")[:RAW_KEEP_BYTES],
+                    raw_size=size,
                 )
                 continue
             if not text.strip():
@@ -312,6 +330,25 @@ def _read_jsonl(path: Path, encoding: str, stats: ImportStats) -> Iterator[_Row]
             yield row
 
 
+#: The standard XES extension key of each role (IEEE 1849: concept, time, org), with the other names it has.
+_XES_ROLES = (
+    ("time:timestamp", TIME_COLUMNS),
+    ("concept:name", ACTION_COLUMNS),
+    ("org:resource", USER_COLUMNS),
+    ("case:concept:name", INSTANCE_COLUMNS),
+)
+
+
+def _xes_header(first: dict[str, str]) -> list[str]:
+    """The first event's keys plus the standard key of every role it has no key for: XES events are sparse,
+    so the first event may lack an attribute that the others carry."""
+    header = list(first)
+    for standard, aliases in _XES_ROLES:
+        if not any(a in first for a in aliases):
+            header.append(standard)
+    return header
+
+
 def _read_xes(path: Path, options: CsvOptions | None, stats: ImportStats) -> Iterator[_Row]:
     cap = max_event_bytes()
     cols: Columns | None = None
@@ -319,7 +356,7 @@ def _read_xes(path: Path, options: CsvOptions | None, stats: ImportStats) -> Ite
         for line, values in iter_xes_rows(path):
             stats.rows += 1
             if cols is None:
-                cols = resolve_columns("xes", list(values), options, path.name)
+                cols = resolve_columns("xes", _xes_header(values), options, path.name)
             size = sum(len(k) + len(v) for k, v in values.items())
             data, _ = _capped(json.dumps(values, ensure_ascii=False)[:RAW_KEEP_BYTES])
             if size > cap:
@@ -377,6 +414,8 @@ def _finish(
 ) -> tuple[datetime | None, ImportedRecord]:
     """The one place every mapped row passes on its way to becoming an event: ids, size, time, schema."""
     line = row.line
+    if row.payload:  # rote.privacy: passwords dropped, identifiers pseudonymised at capture
+        row.payload = redact_payload(row.payload)
     if row.error is not None or row.payload is None:
         stats.add_invalid(row.kind or "bad value", row.error or f"line {line}: unreadable")
         return None, ImportedRecord(

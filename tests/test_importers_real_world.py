@@ -1,0 +1,274 @@
+"""Importers on the files people actually bring: other delimiters and encodings, process-mining exports, XES,
+broken and oversized rows, wrong clocks. Every row must end up valid, invalid with the importer's reason, or
+skipped with a reason; none may vanish."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from rote.streams.schemas import DeadLetter
+
+from rote.errors import ConfigError, ImportFormatError
+from rote.importers import (
+    CsvOptions,
+    ImportStats,
+    dead_letter,
+    iter_records,
+    load_actions,
+    read_log,
+    resolve_format,
+)
+
+DATA = Path(__file__).resolve().parent / "data" / "uilogs"
+NOISY = DATA / "noisy_sr_rt_semicolon.csv"
+
+
+def _stats(path: Path, **kw: object) -> tuple[list, ImportStats]:  # type: ignore[type-arg]
+    stats = ImportStats()
+    recs = list(iter_records(path, stats=stats, **kw))  # type: ignore[arg-type]
+    assert stats.rows == stats.valid + stats.invalid_total + stats.skipped_total, "a row went missing"
+    assert len(recs) == stats.valid + stats.invalid_total
+    return recs, stats
+
+
+def test_semicolon_action_logger_log_with_noise_and_a_wrong_clock() -> None:
+    recs, stats = _stats(NOISY, fmt="actionlogger", user_id="fallback")
+    assert stats.delimiter == ";" and stats.encoding == "utf-8" and stats.format == "actionlogger"
+    assert stats.rows == 1752 and stats.valid == 1749
+    assert stats.invalid == {"implausible time": 3}
+    assert (
+        "line 651: timestamp 2027-03-01T09:10:00Z is outside the plausible window"
+        in stats.first["implausible time"]
+    )
+    assert "ROTE_MAX_CLOCK_SKEW_SECONDS" in stats.describe()[0]
+    # the log's own userID column, also for the clipboard rows that leave it empty
+    assert {r.payload["user_id"] for r in recs if r.error is None} == {"vleno"}
+    apps = {r.payload["target"].get("url", "")[:25] for r in recs if r.error is None}
+    assert {"https://forms.zoho.com/un", "https://form.jotform.com/"} <= apps  # both routines are in there
+
+
+def test_auto_format_and_forced_delimiter() -> None:
+    assert resolve_format(NOISY, "auto", None) == ("actionlogger", "utf-8", ";")
+    assert resolve_format(DATA / "bosco_log1_head.csv", "auto", None)[0] == "bosco"
+    assert resolve_format(DATA / "bosco_log1_pm.csv", "auto", None)[0] == "csv"
+    assert resolve_format(DATA / "bosco_log1.xes", "auto", None)[0] == "xes"
+    with pytest.raises(ImportFormatError, match="missing column"):
+        list(iter_records(NOISY, fmt="actionlogger", csv_options=CsvOptions(delimiter=",")))
+    assert CsvOptions(delimiter="tab").delimiter == "\t"
+    with pytest.raises(ConfigError):
+        CsvOptions(delimiter=";;")
+    with pytest.raises(ConfigError):
+        CsvOptions(encoding="klingon")
+
+
+def test_process_mining_csv_needs_no_column_flags() -> None:
+    recs, stats = _stats(DATA / "bosco_log1_pm.csv")
+    assert stats.format == "csv" and stats.valid == 300 and not stats.invalid
+    first = recs[0]
+    assert first.payload["action_type"] == "openFile_Excel" and first.payload["user_id"] == "clerk-7"
+    assert first.labels["instance"] == "0"  # case:concept:name is ground truth, not payload
+    assert "case:concept:name" not in json.dumps(first.payload)
+    assert "lifecycle:transition" not in first.payload["attributes"]
+
+
+def test_lifecycle_start_events_are_skipped_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "pm.csv"
+    path.write_text(
+        "case:concept:name,concept:name,time:timestamp,lifecycle:transition\n"
+        "1,open,2024-05-01 09:00:00,start\n"
+        "1,open,2024-05-01 09:00:01,complete\n"
+        "1,save,2024-05-01 09:00:02,\n"
+    )
+    recs, stats = _stats(path)
+    assert [r.payload["action_type"] for r in recs] == ["open", "save"]
+    assert stats.skipped == {"not a completed event": 1}
+    assert "line 2" in stats.first["not a completed event"]
+
+
+def test_xes_streams_events_with_trace_and_global_attributes() -> None:
+    recs, stats = _stats(DATA / "bosco_log1.xes")
+    assert stats.format == "xes" and stats.valid == 300
+    pm = [r.payload for r in iter_records(DATA / "bosco_log1_pm.csv")]
+    xes = [r.payload for r in recs]
+    assert [p["action_type"] for p in xes] == [p["action_type"] for p in pm]
+    assert [p["timestamp"] for p in xes] == [p["timestamp"] for p in pm]
+    assert {p["user_id"] for p in xes} == {"clerk-7"}  # from the log's global event attribute
+    assert recs[0].labels["instance"] == "0"  # the trace's concept:name
+    assert any(p["value"] == "LittleFrank123" for p in xes)
+
+
+def test_gzipped_xes_and_a_broken_tail(tmp_path: Path) -> None:
+    text = (DATA / "bosco_log1.xes").read_text()
+    gz = tmp_path / "log.xes.gz"
+    gz.write_bytes(gzip.compress(text.encode()))
+    assert sum(r.error is None for r in iter_records(gz)) == 300
+    cut = tmp_path / "cut.xes"
+    cut.write_text(text[: len(text) // 2] + "<event><string key=")
+    _, stats = _stats(cut)
+    assert stats.valid > 100 and stats.invalid == {"broken XML": 1}
+    assert "breaks off at line" in stats.first["broken XML"]
+
+
+def test_xes_entities_are_not_expanded(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    path = tmp_path / "xxe.xes"
+    path.write_text(
+        f'<?xml version="1.0"?><!DOCTYPE log [<!ENTITY x SYSTEM "file://{secret}">]>'
+        '<log><trace><event><string key="concept:name" value="&x;"/>'
+        '<date key="time:timestamp" value="2024-05-01T09:00:00Z"/></event></trace></log>'
+    )
+    recs = list(iter_records(path))
+    assert "TOP-SECRET" not in json.dumps([r.payload for r in recs])
+
+
+def test_xml_that_is_not_xes_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "page.xml"
+    path.write_text("<html><body>hi</body></html>")
+    with pytest.raises(ImportFormatError, match="not an XES log"):
+        list(iter_records(path, fmt="xes"))
+
+
+def test_legacy_and_utf16_encodings_are_sniffed(tmp_path: Path) -> None:
+    rows = (
+        "timestamp;activity;user\n2024-05-01T09:00:00Z;Prüfung öffnen;José\n"
+        "2024-05-01T09:00:05Z;speichern;José\n"
+    )
+    cp = tmp_path / "cp1252.csv"
+    cp.write_bytes(rows.encode("cp1252"))
+    recs, stats = _stats(cp)
+    assert stats.valid == 2 and stats.delimiter == ";"
+    assert recs[0].payload["action_type"] == "Prüfung öffnen" and recs[0].payload["user_id"] == "José"
+    u16 = tmp_path / "utf16.csv"
+    u16.write_bytes(rows.replace(";", "\t").encode("utf-16"))
+    recs, stats = _stats(u16)
+    assert stats.encoding == "utf-16" and stats.delimiter == "\t" and stats.valid == 2
+    forced = [r.payload["action_type"] for r in iter_records(cp, csv_options=CsvOptions(encoding="latin-1"))]
+    assert forced[0] == "Prüfung öffnen"
+
+
+def test_one_undecodable_row_does_not_lose_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    head = "timestamp,activity\n" + "".join(f"2024-05-01T09:00:{i:02d}Z,step{i}\n" for i in range(40))
+    path.write_bytes(
+        head.encode() * 1 + b"x" * 70000 + b"\n2024-05-01T09:01:00Z,caf\xe9\n2024-05-01T09:02:00Z,ok\n"
+    )
+    _, stats = _stats(path)
+    assert stats.valid == 41  # 40 steps and "ok"; the 70 KB line has no timestamp
+    assert stats.invalid["encoding"] == 1 and "not valid utf-8 text" in stats.first["encoding"]
+
+
+def test_binary_empty_and_header_only_files_fail_with_one_clear_line(tmp_path: Path) -> None:
+    binary = tmp_path / "photo.csv"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 20)
+    with pytest.raises(ImportFormatError, match="binary"):
+        read_log(binary)
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(ImportFormatError, match="is empty"):
+        read_log(empty)
+    header = tmp_path / "header.csv"
+    header.write_text("timeStamp,userID,targetApp,eventType\n\n")
+    with pytest.raises(ImportFormatError, match="no rows"):
+        read_log(header)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("name,age\nann,3\n")
+    with pytest.raises(ImportFormatError, match=r"no time column.*--time-col"):
+        read_log(wrong)
+
+
+def test_all_rows_invalid_is_an_error_naming_the_first(tmp_path: Path) -> None:
+    path = tmp_path / "clock.csv"
+    path.write_text("timestamp,activity\n1970-01-01T00:00:00Z,a\n0001-01-01T00:00:00Z,b\n")
+    with pytest.raises(
+        ImportFormatError, match=r"no valid event: 2 rows \(2 implausible time\); first: line 2"
+    ):
+        read_log(path)
+
+
+def test_one_huge_line_is_refused_and_a_huge_row_is_dead_lettered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROTE_MAX_EVENT_BYTES", "4096")
+    huge = tmp_path / "huge.csv"
+    huge.write_text("a" * 100_000)
+    with pytest.raises(ImportFormatError, match="without a line break"):
+        read_log(huge, fmt="csv")
+    path = tmp_path / "rows.csv"
+    path.write_text(
+        "timestamp,activity,note\n2024-05-01T09:00:00Z,a,x\n"
+        f"2024-05-01T09:00:01Z,b,{'y' * 50_000}\n2024-05-01T09:00:02Z,c,z\n"
+    )
+    recs, _ = _stats(path)
+    assert [r.payload["action_type"] for r in recs if r.error is None] == ["a", "c"]
+    big = next(r for r in recs if r.error)
+    assert big.kind == "too large" and "line 3: 49 KB, over the 4 KB per-event cap" in (big.error or "")
+    letter = dead_letter(big, path)
+    assert letter.agent == "importer" and letter.reason.startswith("rows.csv line 3:")
+    kept = base64.b64decode(letter.payload_b64)
+    assert kept.startswith(b"2024-05-01T09:00:01Z,b,yyyy") and len(kept) == 23 + 50_000
+    assert letter.payload_bytes is None  # kept whole: under the dead letter's 64 KB
+
+
+def test_jsonl_oversized_null_and_empty_lines_get_the_importers_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROTE_MAX_EVENT_BYTES", "4096")
+    good = {
+        "event_id": "e1",
+        "user_id": "ana",
+        "timestamp": "2024-05-01T09:00:00Z",
+        "app": "Excel",
+        "action_type": "copy",
+    }
+    lines = [
+        json.dumps(good),
+        "null",
+        '""',
+        "{}",
+        json.dumps({**good, "event_id": "e2", "value": "v" * 200_000}),
+        "{bad json",
+        json.dumps({**good, "event_id": "e3", "app": ""}),
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    recs, _ = _stats(path)
+    errors = {r.line: r.error for r in recs if r.error}
+    assert [r.payload["event_id"] for r in recs if r.error is None] == ["e1"]
+    assert errors[2] == "line 2: null, not an event object"
+    assert errors[3] == "line 3: a JSON str, not an event object"
+    assert errors[4] == "line 4: timestamp: Field required (+2 more)"
+    assert errors[5].startswith("line 5: 195 KB, over the 4 KB per-event cap (ROTE_MAX_EVENT_BYTES)")
+    assert errors[6].startswith("line 6: not JSON")
+    assert errors[7].startswith("line 7: app: String should have at least 1 character")
+    letter = DeadLetter.model_validate(dead_letter(next(r for r in recs if r.line == 5), path).model_dump())
+    assert letter.payload_bytes == len(lines[4]) and len(letter.payload) == 64 * 1024
+
+
+def test_plausible_time_window_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROTE_EARLIEST_EVENT_TIME", "2020-01-01")
+    _, stats = _stats(DATA / "StudentRecord_raw_head.csv")
+    assert (
+        stats.valid == 0 and "before 2020-01-01 (ROTE_EARLIEST_EVENT_TIME)" in stats.first["implausible time"]
+    )
+    monkeypatch.setenv("ROTE_EARLIEST_EVENT_TIME", "not a date")
+    with pytest.raises(ConfigError, match="ROTE_EARLIEST_EVENT_TIME"):
+        list(iter_records(DATA / "StudentRecord_raw_head.csv"))
+
+
+def test_load_actions_counts_what_it_leaves_out() -> None:
+    stats = ImportStats()
+    actions = load_actions(NOISY, stats=stats)
+    assert len(actions) == 1749 and stats.invalid == {"implausible time": 3}
+
+
+def test_headline_names_the_dialect() -> None:
+    _, stats = _stats(NOISY)
+    assert (
+        stats.headline()
+        == "1752 rows read (actionlogger, ';'-separated, utf-8): 1749 valid, 3 invalid (dead-lettered)"
+    )
