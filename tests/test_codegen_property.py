@@ -313,3 +313,25 @@ def test_static_check_catches_the_old_shape() -> None:
     """Control: the shape the old template produced is what the checker rejects (the test can fail)."""
     bad = "def run(api, p):\n    # step 0\n        raise Exception('x')\n    return None\n"
     assert static_check("python", bad) != "ok"
+
+
+def _shapes() -> list[list[list[str]]]:
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "generator" / "codegen_invalid_shapes.json"
+    return json.loads(path.read_text())["shapes"]
+
+
+def test_interleaved_log_shapes_render_valid_code() -> None:
+    """Every skeleton that produced invalid Python on the interleaved logs now renders valid code."""
+    shapes = _shapes()
+    assert len(shapes) >= 400
+    for skeleton in shapes:
+        steps = [
+            _step(i, op, guard or None, value=exprs.const("v") if OPS.get(op) == "input" else None)
+            for i, (op, guard) in enumerate(skeleton)
+        ]
+        params = sorted({s["guard"] for s in steps if s["guard"]})
+        out = render("python", steps, params, META)
+        assert out.static_check == "ok", f"{skeleton}: {out.static_check}"
