@@ -39,7 +39,28 @@ RUNTIME_VERSION = "1"
 
 
 class ActionError(Exception):
-    """An action could not be done (missing file, form rejected, ...): the run fails here."""
+    """An action could not be done (missing file, form rejected, ...): the run fails here.
+
+    The API stamps the failing step's index, operation and target on the exception as it passes (a
+    driver does not know which step it is serving), so the error a person reads names the step and the
+    target, and the executor can report `failed_step`.
+    """
+
+    step: int | None = None
+    op: str | None = None
+    target: dict[str, str] | None = None
+
+    def where(self) -> str:
+        """'step 12 (fill_field field=date)' or '' when not stamped."""
+        if self.step is None:
+            return ""
+        shown = " ".join(f"{k}={v!r}" for k, v in sorted((self.target or {}).items()) if k != "url")
+        return f"step {self.step} ({self.op}{' ' + shown if shown else ''})"
+
+    def __str__(self) -> str:
+        msg = super().__str__()
+        where = self.where()
+        return f"{where}: {msg}" if where else msg
 
 
 class Unsupported(ActionError):
@@ -350,7 +371,12 @@ class Api:
 
     def _do(self, step: int, op: str, target: Mapping[str, str], value: str | None = None) -> str | None:
         t0 = time.perf_counter()
-        got = self.driver.perform(op, dict(target), value)
+        try:
+            got = self.driver.perform(op, dict(target), value)
+        except ActionError as exc:
+            if exc.step is None:
+                exc.step, exc.op, exc.target = step, op, dict(target)
+            raise
         dt = time.perf_counter() - t0
         if self.record is not None:
             shown = got if op in ("copy_cell", "read_cell", "paste", "read_file") else value

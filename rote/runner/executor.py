@@ -1,0 +1,211 @@
+"""The executor's run logic: one run request in, one `RunMetric` out (or a refusal). No Kafka.
+
+`Executor.execute(request, automation, state)` checks the request against the policy
+(`rote.runner.policy`), runs the automation's generated Python in the automation's run host
+(`rote.runner.pool`) with the production drivers, retries by policy, and builds the metrics event from
+what really happened: wall time of the attempt measured here, per-step timings measured around each
+action in the host, the outcome, the error naming the step and the target, the attempts made.
+Idempotency by run id is the caller's (the service remembers published runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, get_args
+
+from rote.config import values_from_env
+from rote.drivers.browser import CHROMIUM
+from rote.drivers.targets import SiteMap, allowed_hosts
+from rote.errors import ConfigError
+from rote.runner import policy
+from rote.runner.pool import HostError, HostProcess, HostResult, Isolation
+from rote.streams.schemas import Automation, RunMetric, RunOutcome, RunRequest, StepTiming
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunnerConfig:
+    """Executor settings; every field has a `ROTE_RUNNER_<NAME>` variable (docs/automation.md)."""
+
+    #: Folder the automations' files and workbooks are in (the file and spreadsheet drivers' root).
+    root: Path = field(default_factory=lambda: Path("."))
+    #: Where recorded sites are served now: comma-separated RECORDED=NOW origins.
+    sites: str = ""
+    #: Seconds one action may wait for its page or element.
+    step_timeout: float = 10.0
+    #: Wall seconds one run may take, start to finish (the host is killed past it).
+    run_timeout: float = 120.0
+    retries: int = 2
+    retry_backoff: float = 1.0
+    chromium: str = CHROMIUM
+    #: uid/gid for run hosts when the executor is root.
+    uid: int = 60999
+    gid: int = 60999
+    max_runs_per_host: int = 50
+    max_hosts: int = 4
+    #: Seconds to wait for the registry feed to learn an automation a request names.
+    await_state_seconds: float = 30.0
+    state_dir: Path = field(default_factory=lambda: Path(".rote") / "runner")
+
+    def __post_init__(self) -> None:
+        if self.step_timeout <= 0 or self.run_timeout <= 0:
+            raise ConfigError("runner timeouts must be positive")
+        if self.retries < 0:
+            raise ConfigError("runner retries must be 0 or more")
+        if self.uid == 0 or self.gid == 0:
+            raise ConfigError("ROTE_RUNNER_UID/GID must not be 0: automations never run as root")
+        SiteMap.parse([self.sites])
+
+    @classmethod
+    def from_env(cls, env: Any = None, **overrides: Any) -> RunnerConfig:
+        return cls(**values_from_env(cls, env, prefix="ROTE_RUNNER_", overrides=overrides))
+
+    @property
+    def site_map(self) -> SiteMap:
+        return SiteMap.parse([self.sites])
+
+    @property
+    def isolation(self) -> Isolation:
+        return Isolation(uid=self.uid, gid=self.gid)
+
+    @property
+    def retry_policy(self) -> policy.RetryPolicy:
+        return policy.RetryPolicy(retries=self.retries, backoff_seconds=self.retry_backoff)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Execution:
+    """What became of a request: a metric (it ran) or a refusal (it did not, and why)."""
+
+    metric: RunMetric | None = None
+    refused: str | None = None
+
+
+HostFactory = Callable[..., HostProcess]
+_OUTCOMES: dict[str, RunOutcome] = {o: o for o in get_args(RunOutcome)}
+
+
+class Executor:
+    def __init__(self, config: RunnerConfig, *, host_factory: HostFactory = HostProcess) -> None:
+        self.config = config
+        self.host_factory = host_factory
+        self._hosts: OrderedDict[tuple[str, int], HostProcess] = OrderedDict()
+        self._checked: dict[tuple[str, int], bool] = {}
+        from rote.generator.codegen import template_version
+
+        self.template_version = template_version()
+
+    def _host(self, a: Automation) -> HostProcess:
+        key = (a.automation_id, a.version)
+        host = self._hosts.pop(key, None)
+        if host is None:
+            sites = self.config.site_map
+            host = self.host_factory(
+                root=self.config.root.resolve(),
+                sites=sites.to_args(),
+                allowed=allowed_hosts(a.plan, sites),
+                browser=policy.needs_browser(a.plan),
+                step_timeout=self.config.step_timeout,
+                chromium=self.config.chromium,
+                isolation=self.config.isolation,
+                max_runs=self.config.max_runs_per_host,
+            )
+        self._hosts[key] = host
+        while len(self._hosts) > self.config.max_hosts:
+            _, old = self._hosts.popitem(last=False)
+            old.close()
+        return host
+
+    def close(self) -> None:
+        while self._hosts:
+            _, host = self._hosts.popitem()
+            host.close()
+
+    def check(self, request: RunRequest, automation: Automation | None, state: str | None) -> str | None:
+        why = policy.refusal(request, automation, state, template_version=self.template_version)
+        if why is not None or automation is None:
+            return why
+        key = (automation.automation_id, automation.version)
+        if key not in self._checked:
+            self._checked[key] = policy.source_matches_plan(automation)
+        if not self._checked[key]:
+            return "the Python source is not what rote's templates render from the plan: refusing to run it"
+        return None
+
+    def execute(self, request: RunRequest, automation: Automation | None, state: str | None) -> Execution:
+        """Run one request (blocking: call it from a worker thread)."""
+        why = self.check(request, automation, state)
+        if why is not None:
+            return Execution(refused=why)
+        assert automation is not None
+        committing = policy.committing_steps(automation.plan)
+        retry = self.config.retry_policy
+        attempt = 0
+        while True:
+            attempt += 1
+            started_at = datetime.now(UTC)
+            t0 = time.perf_counter()
+            try:
+                result = self._host(automation).run(
+                    request.run_id,
+                    automation.sources["python"].source,
+                    dict(request.params),
+                    self.config.run_timeout,
+                )
+            except HostError as exc:
+                result = HostResult(outcome="error", error=str(exc))
+            wall = time.perf_counter() - t0
+            completed = [int(s["step"]) for s in result.steps if s.get("ok")]
+            if not policy.should_retry(result.outcome, completed, committing, attempt, retry):
+                break
+            log.info(
+                "run %s of %s: attempt %d %s, retrying",
+                request.run_id,
+                automation.automation_id,
+                attempt,
+                result.outcome,
+            )
+            time.sleep(retry.backoff_seconds * attempt)
+        return Execution(metric=self._metric(request, automation, result, started_at, wall, attempt))
+
+    def _metric(
+        self,
+        request: RunRequest,
+        a: Automation,
+        r: HostResult,
+        started_at: datetime,
+        wall: float,
+        attempts: int,
+    ) -> RunMetric:
+        labels = policy.step_labels(a.plan)
+        steps = [
+            StepTiming(
+                step=int(s["step"]),
+                label=labels.get(int(s["step"]), "")[:500],
+                duration_seconds=float(s["seconds"]),
+            )
+            for s in r.steps
+        ]
+        return RunMetric(
+            run_id=request.run_id,
+            automation_id=a.automation_id,
+            version=a.version,
+            source="production",
+            started_at=started_at,
+            duration_seconds=wall,
+            success=r.outcome == "succeeded",
+            cpu_seconds=r.cpu_seconds,
+            steps=steps,
+            outcome=_OUTCOMES.get(r.outcome, "error"),
+            error=r.error,
+            failed_step=r.failed_step,
+            attempts=attempts,
+            request_id=request.run_id,
+        )
