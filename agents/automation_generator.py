@@ -110,7 +110,9 @@ def register(
                 before = states.get(record.automation_id)
                 states[record.automation_id] = record.state
                 _export(states)
-                changed = record.state != before and record.state in ("verified", "rejected", "retired")
+                changed = record.state != before and record.state in (
+                    "verified", "rejected", "retired", "active", "degraded"
+                )
                 if changed:
                     echo = record.automation.model_copy(
                         update={"state": record.state, "state_reason": record.state_reason}

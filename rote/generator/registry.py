@@ -10,11 +10,19 @@ Lifecycle per automation (always about its newest version):
 
     generated -> testing -> verified | rejected      (sandbox test results)
     verified -> active                               (first production run, or `activate`)
-    active -> retired                                (production success rate below the bar, or `retire`)
+    verified | active -> degraded                    (N production runs in a row failed; default 3)
+    degraded -> active                               (a production run succeeded again)
+    active | degraded -> retired                     (production success rate below the bar, or `retire`)
     any -> generated                                 (a newer version arrives; the old one is superseded)
 
 Verified means: every test case of the version passed in every language that can run here and whose
-source expresses every step. Rejected carries the first failing case and why.
+source expresses every step, in the sandbox against the simulator. It says the program reproduces the
+recorded instances; it says nothing yet about the real applications. Active means the executor
+(`rote runner`) has run it in production with the production drivers; degraded means its recent
+production runs keep failing (the page changed, the application is down): the executor stops taking
+requests for it except ones that explicitly allow a degraded automation (a person retrying after a fix),
+and one success makes it active again. Rejected carries the first failing case and why. Runs with
+`source="simulated"` are counted apart and never move the lifecycle.
 """
 
 from __future__ import annotations
@@ -23,10 +31,14 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self, get_args
 
+from rote.errors import StateError
 from rote.generator.bundle import runnable_languages
-from rote.streams.schemas import Automation, RunMetric, TestResult
+from rote.state import StateReader, model_state
+from rote.streams.schemas import Automation, Lifecycle, RunMetric, TestResult
+
+_LIFECYCLE = frozenset(get_args(Lifecycle))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +48,8 @@ class RegistryConfig:
     #: Retire an active automation whose production success rate falls below this after this many runs.
     retire_below_success_rate: float = 0.5
     retire_min_runs: int = 20
+    #: Production runs failing in a row that make an automation degraded.
+    degrade_after_failures: int = 3
     #: Event ids remembered for de-duplication.
     dedupe_window: int = 20000
     #: Results waiting for their automation version, at most.
@@ -65,6 +79,9 @@ class ExecutionStats:
     tests_passed: int = 0
     tests_failed: int = 0
     last_run_at: datetime | None = None
+    simulated_runs: int = 0
+    consecutive_production_failures: int = 0
+    last_production_error: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,21 +127,54 @@ class AutomationRecord:
 class _Stats:
     def __init__(self, window: int) -> None:
         self.runs = self.successes = self.sandbox = self.production = self.production_ok = 0
+        self.simulated = self.consecutive_failures = 0
+        self.last_error: str | None = None
         self.tests_passed = self.tests_failed = 0
         self.durations: deque[float] = deque(maxlen=window)
         self.last_run_at: datetime | None = None
 
     def add(self, m: RunMetric) -> None:
+        if m.source == "simulated":  # made-up runs: counted apart, never in rates or durations
+            self.simulated += 1
+            return
         self.runs += 1
         self.successes += m.success
         if m.source == "production":
             self.production += 1
             self.production_ok += m.success
+            self.consecutive_failures = 0 if m.success else self.consecutive_failures + 1
+            if not m.success:
+                self.last_error = m.error or m.outcome or "failed"
         else:
             self.sandbox += 1
         self.durations.append(m.duration_seconds)
         if self.last_run_at is None or m.started_at > self.last_run_at:
             self.last_run_at = m.started_at
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "successes": self.successes,
+            "sandbox": self.sandbox,
+            "production": self.production,
+            "production_ok": self.production_ok,
+            "tests_passed": self.tests_passed,
+            "tests_failed": self.tests_failed,
+            "durations": list(self.durations),
+            "last_run_at": self.last_run_at.isoformat() if self.last_run_at else None,
+        }
+
+    @classmethod
+    def from_state(cls, r: StateReader, window: int) -> _Stats:
+        st = cls(window)
+        st.runs, st.successes = r.int("runs"), r.int("successes")
+        st.sandbox, st.production = r.int("sandbox"), r.int("production")
+        st.production_ok = r.int("production_ok")
+        st.tests_passed, st.tests_failed = r.int("tests_passed"), r.int("tests_failed")
+        st.durations.extend(r.floats("durations")[-window:])
+        at = r.opt_str("last_run_at")
+        st.last_run_at = _parse_time(at, r.where) if at else None
+        return st
 
     def snapshot(self) -> ExecutionStats:
         d = sorted(self.durations)
@@ -142,6 +192,9 @@ class _Stats:
             tests_passed=self.tests_passed,
             tests_failed=self.tests_failed,
             last_run_at=self.last_run_at,
+            simulated_runs=self.simulated,
+            consecutive_production_failures=self.consecutive_failures,
+            last_production_error=self.last_error,
         )
 
 
@@ -179,10 +232,72 @@ class _Entry:
             self.stats[version] = _Stats(self.window)
         return self.stats[version]
 
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "automations": [a.model_dump(mode="json") for a in self.automations.values()],
+            "version": self.version,
+            "state": self.state,
+            "reason": self.reason,
+            "history": [
+                {"state": t.state, "reason": t.reason, "version": t.version, "at": t.at.isoformat()}
+                for t in self.history
+            ],
+            "stats": {str(v): st.to_state() for v, st in self.stats.items()},
+            "results": {
+                str(v): [res.model_dump(mode="json") for res in by_case.values()]
+                for v, by_case in self.results.items()
+            },
+        }
+
+    @classmethod
+    def from_state(cls, r: StateReader, window: int) -> _Entry:
+        autos = [model_state(Automation, a, f"{r.where}.automations") for a in r.list("automations")]
+        if not autos:
+            raise StateError(f"{r.where}.automations: empty")
+        e = cls(autos[0], window)
+        e.automations = {a.version: a for a in autos}
+        e.version = r.int("version")
+        if e.version not in e.automations:
+            raise StateError(f"{r.where}.version: {e.version} is not one of its automations")
+        e.state = r.str("state")
+        if e.state not in _LIFECYCLE:
+            raise StateError(f"{r.where}.state: unknown lifecycle state {e.state!r}")
+        e.reason = r.opt_str("reason")
+        e.history = [
+            Transition(
+                state=h.str("state"),
+                reason=h.opt_str("reason"),
+                version=h.int("version"),
+                at=_parse_time(h.str("at"), h.where),
+            )
+            for h in r.objs("history")
+        ]
+        e.stats = {
+            _version(v, r.where): _Stats.from_state(StateReader(st, where=f"{r.where}.stats.{v}"), window)
+            for v, st in r.dict("stats").items()
+        }
+        e.results = {}
+        for v, items in r.dict("results").items():
+            if not isinstance(items, list):
+                raise StateError(f"{r.where}.results.{v}: expected a list")
+            by_case: dict[tuple[str, str], TestResult] = {}
+            for item in items:
+                res = model_state(TestResult, item, f"{r.where}.results.{v}")
+                by_case[(res.case_id or "*", res.language)] = res
+            e.results[_version(v, r.where)] = by_case
+        return e
+
 
 class Registry:
-    """All automations by id. Picklable (plain objects and pydantic models), so a Faust table or a
-    checkpoint can hold it."""
+    """All automations by id (the agent keeps one per automation id).
+
+    State is data (`to_state`/`from_state`): the pydantic events it holds are re-validated when read back
+    from a changelog, and everything else is plain numbers and strings. Every field that changes behaviour
+    must be in `to_state`: the state checks (tests/test_state_machines.py) replay events across a round trip.
+    """
+
+    STATE_KIND: ClassVar[str] = "registry"
+    STATE_VERSION: ClassVar[int] = 1
 
     def __init__(self, config: RegistryConfig | None = None) -> None:
         self.config = config or RegistryConfig()
@@ -303,7 +418,18 @@ class Registry:
             return
         if e.state == "verified":
             e.move("active", "first production run", m.started_at)
-        if e.state == "active" and stats.production >= self.config.retire_min_runs:
+        if m.success and e.state == "degraded":
+            e.move("active", "a production run succeeded again", m.started_at)
+        n = self.config.degrade_after_failures
+        if not m.success and e.state == "active" and stats.consecutive_failures >= n:
+            last = (m.error or m.outcome or "failed")[:500]
+            e.move(
+                "degraded",
+                f"{stats.consecutive_failures} production runs in a row failed; last: {last}",
+                m.started_at,
+            )
+            return
+        if e.state in ("active", "degraded") and stats.production >= self.config.retire_min_runs:
             rate = stats.production_ok / stats.production
             if rate < self.config.retire_below_success_rate:
                 e.move(
@@ -313,10 +439,19 @@ class Registry:
                     m.started_at,
                 )
 
+    def has_run(self, run_id: str) -> bool:
+        """Whether a run with this id has been reported on `metrics` (within the de-duplication window)."""
+        return "m:" + run_id in self._seen
+
+    def state_of(self, automation_id: str) -> tuple[Automation, str] | None:
+        """The current version and its lifecycle state (what the executor decides on)."""
+        e = self._entries.get(automation_id)
+        return (e.current, e.state) if e is not None else None
+
     def activate(self, automation_id: str, *, reason: str, at: datetime) -> None:
         e = self._entries[automation_id]
-        if e.state != "verified":
-            raise ValueError(f"only a verified automation can be activated (it is {e.state})")
+        if e.state not in ("verified", "degraded"):
+            raise ValueError(f"only a verified or degraded automation can be activated (it is {e.state})")
         e.move("active", reason, at)
 
     def retire(self, automation_id: str, *, reason: str, at: datetime) -> None:
@@ -364,9 +499,58 @@ class Registry:
     def pending(self) -> int:
         return len(self._pending)
 
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "entries": {aid: e.to_state() for aid, e in self._entries.items()},
+            "seen": list(self._seen_order),
+            "pending": [
+                {
+                    "type": "result" if isinstance(ev, TestResult) else "metric",
+                    "event": ev.model_dump(mode="json"),
+                }
+                for ev in self._pending
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any], *, config: RegistryConfig | None = None) -> Self:
+        r = StateReader(data, where=cls.STATE_KIND)
+        reg = cls(config)
+        window = reg.config.duration_window
+        reg._entries = {
+            aid: _Entry.from_state(StateReader(e, where=f"registry.entries.{aid}"), window)
+            for aid, e in r.dict("entries").items()
+        }
+        seen = r.strs("seen")[-reg.config.dedupe_window :]
+        reg._seen_order.extend(seen)
+        reg._seen = set(seen)
+        for p in r.objs("pending")[-reg.config.max_pending :]:
+            kind = p.str("type")
+            if kind not in ("result", "metric"):
+                raise StateError(f"{p.where}.type: {kind!r}")
+            model = TestResult if kind == "result" else RunMetric
+            reg._pending.append(model_state(model, p.dict("event"), f"{p.where}.event"))
+        return reg
+
     def to_json(self) -> dict[str, Any]:
         """The read-only HTTP list view and `rote automations list --json`."""
         return {"automations": [r.to_json() for r in self.records()], "by_state": self.counts_by_state()}
+
+
+def _parse_time(raw: str, where: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        raise StateError(f"{where}: not an ISO time: {raw[:40]!r}") from None
+    if at.tzinfo is None:
+        raise StateError(f"{where}: time without a zone")
+    return at
+
+
+def _version(raw: str, where: str) -> int:
+    if not raw.isdigit() or len(raw) > 9:
+        raise StateError(f"{where}: {raw[:20]!r} is not a version number")
+    return int(raw)
 
 
 def from_archive(run_dir: Path, config: RegistryConfig | None = None) -> Registry:
