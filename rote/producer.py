@@ -14,6 +14,7 @@ from typing import Any
 from kafka import KafkaProducer
 
 from rote.errors import BrokerError
+from rote.privacy import redact_action
 from rote.streams.schemas import UserAction, decode, encode
 from rote.streams.topics import USER_ACTIONS
 
@@ -37,6 +38,7 @@ class ActionProducer:
     def send(self, event: UserAction | Mapping[str, Any]) -> UserAction:
         """Validate and send one event; raises `rote.errors.ValidationError` with the reason if invalid."""
         action = event if isinstance(event, UserAction) else decode(UserAction, dict(event))
+        action = redact_action(action)  # rote.privacy: nothing typed into a password field leaves the app
         self._pending.append(
             self._producer.send(self.topic, key=action.user_id.encode(), value=encode(action))
         )

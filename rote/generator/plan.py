@@ -20,6 +20,7 @@ from typing import Any
 from rote.generator import exprs
 from rote.generator.exprs import Expr
 from rote.generator.synthesis import SynthesisConfig, synthesize
+from rote.privacy.tokens import REDACTED_RE, contains_redaction
 from rote.streams.schemas import Candidate, ExpectedAction, RoutineInstance, Target, TestCase
 
 #: Target fields that identify what an action is done to (column/row are implied by `cell`).
@@ -258,12 +259,18 @@ def build_plan(c: Candidate, config: PlanConfig | None = None) -> Plan:
             vals = [getattr(o.targets[s], key) for o in present_obs] or [getattr(st.target, key)]
             if all(v is None for v in vals):
                 continue
-            if len(set(vals)) == 1:
-                target[key] = exprs.const(str(vals[0]))
-                continue
-            if None in vals:
+            fixed = len(set(vals)) == 1 or None in vals
+            if fixed and not any(contains_redaction(v) for v in vals if v is not None):
+                if len(set(vals)) > 1:
+                    notes.append(f"step {s}: {key} missing in some instances; using the first seen")
                 target[key] = exprs.const(str(next(v for v in vals if v is not None)))
-                notes.append(f"step {s}: {key} missing in some instances; using the first seen")
+                continue
+            if fixed:  # a pseudonym or a marker: never a literal in generated code, always an input
+                pname = names.new(f"{slug(st.label)}_{key}")
+                params.append(
+                    ParameterSpec(name=pname, kind="target", step=s, description=f"{key} of '{st.label}'")
+                )
+                target[key] = exprs.param(pname)
                 continue
             svals = [str(v) for v in vals]
             if key == "cell":
@@ -298,10 +305,16 @@ def build_plan(c: Candidate, config: PlanConfig | None = None) -> Plan:
             if present_obs and all(v is not None for v in vals2):
                 svals2 = [v for v in vals2 if v is not None]
                 value = _derive(svals2, present_obs, bound, s, hint, cfg)
-                if value is None and len(set(svals2)) == 1:
+                if value is not None and has_redacted_literal(value):
+                    value = None
+                if value is None and len(set(svals2)) == 1 and not contains_redaction(svals2[0]):
                     value = exprs.const(svals2[0])
             elif not present_obs and st.parameter is not None:
-                if st.parameter.kind == "constant" and st.parameter.constant is not None:
+                if (
+                    st.parameter.kind == "constant"
+                    and st.parameter.constant is not None
+                    and not contains_redaction(st.parameter.constant)
+                ):
                     value = exprs.const(st.parameter.constant)
                 elif st.parameter.kind == "derived" and st.parameter.source_step in bound:
                     value = exprs.step(int(st.parameter.source_step))
@@ -316,7 +329,7 @@ def build_plan(c: Candidate, config: PlanConfig | None = None) -> Plan:
         steps.append(
             {
                 "i": s,
-                "label": st.label,
+                "label": REDACTED_RE.sub(_token_kind, st.label),
                 "action_type": st.action_type,
                 "app": st.app,
                 "op": op,
@@ -329,6 +342,21 @@ def build_plan(c: Candidate, config: PlanConfig | None = None) -> Plan:
         if role is not None and step_guard[s] is None:
             bound.add(s)
     return Plan(steps=steps, parameters=params, train=train, held_out=held, notes=notes)
+
+
+def has_redacted_literal(e: Expr) -> bool:
+    """True when a constant anywhere in `e` holds a pseudonym or a marker (redacted data must reach the
+    generated program as a run-time parameter, never as a literal in its source)."""
+    if e.get("k") == "const":
+        return contains_redaction(e.get("s"))
+    children = [v for v in e.values() if isinstance(v, dict)]
+    children += [p for v in e.values() if isinstance(v, list) for p in v if isinstance(p, dict)]
+    return any(has_redacted_literal(c) for c in children)
+
+
+def _token_kind(m: re.Match[str]) -> str:
+    """`<email:9f3a…>` -> `<email>` in step labels (they become comments in the generated code)."""
+    return m.group().split(":", 1)[0].rstrip(">") + ">"
 
 
 def _infer_cell(cells: list[str], base_rows: list[int | None]) -> Expr | None:

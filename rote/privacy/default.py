@@ -1,0 +1,48 @@
+"""The process-wide redactor that capture points share: the producer API, the importers, ingress.
+
+Each capture point makes one call (`redact_payload` or `redact_action`) instead of building and carrying a
+`Redactor`: the configuration comes from the environment, as everywhere in rote. The redactor is rebuilt
+when one of its variables changes (tests and `rote eval` switch redaction off and on in one process), which
+costs a few environment look-ups per call: fine for importers and producers; the worker's hot path keeps
+its own `Redactor` and calls its methods directly.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import fields
+from typing import Any, TypeVar
+
+from rote.privacy.config import RedactionConfig
+from rote.privacy.redactor import Redactor
+
+T = TypeVar("T")
+
+_VARS: tuple[str, ...] = tuple(f"ROTE_{f.name.upper()}" for f in fields(RedactionConfig))
+_lock = threading.Lock()
+_current: tuple[tuple[str | None, ...], Redactor] | None = None
+
+
+def default_redactor() -> Redactor:
+    """The redactor for the current `ROTE_*` environment (built on first use, rebuilt when it changes)."""
+    global _current
+    env = os.environ
+    signature = tuple(env.get(v) for v in _VARS)
+    current = _current
+    if current is not None and current[0] == signature:
+        return current[1]
+    with _lock:
+        if _current is None or _current[0] != signature:
+            _current = (signature, Redactor(RedactionConfig.from_env()))
+        return _current[1]
+
+
+def redact_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """`default_redactor().redact_payload(payload)`: a redacted copy of an unvalidated action dict."""
+    return default_redactor().redact_payload(payload)
+
+
+def redact_action(action: T) -> T:
+    """`default_redactor().redact_action(action)`: the action itself, or a redacted copy."""
+    return default_redactor().redact_action(action)
