@@ -15,8 +15,9 @@ from rote.streams.topics import CATALOGUE, TopicSpec
 
 from rote.config import Settings
 
-#: Largest state checkpoint a changelog accepts (producer limit and topic `max.message.bytes`).
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+#: Largest message rote's producers send and its changelog topics accept (`max.message.bytes`). State
+#: records are capped far below (`rote.state.MAX_STATE_BYTES`); this leaves room for batches of actions.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,32 +84,27 @@ def _topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
     )
 
 
-def state_table(
-    app: faust.App,
-    name: str,
-    *,
-    partitions: int,
-    value_serializer: str = "pickle",
-    use_partitioner: bool = False,
-) -> Any:
-    """A changelogged table keyed by a str id.
+def state_table(app: faust.App, name: str, *, partitions: int, use_partitioner: bool = False) -> Any:
+    """A changelogged table of bytes keyed by bytes: Faust stores and recovers them without decoding.
 
-    State objects are plain picklable classes from the pure-logic packages; pickle keeps them whole
-    across a restart (the changelog is read back by the same code version that wrote it).
+    Values are encoded by `rote.state` (data-only JSON) before they reach the table, so nothing read back from
+    a changelog during recovery can construct an object: with the raw codec and `bytes` types, Faust's
+    serializer registry neither unpickles nor rebuilds its own models (as it does for `value_type=None`).
     """
     table: Any = app.Table(
         name,
         default=None,
         partitions=partitions,
-        key_type=str,
+        key_type=bytes,
+        value_type=bytes,
         use_partitioner=use_partitioner,
-        # Checkpoints of whole-picture state can pass Kafka's 1 MB default message size.
+        # A bounded state's checkpoint is tens of kB; the topic limit only has to exceed rote's own cap.
         extra_topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
     )
     # Faust derives a table's changelog codecs from key_type/value_type only (a `schema=` is ignored) and
     # builds the changelog topic while registering the table, with JSON codecs: writes would then use the
     # serializers below but recovery would decode with JSON. So the codecs are set and the topic rebuilt.
     table.key_serializer = "raw"
-    table.value_serializer = value_serializer
+    table.value_serializer = "raw"
     table.changelog_topic = table._new_changelog_topic()
     return table

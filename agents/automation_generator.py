@@ -25,8 +25,10 @@ from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult
 from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS, TEST_RESULTS
 
 from rote import metrics
+from rote.errors import StateError
 from rote.generator import generate
 from rote.generator.registry import Registry
+from rote.state import StateReader, decode_json, encode_json
 
 AGENT = "automation-generator"
 REGISTRY_AGENT = "automation-registry"
@@ -37,7 +39,8 @@ def register(
 ) -> dict[str, Any]:
     io = AgentIO(agent=AGENT, topics=topics)
     rio = AgentIO(agent=REGISTRY_AGENT, topics=topics)
-    generated = state_table(app, "generated-from", partitions=CANDIDATES.partitions, value_serializer="json")
+    # What was last generated per candidate: small JSON records (read back with the data-only codec).
+    generated = state_table(app, "generated-from", partitions=CANDIDATES.partitions)
 
     def absorb(reg: Registry, topic: str, value: bytes) -> None:
         if topic == AUTOMATIONS.name:
@@ -50,7 +53,13 @@ def register(
             reg.apply_metric(RunMetric.model_validate_json(value))
 
     registry: DurableState[Registry] = DurableState(
-        app, "registry", partitions=AUTOMATIONS.partitions, factory=lambda _key: Registry(), apply=absorb
+        app,
+        "registry",
+        partitions=AUTOMATIONS.partitions,
+        state_class=Registry,
+        factory=lambda _key: Registry(),
+        apply=absorb,
+        source_topics=(AUTOMATIONS.name, TEST_RESULTS.name, METRICS.name),
     )
     states: dict[str, str] = {}
     registry_inputs = app.topic(
@@ -71,7 +80,7 @@ def register(
                 continue
             try:
                 with io.timed():
-                    last = generated.get(cand.candidate_id)
+                    last = _generated_record(generated.get(cand.candidate_id.encode()))
                     if not should_generate(cand, last, min_score=min_score, growth=regenerate_growth):
                         continue
                     # Rendering runs static checkers in subprocesses (bash -n): off the event loop, so a slow
@@ -83,11 +92,9 @@ def register(
             # Sent (and acknowledged) before it is remembered as generated: a crash in between generates
             # the same version again on re-delivery rather than never publishing it.
             await io.send(AUTOMATIONS.name, automation.automation_id.encode(), automation, delivered=True)
-            generated[cand.candidate_id] = {
-                "version": cand.version,
-                "occurrences": cand.occurrences,
-                "routine": list(cand.routine),
-            }
+            generated[cand.candidate_id.encode()] = encode_json(
+                {"version": cand.version, "occurrences": cand.occurrences, "routine": list(cand.routine)}
+            )
 
     @app.agent(registry_inputs, name=REGISTRY_AGENT)
     async def keep_registry(stream: faust.StreamT[bytes]) -> None:
@@ -100,8 +107,8 @@ def register(
                 continue
             try:
                 with rio.timed():
-                    registry.apply(item.automation_id, topic, event.value)
-                    record = registry.restore(item.automation_id).state.get(item.automation_id)
+                    registry.apply(item.automation_id, topic, event.value, partition=event.message.partition)
+                    record = registry.restore(item.automation_id).get(item.automation_id)
             except Exception as exc:
                 await rio.failed(event, exc)
                 continue
@@ -123,14 +130,30 @@ def register(
     @app.page("/automations/")
     async def automations_view(web: Any, request: Any) -> Any:
         rows = []
-        for key in list(registry.states.keys()):
-            cp = registry.peek(key)
-            record = cp.state.get(key) if cp is not None else None
+        for key in registry.stored_keys():
+            reg = registry.peek(key)
+            record = reg.get(key) if reg is not None else None
             if record is not None:
                 rows.append(record.to_json())
         return web.json({"automations": rows})
 
     return {"generate": generate_automations, "registry": keep_registry, "state": registry}
+
+
+def _generated_record(raw: bytes | None) -> dict[str, Any] | None:
+    """The generated-from record, or None when absent or not a valid record (then generate again)."""
+    if raw is None:
+        return None
+    try:
+        r = StateReader(decode_json(bytes(raw)), where="generated-from")
+        return {
+            "version": r.int("version"),
+            "occurrences": r.int("occurrences"),
+            "routine": r.strs("routine"),
+        }
+    except StateError:
+        metrics.STATE_RECORDS_REJECTED.labels(state="generated-from", record="checkpoint").inc()
+        return None
 
 
 def should_generate(cand: Candidate, last: dict[str, Any] | None, *, min_score: float, growth: float) -> bool:

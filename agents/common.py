@@ -146,7 +146,7 @@ async def apply_routed(
         return False
     try:
         with io.timed():
-            state.apply(key, topic, event.value)
+            state.apply(key, topic, event.value, partition=event.message.partition)
             state.record(key, topic, event.value)
     except Exception as exc:
         await io.failed(event, exc)

@@ -1,115 +1,254 @@
-"""Durable agent state: periodic checkpoints plus a write-ahead table, instead of a full write per event.
+"""Durable agent state: a per-key checkpoint plus a write-ahead log, both data-only bytes in Faust tables.
 
-The pure-logic state objects (a user's discovery state, an automation's registry record, the optimizer's
-whole-picture builder) pickle to hundreds of kilobytes or more. Writing one to a Faust table on every
-event would push that much to the changelog per event (hundreds of megabytes for a few thousand events,
-and past Kafka's message size limit). So each event's bytes go to a small write-ahead table (one key per
-event), and the state itself is written every `checkpoint_every` events (or when the agent asks), after
-which the covered log entries are deleted. A restarted worker restores the checkpoint and replays the log
-entries after it through the same `apply` function, so it resumes exactly where the state was.
+Why two tables: writing a key's whole state on every event would push its full size to the changelog per
+event (and, for big states, past Kafka's message size limit). So each event's bytes (or one batch of a
+user's actions) go to a small write-ahead table (one record per event or batch), and the state itself is
+checkpointed after `checkpoint_every` units of work (actions, events) or when the agent asks; the log
+records the checkpoint covers are then deleted.
 
-Both tables are written only inside stream iteration, so their changelog partition is the current event's
-partition: co-partitioned with the source, recovered by whichever worker owns that key.
+Why bytes and a live cache beside the tables: the tables hold only what `rote.state` encodes (JSON data in a
+versioned envelope) and Faust reads them back with its raw codec, so nothing in a changelog can construct an
+object (a pickle written there used to run code in every worker). The decoded, live state objects sit in
+`DurableState._live`, keyed like the table; a record that does not decode is skipped, logged and counted in
+`rote_state_records_rejected_total`, and the key continues from what remains valid.
+
+The commit sequence, per event (what makes delivery at-least-once and output never lost):
+
+1. `apply(key, ...)`: the event changes the live state (restored first: checkpoint + log replay).
+2. The agent publishes what the event produced and waits for the broker's acknowledgement.
+3. `record(key, ...)`: the event (its validated, redacted form) is appended to the log; a checkpoint is
+   written when due. Both are table writes inside stream iteration, so they land in the changelog
+   partition of the event being processed (co-partitioned with the source topic).
+4. Faust commits the event's offset after the agent's iteration step.
+
+A crash before 3 re-delivers the event, which re-produces the same output (consumers de-duplicate by id and
+version); a crash after 3 restores the state with the event in it.
+
+Rebalances: a key's live copy is dropped when its partition is no longer assigned to this worker, so a
+partition that comes back (after another worker changed it) is decoded afresh from the recovered tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
 
 import faust
 from rote.agents.app import state_table
 
-S = TypeVar("S")
+from rote import metrics
+from rote.errors import StateError, ValidationError
+from rote.state import (
+    MAX_STATE_BYTES,
+    StateMachine,
+    StateReader,
+    decode_json,
+    encode_json,
+    state_envelope,
+    state_from_envelope,
+)
+
+S = TypeVar("S", bound=StateMachine)
 _SEP = b"\n"
+log = logging.getLogger("rote.agents.state")
+
+CHECKPOINT_KIND = "checkpoint"
+CHECKPOINT_VERSION = 1
 
 
-class Checkpoint(Generic[S]):
-    """A key's state, how many events it has absorbed, and where its write-ahead log starts.
+@dataclass(slots=True)
+class _Live(Generic[S]):
+    """A key's decoded state and where its log stands. Never stored as is: see `_encode_checkpoint`."""
 
-    `replayed` is not persisted: a copy that comes back from the changelog (at start, and after every
-    rebalance, when Faust re-reads changelogs into the memory store) must replay the log entries written
-    after it, whether or not this worker has seen the key before.
-    """
-
-    def __init__(self, state: S) -> None:
-        self.state = state
-        self.seq = 0
-        self.wal_from = 0
-        self.dirty = False  # changed outside stream iteration (a timer): checkpoint with the next event
-        self.replayed = True
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "replayed"}
-
-    def __setstate__(self, data: dict[str, Any]) -> None:
-        self.__dict__.update(data)
-        self.replayed = False
+    state: S
+    #: log sequence number of the next record; records `wal_from <= n < seq` are not yet checkpointed
+    seq: int
+    wal_from: int
+    #: log records of one incarnation share an epoch, so a state restarted after a rejected checkpoint
+    #: never picks up an older incarnation's records
+    epoch: str
+    #: units of work (actions, events) since the last checkpoint
+    units: int = 0
+    #: changed outside stream iteration (a timer): checkpoint with the key's next event
+    dirty: bool = False
+    #: source partition of the last event for this key (to forget the copy when the partition moves)
+    partition: int | None = None
 
 
 class DurableState(Generic[S]):
+    """A state machine per key, made durable through a checkpoint table and a write-ahead table."""
+
     def __init__(
         self,
         app: faust.App,
         name: str,
         *,
         partitions: int,
+        state_class: type[S],
         factory: Callable[[str], S],
         apply: Callable[[S, str, bytes], Any],
         checkpoint_every: int = 50,
+        source_topics: Iterable[str] = (),
+        state_context: dict[str, Any] | None = None,
     ) -> None:
+        self.name = name
         self.states = state_table(app, f"{name}-state", partitions=partitions)
-        self.wal = state_table(app, f"{name}-wal", partitions=partitions, value_serializer="raw")
+        self.wal = state_table(app, f"{name}-wal", partitions=partitions)
+        self.state_class = state_class
         self.factory = factory
         self.apply_fn = apply
         self.checkpoint_every = checkpoint_every
+        self.source_topics = frozenset(source_topics)
+        #: configuration handed to `from_state` (the state machine's settings are code, not changelog data)
+        self.state_context = state_context or {}
+        self._live: dict[str, _Live[S]] = {}
+        app.on_partitions_assigned.connect(cast(Any, self._on_assigned))
+
+    # ---------------------------------------------------------------------------------- keys
 
     @staticmethod
-    def wal_key(key: str, seq: int) -> str:
-        return f"{key}\x00{seq:012d}"
+    def wal_key(key: str, epoch: str, seq: int) -> bytes:
+        return f"{key}\x00{epoch}\x00{seq:012d}".encode()
 
-    def peek(self, key: str) -> Checkpoint[S] | None:
-        """The live checkpoint if this worker has one (for timers and read-only views)."""
-        cp: Checkpoint[S] | None = self.states.get(key)
-        return cp
+    def stored_keys(self) -> list[str]:
+        """Keys whose checkpoint this worker holds (for read-only views)."""
+        out = []
+        for raw in list(self.states.keys()):
+            try:
+                out.append(bytes(raw).decode())
+            except UnicodeDecodeError:
+                continue
+        return sorted(set(out) | set(self._live))
 
-    def restore(self, key: str) -> Checkpoint[S]:
-        """The key's live state, with the write-ahead log replayed once per key per worker start.
+    # ---------------------------------------------------------------------------------- reading
 
-        What replaying produces (candidates, echoes) was published before the restart and is not sent
-        again: the state after replay is what it was, so later outputs continue from the same versions.
+    def peek(self, key: str) -> S | None:
+        """The key's live state if this worker has it (for timers and views); restores it if needed."""
+        if key in self._live:
+            return self._live[key].state
+        if self.states.get(key.encode()) is None:
+            return None
+        return self._restore(key).state
+
+    def live(self, key: str) -> _Live[S] | None:
+        return self._live.get(key)
+
+    def restore(self, key: str) -> S:
+        return self._restore(key).state
+
+    def _restore(self, key: str) -> _Live[S]:
+        """The key's live state: its checkpoint decoded and the log records after it replayed."""
+        live = self._live.get(key)
+        if live is not None:
+            return live
+        live = self._decode_checkpoint(key)
+        while (raw := self.wal.get(self.wal_key(key, live.epoch, live.seq))) is not None:
+            topic, _, value = bytes(raw).partition(_SEP)
+            try:
+                self.apply_fn(live.state, topic.decode("utf-8", "replace"), value)
+            except (ValidationError, StateError, UnicodeDecodeError, ValueError) as exc:
+                # A log record that is not a valid event of this state's topics (a forged changelog
+                # record): skipped, like an invalid event at ingress, and counted.
+                self._rejected("log", key, exc)
+            live.seq += 1
+            live.units += 1
+        self._live[key] = live
+        return live
+
+    def _decode_checkpoint(self, key: str) -> _Live[S]:
+        raw = self.states.get(key.encode())
+        if raw is not None:
+            try:
+                return self._parse_checkpoint(bytes(raw))
+            except StateError as exc:
+                self._rejected("checkpoint", key, exc)
+        return _Live(state=self.factory(key), seq=0, wal_from=0, epoch=_new_epoch())
+
+    def _parse_checkpoint(self, raw: bytes) -> _Live[S]:
+        if len(raw) > MAX_STATE_BYTES:
+            raise StateError(f"{self.name} checkpoint of {len(raw)} bytes is over the cap")
+        env = StateReader(decode_json(raw), where=f"{self.name} checkpoint")
+        if env.str("kind") != CHECKPOINT_KIND or env.int("v") != CHECKPOINT_VERSION:
+            raise StateError(f"{self.name} checkpoint: unknown kind/version {env.data.get('kind')!r}")
+        data = env.obj("data")
+        seq, wal_from, epoch = data.int("seq"), data.int("wal_from"), data.str("epoch")
+        if not 0 <= wal_from <= seq or len(epoch) > 64:
+            raise StateError(f"{self.name} checkpoint: bad log position {wal_from}..{seq}")
+        state = state_from_envelope(self.state_class, data.dict("state"), **self.state_context)
+        return _Live(state=state, seq=seq, wal_from=wal_from, epoch=epoch)
+
+    def _rejected(self, record: str, key: str, exc: Exception) -> None:
+        metrics.STATE_RECORDS_REJECTED.labels(state=self.name, record=record).inc()
+        log.warning("%s: %s record for key %r rejected, skipped: %s", self.name, record, key[:80], exc)
+
+    # ---------------------------------------------------------------------------------- writing
+
+    def apply(self, key: str, topic: str, value: bytes, *, partition: int | None = None) -> Any:
+        """Apply one event (or batch) to the key's live state (not yet durable); returns what `apply` did.
+
+        The caller publishes what the event produced, waits for the broker to have it, then calls
+        `record` (see the commit sequence in the module docstring).
         """
-        cp: Checkpoint[S] | None = self.states.get(key)
-        if cp is None:
-            cp = self.states[key] = Checkpoint(self.factory(key))
-        if not cp.replayed:
-            cp.replayed = True
-            while (raw := self.wal.get(self.wal_key(key, cp.seq))) is not None:
-                topic, _, value = bytes(raw).partition(_SEP)
-                self.apply_fn(cp.state, topic.decode(), value)
-                cp.seq += 1
-        return cp
+        live = self._restore(key)
+        if partition is not None:
+            live.partition = partition
+        return self.apply_fn(live.state, topic, value)
 
-    def apply(self, key: str, topic: str, value: bytes) -> Any:
-        """Apply one event to the key's live state (not yet durable); returns what `apply` returned.
-
-        The caller publishes what the event produced, waits for the broker to have it, and then calls
-        `record`: a crash before `record` leaves the event uncommitted, so it is delivered again and
-        reproduces the same output (at least once), instead of a logged event whose output never left.
-        """
-        return self.apply_fn(self.restore(key).state, topic, value)
-
-    def record(self, key: str, topic: str, value: bytes, *, checkpoint: bool = False) -> None:
+    def record(self, key: str, topic: str, value: bytes, *, units: int = 1, checkpoint: bool = False) -> None:
         """Make the last applied event durable: log it, and checkpoint when due (or asked)."""
-        cp = self.restore(key)
-        self.wal[self.wal_key(key, cp.seq)] = topic.encode() + _SEP + value
-        cp.seq += 1
-        if checkpoint or cp.dirty or cp.seq - cp.wal_from >= self.checkpoint_every:
-            self.checkpoint(key, cp)
+        live = self._restore(key)
+        self.wal[self.wal_key(key, live.epoch, live.seq)] = topic.encode() + _SEP + value
+        live.seq += 1
+        live.units += units
+        if checkpoint or live.dirty or live.units >= self.checkpoint_every:
+            self.checkpoint(key, live)
 
-    def checkpoint(self, key: str, cp: Checkpoint[S]) -> None:
-        cp.dirty = False
-        self.states[key] = cp
-        for seq in range(cp.wal_from, cp.seq):
-            self.wal.pop(self.wal_key(key, seq), None)
-        cp.wal_from = cp.seq
+    def mark_dirty(self, key: str) -> None:
+        """The state changed outside stream iteration: checkpoint it with the key's next event."""
+        live = self._live.get(key)
+        if live is not None:
+            live.dirty = True
+
+    def checkpoint(self, key: str, live: _Live[S] | None = None) -> None:
+        """Write the key's state and drop the log records it covers (inside stream iteration only)."""
+        live = live or self._restore(key)
+        raw = encode_json(
+            {
+                "kind": CHECKPOINT_KIND,
+                "v": CHECKPOINT_VERSION,
+                "data": {
+                    "seq": live.seq,
+                    "wal_from": live.seq,
+                    "epoch": live.epoch,
+                    "state": state_envelope(live.state),
+                },
+            }
+        )
+        if len(raw) > MAX_STATE_BYTES:
+            # Bounded states stay far below this; past it the broker would refuse the record and Faust's
+            # producer would take the worker down. Keep the log (still durable) and say so loudly.
+            self._rejected("checkpoint-too-large", key, StateError(f"{len(raw)} bytes"))
+            return
+        self.states[key.encode()] = raw
+        metrics.STATE_CHECKPOINT_BYTES.labels(state=self.name).observe(len(raw))
+        for seq in range(live.wal_from, live.seq):
+            self.wal.pop(self.wal_key(key, live.epoch, seq), None)
+        live.wal_from = live.seq
+        live.units = 0
+        live.dirty = False
+
+    # ---------------------------------------------------------------------------------- rebalances
+
+    async def _on_assigned(self, sender: Any, assigned: Any = None, **kwargs: Any) -> None:
+        """Forget live copies of keys whose source partition this worker no longer owns."""
+        tps = assigned if assigned is not None else kwargs.get("assigned", set())
+        owned = {tp.partition for tp in tps if not self.source_topics or tp.topic in self.source_topics}
+        for key in [k for k, v in self._live.items() if v.partition is None or v.partition not in owned]:
+            del self._live[key]
+
+
+def _new_epoch() -> str:
+    return os.urandom(6).hex()

@@ -54,9 +54,12 @@ def register(
         app,
         "efficiency",
         partitions=1,
+        state_class=ReportBuilder,
         factory=lambda _key: ReportBuilder(model_cost),
         apply=ROUTES,
         checkpoint_every=200,
+        state_context={"cost": model_cost},
+        source_topics=(FEED_TOPIC,),
     )
     exporter = MetricsExporter()
     status = {"seen": 0, "reported_seen": 0, "reports": 0}
@@ -72,10 +75,9 @@ def register(
         seen = status["seen"]
         if seen == status["reported_seen"] or not _owns_state(app):
             return
-        cp = state.peek(STATE_KEY)
-        if cp is None:
+        builder = state.peek(STATE_KEY)
+        if builder is None:
             return
-        builder = cp.state
         # A summary costs tens of milliseconds and grows with the runs kept: made per report, not per event.
         exporter.export(builder.summary())
         report = builder.report(datetime.now(UTC))

@@ -1,10 +1,10 @@
 """Performance monitor: automation run reports in, anomalies out.
 
-Each automation's signals are watched by a `rote.anomaly.SeriesMonitor` kept in the `monitors` table
-(keyed by automation id, co-partitioned with `metrics` and `test-results`). Sandbox test runs and production
-runs behave differently (test fixtures vs real systems), so they are separate series. From `test-results`
-only what a run report lacks (output volume) is taken; the rest of a sandbox run arrives as its `metrics`
-event and must not be counted twice.
+Each automation's signals are watched by `rote.anomaly.monitor.AutomationMonitors`, kept in the `monitors`
+table (keyed by automation id, co-partitioned with `metrics` and `test-results`). Sandbox test runs and
+production runs behave differently (test fixtures vs real systems), so they are separate series. From
+`test-results` only what a run report lacks (output volume) is taken; the rest of a sandbox run arrives as its
+`metrics` event and must not be counted twice. A report redelivered after a crash is recognised by its id.
 """
 
 from __future__ import annotations
@@ -23,38 +23,36 @@ from rote.streams.topics import ANOMALIES, METRICS, TEST_RESULTS
 
 from rote import metrics
 from rote.anomaly.monitor import (
+    AutomationMonitors,
     Finding,
     MonitorConfig,
-    SeriesMonitor,
-    signals_from_metric,
-    signals_from_test_result,
 )
 
 AGENT = "performance-monitor"
-_ONLY_FROM_TEST_RESULTS = {"output_bytes"}
+_ONLY_FROM_TEST_RESULTS = frozenset({"output_bytes"})
 
 
 def register(app: faust.App, topics: Topics, *, config: MonitorConfig | None = None) -> dict[str, Any]:
     io = AgentIO(agent=AGENT, topics=topics)
     cfg = config or MonitorConfig()
 
-    def observe(
-        per_source: dict[str, SeriesMonitor], topic: str, value: bytes
-    ) -> tuple[str, Any, list[Finding]]:
-        """Feed one run report's signals to its series' monitor; returns (series, time, findings)."""
+    def observe(mons: AutomationMonitors, topic: str, value: bytes) -> tuple[str, Any, list[Finding]]:
+        """Feed one run report to its automation's monitors; returns (series, time, findings)."""
         if topic == TEST_RESULTS.name:
             result = TestResult.model_validate_json(value)
-            series, at = "sandbox", result.started_at
-            signals = [(s, v) for s, v in signals_from_test_result(result) if s in _ONLY_FROM_TEST_RESULTS]
-        else:
-            run = RunMetric.model_validate_json(value)
-            series, at = run.source, run.started_at
-            signals = signals_from_metric(run)
-        mon = per_source.setdefault(series, SeriesMonitor(cfg))
-        return series, at, [f for s, v in signals if (f := mon.observe(signal=s, value=v, at=at)) is not None]
+            return "sandbox", result.started_at, mons.observe_result(result, only=_ONLY_FROM_TEST_RESULTS)
+        run = RunMetric.model_validate_json(value)
+        return run.source, run.started_at, mons.observe_metric(run)
 
-    monitors: DurableState[dict[str, SeriesMonitor]] = DurableState(
-        app, "monitors", partitions=METRICS.partitions, factory=lambda _key: {}, apply=observe
+    monitors: DurableState[AutomationMonitors] = DurableState(
+        app,
+        "monitors",
+        partitions=METRICS.partitions,
+        state_class=AutomationMonitors,
+        factory=lambda _key: AutomationMonitors(cfg),
+        apply=observe,
+        state_context={"config": cfg},
+        source_topics=(METRICS.name, TEST_RESULTS.name),
     )
     source = app.topic(
         METRICS.name,
@@ -82,7 +80,10 @@ def register(app: faust.App, topics: Topics, *, config: MonitorConfig | None = N
                             item.duration_seconds
                         )
                     series, at, findings = monitors.apply(
-                        item.automation_id, event.message.topic, event.value
+                        item.automation_id,
+                        event.message.topic,
+                        event.value,
+                        partition=event.message.partition,
                     )
             except Exception as exc:
                 await io.failed(event, exc)

@@ -41,9 +41,11 @@ def register(
         app,
         "discovery",
         partitions=USER_ACTIONS.partitions,
-        factory=UserState,
+        state_class=UserState,
+        factory=discoverer.new_state,
         apply=learn,
         checkpoint_every=checkpoint_every,
+        source_topics=(USER_ACTIONS.name,),
     )
     last_seen: dict[str, float] = {}
     known: dict[str, Candidate] = {}
@@ -69,7 +71,9 @@ def register(
                 continue
             try:
                 with io.timed():
-                    emitted = users.apply(action.user_id, USER_ACTIONS.name, event.value)
+                    emitted = users.apply(
+                        action.user_id, USER_ACTIONS.name, event.value, partition=event.message.partition
+                    )
                     last_seen[action.user_id] = time.monotonic()
             except Exception as exc:
                 await io.failed(event, exc)
@@ -77,7 +81,7 @@ def register(
             # Published (and acknowledged) before the event is logged: a crash in between re-delivers the
             # event and re-publishes the same version; it never loses one. After publishing, a checkpoint,
             # so a restart does not publish these versions again.
-            await publish(emitted, users.restore(action.user_id).state)
+            await publish(emitted, users.restore(action.user_id))
             users.record(action.user_id, USER_ACTIONS.name, event.value, checkpoint=bool(emitted))
 
     async def forget_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -96,12 +100,12 @@ def register(
             if now - seen < idle_flush_seconds:
                 continue
             del last_seen[user_id]
-            cp = users.peek(user_id)
-            if cp is None:
+            state = users.peek(user_id)
+            if state is None:
                 continue
-            emitted = discoverer.flush(cp.state)
-            cp.dirty = True
-            await publish(emitted, cp.state)
+            emitted = discoverer.flush(state)
+            users.mark_dirty(user_id)
+            await publish(emitted, state)
 
     return {"agent": identify, "state": users}
 

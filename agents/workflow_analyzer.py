@@ -14,7 +14,7 @@ import faust
 from rote.agents.app import Topics
 from rote.agents.common import AgentIO, TopicRouter, apply_routed
 from rote.agents.durable import DurableState
-from rote.agents.optimizer_feed import feed_topic
+from rote.agents.optimizer_feed import FEED_TOPIC, feed_topic
 from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS
 
 from rote import metrics
@@ -39,14 +39,15 @@ def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) ->
         app,
         "workflow",
         partitions=1,
+        state_class=WorkflowAnalyzer,
         factory=lambda _key: WorkflowAnalyzer(),
         apply=ROUTES,
         checkpoint_every=200,
+        source_topics=(FEED_TOPIC,),
     )
 
     def current() -> WorkflowAnalyzer | None:
-        cp = state.peek(STATE_KEY)
-        return cp.state if cp is not None else None
+        return state.peek(STATE_KEY)
 
     @app.agent(feed_topic(app), name=AGENT)
     async def analyze(stream: faust.StreamT[bytes]) -> None:

@@ -30,3 +30,11 @@ class BrokerError(RoteError):
 
 class SandboxError(RoteError):
     """The jail could not be set up; the payload was not run (fail closed)."""
+
+
+class StateError(RoteError):
+    """Stored state (a checkpoint or log record read back from a changelog) is not valid state data.
+
+    Raised instead of ever constructing an object the state schema does not declare: the record is then
+    skipped, logged and counted, and the key starts from what remains valid.
+    """

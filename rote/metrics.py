@@ -88,6 +88,25 @@ LAST_EVENT_TIMESTAMP = Gauge(
     ["agent"],
     registry=REGISTRY,
 )
+STATE_RECORDS_REJECTED = Counter(
+    "rote_state_records_rejected_total",
+    "State records read back from a changelog that did not decode as that state's data (skipped, never run).",
+    ["state", "record"],
+    registry=REGISTRY,
+)
+STATE_CHECKPOINT_BYTES = Histogram(
+    "rote_state_checkpoint_bytes",
+    "Size of each state checkpoint written to a changelog.",
+    ["state"],
+    buckets=(256, 1024, 4096, 16384, 65536, 262144, 1048576),
+    registry=REGISTRY,
+)
+USER_ACTIONS_TOTAL = Counter(
+    "rote_user_actions_total",
+    "User actions taken in by the task identifier (one message may batch many), by outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)
 CANDIDATES = Gauge(
     "rote_candidates",
     "Routine candidates currently known, by automation-potential score band.",
@@ -204,6 +223,8 @@ def score_band(score: float) -> str:
 # --------------------------------------------------------------------------------------------------
 
 SCORE_BANDS: Final = ("0-25", "25-50", "50-75", "75-100")
+#: What became of each user action: accepted into discovery, dead-lettered (invalid), or a redelivered duplicate.
+USER_ACTION_OUTCOMES: Final = ("accepted", "dead_lettered", "duplicate")
 LIFECYCLE_STATES: Final[tuple[str, ...]] = get_args(Lifecycle)
 LANGUAGES: Final[tuple[str, ...]] = get_args(Language)
 VERDICTS: Final[tuple[str, ...]] = get_args(Verdict)
@@ -266,6 +287,8 @@ def init_known_series(
             DEAD_LETTERS.labels(topic=topic, reason=reason)
     for band in SCORE_BANDS:
         CANDIDATES.labels(score_band=band).set(0)
+    for outcome in USER_ACTION_OUTCOMES:
+        USER_ACTIONS_TOTAL.labels(outcome=outcome)
     for state in LIFECYCLE_STATES:
         AUTOMATIONS.labels(state=state).set(0)
     for language in sandbox_languages:

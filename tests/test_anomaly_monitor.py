@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +14,7 @@ from rote.anomaly.monitor import (
     signals_from_metric,
     signals_from_test_result,
 )
+from rote.state import decode_state, encode_state
 
 T0 = datetime(2025, 3, 3, tzinfo=UTC)
 
@@ -104,10 +104,10 @@ def test_daily_seasonality_long_runs_at_noon_are_normal_at_night_not() -> None:
     assert f.expected_high < 5.0  # the night's band, not the noon one
 
 
-def test_monitor_pickles_and_continues_identically() -> None:
+def test_monitor_state_round_trips_and_continues_identically() -> None:
     mon = SeriesMonitor()
     _replay(mon, _runs(60))
-    clone = pickle.loads(pickle.dumps(mon))
+    clone = decode_state(SeriesMonitor, encode_state(mon))
     tail = [*_runs(5), 12.0]
     assert _replay(mon, tail, seed=5, start=T0 + timedelta(days=30)) == \
         _replay(clone, tail, seed=5, start=T0 + timedelta(days=30))

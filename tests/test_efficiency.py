@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +14,7 @@ from test_workflow_support import automation_for, leno_events
 from rote import metrics
 from rote.efficiency import CostModel, EfficiencyTracker, MetricsExporter, TrendConfig
 from rote.errors import ConfigError
+from rote.state import decode_state, encode_state
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
 
@@ -168,7 +168,7 @@ def test_series_is_thinned_but_keeps_the_exact_total() -> None:
     assert len(s.series) == 10 and s.series[-1]["cumulative_seconds"] == pytest.approx(s.time_saved_seconds)
 
 
-def test_tracker_pickles_and_cost_model_reads_env() -> None:
+def test_tracker_state_round_trips_and_cost_model_reads_env() -> None:
     t = EfficiencyTracker(COST)
     ev = leno_events()
     t.extend(
@@ -177,7 +177,7 @@ def test_tracker_pickles_and_cost_model_reads_env() -> None:
         test_results=ev["test-results"],
         runs=ev["metrics"],
     )
-    assert pickle.loads(pickle.dumps(t)).summary() == t.summary()
+    assert decode_state(EfficiencyTracker, encode_state(t), cost=COST).summary() == t.summary()
 
     env = {"ROTE_HOURLY_RATE": "80", "ROTE_BUILD_COST_HOURS": "2.5", "ROTE_CURRENCY": "EUR"}
     m = CostModel.from_env(env, run_cost_per_second=0.5)

@@ -10,7 +10,6 @@ candidates and automations that survive their own topic's codec.
 from __future__ import annotations
 
 import json
-import pickle
 import string
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -34,6 +33,7 @@ from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState
 from rote.errors import ImportFormatError, ValidationError
 from rote.generator import generate
 from rote.importers import iter_records, load_actions
+from rote.state import decode_state, encode_state
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
@@ -283,7 +283,7 @@ def _run(config: DiscoveryConfig, actions: list[UserAction]) -> tuple[list[Candi
         emitted += disc.flush(state)
         emitted += disc.result(state).candidates
         disc.drain_retracted(state)
-        restored = pickle.loads(pickle.dumps(state))
+        restored = decode_state(UserState, encode_state(state))
         assert restored.events == state.events and set(restored.variants) == set(state.variants)
     return emitted, states
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from rote.generator import generate, replay
 from rote.generator.generate import GeneratorConfig
 from rote.generator.plan import PlanConfig
 from rote.generator.registry import Registry, RegistryConfig, from_archive, percentile
+from rote.state import decode_state, encode_state
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -245,7 +245,7 @@ def test_stats_percentiles_and_retirement(auto: Automation) -> None:
     assert rec.state == "retired" and "40%" in (rec.state_reason or "")
 
 
-def test_new_version_supersedes_and_pickles(auto: Automation) -> None:
+def test_new_version_supersedes_and_round_trips(auto: Automation) -> None:
     reg = Registry()
     reg.apply_automation(auto)
     for c in auto.test_cases:
@@ -257,7 +257,7 @@ def test_new_version_supersedes_and_pickles(auto: Automation) -> None:
     rec = reg.get(auto.automation_id)
     assert rec is not None and rec.version == 2 and rec.versions == [1, 2] and rec.state == "generated"
     assert rec.state_reason == "version 2 supersedes version 1"
-    clone = pickle.loads(pickle.dumps(reg))
+    clone = decode_state(Registry, encode_state(reg))
     assert clone.to_json() == reg.to_json()
     assert json.dumps(reg.to_json())  # the HTTP/CLI view is plain JSON
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from rote.streams.schemas import (
 )
 from test_workflow_support import RT_SLICE, SHARED, SR_SLICE, leno_candidates, leno_events, leno_frame
 
+from rote.state import decode_state, encode_state
 from rote.workflow import (
     AnalysisError,
     AnalyzerConfig,
@@ -250,7 +250,7 @@ def test_latest_candidate_version_wins_and_incremental_equals_batch() -> None:
         inc.apply_candidate(c)
     for r in runs:
         inc.apply_metric(r)
-    inc = pickle.loads(pickle.dumps(inc))
+    inc = decode_state(WorkflowAnalyzer, encode_state(inc))
     batch = analyze([old, new], runs)
     assert inc.analysis() == batch
     routine = [b for b in batch.bottlenecks if b.scope == "routine" and b.kind == "step"]

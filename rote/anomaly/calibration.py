@@ -15,6 +15,10 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+from rote.errors import StateError
+from rote.state import StateReader
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,16 +49,25 @@ def normal_tail(z: float) -> float:
 class AnomalyLikelihood:
     """Turns a stream of raw scores into likelihoods in [0, 1] (1 = certainly unusual).
 
-    Pickles as plain Python state, so a checkpoint restores exactly where it left off.
+    The distribution of "normal" is re-estimated every `reestimate` observations over the last `history`
+    smoothed scores. Those estimates only ever need the window's sums, and every estimate falls on a
+    block boundary (`learning` plus a multiple of `reestimate`), so the window is kept as per-block sums
+    instead of every score: the same moments, and a state of `history / reestimate` pairs that goes into
+    a changelog record as plain data (`to_state`).
     """
 
+    STATE_KIND: ClassVar[str] = "anomaly-likelihood"
+    STATE_VERSION: ClassVar[int] = 1
+
     def __init__(self, config: LikelihoodConfig | None = None) -> None:
-        self.config = config or LikelihoodConfig()
-        self._recent: deque[float] = deque(maxlen=self.config.averaging)
+        self.config = cfg = config or LikelihoodConfig()
+        if cfg.history % cfg.reestimate:
+            raise ValueError("history must be a multiple of reestimate (the window is kept in blocks)")
+        self._recent: deque[float] = deque(maxlen=cfg.averaging)
         self._recent_sum = 0.0
-        self._history: deque[float] = deque(maxlen=self.config.history)
-        self._hist_sum = 0.0
-        self._hist_sq = 0.0
+        #: completed blocks of smoothed scores: (sum, sum of squares, count), oldest first
+        self._blocks: deque[tuple[float, float, int]] = deque()
+        self._block = (0.0, 0.0, 0)  # the block being filled
         self._mean = 0.0
         self._std = 1.0
         self._seen = 0
@@ -71,6 +84,20 @@ class AnomalyLikelihood:
     def smoothed(self) -> float:
         return self._recent_sum / len(self._recent) if self._recent else 0.0
 
+    def _boundary(self, seen: int) -> bool:
+        """Does a block end after the `seen`-th observation (blocks end where estimates happen)?"""
+        cfg = self.config
+        return seen % cfg.reestimate == cfg.learning % cfg.reestimate
+
+    def _smooth(self, raw: float) -> tuple[float, int]:
+        n = len(self._recent)
+        total = self._recent_sum + raw
+        if n == self._recent.maxlen:
+            total -= self._recent[0]
+        else:
+            n += 1
+        return total / n, n
+
     def update(self, raw: float) -> float:
         """Learn `raw` and return the likelihood of the current smoothed score."""
         cfg = self.config
@@ -80,15 +107,15 @@ class AnomalyLikelihood:
         self._recent_sum += raw
         avg = self._recent_sum / len(self._recent)
 
-        if len(self._history) == self._history.maxlen:
-            old = self._history[0]
-            self._hist_sum -= old
-            self._hist_sq -= old * old
-        self._history.append(avg)
-        self._hist_sum += avg
-        self._hist_sq += avg * avg
+        s, sq, n = self._block
+        self._block = (s + avg, sq + avg * avg, n + 1)
         self._seen += 1
         self._since_estimate += 1
+        if self._boundary(self._seen):
+            self._blocks.append(self._block)
+            self._block = (0.0, 0.0, 0)
+            while len(self._blocks) > cfg.history // cfg.reestimate:
+                self._blocks.popleft()
         if self._seen < cfg.learning:
             return 0.5
         if self._seen == cfg.learning or self._since_estimate >= cfg.reestimate:
@@ -100,19 +127,16 @@ class AnomalyLikelihood:
         cfg = self.config
         if self._seen + 1 < cfg.learning:
             return 0.0
-        n = len(self._recent)
-        total = self._recent_sum + raw
-        if n == self._recent.maxlen:
-            total -= self._recent[0]
-        else:
-            n += 1
-        avg = total / n
+        avg, _ = self._smooth(raw)
         if self._seen + 1 == cfg.learning or self._since_estimate + 1 >= cfg.reestimate:
-            h_sum, h_sq, h_n = self._hist_sum + avg, self._hist_sq + avg * avg, len(self._history) + 1
-            if len(self._history) == self._history.maxlen:
-                old = self._history[0]
-                h_sum, h_sq, h_n = h_sum - old, h_sq - old * old, h_n - 1
-            mean, std = self._moments(h_sum, h_sq, h_n)
+            s, sq, n = self._block
+            pending = (s + avg, sq + avg * avg, n + 1)
+            blocks = list(self._blocks)
+            if self._boundary(self._seen + 1):
+                blocks.append(pending)
+                blocks = blocks[-(cfg.history // cfg.reestimate) :]
+                pending = (0.0, 0.0, 0)
+            mean, std = self._moments([*blocks, pending])
             return (avg - mean) / std
         return self.zscore(avg)
 
@@ -122,17 +146,60 @@ class AnomalyLikelihood:
         return (value - self._mean) / self._std
 
     def _estimate(self) -> None:
-        if self._seen % self.config.history < self.config.reestimate:
-            # Running sums drift with float error over a long life; re-add them exactly now and then.
-            self._hist_sum = math.fsum(self._history)
-            self._hist_sq = math.fsum(v * v for v in self._history)
-        self._mean, self._std = self._moments(self._hist_sum, self._hist_sq, len(self._history))
+        self._mean, self._std = self._moments([*self._blocks, self._block])
         self._since_estimate = 0
 
-    def _moments(self, total: float, total_sq: float, n: int) -> tuple[float, float]:
-        mean = total / n
-        var = max(total_sq / n - mean * mean, 0.0)
+    def _moments(self, blocks: list[tuple[float, float, int]]) -> tuple[float, float]:
+        n = sum(b[2] for b in blocks)
+        mean = math.fsum(b[0] for b in blocks) / n
+        var = max(math.fsum(b[1] for b in blocks) / n - mean * mean, 0.0)
         return mean, max(math.sqrt(var), self.config.min_std)
+
+    # ---- data-only state ---------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "recent": list(self._recent),
+            "recent_sum": self._recent_sum,
+            "blocks": [list(b) for b in self._blocks],
+            "block": list(self._block),
+            "mean": self._mean,
+            "std": self._std,
+            "seen": self._seen,
+            "since_estimate": self._since_estimate,
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any], *, config: LikelihoodConfig | None = None) -> Self:
+        r = StateReader(data, where=cls.STATE_KIND)
+        obj = cls(config)
+        recent = r.floats("recent")
+        if len(recent) > obj.config.averaging:
+            raise StateError(f"{cls.STATE_KIND}.recent: {len(recent)} values, at most {obj.config.averaging}")
+        obj._recent.extend(recent)
+        obj._recent_sum = r.float("recent_sum")
+        blocks = [_block(b, f"{cls.STATE_KIND}.blocks") for b in r.list("blocks")]
+        if len(blocks) > obj.config.history // obj.config.reestimate:
+            raise StateError(f"{cls.STATE_KIND}.blocks: too many blocks ({len(blocks)})")
+        obj._blocks.extend(blocks)
+        obj._block = _block(r.list("block"), f"{cls.STATE_KIND}.block")
+        obj._mean, obj._std = r.float("mean"), r.float("std")
+        obj._seen, obj._since_estimate = r.int("seen"), r.int("since_estimate")
+        if obj._std <= 0 or obj._seen < 0 or obj._since_estimate < 0:
+            raise StateError(f"{cls.STATE_KIND}: negative count or non-positive spread")
+        return obj
+
+
+def _block(raw: Any, where: str) -> tuple[float, float, int]:
+    if (
+        not isinstance(raw, list)
+        or len(raw) != 3
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw[:2])
+        or not isinstance(raw[2], int)
+        or isinstance(raw[2], bool)
+    ):
+        raise StateError(f"{where}: expected [sum, sum of squares, count]")
+    return (float(raw[0]), float(raw[1]), raw[2])
 
 
 def log_scale(likelihood: float) -> float:

@@ -15,21 +15,20 @@ less loudly, is a value in a part of the range no earlier value visited (what re
 context novelty once tried on NAB: the longer contexts added nothing).
 
 Tuned on the NAB development set only (one configuration for every file); see docs/anomalies.md.
-State is plain Python plus River `stats` objects, all of which pickle.
+State is plain numbers and lists, written to changelogs as data (`to_state`/`from_state`), never pickled.
 """
 
 from __future__ import annotations
 
 import math
-import pickle
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-
-from river import stats
+from typing import Any, ClassVar, Self
 
 from rote.anomaly.calibration import AnomalyLikelihood, LikelihoodConfig
-from rote.errors import RoteError
+from rote.errors import RoteError, StateError
+from rote.state import StateReader, decode_state, encode_state
 
 
 class DetectorError(RoteError):
@@ -84,6 +83,53 @@ _EPS = 1e-9
 _CAP = 50.0
 
 
+class EWMean:
+    """Exponentially weighted mean; the first value starts it (as River's `stats.EWMean`).
+
+    Kept here as two plain numbers rather than River's Rust object so that a detector's state is data.
+    """
+
+    __slots__ = ("alpha", "mean", "started")
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+        self.mean = 0.0
+        self.started = False
+
+    def update(self, x: float) -> None:
+        if self.started:
+            self.mean = self.alpha * x + (1.0 - self.alpha) * self.mean
+        else:
+            self.mean, self.started = x, True
+
+    def get(self) -> float:
+        return self.mean
+
+
+class EWVar:
+    """Exponentially weighted variance (Finch 2009, incremental form; River's `stats.EWVar` to ~1e-14)."""
+
+    __slots__ = ("alpha", "mean", "started", "var")
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+        self.mean = 0.0
+        self.var = 0.0
+        self.started = False
+
+    def update(self, x: float) -> None:
+        if not self.started:
+            self.mean, self.var, self.started = x, 0.0, True
+            return
+        diff = x - self.mean
+        incr = self.alpha * diff
+        self.mean += incr
+        self.var = (1.0 - self.alpha) * (self.var + diff * incr)
+
+    def get(self) -> float:
+        return self.var
+
+
 class StreamDetector:
     """River-style detector for one stream: `score_one` (pure), `learn_one`, or `update` for both.
 
@@ -93,10 +139,10 @@ class StreamDetector:
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = cfg = config or DetectorConfig()
-        self._fast = stats.EWMean(cfg.fast_alpha)
-        self._fast_err = stats.EWMean(min(1.0, cfg.slow_alpha * 5))
-        self._slow = stats.EWMean(cfg.slow_alpha)
-        self._slow_var = stats.EWVar(cfg.slow_alpha)
+        self._fast = EWMean(cfg.fast_alpha)
+        self._fast_err = EWMean(min(1.0, cfg.slow_alpha * 5))
+        self._slow = EWMean(cfg.slow_alpha)
+        self._slow_var = EWVar(cfg.slow_alpha)
         slots = cfg.season_slots * (7 if cfg.weekly else 1)
         self._season_mean = [0.0] * slots
         self._season_dev = [0.0] * slots
@@ -157,13 +203,78 @@ class StreamDetector:
         return (centre - width * spread, centre + width * spread)
 
     def checkpoint(self) -> bytes:
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        """The detector's state as data-only bytes (`rote.state`), for `restore`."""
+        return encode_state(self)
 
     @staticmethod
-    def restore(blob: bytes) -> StreamDetector:
-        obj = pickle.loads(blob)
-        if not isinstance(obj, StreamDetector):
-            raise DetectorError(f"checkpoint holds a {type(obj).__name__}, not a StreamDetector")
+    def restore(blob: bytes, config: DetectorConfig | None = None) -> StreamDetector:
+        try:
+            return decode_state(StreamDetector, blob, config=config)
+        except StateError as exc:
+            raise DetectorError(f"not a detector checkpoint: {exc}") from None
+
+    # ---- data-only state ---------------------------------------------------------------------------
+
+    STATE_KIND: ClassVar[str] = "stream-detector"
+    STATE_VERSION: ClassVar[int] = 1
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "fast": [self._fast.mean, self._fast.started],
+            "fast_err": [self._fast_err.mean, self._fast_err.started],
+            "slow": [self._slow.mean, self._slow.started],
+            "slow_var": [self._slow_var.mean, self._slow_var.var, self._slow_var.started],
+            "season_mean": list(self._season_mean),
+            "season_dev": list(self._season_dev),
+            "season_n": list(self._season_n),
+            "lo": None if math.isinf(self._lo) else self._lo,
+            "hi": None if math.isinf(self._hi) else self._hi,
+            "visited": sorted(self._visited),
+            "recent_scores": list(self._recent_scores),
+            "n": self._n,
+            "last_at": self._last_at,
+            "cal": [c.to_state() for c in self._cal],
+            "zmax": list(self._zmax),
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any], *, config: DetectorConfig | None = None) -> Self:
+        r = StateReader(data, where=cls.STATE_KIND)
+        obj = cls(config)
+        cfg = obj.config
+        for name, ew in (("fast", obj._fast), ("fast_err", obj._fast_err), ("slow", obj._slow)):
+            mean, started = _pair(r.list(name), f"{cls.STATE_KIND}.{name}")
+            ew.mean, ew.started = mean, started
+        var = r.list("slow_var")
+        if len(var) != 3 or not isinstance(var[2], bool):
+            raise StateError(f"{cls.STATE_KIND}.slow_var: expected [mean, var, started]")
+        obj._slow_var.mean, obj._slow_var.var = _num(var[0], "slow_var"), _num(var[1], "slow_var")
+        obj._slow_var.started = var[2]
+        slots = cfg.season_slots * (7 if cfg.weekly else 1)
+        obj._season_mean, obj._season_dev = r.floats("season_mean"), r.floats("season_dev")
+        obj._season_n = r.ints("season_n")
+        if not len(obj._season_mean) == len(obj._season_dev) == len(obj._season_n) == slots:
+            raise StateError(f"{cls.STATE_KIND}: season profile does not have {slots} slots")
+        lo, hi = r.opt_float("lo"), r.opt_float("hi")
+        obj._lo = math.inf if lo is None else lo
+        obj._hi = -math.inf if hi is None else hi
+        visited = r.ints("visited")
+        if len(visited) > 4 * max(cfg.novelty_bins, 1) + 4:
+            raise StateError(f"{cls.STATE_KIND}.visited: more bins than the detector has")
+        obj._visited = set(visited)
+        recent = r.floats("recent_scores")
+        if len(recent) > (obj._recent_scores.maxlen or 0):
+            raise StateError(f"{cls.STATE_KIND}.recent_scores: too many")
+        obj._recent_scores.extend(recent)
+        obj._n = r.int("n")
+        obj._last_at = r.opt_float("last_at")
+        cals = r.list("cal")
+        if len(cals) != len(COMPONENTS):
+            raise StateError(f"{cls.STATE_KIND}.cal: expected {len(COMPONENTS)} calibrations")
+        obj._cal = [AnomalyLikelihood.from_state(c, config=cfg.likelihood) for c in cals]
+        obj._zmax = r.floats("zmax")
+        if len(obj._zmax) != len(COMPONENTS):
+            raise StateError(f"{cls.STATE_KIND}.zmax: expected {len(COMPONENTS)} records")
         return obj
 
     # ---- internals --------------------------------------------------------------------------------
@@ -270,6 +381,18 @@ class StreamDetector:
         self._hi = max(self._hi, x)
         self._n += 1
         self._last_at = t
+
+
+def _num(v: Any, where: str) -> float:
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        raise StateError(f"stream-detector.{where}: expected a number, got {type(v).__name__}")
+    return float(v)
+
+
+def _pair(raw: list[Any], where: str) -> tuple[float, bool]:
+    if len(raw) != 2 or not isinstance(raw[1], bool):
+        raise StateError(f"{where}: expected [mean, started]")
+    return _num(raw[0], where), raw[1]
 
 
 def _ratio(deviation: float, scale: float) -> float:

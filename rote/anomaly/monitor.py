@@ -14,10 +14,12 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, ClassVar, Literal, Self
 
 from rote.anomaly.calibration import LikelihoodConfig
 from rote.anomaly.detectors import DetectorConfig, StreamDetector
+from rote.errors import StateError
+from rote.state import StateReader
 from rote.streams.schemas import RunMetric, TestResult
 
 Severity = Literal["info", "warning", "critical"]
@@ -71,6 +73,12 @@ class MonitorConfig:
     min_failure_ratio: float = 0.2
     critical_failure_ratio: float = 0.5
     emit_info: bool = False
+    #: Per-step duration signals watched per automation, at most: the slowest steps of the run that first
+    #: sees them. A step taking a sliver of the run cannot slow it down much, and every signal costs state
+    #: (three calibrations), which a changelog record must hold.
+    max_step_signals: int = 8
+    #: Observations kept per automation for ordering (a redelivered run report is not learnt twice).
+    dedupe_window: int = 512
     detector: DetectorConfig = field(default_factory=_run_detector)
 
 
@@ -89,7 +97,10 @@ class Finding:
 
 
 class SeriesMonitor:
-    """All signals of one automation. Picklable (the Faust table stores it as is)."""
+    """All signals of one automation's runs from one source (sandbox or production). State is data."""
+
+    STATE_KIND: ClassVar[str] = "series-monitor"
+    STATE_VERSION: ClassVar[int] = 1
 
     def __init__(self, config: MonitorConfig | None = None) -> None:
         self.config = config or MonitorConfig()
@@ -103,6 +114,19 @@ class SeriesMonitor:
 
     def detector(self, signal: str) -> StreamDetector | None:
         return self._detectors.get(signal)
+
+    def select(self, signals: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """The signals of one run this monitor watches: every run-level signal, and per-step durations of
+        the steps it already watches plus, while under `max_step_signals`, the slowest new ones."""
+        budget = self.config.max_step_signals - sum(1 for s in self._detectors if s.startswith("step_"))
+        new_steps = sorted(
+            ((s, v) for s, v in signals if s.startswith("step_") and s not in self._detectors),
+            key=lambda sv: -sv[1],
+        )
+        admitted = {s for s, _ in new_steps[: max(budget, 0)]}
+        return [
+            (s, v) for s, v in signals if not s.startswith("step_") or s in self._detectors or s in admitted
+        ]
 
     def observe(self, *, signal: str, value: float, at: datetime) -> Finding | None:
         """Learn one observation of `signal`; return a finding when it is anomalous enough to report."""
@@ -170,6 +194,115 @@ class SeriesMonitor:
             return "info"
         return None
 
+    # ---- data-only state ---------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "detectors": {k: d.to_state() for k, d in self._detectors.items()},
+            "quiet": {k: list(v) for k, v in self._quiet.items()},
+            "failures": list(self._failures),
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any], *, config: MonitorConfig | None = None) -> Self:
+        r = StateReader(data, where=cls.STATE_KIND)
+        obj = cls(config)
+        dets = r.dict("detectors")
+        if len(dets) > obj.config.max_step_signals + 16:
+            raise StateError(f"{cls.STATE_KIND}.detectors: {len(dets)} signals is more than it watches")
+        obj._detectors = {
+            str(k): StreamDetector.from_state(
+                StateReader(v, where=f"{cls.STATE_KIND}.{k}").data, config=obj.config.detector
+            )
+            for k, v in dets.items()
+        }
+        for k, v in r.dict("quiet").items():
+            if not (
+                isinstance(v, list)
+                and len(v) == 2
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+            ):
+                raise StateError(f"{cls.STATE_KIND}.quiet.{k}: expected [left, rank]")
+            obj._quiet[k] = (v[0], v[1])
+        failures = r.floats("failures")
+        if len(failures) > obj.config.failure_window:
+            raise StateError(f"{cls.STATE_KIND}.failures: longer than the window")
+        obj._failures.extend(failures)
+        return obj
+
+
+class AutomationMonitors:
+    """One automation's monitors, one per run source ("sandbox", "production"), and the run reports seen.
+
+    The performance monitor keeps one of these per automation id. Run reports arrive at least once, so the
+    ids of recent ones are remembered and a redelivered report is not learnt twice.
+    """
+
+    STATE_KIND: ClassVar[str] = "automation-monitors"
+    STATE_VERSION: ClassVar[int] = 1
+
+    def __init__(self, config: MonitorConfig | None = None) -> None:
+        self.config = config or MonitorConfig()
+        self.series: dict[str, SeriesMonitor] = {}
+        self._seen: deque[str] = deque(maxlen=self.config.dedupe_window)
+
+    def monitor(self, source: str) -> SeriesMonitor:
+        mon = self.series.get(source)
+        if mon is None:
+            mon = self.series[source] = SeriesMonitor(self.config)
+        return mon
+
+    def first_time(self, observation_id: str) -> bool:
+        if observation_id in self._seen:
+            return False
+        self._seen.append(observation_id)
+        return True
+
+    def observe_metric(self, m: RunMetric) -> list[Finding]:
+        """Learn one run report (its source's series); a report seen before produces nothing."""
+        if not self.first_time(f"m:{m.run_id}"):
+            return []
+        return self._observe(m.source, signals_from_metric(m), m.started_at)
+
+    def observe_result(
+        self, r: TestResult, *, only: frozenset[str] = frozenset({"output_bytes"})
+    ) -> list[Finding]:
+        """Learn what a sandboxed test result adds to its run report (by default only the output volume:
+        the rest of a sandbox run arrives as its own `metrics` event and must not count twice)."""
+        if not self.first_time(f"r:{r.result_id}"):
+            return []
+        signals = [(s, v) for s, v in signals_from_test_result(r) if s in only]
+        return self._observe("sandbox", signals, r.started_at)
+
+    def _observe(self, source: str, signals: list[tuple[str, float]], at: datetime) -> list[Finding]:
+        mon = self.monitor(source)
+        out = []
+        for signal, value in mon.select(signals):
+            finding = mon.observe(signal=signal, value=value, at=at)
+            if finding is not None:
+                out.append(finding)
+        return out
+
+    def to_state(self) -> dict[str, Any]:
+        return {"series": {k: m.to_state() for k, m in self.series.items()}, "seen": list(self._seen)}
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any], *, config: MonitorConfig | None = None) -> Self:
+        r = StateReader(data, where=cls.STATE_KIND)
+        obj = cls(config)
+        series = r.dict("series")
+        if len(series) > 4:
+            raise StateError(f"{cls.STATE_KIND}.series: unknown run sources")
+        obj.series = {
+            str(k): SeriesMonitor.from_state(
+                StateReader(v, where=f"{cls.STATE_KIND}.{k}").data, config=obj.config
+            )
+            for k, v in series.items()
+        }
+        seen = r.strs("seen")
+        obj._seen.extend(seen[-obj.config.dedupe_window :])
+        return obj
+
 
 def _detector_name(components: dict[str, float]) -> str:
     if not components:
@@ -182,8 +315,9 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _explain(signal: str, value: float, low: float, high: float, centre: float,
-             components: dict[str, float]) -> str:
+def _explain(
+    signal: str, value: float, low: float, high: float, centre: float, components: dict[str, float]
+) -> str:
     direction = "above" if value > high else "below"
     factor = value / centre if centre > 0 and value > 0 else None
     how = f" ({factor:.1f}x the usual {_fmt(centre)})" if factor is not None else ""

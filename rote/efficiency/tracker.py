@@ -21,13 +21,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
 
 from rote.efficiency.cost import CostModel
-from rote.errors import ConfigError
+from rote.errors import ConfigError, StateError
+from rote.state import StateReader
 from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult
 
 
@@ -147,6 +148,40 @@ def _finite(x: float | None) -> float | None:
     return x if np.isfinite(x) else None
 
 
+def _number(v: Any, where: str) -> float:
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        raise StateError(f"efficiency-tracker.{where}: expected a number, got {type(v).__name__}")
+    return float(v)
+
+
+def _whole(v: Any, where: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise StateError(f"efficiency-tracker.{where}: expected an int, got {type(v).__name__}")
+    return v
+
+
+def _text(v: Any, where: str) -> str:
+    if not isinstance(v, str):
+        raise StateError(f"efficiency-tracker.{where}: expected a string, got {type(v).__name__}")
+    return v
+
+
+def _float_map(v: Any, where: str) -> dict[str, float]:
+    if not isinstance(v, dict):
+        raise StateError(f"{where}: expected an object")
+    return {str(k): _number(x, where) for k, x in v.items()}
+
+
+def _time(raw: str, where: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        raise StateError(f"{where}: not an ISO time") from None
+    if at.tzinfo is None:
+        raise StateError(f"{where}: time without a zone")
+    return at
+
+
 def _slope(y: np.ndarray, x: np.ndarray) -> float | None:
     if y.size < 2 or float(np.ptp(x)) == 0:
         return None
@@ -157,8 +192,11 @@ class EfficiencyTracker:
     """Accumulates the events that matter for savings and cost; `summary()` does the arithmetic.
 
     State is dicts of tuples keyed by event id, so replays and duplicates (at-least-once delivery) count
-    once, and the whole object pickles.
+    once; it goes to changelogs as data (`to_state`), never pickled.
     """
+
+    STATE_KIND: ClassVar[str] = "efficiency-tracker"
+    STATE_VERSION: ClassVar[int] = 1
 
     def __init__(self, cost: CostModel | None = None, trend: TrendConfig | None = None) -> None:
         self.cost = cost or CostModel()
@@ -204,6 +242,62 @@ class EfficiencyTracker:
         self._runs[m.run_id] = (
             m.automation_id, m.version, m.source, m.started_at, m.duration_seconds, m.success
         )
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "instances": self._instances,
+            "fallback": self._fallback,
+            "names": self._names,
+            "candidate_version": self._candidate_version,
+            "autos": {
+                aid: {**rec, "versions": sorted(rec["versions"]), "created_at": rec["created_at"].isoformat()}
+                for aid, rec in self._autos.items()
+            },
+            "tests": {rid: list(t) for rid, t in self._tests.items()},
+            "runs": {
+                rid: [aid, v, src, at.isoformat(), d, ok]
+                for rid, (aid, v, src, at, d, ok) in self._runs.items()
+            },
+        }
+
+    @classmethod
+    def from_state(
+        cls, data: dict[str, Any], *, cost: CostModel | None = None, trend: TrendConfig | None = None
+    ) -> Self:
+        r = StateReader(data, where=cls.STATE_KIND)
+        obj = cls(cost, trend)
+        obj._instances = r.mapping("instances", _float_map)
+        obj._fallback = _float_map(r.dict("fallback"), f"{cls.STATE_KIND}.fallback")
+        obj._names = {k: _text(v, f"{cls.STATE_KIND}.names") for k, v in r.dict("names").items()}
+        obj._candidate_version = {
+            k: _whole(v, "candidate_version") for k, v in r.dict("candidate_version").items()
+        }
+        for aid, raw in r.dict("autos").items():
+            a = StateReader(raw, where=f"{cls.STATE_KIND}.autos.{aid}")
+            obj._autos[aid] = {
+                "candidate_id": a.str("candidate_id"),
+                "name": a.str("name"),
+                "state": a.str("state"),
+                "versions": set(a.ints("versions")),
+                "created_at": _time(a.str("created_at"), a.where),
+                "version": a.int("version"),
+            }
+        for rid, t in r.dict("tests").items():
+            if not (isinstance(t, list) and len(t) == 4 and isinstance(t[3], bool)):
+                raise StateError(f"{cls.STATE_KIND}.tests.{rid}: expected [automation, version, wall, ok]")
+            obj._tests[rid] = (_text(t[0], "tests"), _whole(t[1], "tests"), _number(t[2], "tests"), t[3])
+        for rid, m in r.dict("runs").items():
+            if not (isinstance(m, list) and len(m) == 6 and isinstance(m[5], bool)):
+                raise StateError(f"{cls.STATE_KIND}.runs.{rid}: expected 6 fields")
+            obj._runs[rid] = (
+                _text(m[0], "runs"),
+                _whole(m[1], "runs"),
+                _text(m[2], "runs"),
+                _time(_text(m[3], "runs"), f"{cls.STATE_KIND}.runs.{rid}"),
+                _number(m[4], "runs"),
+                m[5],
+            )
+        return obj
 
     def extend(
         self,

@@ -1,8 +1,9 @@
 """The optimization report: one object that the agent publishes and `rote report` renders.
 
-`ReportBuilder` is the incremental form the optimization-cycle agent keeps (it pickles); `compose_report`
-is the same computation over archived events. Both go through the same analyzer and tracker, so the
-report a person reads and the one on `optimization-reports` agree. Section shapes: docs/workflow.md.
+`ReportBuilder` is the incremental form the optimization-cycle agent keeps (as data: `to_state`);
+`compose_report` is the same computation over archived events. Both go through the same analyzer and
+tracker, so the report a person reads and the one on `optimization-reports` agree. Section shapes:
+docs/workflow.md.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from rote.efficiency import CostModel, EfficiencySummary, EfficiencyTracker, TrendConfig
+from rote.errors import StateError
+from rote.state import StateReader, model_state
 from rote.streams.schemas import Anomaly, Automation, Candidate, OptimizationReport, RunMetric, TestResult
 from rote.workflow import AnalyzerConfig, WorkflowAnalysis, WorkflowAnalyzer, latest_candidates
 from rote.workflow.analysis import routine_name
@@ -23,6 +26,9 @@ _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 class ReportBuilder:
     """Everything the report needs, fed one event at a time; `report(now)` composes it."""
+
+    STATE_KIND: ClassVar[str] = "report-builder"
+    STATE_VERSION: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -82,6 +88,50 @@ class ReportBuilder:
 
     def summary(self, now: datetime | None = None) -> EfficiencySummary:
         return self.tracker.summary(now)
+
+    # -- data-only state (the candidates and automations are the analyzer's: stored once) ----------
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "analyzer": self.analyzer.to_state(),
+            "tracker": self.tracker.to_state(),
+            "tests": {rid: list(t) for rid, t in self._tests.items()},
+            "anomalies": [x.model_dump(mode="json") for x in self._anomalies],
+            "anomaly_counts": self._anomaly_counts,
+            "first": self._first.isoformat() if self._first else None,
+            "last": self._last.isoformat() if self._last else None,
+        }
+
+    @classmethod
+    def from_state(
+        cls,
+        data: dict[str, Any],
+        *,
+        cost: CostModel | None = None,
+        analyzer: AnalyzerConfig | None = None,
+        trend: TrendConfig | None = None,
+    ) -> Self:
+        r = StateReader(data, where=cls.STATE_KIND)
+        b = cls(cost, analyzer=analyzer, trend=trend)
+        b.analyzer = WorkflowAnalyzer.from_state(r.dict("analyzer"), config=analyzer)
+        b.tracker = EfficiencyTracker.from_state(r.dict("tracker"), cost=b.cost, trend=trend)
+        b._candidates = dict(b.analyzer._candidates)
+        b._automations = dict(b.analyzer._automations)
+        for rid, t in r.dict("tests").items():
+            if not (isinstance(t, list) and len(t) == 3 and isinstance(t[0], str) and isinstance(t[1], int)
+                    and isinstance(t[2], bool)):
+                raise StateError(f"{cls.STATE_KIND}.tests.{rid}: expected [automation, version, passed]")
+            b._tests[rid] = (t[0], t[1], t[2])
+        for x in r.list("anomalies"):
+            b._anomalies.append(model_state(Anomaly, x, f"{cls.STATE_KIND}.anomalies"))
+        for aid, n in r.dict("anomaly_counts").items():
+            if not isinstance(n, int) or isinstance(n, bool):
+                raise StateError(f"{cls.STATE_KIND}.anomaly_counts.{aid}: expected an int")
+            b._anomaly_counts[aid] = n
+        first, last = r.opt_str("first"), r.opt_str("last")
+        b._first = _time(first, r.where) if first else None
+        b._last = _time(last, r.where) if last else None
+        return b
 
     def report(self, now: datetime) -> OptimizationReport:
         analysis = self.analyzer.analysis()
@@ -167,6 +217,16 @@ class ReportBuilder:
         ]
         d["step_breakdown"] = _step_breakdown(analysis)
         return d
+
+
+def _time(raw: str, where: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        raise StateError(f"{where}: not an ISO time") from None
+    if at.tzinfo is None:
+        raise StateError(f"{where}: time without a zone")
+    return at
 
 
 def _step_breakdown(analysis: WorkflowAnalysis, *, scopes: int = 4, steps: int = 8) -> list[dict[str, Any]]:

@@ -18,11 +18,12 @@ from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
-from rote.errors import RoteError
+from rote.errors import RoteError, StateError
+from rote.state import StateReader, model_state
 from rote.streams.schemas import Automation, Candidate, RoutineStep, RunMetric
 
 ScopeKind = Literal["routine", "automation"]
@@ -750,8 +751,11 @@ def analyze(
 class WorkflowAnalyzer:
     """The incremental form for the agent: remembers the latest candidates and a window of runs.
 
-    State is plain dicts and deques of pydantic events, so it pickles (Faust tables, checkpoints).
+    State is the events it keeps, as data (`to_state`); they are re-validated when read back.
     """
+
+    STATE_KIND: ClassVar[str] = "workflow-analyzer"
+    STATE_VERSION: ClassVar[int] = 1
 
     def __init__(self, config: AnalyzerConfig | None = None) -> None:
         self.config = config or AnalyzerConfig()
@@ -773,11 +777,35 @@ class WorkflowAnalyzer:
         q = self._runs.get(m.automation_id)
         if q is None:
             q = self._runs[m.automation_id] = deque(maxlen=self.config.max_runs_per_automation)
+        if any(r.run_id == m.run_id for r in q):
+            return  # redelivered (at-least-once): the window holds each run once
         q.append(m)
 
     @property
     def runs(self) -> list[RunMetric]:
         return [r for q in self._runs.values() for r in q]
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "candidates": [c.model_dump(mode="json") for c in self._candidates.values()],
+            "automations": [a.model_dump(mode="json") for a in self._automations.values()],
+            "runs": {aid: [m.model_dump(mode="json") for m in q] for aid, q in self._runs.items()},
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any], *, config: AnalyzerConfig | None = None) -> Self:
+        r = StateReader(data, where=cls.STATE_KIND)
+        obj = cls(config)
+        for c in r.list("candidates"):
+            obj.apply_candidate(model_state(Candidate, c, f"{cls.STATE_KIND}.candidates"))
+        for a in r.list("automations"):
+            obj.apply_automation(model_state(Automation, a, f"{cls.STATE_KIND}.automations"))
+        for aid, runs in r.dict("runs").items():
+            if not isinstance(runs, list):
+                raise StateError(f"{cls.STATE_KIND}.runs.{aid}: expected a list")
+            for m in runs:
+                obj.apply_metric(model_state(RunMetric, m, f"{cls.STATE_KIND}.runs.{aid}"))
+        return obj
 
     def analysis(self) -> WorkflowAnalysis:
         return analyze(
