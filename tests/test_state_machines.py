@@ -169,7 +169,9 @@ def test_round_trip(case: StateCase[Any]) -> None:
 @pytest.mark.parametrize(
     "case",
     [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="an old redelivered action counts as late"))
+        pytest.param(
+            c, marks=pytest.mark.xfail(strict=True, reason="an old redelivered action counts as late")
+        )
         if c.name == "discovery-user"
         else c
         for c in CASES

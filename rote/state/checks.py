@@ -67,7 +67,9 @@ def check_round_trip(case: StateCase[S], *, seed: int = 0, n: int = 300) -> None
         for ev in events[:cut]:
             case.apply(a, ev)
         b = round_trip(case, a)
-        assert encode_state(b) == encode_state(a), f"{case.name}: encoding changed across a round trip at {cut}"
+        assert encode_state(b) == encode_state(a), (
+            f"{case.name}: encoding changed across a round trip at {cut}"
+        )
         for i, ev in enumerate(events[cut:], start=cut):
             out_a, out_b = case.apply(a, ev), case.apply(b, ev)
             assert out_a == out_b, f"{case.name}: outputs differ at event {i} after a round trip at {cut}"
