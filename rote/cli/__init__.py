@@ -13,6 +13,7 @@ from rote.cli import (
     discovery_cmd,
     pipeline_cmd,
     report_cmd,
+    runner_cmd,
     sandbox_cmd,
 )
 
@@ -52,6 +53,7 @@ automations_cmd.register(app)
 report_cmd.register(app)
 dashboards_cmd.register(app)
 bench_cmd.register(app)
+runner_cmd.register(app)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""`rote automations list|show`: the registry rebuilt from a run archive."""
+"""`rote automations list|show|run`: the registry rebuilt from a run archive, and running an automation."""
 
 from __future__ import annotations
 
@@ -135,3 +135,113 @@ def register(app: typer.Typer) -> None:
             status = "supported" if src.supported else f"NOT supported: {missing}"
             console.rule(f"{lang} — {status} — static check: {src.static_check}")
             console.print(Syntax(src.source, _LEXERS.get(lang, "text"), line_numbers=False, word_wrap=True))
+
+    @group.command("run")
+    def run_automation(
+        automation_id: Annotated[str, typer.Argument(help="The automation id (`rote automations list`).")],
+        param: Annotated[
+            list[str] | None, typer.Option("--param", help="NAME=VALUE for a parameter (repeatable).")
+        ] = None,
+        broker: Annotated[
+            str | None,
+            typer.Option(
+                help="kafka://HOST:PORT: send a run request to the executor (`rote runner`) there and wait "
+                "for its metrics event. Without it the run happens here, from the archive, unpublished. "
+                "Env: ROTE_BROKER (kafka:// only).",
+            ),
+        ] = None,
+        wait: Annotated[float, typer.Option(help="Seconds to wait for the executor's answer.")] = 300.0,
+        allow_degraded: Annotated[
+            bool, typer.Option("--allow-degraded", help="Run even if the automation is degraded.")
+        ] = False,
+        root: Annotated[
+            Path | None,
+            typer.Option(
+                help="Local run: folder of its files and workbooks. Env: ROTE_RUNNER_ROOT (default .)."
+            ),
+        ] = None,
+        site: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--site",
+                help="Local run: RECORDED=NOW origin mapping, e.g. "
+                "https://forms.zoho.com=http://127.0.0.1:8123 (repeatable). Env: ROTE_RUNNER_SITES.",
+            ),
+        ] = None,
+        from_dir: FromOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Run an automation once with the production drivers and print its run report (timings, outcome).
+
+        Exit status: 0 the run succeeded; 1 it failed or was refused; 2 no answer in time or bad input.
+        """
+        import asyncio
+        import os
+
+        from rote.errors import RoteError
+        from rote.runner.request import new_request, parse_params, request_and_wait
+
+        err = Console(stderr=True)
+        try:
+            params = parse_params(param or [])
+        except RoteError as exc:
+            err.print(f"[red]rote automations run: {exc}[/red]")
+            raise typer.Exit(2) from None
+        url = broker or (
+            os.environ.get("ROTE_BROKER", "")
+            if os.environ.get("ROTE_BROKER", "").startswith("kafka://")
+            else None
+        )
+        request = new_request(automation_id, params, by="cli", allow_degraded=allow_degraded)
+        if url:
+            if not url.startswith("kafka://"):
+                err.print("[red]rote automations run: --broker must be kafka://HOST:PORT[/red]")
+                raise typer.Exit(2)
+            metric = asyncio.run(request_and_wait(url.removeprefix("kafka://"), request, wait_seconds=wait))
+            if metric is None:
+                msg = (
+                    f"no answer for run {request.run_id} within {wait:g} s "
+                    "(is `rote runner` running? was it refused? see its log)"
+                )
+                typer.echo(json.dumps({"run_id": request.run_id, "error": msg})) if as_json else err.print(
+                    msg
+                )
+                raise typer.Exit(2)
+            refused = None
+        else:
+            from rote.runner.executor import Executor, RunnerConfig
+
+            reg = _load(from_dir, as_json)
+            found = reg.state_of(automation_id)
+            automation, state = found if found is not None else (None, None)
+            try:
+                config = RunnerConfig.from_env(root=root, sites=",".join(site) if site else None)
+            except RoteError as exc:
+                err.print(f"[red]rote automations run: {exc}[/red]")
+                raise typer.Exit(2) from None
+            executor = Executor(config)
+            try:
+                execution = executor.execute(request, automation, state)
+            finally:
+                executor.close()
+            metric, refused = execution.metric, execution.refused
+        if refused is not None or metric is None:
+            msg = refused or "not run"
+            typer.echo(json.dumps({"run_id": request.run_id, "refused": msg})) if as_json else err.print(
+                f"[red]refused:[/red] {msg}"
+            )
+            raise typer.Exit(1)
+        if as_json:
+            typer.echo(metric.model_dump_json())
+        else:
+            console = Console()
+            where = "published on metrics" if url else "local run, not published"
+            console.print(
+                f"run {metric.run_id} ({where}): [bold]{metric.outcome}[/bold] in "
+                f"{metric.duration_seconds:.2f} s, {len(metric.steps)} steps, {metric.attempts} attempt(s)"
+            )
+            if metric.error:
+                console.print(f"[red]{metric.error}[/red]")
+            for s in sorted(metric.steps, key=lambda s: -s.duration_seconds)[:5]:
+                console.print(f"  slowest: step {s.step} {s.label}  {s.duration_seconds:.3f} s")
+        raise typer.Exit(0 if metric.success else 1)

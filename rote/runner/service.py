@@ -1,0 +1,255 @@
+"""The executor's Kafka side (`rote runner`): run requests in, one `metrics` event per run out.
+
+Plain aiokafka (no Faust), like the sandbox runner, so it is its own process or a task inside `rote run`.
+
+- A **registry feed** reads `automations`, `test-results` and `metrics` from the beginning (no consumer
+  group: every executor sees everything) into the same pure `Registry` the registry agent keeps, so the
+  executor decides on exactly the lifecycle everyone else sees (verified, active, degraded) and knows
+  every run id already reported on `metrics`.
+- A **request consumer** in group `<app>-runner` reads `run-requests`. For each request: invalid ->
+  `dead-letters` with the reason; already run (its run id is on `metrics`, or in this executor's done
+  log) -> skipped, nothing published; not runnable -> refused (logged and counted, nothing published:
+  nothing ran); otherwise it runs (in a worker thread) and its `RunMetric` is published, acknowledged,
+  applied to the local registry and appended to the done log, and only then is the request's offset
+  committed. A crash in between re-delivers the request, which is then found on `metrics` or in the
+  done log: a redelivered request neither runs nor publishes twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+from rote import metrics
+from rote.errors import ValidationError
+from rote.generator.registry import Registry
+from rote.runner.executor import Execution, Executor, RunnerConfig
+from rote.runner.kafka import client_kwargs
+from rote.streams.schemas import Automation, DeadLetter, RunMetric, RunRequest, TestResult, decode, encode
+from rote.streams.topics import AUTOMATIONS, DEAD_LETTERS, METRICS, RUN_REQUESTS, TEST_RESULTS
+
+log = logging.getLogger(__name__)
+AGENT = "runner"
+
+RUNNER_REQUESTS = Counter(
+    "rote_runner_requests_total",
+    "Run requests the executor handled, by what became of them (ran, duplicate, refused, invalid).",
+    ["result"],
+    registry=metrics.REGISTRY,
+)
+RUNNER_STEP_SECONDS = Histogram(
+    "rote_runner_step_seconds",
+    "Duration of one action of a production run (all automations).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=metrics.REGISTRY,
+)
+REQUEST_RESULTS = ("ran", "duplicate", "refused", "invalid")
+
+
+class DoneLog:
+    """Run ids this executor published, one per line, kept across restarts (the last `keep` of them)."""
+
+    def __init__(self, path: Path, keep: int = 100_000) -> None:
+        self.path = path
+        self.keep = keep
+        self.ids: dict[str, None] = {}
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines()[-keep:]:
+                if line:
+                    self.ids[line] = None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = path.open("a", encoding="utf-8")
+
+    def __contains__(self, run_id: str) -> bool:
+        return run_id in self.ids
+
+    def add(self, run_id: str) -> None:
+        self.ids[run_id] = None
+        self._fh.write(run_id.replace("\n", " ") + "\n")
+        self._fh.flush()
+        if len(self.ids) > 2 * self.keep:  # compact: rewrite the newest `keep`
+            newest = list(self.ids)[-self.keep :]
+            self.ids = dict.fromkeys(newest)
+            self._fh.close()
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("".join(i + "\n" for i in newest), encoding="utf-8")
+            tmp.replace(self.path)
+            self._fh = self.path.open("a", encoding="utf-8")
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class RunnerService:
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        config: RunnerConfig,
+        group_id: str = "rote-runner",
+        executor: Executor | None = None,
+        on_metric: Callable[[RunMetric], None] | None = None,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.config = config
+        self.group_id = group_id
+        self.executor = executor or Executor(config)
+        self.registry = Registry()
+        self.done = DoneLog(config.state_dir / "done.log")
+        self.on_metric = on_metric
+        self.counts: dict[str, int] = dict.fromkeys(REQUEST_RESULTS, 0)
+        self.ready = asyncio.Event()
+        for r in REQUEST_RESULTS:
+            RUNNER_REQUESTS.labels(result=r)
+
+    # ----------------------------------------------------------------------------------------------
+
+    def _absorb(self, topic: str, value: bytes) -> None:
+        try:
+            if topic == AUTOMATIONS.name:
+                a = decode(Automation, value)
+                if a.state == "generated":  # the others are the registry agent's lifecycle echoes
+                    self.registry.apply_automation(a)
+            elif topic == TEST_RESULTS.name:
+                self.registry.apply_test_result(decode(TestResult, value))
+            else:
+                self.registry.apply_metric(decode(RunMetric, value))
+        except ValidationError:
+            pass  # the agents dead-letter invalid events on these topics; the feed just skips them
+
+    async def _feed(self, stop: asyncio.Event) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(
+            **client_kwargs(self.bootstrap_servers), enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            topics = (AUTOMATIONS, TEST_RESULTS, METRICS)
+            parts = [TopicPartition(t.name, p) for t in topics for p in range(t.partitions)]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            ends = await consumer.end_offsets(parts)
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200, max_records=2000)
+                for tp, msgs in batch.items():
+                    for msg in msgs:
+                        self._absorb(tp.topic, msg.value or b"")
+                if not self.ready.is_set():
+                    positions = {tp: await consumer.position(tp) for tp in parts}
+                    if all(positions[tp] >= ends[tp] for tp in parts):
+                        self.ready.set()  # caught up with what existed at start
+        finally:
+            await consumer.stop()
+
+    async def _await_state(self, request: RunRequest) -> tuple[Automation | None, str | None]:
+        """The automation and its state, waiting a while for the feed when it does not know it yet (a
+        request can overtake the verification it depends on)."""
+        deadline = time.monotonic() + self.config.await_state_seconds
+        while True:
+            found = self.registry.state_of(request.automation_id)
+            if found is not None and found[1] not in ("generated", "testing"):
+                return found
+            if time.monotonic() >= deadline:
+                return found if found is not None else (None, None)
+            await asyncio.sleep(0.2)
+
+    async def handle(self, request: RunRequest) -> Execution | None:
+        """One decoded request; None when it was already run (nothing to publish)."""
+        if request.run_id in self.done or self.registry.has_run(request.run_id):
+            self._count("duplicate")
+            return None
+        automation, state = await self._await_state(request)
+        if request.run_id in self.done or self.registry.has_run(request.run_id):
+            self._count("duplicate")  # the feed caught up with another executor's run meanwhile
+            return None
+        execution = await asyncio.to_thread(self.executor.execute, request, automation, state)
+        if execution.refused is not None:
+            self._count("refused")
+            log.warning("run %s of %s refused: %s", request.run_id, request.automation_id, execution.refused)
+        return execution
+
+    def _count(self, result: str) -> None:
+        self.counts[result] += 1
+        RUNNER_REQUESTS.labels(result=result).inc()
+
+    async def run(self, *, stop: asyncio.Event) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        feed = asyncio.create_task(self._feed(stop))
+        producer = AIOKafkaProducer(**client_kwargs(self.bootstrap_servers), acks="all")
+        consumer = AIOKafkaConsumer(
+            RUN_REQUESTS.name,
+            **client_kwargs(self.bootstrap_servers),
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=30 * 60 * 1000,
+        )
+        await producer.start()
+        try:
+            await consumer.start()
+            try:
+                await asyncio.wait_for(self.ready.wait(), timeout=60)
+                while not stop.is_set():
+                    if feed.done():
+                        feed.result()  # the feed died: surface why
+                    batches = await consumer.getmany(timeout_ms=500, max_records=1)
+                    for tp, records in batches.items():
+                        for record in records:
+                            await self._one(producer, record)
+                        await consumer.commit({tp: records[-1].offset + 1})
+            finally:
+                await consumer.stop()
+        finally:
+            feed.cancel()
+            await asyncio.gather(feed, return_exceptions=True)
+            await producer.stop()
+            await asyncio.to_thread(self.executor.close)
+            self.done.close()
+
+    async def _one(self, producer: Any, record: Any) -> None:
+        metrics.EVENTS_CONSUMED.labels(topic=RUN_REQUESTS.name, agent=AGENT).inc()
+        value: bytes = record.value or b""
+        try:
+            request = decode(RunRequest, value)
+        except ValidationError as exc:
+            self._count("invalid")
+            dl = DeadLetter(
+                source_topic=RUN_REQUESTS.name,
+                reason=exc.reason[:2000],
+                field=exc.field,
+                payload_b64=base64.b64encode(value).decode(),
+                key_b64=base64.b64encode(record.key).decode() if record.key is not None else None,
+                partition=record.partition,
+                offset=record.offset,
+                received_at=datetime.now(UTC),
+                agent=AGENT,
+            )
+            await producer.send_and_wait(DEAD_LETTERS.name, encode(dl), key=RUN_REQUESTS.name.encode())
+            metrics.DEAD_LETTERS.labels(
+                topic=RUN_REQUESTS.name, reason=metrics.dead_letter_reason(exc.reason)
+            ).inc()
+            return
+        execution = await self.handle(request)
+        if execution is None or execution.metric is None:
+            return
+        m = execution.metric
+        await producer.send_and_wait(METRICS.name, encode(m), key=m.automation_id.encode())
+        metrics.EVENTS_PRODUCED.labels(topic=METRICS.name, agent=AGENT).inc()
+        self.registry.apply_metric(m)
+        self.done.add(m.run_id)
+        self._count("ran")
+        for s in m.steps:
+            RUNNER_STEP_SECONDS.observe(s.duration_seconds)
+        metrics.LAST_EVENT_TIMESTAMP.labels(agent=AGENT).set_to_current_time()
+        if self.on_metric is not None:
+            self.on_metric(m)
