@@ -25,7 +25,7 @@ from rote.privacy import checks
 from rote.privacy.tokens import SECRET_MARKER, redacted_spans
 
 #: The classes a deployment can switch on and off (the password class is decided by field, in `labels`).
-TEXT_CLASSES: tuple[str, ...] = ("secret", "email", "iban", "card", "national_id", "ip", "phone")
+TEXT_CLASSES: tuple[str, ...] = ("secret", "email", "iban", "national_id", "card", "ip", "phone")
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,8 +338,8 @@ DETECTORS: tuple[tuple[str, Callable[[str, frozenset[str]], Iterator[Finding]]],
     ("secret", _secrets),
     ("email", _emails),
     ("iban", _ibans),
+    ("national_id", _national),  # before cards: its check digits are stronger than Luhn's 1 in 10
     ("card", _cards),
-    ("national_id", _national),
     ("ip", _network),
     ("phone", _phones),
 )
@@ -352,19 +352,30 @@ _WORTH_SCANNING = re.compile(r"[0-9@=:]|%40|earer|asic |PRIVATE KEY")
 def scan(text: str, classes: frozenset[str], context: frozenset[str] = frozenset()) -> list[Finding]:
     """Non-overlapping findings of the enabled `classes` in `text`, left to right.
 
-    Tokens and markers already in the text are left alone, so scanning redacted text finds nothing.
+    Secrets are claimed first (the password in `https://bob:pw@host` is not an e-mail `pw@host`); the
+    other candidates then by length, longest first, ties by detector order: a 16-digit card whose first
+    12 digits happen to pass Aadhaar's check is one card, not an Aadhaar number followed by four digits
+    left in clear. Tokens and markers already in the text are left alone, so scanning redacted text
+    finds nothing.
     """
     if not text or _WORTH_SCANNING.search(text) is None:
         return []
     taken = redacted_spans(text)
-    found: list[Finding] = []
-    for cls, detector in DETECTORS:
+    candidates: list[tuple[int, int, Finding]] = []
+    for order, (cls, detector) in enumerate(DETECTORS):
         if cls not in classes:
             continue
         for f in detector(text, context):
-            if any(f.start < b and a < f.end for a, b in taken):
-                continue
-            taken.append((f.start, f.end))
-            found.append(f)
+            length = 1 << 30 if cls == "secret" else f.end - f.start
+            candidates.append((-length, order, f))
+    if not candidates:
+        return []
+    candidates.sort(key=lambda c: (c[0], c[1], c[2].start))
+    found: list[Finding] = []
+    for _, _, f in candidates:
+        if any(f.start < b and a < f.end for a, b in taken):
+            continue
+        taken.append((f.start, f.end))
+        found.append(f)
     found.sort(key=lambda f: f.start)
     return found

@@ -1,0 +1,146 @@
+"""Redacted values reach generated automations as run-time parameters, never as literals.
+
+A login-and-pay routine recorded with redaction on: the same e-mail typed every time (a constant to the
+generator, but a pseudonym), the password marker, a card number copied from a sheet and pasted, a note
+containing the e-mail, and a window title naming the account. Before, the generator turned values that
+never change into literals (`fill_field(6, value='…', element_type='password')`); now the Python, Bash
+and AppleScript contain no token and no marker, the held-out cases feed them as inputs, and the
+generated Python still reproduces every held-out instance.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from rote.streams.schemas import Candidate, RoutineInstance, RoutineStep, ScoreBreakdown, Target
+
+from rote.generator import generate
+from rote.generator.plan import build_plan, has_redacted_literal
+from rote.generator.replay import replay
+from rote.privacy import PASSWORD_MARKER, RedactionConfig, Redactor
+from rote.privacy.tokens import REDACTED_RE
+
+T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
+R = Redactor(RedactionConfig(), key=b"generator-test-key-0123456789abcdef")
+EMAIL = R.redact_text("ana.lopez@example.org")
+TITLE = R.redact_text("Checkout - ana.lopez@example.org")
+CARDS = [
+    R.redact_text(c)
+    for c in (
+        "4539148803436467",
+        "5500005555555559",
+        "4111111111111111",
+        "378282246310005",
+        "6011111111111117",
+        "3530111333300000",
+    )
+]
+
+
+def _steps() -> list[RoutineStep]:
+    return [
+        RoutineStep(
+            label="goToUrl",
+            app="Chrome",
+            action_type="goToUrl",
+            target=Target(url="https://shop.example.com/login"),
+        ),
+        RoutineStep(
+            label="editField:Email",
+            app="Chrome",
+            action_type="editField",
+            target=Target(field="Email", element_type="email"),
+        ),
+        RoutineStep(
+            label="editField:Password",
+            app="Chrome",
+            action_type="editField",
+            target=Target(field="Password", element_type="password"),
+        ),
+        RoutineStep(
+            label="copyCell:Cards!B",
+            app="Excel",
+            action_type="copyCell",
+            target=Target(workbook="cards.xlsx", sheet="Cards"),
+        ),
+        RoutineStep(
+            label="paste:Card number",
+            app="Chrome",
+            action_type="paste",
+            target=Target(field="Card number", title=TITLE),
+        ),
+        RoutineStep(
+            label="editField:Note", app="Chrome", action_type="editField", target=Target(field="Note")
+        ),
+    ]
+
+
+def _candidate() -> Candidate:
+    steps = _steps()
+    instances = []
+    for k, card in enumerate(CARDS):
+        start = T0 + timedelta(hours=k)
+        targets = [s.target for s in steps]
+        targets[3] = Target(workbook="cards.xlsx", sheet="Cards", cell=f"B{k + 2}")
+        instances.append(
+            RoutineInstance(
+                event_ids=[f"e{k}-{s}" for s in range(len(steps))],
+                values=[None, EMAIL, PASSWORD_MARKER, card, card, f"receipt to {EMAIL}"],
+                targets=targets,
+                start=start,
+                end=start + timedelta(seconds=40),
+            )
+        )
+    return Candidate(
+        candidate_id="login-pay",
+        version=1,
+        user_id="u1",
+        routine=[s.label for s in steps],
+        steps=steps,
+        occurrences=len(instances),
+        instances=instances,
+        score=70,
+        breakdown=ScoreBreakdown(
+            frequency=1, time_cost=1, regularity=1, determinism=1, variability=1, length=1
+        ),
+        mean_duration_seconds=40,
+        observed_hours_per_year=10,
+        estimated_hours_saved_per_year=8,
+        rank=1,
+        priority="high",
+        first_seen=T0,
+        last_seen=T0 + timedelta(hours=6),
+        updated_at=T0 + timedelta(hours=6),
+    )
+
+
+def test_plan_makes_redacted_constants_parameters() -> None:
+    plan = build_plan(_candidate())
+    by_step = {st["i"]: st for st in plan.steps}
+    kinds = {p.name: p.kind for p in plan.parameters}
+    assert by_step[0]["target"]["url"] == {"k": "const", "s": "https://shop.example.com/login"}
+    for s in (1, 2):  # the same value every time, but a pseudonym or the marker: an input
+        assert by_step[s]["value"]["k"] == "param", by_step[s]["value"]
+        assert kinds[by_step[s]["value"]["name"]] == "value"
+    # the note flows from the e-mail input; only the text around the pseudonym is a literal
+    want = {"k": "concat", "parts": [{"k": "const", "s": "receipt to "}, {"k": "step", "i": 1}]}
+    assert by_step[5]["value"] == want
+    assert by_step[4]["op"] == "paste" and by_step[4]["value"] is None  # the card comes from the clipboard
+    assert by_step[4]["target"]["title"]["k"] == "param"
+    exprs = [e for st in plan.steps for e in [st["value"] or {}, *st["target"].values()]]
+    assert not any(has_redacted_literal(e) for e in exprs)
+
+
+def test_generated_sources_hold_no_token_and_still_reproduce_the_user() -> None:
+    automation = generate(_candidate())
+    assert set(automation.sources) == {"python", "bash", "applescript"}
+    for lang, src in automation.sources.items():
+        assert src.static_check == "ok", (lang, src.static_check)
+        assert REDACTED_RE.search(src.source) is None, lang
+        assert EMAIL[1:-1].split(":")[1] not in src.source, lang  # not even the digest
+    assert automation.test_cases
+    case = automation.test_cases[0]
+    assert PASSWORD_MARKER in case.inputs.values() and EMAIL in case.inputs.values()
+    for case in automation.test_cases:
+        verdict = replay(automation, case, "python")
+        assert verdict.passed, verdict
