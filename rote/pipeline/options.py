@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rote.streams.schemas import RunMetric
 
@@ -18,9 +19,10 @@ class RunOptions:
     speed: float = 0.0
     once: bool = True
     inject: bool = True
-    production_runs: int = 60
-    slowdown_runs: int = 8
-    slowdown_factor: float = 6.0
+    #: The demo: the form replica, the workbook, and real runs of the verified form automation (rote.demo).
+    demo: bool = True
+    #: --inject-slowdown: the form replica answers 1.5 s slower after 40 submissions (real slow runs).
+    inject_slowdown: bool = False
     #: With --once: seconds without new events (after the replay is consumed) that mean "done".
     quiet_seconds: float = 8.0
     timeout_seconds: float = 900.0
@@ -35,8 +37,11 @@ class Progress:
     replay_total: int = 0
     replay_done: bool = False
     injected_bad: int = 0
+    #: Production runs of the demo answered on `metrics` (real runs by the executor).
     production_runs: int = 0
     production_done: bool = False
+    #: The form replica's counts (rote.demo.form.FormStats.to_json) at the end of the run.
+    demo_form: dict[str, Any] | None = None
     last_event: float = field(default_factory=time.monotonic)
     counts: dict[str, int] = field(default_factory=dict)
     sandbox_durations: dict[str, list[RunMetric]] = field(default_factory=dict)

@@ -4,10 +4,13 @@ One asyncio loop (owned by the Faust worker) runs the agents, the sandbox servic
 that archives every topic for `rote report`/`rote automations`, and, with `--once`, a watcher that stops
 everything when the replay has been fully processed and the pipeline has gone quiet.
 
-Two demo inputs are injected unless `--no-inject` is given, both reported as such in the summary:
-malformed events on `user-actions` (to show the dead-letter path on real broker traffic), and simulated
-production runs of the first verified automation, built from its measured sandbox timings and ending in a
-slowdown (to show run tracking, time saved and anomaly detection end to end). Nothing else is synthetic.
+Malformed events are injected on `user-actions` unless `--no-inject` is given (reported as such in the
+summary), to show the dead-letter path on real broker traffic. The demo (`rote.demo`, on unless
+`demo=False`) serves a local replica of the recorded web form and the recorded workbook, runs the executor
+(`rote runner`'s service) in this process, and, once an automation that fills the form is verified, asks
+for one real run per workbook row: Chromium fills the replica, the replica checks every submission
+against the workbook, every run is reported on `metrics` with `source="production"`. No run is made up.
+`--inject-slowdown` makes the replica answer slowly after 40 submissions: real slow runs.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from rote.config import Settings
 from rote.pipeline.options import Progress, RunOptions
 from rote.pipeline.recorder import end_offsets, recorder
 from rote.pipeline.replay import replay_log
-from rote.pipeline.simulated import production_runs
 from rote.pipeline.summary import summarize
 from rote.pipeline.watch import watch_until_done
 from rote.streams.topics import CATALOGUE
@@ -44,6 +46,7 @@ def run(
     """
     from rote.agents import AgentOptions, build_app
     from rote.brokers import create_topics, start_broker
+    from rote.demo.run import DemoRuns
     from rote.importers import bundled_log
 
     replay, fmt = (options.replay, options.fmt) if options.replay else bundled_log()
@@ -66,6 +69,17 @@ def run(
         archive = ArchiveWriter(run_dir)
         stop = asyncio.Event()
         worker_box: dict[str, Any] = {}
+        demo = DemoRuns(settings, options, bootstrap, state) if options.demo else None
+        if demo is not None:
+
+            @app.task
+            async def _runner() -> None:
+                try:
+                    await demo.service.run(stop=stop)
+                except Exception as exc:  # the run must say why it cannot finish, not hang
+                    state.error = f"executor failed: {exc!r}"
+                    log.exception("executor failed")
+
 
         @app.task
         async def _sandbox() -> None:
@@ -93,10 +107,12 @@ def run(
             await replay_log(bootstrap, replay, fmt, options, state)
 
         @app.task
-        async def _simulate() -> None:
-            if options.inject:
-                await production_runs(bootstrap, options, state, stop)
-            state.production_done = True
+        async def _demo_runs() -> None:
+            try:
+                if demo is not None:
+                    await demo.request_runs()
+            finally:
+                state.production_done = True
 
         if options.once:
             report_status = _parts["efficiency_tracker"]["status"]
@@ -109,8 +125,12 @@ def run(
 
         worker = make_worker(app)
         worker_box["worker"] = worker
-        with contextlib.suppress(SystemExit):
-            worker.execute_from_commandline()
+        try:
+            with contextlib.suppress(SystemExit):
+                worker.execute_from_commandline()
+        finally:
+            if demo is not None:
+                state.demo_form = demo.close()
         archive.close()
     summary = summarize(
         run_dir, state, seconds=time.monotonic() - started, replay=replay, broker_kind=broker.kind

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rote.archive import read_events
+from rote.demo.run import automation_runs, demo_form
 from rote.pipeline.options import Progress
 from rote.streams.schemas import Automation, Candidate, OptimizationReport, RunMetric, TestResult
 from rote.streams.topics import (
@@ -64,7 +65,9 @@ def summarize(
         "automations": registry.counts_by_state(),
         "test_results": len(results),
         "tests_passed": sum(1 for r in results if r.passed),
-        "simulated_production_runs": state.production_runs,
+        "simulated_production_runs": automation_runs(run_dir)["simulated"],
+        "automation_runs": automation_runs(run_dir),
+        "demo_form": demo_form(state),
         "anomalies": state.counts.get(ANOMALIES.name, 0),
         "reports": len(reports),
         "estimated_hours_saved_per_year": round(
