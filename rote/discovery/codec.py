@@ -111,12 +111,15 @@ def encode_state(st: UserState) -> dict[str, Any]:
         "heap": [[seq for _, seq, _ in heap], _enc_events_loose(t, [e for _, _, e in heap])],
         "seq": st.seq,
         "clock": [st.max_ts, st.released_ts],
-        "prev": None if st.prev_label is None else t.lab(st.prev_label),
+        "prev": [None if x is None else t.lab(x) for x in (st.prev2_label, st.prev_label)],
+        "triples": [[t.lab(a), t.lab(b), t.lab(c), n] for (a, b, c), n in st.triples.items()],
+        "out2": [[t.lab(a), t.lab(b), n] for (a, b), n in st.out2.items()],
         "pairs": [[t.lab(a), t.lab(b), n] for (a, b), n in st.pairs.items()],
         "out": [[t.lab(a), n] for a, n in st.out.items()],
         "counts": [[t.lab(a), n] for a, n in st.label_counts.items()],
         "opened": [[t.lab(a), n] for a, n in st.opened.items()],
         "since": [st.since_decay, st.since_refit, st.next_tid],
+        "total": st.total_count,
         "threads": [
             [
                 th.tid,
@@ -283,11 +286,38 @@ def _pairs(x: Any, what: str, n: int) -> list[list[Any]]:
     return rows
 
 
-_KEYS = {
-    "kind", "version", "user", "keep", "ids", "heap", "seq", "clock", "prev", "pairs", "out", "counts",
-    "opened", "since", "threads", "history", "starts", "warmup", "variants", "key_index", "pending", "stats",
-    "retracted", "labels", "strings",
-}  # fmt: skip
+_KEYS = frozenset(
+    [
+        "kind",
+        "version",
+        "user",
+        "keep",
+        "ids",
+        "heap",
+        "seq",
+        "clock",
+        "prev",
+        "triples",
+        "out2",
+        "pairs",
+        "out",
+        "counts",
+        "opened",
+        "since",
+        "total",
+        "threads",
+        "history",
+        "starts",
+        "warmup",
+        "variants",
+        "key_index",
+        "pending",
+        "stats",
+        "retracted",
+        "labels",
+        "strings",
+    ]
+)
 
 
 def decode_state(st: UserState, data: Any) -> None:
@@ -318,7 +348,15 @@ def decode_state(st: UserState, data: Any) -> None:
     if len(clock) != 2:
         raise _fail("clock must have 2 fields")
     st.max_ts, st.released_ts = _int(clock[0], "clock"), _int(clock[1], "clock")
-    st.prev_label = None if data["prev"] is None else r.lab(data["prev"])
+    prev = _list(data["prev"], "prev")
+    if len(prev) != 2:
+        raise _fail("prev must have 2 fields")
+    st.prev2_label, st.prev_label = (None if x is None else r.lab(x) for x in prev)
+    st.triples = {
+        (r.lab(a), r.lab(b), r.lab(c)): _num(n, "triple count")
+        for a, b, c, n in _pairs(data["triples"], "triples", 4)
+    }
+    st.out2 = {(r.lab(a), r.lab(b)): _num(n, "out2 count") for a, b, n in _pairs(data["out2"], "out2", 3)}
     st.pairs = {(r.lab(a), r.lab(b)): _num(n, "pair count") for a, b, n in _pairs(data["pairs"], "pairs", 3)}
     st.out = {r.lab(a): _num(n, "out count") for a, n in _pairs(data["out"], "out", 2)}
     st.label_counts = {r.lab(a): _num(n, "label count") for a, n in _pairs(data["counts"], "counts", 2)}
@@ -327,8 +365,9 @@ def decode_state(st: UserState, data: Any) -> None:
     if len(since) != 3:
         raise _fail("since must have 3 fields")
     st.since_decay, st.since_refit, st.next_tid = (_int(x, "since") for x in since)
+    st.total_count = _num(data["total"], "total count")
     st.threads = []
-    for row in _pairs(data["threads"], "threads", 8):
+    for row in _pairs(data["threads"], "threads", 9):
         st.threads.append(
             Thread(
                 tid=_int(row[0], "thread id"),
@@ -337,8 +376,9 @@ def decode_state(st: UserState, data: Any) -> None:
                 last=r.lab(row[3]),
                 last_n=_int(row[4], "thread position"),
                 last_ts=_int(row[5], "thread time"),
-                open=r.events(row[6]),
-                hist=r.labs(row[7], "thread history"),
+                prev=None if row[6] is None else r.lab(row[6]),
+                open=r.events(row[7]),
+                hist=r.labs(row[8], "thread history"),
             )
         )
     st.history = deque(r.labs(data["history"], "history"))

@@ -34,6 +34,9 @@ class DiscoveryConfig:
     #: An event continues a thread when it follows the thread's last action with at least this share of
     #: that action's successors in the stream; otherwise it opens a new thread (an interruption).
     continue_share: float = 0.1
+    #: ... or when it follows it at least this many times more often than it occurs at all (a rare branch
+    #: of a routine; an interleaving switch has a lift near 1), seen at least twice.
+    continue_lift: float = 5.0
     #: Threads open at once; the least recently active is closed beyond this.
     max_threads: int = 6
     #: A thread not continued for this many events is closed (its instance is over).
@@ -69,7 +72,7 @@ class DiscoveryConfig:
     #: changed); not on every occurrence, so the candidates topic is not flooded.
     emit_growth: float = 0.1
     #: Variants whose action sets overlap at least this much (Jaccard) are variants of one routine.
-    family_similarity: float = 0.7
+    family_similarity: float = 1.0
     #: ... or whose smaller action set lies at least this much inside the larger one.
-    family_containment: float = 0.9
+    family_containment: float = 1.01
     scoring: ScoreConfig = field(default_factory=ScoreConfig)

@@ -158,6 +158,7 @@ class RoutineDiscoverer:
         x = ev.label
         counts = state.label_counts
         counts[x] = counts.get(x, 0.0) + 1.0
+        state.total_count += 1.0
         if state.warmup is not None:
             self._count_pair(state, x)
             state.warmup.append(ev)
@@ -183,6 +184,13 @@ class RoutineDiscoverer:
             key = (prev, x)
             state.pairs[key] = state.pairs.get(key, 0.0) + 1.0
             state.out[prev] = state.out.get(prev, 0.0) + 1.0
+            p2 = state.prev2_label
+            if p2 is not None:
+                k2 = (p2, prev)
+                k3 = (p2, prev, x)
+                state.triples[k3] = state.triples.get(k3, 0.0) + 1.0
+                state.out2[k2] = state.out2.get(k2, 0.0) + 1.0
+        state.prev2_label = prev
         state.prev_label = x
 
     def _route(self, state: UserState, ev: Ev, touched: set[str]) -> Thread:
@@ -190,14 +198,35 @@ class RoutineDiscoverer:
         x = ev.label
         pairs = state.pairs
         out = state.out
+        cfg = self.config
         best: Thread | None = None
-        bp = self.config.continue_share
+        bp = 0.0
+        theta = cfg.continue_share
+        # lift: how much more often x follows a thread's last action than x occurs at all. A rare branch of
+        # a routine has a high lift; the switch into an interrupting routine has a lift near 1.
+        base = state.label_counts.get(x, 0.0) / max(1.0, state.total_count)
+        min_lift = cfg.continue_lift
+        triples = state.triples
+        out2 = state.out2
+        ms = float(cfg.min_support)
         for th in state.threads:
             o = out.get(th.last)
             if not o:
                 continue
-            q = pairs.get((th.last, x), 0.0) / o
-            if q > bp or (q == bp and best is not None and th.last_n > best.last_n):
+            c = pairs.get((th.last, x), 0.0)
+            q = c / o
+            if th.prev is not None:
+                # a shared action ("copy" before any of twelve fields) is disambiguated by the one before it
+                o2 = out2.get((th.prev, th.last), 0.0)
+                if o2 >= ms:
+                    q2 = triples.get((th.prev, th.last, x), 0.0) / o2
+                    if q2 > q:
+                        q = q2
+            if q < theta and (c < 2.0 or q < min_lift * base):
+                continue
+            # equal evidence: the longer-lived thread (a repeated or stray action opens a thread that must
+            # not take the work over)
+            if q > bp or (q == bp and best is not None and th.size > best.size):
                 best, bp = th, q
         n = state.events
         if best is None:
@@ -211,6 +240,7 @@ class RoutineDiscoverer:
         if best.size == self.config.min_length:
             # a thread that lived on: its first action began real work, not a stray event
             state.opened[best.first] = state.opened.get(best.first, 0.0) + 1.0
+        best.prev = best.last if best.size > 1 else None
         best.last = x
         best.last_n = n
         best.hist.append(x)
@@ -343,7 +373,10 @@ class RoutineDiscoverer:
         state.pairs = {k: n / 2 for k, n in state.pairs.items() if n >= 2.0}
         state.out = {k: n / 2 for k, n in state.out.items() if n >= 2.0}
         state.opened = {k: n / 2 for k, n in state.opened.items() if n >= 2.0}
+        state.triples = {k: n / 2 for k, n in state.triples.items() if n >= 2.0}
+        state.out2 = {k: n / 2 for k, n in state.out2.items() if n >= 2.0}
         state.label_counts = {k: n / 2 for k, n in state.label_counts.items() if n >= 1.0}
+        state.total_count = sum(state.label_counts.values())
 
     # ---------------------------------------------------------------------------------- candidates
 

@@ -90,6 +90,7 @@ class Thread:
     last: str
     last_n: int
     last_ts: int
+    prev: str | None = None  # the action before `last` in this thread
     open: list[Ev] = field(default_factory=list)
     hist: list[str] = field(default_factory=list)
 
@@ -139,7 +140,11 @@ class UserState:
         self.prev_label: str | None = None
         self.pairs: dict[tuple[str, str], float] = {}
         self.out: dict[str, float] = {}
+        self.prev2_label: str | None = None
+        self.triples: dict[tuple[str, str, str], float] = {}
+        self.out2: dict[tuple[str, str], float] = {}
         self.label_counts: dict[str, float] = {}
+        self.total_count = 0.0  # sum of label_counts (decayed alike)
         self.opened: dict[str, float] = {}  # how often each label opened a new thread (an interruption)
         self.since_decay = 0
         # threads and segmentation
