@@ -13,7 +13,8 @@ from rich.table import Table
 
 from rote.discovery import DiscoveryConfig
 from rote.discovery.evaluate import SCORE_METRICS, evaluate_file
-from rote.errors import RoteError
+from rote.discovery.interleaved import evaluate_log, iter_folder, read_models, read_reference, setting_k
+from rote.errors import ImportFormatError, RoteError
 from rote.importers import FORMATS, CsvOptions
 
 
@@ -26,7 +27,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("discovery")
     def discovery(
-        file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The UI log to replay.")],
+        file: Annotated[
+            Path,
+            typer.Argument(
+                exists=True,
+                help="The UI log to replay, or a folder of interleaved logs (scores each, with a table).",
+            ),
+        ],
         fmt: Annotated[str, typer.Option("--format", help="bosco | actionlogger | csv | jsonl")] = "bosco",
         time_col: Annotated[str, typer.Option("--time-col", help="csv: the timestamp column.")] = "timeStamp",
         action_cols: Annotated[
@@ -65,6 +72,33 @@ def register(app: typer.Typer) -> None:
         min_support: Annotated[
             int, typer.Option("--min-support", min=2, help="Occurrences before a routine counts.")
         ] = 3,
+        gt_models: Annotated[
+            Path | None,
+            typer.Option(
+                "--gt-models",
+                exists=True,
+                file_okay=False,
+                help="Folder of PNML ground-truth routine models: the published best-match metric (top K).",
+            ),
+        ] = None,
+        k: Annotated[
+            int | None,
+            typer.Option(
+                "--k",
+                min=1,
+                help="Routines scored (default: the number of routine types, e.g. 3 for '*-3r').",
+            ),
+        ] = None,
+        reference: Annotated[
+            Path | None,
+            typer.Option(
+                "--reference",
+                exists=True,
+                dir_okay=False,
+                help="Reference scores CSV (setting,log,authors_mean_jc) shown beside a folder's table "
+                "(default: reference_scores.csv next to the folder, if there).",
+            ),
+        ] = None,
         as_json: Annotated[
             bool, typer.Option("--json", help="Print exactly one JSON object to stdout.")
         ] = False,
@@ -75,6 +109,9 @@ def register(app: typer.Typer) -> None:
         matched at >= 0.8, occurrence and event precision/recall/F1 (null when the ground truth cannot give
         them). `routines` lists the discovered routines, ranked, with their occurrences' event ids.
         """
+        if file.is_dir() or gt_models is not None:
+            _interleaved(file, gt_models, k, reference, routine_col, min_support, as_json)
+            return
         if fmt not in FORMATS:
             raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
         options = CsvOptions(
@@ -118,8 +155,8 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"discovery on {file.name}")
         table.add_column("metric")
         table.add_column("value", justify="right")
-        for k in (*SCORE_METRICS, "events", "seconds", "events_per_second"):
-            table.add_row(k, _fmt(out.get(k)))
+        for metric in (*SCORE_METRICS, "events", "seconds", "events_per_second"):
+            table.add_row(metric, _fmt(out.get(metric)))
         con.print(table)
         for p in out.get("patterns", []):
             con.print(
@@ -139,3 +176,100 @@ def register(app: typer.Typer) -> None:
                 text if len(text) < 120 else text[:117] + "...",
             )
         con.print(routines)
+
+
+def _interleaved(
+    path: Path,
+    gt_models: Path | None,
+    k: int | None,
+    reference: Path | None,
+    routine_col: str | None,
+    min_support: int,
+    as_json: bool,
+) -> None:
+    """Interleaved logs (process-mining CSV: concept:name, time:timestamp): one log or a whole setting."""
+    err = Console(stderr=True)
+    cfg = DiscoveryConfig(min_support=min_support)
+    try:
+        models = read_models(gt_models) if gt_models is not None else None
+        if path.is_file():
+            out = evaluate_log(
+                path, models, k or setting_k(path.parent.name), config=cfg, routine_col=routine_col
+            )
+            if as_json:
+                typer.echo(json.dumps(out))
+                return
+            con = Console()
+            for key in ("events", "k", "routines_found", "true_routines", "mean_jc", "distinct_matched",
+                        "true_routine_best_match"):  # fmt: skip
+                con.print(f"{key:>24}: {_fmt(out.get(key))}")
+            for i, labels in enumerate(out["top_k"]):
+                jc = out.get("per_routine_jc", [None] * len(out["top_k"]))[i]
+                con.print(f"routine {i + 1} (JC {_fmt(jc)}): {', '.join(labels)}")
+            return
+        setting = path.name
+        kk = k or setting_k(setting)
+        ref_path = reference or (path.parent / "reference_scores.csv")
+        ref = read_reference(ref_path) if ref_path.is_file() else {}
+        rows = []
+        logs = list(iter_folder(path))
+        if not logs:
+            raise ImportFormatError(f"{path}: no .csv logs")
+        for p in logs:
+            row = evaluate_log(p, models, kk, config=cfg, routine_col=routine_col)
+            r = ref.get((setting, p.stem))
+            row["published_mean_jc"] = float(r["authors_mean_jc"]) if r else None
+            rows.append(row)
+            if not as_json:
+                err.print(f"{p.name}: {_fmt(row.get('mean_jc'))}", end="\r")
+    except RoteError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+    def mean(key: str) -> float | None:
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        return round(sum(vals) / len(vals), 4) if vals else None
+
+    summary = {
+        "setting": setting,
+        "logs": len(rows),
+        "k": kk,
+        "mean_jc": mean("mean_jc"),
+        "published_mean_jc": mean("published_mean_jc"),
+        "distinct_matched": mean("distinct_matched"),
+        "routines_found": mean("routines_found"),
+        "true_routine_best_match": mean("true_routine_best_match"),
+        "wins": sum(
+            1
+            for r in rows
+            if r.get("mean_jc") is not None
+            and r.get("published_mean_jc") is not None
+            and r["mean_jc"] >= r["published_mean_jc"]
+        ),
+    }
+    if as_json:
+        typer.echo(json.dumps({"summary": summary, "logs": rows}))
+        return
+    table = Table(title=f"{setting}: top-{kk} routines, best Jaccard against every ground-truth model")
+    for c in ("log", "events", "found", "rote", f"matched>=0.8 (of {kk})", "published"):
+        table.add_column(c, justify="right")
+    for r in rows:
+        table.add_row(
+            r["log"],
+            str(r["events"]),
+            str(r["routines_found"]),
+            _fmt(r.get("mean_jc")),
+            _fmt(r.get("distinct_matched")),
+            _fmt(r.get("published_mean_jc")),
+        )
+    table.add_row(
+        "mean",
+        "",
+        _fmt(summary["routines_found"]),
+        _fmt(summary["mean_jc"]),
+        _fmt(summary["distinct_matched"]),
+        _fmt(summary["published_mean_jc"]),
+    )
+    con = Console()
+    con.print(table)
+    con.print(f"rote >= published on {summary['wins']} of {len(rows)} logs")
