@@ -28,6 +28,7 @@ SECTIONS: dict[str, str] = {
     "anomaly": "rote.anomaly.bench",
     "sandbox": "rote.sandbox_runner.bench",
     "pipeline": "rote.bench_pipeline",
+    "redaction": "rote.privacy.bench",
 }
 
 

@@ -70,6 +70,36 @@ def _mod97(text: str) -> int:
     return rem
 
 
+def iban_prefix_lengths(compact: str) -> list[int]:
+    """Lengths n (15..34) for which `compact[:n]` passes the IBAN mod-97 check, longest first.
+
+    One pass over the text: the remainder of the BBAN prefix is carried along and the moved country code
+    and check digits (six digits) are appended arithmetically, so a candidate that runs on into following
+    words costs one loop, not one mod 97 per possible length.
+    """
+    if len(compact) < 15 or not compact[2:4].isdigit():
+        return []
+    head = 0
+    for ch in compact[:4]:
+        o = ord(ch)
+        head = head * 10 + o - 48 if 48 <= o <= 57 else head * 100 + o - 55
+    head %= 97
+    rem = 0
+    out = []
+    for i in range(4, min(len(compact), 34)):
+        o = ord(compact[i])
+        if 48 <= o <= 57:
+            rem = (rem * 10 + o - 48) % 97
+        elif 65 <= o <= 90:
+            rem = (rem * 100 + o - 55) % 97
+        else:
+            break
+        if i + 1 >= 15 and (rem * 1_000_000 + head) % 97 == 1:
+            out.append(i + 1)
+    out.reverse()
+    return out
+
+
 def iban_ok(compact: str) -> bool:
     """Upper-case IBAN without spaces: mod 97 == 1 first (cheap), then the country's length and layout."""
     if not 15 <= len(compact) <= 34:

@@ -52,7 +52,8 @@ def digit_count(text: str) -> int:
 # ------------------------------------------------------------------------------------------------------
 
 _SECRET_GATE = re.compile(
-    r"://|[=:]|eyJ|AKIA|ASIA|gh[pousr]_|github_pat_|xox[abprs]-|PRIVATE KEY|[Bb]earer|[Bb]asic "
+    r"://[^\s/@]*:[^\s/@]*@|(?i:pass|pwd|pin|secret|token|key|session|authorization|signature)[\w\-]*\s*[=:]"
+    r"|eyJ|AKIA|ASIA|gh[pousr]_|github_pat_|xox[abprs]-|PRIVATE KEY|[Bb]earer|[Bb]asic "
     r"|[sr]k_(?:live|test)_|AIza"
 )
 #: Each pattern's group 1 is what is replaced (the whole match when it has no group).
@@ -63,7 +64,7 @@ _SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(
         r"(?i)(?<![a-z0-9])(?:password|passwd|pwd|passphrase|passcode|pin|secret|client_secret|token"
         r"|access_token|refresh_token|id_token|auth_token|api[_\-]?key|apikey|private_key|session_?id"
-        r"|authorization|signature)\s*[=:]\s*[\"']?([^\s&;\"',]{3,512})"
+        r"|authorization|signature)\s*[=:]\s*[\"']?(?!(?:[Bb]earer|[Bb]asic)\s)([^\s&;\"',]{3,512})"
     ),
     re.compile(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z]+ )*PRIVATE KEY-----|$)"),
     re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}"),
@@ -80,7 +81,7 @@ _SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
 )
 
 
-def _secrets(text: str, _ctx: frozenset[str]) -> Iterator[Finding]:
+def _secrets(text: str, _ctx: frozenset[str], n_digits: int) -> Iterator[Finding]:
     if _SECRET_GATE.search(text) is None:
         return
     for pattern in _SECRET_PATTERNS:
@@ -102,7 +103,7 @@ _EMAIL = re.compile(
 )
 
 
-def _emails(text: str, _ctx: frozenset[str]) -> Iterator[Finding]:
+def _emails(text: str, _ctx: frozenset[str], n_digits: int) -> Iterator[Finding]:
     if "@" not in text and "%40" not in text:
         return
     for m in _EMAIL.finditer(text):
@@ -117,15 +118,15 @@ def _emails(text: str, _ctx: frozenset[str]) -> Iterator[Finding]:
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ \-]?[A-Za-z0-9]){11,32}")
 
 
-def _ibans(text: str, _ctx: frozenset[str]) -> Iterator[Finding]:
-    if len(text) < 15 or digit_count(text) < 6:
+def _ibans(text: str, _ctx: frozenset[str], n_digits: int) -> Iterator[Finding]:
+    if len(text) < 15 or n_digits < 6:
         return
     for m in _IBAN.finditer(text):
         # The candidate may run on into following words; try the longest prefix that is a valid IBAN
         # and ends where a group ends.
         positions = [m.start() + i for i, ch in enumerate(m.group()) if ch.isalnum()]
         compact = "".join(ch for ch in m.group() if ch.isalnum()).upper()
-        for n in range(min(len(compact), 34), 14, -1):
+        for n in checks.iban_prefix_lengths(compact):
             end = positions[n - 1] + 1
             if end < len(text) and text[end].isalnum():
                 continue
@@ -142,8 +143,8 @@ _CARD = re.compile(r"(?<!\w)(?<!\d[.,])\d(?:[ \-]?\d){11,22}(?!\w)(?![.,]\d)")
 _GROUP = re.compile(r"\d+")
 
 
-def _cards(text: str, ctx: frozenset[str]) -> Iterator[Finding]:
-    if digit_count(text) < 12:
+def _cards(text: str, ctx: frozenset[str], n_digits: int) -> Iterator[Finding]:
+    if n_digits < 12:
         return
     relaxed = "card" in ctx
     for m in _CARD.finditer(text):
@@ -218,8 +219,7 @@ def _compact(text: str) -> str:
     return "".join(ch for ch in text if ch.isalnum()).upper()
 
 
-def _national(text: str, ctx: frozenset[str]) -> Iterator[Finding]:
-    n_digits = digit_count(text)
+def _national(text: str, ctx: frozenset[str], n_digits: int) -> Iterator[Finding]:
     if n_digits < 6 and not ("L" in text.upper() and len(text) >= 16):  # homocodic codici fiscali
         return
     if n_digits >= 9:
@@ -252,8 +252,8 @@ _IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[\
 _MAC = re.compile(r"(?<![\w:\-])[0-9A-Fa-f]{2}([:\-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w:\-])")
 
 
-def _network(text: str, _ctx: frozenset[str]) -> Iterator[Finding]:
-    if "." in text and digit_count(text) >= 4:
+def _network(text: str, _ctx: frozenset[str], n_digits: int) -> Iterator[Finding]:
+    if n_digits >= 4 and "." in text:
         for m in _IPV4.finditer(text):
             norm = checks.ip_normalised(m.group())
             if norm is not None:
@@ -287,8 +287,8 @@ _PHONE_CUE = re.compile(
 )
 
 
-def _phones(text: str, ctx: frozenset[str]) -> Iterator[Finding]:
-    if digit_count(text) < 7:
+def _phones(text: str, ctx: frozenset[str], n_digits: int) -> Iterator[Finding]:
+    if n_digits < 7:
         return
     relaxed = "phone" in ctx
     for m in _PHONE.finditer(text):
@@ -334,7 +334,7 @@ def _phones(text: str, ctx: frozenset[str]) -> Iterator[Finding]:
 # ------------------------------------------------------------------------------------------------------
 
 #: Detectors in priority order (earlier ones win overlapping spans).
-DETECTORS: tuple[tuple[str, Callable[[str, frozenset[str]], Iterator[Finding]]], ...] = (
+DETECTORS: tuple[tuple[str, Callable[[str, frozenset[str], int], Iterator[Finding]]], ...] = (
     ("secret", _secrets),
     ("email", _emails),
     ("iban", _ibans),
@@ -362,10 +362,11 @@ def scan(text: str, classes: frozenset[str], context: frozenset[str] = frozenset
         return []
     taken = redacted_spans(text)
     candidates: list[tuple[int, int, Finding]] = []
+    n_digits = digit_count(text)
     for order, (cls, detector) in enumerate(DETECTORS):
         if cls not in classes:
             continue
-        for f in detector(text, context):
+        for f in detector(text, context, n_digits):
             length = 1 << 30 if cls == "secret" else f.end - f.start
             candidates.append((-length, order, f))
     if not candidates:
