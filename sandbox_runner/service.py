@@ -1,191 +1,74 @@
 """The sandbox runner service: consume `automations`, test each generated one in the jail, publish results.
 
 It is its own process (`rote sandbox serve`) or runs inside `rote run`; either way it is a plain Kafka
-consumer group (aiokafka, no Faust), so more runners on more machines share the partitions. Offsets are
-committed only after a batch's results are produced: a crash re-tests, it never loses a test.
+consumer group (aiokafka, no Faust), so more runners on more machines share the partitions.
 
-Per automation in state "generated": for each test case and each language it has a source for, build the
-bundle, run it in the jail (AppleScript and other unrunnable sources are reported "unsupported" without
-running), judge the recording outside the jail, and produce one `TestResult` to `test-results` and one
-`RunMetric` (source "sandbox") to `metrics`. Events that fail validation go to `dead-letters`.
+Delivery, and why it is safe to kill a runner at any moment (issue 16):
+
+- Every test request ends in one signed `TestResult` (and one `RunMetric`) whose id is derived from the
+  request (`tester.result_id_for`), or, if the automation cannot be tested at all, in a dead letter with
+  the reason. Nothing is swallowed.
+- A record's offset is committed only after everything it produced has been acknowledged by the broker
+  (acks=all), and only up to the first record of its partition that has not: a
+  crash or a failed send re-tests, it never loses a test. Re-testing produces the same result ids, so
+  consumers replace the earlier copy instead of counting it twice.
+- A runner killed mid-test (SIGKILL) leaves its records uncommitted; once its session times out the
+  group gives its partitions to the other runners, which test them again under the same ids.
+
+Every Kafka client here is built from `kafka_options`, the one place that says how to reach the brokers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
-import shutil
-import socket
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from rote.sandbox_runner.jail import Jail, JobSpec, Limits, RunResult
-from rote.sandbox_runner.stats import SandboxStats
-from rote.streams import topics
-from rote.streams.schemas import (
-    Automation,
-    DeadLetter,
-    RunMetric,
-    StepTiming,
-    TestCase,
-    TestResult,
-    decode,
-    encode,
+from rote.sandbox_runner.jail import Jail, Limits
+from rote.sandbox_runner.tester import (
+    AutomationTester,
+    BuildBundle,
+    Outcome,
+    Runner,
+    TestRequest,
+    Verify,
+    requests_of,
+    result_id_for,
 )
+from rote.streams import topics
+from rote.streams.schemas import Automation, DeadLetter, decode, encode
 
 from rote import metrics
-from rote.errors import RoteError, SandboxError, ValidationError
+from rote.errors import ConfigError, SandboxError, ValidationError
+from rote.security.verdicts import result_key_from_env
+
+__all__ = [
+    "AutomationTester",
+    "Outcome",
+    "SandboxService",
+    "TestRequest",
+    "dead_letter",
+    "kafka_options",
+    "requests_of",
+    "result_id_for",
+]
 
 log = logging.getLogger(__name__)
 AGENT = "sandbox-runner"
+#: How long a failed batch waits before it is fetched and tried again (a broker that is down).
+RETRY_SECONDS = 2.0
 
 
-#: `rote.generator.bundle.build_test_bundle`'s shape: returns an object with files, argv and collect.
-BuildBundle = Callable[[Automation, TestCase, str], Any]
-#: `rote.generator.bundle.verify`'s shape: returns an object with passed, mismatches and steps.
-Verify = Callable[..., Any]
+def kafka_options(bootstrap_servers: str) -> dict[str, Any]:
+    """Connection settings shared by every Kafka client of the sandbox service (consumer and producer).
 
-
-class Runner(Protocol):
-    def run(self, job: JobSpec) -> RunResult: ...
-
-
-def _default_builder() -> tuple[BuildBundle, Verify, type[Exception]]:
-    from rote.generator.bundle import UnsupportedLanguage, build_test_bundle, verify
-
-    return build_test_bundle, verify, UnsupportedLanguage
-
-
-@dataclass(frozen=True, kw_only=True)
-class Outcome:
-    result: TestResult
-    metric: RunMetric
-
-
-class AutomationTester:
-    """Turns one Automation into TestResults and RunMetrics; no Kafka, so it is tested and reused directly."""
-
-    def __init__(
-        self,
-        *,
-        runner: Runner,
-        limits: Limits,
-        concurrency: int,
-        build_bundle: BuildBundle | None = None,
-        verify: Verify | None = None,
-        unsupported_error: type[Exception] | None = None,
-        runner_name: str | None = None,
-    ) -> None:
-        default_build, default_verify, default_unsupported = _default_builder()
-        self.runner = runner
-        self.limits = limits
-        self.build_bundle = build_bundle or default_build
-        self.verify = verify or default_verify
-        self.unsupported_error = unsupported_error or default_unsupported
-        self.runner_name = runner_name or socket.gethostname()
-        self.stats = SandboxStats()
-        self._sem = asyncio.Semaphore(concurrency)
-
-    async def test(self, automation: Automation) -> list[Outcome]:
-        if automation.state != "generated":
-            return []
-        jobs = [
-            self._one(automation, case, language)
-            for case in automation.test_cases
-            for language in sorted(automation.sources)
-        ]
-        return list(await asyncio.gather(*jobs))
-
-    async def _one(self, a: Automation, case: TestCase, language: str) -> Outcome:
-        started = datetime.now(UTC)
-        if language == "applescript":
-            why = "AppleScript is unsupported on this platform"
-            if shutil.which("osascript"):
-                why = "AppleScript cannot be jailed by bubblewrap; not run"
-            return self._finish(a, case, language, started, unsupported=why)
-        try:
-            bundle = self.build_bundle(a, case, language)
-        except self.unsupported_error as exc:
-            return self._finish(a, case, language, started, unsupported=str(exc))
-        except RoteError as exc:
-            return self._finish(a, case, language, started, error=f"cannot build the test bundle: {exc}")
-        job = JobSpec(files=bundle.files, argv=bundle.argv, collect=bundle.collect, limits=self.limits)
-        async with self._sem:
-            try:
-                run = await asyncio.to_thread(self.runner.run, job)
-            except SandboxError as exc:
-                return self._finish(a, case, language, started, error=str(exc))
-        verdict = self.verify(a, case, run.collected, exit_code=run.exit_code)
-        return self._finish(a, case, language, started, run=run, verdict=verdict)
-
-    def _finish(
-        self,
-        a: Automation,
-        case: TestCase,
-        language: str,
-        started: datetime,
-        *,
-        run: RunResult | None = None,
-        verdict: Any = None,
-        unsupported: str | None = None,
-        error: str | None = None,
-    ) -> Outcome:
-        mismatches: list[str] = []
-        steps: list[StepTiming] = []
-        if run is not None and verdict is not None:
-            passed = run.ok and verdict.passed
-            verdict_name = "passed" if passed else "failed"
-            stop_reason = run.stop_reason
-            detail = run.detail
-            mismatches = list(verdict.mismatches)[:50]
-            steps = list(verdict.steps)
-            if not passed and run.ok and mismatches:
-                detail = f"{detail}; the recorded actions differ from the observed ones"
-        elif unsupported is not None:
-            passed, verdict_name, stop_reason, detail = False, "unsupported", "unsupported", unsupported
-        else:
-            passed, verdict_name, stop_reason, detail = False, "error", "setup", error or "unknown error"
-        result = TestResult(
-            result_id=uuid.uuid4().hex,
-            automation_id=a.automation_id,
-            version=a.version,
-            case_id=case.case_id,
-            language=language,
-            verdict=verdict_name,
-            passed=passed,
-            exit_code=run.exit_code if run else None,
-            signal=run.signal if run else None,
-            stop_reason=stop_reason,
-            detail=detail[:2000],
-            wall_seconds=run.wall_seconds if run else 0.0,
-            cpu_seconds=run.cpu_seconds if run else 0.0,
-            peak_memory_bytes=run.peak_memory_bytes if run else 0,
-            output_bytes=run.output_bytes if run else 0,
-            mismatches=mismatches,
-            started_at=started,
-            runner=self.runner_name,
-        )
-        metric = RunMetric(
-            run_id=result.result_id,
-            automation_id=a.automation_id,
-            version=a.version,
-            source="sandbox",
-            started_at=started,
-            duration_seconds=result.wall_seconds,
-            success=passed,
-            cpu_seconds=result.cpu_seconds if run else None,
-            peak_memory_bytes=result.peak_memory_bytes if run else None,
-            steps=steps,
-        )
-        self.stats.learn_one(result)
-        metrics.SANDBOX_RUNS.labels(language=language, verdict=verdict_name, stop_reason=stop_reason).inc()
-        if run is not None:
-            metrics.SANDBOX_RUN_SECONDS.labels(language=language).observe(run.wall_seconds)
-        return Outcome(result=result, metric=metric)
+    One function so that security settings (SASL/TLS) apply to all of them at once when they are added.
+    """
+    return {"bootstrap_servers": bootstrap_servers}
 
 
 def dead_letter(
@@ -221,14 +104,24 @@ class SandboxService:
         group_id: str = "rote-sandbox",
         concurrency: int = 2,
         limits: Limits | None = None,
+        result_key: bytes | None = None,
         jail: Runner | None = None,
         build_bundle: BuildBundle | None = None,
         verify: Verify | None = None,
         unsupported_error: type[Exception] | None = None,
         max_batch: int = 16,
+        session_timeout_ms: int = 10_000,
+        runner_name: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise SandboxError("concurrency must be at least 1")
+        key = result_key if result_key is not None else result_key_from_env()
+        if key is None:
+            raise ConfigError(
+                "no result key: set ROTE_RESULT_KEY or ROTE_RESULT_KEY_FILE (the key the registry verifies "
+                "test results with; docs/sandbox.md)"
+            )
+        self.result_key = key
         self.bootstrap_servers = bootstrap_servers
         self.group_id = group_id
         self.concurrency = concurrency
@@ -239,7 +132,10 @@ class SandboxService:
         self._verify = verify
         self._unsupported = unsupported_error
         self.max_batch = max_batch
+        self.session_timeout_ms = session_timeout_ms
+        self.runner_name = runner_name
         self.tester: AutomationTester | None = None
+        #: Automations whose results were all acknowledged, and events sent to dead-letters.
         self.processed = 0
         self.dead_letters = 0
 
@@ -257,31 +153,36 @@ class SandboxService:
             runner=self._runner(),
             limits=self.limits,
             concurrency=self.concurrency,
+            result_key=self.result_key,
             build_bundle=self._build,
             verify=self._verify,
             unsupported_error=self._unsupported,
+            runner_name=self.runner_name,
         )
         consumer = AIOKafkaConsumer(
             topics.AUTOMATIONS.name,
-            bootstrap_servers=self.bootstrap_servers,
+            **kafka_options(self.bootstrap_servers),
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # A batch of tests may take minutes; the group must not give its partitions away meanwhile.
             max_poll_interval_ms=30 * 60 * 1000,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, self.session_timeout_ms // 3),
         )
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
+        # acks=all: a result counts as delivered only once every in-sync replica has it. No idempotent
+        # producer (the embedded broker lacks InitProducerId): a resent copy carries the same result id.
+        producer = AIOKafkaProducer(**kafka_options(self.bootstrap_servers), acks="all")
         await producer.start()
         try:
             await consumer.start()
             try:
                 while not stop.is_set():
                     batches = await consumer.getmany(timeout_ms=500, max_records=self.max_batch)
-                    records = [r for recs in batches.values() for r in recs]
-                    if not records:
+                    if not any(batches.values()):
                         continue
-                    await asyncio.gather(*(self._handle(producer, r) for r in records))
-                    await producer.flush()
-                    await consumer.commit()
+                    if not await self._process(consumer, producer, batches):
+                        await asyncio.sleep(RETRY_SECONDS)
             finally:
                 await consumer.stop()
         finally:
@@ -291,41 +192,96 @@ class SandboxService:
                 self._own_jail = None
                 self._jail = None
 
+    async def _process(self, consumer: Any, producer: Any, batches: dict[Any, list[Any]]) -> bool:
+        """Handle a fetched batch, commit what is done, rewind what is not. False if anything failed."""
+        from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+        records = [(tp, r) for tp, recs in batches.items() for r in recs]
+        done = await asyncio.gather(*(self._handle(producer, r) for _, r in records), return_exceptions=True)
+        commit: dict[Any, int] = {}
+        rewind: dict[Any, int] = {}
+        for (tp, record), outcome in zip(records, done, strict=True):
+            if tp in rewind:
+                continue
+            if isinstance(outcome, BaseException):
+                log.warning(
+                    "automations %d@%d not done (%r); it will be tested again",
+                    record.offset,
+                    record.partition,
+                    outcome,
+                )
+                rewind[tp] = record.offset
+            else:
+                commit[tp] = record.offset + 1
+        if commit:
+            try:
+                await consumer.commit(commit)
+            except (CommitFailedError, IllegalStateError) as exc:
+                # The group moved these partitions while the tests ran: their new owner tests the records
+                # again under the same result ids, so the copies replace each other.
+                log.warning("commit refused after a rebalance (%s); the new owner re-tests", exc)
+            except KafkaError as exc:
+                log.warning("commit failed (%s); the records will be tested again", exc)
+                rewind.update({tp: off for tp, off in _first_offsets(records) if tp not in rewind})
+        for tp, offset in rewind.items():
+            with contextlib.suppress(IllegalStateError):  # no longer ours: its new owner starts there
+                consumer.seek(tp, offset)
+        return not rewind
+
     async def _handle(self, producer: Any, record: Any) -> None:
+        """Everything one record owes, sent and acknowledged; raises if any send failed (not committed)."""
         topic = record.topic
         metrics.EVENTS_CONSUMED.labels(topic=topic, agent=AGENT).inc()
         value: bytes = record.value or b""
         try:
             automation = decode(Automation, value)
         except ValidationError as exc:
-            dl = dead_letter(
-                topic=topic,
-                reason=exc.reason,
-                field=exc.field,
-                value=value,
-                key=record.key,
-                partition=record.partition,
-                offset=record.offset,
-            )
-            await producer.send(topics.DEAD_LETTERS.name, encode(dl), key=topic.encode())
+            await self._dead_letter(producer, record, exc.reason, exc.field, value)
             metrics.DEAD_LETTERS.labels(topic=topic, reason=metrics.dead_letter_reason(exc.reason)).inc()
-            metrics.EVENTS_PRODUCED.labels(topic=topics.DEAD_LETTERS.name, agent=AGENT).inc()
-            self.dead_letters += 1
             return
         assert self.tester is not None
         try:
             outcomes = await self.tester.test(automation)
-        except Exception:  # never let one automation stop the loop; the failure is in the log
-            log.exception("testing automation %s failed", automation.automation_id)
+        except Exception as exc:  # the automation cannot be tested as asked: say why, do not go silent
+            reason = f"cannot test automation {automation.automation_id} v{automation.version}: {exc}"
+            await self._dead_letter(producer, record, reason, "test_cases", value)
+            metrics.DEAD_LETTERS.labels(topic=topic, reason="other").inc()
             return
         key = automation.automation_id.encode()
+        sends = []
         for o in outcomes:
-            await producer.send(topics.TEST_RESULTS.name, encode(o.result), key=key)
-            await producer.send(topics.METRICS.name, encode(o.metric), key=key)
+            sends.append(await producer.send(topics.TEST_RESULTS.name, encode(o.result), key=key))
+            sends.append(await producer.send(topics.METRICS.name, encode(o.metric), key=key))
+        await asyncio.gather(*sends)  # raises if the broker did not take one: the record is not committed
+        for _ in outcomes:
             metrics.EVENTS_PRODUCED.labels(topic=topics.TEST_RESULTS.name, agent=AGENT).inc()
             metrics.EVENTS_PRODUCED.labels(topic=topics.METRICS.name, agent=AGENT).inc()
-        self.processed += 1
+        if outcomes:
+            self.processed += 1
         metrics.LAST_EVENT_TIMESTAMP.labels(agent=AGENT).set_to_current_time()
+
+    async def _dead_letter(
+        self, producer: Any, record: Any, reason: str, field: str | None, value: bytes
+    ) -> None:
+        dl = dead_letter(
+            topic=record.topic,
+            reason=reason,
+            field=field,
+            value=value,
+            key=record.key,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        await (await producer.send(topics.DEAD_LETTERS.name, encode(dl), key=record.topic.encode()))
+        metrics.EVENTS_PRODUCED.labels(topic=topics.DEAD_LETTERS.name, agent=AGENT).inc()
+        self.dead_letters += 1
 
     def stats(self) -> list[dict[str, Any]]:
         return self.tester.stats.snapshot_all() if self.tester else []
+
+
+def _first_offsets(records: Iterable[tuple[Any, Any]]) -> list[tuple[Any, int]]:
+    first: dict[Any, int] = {}
+    for tp, record in records:
+        first.setdefault(tp, record.offset)
+    return list(first.items())

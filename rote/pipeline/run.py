@@ -48,6 +48,7 @@ def run(
     from rote.brokers import create_topics, start_broker
     from rote.demo.run import DemoRuns
     from rote.importers import bundled_log
+    from rote.security.verdicts import ephemeral_result_key
 
     replay, fmt = (options.replay, options.fmt) if options.replay else bundled_log()
     run_dir = settings.state_dir / "last-run"
@@ -58,6 +59,9 @@ def run(
         bootstrap = broker.bootstrap
         create_topics(bootstrap, CATALOGUE, replication=settings.replication)
         server = serve_metrics(settings)
+        # One ephemeral key per run: the in-process sandbox runner signs test results with it and the
+        # registry verifies them with it (rote.security.verdicts); it never leaves this process.
+        result_key = ephemeral_result_key()
         app, _parts = build_app(
             settings,
             bootstrap=bootstrap,
@@ -90,6 +94,7 @@ def run(
                     bootstrap_servers=bootstrap,
                     group_id=f"{settings.app_id}-sandbox",
                     concurrency=settings.sandbox_concurrency,
+                    result_key=result_key,
                 )
                 await service.run(stop=stop)
             except Exception as exc:  # the run must say why it cannot finish, not hang
