@@ -32,7 +32,15 @@ if TYPE_CHECKING:
 from rote import metrics
 from rote.config import Settings
 from rote.demo.form import FormServer
-from rote.demo.students import FIRST_ROW, LAST_ROW, WORKBOOK_NAME, students_from_log, write_workbook
+from rote.demo.students import (
+    COLUMNS,
+    FORM_FIELDS,
+    WORKBOOK_NAME,
+    Student,
+    expected_submission,
+    students_from_log,
+    write_workbook,
+)
 from rote.runner.kafka import client_kwargs
 from rote.runner.request import new_request
 
@@ -69,6 +77,8 @@ class DemoProgress:
     answered: int = 0
     skipped: list[str] = field(default_factory=list)
     run_ids: set[str] = field(default_factory=set)
+    #: value parameters the demo read off the workbook row (see demo_plan)
+    inputs: list[str] = field(default_factory=list)
 
 
 def _walk(e: Any) -> Iterable[Mapping[str, Any]]:
@@ -81,43 +91,83 @@ def _walk(e: Any) -> Iterable[Mapping[str, Any]]:
             yield from _walk(v)
 
 
-def demo_params(a: Automation, row: int) -> dict[str, str] | None:
-    """Parameters to run `a` for workbook row `row`, or None when it needs inputs a row cannot give."""
+@dataclass(frozen=True, kw_only=True)
+class DemoPlan:
+    """How to run an automation for every workbook row: which parameter is the row, which yes/no
+    parameters are answered "true", and which value parameters are read off the row."""
+
+    automation: Automation
+    row_params: frozenset[str]
+    flags: frozenset[str]
+    #: value parameter -> ("field", form field name) | ("cell", column letter)
+    inputs: dict[str, tuple[str, str]]
+
+    def params(self, student: Student) -> dict[str, str]:
+        want = expected_submission(student)
+        cells = dict(zip(COLUMNS, student.cells(), strict=True))
+        out: dict[str, str] = {}
+        for p in self.automation.parameters:
+            if p in self.row_params:
+                out[p] = str(student.row)
+            elif p in self.flags:
+                out[p] = "true"
+            else:
+                kind, key = self.inputs[p]
+                out[p] = want[key] if kind == "field" else cells[key]
+        return out
+
+
+def _const(e: Any) -> str | None:
+    return str(e["s"]) if isinstance(e, Mapping) and e.get("k") == "const" else None
+
+
+def demo_plan(a: Automation) -> DemoPlan | None:
+    """How to run `a` for a workbook row, or None when it does not read the workbook or needs an input a
+    row cannot give.
+
+    Value parameters exist where the generator could not learn a value from the recording (with privacy
+    redaction on, a pseudonymised phone number, say): they are inputs a person or a system supplies at
+    run time. Here the supplier is the workbook row: a value typed into a form field gets the row's
+    record for that field (`expected_submission`); a value put on the clipboard gets the cell the step
+    before it read (the person copied the cell they had just read). The summary names these inputs.
+    """
     row_params: set[str] = set()
     reads_workbook = False
+    last_col: str | None = None
+    inputs: dict[str, tuple[str, str]] = {}
     for st in a.plan:
         target = st.get("target") or {}
-        wb = target.get("workbook")
-        if isinstance(wb, Mapping) and wb.get("s") == WORKBOOK_NAME:
+        if _const(target.get("workbook")) == WORKBOOK_NAME:
             reads_workbook = True
         cell = target.get("cell")
         if isinstance(cell, Mapping) and cell.get("k") == "cellref":
+            last_col = str(cell.get("col"))
             for node in _walk(cell.get("row")):
                 if node.get("k") == "param":
                     row_params.add(str(node["name"]))
-    guards = {str(st["guard"]) for st in a.plan if st.get("guard")}
+        value = st.get("value")
+        if isinstance(value, Mapping) and value.get("k") == "param":
+            name = str(value["name"])
+            field_name = _const(target.get("field"))
+            if st.get("op") == "fill_field" and field_name in FORM_FIELDS:
+                inputs[name] = ("field", str(field_name))
+            elif st.get("op") == "copy" and last_col in COLUMNS:
+                inputs[name] = ("cell", str(last_col))
+    flags = {str(st["guard"]) for st in a.plan if st.get("guard")}
     if not reads_workbook or not row_params:
         return None
-    params: dict[str, str] = {}
-    for p in a.parameters:
-        if p in row_params:
-            params[p] = str(row)
-        elif p in guards:
-            params[p] = "true"
-        else:
-            return None
-    return params
+    if any(p not in row_params and p not in flags and p not in inputs for p in a.parameters):
+        return None
+    return DemoPlan(
+        automation=a,
+        row_params=frozenset(row_params),
+        flags=frozenset(flags),
+        inputs={p: inputs[p] for p in a.parameters if p in inputs and p not in row_params},
+    )
 
 
-def demo_requests(a: Automation) -> list[RunRequest] | None:
-    rows = range(FIRST_ROW, LAST_ROW + 1)
-    out = []
-    for row in rows:
-        params = demo_params(a, row)
-        if params is None:
-            return None
-        out.append(new_request(a.automation_id, params, by="rote run demo"))
-    return out
+def demo_requests(plan: DemoPlan, students: list[Student]) -> list[RunRequest]:
+    return [new_request(plan.automation.automation_id, plan.params(s), by="rote run demo") for s in students]
 
 
 async def request_demo_runs(
@@ -133,23 +183,24 @@ async def request_demo_runs(
     from aiokafka import AIOKafkaProducer
 
     deadline = time.monotonic() + timeout
-    requests: list[RunRequest] | None = None
-    tried: set[str] = set()
-    while requests is None:
+    plans: list[DemoPlan] = []
+    while not plans:
         for a in automations():
-            if a.automation_id in tried:
+            plan = demo_plan(a)
+            if plan is None:
+                why = f"{a.automation_id}: does not read the workbook by row, or needs inputs a row lacks"
+                if why not in progress.skipped:
+                    progress.skipped.append(why)
                 continue
-            tried.add(a.automation_id)
-            requests = demo_requests(a)
-            if requests is None:
-                progress.skipped.append(f"{a.automation_id}: needs inputs a workbook row cannot give")
-                continue
-            progress.automation_id = a.automation_id
-            break
-        if requests is None:
+            plans.append(plan)
+        if not plans:
             if give_up() or time.monotonic() > deadline:
                 return
             await asyncio.sleep(0.5)
+    best = min(plans, key=lambda p: (len(p.inputs), len(p.flags)))
+    progress.automation_id = best.automation.automation_id
+    progress.inputs = sorted(best.inputs)
+    requests = demo_requests(best, students_from_log())
     producer = AIOKafkaProducer(**client_kwargs(bootstrap), acks="all")
     await producer.start()
     try:
@@ -228,6 +279,7 @@ class DemoRuns:
         snap["automation_id"] = self.progress.automation_id
         snap["runs_requested"] = self.progress.requested
         snap["runs_answered"] = self.progress.answered
+        snap["inputs_from_workbook_row"] = self.progress.inputs
         if self.progress.skipped:
             snap["skipped"] = self.progress.skipped
         return snap
@@ -237,9 +289,10 @@ def automation_runs(run_dir: Path) -> dict[str, int]:
     """Runs reported on `metrics` in this run's archive, by where they came from: production (the
     executor's real runs) and simulated (made up by a program; none in the demo). Sandbox test runs are
     the test-results' business and not counted here."""
-    from rote.archive import read_events
     from rote.streams.schemas import RunMetric
     from rote.streams.topics import METRICS
+
+    from rote.archive import read_events
 
     out = {"production": 0, "simulated": 0}
     for m in read_events(run_dir, METRICS.name, RunMetric):

@@ -276,7 +276,7 @@ class BrowserDriver:
             return
         deadline = time.monotonic() + self.step_timeout
         while time.monotonic() < deadline:
-            page.wait_for_timeout(50)
+            page.wait_for_timeout(25)
             if same_page(page.url, wanted):
                 page.wait_for_load_state("load")
                 return
@@ -326,7 +326,7 @@ class BrowserDriver:
                     ambiguous[sel.why] = n
             if time.monotonic() >= deadline:
                 break
-            self.page.wait_for_timeout(50)
+            self.page.wait_for_timeout(25)
         tried = ", ".join(s.why for s in strategies)
         where = urlsplit(self.page.url).path or self.page.url
         if ambiguous:

@@ -11,6 +11,7 @@ Idempotency by run id is the caller's (the service remembers published runs).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -49,7 +50,8 @@ class RunnerConfig:
     uid: int = 60999
     gid: int = 60999
     max_runs_per_host: int = 50
-    max_hosts: int = 4
+    #: Run hosts alive at once (each a Chromium); also how many runs go on at the same time.
+    max_hosts: int = 2
     #: Seconds to wait for the registry feed to learn an automation a request names.
     await_state_seconds: float = 30.0
     state_dir: Path = field(default_factory=lambda: Path(".rote") / "runner")
@@ -96,36 +98,70 @@ class Executor:
     def __init__(self, config: RunnerConfig, *, host_factory: HostFactory = HostProcess) -> None:
         self.config = config
         self.host_factory = host_factory
-        self._hosts: OrderedDict[tuple[str, int], HostProcess] = OrderedDict()
+        #: idle hosts per automation version, least recently used first
+        self._idle: OrderedDict[tuple[str, int], list[HostProcess]] = OrderedDict()
+        self._busy = 0
+        self._lock = threading.Condition()
         self._checked: dict[tuple[str, int], bool] = {}
         from rote.generator.codegen import template_version
 
         self.template_version = template_version()
 
-    def _host(self, a: Automation) -> HostProcess:
+    def _idle_count(self) -> int:
+        return sum(len(v) for v in self._idle.values())
+
+    def _acquire(self, a: Automation) -> HostProcess:
+        """An idle host of this automation version, or a new one (closing the least recently used idle
+        host of another automation when `max_hosts` are alive); waits while all hosts are busy."""
         key = (a.automation_id, a.version)
-        host = self._hosts.pop(key, None)
-        if host is None:
-            sites = self.config.site_map
-            host = self.host_factory(
-                root=self.config.root.resolve(),
-                sites=sites.to_args(),
-                allowed=allowed_hosts(a.plan, sites),
-                browser=policy.needs_browser(a.plan),
-                step_timeout=self.config.step_timeout,
-                chromium=self.config.chromium,
-                isolation=self.config.isolation,
-                max_runs=self.config.max_runs_per_host,
-            )
-        self._hosts[key] = host
-        while len(self._hosts) > self.config.max_hosts:
-            _, old = self._hosts.popitem(last=False)
+        evicted: list[HostProcess] = []
+        with self._lock:
+            while True:
+                mine = self._idle.get(key)
+                if mine:
+                    host = mine.pop()
+                    self._busy += 1
+                    break
+                if self._busy + self._idle_count() < self.config.max_hosts or self._idle_count():
+                    while self._idle and self._busy + self._idle_count() >= self.config.max_hosts:
+                        old_key, hosts = next(iter(self._idle.items()))
+                        evicted.append(hosts.pop(0))
+                        if not hosts:
+                            del self._idle[old_key]
+                    host = self._new_host(a)
+                    self._busy += 1
+                    break
+                self._lock.wait()
+        for old in evicted:
             old.close()
         return host
 
+    def _release(self, a: Automation, host: HostProcess) -> None:
+        key = (a.automation_id, a.version)
+        with self._lock:
+            self._busy -= 1
+            self._idle.setdefault(key, []).append(host)
+            self._idle.move_to_end(key)
+            self._lock.notify()
+
+    def _new_host(self, a: Automation) -> HostProcess:
+        sites = self.config.site_map
+        return self.host_factory(
+            root=self.config.root.resolve(),
+            sites=sites.to_args(),
+            allowed=allowed_hosts(a.plan, sites),
+            browser=policy.needs_browser(a.plan),
+            step_timeout=self.config.step_timeout,
+            chromium=self.config.chromium,
+            isolation=self.config.isolation,
+            max_runs=self.config.max_runs_per_host,
+        )
+
     def close(self) -> None:
-        while self._hosts:
-            _, host = self._hosts.popitem()
+        with self._lock:
+            hosts = [h for v in self._idle.values() for h in v]
+            self._idle.clear()
+        for host in hosts:
             host.close()
 
     def check(self, request: RunRequest, automation: Automation | None, state: str | None) -> str | None:
@@ -152,8 +188,9 @@ class Executor:
             attempt += 1
             started_at = datetime.now(UTC)
             t0 = time.perf_counter()
+            host = self._acquire(automation)
             try:
-                result = self._host(automation).run(
+                result = host.run(
                     request.run_id,
                     automation.sources["python"].source,
                     dict(request.params),
@@ -161,6 +198,8 @@ class Executor:
                 )
             except HostError as exc:
                 result = HostResult(outcome="error", error=str(exc))
+            finally:
+                self._release(automation, host)
             wall = time.perf_counter() - t0
             completed = [int(s["step"]) for s in result.steps if s.get("ok")]
             if not policy.should_retry(result.outcome, completed, committing, attempt, retry):

@@ -107,6 +107,7 @@ class RunnerService:
         self.on_metric = on_metric
         self.counts: dict[str, int] = dict.fromkeys(REQUEST_RESULTS, 0)
         self.ready = asyncio.Event()
+        self._flight: set[str] = set()  # run ids being run right now
         for r in REQUEST_RESULTS:
             RUNNER_REQUESTS.labels(result=r)
 
@@ -164,9 +165,20 @@ class RunnerService:
 
     async def handle(self, request: RunRequest) -> Execution | None:
         """One decoded request; None when it was already run (nothing to publish)."""
-        if request.run_id in self.done or self.registry.has_run(request.run_id):
+        if (
+            request.run_id in self.done
+            or self.registry.has_run(request.run_id)
+            or request.run_id in self._flight
+        ):
             self._count("duplicate")
             return None
+        self._flight.add(request.run_id)
+        try:
+            return await self._handle(request)
+        finally:
+            self._flight.discard(request.run_id)
+
+    async def _handle(self, request: RunRequest) -> Execution | None:
         automation, state = await self._await_state(request)
         if request.run_id in self.done or self.registry.has_run(request.run_id):
             self._count("duplicate")  # the feed caught up with another executor's run meanwhile
@@ -202,11 +214,14 @@ class RunnerService:
                 while not stop.is_set():
                     if feed.done():
                         feed.result()  # the feed died: surface why
-                    batches = await consumer.getmany(timeout_ms=500, max_records=1)
-                    for tp, records in batches.items():
-                        for record in records:
-                            await self._one(producer, record)
-                        await consumer.commit({tp: records[-1].offset + 1})
+                    # As many requests at once as there are run hosts; offsets are committed after the
+                    # whole batch has been answered.
+                    batches = await consumer.getmany(timeout_ms=500, max_records=self.config.max_hosts)
+                    records = [r for recs in batches.values() for r in recs]
+                    if not records:
+                        continue
+                    await asyncio.gather(*(self._one(producer, r) for r in records))
+                    await consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs})
             finally:
                 await consumer.stop()
         finally:
