@@ -3,12 +3,18 @@
 The embedded broker keeps nothing after it stops (memory storage), so `rote run` records each topic
 as it flows; `rote report` and `rote automations` rebuild their views from the archive with the same
 pure logic the agents use. Each line is one event exactly as it travelled on the wire.
+
+A run records into a fresh staging folder (`new_run_dir`) and only a run that finished is swapped in as
+`last-run` (`publish`); a failed or interrupted run is kept aside as `failed-run` (`keep_failed`), so the
+last good archive, and every view built on it, survives a bad input or a dead broker.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -25,6 +31,58 @@ def default_state_dir() -> Path:
 
 def last_run_dir() -> Path:
     return default_state_dir() / "last-run"
+
+
+LAST_RUN = "last-run"
+FAILED_RUN = "failed-run"
+_STAGING = ".runs"
+
+
+def new_run_dir(state_dir: Path) -> Path:
+    """A fresh, empty folder for one run's archive, beside `last-run` (same file system, so the swap is a
+    rename)."""
+    staging = state_dir / _STAGING
+    staging.mkdir(parents=True, exist_ok=True)
+    path = staging / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    n = 0
+    while True:
+        candidate = path if n == 0 else path.with_name(f"{path.name}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+
+
+def _replace(src: Path, dest: Path) -> None:
+    """Move `src` to `dest`, replacing a folder already there only once `src` is in place beside it."""
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    if old.exists():
+        shutil.rmtree(old)
+    if dest.exists():
+        dest.rename(old)
+    try:
+        src.rename(dest)
+    except OSError:
+        if old.exists():
+            old.rename(dest)  # put the previous one back: never leave no archive at all
+        raise
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def publish(run_dir: Path, state_dir: Path) -> Path:
+    """Make a finished run's archive the `last-run` one; returns its new path."""
+    dest = state_dir / LAST_RUN
+    _replace(run_dir, dest)
+    return dest
+
+
+def keep_failed(run_dir: Path, state_dir: Path) -> Path:
+    """Keep a failed run's partial archive as `failed-run` (for diagnosis), leaving `last-run` untouched."""
+    dest = state_dir / FAILED_RUN
+    _replace(run_dir, dest)
+    return dest
 
 
 def topic_file(run_dir: Path, topic: str) -> Path:

@@ -1,8 +1,17 @@
-"""The one command-line entry point, `rote`. Each command group lives in its own module here."""
+"""The one command-line entry point, `rote`. Each command group lives in its own module here.
+
+Failures end the same way in every command (`rote.cli.errors`): one line on stderr naming the command and
+the cause, and an exit status by kind (1 failed, 2 bad input or setting, 3 broker unreachable); a traceback
+only with `ROTE_DEBUG=1`.
+"""
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import typer
+import typer.core
 
 from rote import __version__
 from rote.cli import (
@@ -56,5 +65,37 @@ bench_cmd.register(app)
 runner_cmd.register(app)
 
 
+def _hide_flag_types() -> None:
+    """Flags take no value, so help must not show a type after them (typer >= 0.16 prints ``<bool>``).
+
+    Typer renders an option's type with `display_type_rich`, whose first rule is "the metavar when set";
+    this makes flags (``--once``, ``--json``, ``--help``) render none, in every command at once.
+    """
+    original = typer.core.TyperOption.display_type_rich
+    if getattr(original, "_rote_hides_flags", False):
+        return
+
+    def display_type_rich(self: typer.core.TyperOption, ctx: Any) -> str | None:
+        if self.is_flag:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._rote_hides_flags = True  # type: ignore[attr-defined]
+    typer.core.TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
+
+
 def main() -> None:
-    app()
+    """`rote`: run the command; a failure is one line and an exit status (`rote.cli.errors`)."""
+    from rote.cli.errors import command_name, debugging, fail
+
+    try:
+        app()
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        if debugging() and not isinstance(exc, KeyboardInterrupt):
+            raise
+        fail(command_name(sys.argv), exc)

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import StrEnum
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
+from rote.cli.import_options import (
+    ActionColsOpt,
+    AppColOpt,
+    DelimiterOpt,
+    EncodingOpt,
+    FormatOpt,
+    LogFormat,
+    TimeColOpt,
+    UserColOpt,
+    UserIdOpt,
+    ValueColOpt,
+    csv_options,
+    describe_import,
+)
 from rote.config import Settings
-from rote.errors import RoteError
-
-
-class Format(StrEnum):
-    actionlogger = "actionlogger"
-    bosco = "bosco"
-    jsonl = "jsonl"
-    csv = "csv"
-
 
 BROKER_HELP = "'embedded' (start the bundled Tansu broker) or kafka://HOST:PORT. Env: ROTE_BROKER."
 
@@ -50,37 +55,55 @@ def schemas_cmd(
 
 
 def run_cmd(
-    replay: Path | None = typer.Option(
-        None, "--replay", exists=True, dir_okay=False, help="UI log to replay; default: the bundled real log."
-    ),
-    fmt: Format = typer.Option(Format.actionlogger, "--format", help="Format of the --replay file."),
-    speed: float = typer.Option(
-        0.0, help="Replay pace: 0 as fast as possible, 1 real time, 10 ten times faster."
-    ),
-    once: bool = typer.Option(False, "--once", help="Stop when the replay is processed and print a summary."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
-    broker: str | None = typer.Option(None, help=BROKER_HELP),
-    store: str | None = typer.Option(
-        None, help="Faust table store (memory:// only). Env: ROTE_STORE."
-    ),
-    metrics_port: int | None = typer.Option(
-        None, help="Prometheus metrics port (default 9464, 0 disables). Env: ROTE_METRICS_PORT."
-    ),
-    state_dir: Path | None = typer.Option(
-        None, help="Where the run archive is kept (default .rote). Env: ROTE_STATE_DIR."
-    ),
-    inject: bool = typer.Option(
-        True,
-        "--inject/--no-inject",
-        help="Inject demo faults: malformed events, and simulated production runs ending in a slowdown.",
-    ),
-    linger: float = typer.Option(
-        0.0, help="With --once: keep serving metrics this many seconds after the summary."
-    ),
-    timeout: float = typer.Option(900.0, help="With --once: give up after this many seconds."),
-    user_id: str = typer.Option("user-1", help="User id for log rows that carry none."),
+    replay: Annotated[
+        Path | None,
+        typer.Option("--replay", dir_okay=False, help="UI log to replay (default: the bundled real log)."),
+    ] = None,
+    fmt: FormatOpt = LogFormat.auto,
+    delimiter: DelimiterOpt = None,
+    encoding: EncodingOpt = None,
+    time_col: TimeColOpt = None,
+    action_cols: ActionColsOpt = None,
+    user_col: UserColOpt = None,
+    app_col: AppColOpt = None,
+    value_col: ValueColOpt = None,
+    user_id: UserIdOpt = "user-1",
+    speed: Annotated[
+        float, typer.Option(help="Replay pace: 0 as fast as possible, 1 real time, 10 ten times faster.")
+    ] = 0.0,
+    once: Annotated[
+        bool, typer.Option("--once", help="Stop when the replay is processed and print a summary.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    broker: Annotated[str | None, typer.Option(help=BROKER_HELP)] = None,
+    store: Annotated[
+        str | None, typer.Option(help="Faust table store (memory:// only). Env: ROTE_STORE.")
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Prometheus metrics port (default 9464, 0 disables). Env: ROTE_METRICS_PORT."),
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where the run archive is kept (default .rote). Env: ROTE_STATE_DIR.")
+    ] = None,
+    inject: Annotated[
+        bool,
+        typer.Option(
+            "--inject/--no-inject",
+            help="Inject demo faults: malformed events, and simulated production runs ending in a slowdown.",
+        ),
+    ] = True,
+    linger: Annotated[
+        float, typer.Option(help="With --once: keep serving metrics this many seconds after the summary.")
+    ] = 0.0,
+    timeout: Annotated[float, typer.Option(help="With --once: give up after this many seconds.")] = 900.0,
 ) -> None:
-    """Run the whole pipeline: broker, all agents, sandbox runner, metrics, and a replayed UI log."""
+    """Run the whole pipeline: broker, all agents, sandbox runner, metrics, and a replayed UI log.
+
+    The log is read and checked before anything starts.
+    Exit status: 0 done; 1 failed or timed out (.rote/last-run is kept);
+    2 bad input or setting; 3 broker unreachable.
+    """
     from rote.pipeline import RunOptions, run
 
     def show(summary: dict[str, object]) -> None:
@@ -90,86 +113,69 @@ def run_cmd(
             print_summary(summary)
         sys.stdout.flush()
 
-    try:
-        settings = Settings.from_env(
-            broker=broker, store=store, metrics_port=metrics_port, state_dir=state_dir
-        )
-        summary = run(
-            settings,
-            RunOptions(
-                replay=replay,
-                fmt=fmt.value,
-                speed=speed,
-                once=once,
-                inject=inject,
-                linger_seconds=linger,
-                timeout_seconds=timeout,
-                user_id=user_id,
-                progress=not as_json,
-            ),
-            on_summary=show,
-        )
-    except RoteError as exc:
-        typer.echo(f"rote run: {exc}", err=True)
-        raise typer.Exit(2) from None
+    options = csv_options(
+        delimiter=delimiter,
+        encoding=encoding,
+        time_col=time_col,
+        action_cols=action_cols,
+        user_col=user_col,
+        app_col=app_col,
+        value_col=value_col,
+    )
+    settings = Settings.from_env(broker=broker, store=store, metrics_port=metrics_port, state_dir=state_dir)
+    summary = run(
+        settings,
+        RunOptions(
+            replay=replay,
+            fmt=fmt.value,
+            csv_options=options,
+            speed=speed,
+            once=once,
+            inject=inject,
+            linger_seconds=linger,
+            timeout_seconds=timeout,
+            user_id=user_id,
+            progress=not as_json,
+        ),
+        on_summary=show,
+    )
     if summary.get("timed_out") or summary.get("error"):
         raise typer.Exit(1)
 
 
 def print_summary(s: dict[str, object]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from rote.cli.console import out_console
+    from rote.pipeline.summary import render
 
-    console = Console()
-    console.print(f"[bold]rote run[/] on {s['broker']} — replayed {s['replay']} in {s['seconds']} s")
-    table = Table("what", "count", show_header=False)
-    rows = [
-        ("events in", s["events_in"]),
-        ("  of which injected invalid", s["injected_invalid_events"]),
-        ("dead letters", s["dead_letters"]),
-        ("candidates", s["candidates"]),
-        ("automations by state", s["automations"]),
-        ("test results (passed)", f"{s['test_results']} ({s['tests_passed']})"),
-        ("simulated production runs", s["simulated_production_runs"]),
-        ("anomalies", s["anomalies"]),
-        ("optimization reports", s["reports"]),
-        ("estimated hours saved / year", s["estimated_hours_saved_per_year"]),
-        ("time saved by runs (s)", s["time_saved_seconds"]),
-        ("ROI", s["roi"]),
-    ]
-    for name, value in rows:
-        table.add_row(name, str(value))
-    console.print(table)
-    topics = Table("topic", "events")
-    for name, n in dict(s["topics"]).items():  # type: ignore[call-overload]
-        topics.add_row(name, str(n))
-    console.print(topics)
-    if s.get("timed_out"):
-        console.print("[red]timed out before the pipeline went quiet[/]")
-    if s.get("error"):
-        console.print(f"[red]{s['error']}[/]")
-    console.print(f"archive: {s['archive']}  (rote report --html report.html; rote automations list)")
+    render(s, out_console())
 
 
 def worker_cmd(
-    broker: str = typer.Option(
-        ..., help="kafka://HOST:PORT of the cluster. Env: ROTE_BROKER.", envvar="ROTE_BROKER"
-    ),
-    store: str | None = typer.Option(None, help="Faust table store (memory:// only). Env: ROTE_STORE."),
-    metrics_port: int | None = typer.Option(
-        None, help="Prometheus metrics port (default 9464). Env: ROTE_METRICS_PORT."
-    ),
-    web_port: int | None = typer.Option(
-        None, help="Port of the registry HTTP views (0 disables). Env: ROTE_WEB_PORT."
-    ),
+    broker: Annotated[
+        str, typer.Option(help="kafka://HOST:PORT of the cluster. Env: ROTE_BROKER.", envvar="ROTE_BROKER")
+    ],
+    store: Annotated[
+        str | None, typer.Option(help="Faust table store (memory:// only). Env: ROTE_STORE.")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus metrics port (default 9464). Env: ROTE_METRICS_PORT.")
+    ] = None,
+    web_port: Annotated[
+        int | None, typer.Option(help="Port of the registry HTTP views (0 disables). Env: ROTE_WEB_PORT.")
+    ] = None,
 ) -> None:
-    """Run the agents only, as one worker of a cluster (scale by starting more)."""
+    """Run the agents only, as one worker of a cluster (scale by starting more).
+
+    Exit status 3, with one line, when the broker cannot be reached.
+    """
     from rote.agents import AgentOptions, build_app
     from rote.brokers import create_topics
+    from rote.cli.errors import require_broker
     from rote.pipeline import make_worker, serve_metrics
     from rote.streams.topics import CATALOGUE
 
     settings = Settings.from_env(broker=broker, store=store, metrics_port=metrics_port, web_port=web_port)
+    require_broker(settings.bootstrap_servers)
     create_topics(settings.bootstrap_servers, CATALOGUE, replication=settings.replication)
     serve_metrics(settings)
     app, _ = build_app(
@@ -182,54 +188,88 @@ def worker_cmd(
 
 
 def produce_cmd(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="UI log to send."),
-    fmt: Format = typer.Option(Format.actionlogger, "--format", help="Format of FILE."),
-    broker: str = typer.Option(..., help="kafka://HOST:PORT. Env: ROTE_BROKER.", envvar="ROTE_BROKER"),
-    user_id: str = typer.Option("user-1", help="User id for rows that carry none."),
-    validate: bool = typer.Option(
-        True,
-        "--validate/--no-validate",
-        help="Reject invalid rows here (default), or send them as they are for the pipeline to dead-letter.",
-    ),
+    file: Annotated[Path, typer.Argument(dir_okay=False, help="UI log to send.")],
+    broker: Annotated[str, typer.Option(help="kafka://HOST:PORT. Env: ROTE_BROKER.", envvar="ROTE_BROKER")],
+    fmt: FormatOpt = LogFormat.auto,
+    delimiter: DelimiterOpt = None,
+    encoding: EncodingOpt = None,
+    time_col: TimeColOpt = None,
+    action_cols: ActionColsOpt = None,
+    user_col: UserColOpt = None,
+    app_col: AppColOpt = None,
+    value_col: ValueColOpt = None,
+    user_id: UserIdOpt = "user-1",
+    validate: Annotated[
+        bool,
+        typer.Option(
+            "--validate/--no-validate",
+            help="Dead-letter invalid rows here with the importer's reason (default), or send them as they "
+            "are for the pipeline's ingress to dead-letter.",
+        ),
+    ] = True,
 ) -> None:
-    """Replay a UI log into a cluster's user-actions topic, keyed by user."""
+    """Replay a UI log into a cluster's user-actions topic, keyed by user.
+
+    The file is read and checked before anything is sent. What became of its
+    rows goes to stderr, one JSON line {"sent", "rejected", "failed"} to stdout.
+    Rejected rows go to the dead-letters topic with their line and cause.
+    Exit status: 1 an event was not delivered; 2 the file cannot be used;
+    3 broker unreachable.
+    """
     from kafka import KafkaProducer
     from rich.progress import track
 
     from rote.brokers import create_topics
-    from rote.errors import ValidationError
-    from rote.importers import iter_records
-    from rote.streams.schemas import UserAction, decode, encode
-    from rote.streams.topics import USER_ACTIONS
+    from rote.cli.errors import require_broker
+    from rote.importers import dead_letter, read_log
+    from rote.streams.schemas import encode
+    from rote.streams.topics import DEAD_LETTERS, USER_ACTIONS
 
+    options = csv_options(
+        delimiter=delimiter,
+        encoding=encoding,
+        time_col=time_col,
+        action_cols=action_cols,
+        user_col=user_col,
+        app_col=app_col,
+        value_col=value_col,
+    )
     settings = Settings.from_env(broker=broker)
-    create_topics(settings.bootstrap_servers, [USER_ACTIONS], replication=settings.replication)
-    records = list(iter_records(file, fmt=fmt.value, user_id=user_id))
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers.split(","), linger_ms=5, acks="all")
-    sent = rejected = 0
-    futures = []
-    for rec in track(records, description="producing", disable=not sys.stderr.isatty()):
+    imported = read_log(file, fmt=fmt.value, user_id=user_id, csv_options=options, validate=validate)
+    for line in describe_import(imported.stats):
+        typer.echo(line, err=True)
+    require_broker(settings.bootstrap_servers)
+    create_topics(settings.bootstrap_servers, [USER_ACTIONS, DEAD_LETTERS], replication=settings.replication)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers.split(","),
+        linger_ms=5,
+        acks="all",
+    )
+    rejected = 0
+    futures: list[tuple[bool, Any]] = []  # (is an action, delivery future)
+    for rec in track(imported.records, description="producing", disable=not sys.stderr.isatty()):
+        if rec.error is not None and validate:
+            letter = dead_letter(rec, imported.path)
+            future = producer.send(DEAD_LETTERS.name, key=USER_ACTIONS.name.encode(), value=encode(letter))
+            futures.append((False, future))
+            rejected += 1
+            continue
         key = str(rec.payload.get("user_id") or user_id).encode()
-        if validate:
-            try:
-                value = encode(decode(UserAction, rec.payload))
-            except ValidationError as exc:
-                typer.echo(f"line {rec.line}: {exc.reason}", err=True)
-                rejected += 1
-                continue
-        else:
-            value = json.dumps(rec.payload).encode()
-        futures.append(producer.send(USER_ACTIONS.name, key=key, value=value))
+        future = producer.send(USER_ACTIONS.name, key=key, value=json.dumps(rec.payload).encode())
+        futures.append((True, future))
     producer.flush()
-    failed = 0
-    for future in futures:  # kafka-python's flush returns even when deliveries failed
+    sent = failed = 0
+    first_failure = ""
+    for is_action, future in futures:  # kafka-python's flush returns even when deliveries failed
         try:
             future.get(timeout=30)
-            sent += 1
+            sent += is_action
         except Exception as exc:
             failed += 1
-            typer.echo(f"not delivered: {exc!r}", err=True)
+            first_failure = first_failure or f"{type(exc).__name__}: {exc}"
     producer.close()
+    if failed:
+        typer.echo(f"rote produce: {failed} events not delivered (first: {first_failure})", err=True)
     typer.echo(json.dumps({"sent": sent, "rejected": rejected, "failed": failed}))
     if failed:
         raise typer.Exit(1)

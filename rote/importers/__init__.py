@@ -60,6 +60,7 @@ __all__ = [
     "iter_records",
     "load_actions",
     "max_event_bytes",
+    "metric_reason",
     "parse_delimiter",
     "parse_timestamp",
     "read_log",
@@ -158,6 +159,23 @@ def dead_letter(rec: ImportedRecord, source: Path, *, now: datetime | None = Non
         received_at=now or datetime.now(UTC),
         agent=IMPORTER_AGENT,
     )
+
+
+_METRIC_REASONS = {
+    "encoding": "encoding",
+    "not JSON": "json",
+    "not an object": "shape",
+    "missing value": "missing_field",
+    "columns": "shape",
+    "unreadable row": "shape",
+    "broken XML": "shape",
+    "too large": "other",
+}
+
+
+def metric_reason(kind: str | None) -> str:
+    """The `rote_dead_letters_total` reason label (a closed set) of an importer error kind."""
+    return _METRIC_REASONS.get(kind or "", "invalid_field")
 
 
 def bundled_log() -> tuple[Path, Format]:

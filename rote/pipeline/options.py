@@ -5,16 +5,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rote.importers import CsvOptions
 from rote.streams.schemas import RunMetric
+
+if TYPE_CHECKING:
+    from rote.pipeline.watch import Bars
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
     replay: Path | None = None
-    fmt: str = "actionlogger"
+    fmt: str = "auto"
     user_id: str = "user-1"
+    #: Columns, delimiter and encoding of the replay file (None: all found in the file).
+    csv_options: CsvOptions | None = None
     #: Replay speed: 0 as fast as the broker takes it; 1.0 the log's own pace; 10 ten times faster.
     speed: float = 0.0
     once: bool = True
@@ -34,6 +40,8 @@ class RunOptions:
 @dataclass
 class Progress:
     produced: int = 0
+    #: Rows of the replay file the importer rejected; each went to `dead-letters` with its line and cause.
+    import_rejected: int = 0
     replay_total: int = 0
     replay_done: bool = False
     injected_bad: int = 0
@@ -48,3 +56,5 @@ class Progress:
     verified: list[str] = field(default_factory=list)
     timed_out: bool = False
     error: str | None = None
+    #: The run's progress bars on stderr (None: no bars, e.g. --json or not a terminal).
+    bars: Bars | None = None

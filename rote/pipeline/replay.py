@@ -1,17 +1,28 @@
-"""Replaying a UI log onto `user-actions`, with the demo's malformed events mixed in."""
+"""Replaying a UI log onto `user-actions`, with the demo's malformed events mixed in.
+
+The file has been read whole before the broker started (`rote.importers.read_log`), so a file that cannot be
+used never gets this far. Rows the importer rejected go straight to `dead-letters` with the importer's own
+reason (file, line, cause) rather than onto `user-actions` to be rejected again with a vaguer one; valid
+rows go to `user-actions`; an event the broker refuses is dead-lettered too, and the replay goes on.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import logging
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
+from rote import metrics
+from rote.importers import ImportedLog, ImportedRecord, dead_letter, metric_reason
 from rote.pipeline.options import Progress, RunOptions
 from rote.pipeline.watch import bar as _bar
-from rote.streams.topics import USER_ACTIONS
+from rote.streams.schemas import encode
+from rote.streams.topics import DEAD_LETTERS, USER_ACTIONS
+
+log = logging.getLogger("rote.replay")
 
 #: Malformed payloads a real producer fleet sends sooner or later, one of each kind.
 MALFORMED: tuple[tuple[str, bytes], ...] = (
@@ -27,28 +38,44 @@ MALFORMED: tuple[tuple[str, bytes], ...] = (
 )
 
 
-async def replay_log(bootstrap: str, path: Path, fmt: str, options: RunOptions, state: Progress) -> None:
+async def _reject(producer: Any, rec: ImportedRecord, imported: ImportedLog, state: Progress) -> None:
+    """Dead-letter a row the importer (or the broker) refused, with its reason, and count it."""
+    letter = dead_letter(rec, imported.path)
+    await producer.send(DEAD_LETTERS.name, encode(letter), key=USER_ACTIONS.name.encode())
+    metrics.DEAD_LETTERS.labels(topic=USER_ACTIONS.name, reason=metric_reason(rec.kind)).inc()
+    state.import_rejected += 1
+
+
+async def replay_log(bootstrap: str, imported: ImportedLog, options: RunOptions, state: Progress) -> None:
     from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
 
-    from rote.importers import iter_records
-
-    records = list(iter_records(path, fmt=fmt, user_id=options.user_id))  # type: ignore[arg-type]
+    records = imported.records
     state.replay_total = len(records) + (len(MALFORMED) if options.inject else 0)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     try:
-        bar = _bar(options, "replay", state.replay_total)
+        bar = _bar(state, "replay", state.replay_total)
         prev: datetime | None = None
         bad = list(MALFORMED) if options.inject else []
         stride = max(1, len(records) // (len(bad) + 1))
         for i, rec in enumerate(records):
-            ts = _timestamp(rec.payload)
-            if options.speed > 0 and prev is not None and ts is not None:
-                await asyncio.sleep(max(0.0, (ts - prev).total_seconds() / options.speed))
-            prev = ts or prev
-            key = str(rec.payload.get("user_id") or options.user_id).encode()
-            await producer.send(USER_ACTIONS.name, json.dumps(rec.payload).encode(), key=key)
-            state.produced += 1
+            if rec.error is not None:
+                await _reject(producer, rec, imported, state)
+            else:
+                ts = _timestamp(rec.payload)
+                if options.speed > 0 and prev is not None and ts is not None:
+                    await asyncio.sleep(max(0.0, (ts - prev).total_seconds() / options.speed))
+                prev = ts or prev
+                key = str(rec.payload.get("user_id") or options.user_id).encode()
+                try:
+                    await producer.send(USER_ACTIONS.name, json.dumps(rec.payload).encode(), key=key)
+                    state.produced += 1
+                except KafkaError as exc:  # e.g. over the broker's message size: this event, not the replay
+                    log.warning(
+                        "%s line %s: the broker refused the event: %s", imported.path.name, rec.line, exc
+                    )
+                    await _reject(producer, _refused(rec, exc), imported, state)
             if bad and i % stride == stride - 1:
                 _label, payload = bad.pop(0)
                 await producer.send(USER_ACTIONS.name, payload, key=options.user_id.encode())
@@ -62,6 +89,18 @@ async def replay_log(bootstrap: str, path: Path, fmt: str, options: RunOptions, 
     finally:
         await producer.stop()
     state.replay_done = True
+
+
+def _refused(rec: ImportedRecord, exc: Exception) -> ImportedRecord:
+    body = json.dumps(rec.payload).encode()
+    return ImportedRecord(
+        line=rec.line,
+        payload=rec.payload,
+        error=f"line {rec.line}: the broker refused it ({type(exc).__name__}: {exc})",
+        kind="too large" if "size" in type(exc).__name__.lower() else "invalid event",
+        raw=body[:65536],
+        raw_size=len(body),
+    )
 
 
 def _timestamp(payload: dict[str, Any]) -> datetime | None:

@@ -16,21 +16,23 @@ against the workbook, every run is reported on `metrics` with `source="productio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rote import metrics
 from rote.archive import ArchiveWriter
 from rote.config import Settings
+from rote.pipeline import lifecycle
+from rote.pipeline.lifecycle import RUN_LOG, RunInput, guarded
 from rote.pipeline.options import Progress, RunOptions
 from rote.pipeline.recorder import end_offsets, recorder
 from rote.pipeline.replay import replay_log
 from rote.pipeline.summary import summarize
-from rote.pipeline.watch import watch_until_done
+from rote.pipeline.watch import Bars, watch_until_done
 from rote.streams.topics import CATALOGUE
 
 log = logging.getLogger("rote.run")
@@ -42,17 +44,38 @@ def run(
     """Run the pipeline; with `once`, return the summary when the replay has been processed.
 
     `on_summary` sees the summary before `linger_seconds` of further metrics serving, so a person (or a
-    test) has the result while Prometheus can still scrape the final values.
+    test) has the result while Prometheus can still scrape the final values. The replay file is read
+    before anything starts (a bad one raises `ImportFormatError`); the archive becomes `last-run` only if
+    the run finished, and a run that raises leaves `last-run` as it was (`rote.pipeline.lifecycle`).
     """
+    run_input = lifecycle.prepare(settings, options)
+    state = Progress(bars=Bars.for_run(options))
+    with lifecycle.run_logging(run_input.run_dir / RUN_LOG) as run_log:
+        try:
+            return _run(settings, options, run_input, state, run_log.path, on_summary=on_summary)
+        except BaseException:
+            lifecycle.abandon(run_input, settings)
+            raise
+        finally:
+            if state.bars is not None:
+                state.bars.stop()
+
+
+def _run(
+    settings: Settings,
+    options: RunOptions,
+    run_input: RunInput,
+    state: Progress,
+    run_log: Path,
+    *,
+    on_summary: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
     from rote.agents import AgentOptions, build_app
     from rote.brokers import create_topics, start_broker
     from rote.demo.run import DemoRuns
-    from rote.importers import bundled_log
     from rote.security.verdicts import ephemeral_result_key
 
-    replay, fmt = (options.replay, options.fmt) if options.replay else bundled_log()
-    run_dir = settings.state_dir / "last-run"
-    state = Progress()
+    replay, run_dir = run_input.replay, run_input.run_dir
     started = time.monotonic()
     broker_url = None if settings.broker == "embedded" else settings.broker
     with start_broker(broker_url) as broker:
@@ -84,7 +107,6 @@ def run(
                     state.error = f"executor failed: {exc!r}"
                     log.exception("executor failed")
 
-
         @app.task
         async def _sandbox() -> None:
             from rote.sandbox_runner.service import SandboxService
@@ -105,11 +127,11 @@ def run(
 
         @app.task
         async def _record() -> None:
-            await recorder(bootstrap, archive, state, stop, start_offsets)
+            await guarded(state, "recorder", recorder(bootstrap, archive, state, stop, start_offsets))
 
         @app.task
         async def _replay() -> None:
-            await replay_log(bootstrap, replay, fmt, options, state)
+            await guarded(state, "replay", replay_log(bootstrap, run_input.imported, options, state))
 
         @app.task
         async def _demo_runs() -> None:
@@ -131,15 +153,24 @@ def run(
         worker = make_worker(app)
         worker_box["worker"] = worker
         try:
-            with contextlib.suppress(SystemExit):
+            try:
                 worker.execute_from_commandline()
+            except SystemExit as exc:
+                lifecycle.worker_exit(state, exc.code, run_log)
         finally:
             if demo is not None:
                 state.demo_form = demo.close()
         archive.close()
     summary = summarize(
-        run_dir, state, seconds=time.monotonic() - started, replay=replay, broker_kind=broker.kind
+        run_dir,
+        state,
+        seconds=time.monotonic() - started,
+        replay=replay,
+        broker_kind=broker.kind,
+        imported=run_input.imported.stats,
     )
+    archive_dir = lifecycle.finish(run_input, state, settings)  # last-run only if the run finished
+    summary.update(archive=str(archive_dir), run_log=str(archive_dir / RUN_LOG))
     if on_summary is not None:
         on_summary(summary)
     if server is not None:
@@ -153,8 +184,9 @@ def make_worker(app: Any) -> Any:
     import faust
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Faust's start/stop spinner and banner go to stderr: stdout is kept for the summary (`--json`).
-    return faust.Worker(
+    # Faust's banner goes to stderr: stdout is kept for the summary (`--json`). Its spinner is off: it
+    # writes cursor escapes even when stderr is not a terminal, and the run has its own progress bars.
+    worker = faust.Worker(
         app,
         loglevel="WARNING",
         quiet=True,
@@ -162,6 +194,8 @@ def make_worker(app: Any) -> Any:
         override_logging=False,
         stdout=sys.stderr,
     )
+    worker.spinner = None
+    return worker
 
 
 def serve_metrics(settings: Settings) -> Any:

@@ -1,4 +1,12 @@
-"""The run's summary, computed from its archive."""
+"""The run's summary, computed from its archive, and how it reads for a person.
+
+`summarize` returns plain JSON (`rote run --json`); `render` lays it out for a terminal of any width. Every
+count is one a reader can reconcile with another view: "actions in" are the file's valid rows (the demo's
+injected malformed events are counted apart), tests are tallied per language as ran / passed / not runnable
+here (`rote.report.tally`), automation states are the registry's (the same as `rote automations list`),
+the hours that could be saved leave out routines whose automation was rejected, and ROI comes with the
+arithmetic and cost model behind it (`rote.report.roi`).
+"""
 
 from __future__ import annotations
 
@@ -7,74 +15,236 @@ from typing import Any
 
 from rote.archive import read_events
 from rote.demo.run import automation_runs, demo_form
+from rote.importers import ImportStats
 from rote.pipeline.options import Progress
-from rote.streams.schemas import Automation, Candidate, OptimizationReport, RunMetric, TestResult
+from rote.report.roi import explain_roi
+from rote.report.tally import TestTally, current_version_verdicts
+from rote.report.units import count, duration, hours, money, plural
+from rote.streams.schemas import Candidate, OptimizationReport, TestResult
 from rote.streams.topics import (
     ANOMALIES,
-    AUTOMATIONS,
     CANDIDATES,
     CATALOGUE,
     DEAD_LETTERS,
-    METRICS,
     OPTIMIZATION_REPORTS,
     TEST_RESULTS,
 )
 
+#: Lifecycle states in the order a reader follows them (the registry's vocabulary, shared by every view).
+STATE_ORDER = ("generated", "testing", "verified", "active", "degraded", "rejected", "retired")
+TOP = 5
+
+
+def candidate_name(c: Candidate) -> str:
+    """The routine's human name (from discovery), or its first and last steps when it has none."""
+    if c.name:
+        return c.name
+    from rote.workflow.analysis import routine_name
+
+    return routine_name(c)
+
 
 def summarize(
-    run_dir: Path, state: Progress, *, seconds: float, replay: Path, broker_kind: str
+    run_dir: Path,
+    state: Progress,
+    *,
+    seconds: float,
+    replay: Path,
+    broker_kind: str,
+    imported: ImportStats | None = None,
+    run_log: Path | None = None,
 ) -> dict[str, Any]:
     """The run's outcome, from the archive: what every topic received and what came of it."""
-    from rote.generator.registry import Registry
+    from rote.generator.registry import from_archive
 
-    candidates: dict[str, Any] = {}
+    candidates: dict[str, Candidate] = {}
     for c in read_events(run_dir, CANDIDATES.name, Candidate):
         if c.candidate_id not in candidates or c.version >= candidates[c.candidate_id].version:
             candidates[c.candidate_id] = c
-    registry = Registry()
-    for a in read_events(run_dir, AUTOMATIONS.name, Automation):
-        if a.state == "generated":
-            registry.apply_automation(a)
+    registry = from_archive(run_dir)
+    records = registry.records()
+    state_of = {r.candidate_id: r.state for r in records}
+    tests = TestTally()
+    for r in records:
+        for lang, verdict in current_version_verdicts(r.test_results):
+            tests.add(lang, verdict)
     results = list(read_events(run_dir, TEST_RESULTS.name, TestResult))
-    for r in results:
-        registry.apply_test_result(r)
-    for m in read_events(run_dir, METRICS.name, RunMetric):
-        registry.apply_metric(m)
     reports = list(read_events(run_dir, OPTIMIZATION_REPORTS.name, OptimizationReport))
-    efficiency = reports[-1].efficiency if reports else {}
+    efficiency = dict(reports[-1].efficiency) if reports else {}
+    kept = [c for c in candidates.values() if state_of.get(c.candidate_id) not in ("rejected", "retired")]
+    automated = [c for c in kept if state_of.get(c.candidate_id) in ("verified", "active", "degraded")]
+    states = registry.counts_by_state()
     return {
         "replay": str(replay),
         "broker": broker_kind,
         "seconds": round(seconds, 1),
         "timed_out": state.timed_out,
         "error": state.error,
+        "import": imported.to_dict() if imported is not None else None,
         "events_in": state.produced,
+        "rows_rejected": state.import_rejected,
         "injected_invalid_events": state.injected_bad,
         "dead_letters": state.counts.get(DEAD_LETTERS.name, 0),
         "candidates": len(candidates),
         "top_candidates": [
             {
                 "candidate_id": c.candidate_id,
-                "score": c.score,
+                "name": candidate_name(c),
+                "variant_note": c.variant_note,
+                "sop": list(c.sop),
+                "score": round(c.score, 1),
                 "occurrences": c.occurrences,
                 "steps": len(c.steps),
-                "estimated_hours_saved_per_year": c.estimated_hours_saved_per_year,
+                "mean_duration_seconds": round(c.mean_duration_seconds, 1),
+                "estimated_hours_saved_per_year": round(c.estimated_hours_saved_per_year, 1),
+                "automation_state": state_of.get(c.candidate_id),
             }
-            for c in sorted(candidates.values(), key=lambda c: -c.score)[:5]
+            for c in sorted(candidates.values(), key=lambda c: (-c.score, c.candidate_id))[:TOP]
         ],
-        "automations": registry.counts_by_state(),
+        "automations": {s: states[s] for s in sorted(states, key=_state_rank)},
         "test_results": len(results),
         "tests_passed": sum(1 for r in results if r.passed),
+        "tests": tests.to_dict(),
         "simulated_production_runs": automation_runs(run_dir)["simulated"],
         "automation_runs": automation_runs(run_dir),
         "demo_form": demo_form(state),
         "anomalies": state.counts.get(ANOMALIES.name, 0),
         "reports": len(reports),
-        "estimated_hours_saved_per_year": round(
-            sum(c.estimated_hours_saved_per_year for c in candidates.values()), 2
+        "estimated_hours_saved_per_year": round(sum(c.estimated_hours_saved_per_year for c in kept), 1),
+        "automated_hours_saved_per_year": round(sum(c.estimated_hours_saved_per_year for c in automated), 1),
+        "rejected_hours_left_out": round(
+            sum(c.estimated_hours_saved_per_year for c in candidates.values() if c not in kept), 1
         ),
-        "time_saved_seconds": efficiency.get("time_saved_seconds"),
-        "roi": efficiency.get("roi"),
+        "time_saved_seconds": _round(efficiency.get("time_saved_seconds")),
+        "value_saved": _round(efficiency.get("value_saved"), 2),
+        "cost": {k: _round(v, 2) for k, v in (efficiency.get("cost") or {}).items()},
+        "currency": efficiency.get("currency"),
+        "roi": _round(efficiency.get("roi"), 4),
+        "roi_explained": explain_roi(efficiency),
         "topics": {spec.name: state.counts.get(spec.name, 0) for spec in CATALOGUE},
         "archive": str(run_dir),
+        "run_log": str(run_log) if run_log is not None else None,
     }
+
+
+def _state_rank(state: str) -> tuple[int, str]:
+    return (STATE_ORDER.index(state) if state in STATE_ORDER else len(STATE_ORDER), state)
+
+
+def _round(x: Any, digits: int = 1) -> float | None:
+    return round(float(x), digits) if isinstance(x, int | float) else None
+
+
+# --------------------------------------------------------------------------------------------------
+# the view
+# --------------------------------------------------------------------------------------------------
+
+
+def rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """(heading, text) lines of the summary, every number in human units; pure, so it is tested as text."""
+    out: list[tuple[str, str]] = []
+    imp = s.get("import") or {}
+    inp = [f"{plural(int(s['events_in']), 'action')} in"]
+    if s.get("rows_rejected"):
+        inp.append(f"{plural(int(s['rows_rejected']), 'invalid row')} of the file dead-lettered")
+    skipped = sum((imp.get("skipped") or {}).values())
+    if skipped:
+        inp.append(f"{plural(skipped, 'row')} skipped")
+    if s.get("injected_invalid_events"):
+        inp.append(f"{plural(int(s['injected_invalid_events']), 'injected malformed event')} (demo)")
+    inp.append(f"{plural(int(s['dead_letters']), 'dead letter')}")
+    out.append(("input", " · ".join(inp)))
+    for kind, n in sorted((imp.get("invalid") or {}).items(), key=lambda kv: -kv[1]):
+        out.append(("", f"{count(n)} × {kind}; first: {(imp.get('first') or {}).get(kind, '')}"))
+    for kind, n in sorted((imp.get("skipped") or {}).items(), key=lambda kv: -kv[1]):
+        out.append(("", f"{count(n)} skipped, {kind}; first: {(imp.get('first') or {}).get(kind, '')}"))
+
+    found = plural(int(s["candidates"]), "routine")
+    saveable = hours(s.get("estimated_hours_saved_per_year"))
+    routines = f"{found} found · {saveable}/year could be saved"
+    if s.get("automated_hours_saved_per_year"):
+        routines += f" ({hours(s['automated_hours_saved_per_year'])}/year by verified automations)"
+    if s.get("rejected_hours_left_out"):
+        routines += (
+            f"; {hours(s['rejected_hours_left_out'])}/year of routines with a rejected automation left out"
+        )
+    out.append(("routines", routines))
+    for i, c in enumerate(s.get("top_candidates") or [], start=1):
+        state = f", automation {c['automation_state']}" if c.get("automation_state") else ""
+        steps = "" if f"{c['steps']} steps" in c["name"] else f"{c['steps']} steps, "
+        out.append(
+            (
+                "",
+                f"{i}. {c['name']} — {steps}seen {c['occurrences']}×, "
+                f"{duration(c.get('mean_duration_seconds'))} each, score {c['score']:.0f}{state}",
+            )
+        )
+        if c.get("variant_note"):
+            out.append(("", f"   {c['variant_note']}"))
+    autos = s.get("automations") or {}
+    out.append(("automations", " · ".join(f"{n} {k}" for k, n in autos.items()) or "none"))
+    tests = TestTally.from_dict(s.get("tests") or {})
+    out.append(("tests", f"{tests.text()} (current versions; {count(s['test_results'])} results in all)"))
+    runs = []
+    made = s.get("automation_runs") or {}
+    if made.get("production"):
+        runs.append(plural(int(made["production"]), "production run"))
+    if s.get("simulated_production_runs"):
+        runs.append(plural(int(s["simulated_production_runs"]), "simulated run"))
+    runs.append(plural(int(s["anomalies"]), "anomaly", "anomalies"))
+    out.append(("runs", " · ".join(runs)))
+    form = s.get("demo_form")
+    if form:
+        out.append(
+            (
+                "demo form",
+                f"{count(form.get('submitted'))} submissions, "
+                f"{count(form.get('correct'))} correct "
+                f"({count(form.get('distinct_students_correct'))} of "
+                f"{count(form.get('expected'))} students), "
+                f"{count(form.get('rejected_malformed'))} rejected as malformed",
+            )
+        )
+    cur = str(s.get("currency") or "")
+    saved = s.get("time_saved_seconds")
+    if saved is not None:
+        out.append(
+            ("time saved", f"{duration(saved)} by production runs, worth {money(s.get('value_saved'), cur)}")
+        )
+    out.append(("ROI", s.get("roi_explained") or "– (nothing built or run yet)"))
+    out.append(("reports", plural(int(s["reports"]), "optimization report")))
+    topics = s.get("topics") or {}
+    out.append(("topics", " · ".join(f"{k} {count(v)}" for k, v in topics.items())))
+    return out
+
+
+def render(s: dict[str, Any], console: Any) -> None:
+    """Print the summary on a rich `console`: a two-column grid that wraps at any width, never cuts."""
+    from rich.table import Table
+    from rich.text import Text
+
+    replay = Path(str(s["replay"])).name
+    imp = s.get("import") or {}
+    what = f"{replay} ({imp['format']})" if imp.get("format") else replay
+    console.print(Text(f"rote run on {s['broker']} — {what} in {duration(s['seconds'])}", style="bold"))
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for head, text in rows(s):
+        grid.add_row(head, text)
+    with console.capture() as captured:
+        console.print(grid)
+    # a grid pads every line to its width: trailing blanks are noise in a file or a CI log
+    console.file.write("\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n")
+    if s.get("timed_out"):
+        console.print(Text("timed out before the pipeline went quiet", style="red"))
+    if s.get("error"):
+        console.print(Text(str(s["error"]), style="red"))
+    tail = f"archive: {s['archive']}"
+    if s.get("timed_out") or s.get("error"):
+        tail += "  (kept aside; the previous last-run archive is unchanged)"
+    else:
+        tail += "  (rote report --html report.html; rote automations list)"
+    console.print(Text(tail, overflow="fold"))
+    if s.get("run_log"):
+        console.print(Text(f"log: {s['run_log']}", style="dim", overflow="fold"))

@@ -9,6 +9,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.progress import (
+    Progress as RichProgress,
+)
+
 from rote import metrics
 from rote.pipeline.options import Progress, RunOptions
 from rote.streams.topics import USER_ACTIONS
@@ -36,10 +49,11 @@ async def watch_until_done(
 ) -> None:
     """Done = replay consumed, pipeline quiet, the tracker caught up, and a report covers all of it."""
     consumed = metrics.EVENTS_CONSUMED.labels(topic=USER_ACTIONS.name, agent="task-identifier")
-    tick = bar(options, "pipeline", None)
+    status = state.bars.add("pipeline", None) if state.bars is not None else None
     while True:
         await asyncio.sleep(0.5)
-        tick(0)
+        if status is not None and state.bars is not None:
+            state.bars.describe(status, _status_text(state, consumed._value.get()))
         now = time.monotonic()
         if state.error:
             break
@@ -55,19 +69,66 @@ async def watch_until_done(
     stop.set()
 
 
-def bar(options: RunOptions, label: str, total: int | None) -> Callable[[int], None]:
-    """A rich progress bar on stderr when it is a terminal; a no-op otherwise."""
-    if not options.progress or not sys.stderr.isatty():
+def _status_text(state: Progress, consumed: float) -> str:
+    c = state.counts
+    return (
+        f"{int(consumed)}/{state.produced + state.injected_bad} actions read · "
+        f"{c.get('candidates', 0)} candidate events · {c.get('automations', 0)} automation events · "
+        f"{c.get('test-results', 0)} tests · {c.get('anomalies', 0)} anomalies"
+    )
+
+
+class Bars:
+    """The run's progress bars: one live display on stderr for every bar, stopped exactly once.
+
+    One `rich` display for the whole run (not one per bar) so bars do not fight over the cursor, and
+    `stop()` in the run's `finally` restores the cursor even when the run fails half way.
+    """
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress = RichProgress(
+            SpinnerColumn(),
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=Console(stderr=True),
+            transient=True,
+            disable=not enabled,
+        )
+        self._started = False
+
+    @classmethod
+    def for_run(cls, options: RunOptions) -> Bars:
+        return cls(enabled=options.progress and sys.stderr.isatty())
+
+    def start(self) -> None:
+        if self.enabled and not self._started:
+            self._progress.start()
+            self._started = True
+
+    def stop(self) -> None:
+        if self._started:
+            self._progress.stop()
+            self._started = False
+
+    def add(self, label: str, total: int | None) -> TaskID:
+        self.start()
+        return self._progress.add_task(label, total=total, status="")
+
+    def advance(self, task: TaskID, n: int = 1) -> None:
+        self._progress.advance(task, n)
+
+    def describe(self, task: TaskID, status: str) -> None:
+        self._progress.update(task, status=status)
+
+
+def bar(state: Progress, label: str, total: int | None) -> Callable[[int], None]:
+    """An `advance(n)` function for one bar of the run's display (a no-op without bars)."""
+    bars = state.bars
+    if bars is None or not bars.enabled:
         return lambda n: None
-    from rich.progress import Progress
-
-    progress = Progress(transient=True)
-    progress.start()
-    task = progress.add_task(label, total=total)
-
-    def advance(n: int) -> None:
-        progress.advance(task, n)
-        if total is not None and progress.tasks[0].completed >= total:
-            progress.stop()
-
-    return advance
+    task = bars.add(label, total)
+    return lambda n: bars.advance(task, n)

@@ -1,0 +1,44 @@
+"""Consoles for command output that fits any width, on a terminal or not.
+
+`rich` lays out for 80 columns when stdout is not a terminal, so a table piped to a file or a CI log was cut
+to 80 columns. Here the width is the terminal's, else `COLUMNS`, else 120, and tables are built to fold
+long cells onto more lines rather than cut them (`rote.cli.console.table`), so no character is lost at
+any width.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+#: Width when the output is not a terminal and `COLUMNS` is not set.
+DEFAULT_WIDTH = 120
+
+
+def _width(stream: Any) -> int | None:
+    if stream.isatty():
+        return None  # rich asks the terminal
+    raw = os.environ.get("COLUMNS", "")
+    return int(raw) if raw.isdigit() and int(raw) >= 20 else DEFAULT_WIDTH
+
+
+def out_console() -> Console:
+    """A console on stdout for results (summaries, tables)."""
+    return Console(width=_width(sys.stdout), soft_wrap=False)
+
+
+def err_console() -> Console:
+    """A console on stderr for progress and errors."""
+    return Console(stderr=True, width=_width(sys.stderr))
+
+
+def table(*columns: str, title: str | None = None, numeric: tuple[str, ...] = ()) -> Table:
+    """A table whose every column folds (wraps inside words when it must) instead of being cut short."""
+    t = Table(title=title)
+    for name in columns:
+        t.add_column(name, overflow="fold", justify="right" if name in numeric else "left")
+    return t

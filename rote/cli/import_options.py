@@ -1,0 +1,108 @@
+"""The options every command that reads a UI log shares: `rote run`, `rote produce`, `rote eval discovery`.
+
+One definition, so the same flag means the same thing (and has the same help) wherever a log is read, and a
+person who learnt `--delimiter` on one command can use it on the others.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from rote.errors import ConfigError
+from rote.importers import CsvOptions, ImportStats
+
+
+class LogFormat(StrEnum):
+    auto = "auto"
+    actionlogger = "actionlogger"
+    bosco = "bosco"
+    jsonl = "jsonl"
+    csv = "csv"
+    xes = "xes"
+
+
+FORMAT_HELP = (
+    "Format of the log: auto (from the file), actionlogger, bosco, jsonl, csv (any delimited log; the "
+    "process-mining names concept:name, time:timestamp, case:concept:name, org:resource are understood), "
+    "xes (IEEE 1849, also .xes.gz)."
+)
+
+FormatOpt = Annotated[LogFormat, typer.Option("--format", help=FORMAT_HELP)]
+DelimiterOpt = Annotated[
+    str | None,
+    typer.Option("--delimiter", help="Column delimiter, e.g. ';' or tab (default: sniffed from the file)."),
+]
+EncodingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--encoding", help="Text encoding, e.g. cp1252 (default: sniffed; UTF-8 with or without BOM)."
+    ),
+]
+TimeColOpt = Annotated[
+    str | None,
+    typer.Option("--time-col", help="Timestamp column (default: timeStamp, time:timestamp, timestamp, ...)."),
+]
+ActionColsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--action-cols",
+        help="Action column, then target columns, comma separated (default: eventType, concept:name, ...).",
+    ),
+]
+UserColOpt = Annotated[
+    str | None,
+    typer.Option("--user-col", help="User column (default: userID, org:resource, user_id, user)."),
+]
+AppColOpt = Annotated[
+    str | None, typer.Option("--app-col", help="Application column (csv/xes; default: targetApp, app).")
+]
+ValueColOpt = Annotated[
+    str | None, typer.Option("--value-col", help="Typed/copied value column (csv/xes; default: value).")
+]
+UserIdOpt = Annotated[
+    str, typer.Option("--user-id", help="User of the rows when the log has no user column of its own.")
+]
+
+
+def csv_options(
+    *,
+    delimiter: str | None = None,
+    encoding: str | None = None,
+    time_col: str | None = None,
+    action_cols: str | None = None,
+    user_col: str | None = None,
+    app_col: str | None = None,
+    value_col: str | None = None,
+    instance_col: str | None = None,
+    routine_col: str | None = None,
+) -> CsvOptions:
+    """`CsvOptions` from the shared flags; a bad value is a `typer.BadParameter` naming the flag."""
+    cols = tuple(c.strip() for c in (action_cols or "").split(",") if c.strip())
+    try:
+        return CsvOptions(
+            time_col=time_col,
+            action_cols=cols,
+            user_col=user_col,
+            app_col=app_col,
+            value_col=value_col,
+            instance_col=instance_col,
+            routine_col=routine_col,
+            delimiter=delimiter,
+            encoding=encoding,
+        )
+    except ConfigError as exc:
+        hint = "--delimiter" if "delimiter" in str(exc) else "--encoding"
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
+
+
+def describe_import(stats: ImportStats, *, limit: int = 6) -> list[str]:
+    """What became of the file's rows, for stderr: the headline and one line per kind of invalid row."""
+    lines = [f"{stats.path}: {stats.headline()}"]
+    details = stats.describe()
+    lines += [f"  {d}" for d in details[:limit]]
+    if len(details) > limit:
+        lines.append(f"  … and {len(details) - limit} more kinds (see the dead-letters topic)")
+    return lines
