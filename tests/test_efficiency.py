@@ -128,15 +128,16 @@ def test_runs_of_an_unknown_routine_cost_but_do_not_save() -> None:
     assert s.automations[0].baseline_seconds is None
 
 
-def test_each_version_is_a_build_and_maintenance_accrues_while_the_automation_exists() -> None:
+def test_an_automation_is_one_build_whatever_its_versions_and_maintenance_accrues() -> None:
     cost = CostModel(hourly_rate=60.0, build_cost_hours=1.0, maintenance_hours_per_month=0.5)
     t = EfficiencyTracker(cost)
     c = routine([60.0])
-    t.apply_automation(automation_for(c, version=1, state="active", created_at=T0))
-    t.apply_automation(automation_for(c, version=2, state="active", created_at=T0 + timedelta(days=3)))
+    for v in range(1, 6):  # the generator's five versions in seconds: one review, not five
+        t.apply_automation(automation_for(c, version=v, state="active", created_at=T0 + timedelta(seconds=v)))
     s = t.summary(now=T0 + timedelta(days=30.4375))
-    assert s.cost["build"] == pytest.approx(120.0)
-    assert s.cost["maintenance"] == pytest.approx(30.0)
+    assert s.automations[0].versions == 5
+    assert s.cost["build"] == pytest.approx(60.0)
+    assert s.cost["maintenance"] == pytest.approx(30.0, rel=1e-4)
 
 
 def test_trends_see_an_improving_automation() -> None:

@@ -15,13 +15,13 @@ class CostModel:
     """Money per unit of person time and machine time; every field has env var `ROTE_<NAME>`.
 
     The defaults are deliberately conservative (they make ROI look worse, not better): a person's hour at
-    50, an hour of someone's attention to review and approve each automation version, and machine time
-    priced like a small cloud VM share.
+    50, an hour of someone's attention to review and approve each automation (once, whatever the number of
+    versions the generator went through), and machine time priced like a small cloud VM share.
     """
 
     #: Value of one hour of a person's time, in `currency` (shared with `Settings.hourly_rate`).
     hourly_rate: float = 50.0
-    #: Person-hours to review, approve and deploy one automation version (generation itself is free).
+    #: Person-hours to review, approve and deploy one automation (generation and regeneration are free).
     build_cost_hours: float = 1.0
     #: Machine cost of one second of sandbox test-run wall time (per run-second), in `currency`.
     test_cost_per_run_seconds: float = 0.0001

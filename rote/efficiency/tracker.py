@@ -8,7 +8,8 @@ Accounting rules (docs/workflow.md, "Efficiency"):
   nothing (the person still does the work) but its machine time is paid for.
 - Sandbox runs and test results are tests, not work: they cost (machine time) and never count as savings.
   A sandbox run's duration is used only to *project* the saving of an automation not yet in production.
-- Costs: every automation version built costs `build_cost_hours` of a person; test and run machine time
+- Costs: every automation costs `build_cost_hours` of a person once (the review that decides to deploy it;
+  versions the generator produces in seconds are machine work, not a new review); test and run machine time
   at their per-second prices; optional monthly maintenance while the automation exists.
 - ROI = (value of time saved − total cost) / total cost.
 
@@ -116,6 +117,11 @@ class EfficiencySummary:
         return self.cost["total"]
 
     @property
+    def automations_built(self) -> int:
+        """Automations whose review is in the build cost (one each; runs of unknown ids cost no review)."""
+        return sum(1 for a in self.automations if a.cost_build > 0)
+
+    @property
     def mean_baseline_seconds(self) -> float | None:
         """Mean baseline over the routines that have an automation (what the baseline gauge shows)."""
         vals = [a.baseline_seconds for a in self.automations if a.baseline_seconds is not None]
@@ -134,6 +140,7 @@ class EfficiencySummary:
             "value_saved": self.value_saved,
             "cost": dict(self.cost),
             "roi": self.roi,
+            "automations_built": self.automations_built,
             "mean_baseline_seconds": self.mean_baseline_seconds,
             "trends": self.trends,
             "series": self.series,
@@ -435,7 +442,8 @@ class EfficiencyTracker:
         elif baseline is not None and automated is not None:
             per_run, projected = baseline - automated, True
 
-        c_build = len(versions) * cost.build_cost_hours * cost.hourly_rate
+        # One review per automation: a regenerated version (seconds of machine work) is not a new project.
+        c_build = cost.build_cost_hours * cost.hourly_rate if rec else 0.0
         c_test = float(t["wall"].sum()) * cost.test_cost_per_run_seconds
         c_run = float(prod["duration"].sum()) * cost.run_cost_per_second if not prod.empty else 0.0
         c_maint = 0.0
