@@ -222,7 +222,7 @@ class RoutineDiscoverer:
                     q2 = triples.get((th.prev, th.last, x), 0.0) / o2
                     if q2 > q:
                         q = q2
-            if q < theta and (c < 2.0 or q < min_lift * base):
+            if c < 2.0 or (q < theta and q < min_lift * base):
                 continue
             # equal evidence: the longer-lived thread (a repeated or stray action opens a thread that must
             # not take the work over)
@@ -250,7 +250,8 @@ class RoutineDiscoverer:
 
     def _retire_hist(self, state: UserState, th: Thread) -> None:
         h = state.history
-        h.extend(th.hist)
+        if th.size >= self.config.min_length:  # a stray action's own thread tells nothing about routines
+            h.extend(th.hist)
         th.hist = []
         over = len(h) - self.config.history_events
         for _ in range(over):
@@ -301,14 +302,20 @@ class RoutineDiscoverer:
     def _thread_ordered(self, state: UserState) -> list[str]:
         seq = list(state.history)
         for th in sorted(state.threads, key=lambda t: t.tid):
-            seq.extend(th.hist)
+            if th.size >= self.config.min_length:
+                seq.extend(th.hist)
         return seq
 
     def _estimate(self, state: UserState, known: list[str]) -> list[str]:
         cfg = self.config
         seq = self._thread_ordered(state)
-        known = list(dict.fromkeys([*known, *self._interrupt_starts(state)]))
-        return estimate_starts(seq, known=known, min_support=cfg.min_support, min_length=cfg.min_length)
+        return estimate_starts(
+            seq,
+            known=known,
+            prefer=self._interrupt_starts(state),
+            min_support=cfg.min_support,
+            min_length=cfg.min_length,
+        )
 
     def _set_starts(self, state: UserState, starts: list[str]) -> None:
         state.starts = starts

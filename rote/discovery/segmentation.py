@@ -145,17 +145,28 @@ def estimate_starts(
     min_edge_ratio: float = 0.05,
     min_length: int = 3,
     body_share: float = 0.8,
+    prefer: Sequence[str] = (),
 ) -> list[str]:
-    """Routine start actions of a stream; `known` starts (from earlier windows) are kept as roots."""
+    """Routine start actions of a stream; `known` starts (from earlier windows) are kept as roots.
+
+    `prefer`: candidates tried before the cycle heads (actions seen to begin interruptions), under the same
+    acceptance tests as every other candidate.
+    """
     freq = frequent_labels(labels, min_support)
     seq = [label for label in labels if label in freq]
     if not seq:
         return list(known)
-    starts: list[str] = [s for s in known if s in freq] or [seq[0]]
+    anchor = next((p for p in prefer if p in freq), seq[0])
+    starts: list[str] = [s for s in known if s in freq] or [anchor]
     roots = [*starts, seq[0]] if seq[0] not in starts else list(starts)
     accepted = set(starts)
     bodies = {s: body(seq, s, accepted, min_length=min_length, share=body_share) for s in starts}
-    heads = cycle_heads(seq, roots, min_support=min_support, min_edge_ratio=min_edge_ratio)
+    heads = [p for p in prefer if p in freq]
+    heads += [
+        h
+        for h in cycle_heads(seq, roots, min_support=min_support, min_edge_ratio=min_edge_ratio)
+        if h not in heads
+    ]
     # A routine entered through an action shared with another routine (both end on "OK") has no back-edge
     # of its own; every other frequent action, in order of first appearance, is a candidate too.
     seen = set(heads)
