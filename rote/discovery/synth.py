@@ -112,7 +112,7 @@ def interleave(
 
 
 def write_csv(events: Sequence[SynthEvent], path: Path, abstraction: ActionAbstraction | None = None) -> None:
-    """The process-mining layout of the shared interleaved logs, plus the truth: `routine_type`, `instance`."""
+    """The shared interleaved logs' process-mining layout, plus the truth: `routine_type`, `instance`."""
     ab = abstraction or ActionAbstraction()
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
