@@ -267,12 +267,15 @@ class FormServer:
 
             def _send(self, status: int, body: str, ctype: str = "text/html; charset=utf-8") -> None:
                 data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("Cache-Control", "no-store")
+                    self.end_headers()
+                    self.wfile.write(data)
+                except ConnectionError:
+                    pass  # the browser closed the page (the run ended) before reading the answer
 
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path.rstrip("/")
@@ -281,6 +284,8 @@ class FormServer:
                     self._send(200, form_page(server.rename))
                 elif path == THANKS_PATH:
                     self._send(200, _THANKS)
+                elif path == "/favicon.ico":
+                    self._send(204, "")
                 elif path == "/stats":
                     self._send(200, json.dumps(server.snapshot()), "application/json")
                 else:

@@ -220,7 +220,11 @@ class RunnerService:
                     records = [r for recs in batches.values() for r in recs]
                     if not records:
                         continue
-                    await asyncio.gather(*(self._one(producer, r) for r in records))
+                    answers = await asyncio.gather(*(self._execute(producer, r) for r in records))
+                    # published in the order the runs started: consumers of `metrics` (the performance
+                    # monitor) read one automation's runs in time order
+                    for m in sorted((m for m in answers if m is not None), key=lambda m: m.started_at):
+                        await self._publish(producer, m)
                     await consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batches.items() if recs})
             finally:
                 await consumer.stop()
@@ -231,7 +235,8 @@ class RunnerService:
             await asyncio.to_thread(self.executor.close)
             self.done.close()
 
-    async def _one(self, producer: Any, record: Any) -> None:
+    async def _execute(self, producer: Any, record: Any) -> RunMetric | None:
+        """Decode and run one request record; the metric to publish, if it ran."""
         metrics.EVENTS_CONSUMED.labels(topic=RUN_REQUESTS.name, agent=AGENT).inc()
         value: bytes = record.value or b""
         try:
@@ -253,11 +258,11 @@ class RunnerService:
             metrics.DEAD_LETTERS.labels(
                 topic=RUN_REQUESTS.name, reason=metrics.dead_letter_reason(exc.reason)
             ).inc()
-            return
+            return None
         execution = await self.handle(request)
-        if execution is None or execution.metric is None:
-            return
-        m = execution.metric
+        return execution.metric if execution is not None else None
+
+    async def _publish(self, producer: Any, m: RunMetric) -> None:
         await producer.send_and_wait(METRICS.name, encode(m), key=m.automation_id.encode())
         metrics.EVENTS_PRODUCED.labels(topic=METRICS.name, agent=AGENT).inc()
         self.registry.apply_metric(m)
