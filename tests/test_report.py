@@ -117,8 +117,12 @@ def test_incremental_builder_matches_batch_and_pickles(
 
 def test_html_is_self_contained_and_escapes_user_text(events: dict[str, list[Any]]) -> None:
     autos = [a.model_copy(update={"name": "<script>alert(1)</script>"}) for a in events["automations"]]
+    cands = [
+        c.model_copy(update={"name": "<script>alert(2)</script>", "sop": ["1. <b>type</b> it"]})
+        for c in events["candidates"]
+    ]
     r = compose_report(
-        candidates=events["candidates"],
+        candidates=cands,
         automations=autos,
         test_results=events["test-results"],
         runs=events["metrics"],

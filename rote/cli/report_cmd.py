@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from rote.errors import ConfigError, RoteError
 
@@ -41,38 +40,64 @@ def read_archive(run_dir: Path, *, progress: bool = True) -> dict[str, list[Any]
 
 
 def _print_summary(report: Any, html: Path | None) -> None:
-    out = Console()
+    from rote.cli.console import out_console, table
+    from rote.report import units
+    from rote.report.html import fmt_span
+
+    out = out_console()
     eff = report.efficiency
-    cur = eff.get("currency", "")
-    roi = eff.get("roi")
-    out.print(f"[bold]{report.report_id}[/bold]  period {report.period_start} – {report.period_end}")
-    cost = eff.get("cost", {}).get("total", 0)
+    cur = str(eff.get("currency", ""))
+    observed = eff.get("observed_period") or {}
+    out.print(f"[bold]{report.report_id}[/bold]", highlight=False)
+    if report.period_start is not None:
+        what = "automations tested and run" if observed.get("start") else "period"
+        out.print(f"{what}: {fmt_span(report.period_start, report.period_end)}", highlight=False)
+    if observed.get("start"):
+        out.print(f"routines observed: {fmt_span(observed['start'], observed['end'])}", highlight=False)
+    score = report.optimization_score
     out.print(
-        f"time saved {eff.get('hours_saved', 0):.2f} h over {eff.get('successful_runs', 0)} production runs"
-        f" · value {eff.get('value_saved', 0):,.2f} {cur} · cost {cost:,.2f} {cur} · "
-        f"ROI {'–' if roi is None else f'{roi * 100:+.0f}%'} · optimization score "
-        f"{'–' if report.optimization_score is None else f'{report.optimization_score:.0f}/100'}"
+        f"time saved {units.duration(eff.get('time_saved_seconds'))} by "
+        f"{units.plural(int(eff.get('successful_runs', 0)), 'successful production run')}"
+        f" · value {units.money(eff.get('value_saved'), cur)}"
+        f" · cost {units.money((eff.get('cost') or {}).get('total'), cur)}"
+        f" · optimization score {'–' if score is None else f'{score:.0f}/100'}",
+        highlight=False,
     )
-    t = Table(title="Automations", show_lines=False)
-    for col in ("automation", "state", "runs", "saved/run s", "time saved s", "ROI"):
-        t.add_column(col)
+    if eff.get("roi_explained"):
+        out.print(f"ROI {eff['roi_explained']}", highlight=False)
+    c = table("#", "routine", "seen", "saveable per year", "score", "automation", title="Routines")
+    for i, row in enumerate(report.top_candidates, start=1):
+        name = row["name"] + (f"\n{row['variant_note']}" if row.get("variant_note") else "")
+        c.add_row(
+            str(i),
+            name,
+            f"{row['occurrences']}×",
+            units.hours(row.get("estimated_hours_saved_per_year")),
+            f"{row['score']:.0f}",
+            str(row.get("automation_state") or "–"),
+        )
+    out.print(c)
+    t = table("automation", "state", "tests (current version)", "runs", "saved/run", "time saved", "ROI",
+              title="Automations")
     for a in report.automations:
+        per_run = units.duration(a["time_saved_per_run_seconds"]) + (" (projected)" if a["projected"] else "")
         t.add_row(
-            a["name"], str(a["state"]), str(a["production_runs"]),
-            "–" if a["time_saved_per_run_seconds"] is None else f"{a['time_saved_per_run_seconds']:.1f}"
-            + (" (proj.)" if a["projected"] else ""),
-            f"{a['time_saved_seconds']:.0f}", "–" if a["roi"] is None else f"{a['roi'] * 100:+.0f}%",
+            a["name"],
+            str(a["state"]),
+            a.get("current_tests_text") or "–",
+            units.count(a["production_runs"]),
+            per_run,
+            units.duration(a["time_saved_seconds"]),
+            units.percent(a["roi"], signed=True),
         )
     out.print(t)
-    b = Table(title="Top bottlenecks")
-    for col in ("#", "where", "step", "share", "why"):
-        b.add_column(col)
+    b = table("#", "where", "step", "share", "why", title="Top bottlenecks")
     for x in report.bottlenecks[:8]:
-        b.add_row(str(x["rank"]), f"{x['scope']}: {x['scope_name']}", x["label"], f"{x['share']:.0%}",
+        b.add_row(str(x["rank"]), f"{x['scope']}: {x['scope_name']}", x["label"], units.percent(x["share"]),
                   "; ".join(x["reasons"]))
     out.print(b)
     if html is not None:
-        out.print(f"HTML report: {html}")
+        out.print(f"HTML report: {html}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -95,7 +120,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         build_cost_hours: Annotated[
             float | None,
-            typer.Option(help="Person-hours to review and deploy one automation version (default 1)."),
+            typer.Option(help="Person-hours to review and deploy one automation, once (default 1)."),
         ] = None,
         test_cost_per_run_seconds: Annotated[
             float | None, typer.Option(help="Cost of one second of sandbox test run (default 0.0001).")

@@ -229,7 +229,7 @@ class EfficiencyTracker:
             self._fallback[c.candidate_id] = c.mean_duration_seconds
             head = " → ".join(c.routine[:3])
             more = f" … ({len(c.routine)} steps)" if len(c.routine) > 3 else ""
-            self._names[c.candidate_id] = head + more
+            self._names[c.candidate_id] = c.name or head + more  # discovery's human name when it has one
 
     def apply_automation(self, a: Automation) -> None:
         rec = self._autos.setdefault(

@@ -4,6 +4,13 @@
 `compose_report` is the same computation over archived events. Both go through the same analyzer and
 tracker, so the report a person reads and the one on `optimization-reports` agree. Section shapes:
 docs/workflow.md.
+
+Two clocks meet in a report: when the routines were observed (the log's time, possibly years ago for a
+replayed log) and when the automations were tested and ran (now). The report's period is the second one,
+the period the report is about; the first is `efficiency.observed_period`. Mixing them gave periods such as
+"2019-10-21 – 2026-11-29". Routines and automations are named by the candidate's human name (discovery's
+`Candidate.name`) wherever the analysis named them by their first steps, and tests are tallied per language
+on each automation's current version (`rote.report.tally`), the same way in every view.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from typing import Any, ClassVar, Self
 
 from rote.efficiency import CostModel, EfficiencySummary, EfficiencyTracker, TrendConfig
 from rote.errors import StateError
+from rote.report.roi import explain_roi
+from rote.report.tally import tally
 from rote.state import StateReader, model_state
 from rote.streams.schemas import Anomaly, Automation, Candidate, OptimizationReport, RunMetric, TestResult
 from rote.workflow import AnalyzerConfig, WorkflowAnalysis, WorkflowAnalyzer, latest_candidates
@@ -45,16 +54,28 @@ class ReportBuilder:
         self.tracker = EfficiencyTracker(self.cost, trend)
         self._candidates: dict[str, Candidate] = {}
         self._automations: dict[str, Automation] = {}
-        self._tests: dict[str, tuple[str, int, bool]] = {}
+        #: result id -> (automation id, version, passed, language, verdict)
+        self._tests: dict[str, tuple[str, int, bool, str, str]] = {}
         self._anomalies: deque[Anomaly] = deque(maxlen=max_anomalies)
         self._anomaly_counts: dict[str, int] = {}
+        #: when the automations were tested and ran (the report's period)
         self._first: datetime | None = None
         self._last: datetime | None = None
+        #: when the routines were observed (the log's own clock)
+        self._observed_first: datetime | None = None
+        self._observed_last: datetime | None = None
 
     def _seen(self, *stamps: datetime) -> None:
         for t in stamps:
             self._first = t if self._first is None or t < self._first else self._first
             self._last = t if self._last is None or t > self._last else self._last
+
+    def _observed(self, *stamps: datetime) -> None:
+        for t in stamps:
+            if self._observed_first is None or t < self._observed_first:
+                self._observed_first = t
+            if self._observed_last is None or t > self._observed_last:
+                self._observed_last = t
 
     def apply_candidate(self, c: Candidate) -> None:
         old = self._candidates.get(c.candidate_id)
@@ -62,7 +83,7 @@ class ReportBuilder:
             self._candidates[c.candidate_id] = c
         self.analyzer.apply_candidate(c)
         self.tracker.apply_candidate(c)
-        self._seen(c.first_seen, c.last_seen)
+        self._observed(c.first_seen, c.last_seen)
 
     def apply_automation(self, a: Automation) -> None:
         old = self._automations.get(a.automation_id)
@@ -72,8 +93,9 @@ class ReportBuilder:
         self.tracker.apply_automation(a)
 
     def apply_test_result(self, r: TestResult) -> None:
-        self._tests[r.result_id] = (r.automation_id, r.version, r.passed)
+        self._tests[r.result_id] = (r.automation_id, r.version, r.passed, r.language, r.verdict)
         self.tracker.apply_test_result(r)
+        self._seen(r.started_at)
 
     def apply_metric(self, m: RunMetric) -> None:
         self.analyzer.apply_metric(m)
@@ -100,6 +122,8 @@ class ReportBuilder:
             "anomaly_counts": self._anomaly_counts,
             "first": self._first.isoformat() if self._first else None,
             "last": self._last.isoformat() if self._last else None,
+            "observed_first": self._observed_first.isoformat() if self._observed_first else None,
+            "observed_last": self._observed_last.isoformat() if self._observed_last else None,
         }
 
     @classmethod
@@ -118,10 +142,15 @@ class ReportBuilder:
         b._candidates = dict(b.analyzer._candidates)
         b._automations = dict(b.analyzer._automations)
         for rid, t in r.dict("tests").items():
-            if not (isinstance(t, list) and len(t) == 3 and isinstance(t[0], str) and isinstance(t[1], int)
-                    and isinstance(t[2], bool)):
-                raise StateError(f"{cls.STATE_KIND}.tests.{rid}: expected [automation, version, passed]")
-            b._tests[rid] = (t[0], t[1], t[2])
+            if not (isinstance(t, list) and len(t) in (3, 5) and isinstance(t[0], str)
+                    and isinstance(t[1], int) and isinstance(t[2], bool)
+                    and all(isinstance(x, str) for x in t[3:])):
+                raise StateError(
+                    f"{cls.STATE_KIND}.tests.{rid}: expected [automation, version, passed, language, verdict]"
+                )
+            # (a record written before languages were kept counts as a Python result)
+            lang, verdict = (t[3], t[4]) if len(t) == 5 else ("python", "passed" if t[2] else "failed")
+            b._tests[rid] = (t[0], t[1], t[2], lang, verdict)
         for x in r.list("anomalies"):
             b._anomalies.append(model_state(Anomaly, x, f"{cls.STATE_KIND}.anomalies"))
         for aid, n in r.dict("anomaly_counts").items():
@@ -131,20 +160,26 @@ class ReportBuilder:
         first, last = r.opt_str("first"), r.opt_str("last")
         b._first = _time(first, r.where) if first else None
         b._last = _time(last, r.where) if last else None
+        first, last = r.opt_str("observed_first"), r.opt_str("observed_last")
+        b._observed_first = _time(first, r.where) if first else None
+        b._observed_last = _time(last, r.where) if last else None
         return b
 
     def report(self, now: datetime) -> OptimizationReport:
         analysis = self.analyzer.analysis()
         eff = self.tracker.summary(now)
+        worked = self._first is not None
         return OptimizationReport(
             report_id=f"report-{now.astimezone(UTC):%Y%m%dT%H%M%S}Z",
             generated_at=now,
-            period_start=self._first,
-            period_end=self._last,
+            period_start=self._first if worked else self._observed_first,
+            period_end=self._last if worked else self._observed_last,
             top_candidates=self._top_candidates(eff),
             automations=self._automation_rows(eff),
-            bottlenecks=[{"rank": i + 1, **b.to_dict()} for i, b in enumerate(analysis.bottlenecks[:25])],
-            parallelization=[p.to_dict() for p in analysis.parallelization[: self.top_n]],
+            bottlenecks=[
+                self._renamed({"rank": i + 1, **b.to_dict()}) for i, b in enumerate(analysis.bottlenecks[:25])
+            ],
+            parallelization=[self._renamed(p.to_dict()) for p in analysis.parallelization[: self.top_n]],
             caching=[h.to_dict() for h in analysis.caching[: self.top_n]],
             optimization_score=analysis.score.score if analysis.score else None,
             optimization_breakdown=analysis.score.to_dict() if analysis.score else {},
@@ -153,6 +188,18 @@ class ReportBuilder:
         )
 
     # -- sections ----------------------------------------------------------------------------------
+
+    def _name_of(self, scope: str, scope_id: str) -> str | None:
+        """The human name of a routine (by candidate id) or of an automation (by its candidate's name)."""
+        if scope == "automation":
+            a = self._automations.get(scope_id)
+            scope_id = a.candidate_id if a is not None else ""
+        c = self._candidates.get(scope_id)
+        return candidate_name(c) if c is not None else None
+
+    def _renamed(self, row: dict[str, Any]) -> dict[str, Any]:
+        name = self._name_of(str(row.get("scope", "")), str(row.get("scope_id", "")))
+        return {**row, "scope_name": name} if name else row
 
     def _top_candidates(self, eff: EfficiencySummary) -> list[dict[str, Any]]:
         by_candidate = {a.candidate_id: a for a in self._automations.values()}
@@ -166,7 +213,11 @@ class ReportBuilder:
                 "candidate_id": c.candidate_id,
                 "version": c.version,
                 "user_id": c.user_id,
-                "name": routine_name(c),
+                "name": candidate_name(c),
+                "variant_note": c.variant_note,
+                "sop": list(c.sop),
+                "first_seen": c.first_seen.isoformat(),
+                "last_seen": c.last_seen.isoformat(),
                 "steps": len(c.steps),
                 "score": c.score,
                 "rank": c.rank,
@@ -182,21 +233,25 @@ class ReportBuilder:
         return rows
 
     def _automation_rows(self, eff: EfficiencySummary) -> list[dict[str, Any]]:
-        tests: dict[str, list[bool]] = {}
-        for aid, _, passed in self._tests.values():
-            tests.setdefault(aid, []).append(passed)
+        verdicts: dict[tuple[str, int], list[tuple[str, str]]] = {}
+        for aid, version, _, lang, verdict in self._tests.values():
+            verdicts.setdefault((aid, version), []).append((lang, verdict))
         rows = []
         by_roi = sorted(
             eff.automations, key=lambda e: (-(e.roi if e.roi is not None else -1e18), e.automation_id)
         )
         for e in by_roi:
             a = self._automations.get(e.automation_id)
-            results = tests.get(e.automation_id, [])
+            current = tally(verdicts.get((e.automation_id, a.version), []) if a else [])
+            name = self._name_of("automation", e.automation_id)
             rows.append({
                 **e.to_dict(),
+                "name": name or e.name,
                 "version": a.version if a else None,
                 "verified": bool(a and a.state in VERIFIED_STATES),
-                "pass_rate": sum(results) / len(results) if results else None,
+                "pass_rate": current.passed / current.ran if current.ran else None,
+                "current_tests": current.to_dict(),
+                "current_tests_text": current.short(),
                 "anomalies": self._anomaly_counts.get(e.automation_id, 0),
             })
         return rows
@@ -211,12 +266,22 @@ class ReportBuilder:
         d.pop("automations")
         d["cost_model"] = self.cost.to_dict()
         d["roi_by_automation"] = [
-            {"automation_id": a.automation_id, "name": a.name, "roi": a.roi, "value_saved": a.value_saved,
-             "cost_total": a.cost_total, "projected": a.projected}
+            {"automation_id": a.automation_id, "name": self._name_of("automation", a.automation_id) or a.name,
+             "roi": a.roi, "value_saved": a.value_saved, "cost_total": a.cost_total, "projected": a.projected}
             for a in sorted(eff.automations, key=lambda a: -(a.roi if a.roi is not None else -1e18))
         ]
-        d["step_breakdown"] = _step_breakdown(analysis)
+        d["step_breakdown"] = [self._renamed(s) for s in _step_breakdown(analysis)]
+        d["observed_period"] = {
+            "start": self._observed_first.isoformat() if self._observed_first else None,
+            "end": self._observed_last.isoformat() if self._observed_last else None,
+        }
+        d["roi_explained"] = explain_roi(d)
         return d
+
+
+def candidate_name(c: Candidate) -> str:
+    """Discovery's human name for the routine, or its first steps when it has none."""
+    return c.name or routine_name(c)
 
 
 def _time(raw: str, where: str) -> datetime:

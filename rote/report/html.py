@@ -11,6 +11,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from rote.report import units
 from rote.report.charts import COLORS, bar_chart, line_chart
 from rote.streams.schemas import OptimizationReport
 
@@ -28,27 +29,38 @@ table{border-collapse:collapse;width:100%;font-size:12.5px} th,td{text-align:lef
 border-bottom:1px solid #e5e7eb;vertical-align:top} th{color:#374151;font-weight:600} td.n{text-align:right;
 font-variant-numeric:tabular-nums} .muted{color:#6b7280} .neg{color:#b91c1c} .pos{color:#15803d}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px;vertical-align:middle}
+ol.sop{font-size:13px;margin:4px 0 12px;padding-left:26px} ol.sop li{margin:2px 0}
 """
 
 
 def fmt_seconds(s: float | None) -> str:
-    if s is None:
-        return "–"
-    sign = "-" if s < 0 else ""
-    s = abs(s)
-    if s >= 3600:
-        return f"{sign}{int(s // 3600)}h {int(s % 3600 // 60):02d}m"
-    if s >= 60:
-        return f"{sign}{int(s // 60)}m {int(s % 60):02d}s"
-    return f"{sign}{s:.2f}s" if s < 10 else f"{sign}{s:.1f}s"
+    return units.duration(s)
 
 
 def fmt_money(v: float | None, currency: str) -> str:
-    return "–" if v is None else f"{v:,.2f} {escape(currency)}"
+    return escape(units.money(v, currency))
 
 
 def fmt_pct(v: float | None, digits: int = 0) -> str:
-    return "–" if v is None else f"{v * 100:.{digits}f}%"
+    return "–" if v is None else f"{v * 100:.{digits}f} %"
+
+
+def fmt_time(raw: Any) -> str:
+    """A timestamp as a person reads it: ``2026-11-29 23:58 UTC``."""
+    if raw is None:
+        return "–"
+    at = raw if isinstance(raw, datetime) else datetime.fromisoformat(str(raw))
+    return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def fmt_span(start: Any, end: Any) -> str:
+    """``2019-10-21 00:10 – 02:05 UTC`` (the date once when both ends share it)."""
+    if start is None or end is None:
+        return "–"
+    a, b = fmt_time(start), fmt_time(end)
+    if a[:10] == b[:10]:
+        return f"{a[:-4]} – {b[11:]}"
+    return f"{a[:-4]} – {b}"
 
 
 def _num(v: Any, digits: int = 2) -> str:
@@ -94,6 +106,24 @@ def _groups(groups: list[list[int]], labels: list[list[str]]) -> str:
     return f"{len(groups)} groups: " + "<br>".join(out)
 
 
+def _sops(candidates: Sequence[dict[str, Any]], limit: int = 3) -> str:
+    """The standard operating procedure of the top routines: what a person does, step by step."""
+    parts = []
+    for c in candidates[:limit]:
+        steps = c.get("sop") or []
+        if not steps:
+            continue
+        items = "".join(f"<li>{escape(_unnumbered(s))}</li>" for s in steps)
+        parts.append(f"<h3>{escape(c['name'])}</h3><ol class='sop'>{items}</ol>")
+    return ("<h3>Standard operating procedures</h3>" + "".join(parts)) if parts else ""
+
+
+def _unnumbered(step: str) -> str:
+    """An SOP line without its own leading number (the list numbers it)."""
+    head, _, rest = step.partition(". ")
+    return rest if head.isdigit() and rest else step
+
+
 def _bottleneck_color(b: dict[str, Any]) -> str:
     if b.get("kind") in ("wait", "queue"):
         return COLORS["bottleneck_wait"]
@@ -129,6 +159,7 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
     )
 
     roi = eff.get("roi")
+    roi_line = f"<p><b>ROI {escape(str(eff['roi_explained']))}</b></p>" if eff.get("roi_explained") else ""
     score = report.optimization_score
     cards = [
         ("Time saved", fmt_seconds(eff.get("time_saved_seconds")),
@@ -136,7 +167,7 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
         ("Value of time saved", fmt_money(eff.get("value_saved"), cur),
          f"at {eff.get('hourly_rate', 0):g} {cur}/h"),
         ("Total cost", fmt_money(eff.get("cost", {}).get("total"), cur), "build, test, run, maintenance"),
-        ("ROI", "–" if roi is None else f"{roi * 100:+,.0f}%", "(value − cost) / cost"),
+        ("ROI", units.percent(roi, signed=True), "(value − cost) / cost; see the ROI section"),
         ("Optimization score", "–" if score is None else f"{score:.0f} / 100", "higher = less left to gain"),
         ("Anomalies", str(len(report.anomalies)), "in the report window"),
     ]
@@ -167,28 +198,31 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
     weights = breakdown.get("weights", {})
 
     autos_table = _table(
-        ["automation", "state", "tests", "baseline", "automated", "saved/run", "runs (failed)", "time saved",
-         "value", "cost", "ROI", "anomalies"],
+        ["automation", "state", "tests (current version)", "baseline", "automated", "saved/run",
+         "runs (failed)", "time saved", "value", "cost", "ROI", "anomalies"],
         [
             [escape(a["name"]), escape(str(a.get("state"))) + (" ✔" if a.get("verified") else ""),
-             f"{a['tests_passed']}/{a['tests']}", fmt_seconds(a.get("baseline_seconds")),
+             escape(a.get("current_tests_text") or f"{a['tests_passed']}/{a['tests']}"),
+             fmt_seconds(a.get("baseline_seconds")),
              fmt_seconds(a.get("automated_seconds"))
              + (" (sandbox)" if a.get("automated_from") == "sandbox" else ""),
              fmt_seconds(a.get("time_saved_per_run_seconds")) + (" projected" if a.get("projected") else ""),
              f"{a['production_runs']} ({a['failed_runs']})", fmt_seconds(a.get("time_saved_seconds")),
              fmt_money(a.get("value_saved"), cur), fmt_money(a.get("cost_total"), cur),
              "–" if a.get("roi") is None else f"<span class='{'pos' if a['roi'] >= 0 else 'neg'}'>"
-             f"{a['roi'] * 100:+,.0f}%</span>", str(a.get("anomalies", 0))]
+             f"{units.percent(a['roi'], signed=True)}</span>", str(a.get("anomalies", 0))]
             for a in report.automations
         ],
         numeric=range(2, 12),
     )
     cand_table = _table(
-        ["#", "routine", "user", "score", "priority", "seen", "baseline", "h/yr saveable", "automation"],
+        ["#", "routine", "user", "score", "priority", "seen", "baseline", "saveable per year", "automation"],
         [
-            [str(i + 1), escape(c["name"]), escape(c["user_id"]), f"{c['score']:.1f}", escape(c["priority"]),
+            [str(i + 1), escape(c["name"]) + (f"<div class='meta'>{escape(c['variant_note'])}</div>"
+                                               if c.get("variant_note") else ""),
+             escape(c["user_id"]), f"{c['score']:.1f}", escape(c["priority"]),
              str(c["occurrences"]), fmt_seconds(c.get("baseline_seconds")),
-             f"{c['estimated_hours_saved_per_year']:.1f}",
+             escape(units.hours(c["estimated_hours_saved_per_year"])),
              escape(f"{c['automation_id']} ({c['automation_state']})") if c.get("automation_id") else "–"]
             for i, c in enumerate(report.top_candidates)
         ],
@@ -258,7 +292,9 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
          for b in eff.get("baselines", [])],
         numeric=(1, 2, 3, 4),
     )
-    period = " – ".join(escape(str(p)) for p in (report.period_start, report.period_end) if p is not None)
+    period = escape(fmt_span(report.period_start, report.period_end)) if report.period_start else ""
+    observed = eff.get("observed_period") or {}
+    seen = escape(fmt_span(observed.get("start"), observed.get("end"))) if observed.get("start") else ""
     legend = (
         f"<div class='legend meta'><span style='background:{COLORS['bottleneck_routine']}'></span>manual step"
         f"<span style='background:{COLORS['bottleneck_automation']}'></span>automation step"
@@ -270,20 +306,22 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>
 <body><main>
 <h1>{escape(title)}</h1>
-<div class="meta">Report {escape(report.report_id)} · generated {escape(report.generated_at.isoformat())}
-{f" · evidence from {period}" if period else ""}</div>
+<div class="meta">Report {escape(report.report_id)} · generated {escape(fmt_time(report.generated_at))}
+{f" · automations tested and run {period}" if period and seen else f" · period {period}" if period else ""}
+{f" · routines observed {seen}" if seen else ""}</div>
 <div class="cards">{cards_html}</div>
 <section id="time-saved"><h2>Time saved over time</h2>
 <p class="meta">Cumulative manual time saved by successful production runs (baseline − run duration).</p>
 {saved_chart}</section>
 <section id="roi"><h2>ROI by automation</h2>
-<p class="meta">(value of time saved − cost to build, test and run) / cost.</p>{roi_chart}</section>
+<p class="meta">(value of time saved − cost to build, test and run) / cost.</p>
+{roi_line}{roi_chart}</section>
 <section id="bottlenecks"><h2>Bottleneck breakdown</h2>
 <p class="meta">Share of each routine's or automation's time taken by its worst steps and waits.</p>
 {legend}{bottleneck_chart}</section>
 <section id="candidates"><h2>Candidate ranking</h2>
 <p class="meta">Automation-potential score (0–100) of the top routines found.</p>{cand_chart}
-{cand_table}</section>
+{cand_table}{_sops(report.top_candidates)}</section>
 <section id="automations"><h2>Automations</h2>{autos_table}</section>
 <section id="efficiency"><h2>Efficiency and trends</h2>
 <h3>Trends against the manual baseline</h3>{_table(["", ""], trend_rows, numeric=(1,))}
