@@ -96,6 +96,8 @@ def selectors(target: Mapping[str, str]) -> list[Selector]:
     elem_id = (target.get("element") or "").strip()
     title = " ".join((target.get("title") or "").split())
     kind = kind_of(target)
+    if not title and kind in ("link", "submit", "button"):
+        title = " ".join(elem_id.split())  # loggers that record a button's or link's text as its identity
     out: list[Selector] = []
     if name and elem_id:
         out.append(
