@@ -51,7 +51,7 @@ def _metrics_endpoint(port: int | None, addr: str | None, default_addr: str) -> 
             raise ConfigError(f"ROTE_SANDBOX_METRICS_PORT={raw!r} is not a valid int") from None
         if not 0 <= port <= 65535:
             raise ConfigError(f"ROTE_SANDBOX_METRICS_PORT={raw!r} is not a port number")
-    return port, addr or default_addr
+    return port, addr or default_addr or "127.0.0.1"
 
 
 def _result_json(res: Any, *, language: str) -> dict[str, Any]:
