@@ -1,8 +1,8 @@
 """The demo inside `rote run`: the form replica, the workbook, and the 50 real runs through the executor.
 
 `DemoSite.start(state_dir)` writes `StudentRecords.xlsx` (the 50 students of the bundled log) into
-`<state_dir>/demo/`, starts the form replica on 127.0.0.1, and says how the executor reaches it (its
-files root and the site mapping `https://forms.zoho.com=http://127.0.0.1:PORT`).
+a fresh folder the run hosts' uid can read, starts the form replica on 127.0.0.1, and says how the
+executor reaches it (its files root and the site mapping `https://forms.zoho.com=http://127.0.0.1:PORT`).
 
 `request_demo_runs(...)` waits until the pipeline has verified an automation that fills the form from the
 workbook, then asks the executor, on `run-requests`, to run it once per workbook row (2..51), and waits
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +31,6 @@ from rote.streams.topics import RUN_REQUESTS
 if TYPE_CHECKING:
     from rote.pipeline.options import Progress, RunOptions
 
-from rote import metrics
 from rote.config import Settings
 from rote.demo.form import FormServer
 from rote.demo.students import (
@@ -54,9 +55,10 @@ class DemoSite:
 
     @classmethod
     def start(cls, state_dir: Path, *, slowdown: bool = False) -> DemoSite:
-        root = state_dir / "demo"
-        root.mkdir(parents=True, exist_ok=True)
-        root.chmod(0o755)  # the run hosts' unprivileged uid reads the workbook
+        # The run hosts' unprivileged uid must reach the workbook: a fresh folder in the system's temp
+        # dir (world-traversable), not the state dir, which may sit under a private home or test folder.
+        root = Path(tempfile.mkdtemp(prefix="rote-demo-"))
+        root.chmod(0o755)
         students = students_from_log()
         book = write_workbook(students, root / WORKBOOK_NAME)
         book.chmod(0o644)
@@ -68,6 +70,7 @@ class DemoSite:
 
     def stop(self) -> None:
         self.form.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @dataclass
@@ -254,12 +257,9 @@ class DemoRuns:
 
     def _give_up(self) -> bool:
         """Everything was processed and nothing got verified: nothing to run."""
-        from rote.streams.topics import USER_ACTIONS
+        from rote.pipeline.watch import replay_consumed
 
-        consumed = metrics.EVENTS_CONSUMED.labels(topic=USER_ACTIONS.name, agent="task-identifier")
-        caught_up = (
-            self.state.replay_done and consumed._value.get() >= self.state.produced + self.state.injected_bad
-        )
+        caught_up = replay_consumed(self.state)
         return bool(caught_up and time.monotonic() - self.state.last_event > self.options.quiet_seconds)
 
     async def request_runs(self) -> None:

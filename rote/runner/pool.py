@@ -95,6 +95,15 @@ def host_python(unprivileged: bool) -> tuple[str, list[str]]:
         and Path(p).is_dir()
         and not (sys.base_prefix != sys.prefix and os.path.realpath(p).startswith(base + os.sep))
     ]
+    if unprivileged:
+        import rote
+
+        home = Path(rote.__file__).resolve().parent.parent
+        if not _others_can_run(str(home)):
+            raise HostError(
+                f"an unprivileged uid cannot read rote's code under {home}: install or check out rote "
+                "where other users can read it (not under root's home)"
+            )
     if not unprivileged or _others_can_run(sys.executable):
         return sys.executable, paths
     system = "/usr/bin/python3"
