@@ -21,6 +21,9 @@ class AgentOptions:
 
     idle_flush_seconds: float = 300.0
     report_interval_seconds: float = 60.0
+    #: Key the registry verifies test results with (the sandbox runner signs them); None: from the
+    #: environment (`ROTE_RESULT_KEY` / `ROTE_RESULT_KEY_FILE`, rote.security.verdicts).
+    result_key: bytes | None = None
 
 
 def build_app(
@@ -43,7 +46,7 @@ def build_app(
     parts = {
         "task_identifier": task_identifier.register(app, topics, idle_flush_seconds=opts.idle_flush_seconds),
         "automation_generator": automation_generator.register(
-            app, topics, min_score=settings.min_automation_score
+            app, topics, min_score=settings.min_automation_score, result_key=_result_key(opts)
         ),
         "performance_monitor": performance_monitor.register(app, topics),
         "optimizer_feed": optimizer_feed.register(app, topics),
@@ -59,6 +62,20 @@ def build_app(
     }
     _watch_consumer_lag(app, bootstrap=bootstrap, group=settings.app_id)
     return app, {"topics": topics, **parts}
+
+
+def _result_key(opts: AgentOptions) -> bytes:
+    from rote.errors import ConfigError
+    from rote.security.verdicts import result_key_from_env
+
+    key = opts.result_key if opts.result_key is not None else result_key_from_env()
+    if key is None:
+        raise ConfigError(
+            "no result key: set ROTE_RESULT_KEY or ROTE_RESULT_KEY_FILE to the key the sandbox runners sign "
+            "test results with (docs/security.md); without it the registry could not tell a real verdict "
+            "from a forged one"
+        )
+    return key
 
 
 def _watch_consumer_lag(app: faust.App, *, bootstrap: str, group: str, interval: float = 5.0) -> None:

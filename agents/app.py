@@ -13,6 +13,7 @@ from typing import Any
 import faust
 from rote.streams.topics import CATALOGUE, TopicSpec
 
+from rote.brokers import security
 from rote.config import Settings
 
 #: Largest message rote's producers send and its changelog topics accept (`max.message.bytes`). State
@@ -59,6 +60,7 @@ def faust_settings(settings: Settings, bootstrap: str) -> dict[str, Any]:
         "producer_linger_ms": 5,
         "producer_max_request_size": MAX_MESSAGE_BYTES,
         "table_cleanup_interval": 30.0,
+        **security.current().faust_settings(),
     }
 
 

@@ -21,13 +21,14 @@ import faust
 from rote.agents.app import Topics, state_table
 from rote.agents.common import AgentIO
 from rote.agents.durable import DurableState
-from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult
+from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult, decode
 from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS, TEST_RESULTS
 
 from rote import metrics
-from rote.errors import StateError
+from rote.errors import StateError, ValidationError
 from rote.generator import generate
 from rote.generator.registry import Registry
+from rote.security.verdicts import verify_result
 from rote.state import StateReader, decode_json, encode_json
 
 AGENT = "automation-generator"
@@ -35,29 +36,42 @@ REGISTRY_AGENT = "automation-registry"
 
 
 def register(
-    app: faust.App, topics: Topics, *, min_score: float = 40.0, regenerate_growth: float = 1.5
+    app: faust.App,
+    topics: Topics,
+    *,
+    result_key: bytes,
+    min_score: float = 40.0,
+    regenerate_growth: float = 1.5,
 ) -> dict[str, Any]:
     io = AgentIO(agent=AGENT, topics=topics)
     rio = AgentIO(agent=REGISTRY_AGENT, topics=topics)
     # What was last generated per candidate: small JSON records (read back with the data-only codec).
     generated = state_table(app, "generated-from", partitions=CANDIDATES.partitions)
 
-    def absorb(reg: Registry, topic: str, value: bytes) -> None:
-        if topic == AUTOMATIONS.name:
-            automation = Automation.model_validate_json(value)
-            if automation.state == "generated":  # others are this agent's own lifecycle echoes
-                reg.apply_automation(automation)
-        elif topic == TEST_RESULTS.name:
-            reg.apply_test_result(TestResult.model_validate_json(value))
-        else:
-            reg.apply_metric(RunMetric.model_validate_json(value))
+    def parse(topic: str, value: bytes) -> Automation | TestResult | RunMetric:
+        model: type[Automation] | type[TestResult] | type[RunMetric]
+        model = {AUTOMATIONS.name: Automation, TEST_RESULTS.name: TestResult}.get(topic, RunMetric)
+        return decode(model, value)
 
-    registry: DurableState[Registry] = DurableState(
+    def absorb(reg: Registry, item: Automation | TestResult | RunMetric) -> None:
+        if isinstance(item, Automation):
+            if item.state == "generated":  # others are this agent's own lifecycle echoes
+                reg.apply_automation(item)
+        elif isinstance(item, TestResult):
+            # Verified here too, so a forged record in the write-ahead log changes nothing on replay.
+            if not verify_result(item, result_key):
+                raise ValidationError("test result signature does not verify", field="signature")
+            reg.apply_test_result(item)
+        else:
+            reg.apply_metric(item)
+
+    registry: DurableState[Registry, Automation | TestResult | RunMetric] = DurableState(
         app,
         "registry",
         partitions=AUTOMATIONS.partitions,
         state_class=Registry,
         factory=lambda _key: Registry(),
+        decode=parse,
         apply=absorb,
         source_topics=(AUTOMATIONS.name, TEST_RESULTS.name, METRICS.name),
     )
@@ -105,9 +119,21 @@ def register(
             item = await rio.decode(model, event, event.value, event.key)
             if item is None:
                 continue
+            if isinstance(item, TestResult) and not verify_result(item, result_key):
+                # Only the sandbox runner holds the key: a result it did not sign (or one changed since)
+                # must not verify or reject anything. Kept whole in dead-letters, like any invalid event.
+                why = "unsigned" if not item.signature else "signature does not verify (forged/altered)"
+                await rio.dead_letter(
+                    topic,
+                    event.value,
+                    event.key,
+                    ValidationError(f"test result {why}", field="signature"),
+                    event,
+                )
+                continue
             try:
                 with rio.timed():
-                    registry.apply(item.automation_id, topic, event.value, partition=event.message.partition)
+                    registry.apply(item.automation_id, item, partition=event.message.partition)
                     record = registry.restore(item.automation_id).get(item.automation_id)
             except Exception as exc:
                 await rio.failed(event, exc)
@@ -118,7 +144,11 @@ def register(
                 states[record.automation_id] = record.state
                 _export(states)
                 changed = record.state != before and record.state in (
-                    "verified", "rejected", "retired", "active", "degraded"
+                    "verified",
+                    "rejected",
+                    "retired",
+                    "active",
+                    "degraded",
                 )
                 if changed:
                     echo = record.automation.model_copy(

@@ -36,15 +36,22 @@ class AgentIO:
         self.agent = agent
         self.topics = topics
 
+    def consumed(self, event: faust.EventT | None) -> None:
+        """Count one message read (however many actions it carries) and how old it was."""
+        topic = event.message.topic if event is not None else "unknown"
+        now = time.time()
+        metrics.EVENTS_CONSUMED.labels(topic=topic, agent=self.agent).inc()
+        metrics.LAST_EVENT_TIMESTAMP.labels(agent=self.agent).set(now)
+        if event is not None and event.message.timestamp:
+            metrics.EVENT_AGE_SECONDS.labels(agent=self.agent).observe(
+                max(0.0, now - event.message.timestamp)
+            )
+
     async def decode(
         self, model: type[E], event: faust.EventT | None, value: bytes, key: bytes | None
     ) -> E | None:
         topic = event.message.topic if event is not None else "unknown"
-        metrics.EVENTS_CONSUMED.labels(topic=topic, agent=self.agent).inc()
-        metrics.LAST_EVENT_TIMESTAMP.labels(agent=self.agent).set(time.time())
-        if event is not None and event.message.timestamp:
-            age = max(0.0, time.time() - event.message.timestamp)
-            metrics.EVENT_AGE_SECONDS.labels(agent=self.agent).observe(age)
+        self.consumed(event)
         if not value:
             return None  # a tombstone on a compacted topic: a deletion, not an invalid event
         try:
@@ -124,14 +131,25 @@ class TopicRouter(Generic[S]):
         route = self._routes.get(topic)
         return route[0] if route is not None else None
 
-    def __call__(self, state: S, topic: str, value: bytes) -> None:
-        """Decode `value` as `topic`'s schema and apply it to `state` (a `DurableState` apply function)."""
-        model, handle = self._routes[topic]
-        handle(state, model.model_validate_json(value))
+    def decode(self, topic: str, value: bytes) -> tuple[str, Event]:
+        """Validate `value` as `topic`'s schema (a `DurableState` decode function, for log replay)."""
+        model = self.model(topic)
+        if model is None:
+            raise ValidationError(f"{topic!r} is not one of this state's topics")
+        return topic, decode(model, value)
+
+    def apply(self, state: S, item: tuple[str, Event]) -> None:
+        """Hand a decoded event to the state method for its topic (a `DurableState` apply function)."""
+        topic, event = item
+        self._routes[topic][1](state, event)
 
 
 async def apply_routed(
-    io: AgentIO, routes: TopicRouter[S], state: DurableState[S], key: str, event: faust.EventT
+    io: AgentIO,
+    routes: TopicRouter[S],
+    state: DurableState[Any, tuple[str, Event]],
+    key: str,
+    event: faust.EventT,
 ) -> bool:
     """Validate one optimizer-feed event and apply it durably to `state[key]` through `routes`.
 
@@ -142,11 +160,12 @@ async def apply_routed(
     model = routes.model(topic)
     if model is None:
         return False
-    if await io.decode(model, event, event.value, event.key) is None:
+    item = await io.decode(model, event, event.value, event.key)
+    if item is None:
         return False
     try:
         with io.timed():
-            state.apply(key, topic, event.value, partition=event.message.partition)
+            state.apply(key, (topic, item), partition=event.message.partition)
             state.record(key, topic, event.value)
     except Exception as exc:
         await io.failed(event, exc)

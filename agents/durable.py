@@ -14,11 +14,13 @@ object (a pickle written there used to run code in every worker). The decoded, l
 
 The commit sequence, per event (what makes delivery at-least-once and output never lost):
 
-1. `apply(key, ...)`: the event changes the live state (restored first: checkpoint + log replay).
+1. `apply(key, item)`: the decoded, validated event changes the live state (restored first: checkpoint +
+   log replay). Agents validate each event once, at ingress, and hand the result here.
 2. The agent publishes what the event produced and waits for the broker's acknowledgement.
-3. `record(key, ...)`: the event (its validated, redacted form) is appended to the log; a checkpoint is
-   written when due. Both are table writes inside stream iteration, so they land in the changelog
-   partition of the event being processed (co-partitioned with the source topic).
+3. `record(key, ...)`: the event (its validated, redacted form) is appended to the log, or, when a
+   checkpoint is due, the state is checkpointed instead (it includes the event). Both are table writes
+   inside stream iteration, so they land in the changelog partition of the event being processed
+   (co-partitioned with the source topic).
 4. Faust commits the event's offset after the agent's iteration step.
 
 A crash before 3 re-delivers the event, which re-produces the same output (consumers de-duplicate by id and
@@ -52,6 +54,7 @@ from rote.state import (
 )
 
 S = TypeVar("S", bound=StateMachine)
+Item = TypeVar("Item")
 _SEP = b"\n"
 log = logging.getLogger("rote.agents.state")
 
@@ -70,16 +73,22 @@ class _Live(Generic[S]):
     #: log records of one incarnation share an epoch, so a state restarted after a rejected checkpoint
     #: never picks up an older incarnation's records
     epoch: str
-    #: units of work (actions, events) since the last checkpoint
+    #: units of work (actions, events) and log bytes since the last checkpoint
     units: int = 0
+    wal_bytes: int = 0
     #: changed outside stream iteration (a timer): checkpoint with the key's next event
     dirty: bool = False
     #: source partition of the last event for this key (to forget the copy when the partition moves)
     partition: int | None = None
 
 
-class DurableState(Generic[S]):
-    """A state machine per key, made durable through a checkpoint table and a write-ahead table."""
+class DurableState(Generic[S, Item]):
+    """A state machine per key, made durable through a checkpoint table and a write-ahead table.
+
+    `decode(topic, bytes) -> item` turns a logged event back into what `apply(state, item)` takes (used when
+    replaying the log); live events arrive already decoded. `checkpoint_every` units of work, or
+    `checkpoint_bytes` of log since the last checkpoint, whichever comes first, make a checkpoint due.
+    """
 
     def __init__(
         self,
@@ -89,8 +98,10 @@ class DurableState(Generic[S]):
         partitions: int,
         state_class: type[S],
         factory: Callable[[str], S],
-        apply: Callable[[S, str, bytes], Any],
+        decode: Callable[[str, bytes], Item],
+        apply: Callable[[S, Item], Any],
         checkpoint_every: int = 50,
+        checkpoint_bytes: int = 64 * 1024,
         source_topics: Iterable[str] = (),
         state_context: dict[str, Any] | None = None,
     ) -> None:
@@ -99,8 +110,10 @@ class DurableState(Generic[S]):
         self.wal = state_table(app, f"{name}-wal", partitions=partitions)
         self.state_class = state_class
         self.factory = factory
+        self.decode_fn = decode
         self.apply_fn = apply
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_bytes = checkpoint_bytes
         self.source_topics = frozenset(source_topics)
         #: configuration handed to `from_state` (the state machine's settings are code, not changelog data)
         self.state_context = state_context or {}
@@ -148,13 +161,14 @@ class DurableState(Generic[S]):
         while (raw := self.wal.get(self.wal_key(key, live.epoch, live.seq))) is not None:
             topic, _, value = bytes(raw).partition(_SEP)
             try:
-                self.apply_fn(live.state, topic.decode("utf-8", "replace"), value)
+                self.apply_fn(live.state, self.decode_fn(topic.decode("utf-8", "replace"), value))
             except (ValidationError, StateError, UnicodeDecodeError, ValueError) as exc:
                 # A log record that is not a valid event of this state's topics (a forged changelog
                 # record): skipped, like an invalid event at ingress, and counted.
                 self._rejected("log", key, exc)
             live.seq += 1
             live.units += 1
+            live.wal_bytes += len(raw)
         self._live[key] = live
         return live
 
@@ -186,25 +200,37 @@ class DurableState(Generic[S]):
 
     # ---------------------------------------------------------------------------------- writing
 
-    def apply(self, key: str, topic: str, value: bytes, *, partition: int | None = None) -> Any:
-        """Apply one event (or batch) to the key's live state (not yet durable); returns what `apply` did.
-
-        The caller publishes what the event produced, waits for the broker to have it, then calls
-        `record` (see the commit sequence in the module docstring).
+    def apply(self, key: str, item: Item, *, partition: int | None = None) -> Any:
+        """Apply one decoded event (or batch) to the key's live state (not yet durable); returns what
+        `apply` did. The caller publishes what the event produced, waits for the broker to have it, then
+        calls `record` (see the commit sequence in the module docstring).
         """
         live = self._restore(key)
         if partition is not None:
             live.partition = partition
-        return self.apply_fn(live.state, topic, value)
+        return self.apply_fn(live.state, item)
 
     def record(self, key: str, topic: str, value: bytes, *, units: int = 1, checkpoint: bool = False) -> None:
-        """Make the last applied event durable: log it, and checkpoint when due (or asked)."""
+        """Make the last applied event durable: log it, or checkpoint when due (or asked).
+
+        A due checkpoint already holds the event, so the event is then not logged at all: with batches of
+        actions (hundreds per message) most messages end in one checkpoint and no log record.
+        """
         live = self._restore(key)
+        entry = len(topic) + 1 + len(value)
+        due = (
+            checkpoint
+            or live.dirty
+            or live.units + units >= self.checkpoint_every
+            or live.wal_bytes + entry >= self.checkpoint_bytes
+        )
+        live.units += units
+        if due:
+            self.checkpoint(key, live)
+            return
         self.wal[self.wal_key(key, live.epoch, live.seq)] = topic.encode() + _SEP + value
         live.seq += 1
-        live.units += units
-        if checkpoint or live.dirty or live.units >= self.checkpoint_every:
-            self.checkpoint(key, live)
+        live.wal_bytes += entry
 
     def mark_dirty(self, key: str) -> None:
         """The state changed outside stream iteration: checkpoint it with the key's next event."""
@@ -238,6 +264,7 @@ class DurableState(Generic[S]):
             self.wal.pop(self.wal_key(key, live.epoch, seq), None)
         live.wal_from = live.seq
         live.units = 0
+        live.wal_bytes = 0
         live.dirty = False
 
     # ---------------------------------------------------------------------------------- rebalances

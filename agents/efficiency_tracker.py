@@ -18,6 +18,7 @@ from rote.agents.app import Topics
 from rote.agents.common import AgentIO, TopicRouter, apply_routed
 from rote.agents.durable import DurableState
 from rote.agents.optimizer_feed import FEED_TOPIC, feed_topic
+from rote.streams.schemas import Event
 from rote.streams.topics import (
     ANOMALIES,
     AUTOMATIONS,
@@ -50,13 +51,14 @@ def register(
     io = AgentIO(agent=AGENT, topics=topics)
     model_cost = cost or CostModel.from_env()
 
-    state: DurableState[ReportBuilder] = DurableState(
+    state: DurableState[ReportBuilder, tuple[str, Event]] = DurableState(
         app,
         "efficiency",
         partitions=1,
         state_class=ReportBuilder,
         factory=lambda _key: ReportBuilder(model_cost),
-        apply=ROUTES,
+        decode=ROUTES.decode,
+        apply=ROUTES.apply,
         checkpoint_every=200,
         state_context={"cost": model_cost},
         source_topics=(FEED_TOPIC,),

@@ -18,7 +18,7 @@ import faust
 from rote.agents.app import Topics
 from rote.agents.common import AgentIO
 from rote.agents.durable import DurableState
-from rote.streams.schemas import Anomaly, RunMetric, TestResult
+from rote.streams.schemas import Anomaly, RunMetric, TestResult, decode
 from rote.streams.topics import ANOMALIES, METRICS, TEST_RESULTS
 
 from rote import metrics
@@ -36,20 +36,22 @@ def register(app: faust.App, topics: Topics, *, config: MonitorConfig | None = N
     io = AgentIO(agent=AGENT, topics=topics)
     cfg = config or MonitorConfig()
 
-    def observe(mons: AutomationMonitors, topic: str, value: bytes) -> tuple[str, Any, list[Finding]]:
-        """Feed one run report to its automation's monitors; returns (series, time, findings)."""
-        if topic == TEST_RESULTS.name:
-            result = TestResult.model_validate_json(value)
-            return "sandbox", result.started_at, mons.observe_result(result, only=_ONLY_FROM_TEST_RESULTS)
-        run = RunMetric.model_validate_json(value)
-        return run.source, run.started_at, mons.observe_metric(run)
+    def parse(topic: str, value: bytes) -> TestResult | RunMetric:
+        return decode(TestResult if topic == TEST_RESULTS.name else RunMetric, value)
 
-    monitors: DurableState[AutomationMonitors] = DurableState(
+    def observe(mons: AutomationMonitors, item: TestResult | RunMetric) -> tuple[str, Any, list[Finding]]:
+        """Feed one run report to its automation's monitors; returns (series, time, findings)."""
+        if isinstance(item, TestResult):
+            return "sandbox", item.started_at, mons.observe_result(item, only=_ONLY_FROM_TEST_RESULTS)
+        return item.source, item.started_at, mons.observe_metric(item)
+
+    monitors: DurableState[AutomationMonitors, TestResult | RunMetric] = DurableState(
         app,
         "monitors",
         partitions=METRICS.partitions,
         state_class=AutomationMonitors,
         factory=lambda _key: AutomationMonitors(cfg),
+        decode=parse,
         apply=observe,
         state_context={"config": cfg},
         source_topics=(METRICS.name, TEST_RESULTS.name),
@@ -80,10 +82,7 @@ def register(app: faust.App, topics: Topics, *, config: MonitorConfig | None = N
                             item.duration_seconds
                         )
                     series, at, findings = monitors.apply(
-                        item.automation_id,
-                        event.message.topic,
-                        event.value,
-                        partition=event.message.partition,
+                        item.automation_id, item, partition=event.message.partition
                     )
             except Exception as exc:
                 await io.failed(event, exc)

@@ -1,54 +1,78 @@
 """Task identifier: user actions in, routine candidates out.
 
-The mining itself is `rote.discovery.RoutineDiscoverer`; this agent only keeps each user's state durable
-(`agents/durable.py`: checkpoint + write-ahead table, so a restarted worker resumes where it was) and
-publishes what the discoverer emits.
+The mining itself is `rote.discovery.RoutineDiscoverer`; this agent keeps each user's state durable
+(`agents/durable.py`), publishes what the discoverer emits, and is the worker's hot path: every action of
+every person passes here. So a `user-actions` message (one action, or a batch of one user's actions:
+`streams/fast.py`) is decoded once with msgspec, each action is checked on its own (an invalid one is
+dead-lettered alone, with its own bytes and reason), personal data is redacted again at ingress (a producer
+that skipped it is still covered: `rote.privacy`), and the user's valid actions go to `learn_many` in one
+call. The message's redacted form is what the write-ahead log keeps, so a changelog never holds what a
+person typed into a password field.
+
 `user-actions` is keyed by user, so a user's events arrive in order on one partition and the table is
 co-partitioned with it.
 
 A user who goes quiet has an open segment that would never be closed by more events, so a timer flushes
-users idle for longer than `idle_flush_seconds` (wall clock since their last event arrived).
+users idle for longer than `idle_flush_seconds` (wall clock since their last event arrived); a one-shot
+run (`rote run --once`) flushes every user as soon as its replay has been consumed (`flush_all`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, cast
 
 import faust
 from rote.agents.app import Topics
 from rote.agents.common import AgentIO
 from rote.agents.durable import DurableState
-from rote.streams.schemas import Candidate, UserAction
+from rote.streams.fast import FastAction, decode_message, encode_batch
+from rote.streams.schemas import Candidate
 from rote.streams.topics import CANDIDATES, USER_ACTIONS
 
 from rote import metrics
 from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState
+from rote.errors import ValidationError
+from rote.privacy import default_redactor
 
 AGENT = "task-identifier"
 
 
 def register(
-    app: faust.App, topics: Topics, *, idle_flush_seconds: float = 300.0, checkpoint_every: int = 50
+    app: faust.App,
+    topics: Topics,
+    *,
+    idle_flush_seconds: float = 300.0,
+    checkpoint_every: int = 2000,
 ) -> dict[str, Any]:
     io = AgentIO(agent=AGENT, topics=topics)
     discoverer = RoutineDiscoverer(DiscoveryConfig())
+    redactor = default_redactor()
 
-    def learn(state: UserState, topic: str, value: bytes) -> list[Candidate]:
-        return discoverer.learn_one(state, UserAction.model_validate_json(value))
+    def parse(topic: str, value: bytes) -> list[FastAction]:
+        """A logged batch back into actions (log replay); the log holds only valid, redacted actions."""
+        decoded = decode_message(value)
+        if decoded.rejected:
+            raise ValidationError(f"log record holds invalid actions: {decoded.rejected[0].reason}")
+        return decoded.actions
 
-    users: DurableState[UserState] = DurableState(
+    users: DurableState[UserState, Sequence[FastAction]] = DurableState(
         app,
         "discovery",
         partitions=USER_ACTIONS.partitions,
         state_class=UserState,
         factory=discoverer.new_state,
-        apply=learn,
+        decode=parse,
+        apply=lambda state, actions: discoverer.learn_many(state, list(actions)),
         checkpoint_every=checkpoint_every,
         source_topics=(USER_ACTIONS.name,),
     )
     last_seen: dict[str, float] = {}
-    known: dict[str, Candidate] = {}
+    #: score and yearly savings of each known candidate (for the metrics), not the candidates themselves
+    known: dict[str, tuple[float, float]] = {}
+    accepted = metrics.USER_ACTIONS_TOTAL.labels(outcome="accepted")
+    rejected = metrics.USER_ACTIONS_TOTAL.labels(outcome="dead_lettered")
 
     async def publish(candidates: list[Candidate], state: UserState) -> None:
         # A routine the discoverer dissolved (its start was learnt later) is deleted from the compacted
@@ -58,31 +82,57 @@ def register(
             pending = await topics[CANDIDATES.name].send(key=candidate_id.encode(), value=None)
             await pending
         for cand in candidates:
-            known[cand.candidate_id] = cand
+            known[cand.candidate_id] = (cand.score, cand.estimated_hours_saved_per_year)
             await io.send(CANDIDATES.name, cand.candidate_id.encode(), cand, delivered=True)
         if candidates:
             _export(known)
 
+    async def take(event: faust.EventT, actions: list[FastAction]) -> None:
+        """One user's valid actions of one message: learn, publish, make durable (in that order)."""
+        user_id = actions[0].user_id
+        actions = [redactor.redact_action(a) for a in actions]
+        try:
+            with io.timed():
+                emitted = users.apply(user_id, actions, partition=event.message.partition)
+                last_seen[user_id] = time.monotonic()
+        except Exception as exc:
+            rejected.inc(len(actions))  # dead-lettered whole, with the traceback logged
+            await io.failed(event, exc)
+            return
+        accepted.inc(len(actions))
+        # Published (and acknowledged) before the event is logged: a crash in between re-delivers the
+        # event and re-publishes the same version; it never loses one. After publishing, a checkpoint,
+        # so a restart does not publish these versions again.
+        await publish(emitted, users.restore(user_id))
+        users.record(
+            user_id,
+            USER_ACTIONS.name,
+            encode_batch(user_id, actions),
+            units=len(actions),
+            checkpoint=bool(emitted),
+        )
+
     @app.agent(topics[USER_ACTIONS.name], name=AGENT)
     async def identify(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            action = await io.decode(UserAction, event, event.value, event.key)
-            if action is None:
+            io.consumed(event)
+            if not event.value:
                 continue
-            try:
-                with io.timed():
-                    emitted = users.apply(
-                        action.user_id, USER_ACTIONS.name, event.value, partition=event.message.partition
-                    )
-                    last_seen[action.user_id] = time.monotonic()
-            except Exception as exc:
-                await io.failed(event, exc)
+            decoded = decode_message(bytes(event.value))
+            for bad in decoded.rejected:
+                rejected.inc()
+                await io.dead_letter(
+                    USER_ACTIONS.name, bad.raw, event.key, ValidationError(bad.reason, field=bad.field), event
+                )
+            if not decoded.actions:
                 continue
-            # Published (and acknowledged) before the event is logged: a crash in between re-delivers the
-            # event and re-publishes the same version; it never loses one. After publishing, a checkpoint,
-            # so a restart does not publish these versions again.
-            await publish(emitted, users.restore(action.user_id))
-            users.record(action.user_id, USER_ACTIONS.name, event.value, checkpoint=bool(emitted))
+            # A batch is one user's; single actions are one each. Mixed users (a producer keying by
+            # something else) are split so each user's state sees only its own actions, in order.
+            by_user: dict[str, list[FastAction]] = {}
+            for action in decoded.actions:
+                by_user.setdefault(action.user_id, []).append(action)
+            for actions in by_user.values():
+                await take(event, actions)
 
     async def forget_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         # Users whose partitions moved to another worker must not be flushed from this one's stale copy;
@@ -91,31 +141,37 @@ def register(
 
     app.on_partitions_revoked.connect(cast(Any, forget_revoked))
 
-    @app.timer(interval=min(5.0, idle_flush_seconds))
-    async def flush_idle() -> None:
-        # Outside stream iteration tables cannot be written (their partition is the current event's), so
-        # the flush changes the in-memory state and the user's next event checkpoints it.
-        now = time.monotonic()
-        for user_id, seen in list(last_seen.items()):
-            if now - seen < idle_flush_seconds:
-                continue
-            del last_seen[user_id]
+    async def flush(user_ids: list[str]) -> int:
+        """Close the open segments of these users (outside stream iteration: made durable with the user's
+        next event, when the dirty state is checkpointed)."""
+        flushed = 0
+        for user_id in user_ids:
+            last_seen.pop(user_id, None)
             state = users.peek(user_id)
             if state is None:
                 continue
             emitted = discoverer.flush(state)
             users.mark_dirty(user_id)
             await publish(emitted, state)
+            flushed += 1
+        return flushed
 
-    return {"agent": identify, "state": users}
+    @app.timer(interval=min(5.0, idle_flush_seconds))
+    async def flush_idle() -> None:
+        now = time.monotonic()
+        await flush([u for u, seen in list(last_seen.items()) if now - seen >= idle_flush_seconds])
+
+    async def flush_all() -> int:
+        """Flush every user this worker holds now (the end of a one-shot replay)."""
+        return await flush(list(last_seen))
+
+    return {"agent": identify, "state": users, "flush_all": flush_all}
 
 
-def _export(known: dict[str, Candidate]) -> None:
+def _export(known: dict[str, tuple[float, float]]) -> None:
     bands: dict[str, int] = {"0-25": 0, "25-50": 0, "50-75": 0, "75-100": 0}
-    for cand in known.values():
-        bands[metrics.score_band(cand.score)] += 1
+    for score, _ in known.values():
+        bands[metrics.score_band(score)] += 1
     for band, count in bands.items():
         metrics.CANDIDATES.labels(score_band=band).set(count)
-    metrics.CANDIDATE_YEARLY_SAVINGS_SECONDS.set(
-        3600.0 * sum(c.estimated_hours_saved_per_year for c in known.values())
-    )
+    metrics.CANDIDATE_YEARLY_SAVINGS_SECONDS.set(3600.0 * sum(hours for _, hours in known.values()))

@@ -15,6 +15,7 @@ from rote.agents.app import Topics
 from rote.agents.common import AgentIO, TopicRouter, apply_routed
 from rote.agents.durable import DurableState
 from rote.agents.optimizer_feed import FEED_TOPIC, feed_topic
+from rote.streams.schemas import Event
 from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS
 
 from rote import metrics
@@ -35,13 +36,14 @@ def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) ->
     io = AgentIO(agent=AGENT, topics=topics)
     changed = {"flag": False}
 
-    state: DurableState[WorkflowAnalyzer] = DurableState(
+    state: DurableState[WorkflowAnalyzer, tuple[str, Event]] = DurableState(
         app,
         "workflow",
         partitions=1,
         state_class=WorkflowAnalyzer,
         factory=lambda _key: WorkflowAnalyzer(),
-        apply=ROUTES,
+        decode=ROUTES.decode,
+        apply=ROUTES.apply,
         checkpoint_every=200,
         source_topics=(FEED_TOPIC,),
     )

@@ -223,7 +223,8 @@ def score_band(score: float) -> str:
 # --------------------------------------------------------------------------------------------------
 
 SCORE_BANDS: Final = ("0-25", "25-50", "50-75", "75-100")
-#: What became of each user action: accepted into discovery, dead-lettered (invalid), or a redelivered duplicate.
+#: What became of each user action: accepted into discovery, dead-lettered (invalid), or a redelivered
+#: duplicate.
 USER_ACTION_OUTCOMES: Final = ("accepted", "dead_lettered", "duplicate")
 LIFECYCLE_STATES: Final[tuple[str, ...]] = get_args(Lifecycle)
 LANGUAGES: Final[tuple[str, ...]] = get_args(Language)
@@ -242,9 +243,17 @@ ANOMALY_SIGNALS: Final = (
 RUN_SOURCES: Final = ("sandbox", "production")
 RUN_OUTCOMES: Final = ("success", "failure")
 #: Kinds of ingress fault; the full reason text goes to the dead-letter topic, only the kind to a label.
-DEAD_LETTER_REASONS: Final = ("encoding", "json", "shape", "missing_field", "invalid_field", "other")
+DEAD_LETTER_REASONS: Final = (
+    "encoding",
+    "json",
+    "shape",
+    "missing_field",
+    "invalid_field",
+    "signature",
+    "other",
+)
 #: Topics producers write from outside rote: the ones validated at ingress and dead-lettered.
-INGRESS_TOPICS: Final = ("user-actions", "metrics")
+INGRESS_TOPICS: Final = ("user-actions", "metrics", "test-results")
 
 
 def run_outcome(success: bool) -> str:
@@ -258,6 +267,8 @@ def dead_letter_reason(reason: str) -> str:
     its own series; the kind is what an alert or a dashboard needs.
     """
     text = reason.lower()
+    if "signature" in text:
+        return "signature"
     if "not utf-8" in text:
         return "encoding"
     if "not json" in text:
@@ -363,8 +374,13 @@ def read_partition_offsets(bootstrap: str, group: str, topics: Iterable[str]) ->
     """
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rote-lag")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="rote-lag", enable_auto_commit=False)
+    from rote.brokers.security import kafka_python_kwargs
+
+    auth = kafka_python_kwargs()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="rote-lag", **auth)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, client_id="rote-lag", enable_auto_commit=False, **auth
+    )
     try:
         committed = {
             (tp.topic, tp.partition): meta.offset

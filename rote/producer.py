@@ -31,7 +31,9 @@ class ActionProducer:
         self, bootstrap_servers: str, *, topic: str = USER_ACTIONS.name, **kafka_options: Any
     ) -> None:
         self.topic = topic
-        options = {"acks": "all", "linger_ms": 5, "retries": 5, **kafka_options}
+        from rote.brokers.security import kafka_python_kwargs
+
+        options = {"acks": "all", "linger_ms": 5, "retries": 5, **kafka_python_kwargs(), **kafka_options}
         self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers.split(","), **options)
         self._pending: list[Any] = []
 

@@ -66,9 +66,11 @@ RETRY_SECONDS = 2.0
 def kafka_options(bootstrap_servers: str) -> dict[str, Any]:
     """Connection settings shared by every Kafka client of the sandbox service (consumer and producer).
 
-    One function so that security settings (SASL/TLS) apply to all of them at once when they are added.
+    One function so that this process's Kafka security (SASL/TLS, `rote.brokers.security`) applies to all.
     """
-    return {"bootstrap_servers": bootstrap_servers}
+    from rote.brokers.security import aiokafka_kwargs
+
+    return {"bootstrap_servers": bootstrap_servers, **aiokafka_kwargs()}
 
 
 def dead_letter(

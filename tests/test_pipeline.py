@@ -143,6 +143,7 @@ def start_worker(bootstrap: str, state_dir: Path, log: Path, web_port: int = 0) 
         "ROTE_APP_ID": "rote-restart",
         "ROTE_STATE_DIR": str(state_dir),
         "ROTE_WEB_PORT": str(web_port),
+        "ROTE_RESULT_KEY": "restart-test-result-key-" + "k" * 16,
         "PYTHONUNBUFFERED": "1",
     }
     with log.open("ab") as fh:

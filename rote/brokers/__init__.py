@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from rote.brokers import acls, security
 from rote.brokers._process import BrokerUnavailable, free_port, live_processes
 from rote.brokers.admin import create_topics, split_bootstrap, wait_ready
 from rote.brokers.kafka import KAFKA_VERSION, KafkaBroker, KafkaConfig, ensure_kafka_jars
@@ -30,11 +31,13 @@ __all__ = [
     "KafkaConfig",
     "TansuBroker",
     "TansuConfig",
+    "acls",
     "create_topics",
     "ensure_kafka_jars",
     "faust_url",
     "free_port",
     "live_processes",
+    "security",
     "split_bootstrap",
     "start_broker",
     "tansu_binary",

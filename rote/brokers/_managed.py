@@ -17,6 +17,7 @@ from typing import Generic, Protocol, Self, TypeVar
 
 from rote.brokers._process import ManagedProcess
 from rote.brokers.admin import wait_ready
+from rote.brokers.security import KafkaSecurity
 from rote.errors import BrokerError
 
 
@@ -83,6 +84,10 @@ class ManagedBroker(Generic[ConfigT]):
             self._work_dir.mkdir(parents=True, exist_ok=True)
         return self._work_dir
 
+    def admin_security(self) -> KafkaSecurity | None:
+        """Credentials that may administer this broker; None: this process's own Kafka security."""
+        return None
+
     def _start_attempts(
         self, launch: Callable[[], tuple[ManagedProcess, str]], *, what: str
     ) -> BrokerError | None:
@@ -100,7 +105,13 @@ class ManagedBroker(Generic[ConfigT]):
             self._process = proc
             self.bootstrap = bootstrap
             try:
-                wait_ready(bootstrap, timeout=cfg.start_timeout, process=proc, what=what)
+                wait_ready(
+                    bootstrap,
+                    timeout=cfg.start_timeout,
+                    process=proc,
+                    what=what,
+                    security=self.admin_security(),
+                )
             except BrokerError as exc:
                 last_error = exc
                 exited_by_itself = not proc.alive()

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaConfigurationError
@@ -14,6 +14,9 @@ from kafka.errors import KafkaConfigurationError
 from rote.brokers._process import ManagedProcess, port_open
 from rote.errors import BrokerError
 from rote.streams.topics import TopicSpec
+
+if TYPE_CHECKING:
+    from rote.brokers.security import KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +43,20 @@ def split_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
 
 
 @contextlib.contextmanager
-def admin_client(bootstrap: str, *, request_timeout: float = 10.0) -> Iterator[KafkaAdminClient]:
+def admin_client(
+    bootstrap: str, *, request_timeout: float = 10.0, security: KafkaSecurity | None = None
+) -> Iterator[KafkaAdminClient]:
+    """An admin client with this process's Kafka security, or with `security` when given."""
+    from rote.brokers.security import current
+
     ms = max(1000, int(request_timeout * 1000))
+
     client = KafkaAdminClient(
         bootstrap_servers=bootstrap,
         client_id="rote-admin",
         request_timeout_ms=ms,
         bootstrap_timeout_ms=ms,
+        **(security or current()).kafka_python_kwargs(),
     )
     try:
         yield client
@@ -55,8 +65,10 @@ def admin_client(bootstrap: str, *, request_timeout: float = 10.0) -> Iterator[K
             client.close()
 
 
-def _cluster_ready(bootstrap: str, request_timeout: float) -> tuple[bool, str]:
-    with admin_client(bootstrap, request_timeout=request_timeout) as admin:
+def _cluster_ready(
+    bootstrap: str, request_timeout: float, security: KafkaSecurity | None = None
+) -> tuple[bool, str]:
+    with admin_client(bootstrap, request_timeout=request_timeout, security=security) as admin:
         cluster: dict[str, Any] = admin.describe_cluster()
     brokers = [b for b in cluster.get("brokers", []) if not b.get("is_fenced", False)]
     if not brokers:
@@ -70,6 +82,7 @@ def wait_ready(
     timeout: float,
     process: ManagedProcess | None = None,
     what: str = "broker",
+    security: KafkaSecurity | None = None,
 ) -> float:
     """Block until the cluster answers a metadata request with a live broker; returns seconds waited.
 
@@ -94,7 +107,9 @@ def wait_ready(
             raise BrokerError(f"{what} at {bootstrap} not ready after {timeout:.0f} s: {last}{where}{tail}")
         if any(port_open(host, port, timeout=min(0.5, remaining)) for host, port in addresses):
             try:
-                ok, last = _cluster_ready(bootstrap, request_timeout=min(2.0, max(1.0, remaining)))
+                ok, last = _cluster_ready(
+                    bootstrap, request_timeout=min(2.0, max(1.0, remaining)), security=security
+                )
             except KafkaConfigurationError:
                 raise
             except Exception as exc:  # any other client error just means "not yet"
@@ -110,6 +125,7 @@ def create_topics(
     *,
     replication: int = 1,
     timeout: float = 30.0,
+    security: KafkaSecurity | None = None,
 ) -> None:
     """Create the topics from the catalogue that are missing; leave the ones that exist.
 
@@ -120,7 +136,7 @@ def create_topics(
     wanted = {spec.name: spec for spec in specs}
     if not wanted:
         return
-    with admin_client(bootstrap, request_timeout=timeout) as admin:
+    with admin_client(bootstrap, request_timeout=timeout, security=security) as admin:
         existing = set(admin.list_topics())
         missing = [name for name in wanted if name not in existing]
         if missing:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from rote.brokers._managed import ManagedBroker
 from rote.brokers._process import BrokerUnavailable, ManagedProcess, free_port
+from rote.brokers.security import KafkaSecurity
+from rote.brokers.tls import TlsMaterial, make_tls_material
 from rote.errors import BrokerError
 
 #: The one place the Apache Kafka version is pinned: newest 4.x on Maven Central that resolved here.
@@ -186,8 +188,15 @@ def ensure_kafka_jars(
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what kafka-storage prints)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what kafka-storage prints).
+
+    Like Kafka's own `Uuid.randomUuid()`, an id that would start with '-' is drawn again: kafka-storage
+    would read `-t -xnF…` as an option (it failed about one start in 64 before).
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,6 +215,46 @@ class KafkaConfig:
     start_attempts: int = 3
     overrides: Mapping[str, str] = field(default_factory=dict)
     """Extra server.properties entries; they win over the defaults below."""
+    scram_users: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """With `admin_user`: a SASL_SSL listener (SCRAM-SHA-512, TLS with a throw-away CA) instead of PLAINTEXT,
+    ACLs enforced (StandardAuthorizer), and these users (name -> password) created at format time."""
+    admin_user: str | None = None
+    """The super user of a secured broker (it may alter ACLs); must be one of `scram_users`."""
+
+    @property
+    def secured(self) -> bool:
+        return self.admin_user is not None
+
+
+def secured_properties(
+    *, host: str, port: int, controller_port: int, admin: str, password: str, tls: TlsMaterial
+) -> dict[str, str]:
+    """SASL_SSL (SCRAM-SHA-512) for clients and between brokers, ACLs enforced.
+
+    The controller listener stays PLAINTEXT on loopback (KRaft controllers cannot use SCRAM: the credentials
+    live in the metadata they serve); its anonymous principal is a super user, which only a process on this
+    host reaching the controller port could use. Clients and the broker itself use SASL_SSL.
+    """
+    jaas = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{admin}" password="{password}";'
+    )
+    return {
+        "listeners": f"SASL_SSL://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "advertised.listeners": f"SASL_SSL://{host}:{port}",
+        "inter.broker.listener.name": "SASL_SSL",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": jaas,
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(tls.server_keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(tls.ca_cert),
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{admin};User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found": "false",
+    }
 
 
 def server_properties(
@@ -256,6 +305,10 @@ class KafkaBroker(ManagedBroker[KafkaConfig]):
         self.version = self.config.version
         self.cluster_id = ""
         self.jars_seconds: float | None = None
+        #: the throw-away CA and server certificate of a secured broker (clients trust `tls.ca_cert`)
+        self.tls: TlsMaterial | None = None
+        if self.config.admin_user is not None and self.config.admin_user not in self.config.scram_users:
+            raise BrokerError("a secured broker's admin user must be one of its SCRAM users")
 
     @property
     def log_path(self) -> Path | None:
@@ -271,6 +324,8 @@ class KafkaBroker(ManagedBroker[KafkaConfig]):
         assert self._work_dir is not None
         argv = [java, "-Xmx256m", "-cp", classpath, "kafka.tools.StorageTool", "format"]
         argv += ["-t", self.cluster_id, "-c", str(props_file)]
+        for name, password in self.config.scram_users.items():
+            argv += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
         result = subprocess.run(
             argv,
             capture_output=True,
@@ -281,7 +336,10 @@ class KafkaBroker(ManagedBroker[KafkaConfig]):
         )
         (self._work_dir / "format.log").write_text(result.stdout + result.stderr)
         if result.returncode != 0:
-            raise BrokerError(f"kafka-storage format failed ({result.returncode}):\n{result.stderr[-2000:]}")
+            err = result.stderr[-2000:]
+            for password in self.config.scram_users.values():
+                err = err.replace(password, "***")
+            raise BrokerError(f"kafka-storage format failed ({result.returncode}):\n{err}")
 
     def start(self) -> KafkaBroker:
         self._check_not_started()
@@ -308,7 +366,22 @@ class KafkaBroker(ManagedBroker[KafkaConfig]):
             props = server_properties(
                 host=cfg.host, port=port, controller_port=cport, data_dir=data, overrides=cfg.overrides
             )
+            if cfg.admin_user is not None:
+                if self.tls is None:
+                    self.tls = make_tls_material(work / "tls", hosts=(cfg.host, "localhost"))
+                props.update(
+                    secured_properties(
+                        host=cfg.host,
+                        port=port,
+                        controller_port=cport,
+                        admin=cfg.admin_user,
+                        password=cfg.scram_users[cfg.admin_user],
+                        tls=self.tls,
+                    )
+                )
+                props.update(cfg.overrides)
             props_file = work / "server.properties"
+            props_file.touch(mode=0o600)  # a secured broker's file holds its admin password
             props_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
             self.cluster_id = new_cluster_id()
             self._format(java, classpath, props_file)
@@ -339,6 +412,23 @@ class KafkaBroker(ManagedBroker[KafkaConfig]):
         raise BrokerError(
             f"Apache Kafka did not start (logs in {work}): {last_error}\n{self.log_tail()}"
         ) from last_error
+
+    def client_security(self, user: str) -> KafkaSecurity:
+        """How a client logs in as `user` on this (secured) broker: SASL_SSL, SCRAM-SHA-512, its test CA."""
+        if not self.config.secured or self.tls is None:
+            raise BrokerError("this broker is not secured (started without admin_user) or not started yet")
+        return KafkaSecurity(
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-512",
+            username=user,
+            password=self.config.scram_users[user],
+            ca_file=self.tls.ca_cert,
+        )
+
+    def admin_security(self) -> KafkaSecurity | None:
+        if self.config.admin_user is None or self.tls is None:
+            return None
+        return self.client_security(self.config.admin_user)
 
     def __repr__(self) -> str:
         return f"KafkaBroker(version={self.version!r}, bootstrap={self.bootstrap!r}, running={self.running})"

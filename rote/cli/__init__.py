@@ -50,8 +50,51 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
+    kafka_security_protocol: str | None = typer.Option(
+        None,
+        "--kafka-security-protocol",
+        help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (env ROTE_KAFKA_SECURITY_PROTOCOL; "
+        "default PLAINTEXT)",
+        show_default=False,
+    ),
+    kafka_sasl_mechanism: str | None = typer.Option(
+        None,
+        "--kafka-sasl-mechanism",
+        help="SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (env ROTE_KAFKA_SASL_MECHANISM; default SCRAM-SHA-512)",
+        show_default=False,
+    ),
+    kafka_username: str | None = typer.Option(
+        None,
+        "--kafka-username",
+        help="SASL principal; its password only from ROTE_KAFKA_PASSWORD or ROTE_KAFKA_PASSWORD_FILE "
+        "(env ROTE_KAFKA_USERNAME)",
+        show_default=False,
+    ),
+    kafka_ca_file: str | None = typer.Option(
+        None,
+        "--kafka-ca-file",
+        help="PEM CA bundle for the brokers' certificates (env ROTE_KAFKA_CA_FILE; default system CAs)",
+        show_default=False,
+    ),
 ) -> None:
     """rote: an event-stream pipeline on Kafka that finds repetitive routines and automates them."""
+    from pathlib import Path
+
+    from rote.brokers import security
+    from rote.errors import ConfigError
+
+    try:
+        security.configure(
+            security.KafkaSecurity.from_env(
+                security_protocol=kafka_security_protocol,
+                sasl_mechanism=kafka_sasl_mechanism,
+                username=kafka_username,
+                ca_file=Path(kafka_ca_file) if kafka_ca_file else None,
+            )
+        )
+    except ConfigError as exc:
+        typer.echo(f"rote: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 pipeline_cmd.register(app)

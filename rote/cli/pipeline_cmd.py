@@ -220,6 +220,7 @@ def produce_cmd(
     from rich.progress import track
 
     from rote.brokers import create_topics
+    from rote.brokers.security import kafka_python_kwargs
     from rote.cli.errors import require_broker
     from rote.importers import dead_letter, read_log
     from rote.streams.schemas import encode
@@ -244,6 +245,7 @@ def produce_cmd(
         bootstrap_servers=settings.bootstrap_servers.split(","),
         linger_ms=5,
         acks="all",
+        **kafka_python_kwargs(),
     )
     rejected = 0
     futures: list[tuple[bool, Any]] = []  # (is an action, delivery future)

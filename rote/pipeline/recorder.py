@@ -8,6 +8,7 @@ import json
 import time
 
 from rote.archive import ArchiveWriter
+from rote.brokers.security import aiokafka_kwargs, kafka_python_kwargs
 from rote.pipeline.options import Progress
 from rote.streams.schemas import RunMetric
 from rote.streams.topics import AUTOMATIONS, CATALOGUE, METRICS, OPTIMIZATION_REPORTS, USER_ACTIONS
@@ -21,7 +22,7 @@ def end_offsets(bootstrap: str) -> dict[tuple[str, int], int]:
     """
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **kafka_python_kwargs())
     try:
         parts = [TopicPartition(spec.name, p) for spec in CATALOGUE for p in range(spec.partitions)]
         return {(tp.topic, tp.partition): off for tp, off in consumer.end_offsets(parts).items()}
@@ -40,7 +41,10 @@ async def recorder(
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **aiokafka_kwargs(),
     )
     await consumer.start()
     try:

@@ -16,9 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from rote import metrics
+from rote.brokers.security import aiokafka_kwargs
 from rote.importers import ImportedLog, ImportedRecord, dead_letter, metric_reason
 from rote.pipeline.options import Progress, RunOptions
 from rote.pipeline.watch import bar as _bar
+from rote.streams.fast import encode_batch
 from rote.streams.schemas import encode
 from rote.streams.topics import DEAD_LETTERS, USER_ACTIONS
 
@@ -46,14 +48,36 @@ async def _reject(producer: Any, rec: ImportedRecord, imported: ImportedLog, sta
     state.import_rejected += 1
 
 
+#: Actions per batch message on `user-actions` (the producer API and `rote produce` use the same bound).
+BATCH_ACTIONS = 500
+#: ... and payload bytes per batch, well under the broker's 1 MiB default message limit.
+BATCH_BYTES = 512 * 1024
+
+
 async def replay_log(bootstrap: str, imported: ImportedLog, options: RunOptions, state: Progress) -> None:
+    """Send the log's valid rows as per-user batches (`UserActionBatch`), its rejected rows to dead-letters.
+
+    Consecutive rows of one user go out as one batch message (up to `BATCH_ACTIONS`), as the producer API
+    sends them; with `--speed` the log's own pace is kept, so each row goes out on its own at its time.
+    """
     from aiokafka import AIOKafkaProducer
-    from aiokafka.errors import KafkaError
 
     records = imported.records
     state.replay_total = len(records) + (len(MALFORMED) if options.inject else 0)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_request_size=4 * 1024 * 1024, **aiokafka_kwargs()
+    )
     await producer.start()
+    pending: list[ImportedRecord] = []
+    pending_bytes = 0
+
+    async def flush() -> None:
+        nonlocal pending_bytes
+        batch, pending[:] = list(pending), []
+        pending_bytes = 0
+        if batch:
+            await _send_batch(producer, batch, imported, options, state)
+
     try:
         bar = _bar(state, "replay", state.replay_total)
         prev: datetime | None = None
@@ -65,22 +89,25 @@ async def replay_log(bootstrap: str, imported: ImportedLog, options: RunOptions,
             else:
                 ts = _timestamp(rec.payload)
                 if options.speed > 0 and prev is not None and ts is not None:
+                    await flush()
                     await asyncio.sleep(max(0.0, (ts - prev).total_seconds() / options.speed))
                 prev = ts or prev
-                key = str(rec.payload.get("user_id") or options.user_id).encode()
-                try:
-                    await producer.send(USER_ACTIONS.name, json.dumps(rec.payload).encode(), key=key)
-                    state.produced += 1
-                except KafkaError as exc:  # e.g. over the broker's message size: this event, not the replay
-                    log.warning(
-                        "%s line %s: the broker refused the event: %s", imported.path.name, rec.line, exc
-                    )
-                    await _reject(producer, _refused(rec, exc), imported, state)
+                size = len(json.dumps(rec.payload))
+                if pending and (
+                    _user(pending[0], options) != _user(rec, options)
+                    or len(pending) >= BATCH_ACTIONS
+                    or pending_bytes + size > BATCH_BYTES
+                ):
+                    await flush()
+                pending.append(rec)
+                pending_bytes += size
             if bad and i % stride == stride - 1:
+                await flush()
                 _label, payload = bad.pop(0)
                 await producer.send(USER_ACTIONS.name, payload, key=options.user_id.encode())
                 state.injected_bad += 1
             bar(1 + (1 if state.injected_bad and i % stride == stride - 1 else 0))
+        await flush()
         for _label, payload in bad:
             await producer.send(USER_ACTIONS.name, payload, key=options.user_id.encode())
             state.injected_bad += 1
@@ -89,6 +116,35 @@ async def replay_log(bootstrap: str, imported: ImportedLog, options: RunOptions,
     finally:
         await producer.stop()
     state.replay_done = True
+
+
+def _user(rec: ImportedRecord, options: RunOptions) -> str:
+    return str(rec.payload.get("user_id") or options.user_id)
+
+
+async def _send_batch(
+    producer: Any, batch: list[ImportedRecord], imported: ImportedLog, options: RunOptions, state: Progress
+) -> None:
+    """One user's rows as one batch message. If the broker refuses a batch, its rows go one by one, so a
+    row the broker cannot take (over its size limit) is dead-lettered alone and the others still go."""
+    from aiokafka.errors import KafkaError
+
+    user = _user(batch[0], options)
+    try:
+        body = encode_batch(user, [rec.payload for rec in batch]) if len(batch) > 1 else None
+        if body is None:
+            body = json.dumps(batch[0].payload).encode()
+        await producer.send(USER_ACTIONS.name, body, key=user.encode())
+        state.produced += len(batch)
+        return
+    except KafkaError as exc:
+        if len(batch) == 1:  # e.g. over the broker's message size: this event, not the replay
+            rec = batch[0]
+            log.warning("%s line %s: the broker refused the event: %s", imported.path.name, rec.line, exc)
+            await _reject(producer, _refused(rec, exc), imported, state)
+            return
+    for rec in batch:
+        await _send_batch(producer, [rec], imported, options, state)
 
 
 def _refused(rec: ImportedRecord, exc: Exception) -> ImportedRecord:

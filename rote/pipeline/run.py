@@ -32,7 +32,7 @@ from rote.pipeline.options import Progress, RunOptions
 from rote.pipeline.recorder import end_offsets, recorder
 from rote.pipeline.replay import replay_log
 from rote.pipeline.summary import summarize
-from rote.pipeline.watch import Bars, watch_until_done
+from rote.pipeline.watch import Bars, replay_consumed, watch_until_done
 from rote.streams.topics import CATALOGUE
 
 log = logging.getLogger("rote.run")
@@ -91,6 +91,7 @@ def _run(
             options=AgentOptions(
                 idle_flush_seconds=3.0 if options.once else 300.0,
                 report_interval_seconds=4.0 if options.once else settings.report_interval_seconds,
+                result_key=result_key,
             ),
         )
         archive = ArchiveWriter(run_dir)
@@ -143,6 +144,17 @@ def _run(
 
         if options.once:
             report_status = _parts["efficiency_tracker"]["status"]
+            flush_all = _parts["task_identifier"]["flush_all"]
+
+            @app.task
+            async def _flush_at_end() -> None:
+                # The replay is the whole input: once it is consumed, close every user's open segment
+                # (a short log would otherwise wait for the idle timer, or never yield its routines).
+                while not stop.is_set():
+                    if replay_consumed(state):
+                        await flush_all()
+                        return
+                    await asyncio.sleep(0.2)
 
             @app.task
             async def _watch() -> None:

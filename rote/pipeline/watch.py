@@ -24,13 +24,25 @@ from rich.progress import (
 
 from rote import metrics
 from rote.pipeline.options import Progress, RunOptions
-from rote.streams.topics import USER_ACTIONS
 
 log = logging.getLogger("rote.run")
 
 
 def _count(counter: Any, **labels: str) -> float:
     return float(counter.labels(**labels)._value.get())
+
+
+def actions_taken() -> float:
+    """User actions the task identifier has taken in so far: learnt or dead-lettered (batches count each
+    action; a malformed message counts one)."""
+    return _count(metrics.USER_ACTIONS_TOTAL, outcome="accepted") + _count(
+        metrics.USER_ACTIONS_TOTAL, outcome="dead_lettered"
+    )
+
+
+def replay_consumed(state: Progress) -> bool:
+    """The replay is over and every action it sent (valid or not) has been taken in."""
+    return state.replay_done and actions_taken() >= state.produced + state.injected_bad
 
 
 def _feed_caught_up(state: Progress) -> bool:
@@ -48,19 +60,18 @@ async def watch_until_done(
     options: RunOptions, state: Progress, started: float, stop: asyncio.Event, report_status: dict[str, Any]
 ) -> None:
     """Done = replay consumed, pipeline quiet, the tracker caught up, and a report covers all of it."""
-    consumed = metrics.EVENTS_CONSUMED.labels(topic=USER_ACTIONS.name, agent="task-identifier")
     status = state.bars.add("pipeline", None) if state.bars is not None else None
     while True:
         await asyncio.sleep(0.5)
         if status is not None and state.bars is not None:
-            state.bars.describe(status, _status_text(state, consumed._value.get()))
+            state.bars.describe(status, _status_text(state, actions_taken()))
         now = time.monotonic()
         if state.error:
             break
         if now - started > options.timeout_seconds:
             state.timed_out = True
             break
-        caught_up = state.replay_done and consumed._value.get() >= state.produced + state.injected_bad
+        caught_up = replay_consumed(state)
         quiet = now - state.last_event > options.quiet_seconds
         reported = report_status["reported_seen"] == report_status["seen"]
         if caught_up and state.production_done and quiet and _feed_caught_up(state) and reported:

@@ -1,0 +1,209 @@
+"""The worker's ingress decoder for `user-actions`: msgspec on the hot path, pydantic as the final word.
+
+`user-actions` is the one topic with volume (every click of every person), so its events are decoded with
+msgspec structs mirroring `UserAction` and `Target` (several times faster than pydantic, and one decode
+per batch message). The pydantic models in `streams.schemas` stay the single source of truth: the limits
+and the checks that are not types (the plausible-time window, the attributes cap) are imported from there,
+the mirror is strict (it never accepts what pydantic would coerce), and whatever it rejects is re-judged by
+pydantic, whose verdict stands. So the fast path can only ever be *narrower* than the schema, never wider;
+tests/test_streams_fast.py checks that on generated payloads.
+
+Wire forms on `user-actions` (both accepted, validated action by action):
+
+- one `UserAction` object (schema v1), as every producer sent so far;
+- a `UserActionBatch`: ``{"kind": "user-action-batch", "schema_version": 1, "user_id": ..., "actions":
+  [UserAction, ...]}``, one user's actions in time order (what the producer API, `rote produce` and the
+  replay send). An invalid action in a batch is dead-lettered alone, with its own bytes and reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+from rote.streams.schemas import (
+    MAX_ACTION_SECONDS,
+    MAX_ATTRIBUTES,
+    MAX_ATTRIBUTES_CHARS,
+    MAX_BATCH_ACTIONS,
+    MAX_TEXT_CHARS,
+    MAX_VALUE_CHARS,
+    UserAction,
+    decode,
+    implausible_time,
+)
+
+from rote.errors import ValidationError
+
+BATCH_KIND = "user-action-batch"
+
+_Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+_Value = Annotated[str, msgspec.Meta(max_length=MAX_VALUE_CHARS)]
+_Duration = Annotated[float, msgspec.Meta(ge=0, le=MAX_ACTION_SECONDS)]
+_Attributes = Annotated[dict[str, str], msgspec.Meta(max_length=MAX_ATTRIBUTES)]
+
+
+class FastTarget(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Mirror of `streams.schemas.Target` (same fields, limits and defaults)."""
+
+    field: _Text | None = None
+    element: _Text | None = None
+    element_type: _Text | None = None
+    workbook: _Text | None = None
+    sheet: _Text | None = None
+    cell: _Text | None = None
+    column: _Text | None = None
+    row: int | None = None
+    url: _Text | None = None
+    file: _Text | None = None
+    title: _Text | None = None
+
+
+_EMPTY_TARGET = FastTarget()
+
+
+class FastAction(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Mirror of `streams.schemas.UserAction`; attribute names match, so pure logic takes either."""
+
+    event_id: _Id
+    user_id: _Id
+    timestamp: datetime
+    app: _NonEmpty
+    action_type: _NonEmpty
+    schema_version: int = 1
+    session_id: _Text | None = None
+    device: _Text | None = None
+    target: FastTarget = _EMPTY_TARGET
+    value: _Value | None = None
+    duration_seconds: _Duration | None = None
+    source: _Text | None = None
+    attributes: _Attributes = msgspec.field(default_factory=dict)
+
+
+class _Envelope(msgspec.Struct):
+    """Just enough of a message to tell a batch from a single action, without decoding the actions."""
+
+    kind: str | None = None
+    schema_version: int | None = None
+    user_id: str | None = None
+    actions: list[msgspec.Raw] | None = None
+
+
+_action_decoder = msgspec.json.Decoder(FastAction)
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass
+class Rejected:
+    """One action (or a whole message) that is not valid: its own bytes and why."""
+
+    raw: bytes
+    reason: str
+    field: str | None = None
+
+
+@dataclass
+class Decoded:
+    """A `user-actions` message: its valid actions (in message order) and what was rejected."""
+
+    actions: list[FastAction] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    batch: bool = False
+
+
+def _post_check(action: FastAction) -> FastAction:
+    """The checks that are not types (shared with the pydantic model's validators)."""
+    ts = action.timestamp
+    if ts.tzinfo is None:
+        raise ValidationError("timestamp: Input should have timezone info", field="timestamp")
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
+    reason = implausible_time(ts)
+    if reason is not None:
+        raise ValidationError(f"timestamp: Value error, {reason}", field="timestamp")
+    if action.attributes:
+        size = sum(len(k) + len(v) for k, v in action.attributes.items())
+        if size > MAX_ATTRIBUTES_CHARS:
+            raise ValidationError(
+                f"attributes: Value error, attributes hold {size} characters, over the cap of "
+                f"{MAX_ATTRIBUTES_CHARS}",
+                field="attributes",
+            )
+    if action.schema_version != 1:
+        raise ValidationError("schema_version: Input should be 1", field="schema_version")
+    return action if ts is action.timestamp else msgspec.structs.replace(action, timestamp=ts)
+
+
+def from_model(action: UserAction) -> FastAction:
+    """A validated pydantic action as the fast struct (the fallback path's result)."""
+    data = action.model_dump(mode="python", exclude_none=True)
+    if not data.get("target"):
+        data.pop("target", None)  # the shared empty target, as the fast decoder gives
+    return msgspec.convert(data, FastAction, strict=False)
+
+
+def decode_action(raw: bytes) -> FastAction:
+    """One action: msgspec first; what it refuses goes to pydantic, whose verdict (and reason) stands."""
+    try:
+        return _post_check(_action_decoder.decode(raw))
+    except (msgspec.ValidationError, msgspec.DecodeError, ValidationError, OverflowError, RecursionError):
+        pass
+    return _post_check(from_model(decode(UserAction, raw)))
+
+
+def decode_message(raw: bytes) -> Decoded:
+    """A whole `user-actions` message (one action or a batch); never raises for bad input."""
+    out = Decoded()
+    try:
+        env = _envelope_decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        env = None
+    if env is None or env.kind != BATCH_KIND:
+        try:
+            out.actions.append(decode_action(raw))
+        except ValidationError as exc:
+            out.rejected.append(Rejected(raw=raw, reason=exc.reason, field=exc.field))
+        return out
+    out.batch = True
+    if env.schema_version not in (None, 1):
+        out.rejected.append(
+            Rejected(raw=raw, reason=f"schema_version: batch version {env.schema_version} is unknown")
+        )
+        return out
+    items = env.actions or []
+    if not items or len(items) > MAX_BATCH_ACTIONS:
+        out.rejected.append(
+            Rejected(
+                raw=raw, reason=f"actions: a batch holds 1 to {MAX_BATCH_ACTIONS} actions, got {len(items)}"
+            )
+        )
+        return out
+    for i, item in enumerate(items):
+        piece = bytes(item)
+        try:
+            action = decode_action(piece)
+        except ValidationError as exc:
+            out.rejected.append(Rejected(raw=piece, reason=f"actions[{i}].{exc.reason}", field=exc.field))
+            continue
+        if env.user_id is not None and action.user_id != env.user_id:
+            why = f"actions[{i}].user_id: {action.user_id!r} differs from its batch's {env.user_id!r}"
+            out.rejected.append(Rejected(raw=piece, reason=why, field="user_id"))
+            continue
+        out.actions.append(action)
+    return out
+
+
+def encode_batch(user_id: str, actions: Iterable[FastAction | UserAction | dict[str, Any]]) -> bytes:
+    """One `UserActionBatch` message (what producers send and what the task identifier logs)."""
+    items = [a if isinstance(a, FastAction | dict) else from_model(a) for a in actions]
+    return _encoder.encode({"kind": BATCH_KIND, "schema_version": 1, "user_id": user_id, "actions": items})
+
+
+def encode_action(action: FastAction) -> bytes:
+    return _encoder.encode(action)
