@@ -153,25 +153,31 @@ def test_settings_from_env_and_flags() -> None:
 
 @pytest.mark.integration
 @pytest.mark.tansu
-def test_producer_api_validates_before_sending(tansu_broker: Any) -> None:
+def test_producer_api_validates_before_sending_and_batches_per_user(tansu_broker: Any) -> None:
     from kafka import KafkaConsumer, TopicPartition
+    from rote.streams.fast import decode_message
 
     from rote.brokers import create_topics
     from rote.producer import ActionProducer
 
     create_topics(tansu_broker.bootstrap, [BY_NAME["user-actions"]])
-    with ActionProducer(tansu_broker.bootstrap, topic="user-actions") as producer:
+    with ActionProducer(tansu_broker.bootstrap, topic="user-actions", linger_seconds=5.0) as producer:
         sent = producer.send({**GOOD, "event_id": "producer-api-1"})
         with pytest.raises(ValidationError, match="timestamp"):
             producer.send({**GOOD, "event_id": "producer-api-2", "timestamp": "never"})
+        for i in range(3, 6):
+            producer.send({**GOOD, "event_id": f"producer-api-{i}"})
     consumer = KafkaConsumer(bootstrap_servers=tansu_broker.bootstrap, consumer_timeout_ms=2000)
     parts = [TopicPartition("user-actions", p) for p in range(BY_NAME["user-actions"].partitions)]
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
-    seen = [decode(UserAction, m.value) for m in consumer if m.key == b"ana"]
+    messages = [decode_message(m.value) for m in consumer if m.key == b"ana"]
     consumer.close()
-    ids = [a.event_id for a in seen]
-    assert sent.event_id in ids and "producer-api-2" not in ids
+    ours = [m for m in messages if any(a.event_id.startswith("producer-api-") for a in m.actions)]
+    # held within the linger, the user's four valid actions left as one batch message, in order
+    assert len(ours) == 1 and ours[0].batch and not ours[0].rejected
+    ids = [a.event_id for a in ours[0].actions]
+    assert ids == [sent.event_id, "producer-api-3", "producer-api-4", "producer-api-5"]
 
 
 @pytest.mark.integration

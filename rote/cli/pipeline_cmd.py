@@ -223,6 +223,8 @@ def produce_cmd(
     from rote.brokers.security import kafka_python_kwargs
     from rote.cli.errors import require_broker
     from rote.importers import dead_letter, read_log
+    from rote.pipeline.replay import BATCH_ACTIONS
+    from rote.streams.fast import encode_batch
     from rote.streams.schemas import encode
     from rote.streams.topics import DEAD_LETTERS, USER_ACTIONS
 
@@ -245,29 +247,44 @@ def produce_cmd(
         bootstrap_servers=settings.bootstrap_servers.split(","),
         linger_ms=5,
         acks="all",
+        max_request_size=4 * 1024 * 1024,
         **kafka_python_kwargs(),
     )
     rejected = 0
-    futures: list[tuple[bool, Any]] = []  # (is an action, delivery future)
+    futures: list[tuple[int, Any]] = []  # (actions in the message, delivery future)
+    batch: list[dict[str, Any]] = []
+    batch_user = ""
+
+    def send_batch() -> None:
+        # Consecutive rows of one user go as one UserActionBatch (as the producer API sends them).
+        if not batch:
+            return
+        value = json.dumps(batch[0]).encode() if len(batch) == 1 else encode_batch(batch_user, batch)
+        futures.append((len(batch), producer.send(USER_ACTIONS.name, key=batch_user.encode(), value=value)))
+        batch.clear()
+
     for rec in track(imported.records, description="producing", disable=not sys.stderr.isatty()):
         if rec.error is not None and validate:
             letter = dead_letter(rec, imported.path)
             future = producer.send(DEAD_LETTERS.name, key=USER_ACTIONS.name.encode(), value=encode(letter))
-            futures.append((False, future))
+            futures.append((0, future))
             rejected += 1
             continue
-        key = str(rec.payload.get("user_id") or user_id).encode()
-        future = producer.send(USER_ACTIONS.name, key=key, value=json.dumps(rec.payload).encode())
-        futures.append((True, future))
+        user = str(rec.payload.get("user_id") or user_id)
+        if batch and (user != batch_user or len(batch) >= BATCH_ACTIONS or not validate):
+            send_batch()
+        batch_user = user
+        batch.append(rec.payload)
+    send_batch()
     producer.flush()
     sent = failed = 0
     first_failure = ""
-    for is_action, future in futures:  # kafka-python's flush returns even when deliveries failed
+    for actions, future in futures:  # kafka-python's flush returns even when deliveries failed
         try:
             future.get(timeout=30)
-            sent += is_action
+            sent += actions
         except Exception as exc:
-            failed += 1
+            failed += max(1, actions)
             first_failure = first_failure or f"{type(exc).__name__}: {exc}"
     producer.close()
     if failed:
