@@ -106,6 +106,33 @@ def test_unmapped_rows_are_scrubbed_with_their_own_columns(redactor: Redactor) -
     assert CARD not in text and "ana@example.org" not in text
 
 
+def test_hostile_payload_shapes(redactor: Redactor) -> None:
+    """Unvalidated input of the wrong shape is scrubbed, not trusted and not a crash."""
+    odd = _action(
+        target="mail ana@example.org",
+        attributes=["+44 20 7946 0123"],
+        value=None,
+    )
+    odd["attributes"] = {"name": ["x"], "target.type": {"k": "password"}, "note": "ana@example.org"}
+    text = json.dumps(redactor.redact_payload(odd))
+    assert "ana@example.org" not in text
+    odd2 = _action(target="mail ana@example.org", attributes=["+44 20 7946 0123"])
+    text2 = json.dumps(redactor.redact_payload(odd2))
+    assert "ana@example.org" not in text2 and "7946 0123" not in text2
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "text",
+    ["1" * 65000 + "a", "1 " * 30000, "1-" * 30000 + "@a.b.cc", "4111 " * 12000, "(" * 30000 + "1" * 30000],
+    ids=["digits", "spaced", "dashed-email", "card-groups", "parens"],
+)
+def test_pathological_values_finish(redactor: Redactor, text: str) -> None:
+    """No exponential backtracking on the largest value an event may carry (the timeout only guards
+    against a hang; speed is measured by `rote bench`)."""
+    assert isinstance(redactor.redact_text(text), str)
+
+
 def test_ordinary_payload_is_unchanged(redactor: Redactor) -> None:
     payload = _action(value="18/08/1992")
     assert redactor.redact_payload(payload) == payload

@@ -148,29 +148,39 @@ def _cards(text: str, ctx: frozenset[str], n_digits: int) -> Iterator[Finding]:
         return
     relaxed = "card" in ctx
     for m in _CARD.finditer(text):
-        groups = [(g.start(), g.end()) for g in _GROUP.finditer(m.group())]
-        found = None
-        # longest run of whole groups first: "4111 1111 1111 1111 2027" is a card and a year
-        for size in range(len(groups), 0, -1):
-            for i in range(len(groups) - size + 1):
-                a, b = groups[i][0], groups[i + size - 1][1]
-                piece = m.group()[a:b]
-                seps = {ch for ch in piece if not ch.isdigit()}
-                if len(seps) > 1:
-                    continue
-                # part of a longer hyphenated code (cost centre 01-4450-00-5687-...) is not a card
-                if size < len(groups) and "-" in m.group()[max(a - 1, 0) : a] + m.group()[b : b + 1]:
-                    continue
-                if not relaxed and not _card_layout([e - s for s, e in groups[i : i + size]]):
-                    continue
-                digits = piece.replace(" ", "").replace("-", "")
-                if checks.card_ok(digits, any_prefix=relaxed):
-                    found = (m.start() + a, m.start() + b, digits)
-                    break
-            if found:
-                break
-        if found:
-            yield Finding(found[0], found[1], "card", "card", normalised=found[2])
+        found = _card_in(m.group(), relaxed)
+        if found is not None:
+            yield Finding(m.start() + found[0], m.start() + found[1], "card", "card", normalised=found[2])
+
+
+def _card_in(candidate: str, relaxed: bool) -> tuple[int, int, str] | None:
+    """The longest run of whole digit groups in `candidate` that is a card number, as (start, end,
+    digits): "4111 1111 1111 1111 2027" is a card and a year. Windows hold 12-19 digits and, unless the
+    field says card, at most five groups (4-4-4-4-3), so a hostile run of single digits costs little."""
+    groups = [(g.start(), g.end()) for g in _GROUP.finditer(candidate)]
+    ends = [0]
+    for a, b in groups:
+        ends.append(ends[-1] + b - a)
+    max_size = len(groups) if relaxed else min(len(groups), 5)
+    for size in range(max_size, 0, -1):
+        for i in range(len(groups) - size + 1):
+            n = ends[i + size] - ends[i]
+            if not 12 <= n <= 19:
+                continue
+            a, b = groups[i][0], groups[i + size - 1][1]
+            piece = candidate[a:b]
+            seps = {ch for ch in piece if not ch.isdigit()}
+            if len(seps) > 1:
+                continue
+            # part of a longer hyphenated code (cost centre 01-4450-00-5687-...) is not a card
+            if size < len(groups) and "-" in candidate[max(a - 1, 0) : a] + candidate[b : b + 1]:
+                continue
+            if not relaxed and not _card_layout([e - s for s, e in groups[i : i + size]]):
+                continue
+            digits = piece.replace(" ", "").replace("-", "")
+            if checks.card_ok(digits, any_prefix=relaxed):
+                return a, b, digits
+    return None
 
 
 def _card_layout(lengths: list[int]) -> bool:
@@ -275,7 +285,9 @@ def _network(text: str, _ctx: frozenset[str], n_digits: int) -> Iterator[Finding
 
 _PHONE = re.compile(
     r"(?<![\w+(])(?<!\d[.,/:\-])"  # not inside a word, a number, a date or a ratio
-    r"(?:\(?(?:\+|00))?\(?\d{1,5}\)?(?:[ .\-\u00a0]{0,2}\(?\d{1,5}\)?){0,7}"
+    # one digit run per group, groups joined by a separator or after a ')': a run of digits can be read
+    # only one way, so a long run that fails does not backtrack through every way to cut it
+    r"(?:\(?(?:\+|00))?\(?\d{1,15}\)?(?:(?:[ .\-\u00a0]{1,2}|(?<=\)))\(?\d{1,8}\)?){0,7}"
     r"(?!\w)(?![.,/:\-]\d)"
 )
 _PHONE_SEP = re.compile(r"[ .\-\u00a0()]+")

@@ -215,7 +215,10 @@ class Redactor:
             if getter is None
             else (id(roles), element_type, field, element, getter(attributes))
         )
-        ctx = self._ctx_cache.get(key)
+        try:
+            ctx = self._ctx_cache.get(key)
+        except TypeError:  # an unvalidated payload's attribute holds a list or a dict: not cached
+            key, ctx = None, None
         if ctx is None:
             kinds: set[str] = set()
             if isinstance(element_type, str) and is_password_type(element_type):
@@ -232,9 +235,10 @@ class Redactor:
                     else:
                         kinds |= label_kinds(v)
             ctx = frozenset(kinds)
-            if len(self._ctx_cache) >= 65536:
-                self._ctx_cache.clear()
-            self._ctx_cache[key] = ctx
+            if key is not None:
+                if len(self._ctx_cache) >= 65536:
+                    self._ctx_cache.clear()
+                self._ctx_cache[key] = ctx
         return ctx
 
     def _action_context(self, action_type: Any) -> frozenset[str]:
@@ -385,7 +389,9 @@ class Redactor:
         tdict: Mapping[str, Any] = target if isinstance(target, Mapping) else {}
         attributes = payload.get("attributes")
         attrs: Mapping[str, Any] | None = attributes if isinstance(attributes, Mapping) else None
-        known = {"target", "attributes", "value", *_STRUCTURAL_KEYS, *_IDENTITY_KEYS}
+        known = {"value", *_STRUCTURAL_KEYS, *_IDENTITY_KEYS}
+        # a target or attributes that is not an object is scrubbed like any unknown key
+        known |= {k for k, v in (("target", target), ("attributes", attributes)) if isinstance(v, Mapping)}
         extra = {k: v for k, v in payload.items() if k not in known}
         value_new, target_changes, attrs_new, extra_changes = self._redact_parts(
             payload.get("app"), payload.get("action_type"), payload.get("value"), tdict.get, attrs, extra
