@@ -210,7 +210,7 @@ class Redactor:
         cached, since the same few fields are typed into again and again."""
         roles = self._attribute_roles(attributes) if attributes else _NO_ROLES
         getter = roles.getter
-        key = (
+        key: tuple[Any, ...] | None = (
             (element_type, field, element)
             if getter is None
             else (id(roles), element_type, field, element, getter(attributes))
