@@ -210,13 +210,14 @@ class Redactor:
         cached, since the same few fields are typed into again and again."""
         roles = self._attribute_roles(attributes) if attributes else _NO_ROLES
         getter = roles.getter
-        key: tuple[Any, ...] | None = (
+        full_key = (
             (element_type, field, element)
             if getter is None
             else (id(roles), element_type, field, element, getter(attributes))
         )
+        key: tuple[Any, ...] | None = full_key
         try:
-            ctx = self._ctx_cache.get(key)
+            ctx = self._ctx_cache.get(full_key)
         except TypeError:  # an unvalidated payload's attribute holds a list or a dict: not cached
             key, ctx = None, None
         if ctx is None:
