@@ -11,11 +11,22 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rote.cli.import_options import (
+    ActionColsOpt,
+    AppColOpt,
+    DelimiterOpt,
+    EncodingOpt,
+    TimeColOpt,
+    UserColOpt,
+    ValueColOpt,
+    csv_options,
+    describe_import,
+)
 from rote.discovery import DiscoveryConfig
 from rote.discovery.evaluate import SCORE_METRICS, evaluate_file
 from rote.discovery.interleaved import evaluate_log, iter_folder, read_models, read_reference, setting_k
 from rote.errors import ImportFormatError, RoteError
-from rote.importers import FORMATS, CsvOptions
+from rote.importers import FORMATS, ImportStats, load_actions
 
 
 def _fmt(v: Any) -> str:
@@ -34,14 +45,14 @@ def register(app: typer.Typer) -> None:
                 help="The UI log to replay, or a folder of interleaved logs (scores each, with a table).",
             ),
         ],
-        fmt: Annotated[str, typer.Option("--format", help="bosco | actionlogger | csv | jsonl")] = "bosco",
-        time_col: Annotated[str, typer.Option("--time-col", help="csv: the timestamp column.")] = "timeStamp",
-        action_cols: Annotated[
-            str,
-            typer.Option(
-                "--action-cols", help="csv: action type column, then target columns (comma separated)."
-            ),
-        ] = "eventType",
+        fmt: Annotated[str, typer.Option("--format", help=" | ".join(FORMATS))] = "bosco",
+        time_col: TimeColOpt = None,
+        action_cols: ActionColsOpt = None,
+        delimiter: DelimiterOpt = None,
+        encoding: EncodingOpt = None,
+        user_col: UserColOpt = None,
+        app_col: AppColOpt = None,
+        value_col: ValueColOpt = None,
         instance_col: Annotated[
             str | None,
             typer.Option(
@@ -105,7 +116,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Replay FILE through the task identifier's streaming discovery, in process, and score it.
 
-        Metrics as in ../shared/data/uilogs/README.md: mean best-match Jaccard of routine variants, share
+        Metrics as in the UI-log benchmark (docs/discovery.md): mean best-match Jaccard of routine variants,
+        share
         matched at >= 0.8, occurrence and event precision/recall/F1 (null when the ground truth cannot give
         them). `routines` lists the discovered routines, ranked, with their occurrences' event ids.
         """
@@ -114,14 +126,24 @@ def register(app: typer.Typer) -> None:
             return
         if fmt not in FORMATS:
             raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
-        options = CsvOptions(
+        options = csv_options(
+            delimiter=delimiter,
+            encoding=encoding,
             time_col=time_col,
-            action_cols=tuple(c.strip() for c in action_cols.split(",") if c.strip()),
+            action_cols=action_cols,
+            user_col=user_col,
+            app_col=app_col,
+            value_col=value_col,
             instance_col=instance_col,
             routine_col=routine_col,
         )
         err = Console(stderr=True)
+        imported = ImportStats()  # what became of every row: scored runs must not hide dropped ones
         try:
+            load_actions(file, fmt=fmt, csv_options=options, stats=imported)  # type: ignore[arg-type]
+            if imported.invalid or imported.skipped:
+                for line in describe_import(imported):
+                    err.print(line, highlight=False, markup=False)
             with Progress(
                 TextColumn("discovering"),
                 BarColumn(),
@@ -148,6 +170,7 @@ def register(app: typer.Typer) -> None:
         except RoteError as exc:
             err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from None
+        out["import"] = imported.to_dict()
         if as_json:
             typer.echo(json.dumps(out))
             return

@@ -128,6 +128,7 @@ def encode_state(st: UserState) -> dict[str, Any]:
                 t.lab(th.last),
                 th.last_n,
                 th.last_ts,
+                None if th.prev is None else t.lab(th.prev),
                 _enc_events(t, th.open),
                 t.labs(th.hist),
             ]

@@ -29,7 +29,7 @@ class DiscoveryConfig:
     lateness_seconds: float = 5.0
     #: Event ids remembered for de-duplication (older duplicates are older than the lateness window and
     #: are dropped as late).
-    dedupe_window: int = 128
+    dedupe_window: int = 32
     # ---------------------------------------------------------------- threads (interleaved work)
     #: An event continues a thread when it follows the thread's last action with at least this share of
     #: that action's successors in the stream; otherwise it opens a new thread (an interruption).
@@ -59,7 +59,7 @@ class DiscoveryConfig:
     #: Instances kept per variant (for parameters, splits and the candidate's `instances`).
     keep_instances: int = 6
     #: Instances kept over all of a user's variants (the state budget); the best variants keep theirs.
-    max_kept_instances: int = 30
+    max_kept_instances: int = 16
     #: Instances put into each emitted candidate.
     candidate_instances: int = 6
     #: Segments waiting to form a new variant.

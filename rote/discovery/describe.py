@@ -133,6 +133,19 @@ def _step_values(instances: Sequence[RoutineInstance], k: int) -> list[str | Non
     return [inst.values[k] if k < len(inst.values) else None for inst in instances]
 
 
+def _origin(steps: Sequence[RoutineStep], k: int) -> int:
+    """Follow a value back through the steps that only pass it on (a clipboard copy) to where it came from."""
+    seen = {k}
+    while True:
+        p = steps[k].parameter
+        if p is None or p.kind != "derived" or p.source_step is None or not 0 <= p.source_step < len(steps):
+            return k
+        if p.source_step in seen:
+            return k
+        k = p.source_step
+        seen.add(k)
+
+
 def sop_lines(steps: Sequence[RoutineStep], instances: Sequence[RoutineInstance]) -> list[str]:
     """One numbered plain-language line per step, with where each value comes from."""
     lines: list[str] = []
@@ -151,7 +164,7 @@ def sop_lines(steps: Sequence[RoutineStep], instances: Sequence[RoutineInstance]
             if p is None:
                 text = f"{app}{verb} into {where}"
             elif p.kind == "derived" and p.source_step is not None and 0 <= p.source_step < len(steps):
-                src = steps[p.source_step]
+                src = steps[_origin(steps, p.source_step)]
                 text = f"{app}{verb} the value from {_where(src)}{as_fmt} into {where}"
             elif p.kind == "constant":
                 text = f'{app}{verb} "{(p.constant or "")[:60]}" into {where}'

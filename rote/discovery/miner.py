@@ -193,7 +193,7 @@ class RoutineDiscoverer:
         state.prev2_label = prev
         state.prev_label = x
 
-    def _route(self, state: UserState, ev: Ev, touched: set[str]) -> Thread:
+    def _route(self, state: UserState, ev: Ev, touched: set[str], *, fitting: bool = False) -> Thread:
         """The thread this event continues, or a new one (see the module docstring, step 3)."""
         x = ev.label
         pairs = state.pairs
@@ -233,7 +233,7 @@ class RoutineDiscoverer:
             best = Thread(tid=state.next_tid, first=x, size=0, last=x, last_n=n, last_ts=ev.ts)
             state.next_tid += 1
             state.threads.append(best)
-            if len(state.threads) > self.config.max_threads:
+            if len(state.threads) > self.config.max_threads and not fitting:
                 oldest = min(state.threads, key=lambda t: t.last_n)
                 self._close_thread(state, oldest, touched)
         best.size += 1
@@ -329,12 +329,14 @@ class RoutineDiscoverer:
         events = state.events
         for k, ev in enumerate(buffered):
             state.events = events - len(buffered) + k + 1
-            routed.append((self._route(state, ev, touched), ev))
+            routed.append((self._route(state, ev, touched, fitting=True), ev))
         state.events = events
         self._set_starts(state, self._estimate(state, []))
         for th, ev in routed:
-            if th in state.threads:
-                self._segment(state, th, ev, touched)
+            self._segment(state, th, ev, touched)
+        # threads beyond the cap (kept open while the warm-up was replayed) close now, least recent first
+        while len(state.threads) > self.config.max_threads:
+            self._close_thread(state, min(state.threads, key=lambda t: t.last_n), touched)
 
     def _refit(self, state: UserState, touched: set[str]) -> None:
         cfg = self.config

@@ -84,6 +84,11 @@ class VariantMiner:
             v.last_seen = max(v.last_seen, last.ts)
             if len(v.days) < 400:
                 v.days.add(first.ts // DAY_US)
+        if state is not None and len(present) < len(seg.events):
+            # keep only what the instance is made of: the events aligned to the steps
+            seg.events = [seg.events[i] for i in present]
+            j = iter(range(len(present)))
+            seg.aligned = [None if i is None else next(j) for i in seg.aligned]
         v.key_counts[seg.key] += 1
         if len(v.key_counts) > 12:
             for k, _ in v.key_counts.most_common()[8:]:

@@ -1,0 +1,195 @@
+"""Interleaved work, the data-only state, learn_many, names/SOPs, the generator, the interleaved scorer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rote.streams.schemas import UserAction, decode
+
+from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState, discover
+from rote.discovery.describe import value_format
+from rote.discovery.interleaved import read_log, read_pnml_labels, score_top_k, true_routine_recall
+from rote.discovery.streams import group_instances
+from rote.discovery.synth import SynthConfig, interleave, write_csv
+from rote.errors import StateError
+from rote.importers import bundled_log, iter_records, load_actions
+
+DATA = Path(__file__).resolve().parent / "data" / "uilogs"
+
+
+def _instances(name: str) -> list[list[UserAction]]:
+    recs = [r for r in iter_records(DATA / name, fmt="bosco") if r.error is None]
+    actions = [decode(UserAction, r.payload) for r in recs]
+    inst = {a.event_id: r.labels["instance"] for a, r in zip(actions, recs, strict=True)}
+    return group_instances(actions, inst)[:-1]  # the slice ends mid-instance
+
+
+def _synth(tmp_path: Path, *, seed: int = 3, noise: float = 0.1) -> Path:
+    types = {"log1": _instances("bosco_log1_300.csv"), "log6": _instances("bosco_log6_220.csv")}
+    events = interleave(types, SynthConfig(seed=seed, noise_rate=noise, per_type=30))
+    path = tmp_path / f"synth-{seed}.csv"
+    write_csv(events, path)
+    return path
+
+
+def test_generator_interleaves_at_event_level_with_labels_and_is_deterministic(tmp_path: Path) -> None:
+    types = {"log1": _instances("bosco_log1_300.csv"), "log6": _instances("bosco_log6_220.csv")}
+    a = interleave(types, SynthConfig(seed=5, noise_rate=0.1, per_type=20))
+    b = interleave(types, SynthConfig(seed=5, noise_rate=0.1, per_type=20))
+    assert [e.action.event_id for e in a] == [e.action.event_id for e in b]
+    noise = sum(e.routine is None for e in a)
+    assert 0.05 < noise / len(a) < 0.15
+    # event level: some instance is interrupted by another one and resumed afterwards
+    order = [e.instance for e in a if e.instance is not None]
+    resumed = {i for k, i in enumerate(order[1:-1], 1) if order[k - 1] != i and i in order[: k - 1]}
+    assert resumed, "instances run concurrently, not one after another"
+    assert all(a[k].action.timestamp <= a[k + 1].action.timestamp for k in range(len(a) - 1))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (issue 13): event-level interleaving with 10% noise recovers log1 fully but log6 "
+    "only at ~0.64 Jaccard; see docs/discovery.md, failure cases",
+)
+def test_two_interleaved_routines_with_noise_are_both_found(tmp_path: Path) -> None:
+    log = read_log(_synth(tmp_path), routine_col="routine_type")
+    result = discover(log.actions)
+    sets = [set(h.candidate.routine) for h in result.heads()]
+    mean, per = true_routine_recall(sets, log, 2)
+    assert mean is not None and mean >= 0.9, per
+
+
+def test_learn_many_equals_learn_one_in_a_loop() -> None:
+    path, fmt = bundled_log()
+    actions = load_actions(path, fmt=fmt)[:1200]
+    disc = RoutineDiscoverer(DiscoveryConfig())
+    one, many = disc.new_state("u"), disc.new_state("u")
+    latest: dict[str, int] = {}
+    for a in actions:
+        for c in disc.learn_one(one, a):
+            latest[c.candidate_id] = c.version
+    batched: dict[str, int] = {}
+    for k in range(0, len(actions), 300):
+        out = disc.learn_many(many, actions[k : k + 300])
+        assert len({c.candidate_id for c in out}) == len(out), "each candidate once per batch"
+        for c in out:
+            batched[c.candidate_id] = c.version
+
+    # the same state, except how often candidates were emitted (once per batch instead of once per event)
+    def content(st: UserState) -> dict[str, object]:
+        data = st.to_state()
+        for v in data["variants"]:
+            v["n"], v["f"], v["ename"] = v["n"][:3], v["f"][:2], ""
+        return data
+
+    assert content(one) == content(many)
+    assert batched.keys() == latest.keys()
+    assert all(batched[k] <= latest[k] for k in latest)
+
+
+def test_state_is_json_data_round_trips_exactly_and_rejects_malformed() -> None:
+    path, fmt = bundled_log()
+    actions = load_actions(path, fmt=fmt)
+    disc = RoutineDiscoverer(DiscoveryConfig())
+    st = disc.new_state("u")
+    disc.learn_many(st, actions[:1500])
+    data = st.to_state()
+    text = json.dumps(data)
+    again = UserState.from_state(json.loads(text))
+    assert json.dumps(again.to_state()) == text
+    rest = actions[1500:]
+    assert [c.model_dump() for c in disc.learn_many(st, rest) + disc.flush(st)] == [
+        c.model_dump() for c in disc.learn_many(again, rest) + disc.flush(again)
+    ]
+    for bad in (
+        [],
+        {**data, "kind": "other"},
+        {**data, "version": 99},
+        {**data, "labels": [1]},
+        {**data, "history": [10**6]},
+        {k: v for k, v in data.items() if k != "pairs"},
+        {**data, "extra": 1},
+        {**data, "threads": [["x"]]},
+    ):
+        with pytest.raises(StateError):
+            UserState.from_state(bad)  # type: ignore[arg-type]
+
+
+def test_candidates_carry_a_name_a_sop_with_the_data_flow_and_a_variant_note() -> None:
+    path, fmt = bundled_log()
+    result = discover(load_actions(path, fmt=fmt))
+    cands = result.candidates
+    assert len(cands) >= 2
+    top = cands[0]
+    assert "StudentRecords.xlsx" in top.name and "NewRecord" in top.name
+    assert top.sop and all(line.startswith(f"{k + 1}. ") for k, line in enumerate(top.sop))
+    assert any("the value from column C" in line and "into date" in line for line in top.sop), top.sop
+    assert all(c.variant_note for c in cands[:2]), "two variants of one routine say what differs"
+    assert result.candidates[0].name == discover(load_actions(path, fmt=fmt)).candidates[0].name
+
+
+def test_value_formats() -> None:
+    assert value_format(["11-03-1986", "01-12-2001"]) == "DD-MM-YYYY"
+    assert value_format(["a@b.org", "x.y@z.com"]) == "an e-mail address"
+    assert value_format(["John", "11-03-1986"]) is None
+
+
+def test_pnml_labels_and_the_published_top_k_metric(tmp_path: Path) -> None:
+    net = tmp_path / "Routine_9.pnml"
+    net.write_text(
+        "<pnml><net><page>"
+        + "".join(
+            f'<transition id="t{i}"><name><text>{x}</text></name></transition>'
+            for i, x in enumerate(["start", "a", "b", "c", "end"])
+        )
+        + "</page></net></pnml>"
+    )
+    models = {"r9": read_pnml_labels(net), "r8": frozenset({"x", "y"})}
+    assert models["r9"] == {"a", "b", "c"}
+    sc = score_top_k([{"a", "b_2", "c"}, {"x"}, {"q"}], models, 2)
+    assert sc.per_routine == [1.0, 0.5] and sc.mean_jc == 0.75 and sc.distinct_matched == 1
+    assert score_top_k([{"a"}], models, 2).mean_jc == pytest.approx(1 / 6)
+
+
+def test_cli_folder_mode_scores_every_log_with_reference(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rote.cli import app
+
+    setting = tmp_path / "mine-2r"
+    setting.mkdir()
+    for seed in (1, 2):
+        _synth(setting, seed=seed).rename(setting / f"log{seed}.csv")
+    models = tmp_path / "models"
+    models.mkdir()
+    log = read_log(setting / "log1.csv", routine_col="routine_type")
+    for rt in sorted(set(log.routine_of.values())):
+        labels = sorted({a.action_type for a in log.actions if log.routine_of.get(a.event_id) == rt})
+        (models / f"{rt}.pnml").write_text(
+            "<pnml><net>"
+            + "".join(f"<transition><name><text>{x}</text></name></transition>" for x in labels)
+            + "</net></pnml>"
+        )
+    (tmp_path / "reference_scores.csv").write_text(
+        "setting,log,authors_mean_jc\nmine-2r,log1,0.5\nmine-2r,log2,0.6\n"
+    )
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "discovery",
+            str(setting),
+            "--gt-models",
+            str(models),
+            "--routine-col",
+            "routine_type",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["summary"]["logs"] == 2 and out["summary"]["k"] == 2
+    assert out["summary"]["published_mean_jc"] == pytest.approx(0.55)
+    assert out["summary"]["mean_jc"] >= 0.75 and out["summary"]["routines_found"] >= 2
