@@ -160,6 +160,8 @@ class SlotCgroup:
 
     def missing(self, pid: int) -> list[Path]:
         """The slot's cgroups `pid` is not in, read from /proc/PID/cgroup (no lock, unlike a migration)."""
+        if not self.dirs:
+            return []
         try:
             text = _read(Path(f"/proc/{pid}/cgroup"))
         except OSError as exc:

@@ -52,8 +52,20 @@ from rote.sandbox_runner.caps import missing_capabilities
 from rote.sandbox_runner.cgroup import CgroupManager, SlotCgroup
 from rote.sandbox_runner.job import JobSpec, RunResult, check_job
 from rote.sandbox_runner.launcher import SlotLauncher
-from rote.sandbox_runner.limits import Limits, cpu_check_delay
-from rote.sandbox_runner.proc import PidExit, check_uid, loopback_packets, processes_of, read_child_pid
+from rote.sandbox_runner.limits import (
+    CPU_CHECK_MIN_SECONDS,
+    PROC_CPU_CHECK_MIN_SECONDS,
+    Limits,
+    cpu_check_delay,
+)
+from rote.sandbox_runner.proc import (
+    PidExit,
+    check_uid,
+    loopback_packets,
+    processes_of,
+    read_child_pid,
+    uid_cpu_seconds,
+)
 from rote.sandbox_runner.seccomp import build_filter
 from rote.sandbox_runner.verdict import Evidence, classify, decode_monitor_status, decode_wait_status
 
@@ -109,6 +121,10 @@ class Jail:
 
     #: Where uids are claimed: host-wide whatever the state dir, so runners never share a uid.
     UID_LOCK_DIR = Path("/run/rote-sandbox-uids") if Path("/run").is_dir() else Path("/tmp/rote-sandbox-uids")
+    #: Workspace mount points and other runner state (a deployment with a read-only root gives it a tmpfs).
+    DEFAULT_STATE_DIR = (
+        Path("/run/rote-sandbox") if Path("/run").is_dir() else Path(tempfile.gettempdir()) / "rote-sandbox"
+    )
     _instances = 0
 
     def __init__(
@@ -142,11 +158,7 @@ class Jail:
         self.python, self.python_prefix = _find_python()
         self.bash = _which("bash")
         self.max_concurrency = max_concurrency
-        self.state_dir = state_dir or (
-            Path("/run/rote-sandbox")
-            if Path("/run").is_dir()
-            else Path(tempfile.gettempdir()) / "rote-sandbox"
-        )
+        self.state_dir = state_dir or self.DEFAULT_STATE_DIR
         self._closed = False
         self._prepare_state_dir()
         Jail._instances += 1
@@ -457,9 +469,24 @@ class Jail:
         # CPU across every process of the jail: RLIMIT_CPU is per process, so a payload that forks fresh
         # workers would get a new allowance with each. The slot's counter covers them all; it is read when
         # the jail could first have spent its budget, given how many cores it may use at once.
+        # Without a CPU cgroup (an unprivileged container) the processes of the slot's uid are summed from
+        # /proc instead: dearer to read, so less often, and blind to children reaped behind its back
+        # (SIGCHLD ignored); docs/sandbox.md says so.
         cores = lim.cpu_cores if slot.cgroup.cpu_quota else float(len(os.sched_getaffinity(0)))
-        budget = slot.cgroup.cpu_counter
-        next_cpu = released + cpu_check_delay(lim.cpu_seconds, cores) if budget else float("inf")
+        if slot.cgroup.cpu_counter:
+            floor = CPU_CHECK_MIN_SECONDS
+
+            def cpu_used() -> float:
+                return slot.cgroup.cpu_seconds() or 0.0
+        else:
+            floor = PROC_CPU_CHECK_MIN_SECONDS
+            base = uid_cpu_seconds(slot.uid)
+
+            def cpu_used() -> float:
+                return uid_cpu_seconds(slot.uid) - base
+
+        next_cpu = released + cpu_check_delay(lim.cpu_seconds, cores, minimum=floor)
+        cpu_seen = 0.0  # the most the budget check saw; /proc loses the time of processes killed unwaited
 
         def kill(reason: str) -> None:
             # Kill pid 1, not the monitor: pid 1's exit kills and *waits for* every process of its pid
@@ -475,11 +502,11 @@ class Jail:
             if killed_for is None and now >= deadline:
                 kill("timeout")
             if killed_for is None and now >= next_cpu:
-                used = slot.cgroup.cpu_seconds() or 0.0
+                used = cpu_seen = max(cpu_seen, cpu_used())
                 if used >= lim.cpu_seconds:
                     kill("cpu")
                 else:
-                    next_cpu = now + cpu_check_delay(lim.cpu_seconds - used, cores)
+                    next_cpu = now + cpu_check_delay(lim.cpu_seconds - used, cores, minimum=floor)
             # After a kill, wait a little for the pipes to close (the pid namespace is going away).
             timeout = max(0.0, min(deadline, next_cpu) - now) if killed_for is None else 2.0
             events = sel.select(timeout)
@@ -521,7 +548,7 @@ class Jail:
         own = pid_exit.status()
         ended_as = decode_wait_status(own) if own is not None else decode_monitor_status(status)
         usage = slot.cgroup.usage()
-        cpu = max(usage.cpu_seconds or 0.0, rusage.ru_utime + rusage.ru_stime)
+        cpu = max(usage.cpu_seconds or 0.0, rusage.ru_utime + rusage.ru_stime, cpu_seen)
         peak = usage.peak_memory_bytes if usage.peak_memory_bytes else rusage.ru_maxrss * 1024
         disk = workspace.disk_state(slot.workspace, lim.file_bytes)
         collected = workspace.collect(slot.workspace, job.collect)

@@ -119,9 +119,13 @@ class Limits:
 #: The runner never polls a jail's CPU counter more often than this (it sleeps on the jail's pipes
 #: meanwhile), so a jail at the edge of its budget overshoots it by at most this times its cores.
 CPU_CHECK_MIN_SECONDS = 0.01
+#: The same where the CPU time has to be summed from /proc (no CPU cgroup): a scan costs milliseconds.
+PROC_CPU_CHECK_MIN_SECONDS = 0.1
 
 
-def cpu_check_delay(remaining_seconds: float, cores: float) -> float:
+def cpu_check_delay(
+    remaining_seconds: float, cores: float, *, minimum: float = CPU_CHECK_MIN_SECONDS
+) -> float:
     """How long the runner may wait before the jail could have used `remaining_seconds` of CPU time.
 
     With at most `cores` cores' worth of CPU per wall second (the CFS quota, or the CPUs the runner may use
@@ -129,4 +133,4 @@ def cpu_check_delay(remaining_seconds: float, cores: float) -> float:
     of on a fixed tick, costs one read per few hundred milliseconds for a quiet jail and stays precise for
     a busy one.
     """
-    return max(CPU_CHECK_MIN_SECONDS, remaining_seconds / max(cores, 0.01))
+    return max(minimum, remaining_seconds / max(cores, 0.01))

@@ -253,10 +253,9 @@ def test_each_jail_gets_a_cpu_quota(jail: Jail) -> None:
     quota = next(d for d in slot.dirs if d.kind in ("cpu-v1", "v2"))
     text = (quota.path / ("cpu.cfs_quota_us" if quota.kind == "cpu-v1" else "cpu.max")).read_text()
     assert text.split()[0] == "50000"
-    # Half a core for four spinning threads: 0.4 CPU-s take at least 0.8 s of wall time, and the kernel
-    # reports the time it held the jail back.
+    # Half a core for four spinning threads: 0.4 CPU-s take at least 0.8 s of wall time, however idle
+    # the machine (the quota caps it; on a busy one it gets less still).
     assert res.stop_reason == "cpu" and res.wall_seconds >= 0.75, res
-    assert "CPU quota held it back" in res.detail
 
 
 @needs_jail
@@ -369,3 +368,19 @@ def test_hostile_suite_is_large_and_well_formed() -> None:
     assert len(cases) >= 35
     reasons = {c.expect for c in cases}
     assert {"pids", "memory", "cpu", "timeout", "output", "disk", "network", "seccomp", "exited"} <= reasons
+
+
+@needs_jail
+def test_cpu_budget_without_cgroups_sums_the_uids_processes() -> None:
+    # As in a container whose cgroups are read-only: the runner counts the slot uid's processes in /proc.
+    with Jail(max_concurrency=1, cgroups=False) as j:
+        assert not j.describe()["cgroups"]["controllers"]
+        res = j.run(
+            JobSpec(
+                files={"w.py": FORK_WORKERS},
+                argv=["python3", "w.py"],
+                limits=Limits(cpu_seconds=1, wall_seconds=8),
+            )
+        )
+    assert res.stop_reason == "cpu" and "all its processes together" in res.detail, res
+    assert 1.0 <= res.cpu_seconds < 1.6, res.cpu_seconds
