@@ -4,6 +4,7 @@
 import os
 import sys
 
+
 def burn():
     while True:
         pass
