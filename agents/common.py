@@ -17,9 +17,9 @@ from typing import Any, Generic, TypeVar
 import faust
 from rote.agents.app import Topics
 from rote.agents.durable import DurableState
-from rote.agents.optimizer_feed import source_of
+from rote.agents.optimizer_feed import entity_key, source_key_of, source_of
 from rote.streams.schemas import SCHEMAS, DeadLetter, Event, decode, encode
-from rote.streams.topics import DEAD_LETTERS, TopicSpec
+from rote.streams.topics import CANDIDATES, DEAD_LETTERS, TopicSpec
 
 from rote import metrics
 from rote.errors import ValidationError
@@ -148,21 +148,29 @@ async def apply_routed(
     io: AgentIO,
     routes: TopicRouter[S],
     state: DurableState[Any, tuple[str, Event]],
-    key: str,
     event: faust.EventT,
 ) -> bool:
-    """Validate one optimizer-feed event and apply it durably to `state[key]` through `routes`.
+    """Validate one optimizer-feed event and apply it durably to its entity's state through `routes`.
 
-    False when the event is not for this agent, is a tombstone, or was dead-lettered (invalid, or the
+    Each routine and each automation has its own state key (`entity_key`). A candidate's tombstone deletes
+    that routine's state. False when the event is not for this agent, or was dead-lettered (invalid, or the
     state's method raised); the stream goes on either way.
     """
     topic = source_of(event)
     model = routes.model(topic)
     if model is None:
         return False
+    if not event.value:
+        io.consumed(event)
+        candidate_id = source_key_of(event)
+        if topic == CANDIDATES.name and candidate_id:
+            state.delete(f"c:{candidate_id}")
+            return True
+        return False
     item = await io.decode(model, event, event.value, event.key)
     if item is None:
         return False
+    key = entity_key(topic, item)
     try:
         with io.timed():
             state.apply(key, (topic, item), partition=event.message.partition)

@@ -80,6 +80,8 @@ class _Live(Generic[S]):
     dirty: bool = False
     #: source partition of the last event for this key (to forget the copy when the partition moves)
     partition: int | None = None
+    #: a checkpoint of this key exists (its first event always writes one, so `stored_keys` lists it)
+    stored: bool = False
 
 
 class DurableState(Generic[S, Item]):
@@ -192,7 +194,7 @@ class DurableState(Generic[S, Item]):
         if not 0 <= wal_from <= seq or len(epoch) > 64:
             raise StateError(f"{self.name} checkpoint: bad log position {wal_from}..{seq}")
         state = state_from_envelope(self.state_class, data.dict("state"), **self.state_context)
-        return _Live(state=state, seq=seq, wal_from=wal_from, epoch=epoch)
+        return _Live(state=state, seq=seq, wal_from=wal_from, epoch=epoch, stored=True)
 
     def _rejected(self, record: str, key: str, exc: Exception) -> None:
         metrics.STATE_RECORDS_REJECTED.labels(state=self.name, record=record).inc()
@@ -225,12 +227,20 @@ class DurableState(Generic[S, Item]):
             or live.wal_bytes + entry >= self.checkpoint_bytes
         )
         live.units += units
-        if due:
+        if due or not live.stored:
             self.checkpoint(key, live)
             return
         self.wal[self.wal_key(key, live.epoch, live.seq)] = topic.encode() + _SEP + value
         live.seq += 1
         live.wal_bytes += entry
+
+    def delete(self, key: str) -> None:
+        """Forget a key (inside stream iteration): tombstones for its checkpoint and log records."""
+        live = self._restore(key)  # where its log stands, so no log record is left behind
+        del self._live[key]
+        self.states.pop(key.encode(), None)
+        for seq in range(live.wal_from, live.seq):
+            self.wal.pop(self.wal_key(key, live.epoch, seq), None)
 
     def mark_dirty(self, key: str) -> None:
         """The state changed outside stream iteration: checkpoint it with the key's next event."""
@@ -259,6 +269,7 @@ class DurableState(Generic[S, Item]):
             self._rejected("checkpoint-too-large", key, StateError(f"{len(raw)} bytes"))
             return
         self.states[key.encode()] = raw
+        live.stored = True
         metrics.STATE_CHECKPOINT_BYTES.labels(state=self.name).observe(len(raw))
         for seq in range(live.wal_from, live.seq):
             self.wal.pop(self.wal_key(key, live.epoch, seq), None)

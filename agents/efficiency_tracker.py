@@ -33,7 +33,6 @@ from rote.efficiency import CostModel, MetricsExporter
 from rote.report import ReportBuilder
 
 AGENT = "efficiency-tracker"
-STATE_KEY = "all"
 ROUTES: TopicRouter[ReportBuilder] = TopicRouter(
     {
         CANDIDATES: ReportBuilder.apply_candidate,
@@ -69,7 +68,7 @@ def register(
     @app.agent(feed_topic(app), name=AGENT)
     async def track(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            if await apply_routed(io, ROUTES, state, STATE_KEY, event):
+            if await apply_routed(io, ROUTES, state, event):
                 status["seen"] += 1
 
     @app.timer(interval=report_interval)
@@ -77,9 +76,10 @@ def register(
         seen = status["seen"]
         if seen == status["reported_seen"] or not _owns_state(app):
             return
-        builder = state.peek(STATE_KEY)
-        if builder is None:
+        parts = [b for b in (state.peek(k) for k in state.stored_keys()) if b is not None]
+        if not parts:
             return
+        builder = ReportBuilder.merged(parts, model_cost)
         # A summary costs tens of milliseconds and grows with the runs kept: made per report, not per event.
         exporter.export(builder.summary())
         report = builder.report(datetime.now(UTC))

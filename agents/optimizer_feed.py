@@ -21,6 +21,8 @@ from rote import metrics
 AGENT = "optimizer-feed"
 FEED_TOPIC = "rote-optimizer-feed"
 SOURCE_HEADER = "rote-source-topic"
+#: The source event's key: tells whole-picture agents whose state a tombstone deletes.
+KEY_HEADER = "rote-source-key"
 FEED_KEY = b"all"
 SOURCES = (CANDIDATES.name, AUTOMATIONS.name, TEST_RESULTS.name, METRICS.name, ANOMALIES.name)
 
@@ -53,18 +55,42 @@ def register(app: faust.App, topics: Topics) -> dict[str, Any]:
         async for event in stream.events():
             # Validated here, once, against the source topic's schema: an invalid event is dead-lettered
             # with its real topic and never reaches the analyzer or the tracker.
-            model = SCHEMAS[BY_NAME[event.message.topic].schema]
+            topic = event.message.topic
+            headers = {SOURCE_HEADER: topic.encode(), KEY_HEADER: bytes(event.key or b"")}
+            if not event.value:
+                # A tombstone on a compacted topic (a candidate the discoverer withdrew): passed on, so the
+                # analyzer and the tracker drop that routine instead of reporting it for ever.
+                io.consumed(event)
+                if topic == CANDIDATES.name and event.key:
+                    await feed.send(key=FEED_KEY, value=None, headers=headers)
+                    metrics.EVENTS_PRODUCED.labels(topic=FEED_TOPIC, agent=AGENT).inc()
+                continue
+            model = SCHEMAS[BY_NAME[topic].schema]
             if await io.decode(model, event, event.value, event.key) is None:
                 continue
-            await feed.send(
-                key=FEED_KEY, value=event.value, headers={SOURCE_HEADER: event.message.topic.encode()}
-            )
+            await feed.send(key=FEED_KEY, value=event.value, headers=headers)
             metrics.EVENTS_PRODUCED.labels(topic=FEED_TOPIC, agent=AGENT).inc()
 
     return {"agent": forward, "topic": feed}
 
 
-def source_of(event: faust.EventT) -> str:
+def _header(event: faust.EventT, name: str) -> str:
     headers = event.headers or {}
-    raw = headers.get(SOURCE_HEADER) if isinstance(headers, dict) else dict(headers).get(SOURCE_HEADER)
-    return raw.decode() if isinstance(raw, bytes) else str(raw or "")
+    raw = headers.get(name) if isinstance(headers, dict) else dict(headers).get(name)
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+
+
+def source_of(event: faust.EventT) -> str:
+    return _header(event, SOURCE_HEADER)
+
+
+def source_key_of(event: faust.EventT) -> str:
+    return _header(event, KEY_HEADER)
+
+
+def entity_key(topic: str, event: Any) -> str:
+    """The whole-picture agents' state key of a feed event: one per routine and one per automation, so no
+    state record grows with how many there are (issue: one whole-picture record passed 32 MiB)."""
+    if topic == CANDIDATES.name:
+        return f"c:{event.candidate_id}"
+    return f"a:{event.automation_id}"

@@ -22,7 +22,6 @@ from rote import metrics
 from rote.workflow import WorkflowAnalyzer
 
 AGENT = "workflow-analyzer"
-STATE_KEY = "all"
 ROUTES: TopicRouter[WorkflowAnalyzer] = TopicRouter(
     {
         CANDIDATES: WorkflowAnalyzer.apply_candidate,
@@ -49,13 +48,14 @@ def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) ->
     )
 
     def current() -> WorkflowAnalyzer | None:
-        return state.peek(STATE_KEY)
+        parts = [a for a in (state.peek(k) for k in state.stored_keys()) if a is not None]
+        return WorkflowAnalyzer.merged(parts) if parts else None
 
     @app.agent(feed_topic(app), name=AGENT)
     async def analyze(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             # test results and anomalies are the efficiency tracker's: not routed here, so skipped
-            if await apply_routed(io, ROUTES, state, STATE_KEY, event):
+            if await apply_routed(io, ROUTES, state, event):
                 changed["flag"] = True
 
     @app.timer(interval=score_interval)

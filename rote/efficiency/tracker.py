@@ -200,14 +200,32 @@ class EfficiencyTracker:
 
     State is dicts of tuples keyed by event id, so replays and duplicates (at-least-once delivery) count
     once; it goes to changelogs as data (`to_state`), never pickled.
+
+    Bounded: per automation the last `max_runs` runs and `max_tests` test results are kept whole (for
+    medians, trends and percentiles); older ones are folded into per-automation counts and sums
+    (`_folded`), which is all the totals need: time saved over N successful runs is N x baseline minus
+    the sum of their durations, so folded runs still count at the current baseline. Per routine, the last
+    `max_instances` observed instances make its baseline. The agent keeps one tracker per automation and
+    one per routine (`merged` joins them for a report), so no record grows with the number of either.
     """
 
     STATE_KIND: ClassVar[str] = "efficiency-tracker"
     STATE_VERSION: ClassVar[int] = 1
 
-    def __init__(self, cost: CostModel | None = None, trend: TrendConfig | None = None) -> None:
+    def __init__(
+        self,
+        cost: CostModel | None = None,
+        trend: TrendConfig | None = None,
+        *,
+        max_runs: int = 1000,
+        max_tests: int = 300,
+        max_instances: int = 500,
+    ) -> None:
         self.cost = cost or CostModel()
         self.trend = trend or TrendConfig()
+        self.max_runs, self.max_tests, self.max_instances = max_runs, max_tests, max_instances
+        #: automation id -> counts and sums of the runs and tests no longer kept whole
+        self._folded: dict[str, dict[str, float]] = {}
         self._instances: dict[str, dict[str, float]] = {}
         self._fallback: dict[str, float] = {}
         self._names: dict[str, str] = {}
@@ -224,6 +242,8 @@ class EfficiencyTracker:
             ids = ",".join(e or "" for e in inst.event_ids)
             key = f"{inst.start.isoformat()}|{inst.end.isoformat()}|{ids}"
             seen[key] = max((inst.end - inst.start).total_seconds(), 0.0)
+        while len(seen) > self.max_instances:
+            del seen[next(iter(seen))]  # the oldest observed instance
         if c.version >= self._candidate_version.get(c.candidate_id, 0):
             self._candidate_version[c.candidate_id] = c.version
             self._fallback[c.candidate_id] = c.mean_duration_seconds
@@ -243,12 +263,66 @@ class EfficiencyTracker:
             rec.update(candidate_id=a.candidate_id, name=a.name, state=a.state, version=a.version)
 
     def apply_test_result(self, r: TestResult) -> None:
+        fresh = r.result_id not in self._tests
         self._tests[r.result_id] = (r.automation_id, r.version, r.wall_seconds, r.passed)
+        if fresh and sum(1 for t in self._tests.values() if t[0] == r.automation_id) > self.max_tests:
+            self._fold_oldest_test(r.automation_id)
 
     def apply_metric(self, m: RunMetric) -> None:
+        horizon = self._folded.get(m.automation_id, {}).get("horizon")
+        if horizon is not None and m.started_at.timestamp() <= horizon:
+            return  # not after the newest run already folded: a redelivery of one that was folded
+        fresh = m.run_id not in self._runs
         self._runs[m.run_id] = (
             m.automation_id, m.version, m.source, m.started_at, m.duration_seconds, m.success
         )
+        if fresh and sum(1 for v in self._runs.values() if v[0] == m.automation_id) > self.max_runs:
+            self._fold_oldest_run(m.automation_id)
+
+    def _fold(self, aid: str) -> dict[str, float]:
+        return self._folded.setdefault(
+            aid,
+            {"prod": 0, "prod_ok": 0, "prod_ok_seconds": 0.0, "prod_seconds": 0.0, "sandbox": 0,
+             "tests": 0, "tests_passed": 0, "test_seconds": 0.0},
+        )
+
+    def _fold_oldest_run(self, aid: str) -> None:
+        rid = next(k for k, v in self._runs.items() if v[0] == aid)
+        _, _, source, started, duration, success = self._runs.pop(rid)
+        f = self._fold(aid)
+        f["horizon"] = max(f.get("horizon", started.timestamp()), started.timestamp())
+        if source == "production":
+            f["prod"] += 1
+            f["prod_seconds"] += duration
+            if success:
+                f["prod_ok"] += 1
+                f["prod_ok_seconds"] += duration
+        elif source == "sandbox":
+            f["sandbox"] += 1
+
+    def _fold_oldest_test(self, aid: str) -> None:
+        rid = next(k for k, t in self._tests.items() if t[0] == aid)
+        _, _, wall, passed = self._tests.pop(rid)
+        f = self._fold(aid)
+        f["tests"] += 1
+        f["tests_passed"] += passed
+        f["test_seconds"] += wall
+
+    @classmethod
+    def merged(cls, trackers: Iterable[EfficiencyTracker], *, cost: CostModel | None = None,
+               trend: TrendConfig | None = None) -> EfficiencyTracker:
+        """One tracker over the events of several (the agent keeps one per automation and per routine)."""
+        out = cls(cost, trend)
+        for t in trackers:
+            out._folded.update(t._folded)
+            out._instances.update(t._instances)
+            out._fallback.update(t._fallback)
+            out._names.update(t._names)
+            out._candidate_version.update(t._candidate_version)
+            out._autos.update(t._autos)
+            out._tests.update(t._tests)
+            out._runs.update(t._runs)
+        return out
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -261,6 +335,7 @@ class EfficiencyTracker:
                 for aid, rec in self._autos.items()
             },
             "tests": {rid: list(t) for rid, t in self._tests.items()},
+            "folded": self._folded,
             "runs": {
                 rid: [aid, v, src, at.isoformat(), d, ok]
                 for rid, (aid, v, src, at, d, ok) in self._runs.items()
@@ -274,6 +349,7 @@ class EfficiencyTracker:
         r = StateReader(data, where=cls.STATE_KIND)
         obj = cls(cost, trend)
         obj._instances = r.mapping("instances", _float_map)
+        obj._folded = r.mapping("folded", _float_map) if r.has("folded") else {}
         obj._fallback = _float_map(r.dict("fallback"), f"{cls.STATE_KIND}.fallback")
         obj._names = {k: _text(v, f"{cls.STATE_KIND}.names") for k, v in r.dict("names").items()}
         obj._candidate_version = {
@@ -372,7 +448,9 @@ class EfficiencyTracker:
                 stamps.append(df["started_at"].max().to_pydatetime())
             now = max(stamps) if stamps else datetime.now(UTC)
 
-        auto_ids = sorted(set(self._autos) | set(df["automation_id"]) | set(tests["automation_id"]))
+        auto_ids = sorted(
+            set(self._autos) | set(df["automation_id"]) | set(tests["automation_id"]) | set(self._folded)
+        )
         per: list[AutomationEfficiency] = []
         for aid in auto_ids:
             per.append(self._automation_summary(aid, df, tests, baselines, now))
@@ -380,7 +458,9 @@ class EfficiencyTracker:
         # Savings only exist where a baseline is known; runs of unknown routines still cost.
         prod = df[df["source"] == "production"] if not df.empty else df
         ok = prod[prod["success"] & prod["baseline"].notna()] if not prod.empty else prod
-        saved_total = float(ok["saved"].sum()) if not ok.empty else 0.0
+        saved_total = sum(a.time_saved_seconds for a in per)
+        folded_prod = int(sum(f["prod"] for f in self._folded.values()))
+        folded_ok = int(sum(f["prod_ok"] for f in self._folded.values()))
         value = saved_total * cost.per_person_second
         cost_parts = {
             "build": sum(a.cost_build for a in per),
@@ -396,8 +476,8 @@ class EfficiencyTracker:
             hourly_rate=cost.hourly_rate,
             baselines=list(baselines.values()),
             automations=per,
-            production_runs=len(prod),
-            successful_runs=int(prod["success"].sum()) if not prod.empty else 0,
+            production_runs=len(prod) + folded_prod,
+            successful_runs=(int(prod["success"].sum()) if not prod.empty else 0) + folded_ok,
             time_saved_seconds=saved_total,
             hours_saved=saved_total / 3600.0,
             value_saved=value,
@@ -434,18 +514,24 @@ class EfficiencyTracker:
             if not sand_ok.empty:
                 automated, automated_from = float(sand_ok["duration"].median()), "sandbox"
 
+        folded = self._folded.get(aid, {})
+        f_ok = int(folded.get("prod_ok", 0))
         saved_total = float(ok["saved"].sum()) if baseline is not None and not ok.empty else 0.0
+        if baseline is not None and f_ok:
+            saved_total += f_ok * baseline - folded["prod_ok_seconds"]  # folded runs, at today's baseline
         per_run: float | None = None
         projected = False
-        if baseline is not None and not ok.empty:
-            per_run = float(ok["saved"].mean())
+        if baseline is not None and (not ok.empty or f_ok):
+            per_run = saved_total / (len(ok) + f_ok)
         elif baseline is not None and automated is not None:
             per_run, projected = baseline - automated, True
 
         # One review per automation: a regenerated version (seconds of machine work) is not a new project.
         c_build = cost.build_cost_hours * cost.hourly_rate if rec else 0.0
-        c_test = float(t["wall"].sum()) * cost.test_cost_per_run_seconds
-        c_run = float(prod["duration"].sum()) * cost.run_cost_per_second if not prod.empty else 0.0
+        c_test = (float(t["wall"].sum()) + folded.get("test_seconds", 0.0)) * cost.test_cost_per_run_seconds
+        prod_seconds = float(prod["duration"].sum()) if not prod.empty else 0.0
+        prod_seconds += folded.get("prod_seconds", 0.0)
+        c_run = prod_seconds * cost.run_cost_per_second
         c_maint = 0.0
         if rec and cost.maintenance_hours_per_month > 0:
             months = max((now - rec["created_at"]).total_seconds(), 0.0) / (30.4375 * 86400)
@@ -464,12 +550,12 @@ class EfficiencyTracker:
             state=rec["state"] if rec else None,
             versions=len(versions),
             baseline_seconds=baseline,
-            production_runs=len(prod),
-            successful_runs=len(ok),
-            failed_runs=len(prod) - len(ok),
-            sandbox_runs=len(sand),
-            tests=len(t),
-            tests_passed=int(t["passed"].sum()) if len(t) else 0,
+            production_runs=len(prod) + int(folded.get("prod", 0)),
+            successful_runs=len(ok) + f_ok,
+            failed_runs=len(prod) - len(ok) + int(folded.get("prod", 0)) - f_ok,
+            sandbox_runs=len(sand) + int(folded.get("sandbox", 0)),
+            tests=len(t) + int(folded.get("tests", 0)),
+            tests_passed=(int(t["passed"].sum()) if len(t) else 0) + int(folded.get("tests_passed", 0)),
             automated_seconds=automated,
             automated_from=automated_from,
             time_saved_per_run_seconds=per_run,

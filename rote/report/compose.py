@@ -27,7 +27,7 @@ from rote.report.tally import tally
 from rote.state import StateReader, model_state
 from rote.streams.schemas import Anomaly, Automation, Candidate, OptimizationReport, RunMetric, TestResult
 from rote.workflow import AnalyzerConfig, WorkflowAnalysis, WorkflowAnalyzer, latest_candidates
-from rote.workflow.analysis import routine_name
+from rote.workflow.analysis import compact_automation, compact_candidate, routine_name
 
 VERIFIED_STATES = frozenset({"verified", "active"})
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -50,6 +50,8 @@ class ReportBuilder:
     ) -> None:
         self.cost = cost or CostModel()
         self.top_n = top_n
+        #: test results kept per automation (the tallies read the current version's)
+        self.max_tests = 300
         self.analyzer = WorkflowAnalyzer(analyzer)
         self.tracker = EfficiencyTracker(self.cost, trend)
         self._candidates: dict[str, Candidate] = {}
@@ -77,10 +79,37 @@ class ReportBuilder:
             if self._observed_last is None or t > self._observed_last:
                 self._observed_last = t
 
+    @classmethod
+    def merged(
+        cls,
+        builders: Iterable[ReportBuilder],
+        cost: CostModel | None = None,
+        *,
+        analyzer: AnalyzerConfig | None = None,
+        trend: TrendConfig | None = None,
+        top_n: int = 10,
+    ) -> ReportBuilder:
+        """One builder over the events of several: the agent keeps one per automation and one per routine,
+        so no state record grows with their number, and joins them for each report."""
+        parts = list(builders)
+        out = cls(cost, analyzer=analyzer, trend=trend, top_n=top_n, max_anomalies=200 * max(1, len(parts)))
+        out.analyzer = WorkflowAnalyzer.merged((b.analyzer for b in parts), config=analyzer)
+        out.tracker = EfficiencyTracker.merged((b.tracker for b in parts), cost=out.cost, trend=trend)
+        for b in parts:
+            out._candidates.update(b._candidates)
+            out._automations.update(b._automations)
+            out._tests.update(b._tests)
+            out._anomalies.extend(b._anomalies)
+            for aid, n in b._anomaly_counts.items():
+                out._anomaly_counts[aid] = out._anomaly_counts.get(aid, 0) + n
+            out._seen(*(t for t in (b._first, b._last) if t is not None))
+            out._observed(*(t for t in (b._observed_first, b._observed_last) if t is not None))
+        return out
+
     def apply_candidate(self, c: Candidate) -> None:
         old = self._candidates.get(c.candidate_id)
         if old is None or (c.version, c.updated_at) >= (old.version, old.updated_at):
-            self._candidates[c.candidate_id] = c
+            self._candidates[c.candidate_id] = compact_candidate(c)
         self.analyzer.apply_candidate(c)
         self.tracker.apply_candidate(c)
         self._observed(c.first_seen, c.last_seen)
@@ -88,12 +117,15 @@ class ReportBuilder:
     def apply_automation(self, a: Automation) -> None:
         old = self._automations.get(a.automation_id)
         if old is None or a.version >= old.version:
-            self._automations[a.automation_id] = a
+            self._automations[a.automation_id] = compact_automation(a)
         self.analyzer.apply_automation(a)
         self.tracker.apply_automation(a)
 
     def apply_test_result(self, r: TestResult) -> None:
+        fresh = r.result_id not in self._tests
         self._tests[r.result_id] = (r.automation_id, r.version, r.passed, r.language, r.verdict)
+        if fresh and sum(1 for t in self._tests.values() if t[0] == r.automation_id) > self.max_tests:
+            del self._tests[next(k for k, t in self._tests.items() if t[0] == r.automation_id)]
         self.tracker.apply_test_result(r)
         self._seen(r.started_at)
 

@@ -77,8 +77,10 @@ class AnalyzerConfig:
             "balance": 0.25, "stability": 0.2, "flow": 0.2, "parallelism": 0.2, "reuse": 0.15,
         }
     )
-    #: How many runs per automation the incremental analyzer keeps (older ones age out).
-    max_runs_per_automation: int = 500
+    #: How many runs per automation the incremental analyzer keeps (older ones age out). A run of a
+    #: 50-step automation is about 4 kB of step timings; 100 of them keep one automation's state well
+    #: under a changelog record's size cap.
+    max_runs_per_automation: int = 100
 
     def __post_init__(self) -> None:
         if self.share_factor <= 1:
@@ -763,15 +765,25 @@ class WorkflowAnalyzer:
         self._automations: dict[str, Automation] = {}
         self._runs: dict[str, deque[RunMetric]] = {}
 
+    @classmethod
+    def merged(cls, analyzers: Iterable[WorkflowAnalyzer], *, config: AnalyzerConfig | None = None) -> Self:
+        """One analyzer over the events of several (the agents keep one per automation and per routine)."""
+        out = cls(config)
+        for a in analyzers:
+            out._candidates.update(a._candidates)
+            out._automations.update(a._automations)
+            out._runs.update(a._runs)
+        return out
+
     def apply_candidate(self, c: Candidate) -> None:
         old = self._candidates.get(c.candidate_id)
         if old is None or (c.version, c.updated_at) >= (old.version, old.updated_at):
-            self._candidates[c.candidate_id] = c
+            self._candidates[c.candidate_id] = compact_candidate(c)
 
     def apply_automation(self, a: Automation) -> None:
         old = self._automations.get(a.automation_id)
         if old is None or a.version >= old.version:
-            self._automations[a.automation_id] = a
+            self._automations[a.automation_id] = compact_automation(a)
 
     def apply_metric(self, m: RunMetric) -> None:
         q = self._runs.get(m.automation_id)
@@ -779,6 +791,8 @@ class WorkflowAnalyzer:
             q = self._runs[m.automation_id] = deque(maxlen=self.config.max_runs_per_automation)
         if any(r.run_id == m.run_id for r in q):
             return  # redelivered (at-least-once): the window holds each run once
+        if len(q) == q.maxlen and q[0].started_at >= m.started_at:
+            return  # older than every run kept: a redelivery of one that aged out
         q.append(m)
 
     @property
@@ -812,6 +826,24 @@ class WorkflowAnalyzer:
             list(self._candidates.values()), self.runs,
             automations=list(self._automations.values()), config=self.config,
         )
+
+
+def compact_candidate(c: Candidate) -> Candidate:
+    """What the analysis and the report use of a candidate's instances: timings and values (the caching
+    hints compare inputs), not each step's target and event id, which state would carry for every routine."""
+    if not c.instances or all(not i.targets and not i.event_ids for i in c.instances):
+        return c
+    slim = [i.model_copy(update={"targets": [], "event_ids": []}) for i in c.instances]
+    return c.model_copy(update={"instances": slim})
+
+
+def compact_automation(a: Automation) -> Automation:
+    """An automation without its generated code and test cases (names, versions, states and links are
+    what the analysis and the report use; the registry keeps the rest)."""
+    if not a.test_cases and all(not s.source for s in a.sources.values()):
+        return a
+    sources = {k: v.model_copy(update={"source": ""}) for k, v in a.sources.items()}
+    return a.model_copy(update={"sources": sources, "test_cases": []})
 
 
 def edge_times(candidates: Sequence[Candidate]) -> dict[tuple[str, str], float]:
