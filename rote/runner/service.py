@@ -108,6 +108,7 @@ class RunnerService:
         self.counts: dict[str, int] = dict.fromkeys(REQUEST_RESULTS, 0)
         self.ready = asyncio.Event()
         self._flight: set[str] = set()  # run ids being run right now
+        self.last_refusal: str | None = None
         for r in REQUEST_RESULTS:
             RUNNER_REQUESTS.labels(result=r)
 
@@ -186,6 +187,7 @@ class RunnerService:
         execution = await asyncio.to_thread(self.executor.execute, request, automation, state)
         if execution.refused is not None:
             self._count("refused")
+            self.last_refusal = execution.refused
             log.warning("run %s of %s refused: %s", request.run_id, request.automation_id, execution.refused)
         return execution
 
