@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -193,10 +194,32 @@ def test_cpu_quota_follows_cores() -> None:
 # -- the workspace scan ---------------------------------------------------------------------------------
 
 
-def test_scan_survives_deep_nesting_and_says_where_it_stopped(tmp_path: Path) -> None:
+def _remove_chain(root: Path, name: str) -> None:
+    """Delete a chain of directories `name/name/...` of any depth without recursing (shutil.rmtree, and so
+    pytest's own clean-up of old temp dirs, dies of RecursionError on it)."""
+    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY)]
+    try:
+        while True:
+            try:
+                fds.append(os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
+            except FileNotFoundError:
+                break
+        for parent, child in zip(reversed(fds[:-1]), reversed(fds[1:]), strict=True):
+            for entry in os.listdir(child):
+                os.unlink(entry, dir_fd=child)
+            os.rmdir(name, dir_fd=parent)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+@pytest.fixture()
+def deep_tree(tmp_path: Path) -> Iterator[Path]:
+    """1,500 nested directories with a 1 MiB file at the bottom, deeper than Python's recursion limit, as
+    the hostile program makes them; removed afterwards without recursing."""
     fd = os.open(tmp_path, os.O_RDONLY)
     try:
-        for _ in range(1500):  # deeper than Python's recursion limit, as the hostile program does
+        for _ in range(1500):
             os.mkdir("d", dir_fd=fd)
             new = os.open("d", os.O_RDONLY, dir_fd=fd)
             os.close(fd)
@@ -206,7 +229,14 @@ def test_scan_survives_deep_nesting_and_says_where_it_stopped(tmp_path: Path) ->
         os.close(big)
     finally:
         os.close(fd)
-    state = workspace.disk_state(tmp_path, 1 << 20)
+    try:
+        yield tmp_path
+    finally:
+        _remove_chain(tmp_path, "d")
+
+
+def test_scan_survives_deep_nesting_and_says_where_it_stopped(deep_tree: Path) -> None:
+    state = workspace.disk_state(deep_tree, 1 << 20)
     assert not state.file_limit_hit  # hidden below the depth cap: not seen, and the scan says so
     assert f"deeper than {workspace.SCAN_MAX_DEPTH}" in state.truncated
     assert state.entries == workspace.SCAN_MAX_DEPTH

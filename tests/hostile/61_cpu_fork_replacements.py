@@ -1,5 +1,5 @@
 # expect: cpu
-# what: CPU workers that fork a fresh replacement whenever RLIMIT_CPU kills one, then exit 0 (2.45 CPU-s under --cpu 1 before the cgroup budget)
+# what: CPU workers that fork a fresh replacement whenever RLIMIT_CPU kills one, then exit 0
 # limits: cpu=1 wall=6
 import os
 import sys

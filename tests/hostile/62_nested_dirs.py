@@ -1,5 +1,5 @@
 # expect: exited
-# what: 1,100 nested directories, deeper than Python's recursion limit, to crash the runner's disk accounting (RecursionError in os.walk lost the test)
+# what: 1,100 nested directories, past Python's recursion limit, to crash the runner's disk scan
 import os
 
 for _ in range(1100):

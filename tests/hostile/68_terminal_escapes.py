@@ -1,5 +1,5 @@
 # expect: exited
-# what: terminal escapes for `rote sandbox run` to copy to a terminal: clipboard write (OSC 52), window title, a forged status line, concealed text
+# what: escapes for `rote sandbox run` to pass on: OSC 52 clipboard, title, forged status, concealed text
 import sys
 
 sys.stdout.write("\x1b]52;c;cm0gLXJmIH4K\x07")  # OSC 52: put "rm -rf ~" on the clipboard
