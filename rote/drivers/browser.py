@@ -58,6 +58,7 @@ CHROMIUM_ARGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-crash-reporter",
 )
 TRUE_WORDS = frozenset({"1", "true", "yes", "y", "on", "checked", "x"})
 

@@ -197,7 +197,22 @@ class HostProcess:
         kwargs: dict[str, Any] = {}
         if uid is not None:
             kwargs.update(user=uid, group=gid, extra_groups=[])
-        self._proc = subprocess.Popen(
+        try:
+            self._proc = self._spawn(argv, env, kwargs)
+        except OSError as exc:
+            self._cleanup()
+            raise HostError(f"the run host could not be started: {exc}") from None
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True).start()
+        threading.Thread(target=self._drain, args=(self._proc.stderr,), daemon=True).start()
+        first = self._next(self.isolation.start_timeout)
+        if first is None or first.get("event") != "ready":
+            why = (first or {}).get("error") or self._why_dead()
+            self.kill()
+            raise HostError(f"the run host did not start: {why}")
+
+    def _spawn(self, argv: list[str], env: dict[str, str], kwargs: dict[str, Any]) -> subprocess.Popen[str]:
+        return subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -209,14 +224,6 @@ class HostProcess:
             start_new_session=True,  # its own process group: a timeout kills Chromium too
             **kwargs,
         )
-        assert self._proc.stdout is not None and self._proc.stderr is not None
-        threading.Thread(target=self._read, args=(self._proc.stdout,), daemon=True).start()
-        threading.Thread(target=self._drain, args=(self._proc.stderr,), daemon=True).start()
-        first = self._next(self.isolation.start_timeout)
-        if first is None or first.get("event") != "ready":
-            why = (first or {}).get("error") or self._why_dead()
-            self.kill()
-            raise HostError(f"the run host did not start: {why}")
 
     def _read(self, stream: IO[str]) -> None:
         for line in stream:
