@@ -158,3 +158,34 @@ def test_encoded_batch_is_a_valid_schema_batch_and_round_trips() -> None:
     out = decode_message(raw)
     assert [a.event_id for a in out.actions] == ["e1", "e2"] and not out.rejected
     assert _same(out.actions[0], model)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(
+        st.tuples(st.dictionaries(st.sampled_from(FIELDS), odd, max_size=2), st.booleans()),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_a_batch_accepts_exactly_the_actions_the_schema_accepts(
+    rows: list[tuple[dict[str, Any], bool]],
+) -> None:
+    payloads = []
+    for i, (changes, keep_user) in enumerate(rows):
+        p = {**GOOD, "event_id": f"b{i}", **changes}
+        if keep_user:
+            p["user_id"] = "ana"
+        payloads.append(p)
+    raw = json.dumps(
+        {"kind": BATCH_KIND, "schema_version": 1, "user_id": "ana", "actions": payloads}
+    ).encode()
+    out = decode_message(raw)
+    expected = []
+    for p in payloads:
+        model = _pydantic(json.dumps(p).encode())
+        if model is not None and model.user_id == "ana":
+            expected.append(model)
+    assert [a.event_id for a in out.actions] == [m.event_id for m in expected]
+    assert all(_same(a, m) for a, m in zip(out.actions, expected, strict=True))
+    assert len(out.actions) + len(out.rejected) == len(payloads)
