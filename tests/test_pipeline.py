@@ -45,7 +45,8 @@ def rote_cli(
 
 def run_once(tmp_path: Path, *extra: str) -> dict[str, Any]:
     proc = rote_cli(
-        "run", "--once", "--json", "--metrics-port", "0", "--state-dir", str(tmp_path / "state"), *extra
+        "run", "--once", "--json", "--inject-slowdown", "--metrics-port", "0", "--state-dir",
+        str(tmp_path / "state"), *extra
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
@@ -67,7 +68,11 @@ def check_summary(summary: dict[str, Any], tmp_path: Path) -> None:
     assert summary["candidates"] >= 2
     assert summary["test_results"] > 0 and summary["tests_passed"] > 0
     assert sum(summary["automations"].values()) >= 1
-    assert summary["anomalies"] >= 1  # the injected slowdown of the simulated production runs
+    assert summary["anomalies"] >= 1  # --inject-slowdown: the form replica's slow answers, real slow runs
+    # issue 12: the demo is real end to end: 50 runs through Chromium, each checked by the form replica
+    runs, form = summary["automation_runs"], summary["demo_form"]
+    assert runs["production"] >= 50 and runs["simulated"] == 0, runs
+    assert form["submitted"] == form["correct"] == form["expected"] == 50, form
     assert summary["reports"] >= 1 and summary["time_saved_seconds"] > 0
 
     archive = tmp_path / "state" / "last-run"
@@ -137,7 +142,9 @@ def candidate_events(bootstrap: str) -> list[tuple[str, int, int]]:
     return out
 
 
-def start_worker(bootstrap: str, state_dir: Path, log: Path, web_port: int = 0) -> subprocess.Popen[bytes]:
+def start_worker(
+    bootstrap: str, state_dir: Path, log: Path, web_port: int = 0, metrics_port: int = 0
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "ROTE_APP_ID": "rote-restart",
@@ -148,7 +155,7 @@ def start_worker(bootstrap: str, state_dir: Path, log: Path, web_port: int = 0) 
     }
     with log.open("ab") as fh:
         return subprocess.Popen(
-            [*ROTE, "worker", "--broker", f"kafka://{bootstrap}", "--metrics-port", "0"],
+            [*ROTE, "worker", "--broker", f"kafka://{bootstrap}", "--metrics-port", str(metrics_port)],
             stdout=fh,
             stderr=subprocess.STDOUT,
             env=env,

@@ -128,7 +128,8 @@ def test_rote_run_scraped_by_prometheus(
     # Its own session, so the broker and everything else it starts can be stopped as one group.
     proc = subprocess.Popen(
         # The interpreter running the tests, not whatever `rote` is first on PATH.
-        [sys.executable, "-m", "rote.cli", "run", "--once", "--metrics-port", str(port), "--linger", "120",
+        [sys.executable, "-m", "rote.cli", "run", "--once", "--inject-slowdown", "--metrics-port", str(port),
+         "--linger", "120",
          "--timeout", "420"],
         stdout=log, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, start_new_session=True,
         env={**os.environ, "ROTE_STATE_DIR": str(tmp_path / "state")},
@@ -141,8 +142,8 @@ def test_rote_run_scraped_by_prometheus(
 
     try:
         prom = prometheus(targets=[f"127.0.0.1:{port}"], alert_for="3s")
-        # The replay injects a slowdown into one automation's production runs: the anomaly alert must
-        # go pending, then firing.
+        # --inject-slowdown: the form replica answers slowly after 40 submissions, so the last real
+        # production runs are slow: the anomaly alert must go pending, then firing.
         seen = watch_alert(prom, ALERT, timeout=480, still_running=still_running)
         assert "pending" in seen and seen[-1] == "firing", seen
         firing = [a for a in prom.alerts() if a["labels"]["alertname"] == ALERT and a["state"] == "firing"]
