@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Install the Debian packages rote needs that are missing, and nothing else.
-#   system-deps.sh run    what `rote run` needs (bubblewrap for the sandbox)
-#   system-deps.sh test   what the test suite needs as well (Prometheus + promtool, Chromium, a JDK, Maven)
+#   system-deps.sh run    what `rote run` needs (bubblewrap for the sandbox; Chromium, which the executor's
+#                         browser driver drives through the `playwright` pip package: Playwright's own
+#                         browser download is never used)
+#   system-deps.sh test   what the test suite needs as well (Prometheus + promtool, a JDK, Maven)
 set -euo pipefail
 what="${1:-run}"
 export DEBIAN_FRONTEND=noninteractive
 
 # command -> Debian package that provides it
-declare -A NEEDS=([bwrap]=bubblewrap [python3.11]=python3.11 [make]=make)
+declare -A NEEDS=([bwrap]=bubblewrap [python3.11]=python3.11 [make]=make [chromium]=chromium)
 if [ "$what" = "test" ]; then
   NEEDS+=(
     [prometheus]=prometheus
     [promtool]=prometheus
-    [chromium]=chromium
     [java]=default-jre-headless   # Java 17 on bookworm, 21 on trixie; Kafka 4.x needs 17+
     [mvn]=maven
     [git]=git
