@@ -240,7 +240,8 @@ ANOMALY_SIGNALS: Final = (
     "output_bytes",
     "step_duration_seconds",
 )
-RUN_SOURCES: Final = ("sandbox", "production")
+#: "simulated" is kept apart so made-up runs (load generators) are never mistaken for real ones on a panel.
+RUN_SOURCES: Final = ("sandbox", "production", "simulated")
 RUN_OUTCOMES: Final = ("success", "failure")
 #: Kinds of ingress fault; the full reason text goes to the dead-letter topic, only the kind to a label.
 DEAD_LETTER_REASONS: Final = (
