@@ -41,6 +41,10 @@ def register(app: faust.App, topics: Topics, *, config: MonitorConfig | None = N
 
     def observe(mons: AutomationMonitors, item: TestResult | RunMetric) -> tuple[str, Any, list[Finding]]:
         """Feed one run report to its automation's monitors; returns (series, time, findings)."""
+        # A report older than (or as old as) its series' latest is learnt, not dead-lettered: counted here.
+        order = mons.order_of("sandbox" if isinstance(item, TestResult) else item.source, item.started_at)
+        if order != "in order":
+            metrics.OUT_OF_ORDER.labels(agent=AGENT, order=order, policy=cfg.detector.out_of_order).inc()
         if isinstance(item, TestResult):
             return "sandbox", item.started_at, mons.observe_result(item, only=_ONLY_FROM_TEST_RESULTS)
         return item.source, item.started_at, mons.observe_metric(item)

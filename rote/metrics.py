@@ -159,6 +159,13 @@ AUTOMATION_RUNS = Counter(
     ["source", "outcome"],
     registry=REGISTRY,
 )
+OUT_OF_ORDER = Counter(
+    "rote_out_of_order_observations_total",
+    "Run reports timestamped at (duplicate) or before (late) the latest one of their series, learnt under "
+    "the detectors' out-of-order policy.",
+    ["agent", "order", "policy"],
+    registry=REGISTRY,
+)
 AUTOMATION_RUN_SECONDS = Histogram(
     "rote_automation_run_seconds",
     "Duration of automation runs reported on the metrics topic.",

@@ -135,13 +135,50 @@ def test_checkpoint_restore_continues_identically() -> None:
         StreamDetector.restore(b"\x80\x04\x95garbage")
 
 
-def test_rejects_nan_and_time_going_backwards() -> None:
+def test_rejects_nan_and_only_the_strict_policy_rejects_time_going_backwards() -> None:
     det = StreamDetector()
     det.update(1.0, 100.0)
     with pytest.raises(DetectorError):
         det.update(math.nan, 200.0)
     with pytest.raises(DetectorError):
-        det.update(1.0, 50.0)
+        det.update(1.0, math.inf)
+    strict = StreamDetector(DetectorConfig(out_of_order="strict"))
+    strict.update(1.0, 100.0)
+    strict.update(1.0, 100.0)  # the same time twice is not going backwards
+    with pytest.raises(DetectorError, match="time order"):
+        strict.update(1.0, 50.0)
+    with pytest.raises(DetectorError, match="out_of_order"):
+        DetectorConfig(out_of_order="sometimes")  # type: ignore[arg-type]
+
+
+def _dst_fallback(n: int = 600, step: float = 300.0, at: int = 400, back: float = 3600.0) -> list[float]:
+    """Timestamps of a 5-minute series whose clock steps back an hour at row `at` (a DST change)."""
+    return [step * i - (back if i >= at else 0.0) for i in range(n)]
+
+
+def test_accept_policy_learns_late_observations_without_moving_the_clock_back() -> None:
+    stamps = _dst_fallback()
+    values = _noise(len(stamps), seed=3)
+    det = StreamDetector()
+    scores = [det.update(v, t) for v, t in zip(values, stamps, strict=True)]
+    assert len(scores) == len(stamps) and all(0.0 <= s < 1.0 for s in scores)
+    assert det.n_seen == len(stamps)
+    assert det.late == 11 and det.duplicates == 1 and det.skipped == 0  # the repeated hour: 12 rows
+    assert det.order_of(stamps[-1]) == "duplicate" and det.order_of(stamps[420]) == "late"
+    twin = StreamDetector.from_state(det.to_state())
+    assert (twin.late, twin.duplicates) == (11, 1)
+    # a late value far out of range is still an anomaly: accepting does not mean ignoring
+    assert det.update(50.0, stamps[-1] - 7200.0) > 0.5
+
+
+def test_skip_policy_leaves_late_observations_out_and_counts_them() -> None:
+    stamps = _dst_fallback()
+    values = _noise(len(stamps), seed=3)
+    det = StreamDetector(DetectorConfig(out_of_order="skip"))
+    scores = [det.update(v, t) for v, t in zip(values, stamps, strict=True)]
+    assert det.skipped == 11 and det.n_seen == len(stamps) - 11
+    assert all(s == 0.0 for s in scores[400:411])
+    assert det.score_one(50.0, 0.0) == 0.0
 
 
 def test_daily_seasonality_with_irregular_sampling() -> None:
@@ -196,7 +233,7 @@ def test_evaluate_on_two_real_files_beats_the_null_detector() -> None:
     assert ev.results["standard"].score > 50.0
     out = ev.as_dict()
     assert set(out) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate", "files", "windows",
-                        "events_per_second"}
+                        "events_per_second", "out_of_order"}
 
 
 SHARED_NAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nab-dev"

@@ -156,3 +156,33 @@ def test_step_slowdown_is_reported_per_step() -> None:
     assert 60 <= first["duration_seconds"] <= 61  # within two runs of the change
     assert 60 <= first["step_1_duration_seconds"] <= 61
     assert all(sig != "step_0_duration_seconds" for _, sig in findings)
+
+
+def _metric(i: int, at: datetime, duration: float) -> RunMetric:
+    return RunMetric(
+        run_id=f"run-{i}", automation_id="a1", version=1, source="production", started_at=at,
+        duration_seconds=duration, success=True, steps=[],
+    )
+
+
+def test_late_and_duplicate_run_reports_are_learnt_not_dead_lettered() -> None:
+    """A run report delivered after a later one (or stamped by a clock that stepped back) is a real run:
+    the monitor learns it under the accept policy and says how it related to the series' time."""
+    from rote.anomaly.monitor import AutomationMonitors
+
+    mons = AutomationMonitors(MonitorConfig())
+    times = [T0 + timedelta(minutes=10 * i) for i in range(60)]
+    times[40], times[41] = times[41], times[40]  # one report overtakes another
+    times[50] = times[49]  # two runs started in the same second
+    orders = []
+    for i, (at, v) in enumerate(zip(times, _runs(60), strict=True)):
+        orders.append(mons.order_of("production", at))
+        assert mons.observe_metric(_metric(i, at, v)) == []  # steady runs, no finding, no exception
+    assert orders.count("late") == 1 and orders.count("duplicate") == 1
+    assert orders[41] == "late" and orders[50] == "duplicate"
+    det = mons.series["production"].detector("duration_seconds")
+    assert det is not None and det.late == 1 and det.duplicates == 1 and det.n_seen == 60
+    # a slowdown reported late is still found
+    slow = _metric(99, times[-1] - timedelta(minutes=3), 12.0)
+    assert mons.order_of("production", slow.started_at) == "late"
+    assert [f.signal for f in mons.observe_metric(slow)] == ["duration_seconds"]

@@ -24,7 +24,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from rote.anomaly.calibration import AnomalyLikelihood, LikelihoodConfig
 from rote.errors import RoteError, StateError
@@ -36,6 +36,10 @@ class DetectorError(RoteError):
 
 
 COMPONENTS = ("forecast", "level", "season")
+
+OutOfOrder = Literal["accept", "skip", "strict"]
+#: Policies for observations older than the latest one (`DetectorConfig.out_of_order`).
+OUT_OF_ORDER_POLICIES: tuple[str, ...] = ("accept", "skip", "strict")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +64,13 @@ class DetectorConfig:
         is multiplied by `repeat_factor`, so one incident rings once at any threshold (NAB credits the
         first detection in a window and charges every later false positive); a more surprising
         value still comes through at full strength. 0 = off.
+    out_of_order: what to do with an observation timestamped before the latest one seen (a clock
+        stepped back at a DST change or an NTP correction; a run report delivered late). "accept" (the
+        default) scores and learns it in arrival order: its own timestamp decides its time-of-day slot,
+        the detector's clock does not move back. "skip" leaves it out (score 0, nothing learnt). "strict"
+        raises `DetectorError`. Observations with the same timestamp as the latest are always accepted
+        (two runs start in the same second; a clock repeats an hour). Each case is counted (`late`,
+        `skipped`, `duplicates`) so the policy's effect is visible.
     """
 
     fast_alpha: float = 0.2
@@ -77,6 +88,13 @@ class DetectorConfig:
     repeat_horizon: int = 2
     repeat_factor: float = 0.5
     likelihood: LikelihoodConfig = field(default_factory=lambda: LikelihoodConfig(averaging=5, learning=60))
+    out_of_order: OutOfOrder = "accept"
+
+    def __post_init__(self) -> None:
+        if self.out_of_order not in OUT_OF_ORDER_POLICIES:
+            raise DetectorError(
+                f"out_of_order must be one of {', '.join(OUT_OF_ORDER_POLICIES)}, got {self.out_of_order!r}"
+            )
 
 
 _EPS = 1e-9
@@ -153,6 +171,11 @@ class StreamDetector:
         self._recent_scores: deque[float] = deque(maxlen=max(cfg.repeat_horizon, 1))
         self._n = 0
         self._last_at: float | None = None
+        #: observations timestamped before the latest one (learnt), left out (skip policy), or at the
+        #: same time as the latest one
+        self.late = 0
+        self.skipped = 0
+        self.duplicates = 0
         self._cal = [AnomalyLikelihood(cfg.likelihood) for _ in COMPONENTS]
         self._zmax = [0.0] * len(COMPONENTS)
         #: per-component record ratios and the spatial flag of the last scored observation
@@ -164,9 +187,18 @@ class StreamDetector:
 
     # ---- river-style API -------------------------------------------------------------------------
 
+    def order_of(self, at: datetime | float) -> str:
+        """"in order", "duplicate" (same time as the latest observation) or "late" (before it)."""
+        t = at.timestamp() if isinstance(at, datetime) else float(at)
+        if self._last_at is None or t > self._last_at:
+            return "in order"
+        return "duplicate" if t == self._last_at else "late"
+
     def score_one(self, value: float, at: datetime | float) -> float:
         """Score without learning: what `update` would return, leaving the state untouched."""
         t = self._check(value, at)
+        if self.config.out_of_order == "skip" and self.order_of(t) == "late":
+            return 0.0
         raws = self._raw(value, t)
         zs = [cal.peek_z(r) if r is not None else 0.0 for cal, r in zip(self._cal, raws, strict=True)]
         return self._fuse(zs, self._spatial(value), self._novel(value), learn=False)
@@ -176,8 +208,20 @@ class StreamDetector:
         self.update(value, at)
 
     def update(self, value: float, at: datetime | float) -> float:
-        """Score `value` observed at `at` against the past, then learn it; returns the score."""
+        """Score `value` observed at `at` against the past, then learn it; returns the score.
+
+        An observation older than the latest one follows `DetectorConfig.out_of_order` (and is counted).
+        """
         t = self._check(value, at)
+        order = self.order_of(t)
+        if order == "late":
+            if self.config.out_of_order == "skip":
+                self.skipped += 1
+                self.last_components = {}
+                return 0.0
+            self.late += 1
+        elif order == "duplicate":
+            self.duplicates += 1
         raws = self._raw(value, t)
         zs = []
         for cal, r in zip(self._cal, raws, strict=True):
@@ -233,6 +277,7 @@ class StreamDetector:
             "recent_scores": list(self._recent_scores),
             "n": self._n,
             "last_at": self._last_at,
+            "order": [self.late, self.skipped, self.duplicates],
             "cal": [c.to_state() for c in self._cal],
             "zmax": list(self._zmax),
         }
@@ -268,6 +313,11 @@ class StreamDetector:
         obj._recent_scores.extend(recent)
         obj._n = r.int("n")
         obj._last_at = r.opt_float("last_at")
+        order = data.get("order", [0, 0, 0])  # absent in states written before the time-order policy
+        counts_ok = isinstance(order, list) and len(order) == 3
+        if not (counts_ok and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in order)):
+            raise StateError(f"{cls.STATE_KIND}.order: expected [late, skipped, duplicates]")
+        obj.late, obj.skipped, obj.duplicates = order
         cals = r.list("cal")
         if len(cals) != len(COMPONENTS):
             raise StateError(f"{cls.STATE_KIND}.cal: expected {len(COMPONENTS)} calibrations")
@@ -283,8 +333,10 @@ class StreamDetector:
         if not math.isfinite(value):
             raise DetectorError(f"value must be finite, got {value!r}")
         t = at.timestamp() if isinstance(at, datetime) else float(at)
-        if self._last_at is not None and t < self._last_at:
-            raise DetectorError("observations must arrive in time order")
+        if not math.isfinite(t):
+            raise DetectorError(f"timestamp must be finite, got {t!r}")
+        if self.config.out_of_order == "strict" and self._last_at is not None and t < self._last_at:
+            raise DetectorError("observations must arrive in time order (out_of_order='strict')")
         return t
 
     def _fuse(self, zs: list[float], spatial: bool, novel: bool, *, learn: bool) -> float:
@@ -380,7 +432,8 @@ class StreamDetector:
         self._lo = min(self._lo, x)
         self._hi = max(self._hi, x)
         self._n += 1
-        self._last_at = t
+        # a late observation never moves the clock back
+        self._last_at = t if self._last_at is None else max(self._last_at, t)
 
 
 def _num(v: Any, where: str) -> float:

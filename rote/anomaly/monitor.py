@@ -115,6 +115,18 @@ class SeriesMonitor:
     def detector(self, signal: str) -> StreamDetector | None:
         return self._detectors.get(signal)
 
+    def order_of(self, at: datetime) -> str:
+        """Where a run report at `at` falls in this series' time: "in order", "duplicate" or "late".
+
+        Late and duplicate reports are learnt like any other (`DetectorConfig.out_of_order`, "accept"):
+        a run report delivered after a later one, or a clock that stepped back, is still a real run.
+        """
+        orders = {d.order_of(at) for d in self._detectors.values()}
+        for order in ("late", "duplicate"):
+            if order in orders:
+                return order
+        return "in order"
+
     def select(self, signals: list[tuple[str, float]]) -> list[tuple[str, float]]:
         """The signals of one run this monitor watches: every run-level signal, and per-step durations of
         the steps it already watches plus, while under `max_step_signals`, the slowest new ones."""
@@ -245,6 +257,11 @@ class AutomationMonitors:
         self.config = config or MonitorConfig()
         self.series: dict[str, SeriesMonitor] = {}
         self._seen: deque[str] = deque(maxlen=self.config.dedupe_window)
+
+    def order_of(self, source: str, at: datetime) -> str:
+        """"in order", "duplicate" or "late": how a run report at `at` relates to `source`'s series."""
+        mon = self.series.get(source)
+        return mon.order_of(at) if mon is not None else "in order"
 
     def monitor(self, source: str) -> SeriesMonitor:
         mon = self.series.get(source)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from rote.anomaly import nab
 from rote.anomaly.evaluate import evaluate
+from rote.cli.console import out_console
 from rote.errors import RoteError
 
 PROFILE_NAMES = tuple(nab.PROFILES)
@@ -26,8 +27,7 @@ def register(app: typer.Typer) -> None:
     def anomalies(
         data_dir: Annotated[Path, typer.Argument(
             exists=True, file_okay=False,
-            help="Folder searched recursively for timestamp,value CSV files "
-                 "(e.g. ../shared/data/nab-dev/data).")],
+            help="Folder searched recursively for timestamp,value CSV files (e.g. NAB's data/ folder).")],
         labels: Annotated[Path, typer.Option(
             "--labels", exists=True, dir_okay=False,
             help="NAB windows JSON mapping each dir/file.csv to its list of (start, end) windows.")],
@@ -40,7 +40,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the detector online over every CSV (one configuration for all files) and score it with
         NAB's rules: one threshold for the whole set, optimised per profile, normalised so that a
-        perfect detector scores 100 and a silent one 0."""
+        perfect detector scores 100 and a silent one 0. Files are scored as published: rows that repeat
+        or step back in time are scored under the detector's out-of-order policy, and counted."""
         if profile not in nab.PROFILES:
             raise typer.BadParameter(f"unknown profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)}",
                                      param_hint="--profile")
@@ -69,5 +70,14 @@ def register(app: typer.Typer) -> None:
             r = ev.results[name]
             table.add_row(name, f"{r.score:.1f}", f"{r.threshold:.4f}", f"{r.true_positives}/{r.windows}",
                           str(r.false_positives))
-        Console().print(table)
-        Console().print(f"{ev.events} events, {ev.events_per_second:,.0f} events/s per worker")
+        con = out_console()
+        con.print(table)
+        con.print(f"{ev.events:,} events, {ev.events_per_second:,.0f} events/s per worker", highlight=False)
+        counts = ev.out_of_order
+        if any(counts.values()):
+            con.print(
+                f"time order (policy {ev.policy}): {counts['duplicates']:,} rows repeated a timestamp, "
+                f"{counts['late']:,} came after a later one ({counts['skipped']:,} skipped) in "
+                f"{len(ev.out_of_order_files)} of {ev.files} files",
+                highlight=False,
+            )
