@@ -60,6 +60,8 @@ class ReportBuilder:
         self._tests: dict[str, tuple[str, int, bool, str, str]] = {}
         self._anomalies: deque[Anomaly] = deque(maxlen=max_anomalies)
         self._anomaly_counts: dict[str, int] = {}
+        #: evidence for time saved, per automation: the executor's production runs and their step timings
+        self._evidence: dict[str, RunEvidence] = {}
         #: when the automations were tested and ran (the report's period)
         self._first: datetime | None = None
         self._last: datetime | None = None
@@ -132,6 +134,8 @@ class ReportBuilder:
     def apply_metric(self, m: RunMetric) -> None:
         self.analyzer.apply_metric(m)
         self.tracker.apply_metric(m)
+        if m.source in ("production", "simulated"):
+            self._evidence.setdefault(m.automation_id, RunEvidence()).add(m)
         self._seen(m.started_at, m.started_at + timedelta(seconds=m.duration_seconds))
 
     def apply_anomaly(self, x: Anomaly) -> None:
@@ -152,6 +156,7 @@ class ReportBuilder:
             "tests": {rid: list(t) for rid, t in self._tests.items()},
             "anomalies": [x.model_dump(mode="json") for x in self._anomalies],
             "anomaly_counts": self._anomaly_counts,
+            "evidence": {aid: e.to_state() for aid, e in self._evidence.items()},
             "first": self._first.isoformat() if self._first else None,
             "last": self._last.isoformat() if self._last else None,
             "observed_first": self._observed_first.isoformat() if self._observed_first else None,
@@ -189,6 +194,11 @@ class ReportBuilder:
             if not isinstance(n, int) or isinstance(n, bool):
                 raise StateError(f"{cls.STATE_KIND}.anomaly_counts.{aid}: expected an int")
             b._anomaly_counts[aid] = n
+        evidence = data.get("evidence", {})  # absent in states written before it existed
+        if not isinstance(evidence, dict):
+            raise StateError(f"{cls.STATE_KIND}.evidence: expected an object")
+        for aid, e in evidence.items():
+            b._evidence[str(aid)] = RunEvidence.from_state(e, f"{cls.STATE_KIND}.evidence.{aid}")
         first, last = r.opt_str("first"), r.opt_str("last")
         b._first = _time(first, r.where) if first else None
         b._last = _time(last, r.where) if last else None
@@ -285,6 +295,7 @@ class ReportBuilder:
                 "current_tests": current.to_dict(),
                 "current_tests_text": current.short(),
                 "anomalies": self._anomaly_counts.get(e.automation_id, 0),
+                "evidence": ev.to_dict() if (ev := self._evidence.get(e.automation_id)) else None,
             })
         return rows
 
@@ -309,6 +320,63 @@ class ReportBuilder:
         }
         d["roi_explained"] = explain_roi(d)
         return d
+
+
+class RunEvidence:
+    """What backs an automation's time saved: its production runs (the executor's, measured) and the mean
+    duration of each of its steps in them; simulated runs are only counted, apart. Bounded: one sum per
+    step of the automation."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.succeeded = 0
+        self.simulated = 0
+        self.seconds = 0.0
+        #: step -> [label, runs with the step, total seconds]
+        self.steps: dict[int, list[Any]] = {}
+
+    def add(self, m: RunMetric) -> None:
+        if m.source == "simulated":
+            self.simulated += 1
+            return
+        self.runs += 1
+        self.succeeded += m.success
+        self.seconds += m.duration_seconds
+        for st in m.steps:
+            row = self.steps.setdefault(st.step, [st.label, 0, 0.0])
+            row[1] += 1
+            row[2] += st.duration_seconds
+
+    def slowest(self, n: int = 3) -> list[dict[str, Any]]:
+        means = [(total / count, step, label) for step, (label, count, total) in self.steps.items() if count]
+        return [{"step": step, "label": label, "mean_seconds": mean}
+                for mean, step, label in sorted(means, key=lambda t: (-t[0], t[1]))[:n]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "production_runs": self.runs,
+            "production_successes": self.succeeded,
+            "simulated_runs": self.simulated,
+            "mean_run_seconds": self.seconds / self.runs if self.runs else None,
+            "slowest_steps": self.slowest(),
+        }
+
+    def to_state(self) -> dict[str, Any]:
+        steps = [[step, label, count, total] for step, (label, count, total) in sorted(self.steps.items())]
+        return {"runs": self.runs, "succeeded": self.succeeded, "simulated": self.simulated,
+                "seconds": self.seconds, "steps": steps}
+
+    @classmethod
+    def from_state(cls, data: Any, where: str) -> RunEvidence:
+        e = cls()
+        try:
+            e.runs, e.succeeded, e.simulated = (int(data[k]) for k in ("runs", "succeeded", "simulated"))
+            e.seconds = float(data["seconds"])
+            for step, label, count, total in data["steps"]:
+                e.steps[int(step)] = [str(label), int(count), float(total)]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"{where}: not a run-evidence record ({exc})") from None
+        return e
 
 
 def candidate_name(c: Candidate) -> str:

@@ -130,6 +130,31 @@ def _bottleneck_color(b: dict[str, Any]) -> str:
     return COLORS["bottleneck_automation"] if b.get("scope") == "automation" else COLORS["bottleneck_routine"]
 
 
+def _evidence(automations: Sequence[dict[str, Any]]) -> str:
+    """Under the table: what each automation's time saved rests on (its production runs, measured by the
+    executor, and the slowest steps of the automation itself); simulated runs said apart."""
+    items = []
+    for a in automations:
+        ev = a.get("evidence") or {}
+        runs, simulated = int(ev.get("production_runs") or 0), int(ev.get("simulated_runs") or 0)
+        if not runs and not simulated:
+            continue
+        slow = ", ".join(f"{s['step']}. {escape(str(s['label']))} {fmt_seconds(s['mean_seconds'])}"
+                         for s in ev.get("slowest_steps", []))
+        text = (f"<b>{escape(a['name'])}</b>: {fmt_seconds(a.get('time_saved_seconds'))} saved over {runs} "
+                f"production run{'s' if runs != 1 else ''} ({int(ev.get('production_successes') or 0)} "
+                f"succeeded), measured by the executor: mean run {fmt_seconds(ev.get('mean_run_seconds'))} "
+                f"against a manual baseline of {fmt_seconds(a.get('baseline_seconds'))}")
+        if slow:
+            text += f"; slowest steps of the automation: {slow}"
+        if simulated:
+            text += f"; <b>{simulated} simulated runs</b> (not counted as time saved)"
+        items.append(f"<li>{text}</li>")
+    if not items:
+        return "<p class='meta'>No production runs yet: time saved shown is projected from sandbox runs.</p>"
+    return "<h3>Evidence for the time saved</h3><ul class='evidence'>" + "".join(items) + "</ul>"
+
+
 def render_html(report: OptimizationReport, *, title: str = "rote optimization report") -> str:
     """The page for people; every figure comes from `report`, nothing is recomputed here."""
     eff = report.efficiency
@@ -322,7 +347,7 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
 <section id="candidates"><h2>Candidate ranking</h2>
 <p class="meta">Automation-potential score (0–100) of the top routines found.</p>{cand_chart}
 {cand_table}{_sops(report.top_candidates)}</section>
-<section id="automations"><h2>Automations</h2>{autos_table}</section>
+<section id="automations"><h2>Automations</h2>{autos_table}{_evidence(report.automations)}</section>
 <section id="efficiency"><h2>Efficiency and trends</h2>
 <h3>Trends against the manual baseline</h3>{_table(["", ""], trend_rows, numeric=(1,))}
 <h3>Cost</h3>{cost_table}<h3>Manual baselines</h3>{base_table}<h3>Cost model</h3>{model_table}</section>
