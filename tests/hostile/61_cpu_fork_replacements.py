@@ -1,6 +1,6 @@
 # expect: cpu
 # what: CPU workers that fork a fresh replacement whenever RLIMIT_CPU kills one, then exit 0
-# limits: cpu=1 wall=6
+# limits: cpu=1 wall=10
 import os
 import sys
 

@@ -1,5 +1,6 @@
 # expect: disk
 # what: create empty files until the workspace runs out of inodes (thousands of entries for the post-run scan)
+# limits: wall=10
 import os
 
 os.mkdir("many")
