@@ -95,8 +95,9 @@ def test_hostile_records_on_every_topic_run_no_code(tmp_path: Path) -> None:
         b: subprocess.Popen[bytes] | None = None
         c: subprocess.Popen[bytes] | None = None
         try:
-            wait_for(lambda: len(candidate_events(broker.bootstrap)) >= 1, 240, "first candidates", log)
-            time.sleep(3)
+            accepted = 'rote_user_actions_total{outcome="accepted"}'
+            wait_for(lambda: _metric(port_a, accepted) >= third, 240, "the first third learnt", log)
+            time.sleep(3)  # checkpoints and offsets committed
             # Real state keys (the user's discovery state, automation and routine keys) and made-up ones.
             cands = candidate_events(broker.bootstrap)
             keys = [b"user-1", b"all", b"x" * 10, *(f"c:{cid}".encode() for cid, _, _ in cands[:2])]
