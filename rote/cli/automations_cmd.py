@@ -61,6 +61,11 @@ def _summary_row(r: AutomationRecord) -> list[str]:
     ]
 
 
+def _say(text: str, as_json: bool) -> None:
+    """JSON answers on stdout (one object); a person's message on stderr as one line."""
+    typer.echo(text, err=not as_json)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
     group = typer.Typer(
@@ -181,11 +186,10 @@ def register(app: typer.Typer) -> None:
         from rote.errors import RoteError
         from rote.runner.request import new_request, parse_params, request_and_wait
 
-        err = Console(stderr=True)
         try:
             params = parse_params(param or [])
         except RoteError as exc:
-            err.print(f"[red]rote automations run: {exc}[/red]")
+            typer.echo(f"rote automations run: {exc}", err=True)
             raise typer.Exit(2) from None
         url = broker or (
             os.environ.get("ROTE_BROKER", "")
@@ -195,7 +199,7 @@ def register(app: typer.Typer) -> None:
         request = new_request(automation_id, params, by="cli", allow_degraded=allow_degraded)
         if url:
             if not url.startswith("kafka://"):
-                err.print("[red]rote automations run: --broker must be kafka://HOST:PORT[/red]")
+                typer.echo("rote automations run: --broker must be kafka://HOST:PORT", err=True)
                 raise typer.Exit(2)
             metric = asyncio.run(request_and_wait(url.removeprefix("kafka://"), request, wait_seconds=wait))
             if metric is None:
@@ -203,9 +207,7 @@ def register(app: typer.Typer) -> None:
                     f"no answer for run {request.run_id} within {wait:g} s "
                     "(is `rote runner` running? was it refused? see its log)"
                 )
-                typer.echo(json.dumps({"run_id": request.run_id, "error": msg})) if as_json else err.print(
-                    msg
-                )
+                _say(json.dumps({"run_id": request.run_id, "error": msg}) if as_json else msg, as_json)
                 raise typer.Exit(2)
             refused = None
         else:
@@ -217,7 +219,7 @@ def register(app: typer.Typer) -> None:
             try:
                 config = RunnerConfig.from_env(root=root, sites=",".join(site) if site else None)
             except RoteError as exc:
-                err.print(f"[red]rote automations run: {exc}[/red]")
+                typer.echo(f"rote automations run: {exc}", err=True)
                 raise typer.Exit(2) from None
             executor = Executor(config)
             try:
@@ -227,8 +229,9 @@ def register(app: typer.Typer) -> None:
             metric, refused = execution.metric, execution.refused
         if refused is not None or metric is None:
             msg = refused or "not run"
-            typer.echo(json.dumps({"run_id": request.run_id, "refused": msg})) if as_json else err.print(
-                f"[red]refused:[/red] {msg}"
+            _say(
+                json.dumps({"run_id": request.run_id, "refused": msg}) if as_json else f"refused: {msg}",
+                as_json,
             )
             raise typer.Exit(1)
         if as_json:
