@@ -125,8 +125,8 @@ def _const(e: Any) -> str | None:
 
 
 def demo_plan(a: Automation) -> DemoPlan | None:
-    """How to run `a` for a workbook row, or None when it does not read the workbook or needs an input a
-    row cannot give.
+    """How to run `a` for a workbook row, or None when it does not read the workbook by row, does not
+    always submit the form (a discovered fragment of the routine), or needs an input a row cannot give.
 
     Value parameters exist where the generator could not learn a value from the recording (with privacy
     redaction on, a pseudonymised phone number, say): they are inputs a person or a system supplies at
@@ -157,8 +157,14 @@ def demo_plan(a: Automation) -> DemoPlan | None:
             elif st.get("op") == "copy" and last_col in COLUMNS:
                 inputs[name] = ("cell", str(last_col))
     flags = {str(st["guard"]) for st in a.plan if st.get("guard")}
-    if not reads_workbook or not row_params:
-        return None
+    submits = any(
+        st.get("op") == "click"
+        and str(_const((st.get("target") or {}).get("element_type")) or "").lower() == "submit"
+        and not st.get("guard")
+        for st in a.plan
+    )
+    if not reads_workbook or not row_params or not submits:
+        return None  # e.g. a fragment of the routine that never submits the form: not a record entered
     if any(p not in row_params and p not in flags and p not in inputs for p in a.parameters):
         return None
     return DemoPlan(
@@ -191,7 +197,9 @@ async def request_demo_runs(
         for a in automations():
             plan = demo_plan(a)
             if plan is None:
-                why = f"{a.automation_id}: does not read the workbook by row, or needs inputs a row lacks"
+                why = (
+                    f"{a.automation_id}: not a whole record (reads rows, submits) or needs inputs a row lacks"
+                )
                 if why not in progress.skipped:
                     progress.skipped.append(why)
                 continue
