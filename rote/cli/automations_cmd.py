@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.syntax import Syntax
-from rich.table import Table
 
 from rote.archive import last_run_dir
 from rote.generator.registry import AutomationRecord, Registry, from_archive
@@ -46,8 +45,11 @@ def _secs(x: float | None) -> str:
 
 
 def _summary_row(r: AutomationRecord) -> list[str]:
+    from rote.report.tally import current_version_verdicts, tally
+
     s = r.stats
-    tests = f"{s.tests_passed}/{s.tests_passed + s.tests_failed}" if s.tests_passed + s.tests_failed else "–"
+    # per language, current version, "not runnable here" apart from failed: the tally every view uses
+    tests = tally(current_version_verdicts(r.test_results)).short()
     return [
         r.automation_id,
         f"v{r.version}",
@@ -84,16 +86,15 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(reg.to_json()))
             return
-        table = Table(title="automations")
-        table.add_column("id", no_wrap=True)
-        for col in ("ver", "state"):
-            table.add_column(col, no_wrap=True)
-        table.add_column("reason", overflow="fold", ratio=1)
-        for col in ("runs in", "tests", "runs", "success", "p50"):
-            table.add_column(col, no_wrap=True)
+        from rote.cli.console import add_row, out_console
+        from rote.cli.console import table as folding_table
+
+        # every column folds rather than cuts: an id or a reason is whole at any width, on a terminal or not
+        table = folding_table("id", "ver", "state", "reason", "runs in", "tests", "runs", "success", "p50",
+                              title="automations")
         for r in reg.records():
-            table.add_row(*_summary_row(r))
-        console = Console()
+            add_row(table, *_summary_row(r))
+        console = out_console()
         console.print(table)
         counts = reg.counts_by_state()
         console.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no automations")
@@ -118,8 +119,14 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(data))
             return
-        console = Console()
+        from rote.cli.console import out_console
+        from rote.report.routine import describe, latest_candidate
+
+        console = out_console()
         console.print(f"[bold]{rec.automation_id}[/bold] v{rec.version} — {rec.name}")
+        routine = latest_candidate(from_dir or last_run_dir(), rec.candidate_id)
+        for line in describe(routine) if routine is not None else []:
+            console.print(line, markup=False, highlight=False)
         console.print(f"state: [bold]{rec.state}[/bold]  {rec.state_reason or ''}")
         console.print(
             f"candidate {rec.candidate_id}, generator {rec.generator_version}, "

@@ -42,3 +42,11 @@ def table(*columns: str, title: str | None = None, numeric: tuple[str, ...] = ()
     for name in columns:
         t.add_column(name, overflow="fold", justify="right" if name in numeric else "left")
     return t
+
+
+def add_row(t: Table, *cells: str) -> None:
+    """Add a row of plain text: names, reasons and values come from users' logs, so a ``[first]`` in a
+    field name is text, not rich markup to be swallowed."""
+    from rich.text import Text
+
+    t.add_row(*(Text(c) for c in cells))

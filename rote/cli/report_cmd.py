@@ -40,7 +40,7 @@ def read_archive(run_dir: Path, *, progress: bool = True) -> dict[str, list[Any]
 
 
 def _print_summary(report: Any, html: Path | None) -> None:
-    from rote.cli.console import out_console, table
+    from rote.cli.console import add_row, out_console, table
     from rote.report import units
     from rote.report.html import fmt_span
 
@@ -68,7 +68,8 @@ def _print_summary(report: Any, html: Path | None) -> None:
     c = table("#", "routine", "seen", "saveable per year", "score", "automation", title="Routines")
     for i, row in enumerate(report.top_candidates, start=1):
         name = row["name"] + (f"\n{row['variant_note']}" if row.get("variant_note") else "")
-        c.add_row(
+        add_row(
+            c,
             str(i),
             name,
             f"{row['occurrences']}×",
@@ -81,7 +82,8 @@ def _print_summary(report: Any, html: Path | None) -> None:
               title="Automations")
     for a in report.automations:
         per_run = units.duration(a["time_saved_per_run_seconds"]) + (" (projected)" if a["projected"] else "")
-        t.add_row(
+        add_row(
+            t,
             a["name"],
             str(a["state"]),
             a.get("current_tests_text") or "–",
@@ -93,7 +95,7 @@ def _print_summary(report: Any, html: Path | None) -> None:
     out.print(t)
     b = table("#", "where", "step", "share", "why", title="Top bottlenecks")
     for x in report.bottlenecks[:8]:
-        b.add_row(str(x["rank"]), f"{x['scope']}: {x['scope_name']}", x["label"], units.percent(x["share"]),
+        add_row(b, str(x["rank"]), f"{x['scope']}: {x['scope_name']}", x["label"], units.percent(x["share"]),
                   "; ".join(x["reasons"]))
     out.print(b)
     if html is not None:

@@ -18,6 +18,7 @@ from rote.demo.run import automation_runs, demo_form
 from rote.importers import ImportStats
 from rote.pipeline.options import Progress
 from rote.report.roi import explain_roi
+from rote.report.routine import candidate_name
 from rote.report.tally import TestTally, current_version_verdicts
 from rote.report.units import count, duration, hours, money, plural
 from rote.streams.schemas import Candidate, OptimizationReport, TestResult
@@ -33,15 +34,6 @@ from rote.streams.topics import (
 #: Lifecycle states in the order a reader follows them (the registry's vocabulary, shared by every view).
 STATE_ORDER = ("generated", "testing", "verified", "active", "degraded", "rejected", "retired")
 TOP = 5
-
-
-def candidate_name(c: Candidate) -> str:
-    """The routine's human name (from discovery), or its first and last steps when it has none."""
-    if c.name:
-        return c.name
-    from rote.workflow.analysis import routine_name
-
-    return routine_name(c)
 
 
 def summarize(
@@ -214,7 +206,7 @@ def rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     out.append(("ROI", s.get("roi_explained") or "– (nothing built or run yet)"))
     out.append(("reports", plural(int(s["reports"]), "optimization report")))
     topics = s.get("topics") or {}
-    out.append(("topics", " · ".join(f"{k} {count(v)}" for k, v in topics.items())))
+    out.append(("messages", " · ".join(f"{k} {count(v)}" for k, v in topics.items())))
     return out
 
 
@@ -231,11 +223,12 @@ def render(s: dict[str, Any], console: Any) -> None:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     for head, text in rows(s):
-        grid.add_row(head, text)
+        grid.add_row(Text(head), Text(text))  # Text, not markup: names and reasons come from user data
     with console.capture() as captured:
         console.print(grid)
     # a grid pads every line to its width: trailing blanks are noise in a file or a CI log
-    console.file.write("\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n")
+    laid_out = "\n".join(line.rstrip() for line in captured.get().splitlines())
+    console.print(Text.from_ansi(laid_out), soft_wrap=True)
     if s.get("timed_out"):
         console.print(Text("timed out before the pipeline went quiet", style="red"))
     if s.get("error"):

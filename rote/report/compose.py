@@ -23,11 +23,12 @@ from typing import Any, ClassVar, Self
 from rote.efficiency import CostModel, EfficiencySummary, EfficiencyTracker, TrendConfig
 from rote.errors import StateError
 from rote.report.roi import explain_roi
+from rote.report.routine import candidate_name
 from rote.report.tally import tally
 from rote.state import StateReader, model_state
 from rote.streams.schemas import Anomaly, Automation, Candidate, OptimizationReport, RunMetric, TestResult
 from rote.workflow import AnalyzerConfig, WorkflowAnalysis, WorkflowAnalyzer, latest_candidates
-from rote.workflow.analysis import compact_automation, compact_candidate, routine_name
+from rote.workflow.analysis import compact_automation, compact_candidate
 
 VERIFIED_STATES = frozenset({"verified", "active"})
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -377,11 +378,6 @@ class RunEvidence:
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{where}: not a run-evidence record ({exc})") from None
         return e
-
-
-def candidate_name(c: Candidate) -> str:
-    """Discovery's human name for the routine, or its first steps when it has none."""
-    return c.name or routine_name(c)
 
 
 def _time(raw: str, where: str) -> datetime:

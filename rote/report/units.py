@@ -43,6 +43,8 @@ def hours(h: float | None) -> str:
     x = _finite(h)
     if x is None:
         return "–"
+    if x == 0:
+        return "0 h"
     if abs(x) >= 100:
         return f"{x:,.0f} h"
     if abs(x) >= 10:
