@@ -85,10 +85,12 @@ def test_hostile_records_on_every_topic_run_no_code(tmp_path: Path) -> None:
         create_topics(broker.bootstrap, CATALOGUE)
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5, max_request_size=4 << 20)
 
+        user = str(records[0].payload["user_id"])  # the log's own user column
+
         def send(recs: list[Any]) -> None:
             for i in range(0, len(recs), 200):
                 chunk = [r.payload for r in recs[i : i + 200]]
-                producer.send(USER_ACTIONS.name, key=b"user-1", value=encode_batch("user-1", chunk))
+                producer.send(USER_ACTIONS.name, key=user.encode(), value=encode_batch(user, chunk))
             producer.flush()
 
         port_a, port_b, port_c, web = free_port(), free_port(), free_port(), free_port()
@@ -104,7 +106,7 @@ def test_hostile_records_on_every_topic_run_no_code(tmp_path: Path) -> None:
             time.sleep(3)  # checkpoints and offsets committed
             # Real state keys (the user's discovery state, automation and routine keys) and made-up ones.
             cands = candidate_events(broker.bootstrap)
-            keys = [b"user-1", b"all", b"x" * 10, *(f"c:{cid}".encode() for cid, _, _ in cands[:2])]
+            keys = [user.encode(), b"all", b"x" * 10, *(f"c:{cid}".encode() for cid, _, _ in cands[:2])]
             keys += [cid.encode() for cid, _, _ in cands[:2]]
             assert _hostile_everywhere(broker.bootstrap, marker, keys) > 100
 
