@@ -5,8 +5,8 @@
 Takes the whole-record form automation of a `rote run` archive (default: the last run), serves the form
 replica and the workbook, and runs it through the executor for `--rows` workbook rows with `--hosts` run
 hosts at once (Chromium started once per host, before the clock starts). Prints one JSON object: wall
-time, records per minute, median run and step-sum durations, the recorded human baseline (median
-duration of the routine's observed instances in the candidate) and time saved per record (baseline minus
+time, records per minute, median run and step-sum durations, the recorded human baseline (median span
+of the observed instances in the candidate's latest version) and time saved per record (baseline minus
 median run). Every submission is checked by the replica; a run that fails or a submission that is wrong
 is counted and reported, never dropped.
 """
