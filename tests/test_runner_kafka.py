@@ -29,6 +29,7 @@ from rote.generator.plan import PlanConfig
 from rote.generator.registry import Registry
 from rote.runner.executor import RunnerConfig
 from rote.runner.service import RunnerService
+from rote.security.verdicts import ephemeral_result_key, sign_result
 
 pytestmark = [
     pytest.mark.kafka,
@@ -45,6 +46,9 @@ def root() -> Iterator[Path]:
     write_workbook(students_from_log(), d / WORKBOOK_NAME).chmod(0o644)
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+KEY = ephemeral_result_key()
 
 
 def _verified_on_the_topics(bootstrap: str) -> Automation:
@@ -79,7 +83,7 @@ def _verified_on_the_topics(bootstrap: str) -> Automation:
             started_at=datetime.now(UTC),
             runner="test (replay)",
         )
-        producer.send(TEST_RESULTS.name, encode(result), key=a.automation_id.encode())
+        producer.send(TEST_RESULTS.name, encode(sign_result(result, KEY)), key=a.automation_id.encode())
     producer.flush()
     producer.close()
     return a
@@ -166,6 +170,7 @@ def test_runner_on_apache_kafka(kafka_broker: Any, root: Path) -> None:
         config=config,
         group_id=f"runner-{uuid.uuid4().hex[:6]}",
         on_metric=seen.append,
+        result_key=KEY,
     )
 
     async def scenario() -> None:
@@ -231,3 +236,4 @@ def test_runner_on_apache_kafka(kafka_broker: Any, root: Path) -> None:
     assert rec.stats.production_runs == 7 and rec.stats.production_successes == 3
     assert [t.state for t in rec.history][-3:] == ["verified", "active", "degraded"]
     assert form.snapshot()["correct"] == 3
+    assert service.unsigned_results == 0

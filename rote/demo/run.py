@@ -228,7 +228,15 @@ async def request_demo_runs(
 class DemoRuns:
     """The demo's parts inside `rote run`: the form replica, the executor's service, the run requests."""
 
-    def __init__(self, settings: Settings, options: RunOptions, bootstrap: str, state: Progress) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        options: RunOptions,
+        bootstrap: str,
+        state: Progress,
+        *,
+        result_key: bytes | None = None,
+    ) -> None:
         from rote.demo.run import DemoProgress, DemoSite
         from rote.runner.executor import RunnerConfig
         from rote.runner.service import RunnerService
@@ -248,6 +256,7 @@ class DemoRuns:
             config=config,
             group_id=f"{settings.app_id}-runner",
             on_metric=self._answered,
+            result_key=result_key,
         )
 
     def _answered(self, m: Any) -> None:

@@ -97,7 +97,7 @@ def _run(
         archive = ArchiveWriter(run_dir)
         stop = asyncio.Event()
         worker_box: dict[str, Any] = {}
-        demo = DemoRuns(settings, options, bootstrap, state) if options.demo else None
+        demo = DemoRuns(settings, options, bootstrap, state, result_key=result_key) if options.demo else None
         if demo is not None:
 
             @app.task

@@ -5,7 +5,8 @@ Plain aiokafka (no Faust), like the sandbox runner, so it is its own process or 
 - A **registry feed** reads `automations`, `test-results` and `metrics` from the beginning (no consumer
   group: every executor sees everything) into the same pure `Registry` the registry agent keeps, so the
   executor decides on exactly the lifecycle everyone else sees (verified, active, degraded) and knows
-  every run id already reported on `metrics`.
+  every run id already reported on `metrics`. Like the registry agent it applies only test results
+  signed with the sandbox runners' result key (`rote.security.verdicts`): it refuses to start without it.
 - A **request consumer** in group `<app>-runner` reads `run-requests`. For each request: invalid ->
   `dead-letters` with the reason; already run (its run id is on `metrics`, or in this executor's done
   log) -> skipped, nothing published; not runnable -> refused (logged and counted, nothing published:
@@ -97,7 +98,19 @@ class RunnerService:
         group_id: str = "rote-runner",
         executor: Executor | None = None,
         on_metric: Callable[[RunMetric], None] | None = None,
+        result_key: bytes | None = None,
     ) -> None:
+        from rote.errors import ConfigError
+        from rote.security.verdicts import result_key_from_env
+
+        key = result_key if result_key is not None else result_key_from_env()
+        if key is None:  # fail closed: without it a forged test result could make anything "verified"
+            raise ConfigError(
+                "no result key: set ROTE_RESULT_KEY or ROTE_RESULT_KEY_FILE to the key the sandbox runners "
+                "sign test results with; the executor trusts only signed verdicts"
+            )
+        self.result_key = key
+        self.unsigned_results = 0
         self.bootstrap_servers = bootstrap_servers
         self.config = config
         self.group_id = group_id
@@ -121,7 +134,13 @@ class RunnerService:
                 if a.state == "generated":  # the others are the registry agent's lifecycle echoes
                     self.registry.apply_automation(a)
             elif topic == TEST_RESULTS.name:
-                self.registry.apply_test_result(decode(TestResult, value))
+                from rote.security.verdicts import verify_result
+
+                r = decode(TestResult, value)
+                if not verify_result(r, self.result_key):
+                    self.unsigned_results += 1  # not from a sandbox runner holding the key: ignored
+                    return
+                self.registry.apply_test_result(r)
             else:
                 self.registry.apply_metric(decode(RunMetric, value))
         except ValidationError:
