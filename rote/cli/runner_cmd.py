@@ -60,7 +60,11 @@ def runner_cmd(
         int | None, typer.Option(help="Prometheus port (default 9464, 0 disables). Env: ROTE_METRICS_PORT.")
     ] = None,
 ) -> None:
-    """Run verified automations on request: consume run-requests, publish one metrics event per run."""
+    """Run verified automations on request: consume run-requests, publish one metrics event per run.
+
+    Needs the sandbox runners' result key (ROTE_RESULT_KEY or ROTE_RESULT_KEY_FILE): only signed test
+    results make an automation verified for the executor.
+    """
     from rote.brokers import create_topics
     from rote.config import Settings
     from rote.pipeline import serve_metrics
@@ -80,12 +84,12 @@ def runner_cmd(
             gid=uid,
             state_dir=state_dir,
         )
+        service = RunnerService(bootstrap_servers=settings.bootstrap_servers, config=config, group_id=group)
         create_topics(settings.bootstrap_servers, CATALOGUE, replication=settings.replication)
     except RoteError as exc:
         typer.echo(f"rote runner: {exc}", err=True)
         raise typer.Exit(2) from None
     serve_metrics(settings)
-    service = RunnerService(bootstrap_servers=settings.bootstrap_servers, config=config, group_id=group)
 
     async def main() -> None:
         stop = asyncio.Event()
