@@ -131,6 +131,10 @@ def run_cmd(
         value_col=value_col,
     )
     settings = Settings.from_env(broker=broker, store=store, metrics_port=metrics_port, state_dir=state_dir)
+    if settings.broker != "embedded":
+        from rote.cli.errors import require_broker
+
+        require_broker(settings.bootstrap_servers)
     summary = run(
         settings,
         RunOptions(
@@ -248,9 +252,9 @@ def produce_cmd(
     )
     settings = Settings.from_env(broker=broker)
     imported = read_log(file, fmt=fmt.value, user_id=user_id, csv_options=options, validate=validate)
+    require_broker(settings.bootstrap_servers)
     for line in describe_import(imported.stats):
         typer.echo(line, err=True)
-    require_broker(settings.bootstrap_servers)
     create_topics(settings.bootstrap_servers, [USER_ACTIONS, DEAD_LETTERS], replication=settings.replication)
     producer = KafkaProducer(
         bootstrap_servers=settings.bootstrap_servers.split(","),
