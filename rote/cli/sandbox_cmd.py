@@ -251,6 +251,9 @@ def register(app: typer.Typer) -> None:
             hint = " (pass --bootstrap host:port)" if "broker" in str(exc) else ""
             err.print(f"[red]error:[/red] {escape(str(exc))}{hint}")
             raise typer.Exit(code=2) from None
+        from rote.cli.errors import require_broker
+
+        require_broker(servers)  # broker down: one line, exit 3 (rote.cli.errors), before any client starts
         server = metrics.serve(port, addr, registry=metrics.SANDBOX_REGISTRY) if port else None
         metrics.init_known_series(ingress_topics=("automations",))
 
