@@ -76,12 +76,13 @@ def test_semicolon_log_with_noise_runs_unchanged(noisy: tuple[dict[str, Any], Pa
 
 @pytest.mark.xfail(
     strict=True,
-    reason="discovery (rote/discovery) does not yet separate the Reimbursement routine from the StudentRecord "
-    "one when the two are interleaved in blocks: it finds Reimbursement alone (89 steps, 12 of 20 instances "
-    "with this noise) but not after StudentRecord has been learnt; reported to the discovery engineer",
+    reason="discovery (rote/discovery) does not yet separate the Reimbursement routine from the "
+    "StudentRecord one when the two are interleaved in blocks: it finds Reimbursement alone (89 steps, 12 of "
+    "20 instances with this noise) but not after StudentRecord has been learnt; reported to the discovery "
+    "engineer",
 )
 def test_semicolon_log_yields_both_routines(noisy: tuple[dict[str, Any], Path]) -> None:
-    s, archive = noisy
+    _, archive = noisy
     routines = [json.loads(x) for x in (archive / "candidates.jsonl").read_text().splitlines() if x.strip()]
     urls = {st.get("target", {}).get("url", "")[:25] for c in routines for st in c.get("steps", [])}
     assert "https://forms.zoho.com/un" in urls  # StudentRecord: the Zoho form
