@@ -428,7 +428,8 @@ def test_importers_turn_malformed_files_into_errors(tmp_path: Path, sample: tupl
         ("jsonl", b'\xff\xfe garbage\n{"timestamp":"2024-01-01T00:00:00Z"}\n', 1),
         ("jsonl", b'\xef\xbb\xbf{"timestamp":"2024-01-01T00:00:00Z"}\r\n', 1),
         ("jsonl", b'{"a":' * 5000 + b"1" + b"}" * 5000 + b'\n{"timestamp":"inf"}\n', 1),
-        ("bosco", b"eventType,timeStamp\r\nclick,2024-01-01\r\nclick,\xff\xfe\r\n", None),
+        # not UTF-8: read in the encoding sniffed from it; the row with garbage for a time is an error record
+        ("bosco", b"eventType,timeStamp\r\nclick,2024-01-01\r\nclick,\xff\xfe\r\n", 1),
         ("bosco", b"eventType,timeStamp,Row\nclick,inf,1\nclick,1e30,2\nclick,2024-01-01,1e400\n", 0),
         ("actionlogger", b"eventType,timeStamp,targetApp\nclick,9999-12-31T23:59:59-05:00,x\n", 0),
         ("bosco", b"", None),
@@ -442,7 +443,7 @@ def test_importer_regressions(tmp_path: Path, fmt: str, data: bytes, good: int |
         with pytest.raises(ImportFormatError):
             list(iter_records(path, fmt=fmt))  # type: ignore[arg-type]
         return
-    records = list(iter_records(path, fmt=fmt))  # type: ignore[arg-type]
+    records = list(iter_records(path, fmt=fmt, validate=False))  # type: ignore[arg-type]
     assert sum(r.error is None for r in records) == good
     assert all(r.error for r in records if r.error is not None)
     assert len(records) == data.count(b"\n") - (fmt != "jsonl")  # no row lost

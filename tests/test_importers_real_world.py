@@ -274,3 +274,55 @@ def test_headline_names_the_dialect() -> None:
         stats.headline()
         == "1752 rows read (actionlogger, ';'-separated, utf-8): 1749 valid, 3 invalid (dead-lettered)"
     )
+
+
+def test_eval_discovery_takes_the_shared_column_options_and_reports_dropped_rows(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rote.cli import app
+
+    res = CliRunner().invoke(app, ["eval", "discovery", str(NOISY), "--format", "actionlogger", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["events"] == 1749 and out["import"]["invalid"] == {"implausible time": 3}
+    path = tmp_path / "mine.csv"
+    rows = ["when|what|where|who"]
+    for day in range(6):
+        for i, (what, where) in enumerate(
+            [("open", "Sheet"), ("copy", "A1"), ("paste", "Name"), ("save", "Form")]
+        ):
+            rows.append(f"2024-05-0{day + 1}T09:00:{i:02d}Z|{what}|{where}|ann")
+    path.write_text("\n".join(rows) + "\n")
+    args = [
+        "eval",
+        "discovery",
+        str(path),
+        "--format",
+        "csv",
+        "--delimiter",
+        "pipe",
+        "--time-col",
+        "when",
+        "--action-cols",
+        "what,where",
+        "--user-col",
+        "who",
+        "--json",
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["events"] == 24 and out["import"]["delimiter"] == "|" and not out["import"]["invalid"]
+    bad = CliRunner().invoke(app, [*args[:5], "--time-col", "nope"])
+    assert bad.exit_code != 0 and "no time column 'nope' (--time-col)" in (bad.stderr or bad.output)
+
+
+def test_jsonl_is_read_as_utf8_whatever_its_first_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(
+        b'\xff\xfe garbage\n{"event_id": "e1", "user_id": "u", "timestamp": "2024-01-01T00:00:00Z",'
+        b' "app": "Excel", "action_type": "copy"}\n'
+    )
+    recs, stats = _stats(path)
+    assert stats.encoding == "utf-8-sig" and stats.valid == 1
+    assert recs[0].error == "line 1: not valid utf-8 text (pass --encoding)"

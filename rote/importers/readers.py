@@ -242,7 +242,7 @@ def _csv_row(
         data, size = raw()
         return _Row(
             line=line,
-            error=f"line {line}: not valid {encoding} text (pass --encoding)",
+            error=f"line {line}: not valid {encoding.removesuffix('-sig')} text (pass --encoding)",
             kind="encoding",
             raw=data,
             raw_size=size,
@@ -303,7 +303,7 @@ def _read_jsonl(path: Path, encoding: str, stats: ImportStats) -> Iterator[_Row]
             error = kind = None
             obj: Any = None
             if has_undecodable(body):
-                error, kind = f"line {line}: not valid {encoding} text (pass --encoding)", "encoding"
+                error, kind = f"line {line}: not valid {encoding.removesuffix('-sig')} text (pass --encoding)", "encoding"
             else:
                 try:
                     obj = json.loads(body)
@@ -470,13 +470,18 @@ def resolve_format(path: Path, fmt: Format, options: CsvOptions | None) -> tuple
     if fmt not in FORMATS:
         raise ImportFormatError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     opts = options or CsvOptions()
-    sniffed = sniff(path, encoding=opts.encoding)
+    # JSON is UTF-8 by its standard (RFC 8259): a JSONL file is not guessed into another encoding, so one
+    # garbage line stays one bad line instead of turning the whole file into UTF-16
+    sniffed = sniff(path, encoding=opts.encoding or ("utf-8-sig" if fmt == "jsonl" else None))
     if fmt == "auto":
         fmt = detect_format(path, sniffed, opts.delimiter)
+    encoding = sniffed.encoding
+    if fmt == "jsonl" and opts.encoding is None:
+        encoding = "utf-8-sig"
     delimiter = None
     if fmt in ("actionlogger", "bosco", "csv"):
         delimiter = opts.delimiter or sniff_delimiter(sniffed.sample)
-    return fmt, sniffed.encoding, delimiter
+    return fmt, encoding, delimiter
 
 
 def iter_records(
