@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rote.streams.schemas import (
+    EARLIEST_EVENT_TIME,
     MAX_VALUE_CHARS,
     Automation,
     Candidate,
@@ -218,9 +219,9 @@ def action_streams(draw: st.DrawFn) -> list[UserAction]:
         st.sampled_from(
             [
                 T0,
-                datetime(1, 1, 1, tzinfo=UTC),
-                # (The far future is invalid at ingress: more than MAX_CLOCK_SKEW ahead of the clock.)
-                datetime(1969, 12, 31, 23, 59, tzinfo=UTC),
+                # The edge of the plausible-time window: year 1, 1969 and the far future are invalid at
+                # ingress (streams.schemas.implausible_time), so the discoverer never sees them.
+                EARLIEST_EVENT_TIME,
             ]
         )
     )
