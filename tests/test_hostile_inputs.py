@@ -266,7 +266,6 @@ SMALL = DiscoveryConfig(
     max_pending=6,
     max_variants=3,
     dedupe_window=16,
-    stats_instances=3,
     candidate_instances=2,
     lateness_seconds=1.0,
     max_gap_seconds=100.0,
