@@ -38,11 +38,31 @@ FAILED_RUN = "failed-run"
 _STAGING = ".runs"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep(staging: Path) -> None:
+    """Remove staging folders left by runs that were killed (their process is gone); a killed run has no
+    archive worth keeping, and its folder would otherwise stay for ever."""
+    for entry in staging.iterdir():
+        pid = entry.name.split("-")[1] if entry.name.count("-") >= 1 else ""
+        if entry.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def new_run_dir(state_dir: Path) -> Path:
     """A fresh, empty folder for one run's archive, beside `last-run` (same file system, so the swap is a
     rename)."""
     staging = state_dir / _STAGING
     staging.mkdir(parents=True, exist_ok=True)
+    _sweep(staging)
     path = staging / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     n = 0
     while True:

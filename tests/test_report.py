@@ -43,7 +43,9 @@ def report(events: dict[str, list[Any]]) -> OptimizationReport:
     )
 
 
-def test_report_has_every_section_filled_from_the_events(report: OptimizationReport) -> None:
+def test_report_has_every_section_filled_from_the_events(
+    report: OptimizationReport, events: dict[str, list[Any]]
+) -> None:
     assert report.report_id == "report-20200420T000000Z"
     assert [c["candidate_id"] for c in report.top_candidates] == [
         "reimbursement-v0",
@@ -71,6 +73,19 @@ def test_report_has_every_section_filled_from_the_events(report: OptimizationRep
     assert eff["series"] and eff["roi_by_automation"] and eff["step_breakdown"]
     assert report.period_start is not None and report.period_end is not None
     assert report.period_start < report.period_end
+    # The period is when automations were tested and ran; when the routines were observed is apart (a
+    # replayed log's clock and today's never make one period).
+    observed = eff["observed_period"]
+    first_seen = min(c.first_seen for c in events["candidates"])
+    assert observed["start"] == first_seen.isoformat() and observed["start"] < report.period_start.isoformat()
+    runs_and_tests = [m.started_at for m in events["metrics"]] + [
+        r.started_at for r in events["test-results"]
+    ]
+    assert report.period_start == min(runs_and_tests)
+    # ROI in one line with its cost model; tests tallied per language on the current version
+    assert eff["roi_explained"].startswith(f"{eff['roi'] * 100:+.0f} %".replace("-", "−"))
+    assert "automations × 1.0 h review at 50.00 USD/h" in eff["roi_explained"]
+    assert autos["auto-reimbursement-v0"]["current_tests_text"] == "3/3 passed"
     # The published event survives the wire.
     assert decode(OptimizationReport, encode(report)) == report
 
@@ -132,6 +147,9 @@ def test_html_is_self_contained_and_escapes_user_text(events: dict[str, list[Any
     )
     page = render_html(r)
     assert "<script" not in page and "&lt;script&gt;" in page
+    # names, SOPs (numbered by the list, their text escaped) and the ROI line with its cost model
+    assert "Standard operating procedures" in page and "<li>&lt;b&gt;type&lt;/b&gt; it</li>" in page
+    assert "review at 50.00 USD/h" in page and "routines observed" in page
     assert " src=" not in page and "href=" not in page and "@import" not in page
     for section in (
         "time-saved",
