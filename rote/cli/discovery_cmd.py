@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rote.cli.console import out_console
 from rote.cli.import_options import (
     ActionColsOpt,
     AppColOpt,
@@ -174,7 +175,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(out))
             return
-        con = Console()
+        con = out_console()  # the terminal's width, else COLUMNS or 120: not cut to 80 when piped
         table = Table(title=f"discovery on {file.name}")
         table.add_column("metric")
         table.add_column("value", justify="right")
@@ -222,7 +223,7 @@ def _interleaved(
             if as_json:
                 typer.echo(json.dumps(out))
                 return
-            con = Console()
+            con = out_console()  # the terminal's width, else COLUMNS or 120: not cut to 80 when piped
             for key in ("events", "k", "routines_found", "true_routines", "mean_jc", "distinct_matched",
                         "true_routine_best_match"):  # fmt: skip
                 con.print(f"{key:>24}: {_fmt(out.get(key))}")
@@ -293,6 +294,6 @@ def _interleaved(
         _fmt(summary["distinct_matched"]),
         _fmt(summary["published_mean_jc"]),
     )
-    con = Console()
+    con = out_console()  # the terminal's width, else COLUMNS or 120: not cut to 80 when piped
     con.print(table)
     con.print(f"rote >= published on {summary['wins']} of {len(rows)} logs")
