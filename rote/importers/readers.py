@@ -303,7 +303,8 @@ def _read_jsonl(path: Path, encoding: str, stats: ImportStats) -> Iterator[_Row]
             error = kind = None
             obj: Any = None
             if has_undecodable(body):
-                error, kind = f"line {line}: not valid {encoding.removesuffix('-sig')} text (pass --encoding)", "encoding"
+                shown = encoding.removesuffix("-sig")
+                error, kind = f"line {line}: not valid {shown} text (pass --encoding)", "encoding"
             else:
                 try:
                     obj = json.loads(body)
