@@ -82,11 +82,13 @@ def _watch_consumer_lag(app: faust.App, *, bootstrap: str, group: str, interval:
     """Export the agents' consumer lag; asked of the broker off the event loop (kafka-python blocks)."""
     import asyncio
 
+    from rote.agents.optimizer_feed import FEED_TOPIC
     from rote.streams.topics import CATALOGUE
 
     from rote import metrics
 
     names = [spec.name for spec in CATALOGUE if spec.name not in ("optimization-reports", "dead-letters")]
+    names = [n for n in names if n != "run-requests"] + [FEED_TOPIC]  # run-requests: the executor's group
 
     @app.timer(interval=interval)
     async def consumer_lag() -> None:

@@ -78,8 +78,8 @@ def pipeline_health() -> dashboard.Dashboard:
                 "short",
                 [
                     Query(
-                        expr="sum by (topic, group) (rote_consumer_lag_messages)",
-                        legend="{{group}} ← {{topic}}",
+                        expr="sum by (agent, topic, group) (rote_consumer_lag_messages)",
+                        legend="{{agent}} ← {{topic}} ({{group}})",
                     )
                 ],
             )

@@ -64,8 +64,9 @@ DEAD_LETTERS = Counter(
 )
 CONSUMER_LAG = Gauge(
     "rote_consumer_lag_messages",
-    "Messages between the group's committed position and the log end, summed over partitions.",
-    ["topic", "group"],
+    "Messages between the group's committed position and the log end, summed over partitions, by the agent"
+    " that reads the topic.",
+    ["topic", "group", "agent"],
     registry=REGISTRY,
 )
 PROCESSING_SECONDS = Histogram(
@@ -230,6 +231,9 @@ def score_band(score: float) -> str:
 # --------------------------------------------------------------------------------------------------
 
 SCORE_BANDS: Final = ("0-25", "25-50", "50-75", "75-100")
+#: The agents' durable states (agents/*: `DurableState(name)`) and the kinds of record read back.
+STATE_NAMES: Final = ("discovery", "registry", "monitors", "efficiency", "workflow", "generated-from")
+STATE_RECORDS: Final = ("checkpoint", "log", "checkpoint-too-large")
 #: What became of each user action: accepted into discovery, dead-lettered (invalid), or a redelivered
 #: duplicate.
 USER_ACTION_OUTCOMES: Final = ("accepted", "dead_lettered", "duplicate")
@@ -308,6 +312,10 @@ def init_known_series(
         CANDIDATES.labels(score_band=band).set(0)
     for outcome in USER_ACTION_OUTCOMES:
         USER_ACTIONS_TOTAL.labels(outcome=outcome)
+    for state_name in STATE_NAMES:
+        STATE_CHECKPOINT_BYTES.labels(state=state_name)
+        for record in STATE_RECORDS:
+            STATE_RECORDS_REJECTED.labels(state=state_name, record=record)
     for state in LIFECYCLE_STATES:
         AUTOMATIONS.labels(state=state).set(0)
     for language in sandbox_languages:
@@ -363,14 +371,32 @@ _lag_topics: dict[str, set[str]] = {}
 _lag_lock = threading.Lock()
 
 
+#: The agent whose input each topic is (a closed set: the `agent` label of the lag). A Faust app's agents
+#: share one consumer group, so a topic's lag is that of the agents reading it; the first one names it.
+LAG_AGENT: Final[Mapping[str, str]] = {
+    "user-actions": "task-identifier",
+    "candidates": "automation-generator",
+    "automations": "automation-registry",
+    "test-results": "automation-registry",
+    "metrics": "performance-monitor",
+    "anomalies": "optimizer-feed",
+    "rote-optimizer-feed": "efficiency-tracker",
+    "run-requests": "executor",
+}
+
+
+def lag_agent(topic: str) -> str:
+    return LAG_AGENT.get(topic, "other")
+
+
 def record_consumer_lag(group: str, lags: Mapping[str, int]) -> None:
     """Publish one group's lag snapshot; topics the group no longer reads are removed, not left frozen."""
     with _lag_lock:
         previous = _lag_topics.get(group, set())
         for topic in previous - set(lags):
-            CONSUMER_LAG.remove(topic, group)
+            CONSUMER_LAG.remove(topic, group, lag_agent(topic))
         for topic, lag in lags.items():
-            CONSUMER_LAG.labels(topic=topic, group=group).set(lag)
+            CONSUMER_LAG.labels(topic=topic, group=group, agent=lag_agent(topic)).set(lag)
         _lag_topics[group] = set(lags)
 
 

@@ -123,7 +123,8 @@ def test_lag_by_topic_sums_partitions_and_handles_uncommitted_and_truncation() -
 
 def test_record_consumer_lag_removes_topics_the_group_stopped_reading() -> None:
     def lag(topic: str) -> float | None:
-        return m.REGISTRY.get_sample_value("rote_consumer_lag_messages", {"topic": topic, "group": "g-test"})
+        labels = {"topic": topic, "group": "g-test", "agent": m.lag_agent(topic)}
+        return m.REGISTRY.get_sample_value("rote_consumer_lag_messages", labels)
 
     m.record_consumer_lag("g-test", {"user-actions": 5, "metrics": 2})
     assert lag("metrics") == 2
@@ -196,7 +197,7 @@ def test_collect_consumer_lag_against_the_embedded_broker() -> None:
         assert seen == 4
         assert m.collect_consumer_lag(broker.bootstrap, "lag-group", [topic]) == {topic: 6}
         assert m.REGISTRY.get_sample_value(
-            "rote_consumer_lag_messages", {"topic": topic, "group": "lag-group"}
+            "rote_consumer_lag_messages", {"topic": topic, "group": "lag-group", "agent": m.lag_agent(topic)}
         ) == 6
 
 

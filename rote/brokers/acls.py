@@ -149,3 +149,85 @@ def apply(
         acl, err = failed[0]
         raise BrokerError(f"{len(failed)} ACLs were refused, e.g. {acl}: {err}")
     return len(acls)
+
+
+#: Principals rote's deploy files use, one per component (`rote acls ... --principal component=name`).
+DEFAULT_PRINCIPALS: dict[Component, str] = {
+    "producer": "rote-producer",
+    "worker": "rote-worker",
+    "sandbox": "rote-sandbox",
+    "runner": "rote-runner",
+    "operator": "rote-operator",
+}
+
+_STRIMZI_OPS = {
+    "READ": "Read",
+    "WRITE": "Write",
+    "DESCRIBE": "Describe",
+    "CREATE": "Create",
+    "DESCRIBE_CONFIGS": "DescribeConfigs",
+    "ALTER_CONFIGS": "AlterConfigs",
+}
+
+
+def strimzi_users(
+    principals: dict[Component, str],
+    *,
+    cluster: str = "rote-kafka",
+    namespace: str = "rote",
+    app_id: str = "rote",
+) -> list[dict[str, object]]:
+    """One Strimzi `KafkaUser` per component: SCRAM-SHA-512 authentication and exactly the ACLs above.
+
+    On Kubernetes the platform keeps the secrets: the Strimzi user operator creates each user's password in
+    a Secret of the user's name, which the component's pods mount (deploy/k8s/*.yaml).
+    """
+    users: list[dict[str, object]] = []
+    for component, principal in principals.items():
+        rules = [
+            {
+                "resource": {"type": g.resource, "name": g.name, "patternType": g.pattern},
+                "operations": [_STRIMZI_OPS[g.op]],
+                "host": "*",
+            }
+            for g in grants(component, principal=principal, app_id=app_id)
+        ]
+        users.append(
+            {
+                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "kind": "KafkaUser",
+                "metadata": {
+                    "name": principal,
+                    "namespace": namespace,
+                    "labels": {"strimzi.io/cluster": cluster, "app.kubernetes.io/part-of": "rote"},
+                },
+                "spec": {
+                    "authentication": {"type": "scram-sha-512"},
+                    "authorization": {"type": "simple", "acls": rules},
+                },
+            }
+        )
+    return users
+
+
+def strimzi_topics(
+    *, replication: int = 3, cluster: str = "rote-kafka", namespace: str = "rote"
+) -> list[dict[str, object]]:
+    """One Strimzi `KafkaTopic` per catalogue topic (workers may create only their own `<app>-*` topics)."""
+    out: list[dict[str, object]] = []
+    for spec in CATALOGUE:
+        config: dict[str, object] = dict(spec.config())
+        config["min.insync.replicas"] = min(2, replication)
+        out.append(
+            {
+                "apiVersion": "kafka.strimzi.io/v1beta2",
+                "kind": "KafkaTopic",
+                "metadata": {
+                    "name": spec.name,
+                    "namespace": namespace,
+                    "labels": {"strimzi.io/cluster": cluster, "app.kubernetes.io/part-of": "rote"},
+                },
+                "spec": {"partitions": spec.partitions, "replicas": replication, "config": config},
+            }
+        )
+    return out

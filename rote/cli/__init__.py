@@ -15,6 +15,7 @@ import typer.core
 
 from rote import __version__
 from rote.cli import (
+    acls_cmd,
     anomaly_cmd,
     automations_cmd,
     bench_cmd,
@@ -98,6 +99,7 @@ def _root(
 
 
 pipeline_cmd.register(app)
+acls_cmd.register(app)
 discovery_cmd.register(eval_app)
 anomaly_cmd.register(eval_app)
 sandbox_cmd.register(app)
