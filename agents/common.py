@@ -23,6 +23,7 @@ from rote.streams.topics import CANDIDATES, DEAD_LETTERS, TopicSpec
 
 from rote import metrics
 from rote.errors import ValidationError
+from rote.privacy import redact_bytes
 
 E = TypeVar("E", bound=Event)
 S = TypeVar("S")
@@ -86,11 +87,13 @@ class AgentIO:
         *,
         kind: str | None = None,
     ) -> None:
+        # What arrived, redacted as at capture: a rejected event may still hold what a person typed.
+        kept = redact_bytes(value if isinstance(value, bytes) else bytes(value))
         letter = DeadLetter(
             source_topic=topic,
             reason=exc.reason,
             field=exc.field,
-            payload_b64=base64.b64encode(value if isinstance(value, bytes) else bytes(value)).decode(),
+            payload_b64=base64.b64encode(kept).decode(),
             key_b64=base64.b64encode(key).decode() if key else None,
             partition=event.message.partition if event is not None else None,
             offset=event.message.offset if event is not None else None,

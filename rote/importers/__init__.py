@@ -37,6 +37,7 @@ from rote.importers.options import (
 )
 from rote.importers.readers import ImportedRecord, iter_records, resolve_format
 from rote.importers.stats import INVALID_KINDS, ImportStats
+from rote.privacy import redact_bytes
 from rote.streams.schemas import DeadLetter, UserAction, decode
 from rote.streams.topics import USER_ACTIONS
 
@@ -149,6 +150,7 @@ def dead_letter(rec: ImportedRecord, source: Path, *, now: datetime | None = Non
         raise ValueError("only a rejected record has a dead letter")
     raw = rec.raw or repr(rec.payload).encode()[:65536]
     size = rec.raw_size or len(raw)
+    raw = redact_bytes(raw)  # the row as read may hold what a person typed (rote.privacy)
     return DeadLetter(
         source_topic=USER_ACTIONS.name,
         reason=f"{source.name} {rec.error}"[:4000],

@@ -8,7 +8,7 @@ credentials in text become `<secret>`. See docs/privacy.md.
 """
 
 from rote.privacy.config import CLASSES, RedactionConfig, load_key
-from rote.privacy.default import default_redactor, redact_action, redact_payload
+from rote.privacy.default import default_redactor, redact_action, redact_bytes, redact_payload
 from rote.privacy.redactor import Redactor, replace_fields
 from rote.privacy.tokens import PASSWORD_MARKER, SECRET_MARKER, contains_redaction
 
@@ -22,6 +22,7 @@ __all__ = [
     "default_redactor",
     "load_key",
     "redact_action",
+    "redact_bytes",
     "redact_payload",
     "replace_fields",
 ]

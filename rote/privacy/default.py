@@ -46,3 +46,30 @@ def redact_payload(payload: dict[str, Any]) -> dict[str, Any]:
 def redact_action(action: T) -> T:
     """`default_redactor().redact_action(action)`: the action itself, or a redacted copy."""
     return default_redactor().redact_action(action)
+
+
+def redact_bytes(raw: bytes) -> bytes:
+    """A rejected event's bytes, redacted for the dead-letter topic.
+
+    Dead letters keep what arrived so it can be inspected and replayed, but what arrived may hold what a
+    person typed. A JSON object is redacted field-aware (`redact_payload`: a password field's value is
+    known as one) and re-serialised; anything else (broken JSON, CSV lines, binary) is redacted as text,
+    with undecodable bytes carried through unchanged (surrogate escapes), so only identifiers change.
+    """
+    import json
+
+    text = raw.decode("utf-8", "surrogateescape")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict):
+        redactor = default_redactor()
+        if data.get("kind") == "user-action-batch" and isinstance(data.get("actions"), list):
+            data["actions"] = [
+                redactor.redact_payload(a) if isinstance(a, dict) else a for a in data["actions"]
+            ]
+        else:
+            data = redactor.redact_payload(data)
+        return json.dumps(data, ensure_ascii=False).encode("utf-8", "surrogateescape")
+    return default_redactor().redact_text(text).encode("utf-8", "surrogateescape")
