@@ -257,7 +257,7 @@ def test_state_is_bounded() -> None:
     state = disc.new_state("u")
     for a in actions:
         disc.learn_one(state, a)
-    assert len(state.recent_ids) <= 50 and len(state.history) <= 100
+    assert len(state.seen.ring) <= 50 and len(state.history) <= 100
     assert all(len(v.instances) <= 5 for v in state.variants.values())
     assert state.encoded_size() < 60_000
 
@@ -326,7 +326,8 @@ def test_a_routine_whose_start_is_learnt_late_is_recut() -> None:
     )
     actions = [x.action for x in stream]
     truth = _truth(actions, {x.action.event_id: x.instance for x in stream if x.instance is not None})
-    disc = RoutineDiscoverer(DiscoveryConfig(warmup_events=100, refit_every=150, keep_instances=10**6))
+    everything = DiscoveryConfig(keep_instances=10**6, max_kept_events=10**9, state_budget_bytes=0)
+    disc = RoutineDiscoverer(replace(everything, warmup_events=100, refit_every=150))
     state = disc.new_state("u")
     recuts: list[set[str]] = []
     original = disc._recut

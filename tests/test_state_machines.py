@@ -219,18 +219,7 @@ def test_round_trip(case: StateCase[Any]) -> None:
     check_round_trip(case)
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            c, marks=pytest.mark.xfail(strict=True, reason="an old redelivered action counts as late")
-        )
-        if c.name == "discovery-user"
-        else c
-        for c in CASES
-    ],
-    ids=IDS,
-)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_redelivered_event_changes_nothing(case: StateCase[Any]) -> None:
     check_redelivery(case)
 
@@ -243,7 +232,7 @@ def test_batch_equals_incremental(case: StateCase[Any]) -> None:
 #: Discovery's user state: being slimmed (issue 15). Strict: the mark goes when it holds.
 #: (The whole-picture cases hold two automations; what bounds the agents' records are the "/automation"
 #: and "/routine" cases: one state per automation and per routine, joined only for a report.)
-UNBOUNDED = {"discovery-user"}
+UNBOUNDED: set[str] = set()
 
 
 @pytest.mark.parametrize(

@@ -21,13 +21,19 @@ Events with none of these keep the bare action type (``copy`` from the OS clipbo
 from __future__ import annotations
 
 import re
+import sys
+import zlib
 from dataclasses import dataclass
+from typing import Any
 
 from rote.streams.schemas import Target, UserAction
 
 _DIGITS = re.compile(r"\d+")
 
 KEY_FIELDS: tuple[str, ...] = ("field", "column", "element", "title", "url", "file")
+#: A longer target key is cut to this many characters plus a digest of the whole, so labels (which the
+#: state stores once per label) stay short while distinct keys stay distinct.
+MAX_KEY_CHARS = 120
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +54,8 @@ class ActionAbstraction:
     mask_digits_in_urls: bool = True
 
     def key(self, target: Target, action_type: str) -> str | None:
+        if self.key_order == KEY_FIELDS:
+            return self._default_key(target, action_type)
         for name in self.key_order:
             value: str | None = None
             if name == "field":
@@ -68,13 +76,41 @@ class ActionAbstraction:
                 return value.strip()
         return None
 
+    def _default_key(self, t: Any, action_type: str) -> str | None:
+        """`key` for the default order, unrolled: it runs for every action of every user."""
+        v = t.field
+        if v:
+            return v.strip()
+        v = t.column
+        if v:
+            sheet = t.sheet
+            return (f"{sheet}!{v}" if sheet else v).strip()
+        v = t.element or t.title
+        if v:
+            return v.strip()
+        if action_type in self.navigation_types:
+            v = t.url
+            if v:
+                return _url_pattern(v, mask=self.mask_digits_in_urls).strip() or None
+        if action_type in self.file_types:
+            v = t.workbook or t.sheet
+            if v:
+                return v.strip()
+        return None
+
     def label(self, action: UserAction) -> str:
         return self.label_of(action.app, action.action_type, action.target)
 
     def label_of(self, app: str, action_type: str, target: Target) -> str:
+        """The label, interned (labels are compared and hashed on every action)."""
         key = self.key(target, action_type)
         base = f"{app}/{action_type}" if self.include_app else action_type
-        return f"{base}:{key}" if key else base
+        if not key:
+            return sys.intern(base)
+        if len(key) > MAX_KEY_CHARS:
+            digest = zlib.crc32(key.encode("utf-8", "surrogatepass"))
+            key = f"{key[:MAX_KEY_CHARS]}~{digest:08x}"
+        return sys.intern(f"{base}:{key}")
 
 
 def _url_pattern(url: str, *, mask: bool) -> str:

@@ -18,10 +18,10 @@ from typing import Any
 
 from rote.discovery.config import DiscoveryConfig
 from rote.discovery.describe import describe
-from rote.discovery.model import NO_TIME_LO, US, Segment, UserState, Variant, target_dict
-from rote.discovery.parameters import analyse
+from rote.discovery.model import NO_TIME_LO, US, Ev, Segment, UserState, Variant, target_dict
+from rote.discovery.parameters import analyse_data
 from rote.discovery.scoring import Evidence, score
-from rote.streams.schemas import Candidate, RoutineInstance, RoutineStep, Target
+from rote.streams.schemas import Candidate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,17 +77,65 @@ def _common_target(targets: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {k: v for k, v in first.items() if all(t.get(k) == v for t in targets[1:])}
 
 
+def _mode(xs: list[str]) -> str:
+    """The most common value (the first seen among equals), as `Counter.most_common(1)` picks it."""
+    if len(xs) == 1 or all(x == xs[0] for x in xs):
+        return xs[0]
+    return Counter(xs).most_common(1)[0][0]
+
+
+#: one kept instance step by step: its events, values, targets and durations (None where a step is missing)
+_Observed = tuple[list[Ev | None], list[str | None], list[dict[str, Any] | None], list[float | None]]
+
+
+def _observe(seg: Segment, n_steps: int) -> _Observed:
+    """Read an instance once for everything a candidate needs from it."""
+    events = seg.events or []
+    evs: list[Ev | None] = [None] * n_steps
+    values: list[str | None] = [None] * n_steps
+    targets: list[dict[str, Any] | None] = [None] * n_steps
+    durations: list[float | None] = [None] * n_steps
+    prev_ts: int | None = None
+    for k, i in enumerate(seg.aligned[:n_steps]):
+        if i is None:
+            continue
+        e = events[i]
+        evs[k] = e
+        values[k] = e.value
+        targets[k] = target_dict(e.target)
+        if e.duration is not None:
+            durations[k] = e.duration
+        elif prev_ts is not None:
+            durations[k] = max(0.0, (e.ts - prev_ts) / US)
+        prev_ts = e.ts
+    return evs, values, targets, durations
+
+
+def _instance(seg: Segment, row: _Observed) -> dict[str, Any]:
+    evs, values, targets, durations = row
+    present = [e for e in evs if e is not None]
+    return {
+        "event_ids": [None if e is None else e.event_id for e in evs],
+        "values": values,
+        "start": utc(present[0].ts),
+        "end": utc(present[-1].ts),
+        "step_durations_seconds": [None if d is None else round(d, 3) for d in durations],
+        "targets": targets,
+    }
+
+
 def _step_duration(seg: Segment, k: int) -> float | None:
     i = seg.aligned[k]
-    if i is None:
+    if i is None or seg.events is None:
         return None
     ev = seg.events[i]
     if ev.duration is not None:
         return ev.duration
-    prev = [j for j in seg.aligned[:k] if j is not None]
-    if not prev:
-        return None
-    return max(0.0, (ev.ts - seg.events[prev[-1]].ts) / US)
+    for j in range(k - 1, -1, -1):
+        p = seg.aligned[j]
+        if p is not None:
+            return max(0.0, (ev.ts - seg.events[p].ts) / US)
+    return None
 
 
 def families(variants: Sequence[Variant], similarity: float, containment: float) -> list[list[Variant]]:
@@ -108,44 +156,62 @@ def families(variants: Sequence[Variant], similarity: float, containment: float)
     return [members for _, members in ranked]
 
 
+#: Kept instances a candidate's steps and parameters are inferred from, at most.
+_BUILD_INSTANCES = 60
+
+
 class CandidateBuilder:
+    """Builds candidates. Why the dict-then-validate shape: a candidate of a 48-step routine holds ~350
+    nested models (steps, parameters, per-instance targets); building each through its own pydantic
+    constructor cost milliseconds, while one `Candidate.model_validate` over plain data is a single pass in
+    pydantic-core. It still validates everything, so an emitted candidate is always schema-valid."""
+
     def __init__(self, config: DiscoveryConfig) -> None:
         self.config = config
 
     def build(self, state: UserState, v: Variant, *, version: int | None = None) -> Candidate:
         cfg = self.config
-        kept = [s for s in v.instances if any(i is not None for i in s.aligned)]
+        # the most recent instances describe the routine (the batch helper keeps hundreds)
+        kept = [
+            s
+            for s in list(v.instances)[-_BUILD_INSTANCES:]
+            if s.events and any(i is not None for i in s.aligned)
+        ]
         n_steps = len(v.steps)
-        values = [[s.events[i].value if i is not None else None for i in s.aligned] for s in kept]
-        params = analyse(values)
+        rows = [_observe(s, n_steps) for s in kept]
+        params = analyse_data([r[1] for r in rows])
         params += [None] * (n_steps - len(params))
-        steps: list[RoutineStep] = []
+        steps: list[dict[str, Any]] = []
+        n_kept = len(kept)
         for k, label in enumerate(v.steps):
-            evs = [s.events[i] for s in kept if (i := s.aligned[k]) is not None]
-            ds = [d for s in kept if (d := _step_duration(s, k)) is not None]
-            app = Counter(e.app for e in evs).most_common(1)[0][0] if evs else ""
-            atype = (
-                Counter(e.action_type for e in evs).most_common(1)[0][0] if evs else label.split(":", 1)[0]
-            )
+            evs = [ev for r in rows if (ev := r[0][k]) is not None]
+            ds = [d for r in rows if (d := r[3][k]) is not None]
+            if evs:
+                app = _mode([e.app for e in evs])
+                atype = _mode([e.action_type for e in evs])
+            else:
+                app, atype = "", label.split(":", 1)[0]
             steps.append(
-                RoutineStep(
-                    label=label,
-                    app=app,
-                    action_type=atype,
-                    target=Target(**_common_target([target_dict(e.target) for e in evs])),
-                    parameter=params[k],
-                    optional=len(evs) < 0.9 * max(1, len(kept)),
-                    mean_duration_seconds=round(sum(ds) / len(ds), 3) if ds else None,
-                )
+                {
+                    "label": label,
+                    "app": app,
+                    "action_type": atype,
+                    "target": _common_target([t for r in rows if (t := r[2][k]) is not None]),
+                    "parameter": params[k],
+                    "optional": len(evs) < 0.9 * max(1, n_kept),
+                    "mean_duration_seconds": round(sum(ds) / len(ds), 3) if ds else None,
+                }
             )
-        instances = [self._instance(s) for s in kept[-cfg.candidate_instances :]]
-        mean_duration = v.duration_sum / v.count if v.count else 0.0
-        regularity = v.fitness_sum / v.count if v.count else 0.0
+        instances = [
+            _instance(kept[i], rows[i]) for i in range(max(0, n_kept - cfg.candidate_instances), n_kept)
+        ]
+        mean_duration = v.duration_ms / 1000 / v.count if v.count else 0.0
+        regularity = v.fitness_milli / 1000 / v.count if v.count else 0.0
         deviating = 1.0 - (v.exact / v.count if v.count else 0.0)
         sc = score(
             Evidence(
                 occurrences=v.count,
-                active_days=max(1, len(v.days)),
+                active_days=max(1, v.n_days),
                 mean_duration_seconds=mean_duration,
                 n_steps=n_steps,
                 parameters=params,
@@ -154,54 +220,37 @@ class CandidateBuilder:
             ),
             cfg.scoring,
         )
-        others = [o.steps for o in state.variants.values() if o.vid != v.vid and o.count >= cfg.min_support]
-        text = describe(steps, instances, others)
         now = utc(state.released_ts if state.released_ts > NO_TIME_LO else v.last_seen)
-        return Candidate(
-            candidate_id=v.vid,
-            version=version if version is not None else max(1, v.version),
-            user_id=state.user_id,
-            routine=list(v.steps),
-            steps=steps,
-            occurrences=v.count,
-            instances=instances,
-            score=sc.score,
-            breakdown=sc.breakdown,
-            mean_duration_seconds=round(max(0.0, mean_duration), 3),
-            observed_hours_per_year=sc.observed_hours_per_year,
-            estimated_hours_saved_per_year=sc.estimated_hours_saved_per_year,
-            rank=self._rank(state, v, sc.score),
-            priority=sc.priority,
-            first_seen=utc(v.first_seen),
-            last_seen=utc(v.last_seen),
-            updated_at=now,
-            name=text.name,
-            variant_note=text.variant_note,
-            sop=text.sop,
+        cand = Candidate.model_validate(
+            {
+                "candidate_id": v.vid,
+                "version": version if version is not None else max(1, v.version),
+                "user_id": state.user_id,
+                "routine": list(v.steps),
+                "steps": steps,
+                "occurrences": v.count,
+                "instances": instances,
+                "score": sc.score,
+                "breakdown": sc.breakdown,
+                "mean_duration_seconds": round(max(0.0, mean_duration), 3),
+                "observed_hours_per_year": sc.observed_hours_per_year,
+                "estimated_hours_saved_per_year": sc.estimated_hours_saved_per_year,
+                "rank": self._rank(state, v, sc.score),
+                "priority": sc.priority,
+                "first_seen": utc(v.first_seen),
+                "last_seen": utc(v.last_seen),
+                "updated_at": now,
+            }
         )
+        others = [o.steps for o in state.variants.values() if o.vid != v.vid and o.count >= cfg.min_support]
+        text = describe(cand.steps, cand.instances, others)
+        return cand.model_copy(update={"name": text.name, "variant_note": text.variant_note, "sop": text.sop})
 
     def _rank(self, state: UserState, v: Variant, value: float) -> int:
         return 1 + sum(
             1
             for o in state.variants.values()
             if o.vid != v.vid and o.count >= self.config.min_support and o.last_score > value
-        )
-
-    @staticmethod
-    def _instance(seg: Segment) -> RoutineInstance:
-        present = [i for i in seg.aligned if i is not None]
-        return RoutineInstance(
-            event_ids=[seg.events[i].event_id if i is not None else None for i in seg.aligned],
-            values=[seg.events[i].value if i is not None else None for i in seg.aligned],
-            start=utc(seg.events[present[0]].ts),
-            end=utc(seg.events[present[-1]].ts),
-            step_durations_seconds=[
-                round(d, 3) if (d := _step_duration(seg, k)) is not None else None
-                for k in range(len(seg.aligned))
-            ],
-            targets=[
-                Target(**target_dict(seg.events[i].target)) if i is not None else None for i in seg.aligned
-            ],
         )
 
     def result(self, state: UserState) -> DiscoveryResult:
@@ -218,7 +267,7 @@ class CandidateBuilder:
                 steps = [
                     [s.events[i].event_id if i is not None else None for i in s.aligned]
                     for s in v.instances
-                    if any(i is not None for i in s.aligned)
+                    if s.events and any(i is not None for i in s.aligned)
                 ]
                 routines.append(
                     DiscoveredRoutine(

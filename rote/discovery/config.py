@@ -27,9 +27,18 @@ class DiscoveryConfig:
     max_gap_seconds: float = 1800.0
     #: Out-of-order tolerance: events are held this long (event time) before being processed.
     lateness_seconds: float = 5.0
-    #: Event ids remembered for de-duplication (older duplicates are older than the lateness window and
-    #: are dropped as late).
-    dedupe_window: int = 32
+    #: Event ids remembered for de-duplication: an event redelivered within this many newer events is
+    #: recognised as a duplicate (older ones are dropped all the same, counted as late); see `dedupe.py`.
+    dedupe_window: int = 320
+    #: Events held for reordering at most; beyond this the oldest is processed (a burst with one timestamp).
+    max_held: int = 256
+    #: Longer values are kept as a prefix plus a digest of the whole (equal values stay equal).
+    max_value_chars: int = 200
+    #: Labels whose statistics are kept; beyond this the ones seen once are forgotten (then a decay).
+    max_labels: int = 256
+    #: Transitions (first order, second order) kept; beyond this the ones seen once are forgotten.
+    max_pairs: int = 512
+    max_triples: int = 768
     # ---------------------------------------------------------------- threads (interleaved work)
     #: An event continues a thread when it follows the thread's last action with at least this share of
     #: that action's successors in the stream; otherwise it opens a new thread (an interruption).
@@ -54,25 +63,45 @@ class DiscoveryConfig:
     #: (or `promote_min` occurrences, whichever comes first).
     promote_share: float = 0.15
     promote_min: int = 10
-    #: A variant is split on an action present in between this share and 1 - this share of its instances.
+    #: A variant is split on an action present in between this share and 1 - this share of its instances
+    #: (judged on the label sequences of its `split_keys` most recent occurrences).
     split_share: float = 0.15
-    #: Instances kept per variant (for parameters, splits and the candidate's `instances`).
-    keep_instances: int = 6
-    #: Instances kept over all of a user's variants (the state budget); the best variants keep theirs.
-    max_kept_instances: int = 16
+    split_keys: int = 12
+    #: Instances kept per variant (for parameters, splits and the candidate's `instances`): the automation
+    #: generator infers a routine from three and tests it on the rest.
+    keep_instances: int = 4
+    #: Events in kept instances over all of a user's variants (the state budget: a kept event costs about
+    #: 30 bytes encoded, most of it its event id); the least supported variants give theirs up first.
+    max_kept_events: int = 200
     #: Instances put into each emitted candidate.
     candidate_instances: int = 6
-    #: Segments waiting to form a new variant.
+    #: Segments waiting to form a new variant ...
     max_pending: int = 40
+    #: ... of which the newest this many keep their events (the older ones only their labels and times).
+    pending_with_events: int = 4
     #: Variants kept per user; the least recently seen are evicted beyond this.
     max_variants: int = 40
     #: Variants not seen for this long (event time) are evicted at the next refit.
     variant_ttl_seconds: float = 60 * 86400.0
     #: Re-emit a candidate when its occurrences grew by this share since the last emission (or its steps
-    #: changed); not on every occurrence, so the candidates topic is not flooded.
+    #: changed), at most once per `emit_every_events` events of the user unless its occurrences doubled
+    #: (and always at a flush): not on every occurrence, so neither the candidates topic nor the worker is
+    #: flooded (a 50-step candidate takes milliseconds to build); the latest version is what counts.
     emit_growth: float = 0.1
+    emit_every_events: int = 2000
     #: Variants whose action sets overlap at least this much (Jaccard) are variants of one routine.
     family_similarity: float = 1.0
     #: ... or whose smaller action set lies at least this much inside the larger one.
     family_containment: float = 1.01
+    # ---------------------------------------------------------------- state budget
+    #: Encoded bytes per user the state must stay under, whatever the history (issue 15: 20 kB).
+    state_budget_bytes: int = 20 * 1024
+    #: Every this many events the size is estimated (from the last measured size and the number of events
+    #: held since); it is measured exactly when the estimate nears the budget, every `budget_measure_every`
+    #: events and at a flush. Above `shed_at` of the budget, kept instances, pending segments and then the
+    #: least useful variants are given up until it is under `shed_to` of the budget (`budget.py`).
+    budget_check_every: int = 128
+    budget_measure_every: int = 4096
+    shed_at: float = 0.92
+    shed_to: float = 0.8
     scoring: ScoreConfig = field(default_factory=ScoreConfig)

@@ -2,18 +2,19 @@
 
 Per user, incremental and bounded (docs/discovery.md has the method and the results):
 
-1. **Ingest**: de-duplicate by event id, hold events for `lateness_seconds` so out-of-order arrivals are
-   put back in time order, drop (and count) events later than that.
+1. **Ingest**: de-duplicate by event id (`dedupe.py`), hold events for `lateness_seconds` so out-of-order
+   arrivals are put back in time order, drop (and count) events later than that.
 2. **Abstract** each action to a label (`abstraction.py`) and count the stream's transitions (decayed).
-3. **Thread**: people interleave routines, so each event is routed to the open *thread* (the work in
-   progress it continues): the thread whose last action it most often follows in the stream, if that share
-   is at least `continue_share`; otherwise it opens a thread of its own (an interruption, or new work). A
-   shared action (the same "open the spreadsheet" in two routines) goes to the thread whose context it
-   continues, so it is split by context without any label rewriting. Labels that keep opening threads are
-   where routines start.
+3. **Thread** (`threads.py`): people interleave routines, so each event is routed to the open *thread*
+   (the work in progress it continues). Labels that keep opening threads are where routines start.
 4. **Segment** each thread: cut before every routine start (estimated over the threads' label sequences as
    in Leno et al. ICPM 2020, plus the interruption starts of step 3), close on idle gaps.
 5. **Group** closed segments into variants (`variants.py`) and **emit** candidates (`candidates.py`).
+
+Cost: the per-action path is a few dictionary operations and never grows with the history; everything
+heavier (grouping a closed segment, re-estimating starts, building a candidate) happens once per segment,
+per `refit_every` events or per emitted version. The state is measured against its byte budget every
+`budget_check_every` events and trimmed (`budget.py`) when it nears it.
 
 The state (`UserState`) is plain data encoded with `to_state`/`from_state`, so a restarted worker resumes
 exactly: events it had seen are ignored and candidates already emitted are not emitted again.
@@ -23,16 +24,18 @@ from __future__ import annotations
 
 import heapq
 import math
-import sys
-from collections import deque
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from rote.discovery.budget import check_budget
 from rote.discovery.candidates import CandidateBuilder, DiscoveredRoutine, DiscoveryResult
 from rote.discovery.config import DiscoveryConfig
-from rote.discovery.model import US, Ev, Thread, UserState
+from rote.discovery.model import US, Ev, Thread, UserState, key_hash
 from rote.discovery.segmentation import estimate_starts
+from rote.discovery.threads import Threader
 from rote.discovery.variants import VariantMiner
 from rote.streams.schemas import Candidate
 
@@ -45,37 +48,37 @@ __all__ = [
     "discover",
 ]
 
-
-def _ts_us(ts: Any) -> int:
-    """Aware datetime -> integer microseconds since the epoch, exactly (no float rounding)."""
-    return (
-        (ts.toordinal() - 719163) * 86_400_000_000
-        + (ts.hour * 3600 + ts.minute * 60 + ts.second) * US
-        + ts.microsecond
-        - _offset_us(ts)
-    )
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+#: Ids remembered of the events processed at exactly the newest processed time (ties).
+_MAX_TIES = 64
 
 
-def _offset_us(ts: Any) -> int:
-    off = ts.utcoffset()
-    if not off:
-        return 0
-    return (off.days * 86400 + off.seconds) * US + off.microseconds
+def ts_us(ts: datetime) -> int:
+    """Aware datetime -> integer microseconds since the epoch, exactly (timedelta arithmetic, no floats)."""
+    return (ts - _EPOCH) // _ONE_US
 
 
 class RoutineDiscoverer:
     """Stateless logic over `UserState`: the Faust agent keeps one state per user in a table."""
 
-    def __init__(self, config: DiscoveryConfig) -> None:
+    def __init__(self, config: DiscoveryConfig, *, emit: bool = True) -> None:
+        """`emit=False`: learn without building candidates (the batch helper ranks them at the end)."""
         self.config = config
+        self._emitting = emit
         self.miner = VariantMiner(config)
         self.builder = CandidateBuilder(config)
+        self.threads = Threader(config, self.miner)
         self._label = config.abstraction.label_of
         self._lateness_us = int(config.lateness_seconds * US)
         self._gap_us = int(config.max_gap_seconds * US)
+        self._max_value = config.max_value_chars
+        self._max_held = config.max_held
 
     def new_state(self, user_id: str) -> UserState:
-        return UserState(user_id, keep_instances=self.config.keep_instances)
+        return UserState(
+            user_id, keep_instances=self.config.keep_instances, dedupe_window=self.config.dedupe_window
+        )
 
     # ---------------------------------------------------------------------------------- ingest
 
@@ -96,31 +99,33 @@ class RoutineDiscoverer:
 
     def _ingest(self, state: UserState, action: Any, touched: set[str]) -> None:
         eid = action.event_id
-        seen = state.recent_ids
-        if eid in seen:
+        ts = (action.timestamp - _EPOCH) // _ONE_US
+        released = state.released_ts
+        held = state.held
+        if ts <= released:
+            if ts < released:
+                # older than anything still processable: a redelivery, or an event later than allowed
+                if eid in state.seen:
+                    state.duplicates += 1
+                else:
+                    state.late += 1
+                return
+            ties = state.tie_ids
+            if eid in ties or eid in held or (len(ties) >= _MAX_TIES and eid in state.seen):
+                state.duplicates += 1
+                return
+        elif eid in held:
             state.duplicates += 1
             return
-        ts = _ts_us(action.timestamp)
-        if ts < state.released_ts:
-            state.late += 1  # later than the lateness allowance (or a replay of an old event)
-            return
-        seen[eid] = None
-        if len(seen) > self.config.dedupe_window:
-            seen.popitem(last=False)
+        state.seen.add(eid)
+        value = action.value
+        if value is not None and len(value) > self._max_value:
+            value = _clip_value(value, self._max_value)
         app = action.app
         atype = action.action_type
         target = action.target
-        ev = Ev(
-            event_id=eid,
-            ts=ts,
-            label=sys.intern(self._label(app, atype, target)),
-            app=app,
-            action_type=atype,
-            value=action.value,
-            target=target,
-            duration=action.duration_seconds,
-        )
-        state.seq += 1
+        ev = Ev(eid, ts, self._label(app, atype, target), app, atype, value, target, action.duration_seconds)
+        seq = state.seq = state.seq + 1
         if ts > state.max_ts:
             state.max_ts = ts
         heap = state.heap
@@ -128,20 +133,32 @@ class RoutineDiscoverer:
         if not heap and ts <= horizon:
             self._process(state, ev, touched)
             return
-        heapq.heappush(heap, (ts, state.seq, ev))
-        while heap and heap[0][0] <= horizon:
-            self._process(state, heapq.heappop(heap)[2], touched)
+        # held for the lateness allowance: an event arriving later but stamped earlier goes before it
+        heapq.heappush(heap, (ts, seq, ev))
+        held.add(eid)
+        if heap[0][0] <= horizon or len(heap) > self._max_held:
+            process = self._process
+            while heap and (heap[0][0] <= horizon or len(heap) > self._max_held):
+                out = heapq.heappop(heap)[2]
+                held.discard(out.event_id)
+                process(state, out, touched)
 
     def flush(self, state: UserState) -> list[Candidate]:
-        """End of stream (or of a replay): process held events and close every open thread."""
+        """End of stream (or of a replay): process held events, close every open thread, and emit every
+        candidate whose latest growth was held back."""
         touched: set[str] = set()
         while state.heap:
-            self._process(state, heapq.heappop(state.heap)[2], touched)
+            ev = heapq.heappop(state.heap)[2]
+            state.held.discard(ev.event_id)
+            self._process(state, ev, touched)
         if state.warmup is not None:
             self._fit(state, touched)
         for th in list(state.threads):
-            self._close_thread(state, th, touched)
-        return self._emit(state, touched)
+            self.threads.close(state, th, touched)
+        if self.config.state_budget_bytes > 0:
+            check_budget(state, self.config, self.miner, force=True)
+        touched.update(state.variants)
+        return self._emit(state, touched, final=True)
 
     def drain_retracted(self, state: UserState) -> list[str]:
         """Candidate ids withdrawn since the last call (publish a tombstone for each)."""
@@ -151,127 +168,70 @@ class RoutineDiscoverer:
     # ---------------------------------------------------------------------------------- processing
 
     def _process(self, state: UserState, ev: Ev, touched: set[str]) -> None:
+        """One event in time order: count it, route it to its thread, segment the thread.
+
+        The common case is written out here (no helper calls): it runs for every action of every user.
+        """
         cfg = self.config
-        state.events += 1
-        if ev.ts > state.released_ts:
-            state.released_ts = ev.ts
+        n = state.events = state.events + 1
+        ts = ev.ts
+        if ts > state.released_ts:
+            state.released_ts = ts
+            state.tie_ids = [ev.event_id]
+        elif len(state.tie_ids) < _MAX_TIES:
+            state.tie_ids.append(ev.event_id)
         x = ev.label
         counts = state.label_counts
-        counts[x] = counts.get(x, 0.0) + 1.0
-        state.total_count += 1.0
+        c = counts.get(x)
+        if c is None:
+            counts[x] = 1
+            if len(counts) > cfg.max_labels:
+                self.threads.prune_labels(state)
+        else:
+            counts[x] = c + 1
+        state.total_count += 1
+        threads = self.threads
         if state.warmup is not None:
-            self._count_pair(state, x)
+            # routing waits for the end of the warm-up: the first instances are only recognised as such
+            # once the transitions they make have been seen a few times
+            threads.count(state, x)
             state.warmup.append(ev)
             if len(state.warmup) >= cfg.warmup_events:
                 self._fit(state, touched)
             return
-        th = self._route(state, ev, touched)
-        self._count_pair(state, x)
-        self._segment(state, th, ev, touched)
-        state.since_refit += 1
-        if state.since_refit >= cfg.refit_every:
+        th = threads.route(state, ev, touched)
+        threads.count(state, x)
+        # segment the thread (see `_segment`)
+        seg = th.open
+        if seg and (ts - th.last_ts > self._gap_us or len(seg) >= cfg.max_segment_events):
+            th.open = []
+            self.miner.assign(state, seg, touched)
+            seg = th.open
+        th.last_ts = ts
+        if x in state.start_set:
+            if len(seg) >= cfg.min_length:
+                th.open = [ev]
+                self.miner.assign(state, seg, touched)
+            else:
+                seg.append(ev)
+        elif seg:
+            seg.append(ev)
+        else:
+            state.noise_events += 1
+        since = state.since_refit = state.since_refit + 1
+        if since >= cfg.refit_every:
             self._refit(state, touched)
-        state.since_decay += 1
-        if state.since_decay >= cfg.decay_every:
-            self._decay(state)
-        if state.events & 15 == 0:
-            self._close_idle(state, touched)
-
-    @staticmethod
-    def _count_pair(state: UserState, x: str) -> None:
-        prev = state.prev_label
-        if prev is not None:
-            key = (prev, x)
-            state.pairs[key] = state.pairs.get(key, 0.0) + 1.0
-            state.out[prev] = state.out.get(prev, 0.0) + 1.0
-            p2 = state.prev2_label
-            if p2 is not None:
-                k2 = (p2, prev)
-                k3 = (p2, prev, x)
-                state.triples[k3] = state.triples.get(k3, 0.0) + 1.0
-                state.out2[k2] = state.out2.get(k2, 0.0) + 1.0
-        state.prev2_label = prev
-        state.prev_label = x
-
-    def _route(self, state: UserState, ev: Ev, touched: set[str], *, fitting: bool = False) -> Thread:
-        """The thread this event continues, or a new one (see the module docstring, step 3)."""
-        x = ev.label
-        pairs = state.pairs
-        out = state.out
-        cfg = self.config
-        best: Thread | None = None
-        bp = 0.0
-        theta = cfg.continue_share
-        # lift: how much more often x follows a thread's last action than x occurs at all. A rare branch of
-        # a routine has a high lift; the switch into an interrupting routine has a lift near 1.
-        base = state.label_counts.get(x, 0.0) / max(1.0, state.total_count)
-        min_lift = cfg.continue_lift
-        triples = state.triples
-        out2 = state.out2
-        ms = float(cfg.min_support)
-        for th in state.threads:
-            o = out.get(th.last)
-            if not o:
-                continue
-            c = pairs.get((th.last, x), 0.0)
-            q = c / o
-            if th.prev is not None:
-                # a shared action ("copy" before any of twelve fields) is disambiguated by the one before it
-                o2 = out2.get((th.prev, th.last), 0.0)
-                if o2 >= ms:
-                    q2 = triples.get((th.prev, th.last, x), 0.0) / o2
-                    if q2 > q:
-                        q = q2
-            if c < 2.0 or (q < theta and q < min_lift * base):
-                continue
-            # equal evidence: the longer-lived thread (a repeated or stray action opens a thread that must
-            # not take the work over)
-            if q > bp or (q == bp and best is not None and th.size > best.size):
-                best, bp = th, q
-        n = state.events
-        if best is None:
-            best = Thread(tid=state.next_tid, first=x, size=0, last=x, last_n=n, last_ts=ev.ts)
-            state.next_tid += 1
-            state.threads.append(best)
-            if len(state.threads) > self.config.max_threads and not fitting:
-                oldest = min(state.threads, key=lambda t: t.last_n)
-                self._close_thread(state, oldest, touched)
-        best.size += 1
-        if best.size == self.config.min_length:
-            # a thread that lived on: its first action began real work, not a stray event
-            state.opened[best.first] = state.opened.get(best.first, 0.0) + 1.0
-        best.prev = best.last if best.size > 1 else None
-        best.last = x
-        best.last_n = n
-        best.hist.append(x)
-        if len(best.hist) > 256:
-            self._retire_hist(state, best)
-        return best
-
-    def _retire_hist(self, state: UserState, th: Thread) -> None:
-        h = state.history
-        if th.size >= self.config.min_length:  # a stray action's own thread tells nothing about routines
-            h.extend(th.hist)
-        th.hist = []
-        over = len(h) - self.config.history_events
-        for _ in range(over):
-            h.popleft()
-
-    def _close_thread(self, state: UserState, th: Thread, touched: set[str]) -> None:
-        if th in state.threads:
-            state.threads.remove(th)
-        self._retire_hist(state, th)
-        if th.open:
-            events, th.open = th.open, []
-            self.miner.assign(state, events, touched)
-
-    def _close_idle(self, state: UserState, touched: set[str]) -> None:
-        n = state.events
-        idle = self.config.thread_idle_events
-        for th in [t for t in state.threads if n - t.last_n > idle]:
-            self._close_thread(state, th, touched)
+        since = state.since_decay = state.since_decay + 1
+        if since >= cfg.decay_every:
+            threads.decay(state)
+        if n & 15 == 0:
+            threads.close_idle(state, touched)
+            if cfg.state_budget_bytes > 0 and n % cfg.budget_check_every == 0:
+                check_budget(state, cfg, self.miner)
 
     def _segment(self, state: UserState, th: Thread, ev: Ev, touched: set[str]) -> None:
+        """Add an event to its thread's open segment: cut before a routine start, close on an idle gap or
+        at `max_segment_events`; an event before any start is noise."""
         cfg = self.config
         seg = th.open
         if seg and (ev.ts - th.last_ts > self._gap_us or len(seg) >= cfg.max_segment_events):
@@ -294,21 +254,23 @@ class RoutineDiscoverer:
         cfg = self.config
         out = []
         for label, n in sorted(state.opened.items(), key=lambda kv: (-kv[1], kv[0])):
-            c = state.label_counts.get(label, 0.0)
+            c = state.label_counts.get(label, 0)
             if n >= cfg.min_support and c and n >= cfg.interrupt_start_share * c:
                 out.append(label)
         return out
 
     def _thread_ordered(self, state: UserState) -> list[str]:
-        seq = list(state.history)
+        seq = [x for x in state.history if x is not None]
         for th in sorted(state.threads, key=lambda t: t.tid):
             if th.size >= self.config.min_length:
                 seq.extend(th.hist)
         return seq
 
     def _estimate(self, state: UserState, known: list[str]) -> list[str]:
+        return self._estimate_on(state, self._thread_ordered(state), known)
+
+    def _estimate_on(self, state: UserState, seq: list[str], known: list[str]) -> list[str]:
         cfg = self.config
-        seq = self._thread_ordered(state)
         return estimate_starts(
             seq,
             known=known,
@@ -322,21 +284,54 @@ class RoutineDiscoverer:
         state.start_set = frozenset(starts)
 
     def _fit(self, state: UserState, touched: set[str]) -> None:
-        """End of warm-up: thread the buffered events, estimate starts on the threads, then segment."""
+        """End of warm-up: route the buffered events to threads (with the whole warm-up's transition
+        counts), estimate starts on those threads, then segment each thread's events (threads that closed
+        meanwhile are segmented and closed too, so no event is lost)."""
         buffered = state.warmup or []
         state.warmup = None
-        routed: list[tuple[Thread, Ev]] = []
         events = state.events
-        for k, ev in enumerate(buffered):
-            state.events = events - len(buffered) + k + 1
-            routed.append((self._route(state, ev, touched, fitting=True), ev))
+        routed: list[tuple[int, Ev]] = []
+        route = self.threads.route
+        retired: list[tuple[int, list[str]]] = []
+        # Threads idle in the warm-up are not closed while it is routed (a routine's thread is still
+        # forming: the transitions that continue it are being counted); beyond `max_threads` the least
+        # recently continued one is, as always.
+        self.threads.sink = retired
+        try:
+            for k, ev in enumerate(buffered):
+                state.events = events - len(buffered) + k + 1
+                routed.append((route(state, ev, touched).tid, ev))
+        finally:
+            self.threads.sink = None
         state.events = events
-        self._set_starts(state, self._estimate(state, []))
-        for th, ev in routed:
+        # the start estimator reads the warm-up thread by thread, in the order the threads began (the
+        # stream's first routine anchors it), whether they closed meanwhile or are still open
+        parts = sorted(
+            [*retired, *((th.tid, th.hist) for th in state.threads if th.size >= self.config.min_length)],
+            key=lambda p: p[0],
+        )
+        seq = [x for _, hist in parts for x in hist]
+        self._set_starts(state, self._estimate_on(state, seq, []))
+        counts = state.label_counts
+        for _, hist in sorted(retired, key=lambda p: p[0]):
+            state.history.extend(x if x in counts else None for x in hist)
+        over = len(state.history) - self.config.history_events
+        for _ in range(max(0, over)):
+            state.history.popleft()
+        active = {th.tid: th for th in state.threads}
+        closed: dict[int, Thread] = {}
+        for tid, ev in routed:
+            th = active.get(tid)
+            if th is None:
+                th = closed.get(tid)
+                if th is None:
+                    th = Thread(tid=tid, first=ev.label, size=0, last=ev.label, last_n=0, last_ts=ev.ts)
+                    closed[tid] = th
             self._segment(state, th, ev, touched)
-        # threads beyond the cap (kept open while the warm-up was replayed) close now, least recent first
-        while len(state.threads) > self.config.max_threads:
-            self._close_thread(state, min(state.threads, key=lambda t: t.last_n), touched)
+        for th in closed.values():
+            if th.open:
+                segment, th.open = th.open, []
+                self.miner.assign(state, segment, touched)
 
     def _refit(self, state: UserState, touched: set[str]) -> None:
         cfg = self.config
@@ -355,42 +350,35 @@ class RoutineDiscoverer:
 
         Until a routine's start is known its instances are glued onto another routine's segments; those
         land in the pending pool or in variants that contain the new start mid-way. Such variants are
-        dissolved (their ids reported in `state.retracted`) and all these segments are cut again.
+        dissolved (their ids reported in `state.retracted`) and the segments whose events are still kept
+        are cut again (the others only ever counted).
         """
-        segs = list(state.pending)
-        state.pending = deque()
+        segs = [s for s in state.pending if s.events is not None]
+        state.pending.clear()
         for v in list(state.variants.values()):
             if any(label in new_starts for label in v.steps[1:]):
                 segs.extend(v.instances)
                 self.miner.drop_variant(state, v.vid)
                 touched.discard(v.vid)
-        segs.sort(key=lambda sg: sg.events[0].ts)
+        segs.sort(key=lambda sg: sg.first_ts)
+        min_length = self.config.min_length
         for sg in segs:
             piece: list[Ev] = []
-            for ev in sg.events:
-                if ev.label in state.start_set and len(piece) >= self.config.min_length:
+            for ev in sg.events or ():
+                if ev.label in state.start_set and len(piece) >= min_length:
                     self.miner.assign(state, piece, touched)
                     piece = []
                 piece.append(ev)
             if piece:
                 self.miner.assign(state, piece, touched)
 
-    @staticmethod
-    def _decay(state: UserState) -> None:
-        """Halve the transition statistics: recent behaviour weighs more, and the tables stay bounded."""
-        state.since_decay = 0
-        state.pairs = {k: n / 2 for k, n in state.pairs.items() if n >= 2.0}
-        state.out = {k: n / 2 for k, n in state.out.items() if n >= 2.0}
-        state.opened = {k: n / 2 for k, n in state.opened.items() if n >= 2.0}
-        state.triples = {k: n / 2 for k, n in state.triples.items() if n >= 2.0}
-        state.out2 = {k: n / 2 for k, n in state.out2.items() if n >= 2.0}
-        state.label_counts = {k: n / 2 for k, n in state.label_counts.items() if n >= 1.0}
-        state.total_count = sum(state.label_counts.values())
-
     # ---------------------------------------------------------------------------------- candidates
 
-    def _emit(self, state: UserState, touched: set[str]) -> list[Candidate]:
-        if not touched:
+    def _emit(self, state: UserState, touched: set[str], *, final: bool = False) -> list[Candidate]:
+        """Candidates to publish: a variant's first version at `min_support` occurrences, then a new one when
+        its steps changed or its occurrences grew by `emit_growth`, at most once per `emit_every_events`
+        unless they doubled (`final`, at a flush: whenever grown)."""
+        if not touched or not self._emitting:
             return []
         cfg = self.config
         out: list[Candidate] = []
@@ -398,17 +386,23 @@ class RoutineDiscoverer:
             v = state.variants.get(vid)
             if v is None or v.count < cfg.min_support:
                 continue
-            grown = v.count >= math.ceil(v.emitted_count * (1 + cfg.emit_growth))
-            changed = tuple(v.steps) != v.emitted_steps
-            if v.version == 0 or grown or changed:
-                cand = self.builder.build(state, v, version=v.version + 1)
-                v.last_score = cand.score
-                v.version += 1
-                v.emitted_count = v.count
-                v.emitted_score = cand.score
-                v.emitted_steps = tuple(v.steps)
-                v.emitted_name = cand.name
-                out.append(cand)
+            steps_hash = key_hash(v.steps)
+            if v.version:
+                grown = v.count >= math.ceil(v.emitted_count * (1 + cfg.emit_growth))
+                due = (
+                    final
+                    or v.count >= 2 * v.emitted_count
+                    or state.events - v.emitted_at >= cfg.emit_every_events
+                )
+                if not ((grown or steps_hash != v.emitted_steps) and due):
+                    continue
+            cand = self.builder.build(state, v, version=v.version + 1)
+            v.last_score = cand.score
+            v.version += 1
+            v.emitted_count = v.count
+            v.emitted_steps = steps_hash
+            v.emitted_at = state.events
+            out.append(cand)
         return out
 
     def build_candidate(self, state: UserState, vid: str) -> Candidate:
@@ -417,6 +411,12 @@ class RoutineDiscoverer:
     def result(self, state: UserState) -> DiscoveryResult:
         """Ranked routines with their kept occurrences; does not change what will be emitted."""
         return self.builder.result(state)
+
+
+def _clip_value(value: str, limit: int) -> str:
+    """A prefix of a long value plus a digest of the whole: equal values stay equal, the state stays small."""
+    digest = zlib.crc32(value.encode("utf-8", "surrogatepass"))
+    return f"{value[:limit]}…#{digest:08x}"
 
 
 def discover(
@@ -428,10 +428,13 @@ def discover(
 ) -> DiscoveryResult:
     """Batch helper: replay `actions` through the streaming code and return the ranked routines.
 
-    All occurrences are kept (the per-variant instance store is unbounded here) so they can be scored.
+    All occurrences are kept (the per-variant instance store and the byte budget are lifted here) so they
+    can be scored.
     """
-    cfg = replace(config or DiscoveryConfig(), keep_instances=10**9, max_kept_instances=10**9)
-    disc = RoutineDiscoverer(cfg)
+    cfg = replace(
+        config or DiscoveryConfig(), keep_instances=10**9, max_kept_events=10**12, state_budget_bytes=0
+    )
+    disc = RoutineDiscoverer(cfg, emit=False)
     state: UserState | None = None
     batch: list[Any] = []
     for n, action in enumerate(actions, start=1):

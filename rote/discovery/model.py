@@ -1,20 +1,29 @@
 """The data discovery keeps per user: events, segments, variants, threads and the state that holds them.
 
 Everything here is plain data. `UserState` is what the Faust agent stores per user; it is bounded whatever
-the length of the user's history (see `DiscoveryConfig` for each bound) and it encodes to JSON data with
-`UserState.to_state` and back with `UserState.from_state` (`rote.discovery.codec`), never with pickle: a
-record read back from a changelog can only ever become these classes.
+the length of the user's history (see `DiscoveryConfig` for each bound, and `RoutineDiscoverer` for the
+byte budget it enforces) and it encodes to JSON data with `UserState.to_state` and back with
+`UserState.from_state` (`rote.discovery.codec`), never with pickle: a record read back from a changelog can
+only ever become these classes.
 
 Targets are kept by reference as the producer handed them (a pydantic model, a msgspec Struct, or after a
 restore a plain dict): reading their attributes is deferred to the rare moments a candidate is built or the
 state is encoded, so the hot path never copies them.
+
+Transition counts are integers (halved with the floor at each decay), so the state encodes exactly and
+compactly.
 """
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
+
+import msgspec
+
+from rote.discovery.dedupe import SeenIds
 
 #: Microseconds per second; event times are integer microseconds since the epoch.
 US = 1_000_000
@@ -38,18 +47,60 @@ TARGET_FIELDS: tuple[str, ...] = (
 )
 
 
-def target_dict(target: Any) -> dict[str, Any]:
-    """The target's set attributes as a dict (works on models, Structs and dicts alike)."""
+_NO_TARGET: tuple[Any, ...] = (None,) * len(TARGET_FIELDS)
+
+
+def target_values(target: Any) -> tuple[Any, ...]:
+    """The target's attributes as a tuple in `TARGET_FIELDS` order (models, Structs, dicts, tuples).
+
+    Why a tuple: the state encoder and the candidate builder read every kept event's target, and the two
+    forms producers hand in (msgspec `FastTarget`, pydantic `Target`) declare exactly these fields in this
+    order, so one C-level call reads them all. A restored state keeps targets in this form.
+    """
     if target is None:
-        return {}
-    if isinstance(target, dict):
-        return {k: v for k, v in target.items() if v is not None}
-    out: dict[str, Any] = {}
-    for name in TARGET_FIELDS:
-        v = getattr(target, name, None)
-        if v is not None:
-            out[name] = v
-    return out
+        return _NO_TARGET
+    cls = type(target)
+    kind = _TARGET_KIND.get(cls)
+    if kind is None:
+        kind = _TARGET_KIND[cls] = _target_kind(cls)
+    if kind == 0:
+        return target
+    if kind == 1:
+        return msgspec.structs.astuple(target)
+    if kind == 2:
+        return tuple(target.get(n) for n in TARGET_FIELDS)
+    if kind == 3:
+        d = target.__dict__
+        if tuple(d) == TARGET_FIELDS:
+            return tuple(d.values())
+    return tuple(getattr(target, n, None) for n in TARGET_FIELDS)
+
+
+#: How to read each target class seen (0 tuple, 1 Struct with our fields, 2 dict, 3 model, 4 attributes).
+_TARGET_KIND: dict[type, int] = {}
+
+
+def _target_kind(cls: type) -> int:
+    if cls is tuple:
+        return 0
+    if issubclass(cls, msgspec.Struct) and cls.__struct_fields__ == TARGET_FIELDS:
+        return 1
+    if issubclass(cls, dict):
+        return 2
+    fields = getattr(cls, "model_fields", None)
+    if isinstance(fields, dict) and tuple(fields) == TARGET_FIELDS:
+        return 3
+    return 4
+
+
+def target_dict(target: Any) -> dict[str, Any]:
+    """The target's set attributes as a dict (works on models, Structs, dicts and tuples alike)."""
+    return {n: v for n, v in zip(TARGET_FIELDS, target_values(target), strict=True) if v is not None}
+
+
+def key_hash(key: tuple[str, ...] | list[str]) -> int:
+    """A stable 32-bit digest of a label sequence (what variants count absorbed sequences by)."""
+    return zlib.crc32("\x1f".join(key).encode("utf-8", "surrogatepass"))
 
 
 @dataclass(slots=True)
@@ -69,11 +120,23 @@ class Ev:
 
 @dataclass(slots=True)
 class Segment:
-    """One observed occurrence: its events and the key (labels of its frequent events)."""
+    """One observed occurrence: the key (labels of its frequent events) and, while it may still become a
+    kept instance, its events.
 
-    events: list[Ev]
+    In a variant's store `events` are exactly the events aligned to the variant's steps, in step order, and
+    `aligned[k]` is the index of step k's event (None: step missing). A pending segment keeps all its events
+    (`aligned` empty) until it is one of the oldest, when only its key and times remain (`events` None): it
+    still counts as an occurrence but is never a kept instance.
+    """
+
     key: tuple[str, ...]
+    events: list[Ev] | None
+    first_ts: int
+    last_ts: int
+    last_duration: float | None = None
     aligned: list[int | None] = field(default_factory=list)
+    #: the encoder's table-independent work on `events` (valid while `events` is that same list)
+    enc: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -101,23 +164,31 @@ class Variant:
 
     vid: str
     steps: list[str]
-    created: int
     count: int = 0
     exact: int = 0
-    fitness_sum: float = 0.0
-    duration_sum: float = 0.0
+    #: sums over occurrences of the share of steps present (in thousandths) and of the duration (in ms):
+    #: integers, so the state encodes exactly and briefly
+    fitness_milli: int = 0
+    duration_ms: int = 0
     first_seen: int = NO_TIME_HI
     last_seen: int = NO_TIME_LO
-    days: set[int] = field(default_factory=set)
+    #: distinct days an occurrence started on (counted as days advance) and the latest such day
+    n_days: int = 0
+    last_day: int = NO_TIME_LO
     instances: deque[Segment] = field(default_factory=deque)
-    key_counts: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    #: occurrences absorbed per label sequence (by `key_hash`), the few most common
+    key_counts: dict[int, int] = field(default_factory=dict)
+    #: the label sequences of the most recent occurrences (the evidence for a split; far cheaper to keep
+    #: than the instances themselves)
+    recent_keys: deque[tuple[str, ...]] = field(default_factory=deque)
     split_checked_at: int = 0
     from_split: bool = False
     version: int = 0
     emitted_count: int = 0
-    emitted_score: float = -1.0
-    emitted_steps: tuple[str, ...] = ()
-    emitted_name: str = ""
+    #: `key_hash` of the steps last emitted (a change of steps is a new version)
+    emitted_steps: int = 0
+    #: the user's event count when this variant was last emitted
+    emitted_at: int = 0
     last_score: float = 0.0
 
 
@@ -125,35 +196,41 @@ class UserState:
     """One user's (or team's) discovery state; see the module docstring."""
 
     STATE_KIND: ClassVar[str] = "rote.discovery.user"
-    STATE_VERSION: ClassVar[int] = 1
+    STATE_VERSION: ClassVar[int] = 2
 
-    def __init__(self, user_id: str, *, keep_instances: int = 6) -> None:
+    def __init__(self, user_id: str, *, keep_instances: int = 4, dedupe_window: int = 320) -> None:
         self.user_id = user_id
         self.keep_instances = keep_instances
         # ingest
-        self.recent_ids: OrderedDict[str, None] = OrderedDict()
-        self.heap: list[tuple[float, int, Ev]] = []
+        self.seen = SeenIds(dedupe_window)
+        self.tie_ids: list[str] = []  # ids processed at exactly `released_ts`
+        self.heap: list[tuple[int, int, Ev]] = []
+        self.held: set[str] = set()  # ids in `heap` (derived, not encoded)
         self.seq = 0
         self.max_ts = NO_TIME_LO
         self.released_ts = NO_TIME_LO
-        # transition statistics of the raw stream (decayed)
+        # transition statistics of the raw stream (integers, halved at each decay)
         self.prev_label: str | None = None
-        self.pairs: dict[tuple[str, str], float] = {}
-        self.out: dict[str, float] = {}
         self.prev2_label: str | None = None
-        self.triples: dict[tuple[str, str, str], float] = {}
-        self.out2: dict[tuple[str, str], float] = {}
-        self.label_counts: dict[str, float] = {}
-        self.total_count = 0.0  # sum of label_counts (decayed alike)
-        self.opened: dict[str, float] = {}  # how often each label opened a new thread (an interruption)
+        self.succ: dict[str, dict[str, int]] = {}
+        self.outs: dict[str, int] = {}
+        self.succ2: dict[tuple[str, str], dict[str, int]] = {}
+        self.outs2: dict[tuple[str, str], int] = {}
+        self.label_counts: dict[str, int] = {}
+        self.total_count = 0  # sum of label_counts (decayed alike)
+        self.opened: dict[str, int] = {}  # how often each label opened a thread that lived on
+        self.n_pairs = 0  # entries in `succ` and in `succ2` (derived, not encoded)
+        self.n_triples = 0
         self.since_decay = 0
         # threads and segmentation
         self.threads: list[Thread] = []
         self.next_tid = 0
-        self.history: deque[str] = deque()
+        #: labels in thread order for the start estimator (None: a label too rare to matter when it retired)
+        self.history: deque[str | None] = deque()
         self.since_refit = 0
         self.starts: list[str] = []
         self.start_set: frozenset[str] = frozenset()  # derived from `starts`, not encoded
+        #: events of the warm-up (None once warmed up)
         self.warmup: list[Ev] | None = []
         # variants
         self.variants: dict[str, Variant] = {}
@@ -166,6 +243,11 @@ class UserState:
         self.noise_events = 0
         self.segments = 0
         self.retracted: list[str] = []
+        #: times the byte budget had to shed data (kept instances, pending segments, variants)
+        self.shed = 0
+        #: the last exact measure of the encoded size, the events held then, when (event count), and the
+        #: characters of the known labels then (see `budget.check_budget`)
+        self.measured = [0, 0, 0, 0]
 
     def to_state(self) -> dict[str, Any]:
         """JSON data only (dicts with str keys, lists, str, int, float, bool, None)."""

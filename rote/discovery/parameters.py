@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from rote.streams.schemas import StepParameter
 
@@ -37,12 +38,32 @@ def analyse(
     min_instances: int = 2,
 ) -> list[StepParameter | None]:
     """`values[i][k]` is step k's value in instance i; returns one parameter per step (None: no value)."""
+    return [
+        None if p is None else StepParameter(**p)
+        for p in analyse_data(values, agreement=agreement, min_instances=min_instances)
+    ]
+
+
+def analyse_data(
+    values: Sequence[Sequence[str | None]],
+    *,
+    agreement: float = DEFAULT_AGREEMENT,
+    min_instances: int = 2,
+) -> list[dict[str, Any] | None]:
+    """`analyse` as plain data (the candidate builder validates the whole candidate at once)."""
     if not values:
         return []
     n_steps = max(len(v) for v in values)
     rows = [list(v) + [None] * (n_steps - len(v)) for v in values]
     norm = [[_norm(x) for x in row] for row in rows]
-    out: list[StepParameter | None] = []
+    index: list[dict[str, list[int]]] = []
+    for row in norm:
+        where: dict[str, list[int]] = {}
+        for j, x in enumerate(row):
+            if x is not None:
+                where.setdefault(x, []).append(j)
+        index.append(where)
+    out: list[dict[str, Any] | None] = []
     for k in range(n_steps):
         present = [i for i, row in enumerate(norm) if row[k] is not None]
         if not present:
@@ -50,27 +71,49 @@ def analyse(
             continue
         raw_examples = [rows[i][k] for i in present]
         examples = [str(x) for x, _ in Counter(raw_examples).most_common(MAX_EXAMPLES) if x is not None]
-        source = _derived_source(norm, k, present, agreement) if len(present) >= min_instances else None
+        source = (
+            _derived_source(norm, index, k, present, agreement) if len(present) >= min_instances else None
+        )
         distinct = Counter(norm[i][k] for i in present)
         if source is not None:
-            out.append(StepParameter(kind="derived", source_step=source, examples=examples))
+            out.append({"kind": "derived", "source_step": source, "examples": examples})
         elif len(present) >= min_instances and len(distinct) == 1:
-            out.append(StepParameter(kind="constant", constant=raw_examples[0], examples=examples[:1]))
+            out.append({"kind": "constant", "constant": raw_examples[0], "examples": examples[:1]})
         else:
-            out.append(StepParameter(kind="variable", examples=examples))
+            out.append({"kind": "variable", "examples": examples})
     return out
 
 
-def _derived_source(norm: list[list[str | None]], k: int, present: list[int], agreement: float) -> int | None:
-    """The latest earlier step whose value equals step k's value in at least `agreement` of instances."""
+def _derived_source(
+    norm: list[list[str | None]],
+    index: list[dict[str, list[int]]],
+    k: int,
+    present: list[int],
+    agreement: float,
+) -> int | None:
+    """The latest earlier step whose value equals step k's value in at least `agreement` of instances.
+
+    Only steps that share the value in some instance can qualify, so they are found through each instance's
+    value -> steps index (linear in the instances, not quadratic in the steps).
+    """
+    same: dict[int, int] = {}
+    for i in present:
+        for j in index[i].get(norm[i][k] or "", ()):
+            if j >= k:
+                break
+            same[j] = same.get(j, 0) + 1
+    if not same:
+        return None
+    n = len(present)
+    need = max(1, agreement * n)
     best: int | None = None
     best_share = 0.0
-    for j in range(k - 1, -1, -1):
-        both = [i for i in present if norm[i][j] is not None]
-        if len(both) < max(1, agreement * len(present)):
+    for j in sorted(same, reverse=True):
+        share = same[j] / n
+        if share < agreement or share <= best_share + 1e-9:
             continue
-        same = sum(norm[i][j] == norm[i][k] for i in both)
-        share = same / len(present)
-        if share >= agreement and share > best_share + 1e-9:
-            best, best_share = j, share
+        both = sum(1 for i in present if norm[i][j] is not None)
+        if both < need:
+            continue
+        best, best_share = j, share
     return best

@@ -26,8 +26,9 @@ determinism next because a routine that needs human input at every step saves li
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from rote.streams.schemas import ScoreBreakdown, StepParameter
 
@@ -63,7 +64,8 @@ class Evidence:
     active_days: int
     mean_duration_seconds: float
     n_steps: int
-    parameters: list[StepParameter | None]
+    #: per step: a `StepParameter`, the same as data (a dict with "kind"), or None (no value)
+    parameters: Sequence[StepParameter | dict[str, Any] | None]
     regularity: float
     deviating_share: float
 
@@ -77,6 +79,10 @@ class Score:
     priority: Literal["high", "medium", "low"]
 
 
+def _kind(p: StepParameter | dict[str, Any]) -> Any:
+    return p["kind"] if isinstance(p, dict) else p.kind
+
+
 def _clip(x: float) -> float:
     return 0.0 if x < 0 else 1.0 if x > 1 else x
 
@@ -87,7 +93,7 @@ def score(ev: Evidence, cfg: ScoreConfig | None = None) -> Score:
     frequency = _clip(math.log1p(per_day) / math.log1p(cfg.daily_target))
     time_cost = _clip(1.0 - math.exp(-max(0.0, ev.mean_duration_seconds) / cfg.duration_scale))
     if ev.parameters:
-        automatic = sum(p is None or p.kind in ("constant", "derived") for p in ev.parameters)
+        automatic = sum(p is None or _kind(p) in ("constant", "derived") for p in ev.parameters)
         determinism = automatic / len(ev.parameters)
     else:
         determinism = 0.0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +47,7 @@ class SynthConfig:
 
 
 def interleave(
-    types: dict[str, Sequence[Sequence[UserAction]]],
+    types: Mapping[str, Sequence[Sequence[UserAction]]],
     config: SynthConfig | None = None,
     *,
     start: datetime | None = None,

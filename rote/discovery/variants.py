@@ -1,13 +1,18 @@
 """Grouping closed segments into routine variants (the old miner's grouping, bounded).
 
 A closed segment's key is its sequence of frequent labels. Exact key of a known variant: that variant.
-Else the most similar variant by LCS similarity >= `absorb_similarity`: a noisy instance (extra actions are
-noise, missing ones optional). Else it waits in a bounded pending pool, where `min_support` mutually similar
-segments found a new variant (their medoid without the steps most lack). A sequence absorbed into a
-variant often enough becomes its own variant (a real alternative path), and a variant whose instances split
-cleanly on the presence of a group of actions (the SR form's optional check box and its field) is split.
-Sequences with the same steps in another order are not split off: the same routine to a person and to the
-generator. Each kept instance is aligned to its variant's steps (LCS), so interleaved noise never enters.
+A key a variant absorbed before: that variant again. Else the most similar variant by LCS similarity >=
+`absorb_similarity`: a noisy instance (extra actions are noise, missing ones optional). Else it waits in a
+bounded pending pool, where `min_support` mutually similar segments found a new variant (their medoid
+without the steps most lack). A sequence absorbed into a variant often enough becomes its own variant (a
+real alternative path), and a variant whose instances split cleanly on the presence of a group of actions
+(the SR form's optional check box and its field) is split. Sequences with the same steps in another order
+are not split off: the same routine to a person and to the generator. Each kept instance is aligned to its
+variant's steps (LCS), so interleaved noise never enters.
+
+Cost: comparisons are bit-parallel LCS (`align.py`) with the segment prepared once against all variants,
+after a length bound that already rules most out; alignments are computed only for occurrences kept as
+instances (an exact key needs none).
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ import random
 from collections import Counter, deque
 from collections.abc import Sequence
 
-from rote.discovery.align import lcs_align, similarity, similarity_upper_bound
+from rote.discovery.align import Masks, lcs_align, lcs_length, similarity
 from rote.discovery.config import DiscoveryConfig
-from rote.discovery.model import NO_TIME_HI, NO_TIME_LO, US, Ev, Segment, UserState, Variant
+from rote.discovery.model import NO_TIME_HI, NO_TIME_LO, US, Ev, Segment, UserState, Variant, key_hash
 
 DAY_US = 86400 * US
+#: Absorbed label sequences counted per variant (the most common are kept when there are more).
+_KEY_COUNTS = 8
+_KEY_COUNTS_KEEP = 6
 
 
 class VariantMiner:
@@ -31,73 +39,110 @@ class VariantMiner:
     # ------------------------------------------------------------------------------------ assign
 
     def frequent(self, state: UserState, label: str) -> bool:
-        return state.label_counts.get(label, 0.0) >= self.config.min_support
+        return state.label_counts.get(label, 0) >= self.config.min_support
 
     def assign(self, state: UserState, events: list[Ev], touched: set[str]) -> None:
         cfg = self.config
         counts = state.label_counts
         ms = cfg.min_support
-        key = tuple(e.label for e in events if counts.get(e.label, 0.0) >= ms)
+        key = tuple([e.label for e in events if counts.get(e.label, 0) >= ms])
         if len(key) < cfg.min_length:
             state.noise_events += len(events)
             return
         state.segments += 1
-        seg = Segment(events=events, key=key)
+        last = events[-1]
+        seg = Segment(key, events, events[0].ts, last.ts, last.duration)
         vid = state.key_index.get(key)
         if vid is not None and vid in state.variants:
             self.add(state, state.variants[vid], seg, touched)
             return
+        h = key_hash(key)
+        for v in state.variants.values():
+            if h in v.key_counts and len(v.steps) >= cfg.min_length:
+                self.add(state, v, seg, touched, h=h)
+                self.maybe_promote(state, v, key, touched)
+                return
         best, best_sim = self.nearest(state, key)
         if best is not None and best_sim >= cfg.absorb_similarity:
-            self.add(state, best, seg, touched)
+            self.add(state, best, seg, touched, h=h)
             self.maybe_promote(state, best, key, touched)
             return
         self.pend(state, seg, touched)
 
     def nearest(self, state: UserState, key: Sequence[str]) -> tuple[Variant | None, float]:
-        kc = Counter(key)
+        prepared = Masks(key)
+        lk = len(key)
         best: Variant | None = None
         best_sim = -1.0
         for v in state.variants.values():
-            if similarity_upper_bound(kc, len(key), Counter(v.steps), len(v.steps)) <= best_sim:
-                continue
-            sim = similarity(key, v.steps)
+            ls = len(v.steps)
+            if 2.0 * min(lk, ls) / ((lk + ls) or 1) < best_sim:
+                continue  # even a full match of the shorter one would not beat the best
+            sim = prepared.similarity(v.steps)
             if sim > best_sim or (sim == best_sim and best is not None and v.count > best.count):
                 best, best_sim = v, sim
         return best, best_sim
 
-    def add(self, state: UserState | None, v: Variant, seg: Segment, touched: set[str]) -> None:
+    def add(
+        self, state: UserState | None, v: Variant, seg: Segment, touched: set[str], *, h: int | None = None
+    ) -> None:
         cfg = self.config
-        labels = [e.label for e in seg.events]
-        if seg.key == tuple(v.steps) and len(labels) == len(v.steps):
-            seg.aligned = list(range(len(labels)))
+        steps = v.steps
+        n_steps = len(steps)
+        exact = seg.key == tuple(steps)
+        events = seg.events
+        if events is None:
+            # only the key and times are left: an occurrence to count, not an instance to keep
+            present_n = n_steps if exact else lcs_length(steps, seg.key)
+            first_ts, last_ts, last_dur = seg.first_ts, seg.last_ts, seg.last_duration
         else:
-            seg.aligned = lcs_align(v.steps, labels)
-        present = [i for i in seg.aligned if i is not None]
+            if exact and len(events) == n_steps:
+                seg.aligned = list(range(n_steps))
+            elif exact:
+                stepset = set(steps)
+                seg.aligned = [i for i, e in enumerate(events) if e.label in stepset]
+                if len(seg.aligned) != n_steps:  # a label's frequency changed under us: align properly
+                    seg.aligned = lcs_align(steps, [e.label for e in events])
+            else:
+                seg.aligned = lcs_align(steps, [e.label for e in events])
+            present = [i for i in seg.aligned if i is not None]
+            present_n = len(present)
+            if present:
+                first, last = events[present[0]], events[present[-1]]
+                first_ts, last_ts, last_dur = first.ts, last.ts, last.duration
+            if state is not None and present_n < len(events):
+                # keep only what the instance is made of: the events aligned to the steps
+                _trim(seg, present)
         v.count += 1
-        v.exact += seg.key == tuple(v.steps)
-        v.fitness_sum += len(present) / max(1, len(v.steps))
-        if present:
-            first, last = seg.events[present[0]], seg.events[present[-1]]
-            v.duration_sum += (last.ts - first.ts) / US + (last.duration or 0.0)
-            v.first_seen = min(v.first_seen, first.ts)
-            v.last_seen = max(v.last_seen, last.ts)
-            if len(v.days) < 400:
-                v.days.add(first.ts // DAY_US)
-        if state is not None and len(present) < len(seg.events):
-            # keep only what the instance is made of: the events aligned to the steps
-            seg.events = [seg.events[i] for i in present]
-            j = iter(range(len(present)))
-            seg.aligned = [None if i is None else next(j) for i in seg.aligned]
-        v.key_counts[seg.key] += 1
-        if len(v.key_counts) > 12:
-            for k, _ in v.key_counts.most_common()[8:]:
-                del v.key_counts[k]
+        v.exact += exact
+        v.fitness_milli += round(1000 * present_n / max(1, n_steps))
+        if present_n:
+            v.duration_ms += (last_ts - first_ts) // 1000 + round(1000 * (last_dur or 0.0))
+            if first_ts < v.first_seen:
+                v.first_seen = first_ts
+            if last_ts > v.last_seen:
+                v.last_seen = last_ts
+            day = first_ts // DAY_US
+            if day > v.last_day:
+                v.last_day = day
+                v.n_days += 1
+        rk = v.recent_keys
+        rk.append(seg.key)
+        if len(rk) > cfg.split_keys:
+            rk.popleft()
+        kc = v.key_counts
+        if h is None:
+            h = key_hash(seg.key)
+        kc[h] = kc.get(h, 0) + 1
+        if len(kc) > _KEY_COUNTS:
+            v.key_counts = dict(sorted(kc.items(), key=lambda kv: -kv[1])[:_KEY_COUNTS_KEEP])
+        touched.add(v.vid)
+        if seg.events is None:
+            return
         v.instances.append(seg)
         keep = state.keep_instances if state is not None else cfg.keep_instances
         while len(v.instances) > keep:
             v.instances.popleft()
-        touched.add(v.vid)
         if state is None:
             return
         self._budget(state, v)
@@ -106,30 +151,37 @@ class VariantMiner:
             self.maybe_split(state, v, touched)
 
     def _budget(self, state: UserState, current: Variant) -> None:
-        """Keep at most `max_kept_instances` over all variants: the least supported give theirs up first."""
-        cap = self.config.max_kept_instances if state.keep_instances <= self.config.keep_instances else None
-        if cap is None:
-            return
-        total = sum(len(v.instances) for v in state.variants.values())
+        """Keep at most `max_kept_events` in instances over all variants: the least supported variants give
+        theirs up first, the variant just added to last (and keeps two)."""
+        cap = self.config.max_kept_events
+        if cap >= len(state.variants) * state.keep_instances * self.config.max_segment_events:
+            return  # cannot be exceeded (the batch helper keeps every instance)
+        total = 0
+        for v in state.variants.values():
+            for s in v.instances:
+                total += len(s.events or ())
         if total <= cap:
             return
         for v in sorted(state.variants.values(), key=lambda x: (x.count, x.vid)):
             if v is current:
                 continue
-            while len(v.instances) > 1 and total > cap:
-                v.instances.popleft()
-                total -= 1
+            while v.instances and total > cap:
+                total -= len(v.instances.popleft().events or ())
             if total <= cap:
                 return
+        # a long routine alone: its own oldest instances go, down to two (one to learn from, one to test)
+        while len(current.instances) > 2 and total > cap:
+            total -= len(current.instances.popleft().events or ())
 
-    def new_variant(self, state: UserState, steps: list[str], created: int) -> Variant:
-        digest = hashlib.sha1(("\x1f".join([state.user_id, *steps])).encode()).hexdigest()[:16]
-        vid = f"rt-{digest}"
+    def new_variant(self, state: UserState, steps: list[str]) -> Variant:
+        digest = hashlib.sha1(("\x1f".join([state.user_id, *steps])).encode("utf-8", "surrogatepass"))
+        base = f"rt-{digest.hexdigest()[:16]}"
+        vid = base
         n = 1
         while vid in state.variants:
             n += 1
-            vid = f"rt-{digest}-{n}"
-        v = Variant(vid=vid, steps=list(steps), created=created)
+            vid = f"{base}-{n}"
+        v = Variant(vid=vid, steps=list(steps))
         state.variants[vid] = v
         state.key_index[tuple(steps)] = vid
         if len(state.variants) > self.config.max_variants:
@@ -151,7 +203,7 @@ class VariantMiner:
     def maybe_promote(self, state: UserState, v: Variant, key: tuple[str, ...], touched: set[str]) -> None:
         """A sequence absorbed often enough is a real alternative path: give it its own variant."""
         cfg = self.config
-        n = v.key_counts[key]
+        n = v.key_counts.get(key_hash(key), 0)
         if n < cfg.min_support or key in state.key_index or len(key) < cfg.min_length:
             return
         if n < cfg.promote_min and n < cfg.promote_share * v.count:
@@ -161,8 +213,10 @@ class VariantMiner:
         movers = [s for s in v.instances if s.key == key]
         if len(movers) < min(cfg.min_support, state.keep_instances):
             return
-        nv = self.new_variant(state, list(key), movers[0].events[0].ts)
+        nv = self.new_variant(state, list(key))
+        rest = [k for k in v.recent_keys if k != key]
         self._move(state, v, nv, movers, touched, moved_total=n)
+        v.recent_keys = deque(rest)
 
     def _move(
         self,
@@ -190,9 +244,11 @@ class VariantMiner:
         scale_base = len(kept)
         v.instances = deque()
         v.count = v.exact = 0
-        v.fitness_sum = v.duration_sum = 0.0
-        v.key_counts = Counter()
+        v.fitness_milli = v.duration_ms = 0
+        v.key_counts = {}
+        v.recent_keys = deque()
         v.first_seen, v.last_seen = NO_TIME_HI, NO_TIME_LO
+        v.n_days, v.last_day = 0, NO_TIME_LO
         checked = v.split_checked_at
         for s in kept:
             self.add(None, v, s, set())
@@ -202,16 +258,27 @@ class VariantMiner:
             scale = remaining / scale_base
             v.count = remaining
             v.exact = round(v.exact * scale)
-            v.fitness_sum *= scale
-            v.duration_sum *= scale
+            v.fitness_milli = round(v.fitness_milli * scale)
+            v.duration_ms = round(v.duration_ms * scale)
 
     def pend(self, state: UserState, seg: Segment, touched: set[str]) -> None:
         cfg = self.config
-        state.pending.append(seg)
-        while len(state.pending) > cfg.max_pending:
-            state.pending.popleft()
+        pending = state.pending
+        pending.append(seg)
+        while len(pending) > cfg.max_pending:
+            pending.popleft()
+        keep = cfg.pending_with_events
+        if len(pending) > keep:
+            pending[-keep - 1].events = None  # the oldest ones only count, they are never kept instances
+        prepared = Masks(seg.key)
+        lk = len(seg.key)
+        need = cfg.cluster_similarity
         group = [
-            p for p in state.pending if p is not seg and similarity(p.key, seg.key) >= cfg.cluster_similarity
+            p
+            for p in pending
+            if p is not seg
+            and 2.0 * min(lk, len(p.key)) / (lk + len(p.key)) >= need
+            and prepared.similarity(p.key) >= need
         ]
         if len(group) + 1 < cfg.min_support:
             return
@@ -223,10 +290,10 @@ class VariantMiner:
         v = (
             state.variants[existing]
             if existing is not None and existing in state.variants
-            else self.new_variant(state, steps, members[0].events[0].ts)
+            else self.new_variant(state, steps)
         )
         ids = {id(m) for m in members}
-        state.pending = deque(p for p in state.pending if id(p) not in ids)
+        state.pending = deque(p for p in pending if id(p) not in ids)
         for m in members:
             self.add(state, v, m, touched)
 
@@ -237,7 +304,13 @@ class VariantMiner:
         if len(sample) > 15:
             sample = random.Random(len(sample)).sample(sample, 15)
         keys = [m.key for m in sample]
-        medoid = max(keys, key=lambda k: (sum(similarity(k, o) for o in keys), -len(k)))
+        prepared = [Masks(k) for k in keys]
+
+        def total(i: int) -> float:
+            return sum(prepared[i].similarity(o) for o in keys)
+
+        mi = max(range(len(keys)), key=lambda i: (total(i), -len(keys[i])))
+        medoid = keys[mi]
         hits = [0] * len(medoid)
         for k in keys:
             for i, j in enumerate(lcs_align(medoid, k)):
@@ -245,15 +318,19 @@ class VariantMiner:
         return [label for label, h in zip(medoid, hits, strict=True) if h * 2 >= len(keys)]
 
     def maybe_split(self, state: UserState, v: Variant, touched: set[str]) -> None:
-        """Split a variant whose instances fall into two clear groups by the presence of some actions."""
+        """Split a variant whose occurrences fall into two clear groups by the presence of some actions.
+
+        The evidence is the label sequences of the most recent occurrences (`recent_keys`); the kept
+        instances of the smaller group move with it, and its share of the occurrences is moved as counts.
+        """
         cfg = self.config
         if v.from_split:
             return
-        segs = list(v.instances)
-        n = len(segs)
+        keys = list(v.recent_keys)
+        n = len(keys)
         if n < 2 * cfg.min_support:
             return
-        sets = [set(s.key) for s in segs]
+        sets = [set(k) for k in keys]
         presence: Counter[str] = Counter()
         for s in sets:
             presence.update(s)
@@ -280,12 +357,12 @@ class VariantMiner:
         best = max(sorted(cands), key=coherence)
         if coherence(best)[0] < 2:
             return  # one action alone varying is an optional step, not a variant
-        with_lab = [s for s, st in zip(segs, sets, strict=True) if best in st]
-        without = [s for s, st in zip(segs, sets, strict=True) if best not in st]
-        minority = with_lab if len(with_lab) < len(without) else without
-        majority = without if minority is with_lab else with_lab
-        new_steps = self.consensus(minority)
-        old_steps = self.consensus(majority)
+        with_lab = [k for k, st in zip(keys, sets, strict=True) if best in st]
+        without = [k for k, st in zip(keys, sets, strict=True) if best not in st]
+        minority_has = len(with_lab) < len(without)
+        minority, majority = (with_lab, without) if minority_has else (without, with_lab)
+        new_steps = _consensus_keys(minority)
+        old_steps = _consensus_keys(majority)
         if len(new_steps) < cfg.min_length or Counter(new_steps) == Counter(old_steps):
             return
         share = len(minority) / n
@@ -294,10 +371,39 @@ class VariantMiner:
                 del state.key_index[k]
             v.steps = old_steps
             state.key_index.setdefault(tuple(old_steps), v.vid)
-        nv = self.new_variant(state, new_steps, minority[0].events[0].ts)
+        nv = self.new_variant(state, new_steps)
         nv.from_split = True
         v.from_split = True
-        self._move(state, v, nv, minority, touched, moved_total=max(len(minority), round(share * v.count)))
-        # the majority's alignment follows the (possibly new) steps
+        movers = [s for s in v.instances if (best in s.key) == minority_has]
+        self._move(state, v, nv, movers, touched, moved_total=max(len(minority), round(share * v.count)))
+        v.recent_keys = deque(majority)
+        nv.recent_keys = deque(minority[-cfg.split_keys :])
+        # the majority's alignment follows the (possibly new) steps; an instance keeps only aligned events
         for kept in v.instances:
-            kept.aligned = lcs_align(v.steps, [e.label for e in kept.events])
+            _realign(kept, v.steps)
+
+
+def _consensus_keys(keys: Sequence[tuple[str, ...]]) -> list[str]:
+    return VariantMiner.consensus([Segment(k, None, 0, 0) for k in keys])
+
+
+def _realign(seg: Segment, steps: list[str]) -> None:
+    events = seg.events or []
+    seg.aligned = lcs_align(steps, [e.label for e in events])
+    present = [i for i in seg.aligned if i is not None]
+    if len(present) < len(events):
+        _trim(seg, present)
+
+
+def _trim(seg: Segment, present: list[int]) -> None:
+    """Keep only the aligned events (`present`: their indices, in step order); the times follow them."""
+    events = seg.events or []
+    kept = [events[i] for i in present]
+    j = iter(range(len(present)))
+    seg.aligned = [None if i is None else next(j) for i in seg.aligned]
+    seg.events = kept
+    if kept:
+        seg.first_ts, seg.last_ts, seg.last_duration = kept[0].ts, kept[-1].ts, kept[-1].duration
+
+
+__all__ = ["VariantMiner", "similarity"]

@@ -1,0 +1,245 @@
+"""Threads: which work in progress each event continues (interleaved routines), and the transition counts
+that decide it.
+
+People interleave routines at the event level, and routines share actions. Each event is routed to the open
+thread whose last action (or last two actions, when the last one is a shared hub such as a bare `copy`) it
+most often follows in the stream, provided that transition was seen at least twice and either holds
+`continue_share` of the predecessor's successors or has a lift of `continue_lift` over the action's base
+rate (a rare routine branch has a high lift; the switch into an interrupting routine has a lift near 1).
+Otherwise it opens a new thread (an interruption, or new work); ties go to the longer-lived thread, so a
+repeated or stray action never takes the work over. A shared action thus goes to the thread whose context
+it continues: label splitting by context without rewriting labels.
+
+Why nested integer tables: routing asks, for every open thread, "how often did this action follow the
+thread's last one?". `succ[last].get(x)` answers with two lookups on interned strings and no tuple built,
+and almost every thread is rejected right there (fewer than two sightings). Counts are integers halved
+(floor) at each decay, and each table has a cap, so the state stays small and exact.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from rote.discovery.config import DiscoveryConfig
+from rote.discovery.model import Ev, Thread, UserState
+from rote.discovery.variants import VariantMiner
+
+K = TypeVar("K")
+
+#: Labels kept in a thread's not-yet-retired history before it moves to the shared window.
+_HIST_CHUNK = 256
+
+
+class Threader:
+    def __init__(self, config: DiscoveryConfig, miner: VariantMiner) -> None:
+        self.config = config
+        self.miner = miner
+        #: while the warm-up is routed: where closing threads leave their labels (thread id, labels)
+        self.sink: list[tuple[int, list[str]]] | None = None
+
+    # ------------------------------------------------------------------------------------ routing
+
+    def route(self, state: UserState, ev: Ev, touched: set[str]) -> Thread:
+        """The thread this event continues, or a new one (see the module docstring)."""
+        cfg = self.config
+        x = ev.label
+        best: Thread | None = None
+        bp = 0.0
+        threads = state.threads
+        if threads:
+            succ = state.succ
+            outs = state.outs
+            theta = cfg.continue_share
+            # lift: how much more often x follows a thread's last action than x occurs at all
+            min_q = cfg.continue_lift * state.label_counts.get(x, 0) / max(1, state.total_count)
+            if theta < min_q:
+                min_q = theta
+            ms = cfg.min_support
+            for th in threads:
+                d = succ.get(th.last)
+                if d is None:
+                    continue
+                c = d.get(x, 0)
+                if c < 2:
+                    continue
+                q = c / max(c, outs.get(th.last, 0))
+                if th.prev is not None:
+                    # a shared action ("copy" before any of twelve fields) is disambiguated by the one before
+                    k2 = (th.prev, th.last)
+                    o2 = state.outs2.get(k2, 0)
+                    if o2 >= ms:
+                        d2 = state.succ2.get(k2)
+                        if d2 is not None:
+                            q2 = d2.get(x, 0) / o2
+                            if q2 > q:
+                                q = q2
+                if q < min_q:
+                    continue
+                # equal evidence: the longer-lived thread (a stray action's thread must not take work over)
+                if q > bp or (q == bp and best is not None and th.size > best.size):
+                    best, bp = th, q
+        n = state.events
+        if best is None:
+            best = Thread(tid=state.next_tid, first=x, size=0, last=x, last_n=n, last_ts=ev.ts)
+            state.next_tid += 1
+            threads.append(best)
+            if len(threads) > cfg.max_threads:
+                self.close(state, min(threads, key=lambda t: t.last_n), touched)
+        size = best.size = best.size + 1
+        if size == cfg.min_length:
+            # a thread that lived on: its first action began real work, not a stray event
+            state.opened[best.first] = state.opened.get(best.first, 0) + 1
+        best.prev = best.last if size > 1 else None
+        best.last = x
+        best.last_n = n
+        hist = best.hist
+        hist.append(x)
+        if len(hist) > _HIST_CHUNK:
+            self.retire_hist(state, best)
+        return best
+
+    def count(self, state: UserState, x: str) -> None:
+        """Count the transitions into `x` (first and second order) of the raw stream."""
+        prev = state.prev_label
+        if prev is not None:
+            d = state.succ.get(prev)
+            if d is None:
+                d = state.succ[prev] = {}
+            c = d.get(x)
+            if c is None:
+                d[x] = 1
+                state.n_pairs += 1
+                if state.n_pairs > self.config.max_pairs:
+                    self._prune_pairs(state)
+            else:
+                d[x] = c + 1
+            state.outs[prev] = state.outs.get(prev, 0) + 1
+            p2 = state.prev2_label
+            if p2 is not None:
+                k2 = (p2, prev)
+                d2 = state.succ2.get(k2)
+                if d2 is None:
+                    d2 = state.succ2[k2] = {}
+                c = d2.get(x)
+                if c is None:
+                    d2[x] = 1
+                    state.n_triples += 1
+                    if state.n_triples > self.config.max_triples:
+                        self._prune_triples(state)
+                else:
+                    d2[x] = c + 1
+                state.outs2[k2] = state.outs2.get(k2, 0) + 1
+        state.prev2_label = prev
+        state.prev_label = x
+
+    # ------------------------------------------------------------------------------------ closing
+
+    def retire_hist(self, state: UserState, th: Thread) -> None:
+        """Move a thread's labels into the start estimator's window (labels no longer counted as blanks)."""
+        h = state.history
+        if th.size >= self.config.min_length:  # a stray action's own thread tells nothing about routines
+            if self.sink is not None:
+                self.sink.append((th.tid, th.hist))
+                th.hist = []
+                return
+            counts = state.label_counts
+            h.extend(x if x in counts else None for x in th.hist)
+        th.hist = []
+        over = len(h) - self.config.history_events
+        for _ in range(over):
+            h.popleft()
+
+    def close(self, state: UserState, th: Thread, touched: set[str]) -> None:
+        if th in state.threads:
+            state.threads.remove(th)
+        self.retire_hist(state, th)
+        if th.open:
+            events, th.open = th.open, []
+            self.miner.assign(state, events, touched)
+
+    def close_idle(self, state: UserState, touched: set[str]) -> None:
+        n = state.events
+        idle = self.config.thread_idle_events
+        for th in [t for t in state.threads if n - t.last_n > idle]:
+            self.close(state, th, touched)
+
+    # ------------------------------------------------------------------------------------ bounds
+
+    def decay(self, state: UserState) -> None:
+        """Halve the transition statistics: recent behaviour weighs more, and the tables stay bounded."""
+        state.since_decay = 0
+        state.succ = _halve_nested(state.succ)
+        state.outs = _halve(state.outs)
+        state.succ2 = _halve_nested(state.succ2)
+        state.outs2 = _halve(state.outs2)
+        state.opened = _halve(state.opened)
+        state.label_counts = _halve(state.label_counts)
+        state.total_count = sum(state.label_counts.values())
+        recount_tables(state)
+
+    def prune_labels(self, state: UserState) -> None:
+        """Too many labels: forget those seen once (noise), or if that is not enough, decay everything."""
+        counts = state.label_counts
+        gone = {x for x, n in counts.items() if n <= 1}
+        if len(counts) - len(gone) > self.config.max_labels * 3 // 4:
+            self.decay(state)
+            return
+        for x in gone:
+            del counts[x]
+        state.total_count = sum(counts.values())
+        state.succ = {a: d for a, d in state.succ.items() if a not in gone}
+        state.outs = {a: n for a, n in state.outs.items() if a not in gone}
+        for d in state.succ.values():
+            for b in [b for b in d if b in gone]:
+                del d[b]
+        state.succ2 = {k: d for k, d in state.succ2.items() if k[0] not in gone and k[1] not in gone}
+        state.outs2 = {k: n for k, n in state.outs2.items() if k in state.succ2}
+        for d in state.succ2.values():
+            for b in [b for b in d if b in gone]:
+                del d[b]
+        state.opened = {x: n for x, n in state.opened.items() if x not in gone}
+        recount_tables(state)
+
+    def _prune_pairs(self, state: UserState) -> None:
+        state.n_pairs = _drop_singletons(state.succ)
+        if state.n_pairs > self.config.max_pairs * 3 // 4:
+            self.decay(state)
+
+    def _prune_triples(self, state: UserState) -> None:
+        state.n_triples = _drop_singletons(state.succ2)
+        state.outs2 = {k: n for k, n in state.outs2.items() if k in state.succ2}
+        if state.n_triples > self.config.max_triples * 3 // 4:
+            self.decay(state)
+
+
+def recount_tables(state: UserState) -> None:
+    """The sizes of the transition tables (derived, so not encoded)."""
+    state.n_pairs = sum(len(d) for d in state.succ.values())
+    state.n_triples = sum(len(d) for d in state.succ2.values())
+
+
+def _halve(d: dict[K, int]) -> dict[K, int]:
+    return {k: n >> 1 for k, n in d.items() if n >= 2}
+
+
+def _halve_nested(d: dict[K, dict[str, int]]) -> dict[K, dict[str, int]]:
+    out: dict[K, dict[str, int]] = {}
+    for k, inner in d.items():
+        h = _halve(inner)
+        if h:
+            out[k] = h
+    return out
+
+
+def _drop_singletons(d: dict[K, dict[str, int]]) -> int:
+    """Drop transitions seen once (in place); returns how many remain."""
+    size = 0
+    for k in list(d):
+        inner = d[k]
+        for b in [b for b, n in inner.items() if n <= 1]:
+            del inner[b]
+        if inner:
+            size += len(inner)
+        else:
+            del d[k]
+    return size
