@@ -101,12 +101,14 @@ async def replay_log(bootstrap: str, imported: ImportedLog, options: RunOptions,
                     await flush()
                 pending.append(rec)
                 pending_bytes += size
+            injected = False
             if bad and i % stride == stride - 1:
                 await flush()
                 _label, payload = bad.pop(0)
                 await producer.send(USER_ACTIONS.name, payload, key=options.user_id.encode())
                 state.injected_bad += 1
-            bar(1 + (1 if state.injected_bad and i % stride == stride - 1 else 0))
+                injected = True
+            bar(1 + injected)  # the row, and the malformed event sent after it if one was
         await flush()
         for _label, payload in bad:
             await producer.send(USER_ACTIONS.name, payload, key=options.user_id.encode())

@@ -183,6 +183,8 @@ def _run(
     )
     archive_dir = lifecycle.finish(run_input, state, settings)  # last-run only if the run finished
     summary.update(archive=str(archive_dir), run_log=str(archive_dir / RUN_LOG))
+    if state.bars is not None:
+        state.bars.stop()  # the bars leave the screen before the summary is printed
     if on_summary is not None:
         on_summary(summary)
     if server is not None:

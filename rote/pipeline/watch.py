@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.progress import (
     Progress as RichProgress,
 )
+from rich.table import Column
 
 from rote import metrics
 from rote.pipeline.options import Progress, RunOptions
@@ -83,9 +84,8 @@ async def watch_until_done(
 def _status_text(state: Progress, consumed: float) -> str:
     c = state.counts
     return (
-        f"{int(consumed)}/{state.produced + state.injected_bad} actions read · "
-        f"{c.get('candidates', 0)} candidate events · {c.get('automations', 0)} automation events · "
-        f"{c.get('test-results', 0)} tests · {c.get('anomalies', 0)} anomalies"
+        f"{int(consumed)}/{state.produced + state.injected_bad} actions · {c.get('candidates', 0)} candidates"
+        f" · {c.get('automations', 0)} automations · {c.get('test-results', 0)} tests"
     )
 
 
@@ -100,11 +100,14 @@ class Bars:
         self.enabled = enabled
         self._progress = RichProgress(
             SpinnerColumn(),
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(bar_width=24),
-            MofNCompleteColumn(),
+            TextColumn("[progress.description]{task.description}", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(table_column=Column(no_wrap=True)),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"),
+            # the status gives way (ellipsis) on a narrow terminal, never the label or the counts
+            TextColumn(
+                "{task.fields[status]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)
+            ),
             console=Console(stderr=True),
             transient=True,
             disable=not enabled,
