@@ -165,6 +165,24 @@ def register(
         """Flush every user this worker holds now (the end of a one-shot replay)."""
         return await flush(list(last_seen))
 
+    @app.page("/users/")
+    async def users_view(web: Any, request: Any) -> Any:
+        """Per user this worker holds: actions learnt, held for lateness, and refused as duplicates or late.
+
+        What operators (and the crash tests) check "every valid action counted exactly once" against.
+        """
+        rows = {}
+        for user_id in users.stored_keys():
+            state = users.peek(user_id)
+            if state is not None:
+                rows[user_id] = {
+                    "events": state.events,
+                    "held": len(state.heap),
+                    "duplicates": state.duplicates,
+                    "late": state.late,
+                }
+        return web.json({"users": rows})
+
     return {"agent": identify, "state": users, "flush_all": flush_all}
 
 
