@@ -44,9 +44,15 @@ def build_app(
     opts = options or AgentOptions()
     app, topics = create_app(settings, bootstrap=bootstrap)
     parts = {
-        "task_identifier": task_identifier.register(app, topics, idle_flush_seconds=opts.idle_flush_seconds),
+        "task_identifier": task_identifier.register(
+            app, topics, bootstrap=bootstrap, idle_flush_seconds=opts.idle_flush_seconds
+        ),
         "automation_generator": automation_generator.register(
-            app, topics, min_score=settings.min_automation_score, result_key=_result_key(opts)
+            app,
+            topics,
+            bootstrap=bootstrap,
+            min_score=settings.min_automation_score,
+            result_key=_result_key(opts),
         ),
         "performance_monitor": performance_monitor.register(app, topics),
         "optimizer_feed": optimizer_feed.register(app, topics),

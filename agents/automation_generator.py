@@ -20,8 +20,9 @@ from typing import Any
 import faust
 from rote.agents.app import Topics, state_table
 from rote.agents.common import AgentIO
-from rote.agents.durable import DurableState
-from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult, decode
+from rote.agents.durable import DurableState, read_pending
+from rote.agents.outbox import Outbox, automation_identity
+from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult, decode, encode
 from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS, TEST_RESULTS
 
 from rote import metrics
@@ -39,12 +40,14 @@ def register(
     app: faust.App,
     topics: Topics,
     *,
+    bootstrap: str,
     result_key: bytes,
     min_score: float = 40.0,
     regenerate_growth: float = 1.5,
 ) -> dict[str, Any]:
     io = AgentIO(agent=AGENT, topics=topics)
     rio = AgentIO(agent=REGISTRY_AGENT, topics=topics)
+    outbox = Outbox(app, topics, bootstrap)
     # What was last generated per candidate: small JSON records (read back with the data-only codec).
     generated = state_table(app, "generated-from", partitions=CANDIDATES.partitions)
 
@@ -95,6 +98,10 @@ def register(
             try:
                 with io.timed():
                     last = _generated_record(generated.get(cand.candidate_id.encode()))
+                    if last is not None and last["outbox"]:  # a crash left an automation maybe unsent
+                        await outbox.resolve(last["outbox"], automation_identity)
+                        last["outbox"] = []
+                        generated[cand.candidate_id.encode()] = encode_json(last)
                     if not should_generate(cand, last, min_score=min_score, growth=regenerate_growth):
                         continue
                     # Rendering runs static checkers in subprocesses (bash -n): off the event loop, so a slow
@@ -103,12 +110,22 @@ def register(
             except Exception as exc:
                 await io.failed(event, exc)
                 continue
-            # Sent (and acknowledged) before it is remembered as generated: a crash in between generates
-            # the same version again on re-delivery rather than never publishing it.
-            await io.send(AUTOMATIONS.name, automation.automation_id.encode(), automation, delivered=True)
-            generated[cand.candidate_id.encode()] = encode_json(
-                {"version": cand.version, "occurrences": cand.occurrences, "routine": list(cand.routine)}
+            # Remembered as generated (with the automation in its outbox) and on the broker before it is
+            # sent: a crash in between neither loses nor doubles the version (agents/outbox.py).
+            record: dict[str, Any] = {
+                "version": cand.version,
+                "occurrences": cand.occurrences,
+                "routine": list(cand.routine),
+            }
+            pending = await outbox.prepare(
+                AUTOMATIONS.name,
+                [(automation.automation_id, encode(automation), f"v{automation.version}:generated")],
             )
+            generated[cand.candidate_id.encode()] = encode_json({**record, "outbox": pending})
+            await outbox.flush()
+            await outbox.publish(pending)
+            generated[cand.candidate_id.encode()] = encode_json({**record, "outbox": []})
+            metrics.EVENTS_PRODUCED.labels(topic=AUTOMATIONS.name, agent=AGENT).inc()
 
     @app.agent(registry_inputs, name=REGISTRY_AGENT)
     async def keep_registry(stream: faust.StreamT[bytes]) -> None:
@@ -180,6 +197,7 @@ def _generated_record(raw: bytes | None) -> dict[str, Any] | None:
             "version": r.int("version"),
             "occurrences": r.int("occurrences"),
             "routine": r.strs("routine"),
+            "outbox": [read_pending(p) for p in r.objs("outbox")] if r.has("outbox") else [],
         }
     except StateError:
         metrics.STATE_RECORDS_REJECTED.labels(state="generated-from", record="checkpoint").inc()

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
 import faust
@@ -82,6 +82,8 @@ class _Live(Generic[S]):
     partition: int | None = None
     #: a checkpoint of this key exists (its first event always writes one, so `stored_keys` lists it)
     stored: bool = False
+    #: outputs made durable but maybe not yet published (agents/outbox.py); checkpointed with the state
+    outbox: list[dict[str, Any]] = field(default_factory=list)
 
 
 class DurableState(Generic[S, Item]):
@@ -194,7 +196,8 @@ class DurableState(Generic[S, Item]):
         if not 0 <= wal_from <= seq or len(epoch) > 64:
             raise StateError(f"{self.name} checkpoint: bad log position {wal_from}..{seq}")
         state = state_from_envelope(self.state_class, data.dict("state"), **self.state_context)
-        return _Live(state=state, seq=seq, wal_from=wal_from, epoch=epoch, stored=True)
+        outbox = [read_pending(p) for p in data.objs("outbox")] if data.has("outbox") else []
+        return _Live(state=state, seq=seq, wal_from=wal_from, epoch=epoch, stored=True, outbox=outbox)
 
     def _rejected(self, record: str, key: str, exc: Exception) -> None:
         metrics.STATE_RECORDS_REJECTED.labels(state=self.name, record=record).inc()
@@ -234,6 +237,21 @@ class DurableState(Generic[S, Item]):
         live.seq += 1
         live.wal_bytes += entry
 
+    def stage(self, key: str, pending: list[dict[str, Any]]) -> None:
+        """Put outputs in the key's outbox; the caller then checkpoints, flushes, publishes, `unstage`s."""
+        self._restore(key).outbox = list(pending)
+
+    def unstage(self, key: str) -> None:
+        """The outbox was published: empty it (made durable with the key's next checkpoint)."""
+        live = self._live.get(key)
+        if live is not None and live.outbox:
+            live.outbox = []
+            live.dirty = True
+
+    def outbox(self, key: str) -> list[dict[str, Any]]:
+        """What a restored key may not have published before a crash (resolve before its next event)."""
+        return list(self._restore(key).outbox)
+
     def delete(self, key: str) -> None:
         """Forget a key (inside stream iteration): tombstones for its checkpoint and log records."""
         live = self._restore(key)  # where its log stands, so no log record is left behind
@@ -260,6 +278,7 @@ class DurableState(Generic[S, Item]):
                     "wal_from": live.seq,
                     "epoch": live.epoch,
                     "state": state_envelope(live.state),
+                    "outbox": live.outbox,
                 },
             }
         )
@@ -286,6 +305,21 @@ class DurableState(Generic[S, Item]):
         owned = {tp.partition for tp in tps if not self.source_topics or tp.topic in self.source_topics}
         for key in [k for k, v in self._live.items() if v.partition is None or v.partition not in owned]:
             del self._live[key]
+
+
+def read_pending(r: StateReader) -> dict[str, Any]:
+    """One outbox entry read back from a checkpoint, checked field by field."""
+    partition, after = r.int("partition"), r.int("after")
+    if partition < 0 or after < 0:
+        raise StateError(f"{r.where}: negative partition or offset")
+    return {
+        "topic": r.str("topic"),
+        "key": r.str("key"),
+        "value": r.opt_str("value"),
+        "identity": r.str("identity"),
+        "partition": partition,
+        "after": after,
+    }
 
 
 def _new_epoch() -> str:

@@ -12,9 +12,11 @@ person typed into a password field.
 `user-actions` is keyed by user, so a user's events arrive in order on one partition and the table is
 co-partitioned with it.
 
-A user who goes quiet has an open segment that would never be closed by more events, so a timer flushes
-users idle for longer than `idle_flush_seconds` (wall clock since their last event arrived); a one-shot
-run (`rote run --once`) flushes every user as soon as its replay has been consumed (`flush_all`).
+A user who goes quiet has an open segment that would never be closed by more events, so a timer asks for
+users idle longer than `idle_flush_seconds` to be flushed, and a one-shot run (`rote run --once`) asks for
+every user as soon as its replay has been consumed (`flush_all`). The request is a `user-flush` message in
+the user's own partition: the flush then happens in order with the user's actions, and its candidates go
+out through the same outbox (agents/outbox.py: neither lost nor doubled across a crash).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import faust
 from rote.agents.app import Topics
 from rote.agents.common import AgentIO
 from rote.agents.durable import DurableState
-from rote.streams.fast import FastAction, decode_message, encode_batch
-from rote.streams.schemas import Candidate
+from rote.agents.outbox import Outbox, candidate_identity
+from rote.streams.fast import FastAction, decode_message, encode_batch, encode_flush
+from rote.streams.schemas import Candidate, encode
 from rote.streams.topics import CANDIDATES, USER_ACTIONS
 
 from rote import metrics
@@ -37,34 +40,44 @@ from rote.errors import ValidationError
 from rote.privacy import default_redactor
 
 AGENT = "task-identifier"
+#: what a `user-flush` message becomes for `learn` (close the user's open segments)
+FLUSH = "flush"
 
 
 def register(
     app: faust.App,
     topics: Topics,
     *,
+    bootstrap: str,
     idle_flush_seconds: float = 300.0,
     checkpoint_every: int = 2000,
 ) -> dict[str, Any]:
     io = AgentIO(agent=AGENT, topics=topics)
     discoverer = RoutineDiscoverer(DiscoveryConfig())
     redactor = default_redactor()
+    outbox = Outbox(app, topics, bootstrap)
 
-    def parse(topic: str, value: bytes) -> list[FastAction]:
-        """A logged batch back into actions (log replay); the log holds only valid, redacted actions."""
+    def parse(topic: str, value: bytes) -> Sequence[FastAction] | str:
+        """A logged batch (or flush) back into what `learn` takes (log replay); the log holds only valid,
+        redacted actions."""
         decoded = decode_message(value)
+        if decoded.flush is not None:
+            return FLUSH
         if decoded.rejected:
             raise ValidationError(f"log record holds invalid actions: {decoded.rejected[0].reason}")
         return decoded.actions
 
-    users: DurableState[UserState, Sequence[FastAction]] = DurableState(
+    def learn(state: UserState, item: Sequence[FastAction] | str) -> list[Candidate]:
+        return discoverer.flush(state) if item == FLUSH else discoverer.learn_many(state, list(item))
+
+    users: DurableState[UserState, Sequence[FastAction] | str] = DurableState(
         app,
         "discovery",
         partitions=USER_ACTIONS.partitions,
         state_class=UserState,
         factory=discoverer.new_state,
         decode=parse,
-        apply=lambda state, actions: discoverer.learn_many(state, list(actions)),
+        apply=learn,
         checkpoint_every=checkpoint_every,
         source_topics=(USER_ACTIONS.name,),
     )
@@ -74,51 +87,60 @@ def register(
     accepted = metrics.USER_ACTIONS_TOTAL.labels(outcome="accepted")
     rejected = metrics.USER_ACTIONS_TOTAL.labels(outcome="dead_lettered")
 
-    async def publish(candidates: list[Candidate], state: UserState) -> None:
-        # A routine the discoverer dissolved (its start was learnt later) is deleted from the compacted
-        # topic with a tombstone, so no consumer keeps acting on it.
-        for candidate_id in discoverer.drain_retracted(state):
-            known.pop(candidate_id, None)
-            pending = await topics[CANDIDATES.name].send(key=candidate_id.encode(), value=None)
-            await pending
-        for cand in candidates:
-            known[cand.candidate_id] = (cand.score, cand.estimated_hours_saved_per_year)
-            await io.send(CANDIDATES.name, cand.candidate_id.encode(), cand, delivered=True)
-        if candidates:
-            _export(known)
-
-    async def take(event: faust.EventT, actions: list[FastAction]) -> None:
-        """One user's valid actions of one message: learn, publish, make durable (in that order)."""
-        user_id = actions[0].user_id
-        actions = [redactor.redact_action(a) for a in actions]
+    async def take(
+        event: faust.EventT, user_id: str, item: Sequence[FastAction] | str, log_value: bytes
+    ) -> None:
+        """One user's actions (or a flush) of one message: learn, make durable, publish (agents/outbox.py)."""
+        n = 0 if item == FLUSH else len(item)
         try:
+            if users.outbox(user_id):  # a crash left outputs that may not have gone out: check, finish
+                await outbox.resolve(users.outbox(user_id), candidate_identity)
+                users.unstage(user_id)
             with io.timed():
-                emitted = users.apply(user_id, actions, partition=event.message.partition)
+                emitted = users.apply(user_id, item, partition=event.message.partition)
                 last_seen[user_id] = time.monotonic()
+                withdrawn = discoverer.drain_retracted(users.restore(user_id))
         except Exception as exc:
-            rejected.inc(len(actions))  # dead-lettered whole, with the traceback logged
+            rejected.inc(n)  # dead-lettered whole, with the traceback logged
             await io.failed(event, exc)
             return
-        accepted.inc(len(actions))
-        # Published (and acknowledged) before the event is logged: a crash in between re-delivers the
-        # event and re-publishes the same version; it never loses one. After publishing, a checkpoint,
-        # so a restart does not publish these versions again.
-        await publish(emitted, users.restore(user_id))
-        users.record(
-            user_id,
-            USER_ACTIONS.name,
-            encode_batch(user_id, actions),
-            units=len(actions),
-            checkpoint=bool(emitted),
-        )
+        accepted.inc(n)
+        if not emitted and not withdrawn:
+            users.record(user_id, USER_ACTIONS.name, log_value, units=max(n, 1))
+            return
+        # Outputs go into the durable state first (checkpoint), reach the broker, then leave: a crash
+        # anywhere in between neither loses nor doubles a candidate version (agents/outbox.py).
+        outputs = [(cid, None, "withdrawn") for cid in withdrawn]
+        outputs += [(c.candidate_id, encode(c), f"v{c.version}") for c in emitted]
+        pending = await outbox.prepare(CANDIDATES.name, outputs)
+        users.stage(user_id, pending)
+        users.record(user_id, USER_ACTIONS.name, log_value, units=max(n, 1), checkpoint=True)
+        await outbox.flush()
+        await outbox.publish(pending)
+        users.unstage(user_id)
+        for cid in withdrawn:
+            known.pop(cid, None)
+        for cand in emitted:
+            known[cand.candidate_id] = (cand.score, cand.estimated_hours_saved_per_year)
+        metrics.EVENTS_PRODUCED.labels(topic=CANDIDATES.name, agent=AGENT).inc(len(outputs))
+        _export(known)
 
     @app.agent(topics[USER_ACTIONS.name], name=AGENT)
     async def identify(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             io.consumed(event)
             if not event.value:
+                rejected.inc()
+                await io.dead_letter(
+                    USER_ACTIONS.name, b"", event.key, ValidationError("empty message (no action)"), event
+                )
                 continue
-            decoded = decode_message(bytes(event.value))
+            raw = bytes(event.value)
+            decoded = decode_message(raw)
+            if decoded.flush is not None:
+                if users.peek(decoded.flush) is not None:
+                    await take(event, decoded.flush, FLUSH, raw)
+                continue
             for bad in decoded.rejected:
                 rejected.inc()
                 await io.dead_letter(
@@ -131,39 +153,33 @@ def register(
             by_user: dict[str, list[FastAction]] = {}
             for action in decoded.actions:
                 by_user.setdefault(action.user_id, []).append(action)
-            for actions in by_user.values():
-                await take(event, actions)
+            for user_id, actions in by_user.items():
+                clean = [redactor.redact_action(a) for a in actions]
+                # the log keeps the redacted form: a changelog never holds what a person typed
+                await take(event, user_id, clean, encode_batch(user_id, clean))
 
     async def forget_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
-        # Users whose partitions moved to another worker must not be flushed from this one's stale copy;
-        # users that stay here are flushed after their next event instead.
+        # Users whose partitions moved to another worker are flushed by the worker that owns them now.
         last_seen.clear()
 
     app.on_partitions_revoked.connect(cast(Any, forget_revoked))
 
-    async def flush(user_ids: list[str]) -> int:
-        """Close the open segments of these users (outside stream iteration: made durable with the user's
-        next event, when the dirty state is checkpointed)."""
-        flushed = 0
+    async def request_flush(user_ids: list[str]) -> int:
+        """Ask for these users' open segments to be closed: a `user-flush` message in each user's own
+        partition, so the flush happens in order with their actions and is made durable like them."""
         for user_id in user_ids:
             last_seen.pop(user_id, None)
-            state = users.peek(user_id)
-            if state is None:
-                continue
-            emitted = discoverer.flush(state)
-            users.mark_dirty(user_id)
-            await publish(emitted, state)
-            flushed += 1
-        return flushed
+            await topics[USER_ACTIONS.name].send(key=user_id.encode(), value=encode_flush(user_id))
+        return len(user_ids)
 
     @app.timer(interval=min(5.0, idle_flush_seconds))
     async def flush_idle() -> None:
         now = time.monotonic()
-        await flush([u for u, seen in list(last_seen.items()) if now - seen >= idle_flush_seconds])
+        await request_flush([u for u, seen in list(last_seen.items()) if now - seen >= idle_flush_seconds])
 
     async def flush_all() -> int:
-        """Flush every user this worker holds now (the end of a one-shot replay)."""
-        return await flush(list(last_seen))
+        """Flush every user this worker holds (the end of a one-shot replay)."""
+        return await request_flush(users.stored_keys())
 
     @app.page("/users/")
     async def users_view(web: Any, request: Any) -> Any:
@@ -183,7 +199,7 @@ def register(
                 }
         return web.json({"users": rows})
 
-    return {"agent": identify, "state": users, "flush_all": flush_all}
+    return {"agent": identify, "state": users, "flush_all": flush_all, "outbox": outbox}
 
 
 def _export(known: dict[str, tuple[float, float]]) -> None:

@@ -41,6 +41,9 @@ from rote.streams.schemas import (
 from rote.errors import ValidationError
 
 BATCH_KIND = "user-action-batch"
+#: A control message on `user-actions`: close this user's open segments now (the worker's idle timer and
+#: the end of a one-shot replay send it, so the flush happens in stream order and is made durable).
+FLUSH_KIND = "user-flush"
 
 #: Timestamps with more than 6 fractional digits: msgspec rounds them, pydantic truncates. Messages holding
 #: one take the path where pydantic decides (found by the equivalence property test).
@@ -131,6 +134,8 @@ class Decoded:
     actions: list[FastAction] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     batch: bool = False
+    #: a `user-flush` control message: the user whose open segments to close
+    flush: str | None = None
 
 
 def _window() -> tuple[datetime, datetime]:
@@ -192,6 +197,12 @@ def decode_message(raw: bytes) -> Decoded:
         env = _envelope_decoder.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         env = None
+    if env is not None and env.kind == FLUSH_KIND:
+        if env.user_id:
+            out.flush = env.user_id
+        else:
+            out.rejected.append(Rejected(raw=raw, reason="user_id: a user-flush message names its user"))
+        return out
     if env is None or env.kind != BATCH_KIND:
         try:
             out.actions.append(decode_action(raw, window))
@@ -254,6 +265,10 @@ def encode_batch(user_id: str, actions: Iterable[FastAction | UserAction | dict[
     """One `UserActionBatch` message (what producers send and what the task identifier logs)."""
     items = [a if isinstance(a, FastAction | dict) else from_model(a) for a in actions]
     return _encoder.encode({"kind": BATCH_KIND, "schema_version": 1, "user_id": user_id, "actions": items})
+
+
+def encode_flush(user_id: str) -> bytes:
+    return _encoder.encode({"kind": FLUSH_KIND, "user_id": user_id})
 
 
 def encode_action(action: FastAction) -> bytes:

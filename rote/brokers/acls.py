@@ -10,7 +10,8 @@ state (changelogs and internal topics, all named `<app id>-...`).
 
 - producer: writes user-actions; nothing else.
 - worker: writes candidates, automations, anomalies, optimization-reports, dead-letters and `<app>-*` (its
-  changelogs and internal feed, which it may create); reads every catalogue topic; groups `<app>*`.
+  changelogs and internal feed, which it may create), and `user-flush` control messages on user-actions;
+  reads every catalogue topic; groups `<app>*`.
 - sandbox: writes test-results, metrics, dead-letters; reads automations; groups `<app>-sandbox*`.
 - runner (the executor): writes metrics, dead-letters; reads run-requests, automations, test-results,
   metrics (it follows the registry's verdicts); groups `<app>-runner*`.
@@ -81,6 +82,8 @@ def grants(component: Component, *, principal: str, app_id: str = "rote") -> lis
             _topic_names("candidates", "automations", "anomalies", "optimization-reports", "dead-letters"),
             "WRITE",
         )
+        # `user-flush` control messages (close a user's open segments, in order with their actions)
+        topic(_topic_names("user-actions"), "WRITE")
         # Faust's changelogs and rote's internal feed: created, written and read by workers only.
         topic([f"{app_id}-"], "READ", "WRITE", "DESCRIBE", "CREATE", "DESCRIBE_CONFIGS", pattern="prefixed")
         group(app_id)

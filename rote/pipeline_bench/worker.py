@@ -1,0 +1,335 @@
+"""The real worker (`rote worker`: every agent, default configuration) under load, measured from outside.
+
+Throughput is what the consumer group commits: a backlog of per-user batches is produced, a worker is
+started, and the group's committed offsets on `user-actions` are sampled. The rate is taken between the
+first and the last commit that moved (both are commit events, so the commit interval cancels out) and
+converted to actions with the exact number of actions in each committed record. The worker's own CPU time
+over the same window gives µs per action.
+
+Latency is measured at half the sustained rate: users send their actions as the producer API does (each
+user's actions batched within a 50 ms linger), and for every candidate the task identifier publishes, the
+latency is its broker timestamp minus the moment that user's latest action before it was sent (the action
+whose processing emitted it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rote.pipeline_bench.backlog import Backlog, make_backlog, user_actions
+from rote.pipeline_bench.peers import BenchmarkError, produce
+from rote.streams.fast import encode_batch
+from rote.streams.topics import CANDIDATES, CATALOGUE, USER_ACTIONS
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def fresh_cluster(bootstrap: str | None) -> Iterator[tuple[str, str]]:
+    """(bootstrap, kind) with empty catalogue topics: a new embedded broker, or the given cluster with its
+    catalogue topics deleted and created again (never point the benchmark at a cluster in use)."""
+    from rote.brokers import create_topics, start_broker
+
+    with start_broker(bootstrap) as broker:
+        if bootstrap is not None:
+            _reset_topics(broker.bootstrap)
+        create_topics(broker.bootstrap, CATALOGUE)
+        yield broker.bootstrap, broker.kind
+
+
+def _reset_topics(bootstrap: str) -> None:
+    from rote.brokers.admin import admin_client
+
+    with admin_client(bootstrap) as admin:
+        names = [t for t in admin.list_topics() if t in {s.name for s in CATALOGUE} or t.startswith("bench-")]
+        if names:
+            admin.delete_topics(names)
+    time.sleep(2)  # deletion is asynchronous on the brokers
+
+
+@dataclass
+class Worker:
+    """A `rote worker` child process with its metrics port."""
+
+    bootstrap: str
+    workdir: Path
+    app_id: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
+    metrics_port: int = 0
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        from rote.brokers import free_port
+
+        self.metrics_port = free_port()
+        env = {
+            **os.environ,
+            "ROTE_APP_ID": self.app_id,
+            "ROTE_STATE_DIR": str(self.workdir / self.app_id),
+            "ROTE_RESULT_KEY": os.environ.get("ROTE_RESULT_KEY") or "bench-result-key-" + "k" * 24,
+            "ROTE_METRICS_PORT": str(self.metrics_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        log = (self.workdir / f"{self.app_id}.log").open("ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "rote.cli", "worker", "--broker", f"kafka://{self.bootstrap}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        return self
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the worker process (and its threads)."""
+        assert self.popen is not None
+        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+    def rss_mb(self) -> float:
+        assert self.popen is not None
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def metric(self, name: str) -> float:
+        """Sum of a metric's samples on the worker's endpoint (0 before it answers)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return 0.0
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+    def wait_joined(self, timeout: float = 120.0) -> float:
+        """Seconds until the worker's group has a member with partitions (it is ready to consume)."""
+        from kafka import KafkaAdminClient
+
+        from rote.brokers.security import kafka_python_kwargs
+
+        began = time.monotonic()
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, **kafka_python_kwargs())
+        try:
+            while time.monotonic() - began < timeout:
+                if not self.alive():
+                    raise BenchmarkError(f"the worker exited (log: {self.workdir / self.app_id}.log)")
+                with contextlib.suppress(Exception):
+                    groups = admin.describe_consumer_groups([self.app_id])
+                    if groups and groups[0].state == "Stable" and groups[0].members:
+                        return time.monotonic() - began
+                time.sleep(0.5)
+        finally:
+            admin.close()
+        raise BenchmarkError(f"the worker did not join its group in {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+
+def _committed(bootstrap: str, group: str) -> dict[int, int]:
+    from kafka import KafkaAdminClient
+
+    from rote.brokers.security import kafka_python_kwargs
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **kafka_python_kwargs())
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return {
+        tp.partition: m.offset for tp, m in offsets.items() if tp.topic == USER_ACTIONS.name and m.offset > 0
+    }
+
+
+def throughput(bootstrap: str, backlog: Backlog, workdir: Path, *, timeout: float = 600.0) -> dict[str, Any]:
+    """The real worker draining `backlog` (per-user batches): actions/s between commits, µs CPU per action."""
+    placed = asyncio.run(produce(bootstrap, USER_ACTIONS.name, backlog.batches))
+    # actions in each record, by partition and offset: committed offsets become action counts exactly
+    per_part: dict[int, list[tuple[int, int]]] = {}
+    for (partition, offset), (_key, value) in zip(placed, backlog.batches, strict=True):
+        per_part.setdefault(partition, []).append((offset, json.loads(value)["actions"].__len__()))
+
+    def actions_before(committed: dict[int, int]) -> int:
+        return sum(n for p, recs in per_part.items() for off, n in recs if off < committed.get(p, 0))
+
+    worker = Worker(bootstrap, workdir).start()
+    started = time.monotonic()
+    samples: list[tuple[float, int, float]] = []  # (time, committed actions, worker cpu s)
+    try:
+        while time.monotonic() - started < timeout:
+            if not worker.alive():
+                raise BenchmarkError(f"the worker exited (log: {workdir / worker.app_id}.log)")
+            done = actions_before(_committed(bootstrap, worker.app_id))
+            samples.append((time.monotonic(), done, worker.cpu_seconds()))
+            if done >= backlog.actions:
+                break
+            time.sleep(0.25)
+        rss = worker.rss_mb()
+        checkpoint_bytes = worker.metric('rote_state_checkpoint_bytes_sum{state="discovery"}')
+        checkpoints = worker.metric('rote_state_checkpoint_bytes_count{state="discovery"}')
+    finally:
+        worker.stop()
+    moved = [s for s in samples if s[1] > 0]
+    if not moved or moved[-1][1] < backlog.actions:
+        raise BenchmarkError(
+            f"the worker committed {moved[-1][1] if moved else 0} of {backlog.actions} actions"
+        )
+    first, last = moved[0], moved[-1]
+    window_actions = last[1] - first[1]
+    span = last[0] - first[0]
+    return {
+        "users": backlog.users,
+        "actions": backlog.actions,
+        "records": len(backlog.batches),
+        "start_to_first_commit_s": round(first[0] - started, 2),
+        "actions_per_s": round(window_actions / span, 1) if span > 0 and window_actions > 0 else None,
+        "cpu_us_per_action": round((last[2] - first[2]) / window_actions * 1e6, 2)
+        if window_actions
+        else None,
+        "rss_mb": round(rss, 1),
+        "discovery_checkpoint_bytes_mean": round(checkpoint_bytes / checkpoints, 1) if checkpoints else None,
+    }
+
+
+def latency(bootstrap: str, workdir: Path, *, users: int, rate: float, seconds: float) -> dict[str, Any]:
+    """Candidates' latency at `rate` actions/s, sent the producer API's way (per user, 50 ms linger)."""
+    worker = Worker(bootstrap, workdir).start()
+    try:
+        worker.wait_joined()
+        sent_at: dict[str, list[float]] = {}
+        published = asyncio.run(_steady(bootstrap, users=users, rate=rate, seconds=seconds, sent_at=sent_at))
+    finally:
+        worker.stop()
+    lat = []
+    for user, at in published:
+        times = [t for t in sent_at.get(user, []) if t <= at]
+        if times:
+            lat.append((at - max(times)) * 1000.0)
+    if not lat:
+        raise BenchmarkError("no candidate was published during the latency run")
+    lat.sort()
+    return {
+        "rate_actions_per_s": round(rate, 1),
+        "users": users,
+        "seconds": seconds,
+        "candidates": len(lat),
+        "latency_p50_ms": round(statistics.median(lat), 1),
+        "latency_p99_ms": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1),
+        "latency_max_ms": round(lat[-1], 1),
+    }
+
+
+async def _steady(
+    bootstrap: str, *, users: int, rate: float, seconds: float, sent_at: dict[str, list[float]]
+) -> list[tuple[str, float]]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from rote.brokers.security import aiokafka_kwargs
+
+    per_user = max(1, int(rate * seconds / users) + 1)
+    streams = {u: user_actions(u, per_user, prefix="lat") for u in range(users)}
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **aiokafka_kwargs())
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **aiokafka_kwargs())
+    await producer.start()
+    await consumer.start()
+    published: list[tuple[str, float]] = []
+    try:
+        parts = [TopicPartition(CANDIDATES.name, p) for p in range(CANDIDATES.partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_end(*parts)
+        for tp in parts:
+            await consumer.position(tp)
+
+        async def read() -> None:
+            while True:
+                batch = await consumer.getmany(timeout_ms=200)
+                for msgs in batch.values():
+                    for m in msgs:
+                        if m.value:
+                            published.append((json.loads(m.value)["user_id"], m.timestamp / 1000.0))
+
+        reader = asyncio.create_task(read())
+        linger = 0.05  # the producer API's default: a user's actions of 50 ms go as one batch
+        began = time.time()
+        sent = 0  # actions each user has sent so far (users keep the same pace)
+        tick = 0
+        while time.time() - began < seconds:
+            tick += 1
+            due = min(per_user, int((time.time() - began) * rate / users))
+            if due > sent:
+                now = time.time()
+                for actions in streams.values():
+                    chunk = actions[sent:due]
+                    user = chunk[0]["user_id"]
+                    await producer.send(USER_ACTIONS.name, encode_batch(user, chunk), key=user.encode())
+                    sent_at.setdefault(user, []).extend([now] * len(chunk))
+                sent = due
+            await asyncio.sleep(max(0.0, began + tick * linger - time.time()))
+        await producer.flush()
+        await asyncio.sleep(8.0)  # candidates of the last actions (lateness hold, publish)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return published
+
+
+def memory(bootstrap: str, workdir: Path, *, users: int, per_user: int) -> dict[str, Any]:
+    """RSS of a worker holding `users` active users, per 10k users (RSS growth over an idle worker)."""
+    backlog = make_backlog(users, per_user, batch=per_user, prefix="mem")
+    worker = Worker(bootstrap, workdir).start()
+    try:
+        worker.wait_joined()
+        time.sleep(2)
+        idle = worker.rss_mb()
+        asyncio.run(produce(bootstrap, USER_ACTIONS.name, backlog.batches))
+        deadline = time.monotonic() + 600
+        while worker.metric('rote_user_actions_total{outcome="accepted"}') < backlog.actions:
+            if time.monotonic() > deadline or not worker.alive():
+                raise BenchmarkError("the worker did not take the memory backlog in")
+            time.sleep(0.5)
+        time.sleep(2)
+        loaded = worker.rss_mb()
+        checkpoint_bytes = worker.metric('rote_state_checkpoint_bytes_sum{state="discovery"}')
+        checkpoints = worker.metric('rote_state_checkpoint_bytes_count{state="discovery"}')
+    finally:
+        worker.stop()
+    return {
+        "users": users,
+        "actions_per_user": per_user,
+        "rss_idle_mb": round(idle, 1),
+        "rss_loaded_mb": round(loaded, 1),
+        "rss_mb_per_10k_users": round((loaded - idle) / users * 10_000, 1),
+        "discovery_checkpoint_bytes_mean": round(checkpoint_bytes / checkpoints, 1) if checkpoints else None,
+    }
+
+
+def with_workdir() -> contextlib.AbstractContextManager[str]:
+    return tempfile.TemporaryDirectory(prefix="rote-bench-")
