@@ -74,41 +74,42 @@ def test_flatten_nested_results() -> None:
     assert dict(bench_cmd.flatten(nested)) == {"a": 1, "b.c": 2.5, "b.d.e": None, "f": ["x"]}
 
 
-def test_bench_events_rekey_real_log_per_copy() -> None:
-    from rote.streams.schemas import UserAction, decode
+def test_backlog_is_the_real_log_as_many_users_in_both_wire_forms() -> None:
+    from rote.streams.fast import decode_message
 
-    from rote.bench_pipeline import bench_events
-    from rote.importers import bundled_log, load_actions
+    from rote.pipeline_bench.backlog import make_backlog
 
-    path, fmt = bundled_log()
-    base = len(load_actions(path, fmt=fmt))
-    events = bench_events(base + 10)
-    assert len(events) == base + 10
-    decoded = [decode(UserAction, value) for _key, value in events]
-    assert {k.decode() for k, _ in events} == {"bench-u0", "bench-u1"}
-    assert all(key.decode() == a.user_id for (key, _), a in zip(events, decoded, strict=True))
-    assert len({a.event_id for a in decoded}) == len(decoded)
+    backlog = make_backlog(3, 120, batch=50)
+    assert backlog.actions == 360 and len(backlog.singles) == 360 and len(backlog.batches) == 9
+    singles = [decode_message(v).actions[0] for _k, v in backlog.singles]
+    batched = [a for _k, v in backlog.batches for a in decode_message(v).actions]
+    assert sorted(a.event_id for a in singles) == sorted(a.event_id for a in batched)
+    assert len({a.event_id for a in singles}) == 360
+    assert {k.decode() for k, _ in backlog.batches} == {"bench-u0", "bench-u1", "bench-u2"}
+    assert all(k.decode() == decode_message(v).actions[0].user_id for k, v in backlog.batches)
 
 
 @pytest.mark.integration
 @pytest.mark.tansu
 @pytest.mark.slow
-def test_pipeline_benchmark_reads_every_event_on_each_leg(tansu_broker: Any) -> None:
-    from rote.bench_pipeline import measure
+def test_pipeline_benchmark_runs_every_leg_on_the_real_worker() -> None:
+    from rote.pipeline_bench import measure
 
     steps: list[str] = []
-    result = measure(events=400, raw_repeats=1, faust_repeats=1, discovery_repeats=1,
-                     bootstrap=tansu_broker.bootstrap, progress=steps.append)
-    # Each leg raises if it read fewer than `events`; here: every leg ran and reported.
-    assert steps[0] == "producing" and steps[-1] == "discovery in process"
-    assert result["events"] == 400 and result["users"] == 1
-    for leg in ("raw_aiokafka", "raw_aiokafka_getmany", "faust_agent"):
-        assert result[leg]["repeats"] == 1
-        assert result[leg]["start_to_last_event_s"] >= result[leg]["start_to_first_event_s"]
-    assert result["faust_agent"]["us_per_event"] > 0
-    assert result["discovery_in_process"]["us_per_event"] > result["discovery_in_process"][
-        "decode_us_per_event"] > 0
-    assert set(result["ratios"]) == {
-        "raw_vs_faust_throughput", "faust_overhead_us_per_event", "discovery_vs_faust_cost",
-        "faust_share_of_agent_cost",
-    }
+    result = measure(
+        users=4,
+        per_user=150,
+        repeats=1,
+        sweep=((2, 150),),
+        memory_users=20,
+        latency_seconds=25.0,
+        progress=steps.append,
+    )
+    assert steps[0] == "transport and framework legs" and steps[-1].startswith("sweep")
+    assert result["raw_getmany_per_s"] > 0 and result["faust_trivial_per_s"] > 0
+    run = result["real_worker"]["runs"][0]
+    assert run["actions"] == 600 and run["actions_per_s"] > 0 and run["cpu_us_per_action"] > 0
+    assert result["real_worker_actions_per_s"] == run["actions_per_s"]
+    assert result["latency_p99_ms"] >= result["latency_p50_ms"] > 0
+    assert result["rss_mb_per_10k_users"] is not None
+    assert result["sweep"]["rows"][0]["actions_per_s"] > 0

@@ -253,10 +253,18 @@ def test_workers_and_runners_killed_under_load_lose_and_double_nothing(cluster: 
 
         # ---- every valid action counted exactly once in the discovery state
         per_user: dict[str, dict[str, int]] = {}
-        for w in workers:
-            for user, row in w.users().items():
-                assert user not in per_user, f"{user} is held by two workers"
-                per_user[user] = row
+        deadline = time.monotonic() + 120  # the views answer from what each worker has recovered
+        while time.monotonic() < deadline:
+            per_user = {}
+            views = [w.users() for w in workers]
+            for view in views:
+                for user, row in view.items():
+                    assert user not in per_user, f"{user} is held by two workers"
+                    per_user[user] = row
+            if len(per_user) == USERS:
+                break
+            print("users held per worker:", [len(v) for v in views])
+            time.sleep(5)
         counted = sum(r["events"] + r["held"] for r in per_user.values())
     finally:
         for p in [*workers, *runners]:

@@ -56,7 +56,7 @@ def _transport(
         schema=USER_ACTIONS.schema,
         key=USER_ACTIONS.key,
         partitions=USER_ACTIONS.partitions,
-        retention_ms=None,
+        retention_ms=7 * 86_400_000,  # Quix reads the topic config and wants a retention
         cleanup=Cleanup.DELETE,
         description="bench",
     )
