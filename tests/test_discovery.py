@@ -326,7 +326,9 @@ def test_a_routine_whose_start_is_learnt_late_is_recut() -> None:
     )
     actions = [x.action for x in stream]
     truth = _truth(actions, {x.action.event_id: x.instance for x in stream if x.instance is not None})
-    everything = DiscoveryConfig(keep_instances=10**6, max_kept_events=10**9, state_budget_bytes=0)
+    everything = DiscoveryConfig(
+        keep_instances=10**6, max_kept_events=10**9, state_budget_bytes=0, pending_with_events=40
+    )
     disc = RoutineDiscoverer(replace(everything, warmup_events=100, refit_every=150))
     state = disc.new_state("u")
     recuts: list[set[str]] = []

@@ -10,10 +10,11 @@ The key is the first of these that the event has (the order is configurable):
 
 ``field``   the logical field (form label / input name): ``paste:Email``
 ``column``  spreadsheet sheet and column, *without the row*: ``getCell:Sheet1!B``
-``element`` the UI element's id: ``clickButton:submit-btn``
+``element`` the UI element's id: ``clickButton:submit-btn`` (an id of digits only, a tab's handle: ``#``)
 ``title``   the element's visible text: ``clickButton:Submit``
 ``url``     for navigation actions only, the URL without query and with digits masked: ``goToUrl:site/form/#``
-``file``    for file actions only, the workbook/sheet: ``openFile:data.xls``
+``file``    for file actions only, the workbook/sheet: ``openFile:data.xls``; for sheet actions the
+            worksheet: ``selectWorksheet:Student details``
 
 Events with none of these keep the bare action type (``copy`` from the OS clipboard).
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import re
 import sys
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +50,11 @@ class ActionAbstraction:
     )
     #: Action types for which the file/workbook is a key.
     file_types: frozenset[str] = frozenset({"openFile", "saveFile", "openWorkbook", "closeFile"})
+    #: Action types for which the worksheet is a key (switching to the "Student details" sheet and to the
+    #: "Reimbursement details" sheet are two different steps).
+    sheet_types: frozenset[str] = frozenset(
+        {"selectWorksheet", "selectSheet", "activateSheet", "addWorksheet"}
+    )
     #: Prefix the application name (``Excel/getCell:...``); off because action types already imply it.
     include_app: bool = False
     #: Mask digits in element ids and URLs (generated ids like ``input_17`` vary between page loads).
@@ -64,7 +71,7 @@ class ActionAbstraction:
                 if target.column:
                     value = f"{target.sheet}!{target.column}" if target.sheet else target.column
             elif name == "element":
-                value = target.element
+                value = _element_key(target.element)
             elif name == "title":
                 value = target.title
             elif name == "url":
@@ -72,6 +79,8 @@ class ActionAbstraction:
                     value = _url_pattern(target.url, mask=self.mask_digits_in_urls)
             elif name == "file" and action_type in self.file_types:
                 value = target.workbook or target.sheet
+            elif name == "file" and action_type in self.sheet_types:
+                value = target.sheet
             if value:
                 return value.strip()
         return None
@@ -85,7 +94,7 @@ class ActionAbstraction:
         if v:
             sheet = t.sheet
             return (f"{sheet}!{v}" if sheet else v).strip()
-        v = t.element or t.title
+        v = _element_key(t.element) or t.title
         if v:
             return v.strip()
         if action_type in self.navigation_types:
@@ -96,10 +105,55 @@ class ActionAbstraction:
             v = t.workbook or t.sheet
             if v:
                 return v.strip()
+        elif action_type in self.sheet_types:
+            v = t.sheet
+            if v:
+                return v.strip()
         return None
 
     def label(self, action: UserAction) -> str:
         return self.label_of(action.app, action.action_type, action.target)
+
+    def labeler(self) -> Callable[[str, str, Any], str]:
+        """`label_of` as one function specialised to this configuration (it runs for every action of every
+        user: the default key order is unrolled, without the method calls)."""
+        if self.key_order != KEY_FIELDS or self.include_app:
+            return self.label_of
+        nav, files, sheets, mask = (
+            self.navigation_types,
+            self.file_types,
+            self.sheet_types,
+            self.mask_digits_in_urls,
+        )
+        intern = sys.intern
+
+        def label(app: str, action_type: str, t: Any) -> str:
+            v = t.field
+            if not v:
+                v = t.column
+                if v:
+                    sheet = t.sheet
+                    if sheet:
+                        v = f"{sheet}!{v}"
+                else:
+                    v = _element_key(t.element) or t.title
+                    if not v:
+                        if action_type in nav:
+                            url = t.url
+                            v = _url_pattern(url, mask=mask) if url else None
+                        elif action_type in files:
+                            v = t.workbook or t.sheet
+                        elif action_type in sheets:
+                            v = t.sheet
+            if v:
+                v = v.strip()
+            if not v:
+                return intern(action_type)
+            if len(v) > MAX_KEY_CHARS:
+                v = f"{v[:MAX_KEY_CHARS]}~{zlib.crc32(v.encode('utf-8', 'surrogatepass')):08x}"
+            return intern(f"{action_type}:{v}")
+
+        return label
 
     def label_of(self, app: str, action_type: str, target: Target) -> str:
         """The label, interned (labels are compared and hashed on every action)."""
@@ -111,6 +165,13 @@ class ActionAbstraction:
             digest = zlib.crc32(key.encode("utf-8", "surrogatepass"))
             key = f"{key[:MAX_KEY_CHARS]}~{digest:08x}"
         return sys.intern(f"{base}:{key}")
+
+
+def _element_key(element: str | None) -> str | None:
+    """An element id made only of digits (a browser tab's or window's handle) names no place: ``#``."""
+    if element and element.strip().isdigit():
+        return "#"
+    return element
 
 
 def _url_pattern(url: str, *, mask: bool) -> str:

@@ -43,11 +43,11 @@ def encoded_bytes(state: UserState) -> int:
     return len(_encode(encode_state(state, canonical=True)))
 
 
-#: Encoded bytes assumed per held event (at least; the last measure's bytes per held event when more), and
-#: per event processed, when estimating growth since the last measure (on the bundled log the codec spends
-#: ~30 per held event, and the start estimator's window and the statistics grow by ~1.5 per event).
-_BYTES_PER_HELD = 48
-_BYTES_PER_EVENT = 3
+#: Encoded bytes assumed per event held, and per event processed, when estimating growth since the last
+#: measure (on the bundled log the codec spends ~30 per held event with its id, value and target, and the
+#: start estimator's window and the statistics grow by ~1 per event until they are full).
+_BYTES_PER_HELD = 40
+_BYTES_PER_EVENT = 1
 #: What a state holds before any event (the id ring, the envelope): the estimate's start.
 _BASE_BYTES = 2048
 
@@ -76,10 +76,9 @@ def check_budget(state: UserState, cfg: DiscoveryConfig, miner: VariantMiner, *,
     if not at:  # never measured: everything is growth (a young state is far from the budget)
         size0 = _BASE_BYTES
     if not force and state.events - at < cfg.budget_measure_every:
-        per_held = max(_BYTES_PER_HELD, size0 // held0) if at and held0 else _BYTES_PER_HELD
         estimate = (
             size0
-            + (held_events(state) - held0) * per_held
+            + (held_events(state) - held0) * _BYTES_PER_HELD
             + (state.events - at) * _BYTES_PER_EVENT
             + label_bytes(state)
             - labels0

@@ -21,6 +21,9 @@ class DiscoveryConfig:
     refit_every: int = 2000
     #: ... over this many recent labels, in thread order (what the start estimator sees).
     history_events: int = 1500
+    #: A candidate start is refused when present in this share of a known routine's segments (its body).
+    start_body_share: float = 0.8
+    start_trial_bodies: bool = False
     #: A segment longer than this is closed (someone stopped doing routines).
     max_segment_events: int = 300
     #: An idle gap longer than this closes a thread and its open segment.
@@ -46,6 +49,13 @@ class DiscoveryConfig:
     #: ... or when it follows it at least this many times more often than it occurs at all (a rare branch
     #: of a routine; an interleaving switch has a lift near 1), seen at least twice.
     continue_lift: float = 5.0
+    #: ... and in any case at least this many times more often than it occurs at all.
+    continue_min_lift: float = 0.0
+    #: When no thread continues an event directly, one that continues it across one step (the event came
+    #: one step early or late: loggers stamp some events late) takes it instead of a new thread.
+    route_skips: bool | str = True
+    #: ... if the two transitions it spans are this likely together (a routine's own order is).
+    skip_share: float = 0.3
     #: Threads open at once; the least recently active is closed beyond this.
     max_threads: int = 6
     #: A thread not continued for this many events is closed (its instance is over).
@@ -78,17 +88,17 @@ class DiscoveryConfig:
     #: Segments waiting to form a new variant ...
     max_pending: int = 40
     #: ... of which the newest this many keep their events (the older ones only their labels and times).
-    pending_with_events: int = 4
+    pending_with_events: int = 2
     #: Variants kept per user; the least recently seen are evicted beyond this.
     max_variants: int = 40
     #: Variants not seen for this long (event time) are evicted at the next refit.
     variant_ttl_seconds: float = 60 * 86400.0
     #: Re-emit a candidate when its occurrences grew by this share since the last emission (or its steps
-    #: changed), at most once per `emit_every_events` events of the user unless its occurrences doubled
-    #: (and always at a flush): not on every occurrence, so neither the candidates topic nor the worker is
-    #: flooded (a 50-step candidate takes milliseconds to build); the latest version is what counts.
+    #: changed), at most once per `emit_every_events` events of the user (everything grown at a flush):
+    #: not on every occurrence, so neither the candidates topic nor the worker is flooded (a 50-step
+    #: candidate takes milliseconds to build); the latest version is what counts.
     emit_growth: float = 0.1
-    emit_every_events: int = 2000
+    emit_every_events: int = 4000
     #: Variants whose action sets overlap at least this much (Jaccard) are variants of one routine.
     family_similarity: float = 1.0
     #: ... or whose smaller action set lies at least this much inside the larger one.
@@ -100,7 +110,7 @@ class DiscoveryConfig:
     #: held since); it is measured exactly when the estimate nears the budget, every `budget_measure_every`
     #: events and at a flush. Above `shed_at` of the budget, kept instances, pending segments and then the
     #: least useful variants are given up until it is under `shed_to` of the budget (`budget.py`).
-    budget_check_every: int = 128
+    budget_check_every: int = 256
     budget_measure_every: int = 4096
     shed_at: float = 0.92
     shed_to: float = 0.8

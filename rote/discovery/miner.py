@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zlib import crc32
 
 from rote.discovery.budget import check_budget
 from rote.discovery.candidates import CandidateBuilder, DiscoveredRoutine, DiscoveryResult
@@ -69,7 +70,7 @@ class RoutineDiscoverer:
         self.miner = VariantMiner(config)
         self.builder = CandidateBuilder(config)
         self.threads = Threader(config, self.miner)
-        self._label = config.abstraction.label_of
+        self._label = config.abstraction.labeler()
         self._lateness_us = int(config.lateness_seconds * US)
         self._gap_us = int(config.max_gap_seconds * US)
         self._max_value = config.max_value_chars
@@ -85,61 +86,84 @@ class RoutineDiscoverer:
     def learn_one(self, state: UserState, action: Any) -> list[Candidate]:
         """Take one action; return candidates that are new or whose version changed (to be emitted)."""
         touched: set[str] = set()
-        self._ingest(state, action, touched)
+        self._ingest(state, (action,), touched)
         return self._emit(state, touched)
 
     def learn_many(self, state: UserState, actions: Iterable[Any]) -> list[Candidate]:
         """A batch of one user's actions: the same final state as `learn_one` in a loop; each changed
         candidate is emitted once, at its latest version."""
         touched: set[str] = set()
-        ingest = self._ingest
-        for action in actions:
-            ingest(state, action, touched)
+        self._ingest(state, actions, touched)
         return self._emit(state, touched)
 
-    def _ingest(self, state: UserState, action: Any, touched: set[str]) -> None:
-        eid = action.event_id
-        ts = (action.timestamp - _EPOCH) // _ONE_US
-        released = state.released_ts
+    def _ingest(self, state: UserState, actions: Iterable[Any], touched: set[str]) -> None:
+        """De-duplicate, abstract and hold each action for the lateness allowance; process the events it
+        releases in time order. One loop over the batch with what it reads hoisted out of it: this is the
+        per-action path of every user."""
+        seen = state.seen
+        ring, fps, window = seen.ring, seen.counts, seen.window
         held = state.held
-        if ts <= released:
-            if ts < released:
-                # older than anything still processable: a redelivery, or an event later than allowed
-                if eid in state.seen:
-                    state.duplicates += 1
-                else:
-                    state.late += 1
-                return
-            ties = state.tie_ids
-            if eid in ties or eid in held or (len(ties) >= _MAX_TIES and eid in state.seen):
-                state.duplicates += 1
-                return
-        elif eid in held:
-            state.duplicates += 1
-            return
-        state.seen.add(eid)
-        value = action.value
-        if value is not None and len(value) > self._max_value:
-            value = _clip_value(value, self._max_value)
-        app = action.app
-        atype = action.action_type
-        target = action.target
-        ev = Ev(eid, ts, self._label(app, atype, target), app, atype, value, target, action.duration_seconds)
-        seq = state.seq = state.seq + 1
-        if ts > state.max_ts:
-            state.max_ts = ts
         heap = state.heap
-        horizon = state.max_ts - self._lateness_us
-        if not heap and ts <= horizon:
-            self._process(state, ev, touched)
-            return
-        # held for the lateness allowance: an event arriving later but stamped earlier goes before it
-        heapq.heappush(heap, (ts, seq, ev))
-        held.add(eid)
-        if heap[0][0] <= horizon or len(heap) > self._max_held:
-            process = self._process
-            while heap and (heap[0][0] <= horizon or len(heap) > self._max_held):
-                out = heapq.heappop(heap)[2]
+        label_of = self._label
+        max_value = self._max_value
+        max_held = self._max_held
+        lateness = self._lateness_us
+        process = self._process
+        push, pop = heapq.heappush, heapq.heappop
+        for action in actions:
+            eid = action.event_id
+            ts = (action.timestamp - _EPOCH) // _ONE_US
+            released = state.released_ts
+            if ts <= released:
+                if ts < released:
+                    # older than anything still processable: a redelivery, or an event later than allowed
+                    if eid in seen:
+                        state.duplicates += 1
+                    else:
+                        state.late += 1
+                    continue
+                ties = state.tie_ids
+                if eid in ties or eid in held or (len(ties) >= _MAX_TIES and eid in seen):
+                    state.duplicates += 1
+                    continue
+            elif eid in held:
+                state.duplicates += 1
+                continue
+            # remember the id (`SeenIds.add`, written out)
+            fp = crc32(eid.encode("utf-8", "surrogatepass")) & 0xFFFF
+            if len(ring) < window:
+                ring.append(fp)
+            else:
+                pos = seen.pos
+                old = ring[pos]
+                c = fps[old] - 1
+                if c:
+                    fps[old] = c
+                else:
+                    del fps[old]
+                ring[pos] = fp
+                seen.pos = (pos + 1) % window
+            fps[fp] = fps.get(fp, 0) + 1
+            value = action.value
+            if value is not None and len(value) > max_value:
+                value = _clip_value(value, max_value)
+            app = action.app
+            atype = action.action_type
+            target = action.target
+            ev = Ev(eid, ts, label_of(app, atype, target), app, atype, value, target, action.duration_seconds)
+            seq = state.seq = state.seq + 1
+            max_ts = state.max_ts
+            if ts > max_ts:
+                max_ts = state.max_ts = ts
+            horizon = max_ts - lateness
+            if not heap and ts <= horizon:
+                process(state, ev, touched)
+                continue
+            # held for the lateness allowance: an event arriving later but stamped earlier goes before it
+            push(heap, (ts, seq, ev))
+            held.add(eid)
+            while heap and (heap[0][0] <= horizon or len(heap) > max_held):
+                out = pop(heap)[2]
                 held.discard(out.event_id)
                 process(state, out, touched)
 
@@ -200,7 +224,40 @@ class RoutineDiscoverer:
                 self._fit(state, touched)
             return
         th = threads.route(state, ev, touched)
-        threads.count(state, x)
+        # count the transitions into x (see `Threader.count`)
+        prev = state.prev_label
+        if prev is not None:
+            d = state.succ.get(prev)
+            if d is None:
+                d = state.succ[prev] = {}
+            c = d.get(x)
+            if c is None:
+                d[x] = 1
+                state.n_pairs += 1
+                if state.n_pairs > cfg.max_pairs:
+                    threads.prune_pairs(state)
+            else:
+                d[x] = c + 1
+            outs = state.outs
+            outs[prev] = outs.get(prev, 0) + 1
+            p2 = state.prev2_label
+            if p2 is not None:
+                k2 = (p2, prev)
+                d2 = state.succ2.get(k2)
+                if d2 is None:
+                    d2 = state.succ2[k2] = {}
+                c = d2.get(x)
+                if c is None:
+                    d2[x] = 1
+                    state.n_triples += 1
+                    if state.n_triples > cfg.max_triples:
+                        threads.prune_triples(state)
+                else:
+                    d2[x] = c + 1
+                outs2 = state.outs2
+                outs2[k2] = outs2.get(k2, 0) + 1
+        state.prev2_label = prev
+        state.prev_label = x
         # segment the thread (see `_segment`)
         seg = th.open
         if seg and (ts - th.last_ts > self._gap_us or len(seg) >= cfg.max_segment_events):
@@ -277,6 +334,8 @@ class RoutineDiscoverer:
             prefer=self._interrupt_starts(state),
             min_support=cfg.min_support,
             min_length=cfg.min_length,
+            body_share=cfg.start_body_share,
+            trial_bodies=cfg.start_trial_bodies,
         )
 
     def _set_starts(self, state: UserState, starts: list[str]) -> None:
@@ -377,7 +436,7 @@ class RoutineDiscoverer:
     def _emit(self, state: UserState, touched: set[str], *, final: bool = False) -> list[Candidate]:
         """Candidates to publish: a variant's first version at `min_support` occurrences, then a new one when
         its steps changed or its occurrences grew by `emit_growth`, at most once per `emit_every_events`
-        unless they doubled (`final`, at a flush: whenever grown)."""
+        (`final`, at a flush: whenever so)."""
         if not touched or not self._emitting:
             return []
         cfg = self.config
@@ -389,11 +448,7 @@ class RoutineDiscoverer:
             steps_hash = key_hash(v.steps)
             if v.version:
                 grown = v.count >= math.ceil(v.emitted_count * (1 + cfg.emit_growth))
-                due = (
-                    final
-                    or v.count >= 2 * v.emitted_count
-                    or state.events - v.emitted_at >= cfg.emit_every_events
-                )
+                due = final or state.events - v.emitted_at >= cfg.emit_every_events
                 if not ((grown or steps_hash != v.emitted_steps) and due):
                     continue
             cand = self.builder.build(state, v, version=v.version + 1)
@@ -428,11 +483,16 @@ def discover(
 ) -> DiscoveryResult:
     """Batch helper: replay `actions` through the streaming code and return the ranked routines.
 
-    All occurrences are kept (the per-variant instance store and the byte budget are lifted here) so they
-    can be scored.
+    All occurrences are kept (the per-variant instance store, the pending segments' events and the byte
+    budget are lifted here) so they can be scored.
     """
+    base = config or DiscoveryConfig()
     cfg = replace(
-        config or DiscoveryConfig(), keep_instances=10**9, max_kept_events=10**12, state_budget_bytes=0
+        base,
+        keep_instances=10**9,
+        max_kept_events=10**12,
+        state_budget_bytes=0,
+        pending_with_events=base.max_pending,
     )
     disc = RoutineDiscoverer(cfg, emit=False)
     state: UserState | None = None

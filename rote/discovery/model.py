@@ -103,9 +103,10 @@ def key_hash(key: tuple[str, ...] | list[str]) -> int:
     return zlib.crc32("\x1f".join(key).encode("utf-8", "surrogatepass"))
 
 
-@dataclass(slots=True)
-class Ev:
-    """The part of an action discovery keeps."""
+class Ev(msgspec.Struct, gc=False):
+    """The part of an action discovery keeps. A msgspec Struct: one is made for every action, and a Struct
+    is made four times faster than a slotted dataclass (it holds no reference cycles, so it stays out of the
+    garbage collector's tracking too)."""
 
     event_id: str
     #: event time in integer microseconds since the epoch (exact, so an encoded state round-trips exactly)
@@ -197,6 +198,49 @@ class UserState:
 
     STATE_KIND: ClassVar[str] = "rote.discovery.user"
     STATE_VERSION: ClassVar[int] = 2
+
+    # slots: every attribute is read on the per-action path
+    __slots__ = (
+        "duplicates",
+        "events",
+        "heap",
+        "held",
+        "history",
+        "keep_instances",
+        "key_index",
+        "label_counts",
+        "late",
+        "max_ts",
+        "measured",
+        "n_pairs",
+        "n_triples",
+        "next_tid",
+        "noise_events",
+        "opened",
+        "outs",
+        "outs2",
+        "pending",
+        "prev2_label",
+        "prev_label",
+        "released_ts",
+        "retracted",
+        "seen",
+        "segments",
+        "seq",
+        "shed",
+        "since_decay",
+        "since_refit",
+        "start_set",
+        "starts",
+        "succ",
+        "succ2",
+        "threads",
+        "tie_ids",
+        "total_count",
+        "user_id",
+        "variants",
+        "warmup",
+    )
 
     def __init__(self, user_id: str, *, keep_instances: int = 4, dedupe_window: int = 320) -> None:
         self.user_id = user_id

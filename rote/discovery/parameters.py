@@ -70,18 +70,29 @@ def analyse_data(
             out.append(None)
             continue
         raw_examples = [rows[i][k] for i in present]
-        examples = [str(x) for x, _ in Counter(raw_examples).most_common(MAX_EXAMPLES) if x is not None]
+        examples = _examples(raw_examples)
         source = (
             _derived_source(norm, index, k, present, agreement) if len(present) >= min_instances else None
         )
-        distinct = Counter(norm[i][k] for i in present)
+        first = norm[present[0]][k]
         if source is not None:
             out.append({"kind": "derived", "source_step": source, "examples": examples})
-        elif len(present) >= min_instances and len(distinct) == 1:
+        elif len(present) >= min_instances and all(norm[i][k] == first for i in present):
             out.append({"kind": "constant", "constant": raw_examples[0], "examples": examples[:1]})
         else:
             out.append({"kind": "variable", "examples": examples})
     return out
+
+
+def _examples(raw: list[str | None]) -> list[str]:
+    """The most common values, most common first (first seen first among equals), at most MAX_EXAMPLES."""
+    counts: dict[str, int] = {}
+    for x in raw:
+        if x is not None:
+            counts[x] = counts.get(x, 0) + 1
+    if len(counts) <= 1:
+        return list(counts)
+    return [x for x, _ in Counter(counts).most_common(MAX_EXAMPLES)]
 
 
 def _derived_source(

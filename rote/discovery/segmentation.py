@@ -100,6 +100,17 @@ def body(seq: Sequence[str], start: str, starts: set[str], *, min_length: int, s
     return {label for label, n in presence.items() if n >= share * len(segs)}
 
 
+def _bodies(segs: Sequence[list[str]], starts: Sequence[str], share: float) -> dict[str, set[str]]:
+    """`body` of each start, from segments already cut."""
+    presence: dict[str, Counter[str]] = {s: Counter() for s in starts}
+    n: Counter[str] = Counter()
+    for seg in segs:
+        if seg and seg[0] in presence:
+            n[seg[0]] += 1
+            presence[seg[0]].update(set(seg))
+    return {s: {x for x, c in presence[s].items() if c >= share * n[s]} for s in starts if n[s]}
+
+
 def _chops(segs: Sequence[list[str]], head: str, starts: set[str]) -> bool:
     """Does cutting at `head` cut the known routines' instances short?
 
@@ -146,6 +157,7 @@ def estimate_starts(
     min_length: int = 3,
     body_share: float = 0.8,
     prefer: Sequence[str] = (),
+    trial_bodies: bool = False,
 ) -> list[str]:
     """Routine start actions of a stream; `known` starts (from earlier windows) are kept as roots.
 
@@ -175,9 +187,18 @@ def estimate_starts(
             seen.add(label)
             heads.append(label)
     for head in heads:
-        if head in accepted or any(head in b for b in bodies.values()):
+        if head in accepted:
             continue
         trial = accepted | {head}
+        if any(head in b for b in bodies.values()):
+            if not trial_bodies:
+                continue
+            # in the body of a known routine while only the known starts cut the stream; is it still when
+            # this one cuts too? (a routine glued onto another's instances is in their bodies until its own
+            # start separates them; a step of the known routine stays in its body)
+            tsegs = segment_at(seq, trial, min_length=min_length)
+            if any(head in b for b in _bodies(tsegs, starts, body_share).values()):
+                continue
         head_body = body(seq, head, trial, min_length=min_length, share=body_share)
         if len(head_body) < min_length:
             continue  # cutting there leaves only fragments: not a routine of its own

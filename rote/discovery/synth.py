@@ -2,13 +2,20 @@
 
 The shared interleaved logs carry only routine models (and may not be copied into the repository), so to
 test what matters -- are the right events of the right routine found -- we make our own: routine *types*
-are taken from labelled logs (each Bosco log is a family of instances of one kind of work; the Bosco logs
-share many actions: the same log-in, the same "open the spreadsheet"), and their instances are interleaved
+are taken from labelled logs, and their instances are interleaved
 at the **event level**: up to `concurrency` instances are in progress at once, each next event comes from
 the instance in focus with probability `stickiness`, else focus moves to another open instance or a new one
 starts. Unrelated noise actions are inserted with probability `noise_rate` per event. Everything is re-timed
 onto one clock keeping each instance's own step timing, and every event carries its routine type and its
 instance (noise: none). Deterministic for a seed.
+
+What a routine type is: **one variant** of a Bosco log, the instances that share its most common label
+sequence (`one_variant`). A Bosco log is a family of procedures (log7 has 14 variants: with and without a
+cancel, another field order...); each variant is a different sequence of steps, so a different automation,
+and rote reports each as its own routine. Taking a whole log as one type would score a discovered routine
+against the union of all its variants' labels, which no single procedure has. The Bosco logs share many
+actions across types (the same log-in, the same "open the spreadsheet"), which is what makes the
+interleaving hard.
 """
 
 from __future__ import annotations
@@ -44,6 +51,22 @@ class SynthConfig:
     #: chance of an unrelated action after each event
     noise_rate: float = 0.1
     user_id: str = "synth"
+
+
+def one_variant(
+    instances: Sequence[Sequence[UserAction]], abstraction: ActionAbstraction | None = None
+) -> list[Sequence[UserAction]]:
+    """The instances of the most common label sequence among `instances` (first seen among equals): one
+    routine type (see the module docstring)."""
+    ab = abstraction or ActionAbstraction()
+    keys = [tuple(ab.label(a) for a in inst) for inst in instances]
+    counts: dict[tuple[str, ...], int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    if not counts:
+        return []
+    top = max(counts, key=lambda k: counts[k])
+    return [inst for inst, k in zip(instances, keys, strict=True) if k == top]
 
 
 def interleave(

@@ -36,12 +36,18 @@ class Threader:
         self.miner = miner
         #: while the warm-up is routed: where closing threads leave their labels (thread id, labels)
         self.sink: list[tuple[int, list[str]]] | None = None
+        # the settings `route` reads for every action
+        self._theta = config.continue_share
+        self._lift = config.continue_lift
+        self._min_lift = config.continue_min_lift
+        self._ms = config.min_support
+        self._min_length = config.min_length
+        self._skips = bool(config.route_skips)
 
     # ------------------------------------------------------------------------------------ routing
 
     def route(self, state: UserState, ev: Ev, touched: set[str]) -> Thread:
         """The thread this event continues, or a new one (see the module docstring)."""
-        cfg = self.config
         x = ev.label
         best: Thread | None = None
         bp = 0.0
@@ -49,25 +55,33 @@ class Threader:
         if threads:
             succ = state.succ
             outs = state.outs
-            theta = cfg.continue_share
             # lift: how much more often x follows a thread's last action than x occurs at all
-            min_q = cfg.continue_lift * state.label_counts.get(x, 0) / max(1, state.total_count)
-            if theta < min_q:
-                min_q = theta
-            ms = cfg.min_support
+            total = state.total_count
+            base = state.label_counts.get(x, 0) / total if total > 0 else 0.0
+            min_q = self._lift * base
+            if self._theta < min_q:
+                min_q = self._theta
+            # ... and never less often than it occurs anyway (a label that is half the stream follows
+            # everything: following a thread's action says nothing about belonging to it)
+            floor = self._min_lift * base
+            if min_q < floor:
+                min_q = floor
             for th in threads:
-                d = succ.get(th.last)
+                last = th.last
+                d = succ.get(last)
                 if d is None:
                     continue
                 c = d.get(x, 0)
                 if c < 2:
                     continue
-                q = c / max(c, outs.get(th.last, 0))
-                if th.prev is not None:
+                o = outs.get(last, 0)
+                q = c / o if o > c else 1.0
+                prev = th.prev
+                if prev is not None and q < 1.0:
                     # a shared action ("copy" before any of twelve fields) is disambiguated by the one before
-                    k2 = (th.prev, th.last)
+                    k2 = (prev, last)
                     o2 = state.outs2.get(k2, 0)
-                    if o2 >= ms:
+                    if o2 >= self._ms:
                         d2 = state.succ2.get(k2)
                         if d2 is not None:
                             q2 = d2.get(x, 0) / o2
@@ -78,15 +92,17 @@ class Threader:
                 # equal evidence: the longer-lived thread (a stray action's thread must not take work over)
                 if q > bp or (q == bp and best is not None and th.size > best.size):
                     best, bp = th, q
+            if best is None and self._skips:
+                best = self._skip_route(state, x)
         n = state.events
         if best is None:
             best = Thread(tid=state.next_tid, first=x, size=0, last=x, last_n=n, last_ts=ev.ts)
             state.next_tid += 1
             threads.append(best)
-            if len(threads) > cfg.max_threads:
+            if len(threads) > self.config.max_threads:
                 self.close(state, min(threads, key=lambda t: t.last_n), touched)
         size = best.size = best.size + 1
-        if size == cfg.min_length:
+        if size == self._min_length:
             # a thread that lived on: its first action began real work, not a stray event
             state.opened[best.first] = state.opened.get(best.first, 0) + 1
         best.prev = best.last if size > 1 else None
@@ -98,8 +114,44 @@ class Threader:
             self.retire_hist(state, best)
         return best
 
+    def _skip_route(self, state: UserState, x: str) -> Thread | None:
+        """No thread continues `x` directly: does one continue it across one step? Loggers stamp some
+        events late (a spreadsheet read logged after the copy it fed), so `x` may come one step early
+        (it follows a successor of the thread's last action) or one step late (it follows the action before
+        the last one). Only threads that lived on (a stray event's thread takes nothing this way)."""
+        cfg = self.config
+        succ, outs = state.succ, state.outs
+        min_q = cfg.skip_share
+        best: Thread | None = None
+        bq = 0.0
+        for th in state.threads:
+            if th.size < cfg.min_length:
+                continue
+            q = 0.0
+            d = succ.get(th.last) if cfg.route_skips != "late" else None
+            if d:
+                o = max(1, outs.get(th.last, 0))
+                for y, cy in d.items():
+                    if cy < 2 or y == x:
+                        continue
+                    d2 = succ.get(y)
+                    cx = d2.get(x, 0) if d2 else 0
+                    if cx >= 2:
+                        q = max(q, cy / o * cx / max(cx, outs.get(y, 0)))
+            if th.prev is not None and cfg.route_skips != "early":
+                dp = succ.get(th.prev)
+                cx = dp.get(x, 0) if dp else 0
+                if cx >= 2:
+                    q = max(q, cx / max(cx, outs.get(th.prev, 0)))
+            if q < min_q:
+                continue
+            if q > bq or (q == bq and best is not None and th.size > best.size):
+                best, bq = th, q
+        return best
+
     def count(self, state: UserState, x: str) -> None:
-        """Count the transitions into `x` (first and second order) of the raw stream."""
+        """Count the transitions into `x` (first and second order) of the raw stream (written out again in
+        `RoutineDiscoverer._process`, the per-action path)."""
         prev = state.prev_label
         if prev is not None:
             d = state.succ.get(prev)
@@ -110,7 +162,7 @@ class Threader:
                 d[x] = 1
                 state.n_pairs += 1
                 if state.n_pairs > self.config.max_pairs:
-                    self._prune_pairs(state)
+                    self.prune_pairs(state)
             else:
                 d[x] = c + 1
             state.outs[prev] = state.outs.get(prev, 0) + 1
@@ -125,7 +177,7 @@ class Threader:
                     d2[x] = 1
                     state.n_triples += 1
                     if state.n_triples > self.config.max_triples:
-                        self._prune_triples(state)
+                        self.prune_triples(state)
                 else:
                     d2[x] = c + 1
                 state.outs2[k2] = state.outs2.get(k2, 0) + 1
@@ -200,12 +252,12 @@ class Threader:
         state.opened = {x: n for x, n in state.opened.items() if x not in gone}
         recount_tables(state)
 
-    def _prune_pairs(self, state: UserState) -> None:
+    def prune_pairs(self, state: UserState) -> None:
         state.n_pairs = _drop_singletons(state.succ)
         if state.n_pairs > self.config.max_pairs * 3 // 4:
             self.decay(state)
 
-    def _prune_triples(self, state: UserState) -> None:
+    def prune_triples(self, state: UserState) -> None:
         state.n_triples = _drop_singletons(state.succ2)
         state.outs2 = {k: n for k, n in state.outs2.items() if k in state.succ2}
         if state.n_triples > self.config.max_triples * 3 // 4:
