@@ -195,6 +195,8 @@ def throughput(bootstrap: str, backlog: Backlog, workdir: Path, *, timeout: floa
             f"the worker committed {moved[-1][1] if moved else 0} of {backlog.actions} actions"
         )
     first, last = moved[0], moved[-1]
+    if last[1] == first[1]:  # everything committed at once (a small backlog): from the sample before it
+        first = samples[samples.index(first) - 1] if samples.index(first) > 0 else (started, 0, samples[0][2])
     window_actions = last[1] - first[1]
     span = last[0] - first[0]
     return {
