@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from rote.streams.fast import (
     BATCH_KIND,
@@ -177,9 +177,12 @@ def test_a_batch_accepts_exactly_the_actions_the_schema_accepts(
         if keep_user:
             p["user_id"] = "ana"
         payloads.append(p)
-    raw = json.dumps(
-        {"kind": BATCH_KIND, "schema_version": 1, "user_id": "ana", "actions": payloads}
-    ).encode()
+    try:  # a message that is not JSON at all (NaN, Infinity) is rejected whole: another test covers that
+        raw = json.dumps(
+            {"kind": BATCH_KIND, "schema_version": 1, "user_id": "ana", "actions": payloads}, allow_nan=False
+        ).encode()
+    except ValueError:
+        assume(False)
     out = decode_message(raw)
     expected = []
     for p in payloads:
