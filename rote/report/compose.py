@@ -328,6 +328,9 @@ class RunEvidence:
     duration of each of its steps in them; simulated runs are only counted, apart. Bounded: one sum per
     step of the automation."""
 
+    #: run ids remembered, so a redelivered run report (at-least-once delivery) counts once
+    RECENT = 1024
+
     def __init__(self) -> None:
         self.runs = 0
         self.succeeded = 0
@@ -335,8 +338,16 @@ class RunEvidence:
         self.seconds = 0.0
         #: step -> [label, runs with the step, total seconds]
         self.steps: dict[int, list[Any]] = {}
+        #: the last runs counted: (run id, start as a unix time)
+        self.recent: deque[tuple[str, float]] = deque(maxlen=self.RECENT)
 
     def add(self, m: RunMetric) -> None:
+        at = m.started_at.timestamp()
+        if any(rid == m.run_id for rid, _ in self.recent):
+            return
+        if len(self.recent) == self.RECENT and at <= self.recent[0][1]:
+            return  # older than every run remembered: a redelivery of one counted long ago
+        self.recent.append((m.run_id, at))
         if m.source == "simulated":
             self.simulated += 1
             return
@@ -365,7 +376,7 @@ class RunEvidence:
     def to_state(self) -> dict[str, Any]:
         steps = [[step, label, count, total] for step, (label, count, total) in sorted(self.steps.items())]
         return {"runs": self.runs, "succeeded": self.succeeded, "simulated": self.simulated,
-                "seconds": self.seconds, "steps": steps}
+                "seconds": self.seconds, "steps": steps, "recent": [list(r) for r in self.recent]}
 
     @classmethod
     def from_state(cls, data: Any, where: str) -> RunEvidence:
@@ -375,6 +386,10 @@ class RunEvidence:
             e.seconds = float(data["seconds"])
             for step, label, count, total in data["steps"]:
                 e.steps[int(step)] = [str(label), int(count), float(total)]
+            for rid, at in data.get("recent", [])[-cls.RECENT :]:
+                if not isinstance(rid, str):
+                    raise TypeError("run id")
+                e.recent.append((rid, float(at)))
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{where}: not a run-evidence record ({exc})") from None
         return e
