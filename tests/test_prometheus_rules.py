@@ -121,13 +121,16 @@ def test_grafana_provisioning_and_compose_agree_on_the_dashboards_path() -> None
 def test_k8s_manifests_scrape_the_ports_the_processes_serve() -> None:
     from rote.metrics import DEFAULT_METRICS_PORT, DEFAULT_SANDBOX_METRICS_PORT
 
-    for name, port in (("worker", DEFAULT_METRICS_PORT), ("sandbox-runner", DEFAULT_SANDBOX_METRICS_PORT)):
+    for name, port, var in (
+        ("worker", DEFAULT_METRICS_PORT, "ROTE_METRICS_PORT"),
+        ("sandbox-runner", DEFAULT_SANDBOX_METRICS_PORT, "ROTE_SANDBOX_METRICS_PORT"),
+    ):
         docs = list(yaml.safe_load_all((REPO / "deploy" / "k8s" / f"{name}.yaml").read_text()))
         deployment = next(d for d in docs if d["kind"] == "Deployment")
         service = next(d for d in docs if d["kind"] == "Service")
         pod = deployment["spec"]["template"]
         assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
         assert service["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
-        env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
-        assert env["ROTE_METRICS_PORT"] == str(port)
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert env[var] == str(port)
         assert pod["spec"]["containers"][0]["ports"][0]["containerPort"] == port

@@ -71,14 +71,27 @@ def apply_cmd(
     broker: Annotated[str, typer.Option(help="kafka://HOST:PORT. Env: ROTE_BROKER.", envvar="ROTE_BROKER")],
     principal: PrincipalOpt = None,
     app_id: AppIdOpt = "rote",
+    create_topics: Annotated[
+        bool, typer.Option("--create-topics", help="Also create the catalogue's topics that are missing.")
+    ] = False,
+    replication: Annotated[
+        int,
+        typer.Option(help="Replicas per created topic. Env: ROTE_REPLICATION.", envvar="ROTE_REPLICATION"),
+    ] = 1,
 ) -> None:
     """Create the ACLs on a cluster, as this process's Kafka principal (which must be allowed to alter
-    ACLs: a super user). Idempotent."""
+    ACLs: a super user). Idempotent. With --create-topics, the catalogue's topics too (workers may create
+    only their own `<app id>-*` topics)."""
     from rote.brokers import acls
+    from rote.brokers import create_topics as make_topics
     from rote.cli.errors import require_broker
+    from rote.streams.topics import CATALOGUE
 
     bootstrap = broker.removeprefix("kafka://")
     require_broker(bootstrap)
+    if create_topics:
+        make_topics(bootstrap, CATALOGUE, replication=replication)
+        typer.echo(f"{len(CATALOGUE)} catalogue topics in place on {bootstrap}")
     n = acls.apply(bootstrap, acls.table(_principals(principal), app_id=app_id))
     typer.echo(f"{n} ACLs in place on {bootstrap}")
 
