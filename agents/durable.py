@@ -215,14 +215,28 @@ class DurableState(Generic[S, Item]):
             live.partition = partition
         return self.apply_fn(live.state, item)
 
-    def record(self, key: str, topic: str, value: bytes, *, units: int = 1, checkpoint: bool = False) -> None:
+    def record(
+        self,
+        key: str,
+        topic: str,
+        value: bytes | Callable[[], bytes],
+        *,
+        units: int = 1,
+        checkpoint: bool = False,
+        size_hint: int | None = None,
+    ) -> None:
         """Make the last applied event durable: log it, or checkpoint when due (or asked).
 
         A due checkpoint already holds the event, so the event is then not logged at all: with batches of
-        actions (hundreds per message) most messages end in one checkpoint and no log record.
+        actions (hundreds per message) most messages end in one checkpoint and no log record. `value` may be
+        a function making the log record, called only when one is written (`size_hint` estimates its
+        size meanwhile).
         """
         live = self._restore(key)
-        entry = len(topic) + 1 + len(value)
+        if callable(value) and size_hint is None:
+            value = value()
+        size = size_hint if size_hint is not None else len(value) if isinstance(value, bytes) else 0
+        entry = len(topic) + 1 + size
         due = (
             checkpoint
             or live.dirty
@@ -233,9 +247,10 @@ class DurableState(Generic[S, Item]):
         if due or not live.stored:
             self.checkpoint(key, live)
             return
-        self.wal[self.wal_key(key, live.epoch, live.seq)] = topic.encode() + _SEP + value
+        data = value() if callable(value) else value
+        self.wal[self.wal_key(key, live.epoch, live.seq)] = topic.encode() + _SEP + data
         live.seq += 1
-        live.wal_bytes += entry
+        live.wal_bytes += len(topic) + 1 + len(data)
 
     def stage(self, key: str, pending: list[dict[str, Any]]) -> None:
         """Put outputs in the key's outbox; the caller then checkpoints, flushes, publishes, `unstage`s."""

@@ -22,7 +22,8 @@ out through the same outbox (agents/outbox.py: neither lost nor doubled across a
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -88,7 +89,11 @@ def register(
     rejected = metrics.USER_ACTIONS_TOTAL.labels(outcome="dead_lettered")
 
     async def take(
-        event: faust.EventT, user_id: str, item: Sequence[FastAction] | str, log_value: bytes
+        event: faust.EventT,
+        user_id: str,
+        item: Sequence[FastAction] | str,
+        log_value: bytes | Callable[[], bytes],
+        size_hint: int | None = None,
     ) -> None:
         """One user's actions (or a flush) of one message: learn, make durable, publish (agents/outbox.py)."""
         n = 0 if item == FLUSH else len(item)
@@ -106,7 +111,7 @@ def register(
             return
         accepted.inc(n)
         if not emitted and not withdrawn:
-            users.record(user_id, USER_ACTIONS.name, log_value, units=max(n, 1))
+            users.record(user_id, USER_ACTIONS.name, log_value, units=max(n, 1), size_hint=size_hint)
             return
         # Outputs go into the durable state first (checkpoint), reach the broker, then leave: a crash
         # anywhere in between neither loses nor doubles a candidate version (agents/outbox.py).
@@ -155,8 +160,10 @@ def register(
                 by_user.setdefault(action.user_id, []).append(action)
             for user_id, actions in by_user.items():
                 clean = [redactor.redact_action(a) for a in actions]
-                # the log keeps the redacted form: a changelog never holds what a person typed
-                await take(event, user_id, clean, encode_batch(user_id, clean))
+                # The log keeps the redacted form (a changelog never holds what a person typed), encoded only
+                # if a log record is written: a batch that makes a checkpoint due is not logged at all.
+                hint = len(raw) * len(clean) // max(1, len(decoded.actions))
+                await take(event, user_id, clean, partial(encode_batch, user_id, clean), hint)
 
     async def forget_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         # Users whose partitions moved to another worker are flushed by the worker that owns them now.
