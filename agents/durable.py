@@ -32,8 +32,10 @@ partition that comes back (after another worker changed it) is decoded afresh fr
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
@@ -337,5 +339,13 @@ def read_pending(r: StateReader) -> dict[str, Any]:
     }
 
 
+_epochs = itertools.count()
+
+
 def _new_epoch() -> str:
-    return os.urandom(6).hex()
+    """Unique per key incarnation within this process, and across processes by start time and pid (no
+    randomness needed: it only keeps one incarnation's log records apart from another's)."""
+    return f"{_PROCESS_TAG}{next(_epochs):x}"
+
+
+_PROCESS_TAG = f"{time.time_ns() // 1_000_000:x}.{os.getpid():x}."

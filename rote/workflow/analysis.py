@@ -11,6 +11,7 @@ and the CLI call `analyze` on archived events, so stream and report always agree
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
@@ -251,26 +252,44 @@ def target_key(step: RoutineStep) -> str:
     return "|".join(p or "" for p in parts)
 
 
+@functools.lru_cache(maxsize=4096)
 def _norm(action: str) -> str:
     return action.replace("_", "").replace("-", "").lower()
 
 
+@functools.lru_cache(maxsize=64)
+def _normed(names: frozenset[str]) -> frozenset[str]:
+    return frozenset(_norm(n) for n in names)
+
+
 def _in(action: str, names: frozenset[str]) -> bool:
-    return _norm(action) in {_norm(n) for n in names}
+    return _norm(action) in _normed(names)
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    """numpy's default (linear) percentile of sorted values, without numpy's per-call overhead: a step has
+    a few dozen samples, and the analysis asks for thousands of these."""
+    pos = (len(ordered) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def _stats(values: Sequence[float]) -> tuple[float, float, float, float, float]:
-    arr = np.asarray(values, dtype=float)
-    mean = float(arr.mean())
-    std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-    return (float(arr.sum()), mean, float(np.median(arr)), float(np.percentile(arr, 90)), std)
+    n = len(values)
+    total = math.fsum(values)
+    mean = total / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    ordered = sorted(values)
+    return (total, mean, _quantile(ordered, 0.5), _quantile(ordered, 0.9), std)
 
 
 def _excess_over_fence(values: Sequence[float], fence_iqr: float, min_samples: int) -> float:
     """Idle time hiding inside a step: the part of each sample above Q3 + k·IQR (a Tukey far-out fence)."""
     if len(values) < min_samples:
         return 0.0
-    q1, q3 = np.percentile(np.asarray(values, dtype=float), [25, 75])
+    ordered = sorted(values)
+    q1, q3 = _quantile(ordered, 0.25), _quantile(ordered, 0.75)
     fence = q3 + fence_iqr * (q3 - q1)
     return float(sum(v - fence for v in values if v > fence))
 
