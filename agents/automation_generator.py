@@ -15,6 +15,9 @@ Two agents, because their inputs are keyed differently:
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
+import multiprocessing
 from typing import Any
 
 import faust
@@ -104,9 +107,12 @@ def register(
                         generated[cand.candidate_id.encode()] = encode_json(last)
                     if not should_generate(cand, last, min_score=min_score, growth=regenerate_growth):
                         continue
-                    # Rendering runs static checkers in subprocesses (bash -n): off the event loop, so a slow
-                    # check cannot stall heartbeats past the session timeout and trigger a rebalance.
-                    automation = await asyncio.get_running_loop().run_in_executor(None, generate, cand)
+                    # Generating costs tens of milliseconds of CPU (planning, three renders, static checks):
+                    # in a process of its own, so neither the event loop nor the task identifier's share of
+                    # the interpreter waits for it.
+                    automation = await asyncio.get_running_loop().run_in_executor(
+                        _generator_pool(), generate, cand
+                    )
             except Exception as exc:
                 await io.failed(event, exc)
                 continue
@@ -185,6 +191,21 @@ def register(
         return web.json({"automations": rows})
 
     return {"generate": generate_automations, "registry": keep_registry, "state": registry}
+
+
+_pool: concurrent.futures.Executor | None = None
+
+
+def _generator_pool() -> concurrent.futures.Executor:
+    """One generator process per worker, started on first use ('spawn': nothing of the worker's event loop
+    or threads is inherited). Candidates and automations cross it pickled, between rote's own processes."""
+    global _pool
+    if _pool is None:
+        _pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        )
+        atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
+    return _pool
 
 
 def _generated_record(raw: bytes | None) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ again.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import shutil
 import subprocess
@@ -252,6 +253,12 @@ def _environment() -> SandboxedEnvironment:
 _ENV = _environment()
 
 
+@functools.lru_cache(maxsize=len(LANGUAGES))
+def _template(language: str) -> Any:
+    """Each language's template compiled once per process (compiling is most of a render's cost)."""
+    return _ENV.from_string(template_text(language))
+
+
 def static_check(language: str, source: str) -> str:
     """'ok' or the checker's complaint: Python's own compiler, `bash -n`, and our AppleScript parser."""
     if language == "python":
@@ -312,7 +319,7 @@ def render(
             view["unsupported"] = True
             unsupported.append(f"step {st['i']} ({comment_text(st['label'], limit=60)}): {exc}")
         steps.append(view)
-    source = _ENV.from_string(template_text(language)).render(
+    source = _template(language).render(
         name=meta.name,
         automation_id=meta.automation_id,
         version=meta.version,
