@@ -46,8 +46,10 @@ BATCH_KIND = "user-action-batch"
 FLUSH_KIND = "user-flush"
 
 #: Timestamps with more than 6 fractional digits: msgspec rounds them, pydantic truncates. Messages holding
-#: one take the path where pydantic decides (found by the equivalence property test).
-_SUSPECT = re.compile(rb"\d\d:\d\d:\d\d\.\d{7}")
+#: one take the path where pydantic decides (found by the equivalence property test). The pattern is looser
+#: than a timestamp on purpose: a value such as "3.1415926" also takes the slow path, which is only slower,
+#: and the search costs ~0.25 µs per action instead of ~3 µs for the anchored form.
+_SUSPECT = re.compile(rb"\.\d{7}")
 
 _Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
