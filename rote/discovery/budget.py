@@ -4,16 +4,18 @@ Every structure of the state has its own bound (kept instances per variant and i
 segments, variants, labels, transitions, the start estimator's window), and for ordinary streams these keep
 a user's state well under the budget. They cannot bound the *bytes* of what users type, though: a routine
 whose event ids are UUIDs, whose values are long, or a stream of hundreds of long distinct window titles
-holds more per item. So the encoded size itself is measured (every `budget_check_every` events and at a
+holds more per item. So the encoded size itself is estimated (every `budget_check_bytes` of payload taken
+in), measured when the estimate nears the budget (and every `budget_measure_every` events and at a
 flush: deterministic in the event count, so batched and one-at-a-time learning agree) and, above
 `shed_at` of the budget, data is given up in order of least harm until it is under `shed_to`:
 
+0. target texts longer than 256 characters (cut, with a digest of the whole);
 1. the kept instances of all but the best-supported variant;
 2. the events of pending segments (they still count as occurrences when a routine forms);
 3. the best variant's instances beyond three (what the automation generator needs to infer a routine);
 4. pending segments themselves;
-5. the older half of the start estimator's window (twice), the best variant's instances down to one, the
-   transition statistics (a decay);
+5. the threads' labels (moved into the start estimator's window), the older half of that window (twice),
+   the best variant's instances down to one, the transition statistics (a decay);
 6. the least useful variants (least supported first; an emitted one is retracted with a tombstone).
 
 Each step is counted in `UserState.shed`. Losing kept instances costs the candidate examples, never the
@@ -23,13 +25,14 @@ dozens of long variants).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 
 import msgspec
 
 from rote.discovery.codec import encode_state
 from rote.discovery.config import DiscoveryConfig
-from rote.discovery.model import UserState
+from rote.discovery.model import Ev, UserState, target_values
 from rote.discovery.threads import Threader
 from rote.discovery.variants import VariantMiner
 
@@ -43,12 +46,11 @@ def encoded_bytes(state: UserState) -> int:
     return len(_encode(encode_state(state, canonical=True)))
 
 
-#: Encoded bytes assumed per event held, and per event processed, when estimating growth since the last
-#: measure (on the bundled log the codec spends ~30 per held event with its id, value and target, and the
-#: start estimator's window and the statistics grow by ~1 per event until they are full).
-_BYTES_PER_HELD = 40
-_BYTES_PER_EVENT = 1
-#: What a state holds before any event (the id ring, the envelope): the estimate's start.
+#: Bytes a held event costs besides its id and value (times, label/app/type/target indices, share of the
+#: tables), per event processed (the start estimator's window grows until it is full), and what a state
+#: holds before any event: the estimate's parts (on the bundled log a held event costs ~30 bytes in all).
+_BYTES_PER_HELD = 16
+_BYTES_PER_EVENT = 1.5
 _BASE_BYTES = 2048
 
 
@@ -65,37 +67,51 @@ def held_events(state: UserState) -> int:
     return n
 
 
-def check_budget(state: UserState, cfg: DiscoveryConfig, miner: VariantMiner, *, force: bool = False) -> None:
+def check_budget(
+    state: UserState, cfg: DiscoveryConfig, miner: VariantMiner, *, force: bool = False, warming: bool = False
+) -> bool:
     """Estimate the encoded size from the last measure; measure (and trim) when it may near the budget.
 
+    `warming`: the state is still buffering its warm-up, which cannot be trimmed; returns whether it is
+    near the budget (the caller then ends the warm-up). Otherwise returns whether it was measured.
+
     Why an estimate: encoding a 15 kB state costs about as much as processing a few hundred events, while
-    what makes a state grow is almost only the events it holds, which are cheap to count.
+    what makes a state grow is the events it holds, which are cheap to count. What an event weighs is
+    taken from the payload the recent events brought (ids, values, labels: `UserState.payload`), or from
+    the last measure when that was more.
     """
-    size0, held0, at, labels0 = state.measured
+    size0, held0, at, labels0, per_held0, payload0 = state.measured
     budget = cfg.state_budget_bytes
-    if not at:  # never measured: everything is growth (a young state is far from the budget)
+    if not at:  # never measured: everything is growth
         size0 = _BASE_BYTES
     if not force and state.events - at < cfg.budget_measure_every:
+        recent = state.events - at
+        per_held = (state.payload - payload0) / recent + _BYTES_PER_HELD if recent > 0 else 0.0
+        per_held = max(per_held, per_held0)
         estimate = (
             size0
-            + (held_events(state) - held0) * _BYTES_PER_HELD
-            + (state.events - at) * _BYTES_PER_EVENT
-            + label_bytes(state)
-            - labels0
+            + (held_events(state) - held0) * per_held
+            + min(recent, cfg.history_events) * _BYTES_PER_EVENT
+            + 2 * (label_bytes(state) - labels0)  # a label is also in the window's and the tables' labels
         )
         if estimate <= cfg.shed_at * budget:
-            return
+            return False
+    if warming:
+        return encoded_bytes(state) > cfg.shed_at * budget
     enforce_budget(state, cfg, miner)
+    return True
 
 
 def label_bytes(state: UserState) -> int:
-    """Characters of the labels the statistics know (long distinct labels are what else grows)."""
-    return sum(len(x) for x in state.label_counts)
+    """Characters of the labels the statistics and the threads know (long distinct labels are what else
+    grows)."""
+    return state.label_chars + state.hist_chars
 
 
 def enforce_budget(state: UserState, cfg: DiscoveryConfig, miner: VariantMiner) -> int:
     """Measure the state; trim it when it nears the budget. Returns the size after."""
-    size = encoded_bytes(state)
+    data = encode_state(state, canonical=True)
+    size = len(_encode(data))
     budget = cfg.state_budget_bytes
     if size > cfg.shed_at * budget:
         # a user whose routines do not fit keeps fewer instances from now on (down to two: one to learn
@@ -106,14 +122,52 @@ def enforce_budget(state: UserState, cfg: DiscoveryConfig, miner: VariantMiner) 
             if not step():
                 continue
             state.shed += 1
-            size = encoded_bytes(state)
+            data = encode_state(state, canonical=True)
+            size = len(_encode(data))
             if size <= target:
                 break
-    state.measured = [size, held_events(state), max(1, state.events), label_bytes(state)]
+    held = held_events(state)
+    # what the held events cost, measured: the event block and the tables only they fill
+    parts = sum(len(_encode(data[k])) for k in ("events", "values", "strings", "targets"))
+    per_held = parts / held if held else 0.0
+    state.measured = [size, held, max(1, state.events), label_bytes(state), round(per_held, 1), state.payload]
     return size
 
 
+#: Target texts are cut to this many characters when shedding.
+_TARGET_CHARS = 256
+
+
+def _clip(text: str) -> str:
+    digest = zlib.crc32(text.encode("utf-8", "surrogatepass"))
+    return f"{text[:_TARGET_CHARS]}~{digest:08x}"
+
+
+def _held(state: UserState) -> Iterator[Ev]:
+    for _, _, ev in state.heap:
+        yield ev
+    yield from state.warmup or ()
+    for th in state.threads:
+        yield from th.open
+    for v in state.variants.values():
+        for seg in v.instances:
+            yield from seg.events or ()
+    for seg in state.pending:
+        yield from seg.events or ()
+
+
 def _steps(state: UserState, cfg: DiscoveryConfig, miner: VariantMiner) -> list[Callable[[], bool]]:
+    def clip_targets() -> bool:
+        """Target texts longer than `_TARGET_CHARS` (a producer may send 8 kB titles) are cut, with a digest
+        of the whole so distinct texts stay distinct: a target names where, not what."""
+        done = False
+        for ev in _held(state):
+            tv = target_values(ev.target)
+            if any(type(x) is str and len(x) > _TARGET_CHARS for x in tv):
+                ev.target = tuple(_clip(x) if type(x) is str and len(x) > _TARGET_CHARS else x for x in tv)
+                done = True
+        return done
+
     def strip_pending() -> bool:
         done = False
         for seg in state.pending:
@@ -134,6 +188,15 @@ def _steps(state: UserState, cfg: DiscoveryConfig, miner: VariantMiner) -> list[
             return done
 
         return run
+
+    def retire_hists() -> bool:
+        """The threads' labels go to the start estimator's window now (their rare ones as blanks)."""
+        done = False
+        for th in state.threads:
+            if th.hist:
+                Threader(cfg, miner).retire_hist(state, th)
+                done = True
+        return done
 
     def drop_pending() -> bool:
         if not state.pending:
@@ -160,7 +223,8 @@ def _steps(state: UserState, cfg: DiscoveryConfig, miner: VariantMiner) -> list[
         Threader(cfg, miner).decay(state)
         return True
 
-    steps: list[Callable[[], bool]] = [thin(0, cfg.keep_instances), strip_pending, thin(0, 3), drop_pending]
-    steps += [trim_history, trim_history, thin(0, 2), thin(0, 1), decay]
+    steps: list[Callable[[], bool]] = [clip_targets, thin(0, cfg.keep_instances), strip_pending, thin(0, 3)]
+    steps += [drop_pending]
+    steps += [retire_hists, trim_history, trim_history, thin(0, 2), thin(0, 1), decay]
     steps += [drop_variant] * max(0, cfg.max_variants - 1)
     return steps

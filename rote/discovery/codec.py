@@ -311,7 +311,17 @@ def encode_state(st: UserState, *, canonical: bool = False) -> dict[str, Any]:
             "history": pack_indices([0 if x is None else t.lab(x) + 1 for x in st.history]),
             "starts": t.labs(st.starts),
             "index": pack([position[vid] for vid in st.key_index.values()]),
-            "stats": [st.events, st.duplicates, st.late, st.noise_events, st.segments, st.shed, *st.measured],
+            "stats": [
+                st.events,
+                st.duplicates,
+                st.late,
+                st.noise_events,
+                st.segments,
+                st.shed,
+                st.payload,
+                st.check_at,
+            ],
+            "measured": list(st.measured),
             "retracted": list(st.retracted),
         }
     )
@@ -575,6 +585,7 @@ _KEYS = frozenset(
         "index",
         "pending",
         "stats",
+        "measured",
         "retracted",
         "labels",
         "strings",
@@ -641,6 +652,7 @@ def decode_state(st: UserState, data: Any) -> None:
     st.opened = r.flat(data["opened"], "opened")
     st.n_pairs = sum(len(d) for d in st.succ.values())
     st.n_triples = sum(len(d) for d in st.succ2.values())
+    st.label_chars = sum(len(x) for x in st.label_counts)
     since = _list(data["since"], "since", 3)
     st.since_decay, st.since_refit, st.next_tid = (_int(x, "since") for x in since)
     st.warmup = None if data["warmup"] is None else r.take(data["warmup"])
@@ -662,6 +674,7 @@ def decode_state(st: UserState, data: Any) -> None:
         )
     hist = bounded(unpack(data["history"], "history"), 0, len(labels) + 1, "history")
     st.history = deque(None if i == 0 else labels[i - 1] for i in hist)
+    st.hist_chars = sum(len(x) for th in st.threads for x in th.hist)
     st.starts = r.labs(data["starts"], "starts")
     st.start_set = frozenset(st.starts)
     st.variants = {}
@@ -676,9 +689,13 @@ def decode_state(st: UserState, data: Any) -> None:
     st.pending = deque(r.segment(s, None) for s in _list(data["pending"], "pending"))
     if not r.finished():
         raise _fail("events no holder refers to")
-    stats = [_int(x, "stat") for x in _list(data["stats"], "stats", 10)]
-    st.events, st.duplicates, st.late, st.noise_events, st.segments, st.shed = stats[:6]
-    st.measured = stats[6:]
+    stats = [_int(x, "stat") for x in _list(data["stats"], "stats", 8)]
+    st.events, st.duplicates, st.late, st.noise_events, st.segments, st.shed, st.payload, st.check_at = stats
+    measured = _list(data["measured"], "measured", 6)
+    st.measured = [_int(x, "measure") for x in measured[:4]] + [
+        _num(measured[4], "measure"),
+        _int(measured[5], "measure"),
+    ]
     st.retracted = [_str(x, "retracted id") for x in _list(data["retracted"], "retracted")]
 
 

@@ -24,6 +24,8 @@ class DiscoveryConfig:
     #: A candidate start is refused when present in this share of a known routine's segments (its body).
     start_body_share: float = 0.8
     start_trial_bodies: bool = False
+    #: Interruption starts are preferred only if the segments they begin resemble each other.
+    start_coherent_prefer: bool = True
     #: A segment longer than this is closed (someone stopped doing routines).
     max_segment_events: int = 300
     #: An idle gap longer than this closes a thread and its open segment.
@@ -37,8 +39,10 @@ class DiscoveryConfig:
     max_held: int = 256
     #: Longer values are kept as a prefix plus a digest of the whole (equal values stay equal).
     max_value_chars: int = 200
-    #: Labels whose statistics are kept; beyond this the ones seen once are forgotten (then a decay).
+    #: Labels whose statistics are kept (and their characters); beyond this the ones seen once are
+    #: forgotten (then a decay).
     max_labels: int = 256
+    max_label_chars: int = 4000
     #: Transitions (first order, second order) kept; beyond this the ones seen once are forgotten.
     max_pairs: int = 512
     max_triples: int = 768
@@ -56,6 +60,12 @@ class DiscoveryConfig:
     route_skips: bool | str = True
     #: ... if the two transitions it spans are this likely together (a routine's own order is).
     skip_share: float = 0.3
+    #: An action seen at most `min_support` times (no transitions of its own yet) joins the most recently
+    #: continued thread instead of opening one.
+    rare_joins: bool = True
+    #: ... and so does an action that followed the thread's last action before (but not twice), unless it
+    #: is known to begin interruptions.
+    weak_joins: bool = False
     #: Threads open at once; the least recently active is closed beyond this.
     max_threads: int = 6
     #: A thread not continued for this many events is closed (its instance is over).
@@ -93,12 +103,15 @@ class DiscoveryConfig:
     max_variants: int = 40
     #: Variants not seen for this long (event time) are evicted at the next refit.
     variant_ttl_seconds: float = 60 * 86400.0
+    #: A variant is first emitted as a candidate once seen this often (a routine the automation generator can
+    #: learn from and test: three instances to infer it, more to check it; fragments rarely get this far).
+    emit_min_occurrences: int = 6
     #: Re-emit a candidate when its occurrences grew by this share since the last emission (or its steps
     #: changed), at most once per `emit_every_events` events of the user (everything grown at a flush):
     #: not on every occurrence, so neither the candidates topic nor the worker is flooded (a 50-step
     #: candidate takes milliseconds to build); the latest version is what counts.
     emit_growth: float = 0.1
-    emit_every_events: int = 4000
+    emit_every_events: int = 10000
     #: Variants whose action sets overlap at least this much (Jaccard) are variants of one routine.
     family_similarity: float = 1.0
     #: ... or whose smaller action set lies at least this much inside the larger one.
@@ -106,12 +119,13 @@ class DiscoveryConfig:
     # ---------------------------------------------------------------- state budget
     #: Encoded bytes per user the state must stay under, whatever the history (issue 15: 20 kB).
     state_budget_bytes: int = 20 * 1024
-    #: Every this many events the size is estimated (from the last measured size and the number of events
-    #: held since); it is measured exactly when the estimate nears the budget, every `budget_measure_every`
+    #: Every this many characters of payload taken in (ids, labels, values: ~25 events of the bundled log,
+    #: fewer when events are long) the size is estimated (from the last measured size and the events held
+    #: since); it is measured exactly when the estimate nears the budget, every `budget_measure_every`
     #: events and at a flush. Above `shed_at` of the budget, kept instances, pending segments and then the
     #: least useful variants are given up until it is under `shed_to` of the budget (`budget.py`).
-    budget_check_every: int = 256
-    budget_measure_every: int = 4096
+    budget_check_bytes: int = 1024
+    budget_measure_every: int = 8192
     shed_at: float = 0.92
     shed_to: float = 0.8
     scoring: ScoreConfig = field(default_factory=ScoreConfig)

@@ -14,7 +14,7 @@ Per user, incremental and bounded (docs/discovery.md has the method and the resu
 Cost: the per-action path is a few dictionary operations and never grows with the history; everything
 heavier (grouping a closed segment, re-estimating starts, building a candidate) happens once per segment,
 per `refit_every` events or per emitted version. The state is measured against its byte budget every
-`budget_check_every` events and trimmed (`budget.py`) when it nears it.
+`budget_check_bytes` of payload taken in and trimmed (`budget.py`) when it nears it.
 
 The state (`UserState`) is plain data encoded with `to_state`/`from_state`, so a restarted worker resumes
 exactly: events it had seen are ignored and candidates already emitted are not emitted again.
@@ -150,7 +150,10 @@ class RoutineDiscoverer:
             app = action.app
             atype = action.action_type
             target = action.target
-            ev = Ev(eid, ts, label_of(app, atype, target), app, atype, value, target, action.duration_seconds)
+            label = label_of(app, atype, target)
+            # (the label twice: its key is also in the target the state keeps)
+            state.payload += len(eid) + 2 * len(label) + (len(value) if value is not None else 0)
+            ev = Ev(eid, ts, label, app, atype, value, target, action.duration_seconds)
             seq = state.seq = state.seq + 1
             max_ts = state.max_ts
             if ts > max_ts:
@@ -209,7 +212,8 @@ class RoutineDiscoverer:
         c = counts.get(x)
         if c is None:
             counts[x] = 1
-            if len(counts) > cfg.max_labels:
+            state.label_chars += len(x)
+            if len(counts) > cfg.max_labels or state.label_chars > cfg.max_label_chars:
                 self.threads.prune_labels(state)
         else:
             counts[x] = c + 1
@@ -222,6 +226,10 @@ class RoutineDiscoverer:
             state.warmup.append(ev)
             if len(state.warmup) >= cfg.warmup_events:
                 self._fit(state, touched)
+            elif cfg.state_budget_bytes > 0 and state.payload >= state.check_at:
+                state.check_at = state.payload + cfg.budget_check_bytes
+                if check_budget(state, cfg, self.miner, warming=True):
+                    self._fit(state, touched)  # a warm-up of long events ends early: its buffer is not shed
             return
         th = threads.route(state, ev, touched)
         # count the transitions into x (see `Threader.count`)
@@ -283,8 +291,9 @@ class RoutineDiscoverer:
             threads.decay(state)
         if n & 15 == 0:
             threads.close_idle(state, touched)
-            if cfg.state_budget_bytes > 0 and n % cfg.budget_check_every == 0:
-                check_budget(state, cfg, self.miner)
+        if state.payload >= state.check_at and cfg.state_budget_bytes > 0:
+            state.check_at = state.payload + cfg.budget_check_bytes
+            check_budget(state, cfg, self.miner)
 
     def _segment(self, state: UserState, th: Thread, ev: Ev, touched: set[str]) -> None:
         """Add an event to its thread's open segment: cut before a routine start, close on an idle gap or
@@ -336,6 +345,7 @@ class RoutineDiscoverer:
             min_length=cfg.min_length,
             body_share=cfg.start_body_share,
             trial_bodies=cfg.start_trial_bodies,
+            coherent_prefer=cfg.start_coherent_prefer,
         )
 
     def _set_starts(self, state: UserState, starts: list[str]) -> None:
@@ -371,9 +381,9 @@ class RoutineDiscoverer:
         )
         seq = [x for _, hist in parts for x in hist]
         self._set_starts(state, self._estimate_on(state, seq, []))
-        counts = state.label_counts
+        counts, ms = state.label_counts, self.config.min_support
         for _, hist in sorted(retired, key=lambda p: p[0]):
-            state.history.extend(x if x in counts else None for x in hist)
+            state.history.extend(x if counts.get(x, 0) >= ms else None for x in hist)
         over = len(state.history) - self.config.history_events
         for _ in range(max(0, over)):
             state.history.popleft()
@@ -434,7 +444,7 @@ class RoutineDiscoverer:
     # ---------------------------------------------------------------------------------- candidates
 
     def _emit(self, state: UserState, touched: set[str], *, final: bool = False) -> list[Candidate]:
-        """Candidates to publish: a variant's first version at `min_support` occurrences, then a new one when
+        """Candidates to publish: a variant's first version at `emit_min_occurrences`, then a new one when
         its steps changed or its occurrences grew by `emit_growth`, at most once per `emit_every_events`
         (`final`, at a flush: whenever so)."""
         if not touched or not self._emitting:
@@ -443,7 +453,7 @@ class RoutineDiscoverer:
         out: list[Candidate] = []
         for vid in sorted(touched):
             v = state.variants.get(vid)
-            if v is None or v.count < cfg.min_support:
+            if v is None or v.count < cfg.emit_min_occurrences:
                 continue
             steps_hash = key_hash(v.steps)
             if v.version:

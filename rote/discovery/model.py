@@ -201,13 +201,16 @@ class UserState:
 
     # slots: every attribute is read on the per-action path
     __slots__ = (
+        "check_at",
         "duplicates",
         "events",
         "heap",
         "held",
+        "hist_chars",
         "history",
         "keep_instances",
         "key_index",
+        "label_chars",
         "label_counts",
         "late",
         "max_ts",
@@ -219,6 +222,7 @@ class UserState:
         "opened",
         "outs",
         "outs2",
+        "payload",
         "pending",
         "prev2_label",
         "prev_label",
@@ -265,6 +269,8 @@ class UserState:
         self.opened: dict[str, int] = {}  # how often each label opened a thread that lived on
         self.n_pairs = 0  # entries in `succ` and in `succ2` (derived, not encoded)
         self.n_triples = 0
+        self.label_chars = 0  # characters of the labels in `label_counts` (derived, not encoded)
+        self.hist_chars = 0  # characters of the labels in the threads' `hist` (derived, not encoded)
         self.since_decay = 0
         # threads and segmentation
         self.threads: list[Thread] = []
@@ -289,9 +295,13 @@ class UserState:
         self.retracted: list[str] = []
         #: times the byte budget had to shed data (kept instances, pending segments, variants)
         self.shed = 0
-        #: the last exact measure of the encoded size, the events held then, when (event count), and the
-        #: characters of the known labels then (see `budget.check_budget`)
-        self.measured = [0, 0, 0, 0]
+        #: the last exact measure of the encoded size, the events held then, when (event count), the
+        #: characters of the known labels then, bytes per held event, and `payload` then (`budget.py`)
+        self.measured: list[int | float] = [0, 0, 0, 0, 0.0, 0]
+        #: characters of the ids, values and labels of all events taken in (what held events weigh), and
+        #: the payload at which the byte budget is next checked
+        self.payload = 0
+        self.check_at = 0
 
     def to_state(self) -> dict[str, Any]:
         """JSON data only (dicts with str keys, lists, str, int, float, bool, None)."""

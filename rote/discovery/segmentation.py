@@ -100,6 +100,22 @@ def body(seq: Sequence[str], start: str, starts: set[str], *, min_length: int, s
     return {label for label, n in presence.items() if n >= share * len(segs)}
 
 
+#: Mean similarity (Dice on the LCS) of consecutive segments a preferred start must begin.
+COHERENCE = 0.5
+
+
+def _coherent(seq: Sequence[str], start: str, min_length: int) -> bool:
+    """Do the segments cut before `start` alone resemble each other (up to 20 consecutive pairs)?"""
+    from rote.discovery.align import Masks
+
+    segs = [sg for sg in segment_at(seq, {start}, min_length=min_length) if sg and sg[0] == start]
+    pairs = list(itertools.pairwise(segs))[:20]
+    if not pairs:
+        return False
+    total = sum(Masks(a).similarity(b) for a, b in pairs)
+    return total / len(pairs) >= COHERENCE
+
+
 def _bodies(segs: Sequence[list[str]], starts: Sequence[str], share: float) -> dict[str, set[str]]:
     """`body` of each start, from segments already cut."""
     presence: dict[str, Counter[str]] = {s: Counter() for s in starts}
@@ -158,6 +174,7 @@ def estimate_starts(
     body_share: float = 0.8,
     prefer: Sequence[str] = (),
     trial_bodies: bool = False,
+    coherent_prefer: bool = False,
 ) -> list[str]:
     """Routine start actions of a stream; `known` starts (from earlier windows) are kept as roots.
 
@@ -168,12 +185,17 @@ def estimate_starts(
     seq = [label for label in labels if label in freq]
     if not seq:
         return list(known)
-    anchor = next((p for p in prefer if p in freq), seq[0])
+    preferred = [p for p in prefer if p in freq]
+    if coherent_prefer:
+        # an action that opens threads begins *something*; it begins a routine only if what it begins
+        # looks alike each time (unrelated actions strung together in a burst open threads too)
+        preferred = [p for p in preferred if _coherent(seq, p, min_length)]
+    anchor = preferred[0] if preferred else seq[0]
     starts: list[str] = [s for s in known if s in freq] or [anchor]
     roots = [*starts, seq[0]] if seq[0] not in starts else list(starts)
     accepted = set(starts)
     bodies = {s: body(seq, s, accepted, min_length=min_length, share=body_share) for s in starts}
-    heads = [p for p in prefer if p in freq]
+    heads = list(preferred)
     heads += [
         h
         for h in cycle_heads(seq, roots, min_support=min_support, min_edge_ratio=min_edge_ratio)

@@ -43,6 +43,8 @@ class Threader:
         self._ms = config.min_support
         self._min_length = config.min_length
         self._skips = bool(config.route_skips)
+        self._rare_joins = config.rare_joins
+        self._weak_joins = config.weak_joins
 
     # ------------------------------------------------------------------------------------ routing
 
@@ -94,6 +96,18 @@ class Threader:
                     best, bp = th, q
             if best is None and self._skips:
                 best = self._skip_route(state, x)
+            if best is None and self._rare_joins:
+                recent = max(threads, key=lambda t: t.last_n)
+                if state.label_counts.get(x, 0) <= self._ms:
+                    # an action seen too rarely to have transitions of its own (a rare branch of a
+                    # routine, a one-off page) belongs to the work in progress, not to a new line of work
+                    best = recent
+                elif self._weak_joins and state.opened.get(x, 0) < self._ms:
+                    # a transition seen once, into an action that is not known to begin interruptions:
+                    # the work in progress goes on (a rare branch of it)
+                    d = succ.get(recent.last)
+                    if d is not None and d.get(x, 0) >= 1:
+                        best = recent
         n = state.events
         if best is None:
             best = Thread(tid=state.next_tid, first=x, size=0, last=x, last_n=n, last_ts=ev.ts)
@@ -110,6 +124,7 @@ class Threader:
         best.last_n = n
         hist = best.hist
         hist.append(x)
+        state.hist_chars += len(x)
         if len(hist) > _HIST_CHUNK:
             self.retire_hist(state, best)
         return best
@@ -189,13 +204,17 @@ class Threader:
     def retire_hist(self, state: UserState, th: Thread) -> None:
         """Move a thread's labels into the start estimator's window (labels no longer counted as blanks)."""
         h = state.history
+        state.hist_chars -= sum(len(x) for x in th.hist)
         if th.size >= self.config.min_length:  # a stray action's own thread tells nothing about routines
             if self.sink is not None:
                 self.sink.append((th.tid, th.hist))
                 th.hist = []
                 return
+            # a label seen fewer than `min_support` times cannot be frequent in the window either: a blank
+            # (the estimator skips it all the same, and the state does not keep its text)
             counts = state.label_counts
-            h.extend(x if x in counts else None for x in th.hist)
+            ms = self._ms
+            h.extend(x if counts.get(x, 0) >= ms else None for x in th.hist)
         th.hist = []
         over = len(h) - self.config.history_events
         for _ in range(over):
@@ -227,29 +246,22 @@ class Threader:
         state.opened = _halve(state.opened)
         state.label_counts = _halve(state.label_counts)
         state.total_count = sum(state.label_counts.values())
+        _restrict(state)
         recount_tables(state)
 
     def prune_labels(self, state: UserState) -> None:
         """Too many labels: forget those seen once (noise), or if that is not enough, decay everything."""
         counts = state.label_counts
         gone = {x for x, n in counts.items() if n <= 1}
-        if len(counts) - len(gone) > self.config.max_labels * 3 // 4:
+        kept_chars = sum(len(x) for x in counts if x not in gone)
+        cfg = self.config
+        if len(counts) - len(gone) > cfg.max_labels * 3 // 4 or kept_chars > cfg.max_label_chars * 3 // 4:
             self.decay(state)
             return
         for x in gone:
             del counts[x]
         state.total_count = sum(counts.values())
-        state.succ = {a: d for a, d in state.succ.items() if a not in gone}
-        state.outs = {a: n for a, n in state.outs.items() if a not in gone}
-        for d in state.succ.values():
-            for b in [b for b in d if b in gone]:
-                del d[b]
-        state.succ2 = {k: d for k, d in state.succ2.items() if k[0] not in gone and k[1] not in gone}
-        state.outs2 = {k: n for k, n in state.outs2.items() if k in state.succ2}
-        for d in state.succ2.values():
-            for b in [b for b in d if b in gone]:
-                del d[b]
-        state.opened = {x: n for x, n in state.opened.items() if x not in gone}
+        _restrict(state)
         recount_tables(state)
 
     def prune_pairs(self, state: UserState) -> None:
@@ -264,10 +276,28 @@ class Threader:
             self.decay(state)
 
 
+def _restrict(state: UserState) -> None:
+    """Keep transitions only between labels the label table still counts (the others were noise), so no
+    table holds a label the statistics forgot."""
+    known = state.label_counts
+    state.succ = {a: {b: n for b, n in d.items() if b in known} for a, d in state.succ.items() if a in known}
+    state.succ = {a: d for a, d in state.succ.items() if d}
+    state.outs = {a: n for a, n in state.outs.items() if a in known}
+    state.succ2 = {
+        k: {b: n for b, n in d.items() if b in known}
+        for k, d in state.succ2.items()
+        if k[0] in known and k[1] in known
+    }
+    state.succ2 = {k: d for k, d in state.succ2.items() if d}
+    state.outs2 = {k: n for k, n in state.outs2.items() if k in state.succ2}
+    state.opened = {x: n for x, n in state.opened.items() if x in known}
+
+
 def recount_tables(state: UserState) -> None:
-    """The sizes of the transition tables (derived, so not encoded)."""
+    """The sizes of the transition tables and of the label table (derived, so not encoded)."""
     state.n_pairs = sum(len(d) for d in state.succ.values())
     state.n_triples = sum(len(d) for d in state.succ2.values())
+    state.label_chars = sum(len(x) for x in state.label_counts)
 
 
 def _halve(d: dict[K, int]) -> dict[K, int]:
