@@ -16,15 +16,17 @@ The commit sequence, per event (what makes delivery at-least-once and output nev
 
 1. `apply(key, item)`: the decoded, validated event changes the live state (restored first: checkpoint +
    log replay). Agents validate each event once, at ingress, and hand the result here.
-2. The agent publishes what the event produced and waits for the broker's acknowledgement.
+2. If the event produced outputs, the agent `stage`s them in the key's outbox.
 3. `record(key, ...)`: the event (its validated, redacted form) is appended to the log, or, when a
-   checkpoint is due, the state is checkpointed instead (it includes the event). Both are table writes
-   inside stream iteration, so they land in the changelog partition of the event being processed
-   (co-partitioned with the source topic).
-4. Faust commits the event's offset after the agent's iteration step.
+   checkpoint is due or outputs were staged, the state is checkpointed instead (it includes the event and
+   the outbox). Both are table writes inside stream iteration, so they land in the changelog partition of
+   the event being processed (co-partitioned with the source topic).
+4. The outputs are published once the checkpoint is on the broker, and `unstage`d (agents/outbox.py).
+5. Faust commits the event's offset after the agent's iteration step, and flushes the producer first.
 
-A crash before 3 re-delivers the event, which re-produces the same output (consumers de-duplicate by id and
-version); a crash after 3 restores the state with the event in it.
+A crash before 3 re-delivers the event to a state without it (nothing was published); a crash after 3
+restores the state with the event in it and with any outputs not yet unstaged, which are checked against
+their topic and published only if missing (`pending_outboxes`, agents/outbox.py).
 
 Rebalances: a key's live copy is dropped when its partition is no longer assigned to this worker, so a
 partition that comes back (after another worker changed it) is decoded afresh from the recovered tables.
@@ -58,6 +60,9 @@ from rote.state import (
 S = TypeVar("S", bound=StateMachine)
 Item = TypeVar("Item")
 _SEP = b"\n"
+#: how a checkpoint with an empty outbox ends (msgspec's compact JSON, keys in the order `checkpoint` writes
+#: them): the recovery sweep decodes only checkpoints that end otherwise
+_EMPTY_OUTBOX = b'"outbox":[]}}'
 log = logging.getLogger("rote.agents.state")
 
 CHECKPOINT_KIND = "checkpoint"
@@ -255,15 +260,44 @@ class DurableState(Generic[S, Item]):
         live.wal_bytes += len(topic) + 1 + len(data)
 
     def stage(self, key: str, pending: list[dict[str, Any]]) -> None:
-        """Put outputs in the key's outbox; the caller then checkpoints, flushes, publishes, `unstage`s."""
-        self._restore(key).outbox = list(pending)
+        """Add outputs to the key's outbox (after any not yet published); the caller then checkpoints, and
+        the outputs are published after the checkpoint is on the broker (agents/outbox.py)."""
+        live = self._restore(key)
+        live.outbox = [*live.outbox, *pending]
 
-    def unstage(self, key: str) -> None:
-        """The outbox was published: empty it (made durable with the key's next checkpoint)."""
+    def unstage(self, key: str, published: Iterable[dict[str, Any]] | None = None) -> None:
+        """These outputs (all when None) were published: take them out of the outbox (made durable with the
+        key's next checkpoint)."""
         live = self._live.get(key)
-        if live is not None and live.outbox:
+        if live is None or not live.outbox:
+            return
+        if published is None:
             live.outbox = []
-            live.dirty = True
+        else:
+            gone = {(p["topic"], p["key"], p["identity"]) for p in published}
+            live.outbox = [p for p in live.outbox if (p["topic"], p["key"], p["identity"]) not in gone]
+        live.dirty = True
+
+    def partition_of(self, key: str) -> int | None:
+        live = self._live.get(key)
+        return None if live is None else live.partition
+
+    def pending_outboxes(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Keys with a non-empty outbox in the recovered checkpoints (a crash's leftovers, to resolve).
+
+        Checkpoints are scanned as bytes; only those with entries in their outbox are decoded."""
+        out: list[tuple[str, list[dict[str, Any]]]] = []
+        for raw_key, raw in list(self.states.items()):
+            if raw is None or bytes(raw).endswith(_EMPTY_OUTBOX):
+                continue
+            try:
+                key = bytes(raw_key).decode()
+            except UnicodeDecodeError:
+                continue
+            pending = self._restore(key).outbox
+            if pending:
+                out.append((key, list(pending)))
+        return out
 
     def outbox(self, key: str) -> list[dict[str, Any]]:
         """What a restored key may not have published before a crash (resolve before its next event)."""

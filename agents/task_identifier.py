@@ -30,7 +30,7 @@ import faust
 from rote.agents.app import Topics
 from rote.agents.common import AgentIO
 from rote.agents.durable import DurableState
-from rote.agents.outbox import Outbox, candidate_identity
+from rote.agents.outbox import Outbox, Pending, Publisher, candidate_identity
 from rote.streams.fast import FastAction, decode_message, encode_batch, encode_flush
 from rote.streams.schemas import Candidate, encode
 from rote.streams.topics import CANDIDATES, USER_ACTIONS
@@ -85,6 +85,11 @@ def register(
     last_seen: dict[str, float] = {}
     #: score and yearly savings of each known candidate (for the metrics), not the candidates themselves
     known: dict[str, tuple[float, float]] = {}
+
+    def published(pending: list[Pending]) -> None:
+        metrics.EVENTS_PRODUCED.labels(topic=CANDIDATES.name, agent=AGENT).inc(len(pending))
+
+    publisher = Publisher(outbox, users, candidate_identity, on_published=published)
     accepted = metrics.USER_ACTIONS_TOTAL.labels(outcome="accepted")
     rejected = metrics.USER_ACTIONS_TOTAL.labels(outcome="dead_lettered")
 
@@ -98,9 +103,10 @@ def register(
         """One user's actions (or a flush) of one message: learn, make durable, publish (agents/outbox.py)."""
         n = 0 if item == FLUSH else len(item)
         try:
-            if users.outbox(user_id):  # a crash left outputs that may not have gone out: check, finish
-                await outbox.resolve(users.outbox(user_id), candidate_identity)
-                users.unstage(user_id)
+            leftover = users.outbox(user_id)
+            if leftover and not publisher.is_queued(user_id, leftover):
+                # restored from a crash with outputs that may not have gone out: checked, then finished
+                publisher.submit(user_id, leftover, resolve=True)
             with io.timed():
                 emitted = users.apply(user_id, item, partition=event.message.partition)
                 last_seen[user_id] = time.monotonic()
@@ -114,20 +120,18 @@ def register(
             users.record(user_id, USER_ACTIONS.name, log_value, units=max(n, 1), size_hint=size_hint)
             return
         # Outputs go into the durable state first (checkpoint), reach the broker, then leave: a crash
-        # anywhere in between neither loses nor doubles a candidate version (agents/outbox.py).
+        # anywhere in between neither loses nor doubles a candidate version (agents/outbox.py). The last two
+        # steps are the publisher's, off this path.
         outputs = [(cid, None, "withdrawn") for cid in withdrawn]
         outputs += [(c.candidate_id, encode(c), f"v{c.version}") for c in emitted]
         pending = await outbox.prepare(CANDIDATES.name, outputs)
         users.stage(user_id, pending)
         users.record(user_id, USER_ACTIONS.name, log_value, units=max(n, 1), checkpoint=True)
-        await outbox.flush()
-        await outbox.publish(pending)
-        users.unstage(user_id)
+        publisher.submit(user_id, pending)
         for cid in withdrawn:
             known.pop(cid, None)
         for cand in emitted:
             known[cand.candidate_id] = (cand.score, cand.estimated_hours_saved_per_year)
-        metrics.EVENTS_PRODUCED.labels(topic=CANDIDATES.name, agent=AGENT).inc(len(outputs))
         _export(known)
 
     @app.agent(topics[USER_ACTIONS.name], name=AGENT)
@@ -165,11 +169,22 @@ def register(
                 hint = len(raw) * len(clean) // max(1, len(decoded.actions))
                 await take(event, user_id, clean, partial(encode_batch, user_id, clean), hint)
 
-    async def forget_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
-        # Users whose partitions moved to another worker are flushed by the worker that owns them now.
+    async def forget_revoked(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+        # Users whose partitions moved to another worker are flushed by the worker that owns them now, and
+        # their unpublished outputs are resolved by it from the checkpoints (agents/outbox.py).
         last_seen.clear()
+        tps = revoked if revoked is not None else kwargs.get("revoked", set())
+        publisher.drop_partitions({tp.partition for tp in tps if tp.topic == USER_ACTIONS.name})
+
+    async def sweep_outboxes(sender: Any, *args: Any, **kwargs: Any) -> None:
+        publisher.request_sweep()  # the tables are recovered: outboxes a crash left behind go out now
 
     app.on_partitions_revoked.connect(cast(Any, forget_revoked))
+    app.on_rebalance_complete.connect(cast(Any, sweep_outboxes))
+
+    @app.task
+    async def publish_candidates() -> None:
+        await publisher.run()
 
     async def request_flush(user_ids: list[str]) -> int:
         """Ask for these users' open segments to be closed: a `user-flush` message in each user's own
@@ -206,7 +221,13 @@ def register(
                 }
         return web.json({"users": rows})
 
-    return {"agent": identify, "state": users, "flush_all": flush_all, "outbox": outbox}
+    return {
+        "agent": identify,
+        "state": users,
+        "flush_all": flush_all,
+        "outbox": outbox,
+        "publisher": publisher,
+    }
 
 
 def _export(known: dict[str, tuple[float, float]]) -> None:

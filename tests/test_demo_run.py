@@ -12,11 +12,13 @@ from rote.generator import exprs, generate
 def test_a_whole_record_automation_gets_row_and_flags() -> None:
     a = generate(leno_candidate(SLICE))
     plan = demo_plan(a)
-    assert plan is not None and plan.row_params == {"row"} and plan.flags == {"do_clickcheckbox_decisionbox"}
+    # the decision box and "add another response" (skipped after a batch's last record) are yes/no inputs
+    flags = {"do_clickcheckbox_decisionbox", "do_clicklink_add_another_response"}
+    assert plan is not None and plan.row_params == {"row"} and plan.flags == flags
     students = students_from_log()
     reqs = demo_requests(plan, students)
     assert len(reqs) == 50 and len({r.run_id for r in reqs}) == 50
-    assert reqs[0].params == {"row": "2", "do_clickcheckbox_decisionbox": "true"}
+    assert reqs[0].params == {"row": "2", **dict.fromkeys(flags, "true")}
 
 
 def test_fragments_and_unknown_inputs_are_not_run() -> None:

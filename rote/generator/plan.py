@@ -221,8 +221,10 @@ def build_plan(c: Candidate, config: PlanConfig | None = None) -> Plan:
                 pattern = (True, False)
             else:
                 continue
-        if all(pattern):
+        if all(pattern) and not c.steps[s].optional:
             continue
+        # A step discovery saw missing from some instances stays a yes/no decision even when every
+        # training instance happens to have it (the last record of a batch skips "add another").
         if not any(pattern):
             dropped.add(s)
             notes.append(f"step {s} ({c.steps[s].label}) never occurs in the training instances; left out")

@@ -146,6 +146,25 @@ class Worker:
             self.popen.wait(timeout=10)
 
 
+def _attach_profiler(worker: Worker) -> subprocess.Popen[bytes] | None:
+    """With ROTE_BENCH_PROFILE=<file>, py-spy samples the worker for the whole leg (a flame graph of the
+    real worker under load; docs/benchmarks.md's profile). Opt-in: py-spy is not a dependency."""
+    target = os.environ.get("ROTE_BENCH_PROFILE")
+    if not target or worker.popen is None:
+        return None
+    import shutil
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise BenchmarkError("ROTE_BENCH_PROFILE needs py-spy (pip install py-spy)")
+    fmt = "speedscope" if target.endswith(".json") else "raw" if target.endswith(".txt") else "flamegraph"
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(worker.popen.pid), "--rate", "250", "--format", fmt, "--output", target],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def _committed(bootstrap: str, group: str) -> dict[int, int]:
     from kafka import KafkaAdminClient
 
@@ -173,6 +192,7 @@ def throughput(bootstrap: str, backlog: Backlog, workdir: Path, *, timeout: floa
         return sum(n for p, recs in per_part.items() for off, n in recs if off < committed.get(p, 0))
 
     worker = Worker(bootstrap, workdir).start()
+    profiler = _attach_profiler(worker)
     started = time.monotonic()
     samples: list[tuple[float, int, float]] = []  # (time, committed actions, worker cpu s)
     try:
@@ -189,6 +209,8 @@ def throughput(bootstrap: str, backlog: Backlog, workdir: Path, *, timeout: floa
         checkpoints = worker.metric('rote_state_checkpoint_bytes_count{state="discovery"}')
     finally:
         worker.stop()
+        if profiler is not None:
+            profiler.wait(timeout=60)
     moved = [s for s in samples if s[1] > 0]
     if not moved or moved[-1][1] < backlog.actions:
         raise BenchmarkError(
