@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import msgspec
 
@@ -47,10 +48,10 @@ def encoded_bytes(state: UserState) -> int:
 
 
 #: Bytes a held event costs besides its id and value (times, label/app/type/target indices, share of the
-#: tables), per event processed (the start estimator's window grows until it is full), and what a state
-#: holds before any event: the estimate's parts (on the bundled log a held event costs ~30 bytes in all).
+#: tables), per label of the start estimator's window (it grows until it is full), and what a state holds
+#: before any event: the estimate's parts (on the bundled log a held event costs ~30 bytes in all).
 _BYTES_PER_HELD = 16
-_BYTES_PER_EVENT = 1.5
+_BYTES_PER_LABEL = 2
 _BASE_BYTES = 2048
 
 
@@ -80,32 +81,36 @@ def check_budget(
     taken from the payload the recent events brought (ids, values, labels: `UserState.payload`), or from
     the last measure when that was more.
     """
-    size0, held0, at, labels0, per_held0, payload0 = state.measured
+    size0, held0, at, labels0, per_held0, payload0, history0 = state.measured
     budget = cfg.state_budget_bytes
     if not at:  # never measured: everything is growth
         size0 = _BASE_BYTES
     if not force and state.events - at < cfg.budget_measure_every:
         recent = state.events - at
-        per_held = (state.payload - payload0) / recent + _BYTES_PER_HELD if recent > 0 else 0.0
-        per_held = max(per_held, per_held0)
+        # what a held event weighs: as last measured, unless events have since grown heavier than they were
+        # (or nothing was measured yet): then the recent payload per event says
+        recent_payload = (state.payload - payload0) / recent if recent > 0 else 0.0
+        per_held = float(per_held0)
+        if not at or recent_payload > 2 * payload0 / at:
+            per_held = max(per_held, recent_payload + _BYTES_PER_HELD)
         estimate = (
             size0
             + (held_events(state) - held0) * per_held
-            + min(recent, cfg.history_events) * _BYTES_PER_EVENT
-            + 2 * (label_bytes(state) - labels0)  # a label is also in the window's and the tables' labels
+            + (len(state.history) - history0) * _BYTES_PER_LABEL
+            + 1.2 * (label_bytes(state) - labels0)
         )
         if estimate <= cfg.shed_at * budget:
             return False
     if warming:
-        return encoded_bytes(state) > cfg.shed_at * budget
+        return _measure(state) > cfg.shed_at * budget
     enforce_budget(state, cfg, miner)
     return True
 
 
 def label_bytes(state: UserState) -> int:
-    """Characters of the labels the statistics and the threads know (long distinct labels are what else
-    grows)."""
-    return state.label_chars + state.hist_chars
+    """Characters of the labels the statistics know: every label any table holds (long distinct labels are
+    what else grows)."""
+    return state.label_chars
 
 
 def enforce_budget(state: UserState, cfg: DiscoveryConfig, miner: VariantMiner) -> int:
@@ -126,12 +131,32 @@ def enforce_budget(state: UserState, cfg: DiscoveryConfig, miner: VariantMiner) 
             size = len(_encode(data))
             if size <= target:
                 break
+    _record(state, data, size)
+    return size
+
+
+def _measure(state: UserState) -> int:
+    """Measure without trimming (a warm-up cannot be trimmed), and remember the measure."""
+    data = encode_state(state, canonical=True)
+    size = len(_encode(data))
+    _record(state, data, size)
+    return size
+
+
+def _record(state: UserState, data: dict[str, Any], size: int) -> None:
     held = held_events(state)
     # what the held events cost, measured: the event block and the tables only they fill
     parts = sum(len(_encode(data[k])) for k in ("events", "values", "strings", "targets"))
     per_held = parts / held if held else 0.0
-    state.measured = [size, held, max(1, state.events), label_bytes(state), round(per_held, 1), state.payload]
-    return size
+    state.measured = [
+        size,
+        held,
+        max(1, state.events),
+        label_bytes(state),
+        round(per_held, 1),
+        state.payload,
+        len(state.history),
+    ]
 
 
 #: Target texts are cut to this many characters when shedding.

@@ -264,7 +264,7 @@ def encode_state(st: UserState, *, canonical: bool = False) -> dict[str, Any]:
             th.last_ts,
             opt(th.prev),
             block.add(th.open),
-            t.labs(th.hist),
+            pack_indices([0 if x is None else t.lab(x) + 1 for x in th.hist]),
         ]
         for th in st.threads
     ]
@@ -669,12 +669,14 @@ def decode_state(st: UserState, data: Any) -> None:
                 last_ts=_int(row[5], "thread time"),
                 prev=r.opt_lab(row[6]),
                 open=r.take(row[7]),
-                hist=r.labs(row[8], "thread history"),
+                hist=[
+                    None if i == 0 else labels[i - 1]
+                    for i in bounded(unpack(row[8], "thread history"), 0, len(labels) + 1, "thread history")
+                ],
             )
         )
     hist = bounded(unpack(data["history"], "history"), 0, len(labels) + 1, "history")
     st.history = deque(None if i == 0 else labels[i - 1] for i in hist)
-    st.hist_chars = sum(len(x) for th in st.threads for x in th.hist)
     st.starts = r.labs(data["starts"], "starts")
     st.start_set = frozenset(st.starts)
     st.variants = {}
@@ -691,10 +693,11 @@ def decode_state(st: UserState, data: Any) -> None:
         raise _fail("events no holder refers to")
     stats = [_int(x, "stat") for x in _list(data["stats"], "stats", 8)]
     st.events, st.duplicates, st.late, st.noise_events, st.segments, st.shed, st.payload, st.check_at = stats
-    measured = _list(data["measured"], "measured", 6)
+    measured = _list(data["measured"], "measured", 7)
     st.measured = [_int(x, "measure") for x in measured[:4]] + [
         _num(measured[4], "measure"),
         _int(measured[5], "measure"),
+        _int(measured[6], "measure"),
     ]
     st.retracted = [_str(x, "retracted id") for x in _list(data["retracted"], "retracted")]
 

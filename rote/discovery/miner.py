@@ -329,7 +329,7 @@ class RoutineDiscoverer:
         seq = [x for x in state.history if x is not None]
         for th in sorted(state.threads, key=lambda t: t.tid):
             if th.size >= self.config.min_length:
-                seq.extend(th.hist)
+                seq.extend(x for x in th.hist if x is not None)
         return seq
 
     def _estimate(self, state: UserState, known: list[str]) -> list[str]:
@@ -361,7 +361,7 @@ class RoutineDiscoverer:
         events = state.events
         routed: list[tuple[int, Ev]] = []
         route = self.threads.route
-        retired: list[tuple[int, list[str]]] = []
+        retired: list[tuple[int, list[str | None]]] = []
         # Threads idle in the warm-up are not closed while it is routed (a routine's thread is still
         # forming: the transitions that continue it are being counted); beyond `max_threads` the least
         # recently continued one is, as always.
@@ -379,11 +379,11 @@ class RoutineDiscoverer:
             [*retired, *((th.tid, th.hist) for th in state.threads if th.size >= self.config.min_length)],
             key=lambda p: p[0],
         )
-        seq = [x for _, hist in parts for x in hist]
+        seq = [x for _, hist in parts for x in hist if x is not None]
         self._set_starts(state, self._estimate_on(state, seq, []))
         counts, ms = state.label_counts, self.config.min_support
         for _, hist in sorted(retired, key=lambda p: p[0]):
-            state.history.extend(x if counts.get(x, 0) >= ms else None for x in hist)
+            state.history.extend(x if x is not None and counts.get(x, 0) >= ms else None for x in hist)
         over = len(state.history) - self.config.history_events
         for _ in range(max(0, over)):
             state.history.popleft()

@@ -156,7 +156,8 @@ class Thread:
     last_ts: int
     prev: str | None = None  # the action before `last` in this thread
     open: list[Ev] = field(default_factory=list)
-    hist: list[str] = field(default_factory=list)
+    #: (None: a label the statistics forgot, a blank in the window)
+    hist: list[str | None] = field(default_factory=list)
 
 
 @dataclass
@@ -206,7 +207,6 @@ class UserState:
         "events",
         "heap",
         "held",
-        "hist_chars",
         "history",
         "keep_instances",
         "key_index",
@@ -270,7 +270,6 @@ class UserState:
         self.n_pairs = 0  # entries in `succ` and in `succ2` (derived, not encoded)
         self.n_triples = 0
         self.label_chars = 0  # characters of the labels in `label_counts` (derived, not encoded)
-        self.hist_chars = 0  # characters of the labels in the threads' `hist` (derived, not encoded)
         self.since_decay = 0
         # threads and segmentation
         self.threads: list[Thread] = []
@@ -296,8 +295,9 @@ class UserState:
         #: times the byte budget had to shed data (kept instances, pending segments, variants)
         self.shed = 0
         #: the last exact measure of the encoded size, the events held then, when (event count), the
-        #: characters of the known labels then, bytes per held event, and `payload` then (`budget.py`)
-        self.measured: list[int | float] = [0, 0, 0, 0, 0.0, 0]
+        #: characters of the known labels then, bytes per held event, `payload` then, and the length of the
+        #: start estimator's window then (`budget.py`)
+        self.measured: list[int | float] = [0, 0, 0, 0, 0.0, 0, 0]
         #: characters of the ids, values and labels of all events taken in (what held events weigh), and
         #: the payload at which the byte budget is next checked
         self.payload = 0

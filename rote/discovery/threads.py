@@ -35,7 +35,7 @@ class Threader:
         self.config = config
         self.miner = miner
         #: while the warm-up is routed: where closing threads leave their labels (thread id, labels)
-        self.sink: list[tuple[int, list[str]]] | None = None
+        self.sink: list[tuple[int, list[str | None]]] | None = None
         # the settings `route` reads for every action
         self._theta = config.continue_share
         self._lift = config.continue_lift
@@ -124,7 +124,6 @@ class Threader:
         best.last_n = n
         hist = best.hist
         hist.append(x)
-        state.hist_chars += len(x)
         if len(hist) > _HIST_CHUNK:
             self.retire_hist(state, best)
         return best
@@ -204,7 +203,6 @@ class Threader:
     def retire_hist(self, state: UserState, th: Thread) -> None:
         """Move a thread's labels into the start estimator's window (labels no longer counted as blanks)."""
         h = state.history
-        state.hist_chars -= sum(len(x) for x in th.hist)
         if th.size >= self.config.min_length:  # a stray action's own thread tells nothing about routines
             if self.sink is not None:
                 self.sink.append((th.tid, th.hist))
@@ -214,7 +212,7 @@ class Threader:
             # (the estimator skips it all the same, and the state does not keep its text)
             counts = state.label_counts
             ms = self._ms
-            h.extend(x if counts.get(x, 0) >= ms else None for x in th.hist)
+            h.extend(x if x is not None and counts.get(x, 0) >= ms else None for x in th.hist)
         th.hist = []
         over = len(h) - self.config.history_events
         for _ in range(over):
@@ -291,6 +289,9 @@ def _restrict(state: UserState) -> None:
     state.succ2 = {k: d for k, d in state.succ2.items() if d}
     state.outs2 = {k: n for k, n in state.outs2.items() if k in state.succ2}
     state.opened = {x: n for x, n in state.opened.items() if x in known}
+    # nor do the threads' unretired labels (they would only ever be blanks in the window)
+    for th in state.threads:
+        th.hist = [x if x in known else None for x in th.hist]
 
 
 def recount_tables(state: UserState) -> None:
