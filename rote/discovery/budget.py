@@ -123,16 +123,37 @@ def enforce_budget(state: UserState, cfg: DiscoveryConfig, miner: VariantMiner) 
         # from, one to test), so the state settles instead of shedding again at every check
         state.keep_instances = max(2, min(state.keep_instances, cfg.keep_instances) - 1)
         target = cfg.shed_to * budget
+        # a step that gives up held events is judged by what they weighed at this measure; the state is
+        # encoded again only when that says the target is reached (or the step freed something else)
+        held = held_events(state)
+        per_held = _parts(data) / held if held else 0.0
+        current = True  # does `data` encode the state as it is now?
         for step in _steps(state, cfg, miner):
             if not step():
                 continue
             state.shed += 1
+            current = False
+            now = held_events(state)
+            if now < held and size - (held - now) * per_held > target:
+                size -= round((held - now) * per_held)
+                held = now
+                continue
             data = encode_state(state, canonical=True)
             size = len(_encode(data))
+            held = held_events(state)
+            current = True
             if size <= target:
                 break
+        if not current:
+            data = encode_state(state, canonical=True)
+            size = len(_encode(data))
     _record(state, data, size)
     return size
+
+
+def _parts(data: dict[str, Any]) -> int:
+    """What the held events cost in an encoding: the event block and the tables only they fill."""
+    return sum(len(_encode(data[k])) for k in ("events", "values", "strings", "targets"))
 
 
 def _measure(state: UserState) -> int:
@@ -145,9 +166,7 @@ def _measure(state: UserState) -> int:
 
 def _record(state: UserState, data: dict[str, Any], size: int) -> None:
     held = held_events(state)
-    # what the held events cost, measured: the event block and the tables only they fill
-    parts = sum(len(_encode(data[k])) for k in ("events", "values", "strings", "targets"))
-    per_held = parts / held if held else 0.0
+    per_held = _parts(data) / held if held else 0.0
     state.measured = [
         size,
         held,

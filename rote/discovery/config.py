@@ -98,7 +98,7 @@ class DiscoveryConfig:
     #: Segments waiting to form a new variant ...
     max_pending: int = 40
     #: ... of which the newest this many keep their events (the older ones only their labels and times).
-    pending_with_events: int = 2
+    pending_with_events: int = 1
     #: Variants kept per user; the least recently seen are evicted beyond this.
     max_variants: int = 40
     #: Variants not seen for this long (event time) are evicted at the next refit.
