@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from rote.streams.fast import encode_flush
 from rote.streams.topics import CANDIDATES, CATALOGUE, USER_ACTIONS
 from test_report import CHROMIUM, pixels, screenshot
 
@@ -188,12 +189,14 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def wait_for(predicate: Any, timeout: float, what: str, log: Path) -> None:
+def wait_for(predicate: Any, timeout: float, what: str | Any, log: Path) -> None:
+    """Poll `predicate`; `what` (or what it returns, if callable: the state at the time out) names it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(1.0)
+    what = what() if callable(what) else what
     raise AssertionError(f"timed out waiting for {what}; worker log tail:\n{log.read_text()[-3000:]}")
 
 
@@ -202,16 +205,27 @@ def test_worker_restart_resumes_discovery_without_loss_or_reemission(tmp_path: P
     path, fmt = bundled_log()
     records = list(iter_records(path, fmt=fmt))
     half = len(records) // 2
-    # what one uninterrupted discoverer emits for the same stream (no idle flush in either)
+    # what one uninterrupted discoverer emits for the same stream, ended by one flush (a `user-flush`
+    # message on the broker: discovery emits a new version at most every few thousand events otherwise, so
+    # the second half alone might emit nothing and the restored state would go unchecked)
     discoverer = RoutineDiscoverer(DiscoveryConfig())
-    state = UserState("user-1")
+    actions = load_actions(path, fmt=fmt)
+    state = UserState(actions[0].user_id)  # the worker keys state by the actions' user (candidate ids too)
     expected: dict[str, tuple[int, int]] = {}
-    for action in load_actions(path, fmt=fmt):
+    first_half: dict[str, tuple[int, int]] = {}
+    for i, action in enumerate(actions):
         for c in discoverer.learn_one(state, action):
             expected[c.candidate_id] = (c.version, c.occurrences)
         for withdrawn in discoverer.drain_retracted(state):
             expected.pop(withdrawn, None)
+        if i == len(records) // 2 - 1:
+            first_half = dict(expected)
+    for c in discoverer.flush(state):
+        expected[c.candidate_id] = (c.version, c.occurrences)
+    for withdrawn in discoverer.drain_retracted(state):
+        expected.pop(withdrawn, None)
     assert expected, "the bundled log must yield candidates"
+    assert expected != first_half, "the second half and the flush must change what is published"
 
     log = tmp_path / "worker.log"
     with TansuBroker(TansuConfig(work_dir=tmp_path / "tansu")) as broker:
@@ -233,14 +247,26 @@ def test_worker_restart_resumes_discovery_without_loss_or_reemission(tmp_path: P
         before = candidate_events(broker.bootstrap)
 
         send(records[half:])
+        producer.send(USER_ACTIONS.name, key=b"user-1", value=encode_flush(state.user_id))
+        producer.flush()
         web_port = free_port()
         worker = start_worker(broker.bootstrap, tmp_path / "state2", log, web_port=web_port)
         try:
-            final_version = max(v for v, _ in expected.values())
+            versions = {cid: v for cid, (v, _) in expected.items()}
+
+            def caught_up() -> bool:
+                seen: dict[str, tuple[int, int]] = {}
+                for cid, v, occ in candidate_events(broker.bootstrap):
+                    if occ < 0:
+                        seen.pop(cid, None)
+                    elif cid not in seen or v > seen[cid][0]:
+                        seen[cid] = (v, occ)
+                return {cid: v for cid, (v, _) in seen.items()} == versions
+
             wait_for(
-                lambda: any(v >= final_version for _, v, _ in candidate_events(broker.bootstrap)),
+                caught_up,
                 240,
-                "candidates from the second half",
+                lambda: f"the final versions {versions} (seen: {candidate_events(broker.bootstrap)})",
                 log,
             )
             time.sleep(5)
