@@ -219,9 +219,10 @@ def action_streams(draw: st.DrawFn) -> list[UserAction]:
         st.sampled_from(
             [
                 T0,
-                # The edge of the plausible-time window: year 1, 1969 and the far future are invalid at
-                # ingress (streams.schemas.implausible_time), so the discoverer never sees them.
-                EARLIEST_EVENT_TIME,
+                # Near the edge of the plausible-time window: year 1, 1969 and the far future are invalid
+                # at ingress (streams.schemas.implausible_time), so the discoverer never sees them. A
+                # minute in, so the out-of-order jitter below (-30 s) stays inside the window.
+                EARLIEST_EVENT_TIME + timedelta(minutes=1),
             ]
         )
     )
