@@ -38,7 +38,6 @@ def build_app(
         workflow_analyzer,
     )
     from rote.agents.app import create_app
-
     from rote.efficiency import CostModel
 
     opts = options or AgentOptions()
@@ -88,10 +87,9 @@ def _watch_consumer_lag(app: faust.App, *, bootstrap: str, group: str, interval:
     """Export the agents' consumer lag; asked of the broker off the event loop (kafka-python blocks)."""
     import asyncio
 
+    from rote import metrics
     from rote.agents.optimizer_feed import FEED_TOPIC
     from rote.streams.topics import CATALOGUE
-
-    from rote import metrics
 
     names = [spec.name for spec in CATALOGUE if spec.name not in ("optimization-reports", "dead-letters")]
     names = [n for n in names if n != "run-requests"] + [FEED_TOPIC]  # run-requests: the executor's group

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from rote.streams.topics import CATALOGUE, TopicSpec
 
 from rote.brokers import security
 from rote.config import Settings
+from rote.streams.topics import CATALOGUE, TopicSpec
 
 #: Largest message rote's producers send and its changelog topics accept (`max.message.bytes`). State
 #: records are capped far below (`rote.state.MAX_STATE_BYTES`); this leaves room for batches of actions.

@@ -21,19 +21,19 @@ import multiprocessing
 from typing import Any
 
 import faust
+
+from rote import metrics
 from rote.agents.app import Topics, state_table
 from rote.agents.common import AgentIO
 from rote.agents.durable import DurableState, read_pending
 from rote.agents.outbox import Outbox, automation_identity
-from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult, decode, encode
-from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS, TEST_RESULTS
-
-from rote import metrics
 from rote.errors import StateError, ValidationError
 from rote.generator import generate
 from rote.generator.registry import Registry
 from rote.security.verdicts import verify_result
 from rote.state import StateReader, decode_json, encode_json
+from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult, decode, encode
+from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS, TEST_RESULTS
 
 AGENT = "automation-generator"
 REGISTRY_AGENT = "automation-registry"

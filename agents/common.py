@@ -15,15 +15,15 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import faust
+
+from rote import metrics
 from rote.agents.app import Topics
 from rote.agents.durable import DurableState
 from rote.agents.optimizer_feed import entity_key, source_key_of, source_of
-from rote.streams.schemas import SCHEMAS, DeadLetter, Event, decode, encode
-from rote.streams.topics import CANDIDATES, DEAD_LETTERS, TopicSpec
-
-from rote import metrics
 from rote.errors import ValidationError
 from rote.privacy import redact_bytes
+from rote.streams.schemas import SCHEMAS, DeadLetter, Event, decode, encode
+from rote.streams.topics import CANDIDATES, DEAD_LETTERS, TopicSpec
 
 E = TypeVar("E", bound=Event)
 S = TypeVar("S")

@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
 import faust
-from rote.agents.app import state_table
 
 from rote import metrics
+from rote.agents.app import state_table
 from rote.errors import StateError, ValidationError
 from rote.state import (
     MAX_STATE_BYTES,

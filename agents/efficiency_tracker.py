@@ -14,10 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+
+from rote import metrics
 from rote.agents.app import Topics
 from rote.agents.common import AgentIO, TopicRouter, apply_routed
 from rote.agents.durable import DurableState
 from rote.agents.optimizer_feed import FEED_TOPIC, feed_topic
+from rote.efficiency import CostModel, MetricsExporter
+from rote.report import ReportBuilder
 from rote.streams.schemas import Event
 from rote.streams.topics import (
     ANOMALIES,
@@ -27,10 +31,6 @@ from rote.streams.topics import (
     OPTIMIZATION_REPORTS,
     TEST_RESULTS,
 )
-
-from rote import metrics
-from rote.efficiency import CostModel, MetricsExporter
-from rote.report import ReportBuilder
 
 AGENT = "efficiency-tracker"
 ROUTES: TopicRouter[ReportBuilder] = TopicRouter(

@@ -5,7 +5,11 @@ their inputs are keyed by candidate or automation over several partitions; a Fau
 co-partitioned with its source. Re-keying everything onto `rote-optimizer-feed` (one partition) gives one
 owner for the whole-picture state, with changelogged tables like every other agent. Volumes are low
 (candidates, automations, results, runs, anomalies: not user actions), so one partition is no bottleneck.
-The source topic travels in a header; the bytes are validated here and forwarded untouched.
+The source topic travels in a header; events are validated here. Candidates and automations go on in their
+compact form (`rote.workflow.analysis.compact_candidate`/`compact_automation`: what the analysis and the
+report read, without each instance's targets and event ids or the generated code and test cases), which
+both consumers would make at once anyway: a fresh candidate is tens of kB, and it is decoded twice after
+this. Other events are forwarded untouched.
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 import faust
-from rote.agents.app import Topics
-from rote.streams.topics import ANOMALIES, AUTOMATIONS, BY_NAME, CANDIDATES, METRICS, TEST_RESULTS
 
 from rote import metrics
+from rote.agents.app import Topics
+from rote.streams.topics import ANOMALIES, AUTOMATIONS, BY_NAME, CANDIDATES, METRICS, TEST_RESULTS
 
 AGENT = "optimizer-feed"
 FEED_TOPIC = "rote-optimizer-feed"
@@ -66,12 +70,27 @@ def register(app: faust.App, topics: Topics) -> dict[str, Any]:
                     metrics.EVENTS_PRODUCED.labels(topic=FEED_TOPIC, agent=AGENT).inc()
                 continue
             model = SCHEMAS[BY_NAME[topic].schema]
-            if await io.decode(model, event, event.value, event.key) is None:
+            decoded = await io.decode(model, event, event.value, event.key)
+            if decoded is None:
                 continue
-            await feed.send(key=FEED_KEY, value=event.value, headers=headers)
+            await feed.send(key=FEED_KEY, value=_compact(decoded) or event.value, headers=headers)
             metrics.EVENTS_PRODUCED.labels(topic=FEED_TOPIC, agent=AGENT).inc()
 
     return {"agent": forward, "topic": feed}
+
+
+def _compact(event: Any) -> bytes | None:
+    """The compact encoding of a candidate or automation; None: forward the bytes as they came."""
+    from rote.streams.schemas import Automation, Candidate, encode
+    from rote.workflow.analysis import compact_automation, compact_candidate
+
+    if isinstance(event, Candidate):
+        slim: Any = compact_candidate(event)
+    elif isinstance(event, Automation):
+        slim = compact_automation(event)
+    else:
+        return None
+    return None if slim is event else encode(slim)
 
 
 def _header(event: faust.EventT, name: str) -> str:

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 import faust
 from aiokafka.partitioner import murmur2
+
 from rote.agents.app import Topics
 
 log = logging.getLogger("rote.agents.outbox")

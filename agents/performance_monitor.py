@@ -15,18 +15,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+
+from rote import metrics
 from rote.agents.app import Topics
 from rote.agents.common import AgentIO
 from rote.agents.durable import DurableState
-from rote.streams.schemas import Anomaly, RunMetric, TestResult, decode
-from rote.streams.topics import ANOMALIES, METRICS, TEST_RESULTS
-
-from rote import metrics
 from rote.anomaly.monitor import (
     AutomationMonitors,
     Finding,
     MonitorConfig,
 )
+from rote.streams.schemas import Anomaly, RunMetric, TestResult, decode
+from rote.streams.topics import ANOMALIES, METRICS, TEST_RESULTS
 
 AGENT = "performance-monitor"
 _ONLY_FROM_TEST_RESULTS = frozenset({"output_bytes"})

@@ -27,18 +27,18 @@ from functools import partial
 from typing import Any, cast
 
 import faust
+
+from rote import metrics
 from rote.agents.app import Topics
 from rote.agents.common import AgentIO
 from rote.agents.durable import DurableState
 from rote.agents.outbox import Outbox, Pending, Publisher, candidate_identity
-from rote.streams.fast import FastAction, decode_message, encode_batch, encode_flush
-from rote.streams.schemas import Candidate, encode
-from rote.streams.topics import CANDIDATES, USER_ACTIONS
-
-from rote import metrics
 from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState
 from rote.errors import ValidationError
 from rote.privacy import default_redactor
+from rote.streams.fast import FastAction, decode_message, encode_batch, encode_flush
+from rote.streams.schemas import Candidate, encode
+from rote.streams.topics import CANDIDATES, USER_ACTIONS
 
 AGENT = "task-identifier"
 #: what a `user-flush` message becomes for `learn` (close the user's open segments)

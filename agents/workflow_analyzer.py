@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+
+from rote import metrics
 from rote.agents.app import Topics
 from rote.agents.common import AgentIO, TopicRouter, apply_routed
 from rote.agents.durable import DurableState
 from rote.agents.optimizer_feed import FEED_TOPIC, feed_topic
 from rote.streams.schemas import Event
 from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS
-
-from rote import metrics
 from rote.workflow import WorkflowAnalyzer
 
 AGENT = "workflow-analyzer"

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from rote.dashboards import k8s_rules
 
+from rote.dashboards import k8s_rules
 from rote.errors import RoteError
 
 JSON_DIR = Path(__file__).resolve().parent / "json"

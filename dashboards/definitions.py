@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from grafana_foundation_sdk.builders import dashboard
+
 from rote.dashboards.panels import (
     Query,
     bargauge_panel,

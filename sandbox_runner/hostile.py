@@ -29,10 +29,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rote.errors import SandboxError
 from rote.sandbox_runner.jail import Jail, JobSpec, Limits, RunResult
 from rote.sandbox_runner.proc import processes_of
-
-from rote.errors import SandboxError
 
 #: Limits every hostile program runs under unless its header says otherwise: small, so the suite is quick.
 SUITE_LIMITS = Limits(

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rote.errors import SandboxError
 from rote.sandbox_runner import workspace
 from rote.sandbox_runner.caps import missing_capabilities
 from rote.sandbox_runner.cgroup import CgroupManager, SlotCgroup
@@ -68,8 +69,6 @@ from rote.sandbox_runner.proc import (
 )
 from rote.sandbox_runner.seccomp import build_filter
 from rote.sandbox_runner.verdict import Evidence, classify, decode_monitor_status, decode_wait_status
-
-from rote.errors import SandboxError
 
 __all__ = ["Evidence", "Jail", "JobSpec", "Limits", "RunResult", "classify"]
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rote.errors import SandboxError
 from rote.sandbox_runner.limits import Limits
 from rote.sandbox_runner.workspace import safe_relpath
 from rote.streams.schemas import StopReason
-
-from rote.errors import SandboxError
 
 __all__ = ["MAX_ARGV_ENV_BYTES", "MAX_FILES_BYTES", "JobSpec", "RunResult", "check_job"]
 

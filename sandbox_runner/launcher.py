@@ -35,9 +35,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from rote.sandbox_runner.cgroup import SlotCgroup
-
 from rote.errors import SandboxError
+from rote.sandbox_runner.cgroup import SlotCgroup
 
 __all__ = ["SlotLauncher"]
 

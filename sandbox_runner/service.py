@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from rote import metrics
+from rote.errors import ConfigError, SandboxError, ValidationError
 from rote.sandbox_runner.jail import Jail, Limits
 from rote.sandbox_runner.tester import (
     AutomationTester,
@@ -39,12 +41,9 @@ from rote.sandbox_runner.tester import (
     requests_of,
     result_id_for,
 )
+from rote.security.verdicts import result_key_from_env
 from rote.streams import topics
 from rote.streams.schemas import Automation, DeadLetter, decode, encode
-
-from rote import metrics
-from rote.errors import ConfigError, SandboxError, ValidationError
-from rote.security.verdicts import result_key_from_env
 
 __all__ = [
     "AutomationTester",

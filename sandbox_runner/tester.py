@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from rote import metrics
+from rote.errors import RoteError, SandboxError
 from rote.sandbox_runner.job import JobSpec, RunResult
 from rote.sandbox_runner.limits import Limits
 from rote.sandbox_runner.stats import SandboxStats
-from rote.streams.schemas import Automation, RunMetric, StepTiming, TestCase, TestResult
-
-from rote import metrics
-from rote.errors import RoteError, SandboxError
 from rote.security.verdicts import sign_result
+from rote.streams.schemas import Automation, RunMetric, StepTiming, TestCase, TestResult
 
 __all__ = ["AutomationTester", "Outcome", "TestRequest", "requests_of", "result_id_for"]
 

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
+
+from rote.errors import ValidationError
 from rote.streams.schemas import (
     MAX_ACTION_SECONDS,
     MAX_ATTRIBUTES,
@@ -37,8 +39,6 @@ from rote.streams.schemas import (
     implausible_time,
     plausible_time_window,
 )
-
-from rote.errors import ValidationError
 
 BATCH_KIND = "user-action-batch"
 #: A control message on `user-actions`: close this user's open segments now (the worker's idle timer and

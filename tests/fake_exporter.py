@@ -18,9 +18,8 @@ import sys
 import threading
 import time
 
-from rote.streams.topics import CATALOGUE
-
 from rote import metrics as m
+from rote.streams.topics import CATALOGUE
 
 
 def tick(rng: random.Random) -> None:

@@ -6,15 +6,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from rote.agents import efficiency_tracker, workflow_analyzer
-from rote.agents.common import TopicRouter
-from rote.streams.schemas import Anomaly, Candidate, RunMetric, TestResult, encode
-from rote.streams.topics import ANOMALIES, CANDIDATES, METRICS, TEST_RESULTS
 from test_workflow_support import leno_events
 
+from rote.agents import efficiency_tracker, workflow_analyzer
+from rote.agents.common import TopicRouter
 from rote.efficiency import CostModel
 from rote.errors import ValidationError
 from rote.report import ReportBuilder
+from rote.streams.schemas import Anomaly, Candidate, RunMetric, TestResult, encode
+from rote.streams.topics import ANOMALIES, CANDIDATES, METRICS, TEST_RESULTS
 from rote.workflow import WorkflowAnalyzer
 
 NOW = datetime(2020, 4, 20, tzinfo=UTC)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from rote.streams.schemas import RunMetric, StepTiming, TestResult
-
 from rote.anomaly.monitor import (
     Finding,
     MonitorConfig,
@@ -15,6 +13,7 @@ from rote.anomaly.monitor import (
     signals_from_test_result,
 )
 from rote.state import decode_state, encode_state
+from rote.streams.schemas import RunMetric, StepTiming, TestResult
 
 T0 = datetime(2025, 3, 3, tzinfo=UTC)
 

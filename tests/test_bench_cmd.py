@@ -75,9 +75,8 @@ def test_flatten_nested_results() -> None:
 
 
 def test_backlog_is_the_real_log_as_many_users_in_both_wire_forms() -> None:
-    from rote.streams.fast import decode_message
-
     from rote.pipeline_bench.backlog import make_backlog
+    from rote.streams.fast import decode_message
 
     backlog = make_backlog(3, 120, batch=50)
     assert backlog.actions == 360 and len(backlog.singles) == 360 and len(backlog.batches) == 9

@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
-from rote.streams.topics import CATALOGUE, Cleanup, TopicSpec
 
 from rote.brokers import (
     KafkaBroker,
@@ -42,6 +41,7 @@ from rote.brokers._process import BrokerUnavailable, ManagedProcess
 from rote.brokers.admin import admin_client
 from rote.brokers.kafka import _megabytes, new_cluster_id, server_properties
 from rote.errors import BrokerError
+from rote.streams.topics import CATALOGUE, Cleanup, TopicSpec
 
 
 def _alive(pid: int) -> bool:

@@ -32,11 +32,11 @@ from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from rote.streams.fast import encode_batch
-from rote.streams.topics import AUTOMATIONS, CANDIDATES, CATALOGUE, TEST_RESULTS, USER_ACTIONS
 
 from rote.brokers import create_topics, free_port
 from rote.importers import bundled_log, iter_records
+from rote.streams.fast import encode_batch
+from rote.streams.topics import AUTOMATIONS, CANDIDATES, CATALOGUE, TEST_RESULTS, USER_ACTIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
 

@@ -164,6 +164,7 @@ def test_produce_dead_letters_a_30mb_event_and_sends_every_valid_one(
     tansu_broker: Any, tmp_path: Path
 ) -> None:
     from kafka import KafkaConsumer, TopicPartition
+
     from rote.streams.schemas import DeadLetter, decode
 
     log = tmp_path / "big.jsonl"

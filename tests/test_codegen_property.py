@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rote.streams.schemas import Candidate, RoutineInstance, RoutineStep, ScoreBreakdown, Target
 
 from rote.generator import exprs, generate
 from rote.generator.codegen import RenderMeta, render, static_check
 from rote.generator.plan import OPS, TARGET_KEYS, UNKNOWN_OP
+from rote.streams.schemas import Candidate, RoutineInstance, RoutineStep, ScoreBreakdown, Target
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is needed for bash -n")
 

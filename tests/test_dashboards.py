@@ -17,11 +17,11 @@ import pytest
 import yaml
 from prom_harness import PROMTOOL, recording_rule_names, require_binary
 from prometheus_client import Counter, Gauge, Histogram, Info
-from rote.dashboards import JSON_DIR, build, iter_panels, load, panel_queries, render, stale
 from typer.testing import CliRunner
 
 from rote import metrics as m
 from rote.cli import app
+from rote.dashboards import JSON_DIR, build, iter_panels, load, panel_queries, render, stale
 
 EXPECTED_UIDS = {
     "rote-pipeline-health",

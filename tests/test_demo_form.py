@@ -23,7 +23,7 @@ from rote.drivers.sheets import Sheets
 
 
 @pytest.fixture(scope="module")
-def students() -> list:  # type: ignore[type-arg]
+def students() -> list:
     return students_from_log()
 
 
@@ -43,14 +43,14 @@ def _final_values_per_record() -> list[dict[str, str]]:
     return records
 
 
-def test_fifty_students_from_the_recorded_cells(students: list) -> None:  # type: ignore[type-arg]
+def test_fifty_students_from_the_recorded_cells(students: list) -> None:
     assert len(students) == 50
     assert [s.row for s in students] == list(range(2, 52))
     first = students[0]
     assert (first.first, first.last, first.birth, first.country) == ("John", "Doe", "11/03/1986", "Australia")
 
 
-def test_expected_records_are_what_the_person_typed(students: list) -> None:  # type: ignore[type-arg]
+def test_expected_records_are_what_the_person_typed(students: list) -> None:
     """The form's notion of correct is the recording's: for every submitted record, the person's final
     field values equal the expected record of the student they copied (the one known slip aside)."""
     typed = _final_values_per_record()
@@ -66,7 +66,7 @@ def test_expected_records_are_what_the_person_typed(students: list) -> None:  # 
     assert all(diff == ["Address_Region"] for _, diff in mismatches), mismatches
 
 
-def test_workbook_reads_back_like_the_recording(tmp_path: Path, students: list) -> None:  # type: ignore[type-arg]
+def test_workbook_reads_back_like_the_recording(tmp_path: Path, students: list) -> None:
     path = write_workbook(students, tmp_path / WORKBOOK_NAME)
     sheets = Sheets(tmp_path)
     for s in (students[0], students[17], students[-1]):
@@ -95,7 +95,7 @@ def _post(url: str, form: dict[str, str]) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def test_server_checks_submissions_against_the_workbook(students: list) -> None:  # type: ignore[type-arg]
+def test_server_checks_submissions_against_the_workbook(students: list) -> None:
     with FormServer(students) as server:
         page = urllib.request.urlopen(server.form_url, timeout=10).read().decode()
         for name in FORM_FIELDS:
@@ -117,7 +117,7 @@ def test_server_checks_submissions_against_the_workbook(students: list) -> None:
     assert "Sydney" not in json.dumps(stats)  # which fields differ, never the values
 
 
-def test_validate_and_grade(students: list) -> None:  # type: ignore[type-arg]
+def test_validate_and_grade(students: list) -> None:
     want = expected_submission(students[0])
     assert validate(want) is None
     assert validate({**want, "Email": "nope"}) == "Email is not an e-mail address"

@@ -91,7 +91,7 @@ def test_xlsm_and_csv(tmp_path: Path) -> None:
     with pytest.raises(ActionError, match="CSV export"):
         s.perform("fill_field", {"workbook": "Export.xlsx", "cell": "A1"}, "z")
     wb = Workbook()
-    wb.active["A1"] = "macro book"  # type: ignore[index]
+    wb.active["A1"] = "macro book"
     wb.save(tmp_path / "Macro.xlsm")
     assert (
         Sheets(tmp_path).perform("read_cell", {"workbook": "Macro.xlsm", "cell": "A1"}, None) == "macro book"

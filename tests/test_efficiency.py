@@ -6,8 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import generate_latest
-from rote.streams.schemas import Candidate, RunMetric
-from rote.streams.schemas import TestResult as Result
 from test_workflow import FOUR, candidate
 from test_workflow_support import automation_for, leno_events
 
@@ -15,6 +13,8 @@ from rote import metrics
 from rote.efficiency import CostModel, EfficiencyTracker, MetricsExporter, TrendConfig
 from rote.errors import ConfigError
 from rote.state import decode_state, encode_state
+from rote.streams.schemas import Candidate, RunMetric
+from rote.streams.schemas import TestResult as Result
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
 

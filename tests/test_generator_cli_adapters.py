@@ -14,14 +14,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from rote.streams.schemas import (
-    Candidate,
-    RoutineInstance,
-    RoutineStep,
-    ScoreBreakdown,
-    Target,
-    encode,
-)
 from test_registry import T0, file_candidate, metric, result
 from typer.testing import CliRunner
 
@@ -31,6 +23,14 @@ from rote.generator import GeneratorConfig, generate
 from rote.generator.bundle import runtime_source
 from rote.generator.plan import PlanConfig
 from rote.generator.runtime import ActionError, Api, Composite, CsvSheets, Files, HttpForms
+from rote.streams.schemas import (
+    Candidate,
+    RoutineInstance,
+    RoutineStep,
+    ScoreBreakdown,
+    Target,
+    encode,
+)
 
 # --------------------------------------------------------------------------------------------------
 # CLI

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rote.streams.schemas import Automation, ExpectedAction, Target
-from rote.streams.schemas import TestCase as Case
 
 from rote.generator import applescript, codegen, exprs
 from rote.generator.bundle import UnsupportedLanguage, build_test_bundle, verify
 from rote.generator.quoting import QuotingError, as_string, py_literal, sh_quote
 from rote.generator.replay import run_local
+from rote.streams.schemas import Automation, ExpectedAction, Target
+from rote.streams.schemas import TestCase as Case
 
 MARK = "PWNED"
 

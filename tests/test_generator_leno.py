@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rote.streams.schemas import Candidate, RoutineInstance, RoutineStep, ScoreBreakdown, Target
 
 from rote.generator import GeneratorConfig, generate, replay
 from rote.generator.plan import PlanConfig, build_plan
+from rote.streams.schemas import Candidate, RoutineInstance, RoutineStep, ScoreBreakdown, Target
 
 HERE = Path(__file__).resolve().parent
 SLICE = HERE / "data" / "generator" / "StudentRecord_segmented_first10.csv"

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from rote.streams.schemas import Candidate, RoutineStep, ScoreBreakdown, StepParameter, Target
-
 from rote.generator import exprs as E
 from rote.generator import generate, runtime
 from rote.generator.synthesis import synthesize
+from rote.streams.schemas import Candidate, RoutineStep, ScoreBreakdown, StepParameter, Target
 
 T = datetime(2024, 1, 1, tzinfo=UTC)
 

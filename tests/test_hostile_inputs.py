@@ -19,6 +19,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState
+from rote.errors import ImportFormatError, ValidationError
+from rote.generator import generate
+from rote.importers import iter_records, load_actions
+from rote.state import decode_state, encode_state
 from rote.streams.schemas import (
     EARLIEST_EVENT_TIME,
     MAX_VALUE_CHARS,
@@ -29,12 +35,6 @@ from rote.streams.schemas import (
     decode,
     encode,
 )
-
-from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState
-from rote.errors import ImportFormatError, ValidationError
-from rote.generator import generate
-from rote.importers import iter_records, load_actions
-from rote.state import decode_state, encode_state
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)

@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from rote.streams.fast import encode_batch
-from rote.streams.topics import CATALOGUE, USER_ACTIONS
 from test_pipeline import candidate_events, start_worker, stop_worker, wait_for
 
 from rote.brokers import TansuBroker, TansuConfig, create_topics, free_port
 from rote.importers import bundled_log, iter_records
+from rote.streams.fast import encode_batch
+from rote.streams.topics import CATALOGUE, USER_ACTIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.tansu, pytest.mark.slow]
 

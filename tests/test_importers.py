@@ -4,10 +4,10 @@ import json
 from pathlib import Path
 
 import pytest
-from rote.streams.schemas import UserAction, decode
 
 from rote.errors import ImportFormatError
 from rote.importers import CsvOptions, bundled_log, event_id_for, iter_records, load_actions, parse_timestamp
+from rote.streams.schemas import UserAction, decode
 
 DATA = Path(__file__).resolve().parent / "data" / "uilogs"
 

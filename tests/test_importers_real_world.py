@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-from rote.streams.schemas import DeadLetter
 
 from rote.errors import ConfigError, ImportFormatError
 from rote.importers import (
@@ -22,12 +21,13 @@ from rote.importers import (
     read_log,
     resolve_format,
 )
+from rote.streams.schemas import DeadLetter
 
 DATA = Path(__file__).resolve().parent / "data" / "uilogs"
 NOISY = DATA / "noisy_sr_rt_semicolon.csv"
 
 
-def _stats(path: Path, **kw: object) -> tuple[list, ImportStats]:  # type: ignore[type-arg]
+def _stats(path: Path, **kw: object) -> tuple[list, ImportStats]:
     stats = ImportStats()
     recs = list(iter_records(path, stats=stats, **kw))  # type: ignore[arg-type]
     assert stats.rows == stats.valid + stats.invalid_total + stats.skipped_total, "a row went missing"

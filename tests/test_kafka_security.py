@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from rote.streams.topics import CATALOGUE, USER_ACTIONS
 
 from rote.brokers import KafkaBroker, KafkaConfig, acls, create_topics
 from rote.brokers.security import KafkaSecurity
+from rote.streams.topics import CATALOGUE, USER_ACTIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
 

@@ -13,10 +13,10 @@ from fake_exporter import tick
 from prom_harness import PROMTOOL, require_binary
 from prometheus_client import Counter, Gauge, Histogram, Info
 from prometheus_client.parser import text_string_to_metric_families
-from rote.streams.schemas import UserAction, decode
 
 from rote import metrics as m
 from rote.errors import ValidationError
+from rote.streams.schemas import UserAction, decode
 
 FORBIDDEN_LABELS = {"user_id", "automation_id", "candidate_id", "run_id", "event_id", "session_id", "case_id"}
 
@@ -166,9 +166,9 @@ def test_collect_consumer_lag_against_the_embedded_broker() -> None:
     from dataclasses import replace
 
     from kafka import KafkaConsumer, KafkaProducer
-    from rote.streams.topics import USER_ACTIONS
 
     from rote.brokers import create_topics, start_broker
+    from rote.streams.topics import USER_ACTIONS
 
     topic = "lag-probe"
     with start_broker(None) as broker:

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+
 from rote.agents.outbox import Pending, Publisher
 
 
@@ -76,7 +77,7 @@ def run(coro: Any) -> Any:
 
 
 async def _with_publisher(outbox: FakeOutbox, state: FakeState, body: Any) -> Publisher:
-    pub = Publisher(outbox, state, lambda v: "?")  # type: ignore[arg-type]
+    pub = Publisher(outbox, state, lambda v: "?")
     task = asyncio.create_task(pub.run())
     try:
         await body(pub)

@@ -22,14 +22,14 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from rote.streams.fast import encode_flush
-from rote.streams.topics import CANDIDATES, CATALOGUE, USER_ACTIONS
 from test_report import CHROMIUM, pixels, screenshot
 
 from rote.brokers import TansuBroker, TansuConfig, create_topics, free_port
 from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState
 from rote.importers import bundled_log, iter_records, load_actions
 from rote.report.charts import COLORS
+from rote.streams.fast import encode_flush
+from rote.streams.topics import CANDIDATES, CATALOGUE, USER_ACTIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

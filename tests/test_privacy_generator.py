@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from rote.streams.schemas import Candidate, RoutineInstance, RoutineStep, ScoreBreakdown, Target
-
 from rote.generator import generate
 from rote.generator.plan import build_plan, has_redacted_literal
 from rote.generator.replay import replay
 from rote.privacy import PASSWORD_MARKER, RedactionConfig, Redactor
 from rote.privacy.tokens import REDACTED_RE
+from rote.streams.schemas import Candidate, RoutineInstance, RoutineStep, ScoreBreakdown, Target
 
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
 R = Redactor(RedactionConfig(), key=b"generator-test-key-0123456789abcdef")

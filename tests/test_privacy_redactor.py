@@ -10,11 +10,11 @@ from typing import Any
 
 import msgspec
 import pytest
-from rote.streams.schemas import UserAction, decode
 
 from rote.errors import ConfigError
 from rote.importers import iter_records
 from rote.privacy import PASSWORD_MARKER, RedactionConfig, Redactor, default_redactor, load_key
+from rote.streams.schemas import UserAction, decode
 
 KEY = b"test-key-for-pseudonyms-0123456789"
 CARD = "4539 1488 0343 6467"  # Luhn-valid, made up

@@ -27,6 +27,7 @@ from prom_harness import (  # noqa: F401  (prometheus is a fixture)
     require_binary,
     wait_until,
 )
+
 from rote.dashboards import panel_queries
 
 REPO = Path(__file__).resolve().parents[1]

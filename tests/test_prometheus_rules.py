@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 from prom_harness import PROMTOOL, RULES_DIR, require_binary
+
 from rote.dashboards import k8s_rules
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,6 +7,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from rote.generator import generate, replay
+from rote.generator.generate import GeneratorConfig
+from rote.generator.plan import PlanConfig
+from rote.generator.registry import Registry, RegistryConfig, from_archive, percentile
+from rote.state import decode_state, encode_state
 from rote.streams.schemas import (
     Automation,
     Candidate,
@@ -19,12 +25,6 @@ from rote.streams.schemas import (
 from rote.streams.schemas import (
     TestResult as Result,
 )
-
-from rote.generator import generate, replay
-from rote.generator.generate import GeneratorConfig
-from rote.generator.plan import PlanConfig
-from rote.generator.registry import Registry, RegistryConfig, from_archive, percentile
-from rote.state import decode_state, encode_state
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -263,9 +263,8 @@ def test_new_version_supersedes_and_round_trips(auto: Automation) -> None:
 
 
 def test_from_archive(auto: Automation, tmp_path: Path) -> None:
-    from rote.streams.schemas import encode
-
     from rote.archive import ArchiveWriter
+    from rote.streams.schemas import encode
 
     w = ArchiveWriter(tmp_path)
     for c in auto.test_cases:  # results written before the automation: order in files must not matter

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rote.streams.schemas import Automation, RunMetric
 from test_registry import T0, auto, metric, result  # noqa: F401 - `auto` is a fixture
 
 from rote.generator.registry import Registry, RegistryConfig
+from rote.streams.schemas import Automation, RunMetric
 
 
 def _verified(a: Automation, config: RegistryConfig | None = None) -> Registry:

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from rote.streams.schemas import OptimizationReport, decode, encode
 from test_workflow_support import leno_events, write_archive
 from typer.testing import CliRunner
 
@@ -20,6 +19,7 @@ from rote.cli import app
 from rote.efficiency import CostModel, EfficiencyTracker
 from rote.report import ReportBuilder, compose_report, render_html
 from rote.report.charts import COLORS
+from rote.streams.schemas import OptimizationReport, decode, encode
 
 NOW = datetime(2020, 4, 20, tzinfo=UTC)
 COST = CostModel()

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from rote.streams.schemas import RunMetric, StepTiming
 from test_registry import CFG, T0, file_candidate
 
 from rote.generator import generate
 from rote.report import ReportBuilder, render_html
 from rote.report.compose import RunEvidence
+from rote.streams.schemas import RunMetric, StepTiming
 
 
 def _run(aid: str, k: int, *, source: str = "production", ok: bool = True) -> RunMetric:
@@ -18,7 +18,7 @@ def _run(aid: str, k: int, *, source: str = "production", ok: bool = True) -> Ru
         run_id=f"{source}-{k}",
         automation_id=aid,
         version=1,
-        source=source,  # type: ignore[arg-type]
+        source=source,
         started_at=T0 + timedelta(days=10, minutes=k),
         duration_seconds=2.0 + k * 0.01,
         success=ok,

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from rote.streams.schemas import TestResult, encode
 from test_generator_leno import SLICE, leno_candidate
 
 from rote.archive import ArchiveWriter
@@ -17,6 +16,7 @@ from rote.drivers.browser import CHROMIUM
 from rote.generator import GeneratorConfig, generate, replay
 from rote.generator.plan import PlanConfig
 from rote.runner.bench import bench
+from rote.streams.schemas import TestResult, encode
 
 
 @pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="needs /usr/bin/chromium")

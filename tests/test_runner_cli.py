@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from rote.streams.schemas import TestResult, encode
 from test_registry import CFG, file_candidate
 
 from rote.archive import ArchiveWriter
 from rote.errors import ConfigError
 from rote.generator import generate, replay
 from rote.runner.request import parse_params
+from rote.streams.schemas import TestResult, encode
 
 ROTE = [sys.executable, "-m", "rote.cli"]
 

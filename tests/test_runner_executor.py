@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rote.streams.schemas import Automation, GeneratedSource, RunRequest
 from test_generator_leno import SLICE, leno_candidate
 from test_registry import CFG, file_candidate
 
@@ -26,6 +25,7 @@ from rote.generator.bundle import _nul_params
 from rote.generator.codegen import template_version
 from rote.runner import policy
 from rote.runner.executor import Executor, RunnerConfig
+from rote.streams.schemas import Automation, GeneratedSource, RunRequest
 
 NEEDS_CHROMIUM = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="needs /usr/bin/chromium")
 

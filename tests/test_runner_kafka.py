@@ -16,8 +16,6 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from rote.streams.schemas import Automation, RunMetric, RunRequest, TestResult, decode, encode
-from rote.streams.topics import AUTOMATIONS, CATALOGUE, METRICS, RUN_REQUESTS, TEST_RESULTS
 from test_generator_leno import SLICE, leno_candidate
 
 from rote.brokers import create_topics
@@ -30,6 +28,8 @@ from rote.generator.registry import Registry
 from rote.runner.executor import RunnerConfig
 from rote.runner.service import RunnerService
 from rote.security.verdicts import ephemeral_result_key, sign_result
+from rote.streams.schemas import Automation, RunMetric, RunRequest, TestResult, decode, encode
+from rote.streams.topics import AUTOMATIONS, CATALOGUE, METRICS, RUN_REQUESTS, TEST_RESULTS
 
 pytestmark = [
     pytest.mark.kafka,

@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from rote.streams.schemas import TestResult, encode
-from rote.streams.topics import AUTOMATIONS, TEST_RESULTS
 from test_registry import CFG, file_candidate
 
 from rote.errors import ConfigError
@@ -17,9 +15,11 @@ from rote.generator import generate
 from rote.runner.executor import RunnerConfig
 from rote.runner.service import RunnerService
 from rote.security.verdicts import ephemeral_result_key, sign_result
+from rote.streams.schemas import TestResult, encode
+from rote.streams.topics import AUTOMATIONS, TEST_RESULTS
 
 
-def _passed(a, case_id: str, lang: str) -> TestResult:  # type: ignore[no-untyped-def]
+def _passed(a, case_id: str, lang: str) -> TestResult:
     return TestResult(
         result_id=uuid.uuid4().hex,
         automation_id=a.automation_id,

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from rote.sandbox_runner.caps import REQUIRED
 from rote.sandbox_runner.jail import Jail
 

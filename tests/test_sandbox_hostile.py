@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from rote.sandbox_runner.hostile import HostBait, HostileCase, load_suite, run_case
 from rote.sandbox_runner.jail import Jail
 

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from rote.errors import ConfigError, SandboxError
 from rote.sandbox_runner import launcher, seccomp
 from rote.sandbox_runner.cgroup import SlotUsage
 from rote.sandbox_runner.hostile import load_suite, parse_limits
 from rote.sandbox_runner.jail import Evidence, Jail, JobSpec, Limits, classify
-
-from rote.errors import ConfigError, SandboxError
 
 X86 = seccomp.AUDIT_ARCH_X86_64
 NR = seccomp.SYSCALLS[X86]

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rote.sandbox_runner.proc import processes_of
-from rote.sandbox_runner.service import requests_of
-from rote.streams import topics
-from rote.streams.schemas import Automation, GeneratedSource, TestResult, decode, encode
 from test_sandbox_service import make_automation
 
+from rote.sandbox_runner.proc import processes_of
+from rote.sandbox_runner.service import requests_of
 from rote.security.verdicts import verify_result
+from rote.streams import topics
+from rote.streams.schemas import Automation, GeneratedSource, TestResult, decode, encode
 
 pytestmark = [
     pytest.mark.integration,

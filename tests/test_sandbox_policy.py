@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from rote.sandbox_runner import caps, seccomp, workspace
 from rote.sandbox_runner.cgroup import SlotUsage
 from rote.sandbox_runner.limits import CPU_CHECK_MIN_SECONDS, Limits, cpu_check_delay

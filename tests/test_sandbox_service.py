@@ -16,17 +16,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from rote.sandbox_runner.jail import Jail, JobSpec, Limits, RunResult
-from rote.sandbox_runner.service import AutomationTester, SandboxService, requests_of, result_id_for
-from rote.sandbox_runner.stats import SandboxStats
-from rote.streams import topics
-from rote.streams.schemas import Automation, ExpectedAction, Target, TestResult, decode, encode
-from rote.streams.schemas import TestCase as Case
 
 from rote import metrics
 from rote.errors import ConfigError, SandboxError
 from rote.generator import codegen, exprs
+from rote.sandbox_runner.jail import Jail, JobSpec, Limits, RunResult
+from rote.sandbox_runner.service import AutomationTester, SandboxService, requests_of, result_id_for
+from rote.sandbox_runner.stats import SandboxStats
 from rote.security.verdicts import verify_result
+from rote.streams import topics
+from rote.streams.schemas import Automation, ExpectedAction, Target, TestResult, decode, encode
+from rote.streams.schemas import TestCase as Case
 
 KEY = b"test-result-key-" * 2
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from rote.streams.schemas import TestResult, decode, encode
 
 from rote.errors import ConfigError
 from rote.security.verdicts import (
@@ -17,6 +16,7 @@ from rote.security.verdicts import (
     sign_result,
     verify_result,
 )
+from rote.streams.schemas import TestResult, decode, encode
 
 KEY = b"k" * 32
 

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from rote.streams.schemas import Anomaly, Automation, Candidate, RunMetric, TestResult, UserAction
 from test_workflow_support import leno_events
 
 from rote.anomaly.monitor import AutomationMonitors, MonitorConfig
@@ -23,6 +22,7 @@ from rote.state.checks import (
     check_redelivery,
     check_round_trip,
 )
+from rote.streams.schemas import Anomaly, Automation, Candidate, RunMetric, TestResult, UserAction
 from rote.workflow import WorkflowAnalyzer
 
 COST = CostModel()

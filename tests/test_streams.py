@@ -9,12 +9,13 @@ from typing import Any
 
 import jsonschema
 import pytest
-from rote.streams import jsonschema as generated
-from rote.streams.schemas import SCHEMAS, DeadLetter, UserAction, decode, encode, json_schema
-from rote.streams.topics import BY_NAME, CATALOGUE, Cleanup, topic
+from pydantic import ValidationError as PydanticValidationError
 
 from rote.config import Settings
 from rote.errors import ConfigError, ValidationError
+from rote.streams import jsonschema as generated
+from rote.streams.schemas import SCHEMAS, DeadLetter, UserAction, decode, encode, json_schema
+from rote.streams.topics import BY_NAME, CATALOGUE, Cleanup, topic
 
 GOOD = {
     "event_id": "e-1",
@@ -155,10 +156,10 @@ def test_settings_from_env_and_flags() -> None:
 @pytest.mark.tansu
 def test_producer_api_validates_before_sending_and_batches_per_user(tansu_broker: Any) -> None:
     from kafka import KafkaConsumer, TopicPartition
-    from rote.streams.fast import decode_message
 
     from rote.brokers import create_topics
     from rote.producer import ActionProducer
+    from rote.streams.fast import decode_message
 
     create_topics(tansu_broker.bootstrap, [BY_NAME["user-actions"]])
     with ActionProducer(tansu_broker.bootstrap, topic="user-actions", linger_seconds=5.0) as producer:
@@ -219,3 +220,84 @@ def test_rote_produce_validates_or_forwards_as_asked(tansu_broker: Any, tmp_path
 
     assert produce() == {"sent": 2, "rejected": 1, "failed": 0}
     assert produce("--no-validate") == {"sent": 3, "rejected": 0, "failed": 0}
+
+
+# ------------------------------------------------------------------ decode's JSON fast path
+def _python_path(model: type[Any], raw: bytes) -> Any:
+    """What `decode` did before it tried pydantic's JSON parser: json.loads, then model_validate."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return "refused"
+    if not isinstance(data, dict):
+        return "refused"
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError:
+        return "refused"
+
+
+def _mutations() -> Any:
+    from hypothesis import strategies as st
+
+    json_leaf = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=False),
+        st.text(max_size=12),
+        st.sampled_from(["2026-05-01T09:00:00Z", "2026-05-01", "1e3", "NaN", "true", "", "09:00"]),
+    )
+    return st.tuples(st.sampled_from([*sorted(GOOD), "target", "schema_version", "new"]), json_leaf)
+
+
+def test_the_json_fast_path_changes_no_verdict_and_no_value() -> None:
+    """`decode` parses bytes with pydantic's JSON parser first; for every schema, mutated events get the
+    same verdict (and the same value when accepted) as json.loads + model_validate."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(_mutations(), max_size=4), st.sampled_from(sorted(SCHEMAS)))
+    def check(changes: list[tuple[str, Any]], schema: str) -> None:
+        model = SCHEMAS[schema]
+        payload = dict(GOOD)
+        for k, v in changes:
+            payload[k] = v
+        for raw in (json.dumps(payload).encode(), json.dumps(payload).encode().replace(b'"', b"'", 1)):
+            expected = _python_path(model, raw)
+            try:
+                got: Any = decode(model, raw)
+            except ValidationError:
+                got = "refused"
+            assert got == expected
+
+    check()
+
+
+def test_the_json_fast_path_agrees_on_real_events() -> None:
+    """Real candidates, automations and actions from the bundled log decode to the same value both ways,
+    and so do copies with a nested field broken."""
+    from rote.discovery import DiscoveryConfig, RoutineDiscoverer
+    from rote.generator import generate
+    from rote.importers import bundled_log, load_actions
+
+    path, fmt = bundled_log()
+    actions = load_actions(path, fmt=fmt)
+    discoverer = RoutineDiscoverer(DiscoveryConfig())
+    state = discoverer.new_state(actions[0].user_id)
+    candidates = discoverer.learn_many(state, actions) + discoverer.flush(state)
+    assert candidates
+    events: list[Any] = [*actions[:50], *candidates, generate(candidates[0])]
+    for event in events:
+        raw = encode(event)
+        broken = raw.replace(b'"label":"', b'"label":7,"x":"', 1).replace(b'"version":1', b'"version":-1', 1)
+        for payload in (raw, broken):
+            for model in SCHEMAS.values():
+                expected = _python_path(model, payload)
+                try:
+                    got: Any = decode(model, payload)
+                except ValidationError:
+                    got = "refused"
+                assert got == expected, (type(event).__name__, model.__name__)
+        assert decode(type(event), raw) == event

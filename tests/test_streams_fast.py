@@ -9,6 +9,8 @@ from typing import Any
 import msgspec
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+
+from rote.errors import ValidationError
 from rote.streams.fast import (
     BATCH_KIND,
     FastAction,
@@ -18,8 +20,6 @@ from rote.streams.fast import (
     from_model,
 )
 from rote.streams.schemas import MAX_BATCH_ACTIONS, UserAction, UserActionBatch, decode
-
-from rote.errors import ValidationError
 
 NOW = datetime.now(UTC)
 

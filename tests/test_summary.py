@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from rote.streams.schemas import Candidate, ExpectedAction, GeneratedSource, TestCase, TestResult
 from test_workflow_support import leno_events, write_archive
 
 from rote.efficiency import CostModel
@@ -26,6 +25,7 @@ from rote.pipeline.options import Progress
 from rote.pipeline.summary import render, rows, summarize
 from rote.report import compose_report
 from rote.report.units import count, duration, hours, money, percent
+from rote.streams.schemas import Candidate, ExpectedAction, GeneratedSource, TestCase, TestResult
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "summary" / "golden_summary.txt"
 NOW = datetime(2020, 4, 20, tzinfo=UTC)

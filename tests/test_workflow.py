@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_workflow_support import RT_SLICE, SHARED, SR_SLICE, leno_candidates, leno_events, leno_frame
+
+from rote.state import decode_state, encode_state
 from rote.streams.schemas import (
     Candidate,
     RoutineInstance,
@@ -18,9 +21,6 @@ from rote.streams.schemas import (
     StepTiming,
     Target,
 )
-from test_workflow_support import RT_SLICE, SHARED, SR_SLICE, leno_candidates, leno_events, leno_frame
-
-from rote.state import decode_state, encode_state
 from rote.workflow import (
     AnalysisError,
     AnalyzerConfig,

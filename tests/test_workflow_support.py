@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from rote.archive import ArchiveWriter
 from rote.streams.schemas import (
     Anomaly,
     Automation,
@@ -36,8 +38,6 @@ from rote.streams.schemas import (
 from rote.streams.schemas import (
     TestResult as Result,
 )
-
-from rote.archive import ArchiveWriter
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "workflow"

@@ -306,10 +306,9 @@ def automation_runs(run_dir: Path) -> dict[str, int]:
     """Runs reported on `metrics` in this run's archive, by where they came from: production (the
     executor's real runs) and simulated (made up by a program; none in the demo). Sandbox test runs are
     the test-results' business and not counted here."""
+    from rote.archive import read_events
     from rote.streams.schemas import RunMetric
     from rote.streams.topics import METRICS
-
-    from rote.archive import read_events
 
     out = {"production": 0, "simulated": 0}
     for m in read_events(run_dir, METRICS.name, RunMetric):

@@ -209,4 +209,3 @@ def _main(argv: list[str] | None = None) -> int:
         broker = args.broker.removeprefix("kafka://") if args.broker else None
         print(json.dumps(run_benchmark(quick=args.quick, broker=broker), indent=2))
     return 0
-

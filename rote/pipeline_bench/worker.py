@@ -34,9 +34,11 @@ from typing import Any
 from rote.pipeline_bench.backlog import Backlog, make_backlog, user_actions
 from rote.pipeline_bench.peers import BenchmarkError, produce
 from rote.streams.fast import encode_batch
-from rote.streams.topics import CANDIDATES, CATALOGUE, USER_ACTIONS
+from rote.streams.topics import AUTOMATIONS, CANDIDATES, CATALOGUE, DEAD_LETTERS, TEST_RESULTS, USER_ACTIONS
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: topics whose record counts a throughput leg reports beside its rate
+OUTPUT_TOPICS = (CANDIDATES.name, AUTOMATIONS.name, TEST_RESULTS.name, DEAD_LETTERS.name)
 
 
 @contextlib.contextmanager
@@ -158,8 +160,10 @@ def _attach_profiler(worker: Worker) -> subprocess.Popen[bytes] | None:
     if not Path(spy).exists():
         raise BenchmarkError("ROTE_BENCH_PROFILE needs py-spy (pip install py-spy)")
     fmt = "speedscope" if target.endswith(".json") else "raw" if target.endswith(".txt") else "flamegraph"
+    # non-blocking sampling at 100 Hz: blocking samples at 250 Hz slowed the worker fourfold
+    args = ["record", "--pid", str(worker.popen.pid), "--nonblocking", "--rate", "100", "--format", fmt]
     return subprocess.Popen(
-        [spy, "record", "--pid", str(worker.popen.pid), "--rate", "250", "--format", fmt, "--output", target],
+        [spy, *args, "--output", target],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -178,6 +182,24 @@ def _committed(bootstrap: str, group: str) -> dict[int, int]:
     return {
         tp.partition: m.offset for tp, m in offsets.items() if tp.topic == USER_ACTIONS.name and m.offset > 0
     }
+
+
+def _records_on(bootstrap: str, topics: tuple[str, ...]) -> dict[str, int]:
+    """Records each topic holds (end minus beginning offsets, over its partitions)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from rote.brokers.security import kafka_python_kwargs
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **kafka_python_kwargs())
+    try:
+        out = {}
+        for topic in topics:
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            ends, begins = consumer.end_offsets(tps), consumer.beginning_offsets(tps)
+            out[topic] = sum(ends[tp] - begins[tp] for tp in tps)
+        return out
+    finally:
+        consumer.close()
 
 
 def throughput(bootstrap: str, backlog: Backlog, workdir: Path, *, timeout: float = 600.0) -> dict[str, Any]:
@@ -205,6 +227,7 @@ def throughput(bootstrap: str, backlog: Backlog, workdir: Path, *, timeout: floa
                 break
             time.sleep(0.25)
         rss = worker.rss_mb()
+        outputs = _records_on(bootstrap, OUTPUT_TOPICS)
         checkpoint_bytes = worker.metric('rote_state_checkpoint_bytes_sum{state="discovery"}')
         checkpoints = worker.metric('rote_state_checkpoint_bytes_count{state="discovery"}')
     finally:
@@ -232,6 +255,8 @@ def throughput(bootstrap: str, backlog: Backlog, workdir: Path, *, timeout: floa
         else None,
         "rss_mb": round(rss, 1),
         "discovery_checkpoint_bytes_mean": round(checkpoint_bytes / checkpoints, 1) if checkpoints else None,
+        # what the agents downstream of discovery had to handle (part of the cost per action)
+        "outputs": outputs,
     }
 
 
