@@ -9,6 +9,7 @@ the issue's baseline read) and per-user batches of `batch` actions (what rote's 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -37,13 +38,26 @@ class Backlog:
         return self.users * self.per_user
 
 
+@cache
+def _span_seconds() -> float:
+    """How long the recording lasts, plus a minute: a repeat starts that much later."""
+    stamps = [datetime.fromisoformat(p["timestamp"]) for p in _base()]
+    return (max(stamps) - min(stamps)).total_seconds() + 60.0
+
+
 def user_actions(user: int, per_user: int, *, prefix: str = "bench") -> list[dict[str, Any]]:
-    """One user's first `per_user` actions (the recording repeated if it is shorter)."""
+    """One user's first `per_user` actions: the recording, repeated if it is shorter, each repeat later
+    in time than the one before (a long history is a person doing the same work on later days, not the
+    same events again, which discovery would take as late or duplicate and skip cheaply)."""
     base = _base()
     name = f"{prefix}-u{user}"
     out = []
     for i in range(per_user):
         p = dict(base[i % len(base)])
+        cycle = i // len(base)
+        if cycle:
+            shifted = datetime.fromisoformat(p["timestamp"]) + timedelta(seconds=cycle * _span_seconds())
+            p["timestamp"] = shifted.isoformat()
         p["user_id"] = name
         p["event_id"] = f"{name}-{i}"
         out.append(p)
