@@ -42,6 +42,10 @@ class Settings:
     report_interval_seconds: float = 30.0
     #: Value of one hour of a person's time, in the report's currency.
     hourly_rate: float = 50.0
+    #: Seconds `rote worker` may take to shut down after SIGTERM before it exits anyway (Faust waits for its
+    #: broker without limit; nothing is lost by exiting: state and offsets are on the broker up to the last
+    #: commit, and what came after is processed again). Under Kubernetes' default 30 s grace period.
+    shutdown_grace_seconds: float = 25.0
 
     def __post_init__(self) -> None:
         if self.broker != "embedded" and not self.broker.startswith("kafka://"):
@@ -58,6 +62,8 @@ class Settings:
             raise ConfigError("min automation score must be within 0-100")
         if self.report_interval_seconds <= 0:
             raise ConfigError("report interval must be positive")
+        if self.shutdown_grace_seconds <= 0:
+            raise ConfigError("shutdown grace must be positive")
 
     @property
     def bootstrap_servers(self) -> str:

@@ -239,3 +239,64 @@ def test_a_run_that_times_out_exits_1_and_keeps_the_previous_archive(state: Path
     assert summary["timed_out"] and summary["archive"].endswith("failed-run")
     assert snapshot(state / "last-run") == before
     assert (state / "failed-run" / "run.log").is_file()
+
+
+@pytest.mark.integration
+@pytest.mark.tansu
+def test_worker_exits_within_its_grace_when_the_broker_is_gone_at_sigterm(tmp_path: Path) -> None:
+    """Faust waits for a vanished broker without limit at shutdown; `rote worker` gives it
+    ROTE_SHUTDOWN_GRACE_SECONDS, then exits 1 with one line (it used to need SIGKILL)."""
+    import signal
+    import time
+    import urllib.request
+
+    from rote.brokers import TansuBroker, TansuConfig, free_port
+
+    port = free_port()
+    log = tmp_path / "worker.log"
+    with TansuBroker(TansuConfig(work_dir=tmp_path / "tansu")) as broker:
+        env = {
+            **os.environ,
+            "ROTE_APP_ID": "rote-grace",
+            "ROTE_STATE_DIR": str(tmp_path / "state"),
+            "ROTE_SHUTDOWN_GRACE_SECONDS": "3",
+            "ROTE_RESULT_KEY": "grace-test-result-key-" + "k" * 16,
+        }
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [*ROTE, "worker", "--broker", f"kafka://{broker.bootstrap}", "--metrics-port", str(port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # up: its metrics answer and its agents are subscribed
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                        if b"rote_consumer_lag_messages{" in r.read():
+                            break
+                except OSError:
+                    pass
+                assert proc.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.5)
+        except BaseException:
+            proc.kill()
+            raise
+    # the broker is gone now
+    began = time.monotonic()
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"the worker ignored SIGTERM for 60 s; log:\n{log.read_text()[-3000:]}")
+    took = time.monotonic() - began
+    text = log.read_text()
+    print(f"worker exit {code} after {took:.1f} s")
+    assert took < 30, f"took {took:.1f} s"
+    assert code in (0, 1), text[-3000:]
+    if code == 1:
+        assert "shutdown still waiting after 3 s" in text
+    assert "Traceback" not in text.split("shutdown still waiting")[-1]

@@ -179,7 +179,8 @@ def worker_cmd(
 ) -> None:
     """Run the agents only, as one worker of a cluster (scale by starting more).
 
-    Exit status 3, with one line, when the broker cannot be reached.
+    Exit status 3, with one line, when the broker cannot be reached. On SIGTERM it stops cleanly, or after
+    ROTE_SHUTDOWN_GRACE_SECONDS (25) exits with status 1 and one line (a broker that went away).
     """
     from rote.agents import AgentOptions, build_app
     from rote.brokers import create_topics
@@ -196,7 +197,7 @@ def worker_cmd(
         bootstrap=settings.bootstrap_servers,
         options=AgentOptions(report_interval_seconds=settings.report_interval_seconds),
     )
-    worker = make_worker(app)
+    worker = make_worker(app, shutdown_grace_seconds=settings.shutdown_grace_seconds)
     worker.execute_from_commandline()
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -194,7 +196,9 @@ def _run(
     return summary
 
 
-def make_worker(app: Any) -> Any:
+def make_worker(app: Any, *, shutdown_grace_seconds: float | None = None) -> Any:
+    """A Faust worker for `app`; with `shutdown_grace_seconds`, a shutdown that takes longer (a broker that
+    went away: Faust waits for it without limit) ends the process with status 1 and one log line."""
     import faust
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -209,7 +213,26 @@ def make_worker(app: Any) -> Any:
         stdout=sys.stderr,
     )
     worker.spinner = None
+    if shutdown_grace_seconds is not None:
+        grace = shutdown_grace_seconds
+
+        async def watchdog(sender: Any = None, **kwargs: Any) -> None:
+            name = "rote-shutdown-watchdog"
+            threading.Thread(target=_exit_after, args=(grace,), name=name, daemon=True).start()
+
+        app.on_before_shutdown.connect(watchdog)
     return worker
+
+
+def _exit_after(grace: float) -> None:
+    time.sleep(grace)
+    log.error(
+        "shutdown still waiting after %.0f s (is the broker gone?): exiting; the state and offsets on the "
+        "broker stand at the last commit, and what came after it is processed again",
+        grace,
+    )
+    logging.shutdown()
+    os._exit(1)
 
 
 def serve_metrics(settings: Settings) -> Any:

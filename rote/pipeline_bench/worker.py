@@ -76,6 +76,8 @@ class Worker:
     bootstrap: str
     workdir: Path
     app_id: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
+    #: a second worker of the same app gets its own directory (it then recovers from the changelogs)
+    state_name: str = ""
     metrics_port: int = 0
     popen: subprocess.Popen[bytes] | None = None
 
@@ -86,7 +88,7 @@ class Worker:
         env = {
             **os.environ,
             "ROTE_APP_ID": self.app_id,
-            "ROTE_STATE_DIR": str(self.workdir / self.app_id),
+            "ROTE_STATE_DIR": str(self.workdir / (self.state_name or self.app_id)),
             "ROTE_RESULT_KEY": os.environ.get("ROTE_RESULT_KEY") or "bench-result-key-" + "k" * 24,
             "ROTE_METRICS_PORT": str(self.metrics_port),
             "PYTHONUNBUFFERED": "1",
@@ -227,7 +229,10 @@ def throughput(bootstrap: str, backlog: Backlog, workdir: Path, *, timeout: floa
             if not worker.alive():
                 raise BenchmarkError(f"the worker exited (log: {workdir / worker.app_id}.log)")
             done = actions_before(_committed(bootstrap, worker.app_id))
-            taken = worker.metric('rote_user_actions_total{outcome="accepted"}')
+            # the metrics endpoint is read only until the first action is in (rendering it costs the
+            # worker CPU that would count against it)
+            began = bool(samples) and samples[-1][3] > 0
+            taken = 1.0 if began else worker.metric('rote_user_actions_total{outcome="accepted"}')
             samples.append((time.monotonic(), done, worker.cpu_seconds(), taken))
             if done >= backlog.actions:
                 break
@@ -353,16 +358,18 @@ async def _steady(
 
 
 def memory(bootstrap: str, workdir: Path, *, users: int, per_user: int) -> dict[str, Any]:
-    """RSS of a worker holding `users` active users, per 10k users (RSS growth over an idle worker)."""
+    """RSS of a worker holding `users` active users, per 10k users (RSS growth over an idle worker), and
+    how long a replacement worker takes to recover their state from the changelogs (per 10k users: its
+    time to take a probe action in, minus the first worker's on empty changelogs)."""
     backlog = make_backlog(users, per_user, batch=per_user, prefix="mem")
     worker = Worker(bootstrap, workdir).start()
     try:
-        worker.wait_joined()
+        empty_join = worker.wait_joined()
         time.sleep(2)
         idle = worker.rss_mb()
         asyncio.run(produce(bootstrap, USER_ACTIONS.name, backlog.batches))
         deadline = time.monotonic() + 600
-        while worker.metric('rote_user_actions_total{outcome="accepted"}') < backlog.actions:
+        while worker.metric('rote_user_actions_total{outcome="accepted"}') < backlog.actions + 1:
             if time.monotonic() > deadline or not worker.alive():
                 raise BenchmarkError("the worker did not take the memory backlog in")
             time.sleep(0.5)
@@ -370,8 +377,18 @@ def memory(bootstrap: str, workdir: Path, *, users: int, per_user: int) -> dict[
         loaded = worker.rss_mb()
         checkpoint_bytes = worker.metric('rote_state_checkpoint_bytes_sum{state="discovery"}')
         checkpoints = worker.metric('rote_state_checkpoint_bytes_count{state="discovery"}')
+        while sum(_committed(bootstrap, worker.app_id).values()) < len(backlog.batches) + 1:
+            if time.monotonic() > deadline:
+                raise BenchmarkError("the worker did not commit the memory backlog")
+            time.sleep(0.5)
     finally:
         worker.stop()
+    successor = Worker(bootstrap, workdir, app_id=worker.app_id, state_name=f"{worker.app_id}-2").start()
+    try:
+        full_join = successor.wait_joined(timeout=600)
+    finally:
+        successor.stop()
+    recovery = max(0.0, full_join - empty_join)
     return {
         "users": users,
         "actions_per_user": per_user,
@@ -379,6 +396,9 @@ def memory(bootstrap: str, workdir: Path, *, users: int, per_user: int) -> dict[
         "rss_loaded_mb": round(loaded, 1),
         "rss_mb_per_10k_users": round((loaded - idle) / users * 10_000, 1),
         "discovery_checkpoint_bytes_mean": round(checkpoint_bytes / checkpoints, 1) if checkpoints else None,
+        "join_empty_s": round(empty_join, 2),
+        "join_recovering_s": round(full_join, 2),
+        "recovery_s_per_10k_users": round(recovery / users * 10_000, 1),
     }
 
 
