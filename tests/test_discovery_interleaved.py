@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from rote.streams.schemas import UserAction, decode
 
 from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState, discover
 from rote.discovery.describe import value_format
@@ -15,6 +14,7 @@ from rote.discovery.streams import group_instances
 from rote.discovery.synth import SynthConfig, interleave, one_variant, write_csv
 from rote.errors import StateError
 from rote.importers import bundled_log, iter_records, load_actions
+from rote.streams.schemas import UserAction, decode
 
 DATA = Path(__file__).resolve().parent / "data" / "uilogs"
 

@@ -11,8 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from rote.streams.fast import FastAction, FastTarget
-from rote.streams.schemas import Target, UserAction
 
 from rote.discovery import ActionAbstraction, DiscoveryConfig, RoutineDiscoverer, UserState
 from rote.discovery.align import Masks, lcs_align, lcs_length
@@ -23,6 +21,8 @@ from rote.discovery.parameters import analyse, analyse_data
 from rote.discovery.synth import one_variant
 from rote.errors import StateError
 from rote.importers import bundled_log, load_actions
+from rote.streams.fast import FastAction, FastTarget
+from rote.streams.schemas import Target, UserAction
 
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
 

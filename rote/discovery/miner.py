@@ -85,21 +85,29 @@ class RoutineDiscoverer:
 
     def learn_one(self, state: UserState, action: Any) -> list[Candidate]:
         """Take one action; return candidates that are new or whose version changed (to be emitted)."""
-        touched: set[str] = set()
-        self._ingest(state, (action,), touched)
-        return self._emit(state, touched)
+        return self._ingest(state, (action,), set())
 
     def learn_many(self, state: UserState, actions: Iterable[Any]) -> list[Candidate]:
         """A batch of one user's actions: the same final state as `learn_one` in a loop; each changed
         candidate is emitted once, at its latest version."""
         touched: set[str] = set()
-        self._ingest(state, actions, touched)
-        return self._emit(state, touched)
+        emitted = self._ingest(state, actions, touched)
+        if len(emitted) > 1:
+            latest = {c.candidate_id: c for c in emitted}  # a variant emitted twice in one batch: its last
+            emitted = list(latest.values())
+        return emitted
 
-    def _ingest(self, state: UserState, actions: Iterable[Any], touched: set[str]) -> None:
+    def _ingest(self, state: UserState, actions: Iterable[Any], touched: set[str]) -> list[Candidate]:
         """De-duplicate, abstract and hold each action for the lateness allowance; process the events it
         releases in time order. One loop over the batch with what it reads hoisted out of it: this is the
-        per-action path of every user."""
+        per-action path of every user.
+
+        Emission is decided after each event that touched a variant, as `learn_one` would: decided once at
+        the end of a batch, a variant that reached `emit_min_occurrences` in the batch and lost an instance
+        to a split before its end went unpublished, so what was found depended on how a producer batched.
+        """
+        emitted: list[Candidate] = []
+        emit = self._emit if self._emitting else None
         seen = state.seen
         ring, fps, window = seen.ring, seen.counts, seen.window
         held = state.held
@@ -161,6 +169,9 @@ class RoutineDiscoverer:
             horizon = max_ts - lateness
             if not heap and ts <= horizon:
                 process(state, ev, touched)
+                if touched and emit is not None:
+                    emitted += emit(state, touched)
+                    touched.clear()
                 continue
             # held for the lateness allowance: an event arriving later but stamped earlier goes before it
             push(heap, (ts, seq, ev))
@@ -169,6 +180,10 @@ class RoutineDiscoverer:
                 out = pop(heap)[2]
                 held.discard(out.event_id)
                 process(state, out, touched)
+                if touched and emit is not None:
+                    emitted += emit(state, touched)
+                    touched.clear()
+        return emitted
 
     def flush(self, state: UserState) -> list[Candidate]:
         """End of stream (or of a replay): process held events, close every open thread, and emit every
