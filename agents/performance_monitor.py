@@ -35,6 +35,8 @@ _ONLY_FROM_TEST_RESULTS = frozenset({"output_bytes"})
 def register(app: faust.App, topics: Topics, *, config: MonitorConfig | None = None) -> dict[str, Any]:
     io = AgentIO(agent=AGENT, topics=topics)
     cfg = config or MonitorConfig()
+    for order in ("duplicate", "late"):  # at zero under the policy in force, so the first one is an increase
+        metrics.OUT_OF_ORDER.labels(agent=AGENT, order=order, policy=cfg.detector.out_of_order)
 
     def parse(topic: str, value: bytes) -> TestResult | RunMetric:
         return decode(TestResult if topic == TEST_RESULTS.name else RunMetric, value)

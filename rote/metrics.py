@@ -298,6 +298,7 @@ def init_known_series(
     *,
     ingress_topics: Iterable[str] = INGRESS_TOPICS,
     sandbox_languages: Iterable[str] = LANGUAGES,
+    out_of_order_policy: str = "accept",
 ) -> None:
     """Create every series of the closed label sets at zero.
 
@@ -328,6 +329,10 @@ def init_known_series(
     for severity in SEVERITIES:
         for signal in ANOMALY_SIGNALS:
             ANOMALIES.labels(severity=severity, signal=signal)
+    for order in ("duplicate", "late"):
+        # the performance monitor's detectors are the ones that see run reports (the policy in force is the
+        # label value: the default unless the deployment changed `DetectorConfig.out_of_order`)
+        OUT_OF_ORDER.labels(agent="performance-monitor", order=order, policy=out_of_order_policy)
 
 
 def set_gauge_by_label(gauge: Gauge, counts: Mapping[str, float], known: Iterable[str]) -> None:

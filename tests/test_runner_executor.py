@@ -27,6 +27,9 @@ from rote.runner import policy
 from rote.runner.executor import Executor, RunnerConfig
 from rote.streams.schemas import Automation, GeneratedSource, RunRequest
 
+#: the form automation's two decisions (tick the box; click "Add another response" after the record)
+FLAGS = {"do_clickcheckbox_decisionbox": "true", "do_clicklink_add_another_response": "true"}
+
 NEEDS_CHROMIUM = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="needs /usr/bin/chromium")
 
 
@@ -212,7 +215,7 @@ def test_form_runs_in_chromium_and_fails_with_the_step_when_the_page_changes(
     form_auto: Automation, workbook_root: Path
 ) -> None:
     students = students_from_log()
-    params = {"row": "7", "do_clickcheckbox_decisionbox": "true"}
+    params = {**FLAGS, "row": "7"}
     with FormServer(students) as form:
         ex = Executor(RunnerConfig(root=workbook_root, sites=form.site_mapping(), step_timeout=3, retries=0))
         try:
@@ -253,7 +256,7 @@ def test_a_run_past_its_timeout_is_killed_and_names_the_step(
         )
         try:
             m = ex.execute(
-                request(form_auto, {"row": "3", "do_clickcheckbox_decisionbox": "false"}),
+                request(form_auto, {**FLAGS, "row": "3", "do_clickcheckbox_decisionbox": "false"}),
                 form_auto,
                 "verified",
             ).metric

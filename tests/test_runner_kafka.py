@@ -27,7 +27,7 @@ from rote.generator.plan import PlanConfig
 from rote.generator.registry import Registry
 from rote.runner.executor import RunnerConfig
 from rote.runner.service import RunnerService
-from rote.security.verdicts import ephemeral_result_key, sign_result
+from rote.security.verdicts import ephemeral_result_key, sign_result, verify_result
 from rote.streams.schemas import Automation, RunMetric, RunRequest, TestResult, decode, encode
 from rote.streams.topics import AUTOMATIONS, CATALOGUE, METRICS, RUN_REQUESTS, TEST_RESULTS
 
@@ -121,6 +121,17 @@ def _metrics(bootstrap: str, automation_id: str) -> list[RunMetric]:
     return [m for m in out if m.automation_id == automation_id]
 
 
+def _foreign_results(bootstrap: str) -> int:
+    """Test results on the topic that this test's key does not verify."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1500)
+    parts = [TopicPartition(TEST_RESULTS.name, p) for p in range(TEST_RESULTS.partitions)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    values = [m.value for m in consumer if m.value]
+    consumer.close()
+    return sum(not verify_result(decode(TestResult, v), KEY) for v in values)
+
+
 def _registry(bootstrap: str) -> Registry:
     """The registry as the registry agent computes it from the three topics."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=1500)
@@ -171,7 +182,9 @@ def test_runner_on_apache_kafka(kafka_broker: Any, root: Path) -> None:
         group_id=f"runner-{uuid.uuid4().hex[:6]}",
         on_metric=seen.append,
         result_key=KEY,
+        on_refused=lambda request, why: refusals.append((request.run_id, why)),
     )
+    refusals: list[tuple[str, str]] = []
 
     async def scenario() -> None:
         stop = asyncio.Event()
@@ -199,8 +212,11 @@ def test_runner_on_apache_kafka(kafka_broker: Any, root: Path) -> None:
                 state,
             )
             # 3. degraded: a plain request is refused (nothing runs, nothing is published) ...
-            _send(bootstrap, [_request(a, 8)])
+            plain = _request(a, 8)
+            _send(bootstrap, [plain])
             await _wait_for(lambda: service.counts["refused"] >= 1, 60, "a refusal", state)
+            # ... and whoever waits for answers is told (no metrics event comes for a refused request)
+            assert [run_id for run_id, _ in refusals] == [plain.run_id] and "degraded" in refusals[0][1]
             # ... and a person retrying after "fixing" it meets a redesigned page: the name field renamed
             renamed = FormServer(students, port=port, rename={"SingleLine": "FullName"}).start()
             try:
@@ -236,4 +252,6 @@ def test_runner_on_apache_kafka(kafka_broker: Any, root: Path) -> None:
     assert rec.stats.production_runs == 7 and rec.stats.production_successes == 3
     assert [t.state for t in rec.history][-3:] == ["verified", "active", "degraded"]
     assert form.snapshot()["correct"] == 3
-    assert service.unsigned_results == 0
+    # every result it ignored as unsigned is one not signed with this test's key (a session broker also
+    # holds earlier tests' results, signed with their own keys): none of this automation's was ignored
+    assert service.unsigned_results == _foreign_results(bootstrap)

@@ -93,8 +93,11 @@ def test_compose_runner_matches_the_same_contract() -> None:
     assert svc["build"]["dockerfile"] == "deploy/Dockerfile.sandbox"
     assert svc["read_only"] is True
     assert {str(Jail.DEFAULT_STATE_DIR), str(Jail.UID_LOCK_DIR)} <= set(svc["tmpfs"])
-    assert svc["environment"]["ROTE_RESULT_KEY_FILE"] == "/run/secrets/rote-result-key"
-    assert svc["secrets"] == ["rote-result-key"] and "privileged" not in svc
+    env = svc["environment"]
+    assert env["ROTE_RESULT_KEY_FILE"] == "/run/secrets/result-key"
+    assert env["ROTE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and env["ROTE_KAFKA_USERNAME"] == "rote-sandbox"
+    assert set(svc["secrets"]) == {"result-key", "rote-sandbox.password", "kafka-ca.pem"}
+    assert "privileged" not in svc
 
 
 def test_dockerfile_runs_serve_as_root_with_bubblewrap() -> None:

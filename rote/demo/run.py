@@ -78,6 +78,9 @@ class DemoProgress:
     automation_id: str | None = None
     requested: int = 0
     answered: int = 0
+    #: requests the executor refused (counted as answered: no metrics event ever comes for them)
+    refused: int = 0
+    refusals: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     run_ids: set[str] = field(default_factory=set)
     #: value parameters the demo read off the workbook row (see demo_plan)
@@ -257,12 +260,20 @@ class DemoRuns:
             group_id=f"{settings.app_id}-runner",
             on_metric=self._answered,
             result_key=result_key,
+            on_refused=self._refused,
         )
 
     def _answered(self, m: Any) -> None:
         if m.run_id in self.progress.run_ids:
             self.progress.answered += 1
             self.state.production_runs += 1
+
+    def _refused(self, request: Any, why: str) -> None:
+        if request.run_id in self.progress.run_ids:
+            self.progress.answered += 1
+            self.progress.refused += 1
+            if why not in self.progress.refusals:
+                self.progress.refusals.append(why)
 
     def _verified(self) -> list[Any]:
         out = []
@@ -296,6 +307,9 @@ class DemoRuns:
         snap["automation_id"] = self.progress.automation_id
         snap["runs_requested"] = self.progress.requested
         snap["runs_answered"] = self.progress.answered
+        if self.progress.refused:
+            snap["runs_refused"] = self.progress.refused
+            snap["refusals"] = list(self.progress.refusals)
         snap["inputs_from_workbook_row"] = self.progress.inputs
         if self.progress.skipped:
             snap["skipped"] = self.progress.skipped

@@ -164,7 +164,8 @@ def _run(
                 await asyncio.sleep(0.5)
                 await worker_box["worker"].stop()
 
-        worker = make_worker(app)
+        # a shutdown stuck on a vanished broker ends the process (status 1, one line) instead of hanging
+        worker = make_worker(app, shutdown_grace_seconds=settings.shutdown_grace_seconds)
         worker_box["worker"] = worker
         try:
             try:

@@ -194,7 +194,12 @@ def rows(s: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{count(form.get('correct'))} correct "
                 f"({count(form.get('distinct_students_correct'))} of "
                 f"{count(form.get('expected'))} students), "
-                f"{count(form.get('rejected_malformed'))} rejected as malformed",
+                f"{count(form.get('rejected_malformed'))} rejected as malformed"
+                + (
+                    f", {count(form['runs_refused'])} runs refused by the executor"
+                    if form.get("runs_refused")
+                    else ""
+                ),
             )
         )
     cur = str(s.get("currency") or "")

@@ -18,6 +18,7 @@ directly.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ from typing import Any
 from rote.drivers.files import COMMITTING_FILE_OPS
 from rote.drivers.targets import kind_of
 from rote.streams.schemas import Automation, RunRequest
+
+log = logging.getLogger(__name__)
 
 RUNNABLE_STATES = frozenset({"verified", "active"})
 
@@ -79,8 +82,27 @@ def source_matches_plan(automation: Automation) -> bool:
             "python", [dict(st) for st in automation.plan], list(automation.parameters), meta
         )
     except Exception:  # a plan the renderer cannot take is not rote's
+        log.warning("%s v%d: its plan does not render", automation.automation_id, automation.version)
         return False
-    return again.source == automation.sources["python"].source
+    given = automation.sources["python"].source
+    if again.source == given:
+        return True
+    # where they part, for whoever investigates (line numbers and lengths only: the source may hold
+    # constants of the routine)
+    a, b = again.source.splitlines(), given.splitlines()
+    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    log.warning(
+        "%s v%d: its source differs from the rendered plan from line %d (%d lines rendered, %d given; "
+        "generator %s, template %s)",
+        automation.automation_id,
+        automation.version,
+        at + 1,
+        len(a),
+        len(b),
+        automation.generator_version,
+        automation.template_version,
+    )
+    return False
 
 
 def committing_steps(plan: Sequence[Mapping[str, Any]]) -> frozenset[int]:

@@ -99,6 +99,7 @@ class RunnerService:
         executor: Executor | None = None,
         on_metric: Callable[[RunMetric], None] | None = None,
         result_key: bytes | None = None,
+        on_refused: Callable[[RunRequest, str], None] | None = None,
     ) -> None:
         from rote.errors import ConfigError
         from rote.security.verdicts import result_key_from_env
@@ -118,6 +119,9 @@ class RunnerService:
         self.registry = Registry()
         self.done = DoneLog(config.state_dir / "done.log")
         self.on_metric = on_metric
+        #: told of each refused request (nothing is published for it: a caller waiting for an answer to
+        #: every request it made would otherwise wait for one that never comes)
+        self.on_refused = on_refused
         self.counts: dict[str, int] = dict.fromkeys(REQUEST_RESULTS, 0)
         self.ready = asyncio.Event()
         self._flight: set[str] = set()  # run ids being run right now
@@ -208,6 +212,8 @@ class RunnerService:
             self._count("refused")
             self.last_refusal = execution.refused
             log.warning("run %s of %s refused: %s", request.run_id, request.automation_id, execution.refused)
+            if self.on_refused is not None:
+                self.on_refused(request, execution.refused)
         return execution
 
     def _count(self, result: str) -> None:
