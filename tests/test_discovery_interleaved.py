@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState, discover
 from rote.discovery.describe import value_format
 from rote.discovery.interleaved import read_log, read_pnml_labels, score_top_k, true_routine_recall
+from rote.discovery.segmentation import estimate_starts
 from rote.discovery.streams import group_instances
 from rote.discovery.synth import SynthConfig, interleave, one_variant, write_csv
 from rote.errors import StateError
@@ -205,3 +207,18 @@ def test_cli_folder_mode_scores_every_log_with_reference(tmp_path: Path) -> None
     assert out["summary"]["logs"] == 2 and out["summary"]["k"] == 2
     assert out["summary"]["published_mean_jc"] == pytest.approx(0.55)
     assert out["summary"]["mean_jc"] >= 0.75 and out["summary"]["routines_found"] >= 2
+
+
+def test_a_start_entered_from_many_actions_is_accepted_though_other_routines_are_glued_on() -> None:
+    """Three routines with their own actions in random order: once the first start is known, the second
+    cuts the first routine's segments that the third (not yet separated) still lengthens. Its first action
+    is entered from the ends of all three routines, not from one step before it: a start, not a step."""
+    routines = {
+        "A": ["a1", "a2", "a3", "a4"],
+        "B": ["b1", "b2", "b3", "b4"],
+        "C": [f"c{i}" for i in range(1, 8)],
+    }
+    for seed in range(6):
+        rng = random.Random(seed)
+        seq = [x for _ in range(60) for x in routines[rng.choice("ABC")]]
+        assert sorted(estimate_starts(seq)) == ["a1", "b1", "c1"], seed

@@ -15,7 +15,11 @@ Two refinements make this usable on real, noisy streams:
   segments of at least `min_length` actions, it occurs once in most of the segments it begins, and the
   known routines' segments it would cut are not shorter than their uncut ones (`_chops`). This
   rejects the loops *inside* a routine (retrying a log-in, filling several fields through the same
-  clipboard ``copy``), which would otherwise chop each instance into pieces.
+  clipboard ``copy``), which would otherwise chop each instance into pieces. A candidate that follows no
+  single action most of the time (a routine's first action is entered from wherever the previous instance
+  ended; a step from the step before it) is judged only on where the segments it cuts end, not on their
+  length: while a third routine is not yet separated, the uncut segments are longer because its instances
+  are still glued onto them.
 """
 
 from __future__ import annotations
@@ -127,13 +131,20 @@ def _bodies(segs: Sequence[list[str]], starts: Sequence[str], share: float) -> d
     return {s: {x for x, c in presence[s].items() if c >= share * n[s]} for s in starts if n[s]}
 
 
-def _chops(segs: Sequence[list[str]], head: str, starts: set[str]) -> bool:
+def _chops(
+    segs: Sequence[list[str]], head: str, starts: set[str], *, entered_from_many: bool = False
+) -> bool:
     """Does cutting at `head` cut the known routines' instances short?
 
     Segments of a known routine that now end because `head` follows are compared with those that end
     because another of its instances follows. A new routine's start leaves them as long as before, ending
     on the actions whole instances end on; a step inside the routine leaves a prefix only. When `head`
     *always* follows, the two are one routine.
+
+    `entered_from_many`: `head` follows no single action most of the time. A step inside a routine is
+    entered from the step before it; a routine's first action from wherever the previous instance (of any
+    routine) ended. Then only where the cut segments end is judged, not their length: the uncut ones are
+    longer because the other routines' instances are still glued onto them.
     """
     cut: list[int] = []
     whole: list[int] = []
@@ -154,8 +165,22 @@ def _chops(segs: Sequence[list[str]], head: str, starts: set[str]) -> bool:
         return True
     if sum(e in whole_ends for e in cut_ends) < 0.5 * len(cut_ends):
         return True  # the cut segments stop where whole instances never stop: a prefix, not an instance
+    if entered_from_many:
+        return False
     c, w = _median(cut), _median(whole)
     return c < 0.75 * w or c <= w - 2
+
+
+#: A label entered from no single predecessor in at least this share of its occurrences is where
+#: instances meet (see `_chops`).
+ENTRY_SHARE = 0.75
+
+
+def _entered_from_many(preds: Counter[str] | None) -> bool:
+    """Is no single predecessor behind `ENTRY_SHARE` of these predecessor counts?"""
+    if not preds:
+        return False
+    return preds.most_common(1)[0][1] < ENTRY_SHARE * preds.total()
 
 
 def _median(xs: Sequence[int]) -> float:
@@ -208,6 +233,7 @@ def estimate_starts(
         if label not in seen:
             seen.add(label)
             heads.append(label)
+    preds: dict[str, Counter[str]] | None = None  # predecessors of each label, counted when first needed
     for head in heads:
         if head in accepted:
             continue
@@ -230,7 +256,14 @@ def estimate_starts(
             continue  # a start begins one instance; a step repeated inside an instance does not
         if sum(any(x in accepted for x in s[1:]) for s in own) > 0.5 * len(own):
             continue  # its segments run on into a known start: it ends a routine rather than begins one
-        if _chops(segs, head, accepted):
+        if preds is None:
+            preds = {}
+            for a, b in itertools.pairwise(seq):
+                c = preds.get(b)
+                if c is None:
+                    c = preds[b] = Counter()
+                c[a] += 1
+        if _chops(segs, head, accepted, entered_from_many=_entered_from_many(preds.get(head))):
             continue
         accepted = trial
         starts.append(head)
