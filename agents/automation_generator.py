@@ -177,7 +177,10 @@ def register(
                     echo = record.automation.model_copy(
                         update={"state": record.state, "state_reason": record.state_reason}
                     )
+                    live = registry.live(item.automation_id)
                     await rio.send(AUTOMATIONS.name, record.automation_id.encode(), echo, delivered=True)
+                    if live is not None and not registry.hold(item.automation_id, live):
+                        continue  # the partition moved away during the send: its new owner applies the event
             registry.record(item.automation_id, topic, event.value, checkpoint=changed)
 
     @app.page("/automations/")

