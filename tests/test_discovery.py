@@ -407,3 +407,41 @@ def test_what_is_emitted_does_not_depend_on_how_a_producer_batched(batch: int) -
     one_by_one = emitted(1)
     assert len(one_by_one) == 3  # the short copy-paste, the StudentRecord and the Reimbursement routines
     assert emitted(batch).keys() == one_by_one.keys()
+
+
+def test_a_segment_two_steps_from_a_long_variant_is_another_variant_one_extra_action_is_noise() -> None:
+    """Absorption (issue 13, Bosco log9): a segment with two other steps than a 15-step variant is another
+    variant (it waits in the pending pool), with one other step a noisy instance; so is a short routine with
+    one extra (noise) action, though less alike than `absorb_other_similarity`."""
+    from rote.discovery.model import Ev
+    from rote.discovery.variants import VariantMiner
+
+    cfg = DiscoveryConfig()
+    miner = VariantMiner(cfg)
+    long_steps = [f"s{i}" for i in range(15)]
+    short_steps = ["a", "b", "c", "d"]
+    n = 0
+
+    def segment(labels: list[str]) -> list[Ev]:
+        nonlocal n
+        n += len(labels)
+        return [Ev(f"e{n}-{k}", n * 10 + k, x, "Excel", "t", None, None, None) for k, x in enumerate(labels)]
+
+    state = RoutineDiscoverer(cfg).new_state("u")
+    for x in [*long_steps, *short_steps, "x", "y", "noise"]:
+        state.label_counts[x] = 100
+    touched: set[str] = set()
+    for _ in range(cfg.min_support):
+        miner.assign(state, segment(long_steps), touched)
+        miner.assign(state, segment(short_steps), touched)
+    assert len(state.variants) == 2 and not state.pending
+    one_other = [*long_steps[:7], "x", *long_steps[8:]]
+    noisy_short = ["a", "b", "noise", "c", "d"]
+    two_other = [*long_steps[:7], "x", "y", *long_steps[9:]]
+    assert similarity(noisy_short, short_steps) < cfg.absorb_other_similarity
+    assert cfg.absorb_similarity <= similarity(two_other, long_steps) < cfg.absorb_other_similarity
+    for seq in (one_other, noisy_short):
+        miner.assign(state, segment(seq), touched)
+    assert sum(v.count for v in state.variants.values()) == 2 * cfg.min_support + 2 and not state.pending
+    miner.assign(state, segment(two_other), touched)
+    assert len(state.pending) == 1

@@ -72,11 +72,19 @@ class DiscoveryConfig:
     thread_idle_events: int = 60
     #: A label that opened a new thread in at least this share of its occurrences starts routines.
     interrupt_start_share: float = 0.3
-    #: Transition counts are halved every this many events (recent behaviour weighs more; bounded).
-    decay_every: int = 4000
+    #: Transition counts are halved every this many events (recent behaviour weighs more; bounded). Not
+    #: much oftener: a rare branch of a routine (seen once in a few hundred instances) must keep the two
+    #: sightings that let it continue its thread (Bosco log9, with `absorb_other_similarity`: 0.939 at 4,000,
+    #: 0.955 at 8,000).
+    decay_every: int = 8000
     # ---------------------------------------------------------------- variants
-    #: LCS similarity at which a segment counts as a noisy instance of a known variant.
+    #: LCS similarity at which a segment counts as a noisy instance of a known variant if it is at most one
+    #: action apart each way (one extra, missing or other step) ...
     absorb_similarity: float = 0.8
+    #: ... and whatever it adds or lacks (0.9: one other step of 15 is noise, two are another variant; at
+    #: 0.8 Bosco log9's rare B2 variants, two steps apart, were all absorbed into their common neighbours
+    #: and never found).
+    absorb_other_similarity: float = 0.9
     #: LCS similarity at which pending segments group into a new variant.
     cluster_similarity: float = 0.8
     #: A sequence absorbed into a variant becomes its own variant at this share of the variant's instances

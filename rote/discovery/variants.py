@@ -2,7 +2,8 @@
 
 A closed segment's key is its sequence of frequent labels. Exact key of a known variant: that variant.
 A key a variant absorbed before: that variant again. Else the most similar variant by LCS similarity >=
-`absorb_similarity`: a noisy instance (extra actions are noise, missing ones optional). Else it waits in a
+`absorb_other_similarity`, or by `absorb_similarity` if at most one action apart each way: a noisy instance
+(extra actions are noise, missing ones optional). Else it waits in a
 bounded pending pool, where `min_support` mutually similar segments found a new variant (their medoid
 without the steps most lack). A sequence absorbed into a variant often enough becomes its own variant (a
 real alternative path), and a variant whose instances split cleanly on the presence of a group of actions
@@ -30,6 +31,20 @@ DAY_US = 86400 * US
 #: Absorbed label sequences counted per variant (the most common are kept when there are more).
 _KEY_COUNTS = 8
 _KEY_COUNTS_KEEP = 6
+
+
+def _absorbs(key: Sequence[str], steps: Sequence[str], sim: float, cfg: DiscoveryConfig) -> bool:
+    """Is `key` a noisy instance of the variant `steps` (LCS similarity `sim`)? At `absorb_other_similarity`
+    whatever it adds or lacks (one other step of 15); at `absorb_similarity` only if it is at most one
+    action apart each way (one extra, missing or other step: a short routine with one noise action).
+    Two other steps of a long variant are another variant (Bosco log9's rare branches)."""
+    if sim >= cfg.absorb_other_similarity:
+        return True
+    if sim < cfg.absorb_similarity:
+        return False
+    a, b = len(key), len(steps)
+    common = round(sim * (a + b) / 2)
+    return a - common <= 1 and b - common <= 1
 
 
 class VariantMiner:
@@ -63,7 +78,7 @@ class VariantMiner:
                 self.maybe_promote(state, v, key, touched)
                 return
         best, best_sim = self.nearest(state, key)
-        if best is not None and best_sim >= cfg.absorb_similarity:
+        if best is not None and _absorbs(key, best.steps, best_sim, cfg):
             self.add(state, best, seg, touched, h=h)
             self.maybe_promote(state, best, key, touched)
             return
