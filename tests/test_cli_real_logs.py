@@ -74,17 +74,11 @@ def test_semicolon_log_with_noise_runs_unchanged(noisy: tuple[dict[str, Any], Pa
     assert "StudentRecords.xlsx" in names, names  # the StudentRecord routine
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="discovery (rote/discovery) does not yet separate the Reimbursement routine from the "
-    "StudentRecord one when the two are interleaved in blocks: it finds Reimbursement alone (89 steps, 12 of "
-    "20 instances with this noise) but not after StudentRecord has been learnt; reported to the discovery "
-    "engineer",
-)
 def test_semicolon_log_yields_both_routines(noisy: tuple[dict[str, Any], Path]) -> None:
     _, archive = noisy
     routines = [json.loads(x) for x in (archive / "candidates.jsonl").read_text().splitlines() if x.strip()]
-    urls = {st.get("target", {}).get("url", "")[:25] for c in routines for st in c.get("steps", [])}
+    # (both routines are found since emission no longer depends on how the replay batched the actions)
+    urls = {((st.get("target") or {}).get("url") or "")[:25] for c in routines for st in c.get("steps", [])}
     assert "https://forms.zoho.com/un" in urls  # StudentRecord: the Zoho form
     assert "https://form.jotform.com/" in urls  # Reimbursement: the Jotform form
 
