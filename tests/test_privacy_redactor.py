@@ -324,3 +324,19 @@ def test_importers_redact_at_capture(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("ROTE_REDACT", "0")
     assert PASSWORD in json.dumps([r.payload for r in iter_records(log, fmt="jsonl")])
     assert os.environ["ROTE_REDACT"] == "0"
+
+
+def test_a_payload_nested_deeper_than_anyone_types_is_redacted_whole_not_a_crash() -> None:
+    """A JSON line nested ~900 deep parses; scanning it recursively exhausted the stack (RecursionError in
+    the importer, found by the hostile-input property test). Past 32 levels it is replaced whole."""
+    from rote.privacy import default_redactor
+
+    deep: object = "bob@example.com"
+    for _ in range(900):
+        deep = {"a": deep}
+    out = default_redactor().redact_payload({"event_id": "e1", "extra": deep, "note": "bob@example.com"})
+    assert "bob@example.com" not in json.dumps(out)
+    level = out["extra"]
+    for _ in range(33):
+        level = level["a"]
+    assert level == "<nested>"

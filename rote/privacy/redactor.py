@@ -67,6 +67,11 @@ class _Roles(NamedTuple):
 _NO_ROLES = _Roles((), None)
 
 
+#: Nesting depth of unknown payload values the redactor scans (deeper: replaced whole, see `_scrub`).
+_MAX_SCRUB_DEPTH = 32
+_NESTED = "<nested>"
+
+
 def _short_key(key: str) -> str:
     return key.rsplit(".", 1)[-1].lower()
 
@@ -355,19 +360,25 @@ class Redactor:
             return _UNCHANGED
         return {**mapping, **changes}
 
-    def _scrub(self, obj: Any) -> Any:
-        """Redacted copy of an arbitrary JSON value (unknown payload keys), or `_UNCHANGED`."""
+    def _scrub(self, obj: Any, depth: int = 0) -> Any:
+        """Redacted copy of an arbitrary JSON value (unknown payload keys), or `_UNCHANGED`.
+
+        A structure nested deeper than `_MAX_SCRUB_DEPTH` is replaced whole by `<nested>`: no user action
+        nests like that, scanning it would exhaust the stack (a JSON line nested ~900 deep parses, then made
+        the importer crash with RecursionError), and what cannot be scanned is not kept."""
+        if depth > _MAX_SCRUB_DEPTH and isinstance(obj, dict | list):
+            return _NESTED
         if isinstance(obj, dict):
             out: dict[Any, Any] | None = None
             for k, v in obj.items():
-                new = self._scrub(v)
+                new = self._scrub(v, depth + 1)
                 if new is not _UNCHANGED:
                     if out is None:
                         out = dict(obj)
                     out[k] = new
             return _UNCHANGED if out is None else out
         if isinstance(obj, list):
-            items = [self._scrub(v) for v in obj]
+            items = [self._scrub(v, depth + 1) for v in obj]
             if all(v is _UNCHANGED for v in items):
                 return _UNCHANGED
             return [obj[i] if v is _UNCHANGED else v for i, v in enumerate(items)]
