@@ -216,9 +216,11 @@ def test_run_once_on_apache_kafka(tmp_path: Path, kafka_broker: Any) -> None:
     # replay is idempotent (same event ids): no new candidates, only the new invalid events dead-lettered.
     again = run_once(tmp_path / "again", "--broker", f"kafka://{kafka_broker.bootstrap}")
     assert not again["timed_out"] and again["error"] is None
-    # (messages: the replay sends per-user batches, the same ones both times; the first run's are not counted)
-    assert again["topics"]["user-actions"] == summary["topics"]["user-actions"]
-    assert again["events_in"] == summary["events_in"]
+    # (counted in actions: the topic also carries the flush requests the idle timer sends, as many as the
+    # timing makes; the first run's actions are not in the second run's archive)
+    valid, invalid = actions_on_topic(tmp_path / "again" / "state" / "last-run")
+    assert valid == again["events_in"] == summary["events_in"]
+    assert invalid <= again["injected_invalid_events"]
     assert again["dead_letters"] == again["injected_invalid_events"]
     assert again["topics"]["candidates"] == 0
 
