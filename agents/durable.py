@@ -194,13 +194,17 @@ class DurableState(Generic[S, Item]):
                 self._rejected("checkpoint", key, exc)
         return _Live(state=self.factory(key), seq=0, wal_from=0, epoch=_new_epoch())
 
-    def _parse_checkpoint(self, raw: bytes) -> _Live[S]:
+    def _checkpoint_data(self, raw: bytes) -> StateReader:
+        """A stored checkpoint's `data`, after the size cap and the envelope's kind and version."""
         if len(raw) > MAX_STATE_BYTES:
             raise StateError(f"{self.name} checkpoint of {len(raw)} bytes is over the cap")
         env = StateReader(decode_json(raw), where=f"{self.name} checkpoint")
         if env.str("kind") != CHECKPOINT_KIND or env.int("v") != CHECKPOINT_VERSION:
             raise StateError(f"{self.name} checkpoint: unknown kind/version {env.data.get('kind')!r}")
-        data = env.obj("data")
+        return env.obj("data")
+
+    def _parse_checkpoint(self, raw: bytes) -> _Live[S]:
+        data = self._checkpoint_data(raw)
         seq, wal_from, epoch = data.int("seq"), data.int("wal_from"), data.str("epoch")
         if not 0 <= wal_from <= seq or len(epoch) > 64:
             raise StateError(f"{self.name} checkpoint: bad log position {wal_from}..{seq}")
@@ -315,12 +319,7 @@ class DurableState(Generic[S, Item]):
 
     def _checkpoint_outbox(self, raw: bytes) -> list[dict[str, Any]]:
         """The outbox of a stored checkpoint, checked like the rest of it, without decoding its state."""
-        if len(raw) > MAX_STATE_BYTES:
-            raise StateError(f"{self.name} checkpoint of {len(raw)} bytes is over the cap")
-        env = StateReader(decode_json(raw), where=f"{self.name} checkpoint")
-        if env.str("kind") != CHECKPOINT_KIND or env.int("v") != CHECKPOINT_VERSION:
-            raise StateError(f"{self.name} checkpoint: unknown kind/version {env.data.get('kind')!r}")
-        data = env.obj("data")
+        data = self._checkpoint_data(raw)
         return [read_pending(p) for p in data.objs("outbox")] if data.has("outbox") else []
 
     def outbox(self, key: str) -> list[dict[str, Any]]:
