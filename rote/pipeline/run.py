@@ -164,8 +164,9 @@ def _run(
                 await asyncio.sleep(0.5)
                 await worker_box["worker"].stop()
 
-        # a shutdown stuck on a vanished broker ends the process (status 1, one line) instead of hanging
-        worker = make_worker(app, shutdown_grace_seconds=settings.shutdown_grace_seconds)
+        # (no shutdown watchdog here, unlike `rote worker`: a run writes its summary and archive after the
+        # worker stops, and a run stopped during its own start can take longer than the grace to wind down)
+        worker = make_worker(app)
         worker_box["worker"] = worker
         try:
             try:
