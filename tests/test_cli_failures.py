@@ -241,6 +241,28 @@ def test_a_run_that_times_out_exits_1_and_keeps_the_previous_archive(state: Path
     assert (state / "failed-run" / "run.log").is_file()
 
 
+def test_leave_does_not_wait_forever_for_a_thread_left_running() -> None:
+    """A run stopped during Faust's start-up left the Kafka client's thread polling a broker that was gone,
+    and the process never exited after its summary (the timeout test above hung in CI). A child holding
+    its stdout (the generator's worker process) is ended by the exit handlers, or reading the output to its
+    end would wait for it."""
+    script = (
+        "import subprocess, sys, threading, time, atexit\n"
+        "from rote.pipeline.run import leave\n"
+        "threading.Thread(target=time.sleep, args=(3600,), name='stuck-client').start()\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)'])\n"
+        "atexit.register(child.kill)\n"
+        "print('summary', flush=True)\n"
+        "leave(1, wait_seconds=0.5)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == "summary\n", (proc.returncode, proc.stdout, proc.stderr)
+    assert "stuck-client" in proc.stderr
+    clean = "from rote.pipeline.run import leave\nleave(0, wait_seconds=0.5)\nprint('after')\n"
+    proc = subprocess.run([sys.executable, "-c", clean], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "after\n", proc.stderr
+
+
 @pytest.mark.integration
 @pytest.mark.tansu
 def test_worker_exits_within_its_grace_when_the_broker_is_gone_at_sigterm(tmp_path: Path) -> None:

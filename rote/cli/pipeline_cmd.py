@@ -113,6 +113,7 @@ def run_cmd(
     2 bad input or setting; 3 broker unreachable.
     """
     from rote.pipeline import RunOptions, run
+    from rote.pipeline.run import leave
 
     def show(summary: dict[str, object]) -> None:
         if as_json:
@@ -152,8 +153,7 @@ def run_cmd(
         ),
         on_summary=show,
     )
-    if summary.get("timed_out") or summary.get("error"):
-        raise typer.Exit(1)
+    leave(1 if summary.get("timed_out") or summary.get("error") else 0)
 
 
 def print_summary(s: dict[str, object]) -> None:

@@ -16,6 +16,7 @@ against the workbook, every run is reported on `metrics` with `source="productio
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import sys
@@ -235,6 +236,33 @@ def _exit_after(grace: float) -> None:
     )
     logging.shutdown()
     os._exit(1)
+
+
+def leave(code: int, *, wait_seconds: float = 10.0) -> None:
+    """End `rote run` with `code` once its summary and archive are written.
+
+    Why not just return: a run stopped while Faust was still starting (`--timeout` during start-up, a
+    broker that went away) can leave the Kafka client's non-daemon thread looping on a broker that is gone,
+    and the interpreter would wait for it forever after everything was written. Threads get
+    `wait_seconds` to finish; what is still running then is named in one log line and the process exits.
+    """
+    main = threading.main_thread()
+    deadline = time.monotonic() + wait_seconds
+    for thread in threading.enumerate():
+        if thread is not main and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
+    if not stuck:
+        if code:
+            raise SystemExit(code)
+        return
+    log.warning("threads still running after the run ended, not waited for: %s", ", ".join(stuck))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # What a normal exit runs (the generator's worker process, any broker still up), so no child is left
+    # holding this process's stdout: whoever reads it to the end would wait for that child forever.
+    atexit._run_exitfuncs()
+    os._exit(code)
 
 
 def serve_metrics(settings: Settings) -> Any:
