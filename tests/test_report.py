@@ -282,3 +282,25 @@ def test_headless_chromium_screenshot_shows_the_charts(report: OptimizationRepor
     )
     blank = screenshot(render_html(empty), tmp_path / "empty")
     assert all(pixels(blank, COLORS[k]) == 0 for k in counts)
+
+
+def test_bottleneck_chart_keeps_manual_steps_when_automation_steps_outnumber_them() -> None:
+    """On a busy cluster many timed automation runs outranked every manual step, and the chart showed only
+    automation steps (seen in the pipeline test on a shared Apache Kafka)."""
+    from rote.report.html import chart_bottlenecks
+
+    slow_runs: list[dict[str, Any]] = [
+        {"scope": "automation", "kind": "slow", "label": f"step {i}", "total_seconds": 1000.0 - i}
+        for i in range(20)
+    ]
+    manual: list[dict[str, Any]] = [
+        {"scope": "routine", "kind": "slow", "label": f"m{i}", "total_seconds": 10.0 - i} for i in range(3)
+    ]
+    waits: list[dict[str, Any]] = [{"scope": "routine", "kind": "wait", "label": "w", "total_seconds": 500.5}]
+    ranked = sorted([*slow_runs, *manual, *waits], key=lambda b: -float(b["total_seconds"]))
+    shown = chart_bottlenecks(ranked)
+    assert len(shown) == 12
+    assert [b for b in shown if b["scope"] == "routine" and b["kind"] == "slow"] == manual
+    assert waits[0] in shown
+    assert shown == sorted(shown, key=lambda b: -float(b["total_seconds"]))  # still the report's order
+    assert chart_bottlenecks(ranked[:5]) == ranked[:5]

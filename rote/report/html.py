@@ -124,6 +124,24 @@ def _unnumbered(step: str) -> str:
     return rest if head.isdigit() and rest else step
 
 
+def chart_bottlenecks(bottlenecks: Sequence[dict[str, Any]], limit: int = 12) -> list[dict[str, Any]]:
+    """The bottlenecks the chart shows: the largest of each kind (manual step, automation step, waiting)
+    first, then the largest of the rest, in the report's order (most seconds first).
+
+    Why not simply the first `limit`: slow automation runs (many, each timed) can fill the chart and push
+    every manual step out of it, and where people lose time by hand is what the chart is read for.
+    """
+    if len(bottlenecks) <= limit:
+        return list(bottlenecks)
+    kinds: dict[str, list[int]] = {}
+    for i, b in enumerate(bottlenecks):
+        kinds.setdefault(_bottleneck_color(b), []).append(i)
+    share = max(1, limit // max(1, len(kinds)))
+    chosen = {i for rows in kinds.values() for i in rows[:share]}
+    chosen |= set(sorted(set(range(len(bottlenecks))) - chosen)[: max(0, limit - len(chosen))])
+    return [bottlenecks[i] for i in sorted(chosen)[:limit]]
+
+
 def _bottleneck_color(b: dict[str, Any]) -> str:
     if b.get("kind") in ("wait", "queue"):
         return COLORS["bottleneck_wait"]
@@ -172,7 +190,7 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
           COLORS["roi_pos"] if r["roi"] >= 0 else COLORS["roi_neg"]) for r in roi_rows],
         title="ROI by automation", fmt="{:+,.0f}%",
     )
-    bn = report.bottlenecks[:12]
+    bn = chart_bottlenecks(report.bottlenecks)
     bottleneck_chart = bar_chart(
         [(f"{b['label']} · {_short(b['scope_name'])}", b["share"] * 100, _bottleneck_color(b)) for b in bn],
         title="Bottlenecks", fmt="{:.1f}%",
