@@ -24,7 +24,7 @@ import faust
 
 from rote import metrics
 from rote.agents.app import Topics, state_table
-from rote.agents.common import AgentIO
+from rote.agents.common import AgentIO, settled_events
 from rote.agents.durable import DurableState, read_pending
 from rote.agents.outbox import Outbox, automation_identity
 from rote.errors import StateError, ValidationError
@@ -94,7 +94,7 @@ def register(
 
     @app.agent(topics[CANDIDATES.name], name=AGENT)
     async def generate_automations(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        async for event in settled_events(stream):
             cand = await io.decode(Candidate, event, event.value, event.key)
             if cand is None:
                 continue
@@ -135,7 +135,7 @@ def register(
 
     @app.agent(registry_inputs, name=REGISTRY_AGENT)
     async def keep_registry(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        async for event in settled_events(stream):
             topic = event.message.topic
             model: type[Automation] | type[TestResult] | type[RunMetric]
             model = {AUTOMATIONS.name: Automation, TEST_RESULTS.name: TestResult}.get(topic, RunMetric)

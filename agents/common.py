@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import faust
 
@@ -28,6 +28,23 @@ from rote.streams.topics import CANDIDATES, DEAD_LETTERS, TopicSpec
 E = TypeVar("E", bound=Event)
 S = TypeVar("S")
 log = logging.getLogger("rote.agents")
+
+
+async def settled_events(stream: faust.StreamT[Any]) -> AsyncIterator[faust.EventT]:
+    """The stream's events, each acknowledged (its offset made committable) only when the agent's body for
+    it has finished: every agent iterates this, never `stream.events()`.
+
+    Why: Faust acknowledges the current event in a `finally` when its iteration is torn down, so an agent
+    cancelled at shutdown inside an await between `apply` and `record` (agents/durable.py) had that event
+    acknowledged, and its offset committed, without the event in any durable state: one action lost across
+    a restart (the restart test, once in CI). Here the acknowledgement is the code after `yield`, which runs
+    only when the body asks for the next event; an event whose body never finished stays unacknowledged, is
+    not committed, and is delivered again.
+    """
+    manual = cast(Any, stream).noack()  # on Faust's streams, missing from its StreamT stub
+    async for event in manual.events():
+        yield event
+        await manual.ack(event)
 
 
 class AgentIO:

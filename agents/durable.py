@@ -22,7 +22,9 @@ The commit sequence, per event (what makes delivery at-least-once and output nev
    the outbox). Both are table writes inside stream iteration, so they land in the changelog partition of
    the event being processed (co-partitioned with the source topic).
 4. The outputs are published once the checkpoint is on the broker, and `unstage`d (agents/outbox.py).
-5. Faust commits the event's offset after the agent's iteration step, and flushes the producer first.
+5. Faust commits the event's offset once the agent's body for it has finished (`settled_events`,
+   agents/common.py: a body cancelled half-way leaves its event unacknowledged), flushing the producer
+   first.
 
 A crash before 3 re-delivers the event to a state without it (nothing was published); a crash after 3
 restores the state with the event in it and with any outputs not yet unstaged, which are checked against

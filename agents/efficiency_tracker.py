@@ -17,7 +17,7 @@ import faust
 
 from rote import metrics
 from rote.agents.app import Topics
-from rote.agents.common import AgentIO, TopicRouter, apply_routed
+from rote.agents.common import AgentIO, TopicRouter, apply_routed, settled_events
 from rote.agents.durable import DurableState
 from rote.agents.optimizer_feed import FEED_TOPIC, feed_topic
 from rote.efficiency import CostModel, MetricsExporter
@@ -67,7 +67,7 @@ def register(
 
     @app.agent(feed_topic(app), name=AGENT)
     async def track(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        async for event in settled_events(stream):
             if await apply_routed(io, ROUTES, state, event):
                 status["seen"] += 1
 

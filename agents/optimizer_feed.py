@@ -49,14 +49,14 @@ def register(app: faust.App, topics: Topics) -> dict[str, Any]:
         *SOURCES, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
 
-    from rote.agents.common import AgentIO  # common imports this module (source_of)
+    from rote.agents.common import AgentIO, settled_events  # common imports this module (source_of)
     from rote.streams.schemas import SCHEMAS
 
     io = AgentIO(agent=AGENT, topics=topics)
 
     @app.agent(sources, name=AGENT)
     async def forward(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        async for event in settled_events(stream):
             # Validated here, once, against the source topic's schema: an invalid event is dead-lettered
             # with its real topic and never reaches the analyzer or the tracker.
             topic = event.message.topic

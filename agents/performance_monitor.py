@@ -18,7 +18,7 @@ import faust
 
 from rote import metrics
 from rote.agents.app import Topics
-from rote.agents.common import AgentIO
+from rote.agents.common import AgentIO, settled_events
 from rote.agents.durable import DurableState
 from rote.anomaly.monitor import (
     AutomationMonitors,
@@ -73,7 +73,7 @@ def register(app: faust.App, topics: Topics, *, config: MonitorConfig | None = N
 
     @app.agent(source, name=AGENT)
     async def monitor(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        async for event in settled_events(stream):
             is_result = event.message.topic == TEST_RESULTS.name
             item = await io.decode(TestResult if is_result else RunMetric, event, event.value, event.key)
             if item is None:

@@ -30,7 +30,7 @@ import faust
 
 from rote import metrics
 from rote.agents.app import Topics
-from rote.agents.common import AgentIO
+from rote.agents.common import AgentIO, settled_events
 from rote.agents.durable import DurableState
 from rote.agents.outbox import Outbox, Pending, Publisher, candidate_identity
 from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState
@@ -139,7 +139,7 @@ def register(
 
     @app.agent(topics[USER_ACTIONS.name], name=AGENT)
     async def identify(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        async for event in settled_events(stream):
             io.consumed(event)
             if not event.value:
                 rejected.inc()

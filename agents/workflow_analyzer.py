@@ -14,7 +14,7 @@ import faust
 
 from rote import metrics
 from rote.agents.app import Topics
-from rote.agents.common import AgentIO, TopicRouter, apply_routed
+from rote.agents.common import AgentIO, TopicRouter, apply_routed, settled_events
 from rote.agents.durable import DurableState
 from rote.agents.optimizer_feed import FEED_TOPIC, feed_topic
 from rote.streams.schemas import Event
@@ -53,7 +53,7 @@ def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) ->
 
     @app.agent(feed_topic(app), name=AGENT)
     async def analyze(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        async for event in settled_events(stream):
             # test results and anomalies are the efficiency tracker's: not routed here, so skipped
             if await apply_routed(io, ROUTES, state, event):
                 changed["flag"] = True
