@@ -7,6 +7,7 @@ validation can be sent to `dead-letters` with its exact original bytes instead o
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,8 @@ import faust
 from rote.brokers import security
 from rote.config import Settings
 from rote.streams.topics import CATALOGUE, TopicSpec
+
+log = logging.getLogger("rote.agents")
 
 #: Largest message rote's producers send and its changelog topics accept (`max.message.bytes`). State
 #: records are capped far below (`rote.state.MAX_STATE_BYTES`); this leaves room for batches of actions.
@@ -88,10 +91,33 @@ def _short_fetch_wait() -> None:
     thread._rote_fetch_wait = True  # type: ignore[attr-defined]
 
 
+class RoteApp(faust.App):
+    """Faust's app, with one change: an exception that escaped an agent's body stops the worker.
+
+    Invalid events never get that far (each agent dead-letters them inside its body); what does is a failure
+    around them, such as a broker call timing out. Faust's default only commits and lets the supervisor
+    restart the agent, which then goes on with the next events. But the event the body failed on was never
+    acknowledged (agents/common.py: `settled_events`), so nothing after it on its partition could be
+    committed again and the lag would grow until the next restart. Stopping commits what was finished; the
+    restarted worker (compose's `restart: unless-stopped`, Kubernetes) processes the event again. Quix
+    Streams stops on an unhandled processing error by default for the same reason.
+    """
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        await super()._on_agent_error(agent, exc)
+        log.error(
+            "agent %s failed (%s: %s): stopping the worker; the event is processed again after the restart",
+            getattr(agent, "name", agent),
+            type(exc).__name__,
+            exc,
+        )
+        await self.crash(exc)
+
+
 def create_app(settings: Settings, *, bootstrap: str, app_id: str | None = None) -> tuple[faust.App, Topics]:
     settings.state_dir.mkdir(parents=True, exist_ok=True)  # Faust creates its datadir but not the parents
     _short_fetch_wait()
-    app = faust.App(app_id or settings.app_id, **faust_settings(settings, bootstrap))
+    app = RoteApp(app_id or settings.app_id, **faust_settings(settings, bootstrap))
     # Table writes (checkpoints, log records, their tombstones) queue in Faust's producer buffer, which
     # pauses the stream and logs "producer buffer full" past 100 messages: a checkpoint that ends a long
     # write-ahead log deletes more records than that at once. A larger buffer keeps the pause for real

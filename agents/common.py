@@ -39,7 +39,8 @@ async def settled_events(stream: faust.StreamT[Any]) -> AsyncIterator[faust.Even
     acknowledged, and its offset committed, without the event in any durable state: one action lost across
     a restart (the restart test, once in CI). Here the acknowledgement is the code after `yield`, which runs
     only when the body asks for the next event; an event whose body never finished stays unacknowledged, is
-    not committed, and is delivered again.
+    not committed, and is delivered again (after a rebalance or a restart: an error that escapes a body
+    stops the worker, agents/app.py `RoteApp`).
     """
     manual = cast(Any, stream).noack()  # on Faust's streams, missing from its StreamT stub
     async for event in manual.events():

@@ -49,7 +49,10 @@ def register(app: faust.App, topics: Topics) -> dict[str, Any]:
         *SOURCES, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
 
-    from rote.agents.common import AgentIO, settled_events  # common imports this module (source_of)
+    from rote.agents.common import (  # common imports this module (source_of)
+        AgentIO,
+        settled_events,
+    )
     from rote.streams.schemas import SCHEMAS
 
     io = AgentIO(agent=AGENT, topics=topics)

@@ -77,3 +77,25 @@ def test_faust_events_acknowledge_it_anyway() -> None:
     seen, acked = _cancelled_in_second_event(lambda stream: stream.events())
     assert seen == [0, 1]
     assert acked == [True, True]
+
+
+def test_an_error_that_escapes_an_agent_stops_the_worker() -> None:
+    """An event whose body failed stays unacknowledged, so carrying on would stall its partition's commits:
+    the worker's app (every agent on it) crashes instead, the worker exits, and its restart processes the
+    event again."""
+    from rote.agents import AgentOptions, build_app
+    from rote.config import Settings
+
+    app, _ = build_app(
+        Settings.from_env(broker="kafka://127.0.0.1:1"),
+        bootstrap="127.0.0.1:1",
+        options=AgentOptions(result_key=b"k" * 32),
+    )
+    agents = list(app.agents.values())
+    assert len(agents) == 7
+
+    async def fail() -> None:
+        await app._on_agent_error(agents[0], TimeoutError("end offsets of candidates"))
+
+    asyncio.run(fail())
+    assert isinstance(app.crash_reason, TimeoutError)
