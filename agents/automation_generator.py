@@ -179,8 +179,8 @@ def register(
                     )
                     live = registry.live(item.automation_id)
                     await rio.send(AUTOMATIONS.name, record.automation_id.encode(), echo, delivered=True)
-                    if live is not None and not registry.hold(item.automation_id, live):
-                        continue  # the partition moved away during the send: its new owner applies the event
+                    if live is not None:
+                        registry.ensure_held(item.automation_id, live)
             registry.record(item.automation_id, topic, event.value, checkpoint=changed)
 
     @app.page("/automations/")

@@ -31,7 +31,8 @@ restores the state with the event in it and with any outputs not yet unstaged, w
 their topic and published only if missing (`pending_outboxes`, agents/outbox.py).
 
 Rebalances: a key's live copy is dropped when its partition is no longer assigned to this worker, so a
-partition that comes back (after another worker changed it) is decoded afresh from the recovered tables.
+partition that comes back (after another worker changed it) is decoded afresh from the recovered tables;
+until it does, the key's leftover outbox is the new owner's to resolve, not this worker's.
 """
 
 from __future__ import annotations
@@ -133,6 +134,9 @@ class DurableState(Generic[S, Item]):
         self._live: dict[str, _Live[S]] = {}
         #: source partitions assigned to this worker at the last rebalance
         self._owned: set[int] = set()
+        #: keys whose partition went to another worker, by partition: Faust's memory store keeps the
+        #: records this worker wrote for them, but their outboxes are the new owner's to resolve
+        self._moved: dict[str, int] = {}
         app.on_partitions_assigned.connect(cast(Any, self._on_assigned))
 
     # ---------------------------------------------------------------------------------- keys
@@ -259,8 +263,7 @@ class DurableState(Generic[S, Item]):
             or live.wal_bytes + entry >= self.checkpoint_bytes
         )
         live.units += units
-        if due or not live.stored:
-            self.checkpoint(key, live)
+        if (due or not live.stored) and self.checkpoint(key, live):
             return
         data = value() if callable(value) else value
         self.wal[self.wal_key(key, live.epoch, live.seq)] = topic.encode() + _SEP + data
@@ -306,6 +309,8 @@ class DurableState(Generic[S, Item]):
                 key = bytes(raw_key).decode()
             except UnicodeDecodeError:
                 continue
+            if key in self._moved:
+                continue  # its new owner resolves it (resolved here too, it could be published twice)
             live = self._live.get(key)
             if live is not None:
                 pending = live.outbox
@@ -342,8 +347,9 @@ class DurableState(Generic[S, Item]):
         if live is not None:
             live.dirty = True
 
-    def checkpoint(self, key: str, live: _Live[S] | None = None) -> None:
-        """Write the key's state and drop the log records it covers (inside stream iteration only)."""
+    def checkpoint(self, key: str, live: _Live[S] | None = None) -> bool:
+        """Write the key's state and drop the log records it covers (inside stream iteration only); False
+        when the state is over the size cap and nothing was written (`record` then logs the event)."""
         live = live or self._restore(key)
         raw = encode_json(
             {
@@ -362,7 +368,7 @@ class DurableState(Generic[S, Item]):
             # Bounded states stay far below this; past it the broker would refuse the record and Faust's
             # producer would take the worker down. Keep the log (still durable) and say so loudly.
             self._rejected("checkpoint-too-large", key, StateError(f"{len(raw)} bytes"))
-            return
+            return False
         self.states[key.encode()] = raw
         live.stored = True
         metrics.STATE_CHECKPOINT_BYTES.labels(state=self.name).observe(len(raw))
@@ -372,6 +378,7 @@ class DurableState(Generic[S, Item]):
         live.units = 0
         live.wal_bytes = 0
         live.dirty = False
+        return True
 
     # ---------------------------------------------------------------------------------- rebalances
 
@@ -381,20 +388,27 @@ class DurableState(Generic[S, Item]):
         owned = {tp.partition for tp in tps if not self.source_topics or tp.topic in self.source_topics}
         self._owned = owned
         for key in [k for k, v in self._live.items() if v.partition is None or v.partition not in owned]:
-            del self._live[key]
+            live = self._live.pop(key)
+            if live.partition is not None:
+                self._moved[key] = live.partition
+        for key in [k for k, p in self._moved.items() if p in owned]:
+            del self._moved[
+                key
+            ]  # back here: its partition's tables are recovered, the new owner's writes too
 
-    def hold(self, key: str, live: _Live[S]) -> bool:
-        """After an await between `apply` and `record`: is `live` (the copy the event was applied to) still
-        the key's copy? A rebalance in that await drops live copies; one whose partition stayed here is put
-        back (restored from the tables instead, it would lack the event, and `record` would then make the
-        event's offset committable without it: the event lost). False when the partition moved away: the
-        caller records nothing, and the event is processed again by the partition's new owner."""
-        if self._live.get(key) is live:
-            return True
-        if live.partition is not None and live.partition in self._owned:
-            self._live[key] = live
-            return True
-        return False
+    def ensure_held(self, key: str, live: _Live[S]) -> None:
+        """After an await between `apply` and `record`: `live`, the copy the event was applied to, must still
+        be the key's copy, or `StateError` (the agent's body then fails and the worker stops: agents/app.py).
+
+        Faust waits for in-flight events before it revokes partitions (`stream_wait_empty`), and events are
+        acknowledged only when their body finished (agents/common.py), so a rebalance should never drop a
+        copy mid-event. If one ever did, neither way on is safe: recording into a copy restored from the
+        tables would make the event's offset committable without it, and recording nothing would let the
+        event be acknowledged unrecorded; and a partition that left and came back may hold another worker's
+        newer state. Stopping leaves the event unacknowledged, so it is processed again after the restart.
+        """
+        if self._live.get(key) is not live:
+            raise StateError(f"{self.name}: the live copy of {key[:80]!r} was replaced during an await")
 
 
 def read_pending(r: StateReader) -> dict[str, Any]:

@@ -107,8 +107,8 @@ def register(app: faust.App, topics: Topics, *, config: MonitorConfig | None = N
                 metrics.ANOMALY_SCORE.labels(signal=signal_family(anomaly.signal)).observe(anomaly.score)
                 live = monitors.live(item.automation_id)
                 await io.send(ANOMALIES.name, item.automation_id.encode(), anomaly, delivered=True)
-                if live is not None and not monitors.hold(item.automation_id, live):
-                    continue  # the partition moved away during the send: its new owner learns the report
+                if live is not None:
+                    monitors.ensure_held(item.automation_id, live)
             monitors.record(item.automation_id, event.message.topic, event.value, checkpoint=bool(findings))
 
     return {"agent": monitor, "table": monitors}

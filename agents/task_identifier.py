@@ -126,8 +126,8 @@ def register(
         outputs += [(c.candidate_id, encode(c), f"v{c.version}") for c in emitted]
         live = users.live(user_id)
         pending = await outbox.prepare(CANDIDATES.name, outputs)
-        if live is not None and not users.hold(user_id, live):
-            return  # the partition moved away during the await: its new owner processes the event again
+        if live is not None:
+            users.ensure_held(user_id, live)
         users.stage(user_id, pending)
         users.record(user_id, USER_ACTIONS.name, log_value, units=max(n, 1), checkpoint=True)
         publisher.submit(user_id, pending)

@@ -179,29 +179,97 @@ def test_many_submissions_are_published_in_few_rounds(batch: int) -> None:
 # -- a rebalance inside an await between apply and record ---------------------------------------------------
 
 
-def test_a_copy_dropped_by_a_rebalance_mid_event_is_held_only_while_its_partition_stays() -> None:
-    """A task identifier awaits the broker (end offsets for the outbox) between applying a batch and recording
-    it; a rebalance in that await drops the live copies. Restored from the tables, the copy would lack the
-    batch and `record` would make its offset committable without it (an action lost): the copy the event was
-    applied to is put back while its partition stays assigned here, and given up when the partition left."""
-    from collections import namedtuple
-
+def _durable_on_partition_3() -> Any:
+    """A DurableState's rebalance side, with key "u" live on partition 3 and its checkpoint holding an
+    unpublished output (the tables are plain dicts of bytes here, as Faust's memory store holds them)."""
     from rote.agents.durable import DurableState, _Live
+    from rote.state import encode_json
 
     ds: Any = DurableState.__new__(DurableState)
-    ds._live, ds._owned, ds.source_topics = {}, {3}, frozenset({"user-actions"})
-    live = _Live(state=object(), seq=5, wal_from=0, epoch="e", partition=3)
-    ds._live["u"] = live
+    ds.name, ds._live, ds._owned, ds._moved = "discovery", {}, {3}, {}
+    ds.source_topics = frozenset({"user-actions"})
+    out = pending("u", 4, partition=0)
+    ds._live["u"] = _Live(state=object(), seq=5, wal_from=0, epoch="e", partition=3, outbox=[out])
+    checkpoint = {"seq": 5, "wal_from": 5, "epoch": "e", "state": {}, "outbox": [out]}
+    ds.states = {b"u": encode_json({"kind": "checkpoint", "v": 1, "data": checkpoint})}
+    return ds
 
-    def assign(*partitions: int) -> None:
-        tp = namedtuple("tp", "topic partition")
-        tps = {tp("user-actions", p) for p in partitions}
-        asyncio.run(ds._on_assigned(None, assigned=tps))
 
-    assert ds.hold("u", live) and ds._live["u"] is live  # nothing happened
-    assign(1)  # partition 3 went away: the copy is dropped ...
+def _assign(ds: Any, *partitions: int) -> None:
+    from collections import namedtuple
+
+    tp = namedtuple("tp", "topic partition")
+    asyncio.run(ds._on_assigned(None, assigned={tp("user-actions", p) for p in partitions}))
+
+
+def test_a_copy_replaced_during_an_await_stops_the_body() -> None:
+    """A task identifier awaits the broker (end offsets for the outbox) between applying a batch and recording
+    it. Faust waits for in-flight events before revoking, so the copy should never be replaced meanwhile; if
+    it were, recording into a copy restored from the tables would lose the batch, and recording nothing would
+    let it be acknowledged unrecorded. So the body fails (the worker stops, the event comes again), also when
+    the partition came back: its tables may hold another worker's newer state."""
+    from rote.errors import StateError
+
+    ds = _durable_on_partition_3()
+    live = ds._live["u"]
+    ds.ensure_held("u", live)  # nothing happened
+    _assign(ds, 1)  # partition 3 went away: the copy is dropped
     assert "u" not in ds._live
-    assign(1, 3)  # ... and came back before the event was recorded: the applied copy is the key's again
-    assert ds.hold("u", live) and ds._live["u"] is live
-    assign(1)
-    assert not ds.hold("u", live) and "u" not in ds._live  # gone for good: the new owner has the event
+    with pytest.raises(StateError, match="replaced during an await"):
+        ds.ensure_held("u", live)
+    _assign(ds, 1, 3)  # ... and came back: still not the copy the event was applied to
+    with pytest.raises(StateError):
+        ds.ensure_held("u", live)
+
+
+def test_the_sweep_leaves_outboxes_of_partitions_that_moved_away_to_their_new_owner() -> None:
+    """Faust's memory store keeps what this worker wrote for a partition it lost; resolved here as well as by
+    the new owner, an output could go out twice, or an old version after the new owner's newer one."""
+    ds = _durable_on_partition_3()
+    assert [k for k, _ in ds.pending_outboxes()] == ["u"]  # live here: its own outbox
+    _assign(ds, 1)
+    assert ds.pending_outboxes() == []  # moved away: the new owner's
+    _assign(ds, 1, 3)  # back: recovered from the changelog, its leftovers are this worker's again
+    assert [(k, [p["identity"] for p in v]) for k, v in ds.pending_outboxes()] == [("u", ["v4"])]
+
+
+def test_an_event_whose_checkpoint_is_over_the_cap_is_logged_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint over the size cap is not written (the broker would refuse it); the event it was to cover
+    must then go to the write-ahead log, or it and every later event of the key were in no table."""
+    from dataclasses import dataclass, field
+
+    from rote.agents import durable
+    from rote.agents.durable import DurableState
+
+    @dataclass
+    class Notes:
+        STATE_KIND = "test-notes"
+        STATE_VERSION = 1
+        items: list[str] = field(default_factory=list)
+
+        def to_state(self) -> dict[str, Any]:
+            return {"items": self.items}
+
+        @classmethod
+        def from_state(cls, data: dict[str, Any]) -> Notes:
+            return cls(list(data["items"]))
+
+    ds: Any = DurableState.__new__(DurableState)
+    ds.name, ds._live, ds._owned, ds._moved = "notes", {}, set(), {}
+    ds.states, ds.wal, ds.state_class, ds.state_context = {}, {}, Notes, {}
+    ds.factory = lambda key: Notes()
+    ds.apply_fn = lambda state, item: state.items.append(item)
+    ds.decode_fn = lambda topic, value: value.decode()
+    ds.checkpoint_every, ds.checkpoint_bytes = 2, 1 << 20
+    for i in range(3):
+        ds.apply("k", f"note-{i}")
+        ds.record("k", "notes", f"note-{i}".encode())
+    assert len(ds.states) == 1 and len(ds.wal) == 0  # the second note made a checkpoint due, the third too
+    monkeypatch.setattr(durable, "MAX_STATE_BYTES", 10)  # from here on every checkpoint is too large
+    for i in range(3, 6):
+        ds.apply("k", f"note-{i}")
+        ds.record("k", "notes", f"note-{i}".encode())
+    assert len(ds.wal) == 3  # logged, not lost
+    monkeypatch.setattr(durable, "MAX_STATE_BYTES", 1 << 20)
+    ds._live.clear()  # a restart: checkpoint + log replay
+    assert ds.restore("k").items == [f"note-{i}" for i in range(6)]
