@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -243,24 +244,34 @@ def test_a_run_that_times_out_exits_1_and_keeps_the_previous_archive(state: Path
 
 def test_leave_does_not_wait_forever_for_a_thread_left_running() -> None:
     """A run stopped during Faust's start-up left the Kafka client's thread polling a broker that was gone,
-    and the process never exited after its summary (the timeout test above hung in CI). A child holding
-    its stdout (the generator's worker process) is ended by the exit handlers, or reading the output to its
-    end would wait for it."""
+    and the process never exited after its summary (the timeout test above hung in CI). The generator's
+    worker process (it holds the run's stdout) must be gone too, or reading the output to its end would
+    wait for it."""
     script = (
-        "import subprocess, sys, threading, time, atexit\n"
+        "import concurrent.futures, multiprocessing, threading, time\n"
         "from rote.pipeline.run import leave\n"
+        "pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'))\n"
+        "assert pool.submit(abs, -1).result() == 1\n"
         "threading.Thread(target=time.sleep, args=(3600,), name='stuck-client').start()\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)'])\n"
-        "atexit.register(child.kill)\n"
         "print('summary', flush=True)\n"
-        "leave(1, wait_seconds=0.5)\n"
+        "leave(1, wait_seconds=1)\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stdout == "summary\n", (proc.returncode, proc.stdout, proc.stderr)
-    assert "stuck-client" in proc.stderr
-    clean = "from rote.pipeline.run import leave\nleave(0, wait_seconds=0.5)\nprint('after')\n"
+    assert "not waiting for threads: stuck-client" in proc.stderr
+    # a run that ends cleanly exits at once, as usual
+    clean = (
+        "import concurrent.futures, multiprocessing\n"
+        "from rote.pipeline.run import leave\n"
+        "pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'))\n"
+        "assert pool.submit(abs, -1).result() == 1\n"
+        "leave(0, wait_seconds=30)\n"
+        "print('after')\n"
+    )
+    started = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", clean], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout == "after\n", proc.stderr
+    assert time.monotonic() - started < 20, "a clean exit must not wait for the exit watchdog"
 
 
 @pytest.mark.integration

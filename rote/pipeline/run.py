@@ -16,7 +16,6 @@ against the workbook, every run is reported on `metrics` with `source="productio
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import os
 import sys
@@ -238,31 +237,29 @@ def _exit_after(grace: float) -> None:
     os._exit(1)
 
 
-def leave(code: int, *, wait_seconds: float = 10.0) -> None:
+def leave(code: int, *, wait_seconds: float = 30.0) -> None:
     """End `rote run` with `code` once its summary and archive are written.
 
     Why not just return: a run stopped while Faust was still starting (`--timeout` during start-up, a
     broker that went away) can leave the Kafka client's non-daemon thread looping on a broker that is gone,
-    and the interpreter would wait for it forever after everything was written. Threads get
-    `wait_seconds` to finish; what is still running then is named in one log line and the process exits.
+    and the interpreter would wait for it forever after everything was written. So the interpreter's own
+    shutdown runs as usual (it ends the generator's worker process first, which holds this process's
+    stdout), and a daemon thread ends the process with `code` if that shutdown is still waiting
+    `wait_seconds` later, naming the threads it waited for in one log line.
     """
-    main = threading.main_thread()
-    deadline = time.monotonic() + wait_seconds
-    for thread in threading.enumerate():
-        if thread is not main and not thread.daemon:
-            thread.join(max(0.0, deadline - time.monotonic()))
-    stuck = [t.name for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
-    if not stuck:
-        if code:
-            raise SystemExit(code)
-        return
-    log.warning("threads still running after the run ended, not waited for: %s", ", ".join(stuck))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # What a normal exit runs (the generator's worker process, any broker still up), so no child is left
-    # holding this process's stdout: whoever reads it to the end would wait for that child forever.
-    atexit._run_exitfuncs()
-    os._exit(code)
+
+    def force_exit() -> None:
+        time.sleep(wait_seconds)
+        main = threading.main_thread()
+        stuck = [t.name for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
+        log.warning("the run ended %.0f s ago; not waiting for threads: %s", wait_seconds, ", ".join(stuck))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    threading.Thread(target=force_exit, name="rote-exit", daemon=True).start()
+    if code:
+        raise SystemExit(code)
 
 
 def serve_metrics(settings: Settings) -> Any:
