@@ -206,7 +206,23 @@ def make_worker(app: Any, *, shutdown_grace_seconds: float | None = None) -> Any
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Faust's banner goes to stderr: stdout is kept for the summary (`--json`). Its spinner is off: it
     # writes cursor escapes even when stderr is not a terminal, and the run has its own progress bars.
-    worker = faust.Worker(
+    armed: list[threading.Thread] = []
+
+    def arm() -> None:
+        if shutdown_grace_seconds is not None and not armed:
+            armed.append(threading.Thread(target=_exit_after, args=(shutdown_grace_seconds,), daemon=True))
+            armed[0].name = "rote-shutdown-watchdog"
+            armed[0].start()
+
+    class Worker(faust.Worker):
+        """Faust's worker, with the grace watchdog armed the moment a signal asks it to stop: before Faust
+        stops its consumer, whose wait for in-flight events and last commit can hang on a gone broker."""
+
+        def _schedule_shutdown(self, signal: Any) -> None:
+            arm()
+            super()._schedule_shutdown(signal)
+
+    worker = Worker(
         app,
         loglevel="WARNING",
         quiet=True,
@@ -216,11 +232,9 @@ def make_worker(app: Any, *, shutdown_grace_seconds: float | None = None) -> Any
     )
     worker.spinner = None
     if shutdown_grace_seconds is not None:
-        grace = shutdown_grace_seconds
 
         async def watchdog(sender: Any = None, **kwargs: Any) -> None:
-            name = "rote-shutdown-watchdog"
-            threading.Thread(target=_exit_after, args=(grace,), name=name, daemon=True).start()
+            arm()  # a stop without a signal (the app crashed: agents/app.py)
 
         app.on_before_shutdown.connect(watchdog)
     return worker
