@@ -270,12 +270,14 @@ class Publisher:
         self._queue = []
         try:
             await self.outbox.flush()  # the checkpoints holding these outboxes are on the broker
-            plain = [p for key, pending, resolve in batch if not resolve for p in pending]
-            if plain:
-                await self.outbox.publish(plain)
+            # A crash's leftovers first: they were staged before anything submitted since, and a newer
+            # version (or a withdrawal) must land after an older one on the compacted topic.
             for _key, pending, resolve in batch:
                 if resolve:
                     self.resolved += await self.outbox.resolve(pending, self.identity_of)
+            plain = [p for key, pending, resolve in batch if not resolve for p in pending]
+            if plain:
+                await self.outbox.publish(plain)
         except BaseException:
             self._queue = batch + self._queue  # retried in order
             raise

@@ -146,6 +146,23 @@ def test_the_sweep_resolves_crash_leftovers_without_doubling() -> None:
     assert state.outboxes["u1"] == []
 
 
+def test_a_crash_leftover_goes_out_before_what_the_next_event_made() -> None:
+    """After a restart the key's next event can be handled before the publisher's first round: its leftover
+    v3 (resolve) and the new withdrawal are in one batch. The withdrawal must land last on the compacted
+    topic, or the withdrawn candidate comes back as v3 (review finding: plain outputs went first)."""
+    outbox, state = FakeOutbox(), FakeState()
+    state.stage("u1", [pending("c1", 3)])
+    withdrawn = {**pending("c1", 0), "value": None, "identity": "withdrawn"}
+
+    async def body(pub: Publisher) -> None:
+        pub.submit("u1", [pending("c1", 3)], resolve=True)
+        state.stage("u1", [withdrawn])
+        pub.submit("u1", [withdrawn])
+
+    run(_with_publisher(outbox, state, body))
+    assert [p["identity"] for p in outbox.topic] == ["v3", "withdrawn"]
+
+
 def test_outputs_of_a_revoked_partition_are_left_to_its_new_owner() -> None:
     outbox, state = FakeOutbox(), FakeState()
 
