@@ -113,7 +113,7 @@ def run_cmd(
     2 bad input or setting; 3 broker unreachable.
     """
     from rote.pipeline import RunOptions, run
-    from rote.pipeline.run import leave
+    from rote.pipeline.run import exit_watchdog, leave
 
     def show(summary: dict[str, object]) -> None:
         if as_json:
@@ -136,23 +136,27 @@ def run_cmd(
         from rote.cli.errors import require_broker
 
         require_broker(settings.bootstrap_servers)
-    summary = run(
-        settings,
-        RunOptions(
-            replay=replay,
-            fmt=fmt.value,
-            csv_options=options,
-            speed=speed,
-            once=once,
-            inject=inject,
-            inject_slowdown=inject_slowdown,
-            linger_seconds=linger,
-            timeout_seconds=timeout,
-            user_id=user_id,
-            progress=not as_json,
-        ),
-        on_summary=show,
-    )
+    try:
+        summary = run(
+            settings,
+            RunOptions(
+                replay=replay,
+                fmt=fmt.value,
+                csv_options=options,
+                speed=speed,
+                once=once,
+                inject=inject,
+                inject_slowdown=inject_slowdown,
+                linger_seconds=linger,
+                timeout_seconds=timeout,
+                user_id=user_id,
+                progress=not as_json,
+            ),
+            on_summary=show,
+        )
+    except BaseException:
+        exit_watchdog(1)  # the error's one line is printed as usual; a thread left running cannot hold it
+        raise
     leave(1 if summary.get("timed_out") or summary.get("error") else 0)
 
 

@@ -259,8 +259,17 @@ def leave(code: int, *, wait_seconds: float = 30.0) -> None:
     and the interpreter would wait for it forever after everything was written. So the interpreter's own
     shutdown runs as usual (it ends the generator's worker process first, which holds this process's
     stdout), and a daemon thread ends the process with `code` if that shutdown is still waiting
-    `wait_seconds` later, naming the threads it waited for in one log line.
+    `wait_seconds` later (`exit_watchdog`).
     """
+    exit_watchdog(code, wait_seconds=wait_seconds)
+    if code:
+        raise SystemExit(code)
+
+
+def exit_watchdog(code: int, *, wait_seconds: float = 30.0) -> None:
+    """Exit with `code` in `wait_seconds` if the process is still there then, naming in one log line the
+    threads its shutdown waited for. Also armed when a run fails with an error (its one-line message is
+    printed by the CLI first)."""
 
     def force_exit() -> None:
         time.sleep(wait_seconds)
@@ -272,8 +281,6 @@ def leave(code: int, *, wait_seconds: float = 30.0) -> None:
         os._exit(code)
 
     threading.Thread(target=force_exit, name="rote-exit", daemon=True).start()
-    if code:
-        raise SystemExit(code)
 
 
 def serve_metrics(settings: Settings) -> Any:
