@@ -125,8 +125,9 @@ def _unnumbered(step: str) -> str:
 
 
 def chart_bottlenecks(bottlenecks: Sequence[dict[str, Any]], limit: int = 12) -> list[dict[str, Any]]:
-    """The bottlenecks the chart shows: the largest of each kind (manual step, automation step, waiting)
-    first, then the largest of the rest, in the report's order (most seconds first).
+    """The bottlenecks the chart shows: up to `limit // kinds` of the largest of each kind (manual step,
+    automation step, waiting) first, then the largest of the rest, in the report's order (most seconds
+    first).
 
     Why not simply the first `limit`: slow automation runs (many, each timed) can fill the chart and push
     every manual step out of it, and where people lose time by hand is what the chart is read for.
