@@ -91,6 +91,26 @@ def _short_fetch_wait() -> None:
     thread._rote_fetch_wait = True  # type: ignore[attr-defined]
 
 
+class SettledEvent(faust.Event):
+    """An event that only `settled_events` (agents/common.py) can acknowledge, once its agent's body ended.
+
+    Why: Faust's pure-Python stream iterator (used where its compiled one is missing, or with NO_CYTHON)
+    acknowledges, without yielding it, every event its stream skips: one fetched in an earlier consumer
+    generation, or taken while flow control is suspended (a shutdown or rebalance has begun). Its offset
+    is then committable although no agent processed it. Refused here, the event stays unacknowledged and
+    is delivered again after the rebalance or restart. (The compiled iterator acknowledges skipped events
+    not at all, and acknowledges processed ones without calling this method: `settled_events` uses a
+    noack stream, so every acknowledgement of the worker's events passes here.)
+    """
+
+    settled: bool = False
+
+    def ack(self) -> bool:
+        if not self.settled:
+            return False
+        return bool(super().ack())
+
+
 class RoteApp(faust.App):
     """Faust's app, with one change: an exception that escaped an agent's body stops the worker.
 
@@ -117,7 +137,7 @@ class RoteApp(faust.App):
 def create_app(settings: Settings, *, bootstrap: str, app_id: str | None = None) -> tuple[faust.App, Topics]:
     settings.state_dir.mkdir(parents=True, exist_ok=True)  # Faust creates its datadir but not the parents
     _short_fetch_wait()
-    app = RoteApp(app_id or settings.app_id, **faust_settings(settings, bootstrap))
+    app = RoteApp(app_id or settings.app_id, Event=SettledEvent, **faust_settings(settings, bootstrap))
     # Table writes (checkpoints, log records, their tombstones) queue in Faust's producer buffer, which
     # pauses the stream and logs "producer buffer full" past 100 messages: a checkpoint that ends a long
     # write-ahead log deletes more records than that at once. A larger buffer keeps the pause for real

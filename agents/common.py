@@ -40,11 +40,14 @@ async def settled_events(stream: faust.StreamT[Any]) -> AsyncIterator[faust.Even
     a restart (the restart test, once in CI). Here the acknowledgement is the code after `yield`, which runs
     only when the body asks for the next event; an event whose body never finished stays unacknowledged, is
     not committed, and is delivered again (after a rebalance or a restart: an error that escapes a body
-    stops the worker, agents/app.py `RoteApp`).
+    stops the worker, agents/app.py `RoteApp`). Events Faust skips without yielding them (flow control
+    suspended at a shutdown or rebalance, an earlier consumer generation) are never acknowledged either:
+    agents/app.py `SettledEvent`.
     """
     manual = cast(Any, stream).noack()  # on Faust's streams, missing from its StreamT stub
     async for event in manual.events():
         yield event
+        event.settled = True  # the worker's events refuse every other acknowledgement (agents/app.py)
         await manual.ack(event)
 
 
