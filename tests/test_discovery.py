@@ -122,6 +122,15 @@ def test_start_estimation_rejects_loops_inside_a_routine() -> None:
     assert set(estimate_starts(seq)) == {"s", "t"}
 
 
+def test_an_anchor_that_begins_only_fragments_is_replaced() -> None:
+    # the warm-up anchored the routine at its clipboard hub (its own first action was still too rare):
+    # with more evidence the hub begins segments that share nothing but itself, and the starts are
+    # estimated again from the window; a known start that begins whole instances is kept
+    inst = ["s", "c", "x1", "p1", "c", "x2", "p2", "c", "x3", "p3", "ok"]
+    assert estimate_starts(inst * 12, known=["c"]) == ["s"]
+    assert estimate_starts(inst * 12, known=["s"]) == ["s"]
+
+
 # ------------------------------------------------------------------------------------------ streaming
 
 

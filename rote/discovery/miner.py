@@ -347,9 +347,6 @@ class RoutineDiscoverer:
                 seq.extend(x for x in th.hist if x is not None)
         return seq
 
-    def _estimate(self, state: UserState, known: list[str]) -> list[str]:
-        return self._estimate_on(state, self._thread_ordered(state), known)
-
     def _estimate_on(self, state: UserState, seq: list[str], known: list[str]) -> list[str]:
         cfg = self.config
         return estimate_starts(
@@ -421,13 +418,31 @@ class RoutineDiscoverer:
         cfg = self.config
         state.since_refit = 0
         before = set(state.starts)
-        self._set_starts(state, self._estimate(state, state.starts))
+        seq = self._thread_ordered(state)
+        self._set_starts(state, self._estimate_on(state, seq, state.starts))
+        dropped = before - state.start_set
+        # a known start still frequent in the window is dropped only when the estimator re-anchored
+        if dropped and any(seq.count(s) >= cfg.min_support for s in dropped):
+            self._unanchor(state, dropped, touched)
         new = set(state.starts) - before
         if new:
             self._recut(state, new, touched)
         horizon = state.released_ts - int(cfg.variant_ttl_seconds * US)
         for vid in [v.vid for v in state.variants.values() if v.last_seen < horizon]:
             self.miner.drop_variant(state, vid)
+
+    def _unanchor(self, state: UserState, dropped: set[str], touched: set[str]) -> None:
+        """The starts were re-estimated from scratch (the anchor began only fragments): what was cut at a
+        start no longer known is pieces of instances, not instances. Those variants are withdrawn (ids in
+        `state.retracted`) and such pending segments forgotten; the threads' open work is cut at the new
+        starts from now on."""
+        for v in list(state.variants.values()):
+            if v.steps and v.steps[0] in dropped:
+                self.miner.drop_variant(state, v.vid)
+                touched.discard(v.vid)
+        kept = [sg for sg in state.pending if not sg.key or sg.key[0] not in dropped]
+        state.pending.clear()
+        state.pending.extend(kept)
 
     def _recut(self, state: UserState, new_starts: set[str], touched: set[str]) -> None:
         """A routine start learnt late: re-cut what was grouped before it was known.

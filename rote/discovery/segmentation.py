@@ -189,6 +189,22 @@ def _median(xs: Sequence[int]) -> float:
     return float(s[mid]) if len(s) % 2 else (s[mid - 1] + s[mid]) / 2.0
 
 
+def _stale_anchor(seq: Sequence[str], starts: Sequence[str], *, min_length: int, body_share: float) -> bool:
+    """Does the first known start (the anchor, while it is still seen) begin only fragments now?
+
+    The anchor is the one start never tested: the first frequent action (or interruption start) of the
+    window it was estimated on, at the end of the warm-up or when the starts were last estimated afresh.
+    When the first instances' own first action was still too rare to count, it is a step inside the
+    routine, often a hub such as ``copy``; the known starts found after it are rotations of the wrong
+    cycle. With a window's more evidence, the segments a wrong anchor begins share fewer than
+    `min_length` actions: the test every other start passes, with the starts accepted before it, when it
+    is accepted. None was accepted before the anchor, so it cuts the stream alone here (a later start
+    that cuts the anchor's instances short is that start's fault, not the anchor's).
+    """
+    anchor = starts[0]
+    return len(body(seq, anchor, {anchor}, min_length=min_length, share=body_share)) < min_length
+
+
 def estimate_starts(
     labels: Sequence[str],
     *,
@@ -216,7 +232,10 @@ def estimate_starts(
         # looks alike each time (unrelated actions strung together in a burst open threads too)
         preferred = [p for p in preferred if _coherent(seq, p, min_length)]
     anchor = preferred[0] if preferred else seq[0]
-    starts: list[str] = [s for s in known if s in freq] or [anchor]
+    starts: list[str] = [s for s in known if s in freq]
+    if starts and _stale_anchor(seq, starts, min_length=min_length, body_share=body_share):
+        starts = []  # re-anchor: estimate again from this window, as at the end of the warm-up
+    starts = starts or [anchor]
     roots = [*starts, seq[0]] if seq[0] not in starts else list(starts)
     accepted = set(starts)
     bodies = {s: body(seq, s, accepted, min_length=min_length, share=body_share) for s in starts}
