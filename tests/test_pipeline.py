@@ -30,7 +30,7 @@ from rote.brokers import KafkaBroker, KafkaConfig, TansuBroker, TansuConfig, cre
 from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState
 from rote.importers import bundled_log, iter_records, load_actions
 from rote.report.charts import COLORS
-from rote.streams.fast import encode_flush
+from rote.streams.fast import decode_message, encode_flush
 from rote.streams.topics import CANDIDATES, CATALOGUE, USER_ACTIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -254,6 +254,34 @@ def candidate_events(bootstrap: str) -> list[tuple[str, int, int]]:
     return out
 
 
+def _actions_on_broker(bootstrap: str) -> dict[str, int]:
+    """What `user-actions` holds, for a failure message: actions and flush requests, and the restart group's
+    committed offsets against the partitions' ends (was an action lost before or after the broker?)."""
+    from kafka import KafkaAdminClient
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    parts = [TopicPartition(USER_ACTIONS.name, p) for p in range(USER_ACTIONS.partitions)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    ends = consumer.end_offsets(parts)
+    counts = {"actions": 0, "flushes": 0}
+    deadline = time.monotonic() + 60
+    while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            for r in records:
+                counts["flushes" if decode_message(r.value or b"").flush else "actions"] += 1
+    consumer.close()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    committed = admin.list_group_offsets("rote-restart")
+    admin.close()
+    for tp in parts:
+        if ends[tp]:
+            meta = committed.get(tp)
+            counts[f"p{tp.partition} end"] = ends[tp]
+            counts[f"p{tp.partition} committed"] = meta.offset if meta is not None else -1
+    return counts
+
+
 def start_worker(
     bootstrap: str, state_dir: Path, log: Path, web_port: int = 0, metrics_port: int = 0
 ) -> subprocess.Popen[bytes]:
@@ -356,9 +384,13 @@ def test_worker_restart_resumes_discovery_without_loss_or_reemission(tmp_path: P
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
 
         def send(recs: list[Any]) -> None:
-            for rec in recs:
+            sent = [
                 producer.send(USER_ACTIONS.name, key=b"user-1", value=json.dumps(rec.payload).encode())
+                for rec in recs
+            ]
             producer.flush()
+            for future in sent:
+                future.get(timeout=30)  # each one on the broker (a send that failed would look like a loss)
 
         send(records[:half])
         worker = start_worker(broker.bootstrap, tmp_path / "state1", log)
@@ -403,7 +435,7 @@ def test_worker_restart_resumes_discovery_without_loss_or_reemission(tmp_path: P
                 users = json.loads(resp.read())["users"]
             assert users == {
                 state.user_id: {"events": state.events, "held": 0, "duplicates": 0, "late": 0}
-            }, users
+            }, (users, _actions_on_broker(broker.bootstrap), log.read_text()[-3000:])
         finally:
             stop_worker(worker)
         events = candidate_events(broker.bootstrap)
