@@ -7,6 +7,8 @@ validation can be sent to `dead-letters` with its exact original bytes instead o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -143,8 +145,45 @@ def create_app(settings: Settings, *, bootstrap: str, app_id: str | None = None)
     # write-ahead log deletes more records than that at once. A larger buffer keeps the pause for real
     # back-pressure only.
     app.producer.buffer.max_messages = 2000
+    complete_flush(app.producer.buffer)
     topics = Topics(by_name={spec.name: _topic(app, spec) for spec in CATALOGUE})
     return app, topics
+
+
+def complete_flush(buffer: Any) -> None:
+    """Make Faust's producer buffer `flush` wait for every buffered message, however long each takes.
+
+    Table writes (checkpoints, log records) wait in this buffer until its background task hands them to the
+    Kafka client, and Faust flushes the producer before committing offsets so that the state an offset
+    covers is on the broker first. But the buffer's `flush` returned as soon as one message took over 0.1 s
+    to hand over (a loaded machine, a metadata fetch), and did not count the message the task was handing
+    over at that moment: the commit then ran ahead of the state, and a worker stopping right after lost what
+    was still buffered (one action short across a restart, seen under load). Here `flush` returns only when
+    the queue is empty and no message is being handed over; order is kept (the background task still sends
+    them all, one at a time).
+    """
+    sending = 0
+    send_one = buffer._send_pending
+
+    async def send_pending(fut: Any) -> None:
+        nonlocal sending
+        sending += 1
+        try:
+            await send_one(fut)
+        finally:
+            sending -= 1
+            buffer.message_sent.set()
+
+    async def flush() -> None:
+        while buffer.size or sending:
+            if buffer.state != "running" and buffer.size:
+                raise RuntimeError("Cannot flush: Producer not Running")
+            buffer.message_sent.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(buffer.message_sent.wait(), timeout=0.1)
+
+    buffer._send_pending = send_pending
+    buffer.flush = flush
 
 
 def _topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
