@@ -151,37 +151,41 @@ def create_app(settings: Settings, *, bootstrap: str, app_id: str | None = None)
 
 
 def complete_flush(buffer: Any) -> None:
-    """Make Faust's producer buffer `flush` wait for every buffered message, however long each takes.
+    """Make Faust's producer buffer `flush` wait for every message buffered before it was called.
 
     Table writes (checkpoints, log records) wait in this buffer until its background task hands them to the
     Kafka client, and Faust flushes the producer before committing offsets so that the state an offset
     covers is on the broker first. But the buffer's `flush` returned as soon as one message took over 0.1 s
     to hand over (a loaded machine, a metadata fetch), and did not count the message the task was handing
     over at that moment: the commit then ran ahead of the state, and a worker stopping right after lost what
-    was still buffered (one action short across a restart, seen under load). Here `flush` returns only when
-    the queue is empty and no message is being handed over; order is kept (the background task still sends
-    them all, one at a time).
+    was still buffered (one action short across a restart, seen under load). Here `flush` waits until the
+    background task (one at a time, in order) has handed over every message queued before the call; the
+    ones queued meanwhile are the next flush's, or a flush under steady load would never end.
     """
-    sending = 0
-    send_one = buffer._send_pending
+    count = {"queued": 0, "sent": 0}
+    put_one, send_one = buffer.put, buffer._send_pending
+
+    def put(fut: Any) -> None:
+        count["queued"] += 1
+        put_one(fut)
 
     async def send_pending(fut: Any) -> None:
-        nonlocal sending
-        sending += 1
         try:
             await send_one(fut)
         finally:
-            sending -= 1
+            count["sent"] += 1
             buffer.message_sent.set()
 
     async def flush() -> None:
-        while buffer.size or sending:
-            if buffer.state != "running" and buffer.size:
+        target = count["queued"]
+        while count["sent"] < target:
+            if buffer.state != "running":
                 raise RuntimeError("Cannot flush: Producer not Running")
             buffer.message_sent.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(buffer.message_sent.wait(), timeout=0.1)
 
+    buffer.put = put
     buffer._send_pending = send_pending
     buffer.flush = flush
 

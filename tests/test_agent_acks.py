@@ -169,6 +169,11 @@ def test_a_producer_flush_waits_for_every_buffered_write(fixed: bool) -> None:
 
     from rote.agents.app import complete_flush
 
+    async def feed(buffer: Any, channel: Any) -> None:
+        for n in range(4, 1000):
+            await asyncio.sleep(0.05)
+            buffer.put(SimpleNamespace(n=n, message=SimpleNamespace(channel=channel)))
+
     async def scenario() -> tuple[int, int]:
         published: list[int] = []
 
@@ -186,8 +191,14 @@ def test_a_producer_flush_waits_for_every_buffered_write(fixed: bool) -> None:
             for n in range(4):
                 buffer.put(SimpleNamespace(n=n, message=SimpleNamespace(channel=channel)))  # type: ignore[arg-type]
             await asyncio.sleep(0)
+            if fixed:  # writes queued during the flush are the next flush's: under steady load it still ends
+                feeding = asyncio.create_task(feed(buffer, channel))
             await buffer.flush()
-            return len(published), 4
+            done = len(published)
+            if fixed:
+                feeding.cancel()
+                assert done < 8, "the flush waited for writes queued after it began"
+            return done, 4
         finally:
             with contextlib.suppress(RuntimeError):  # Faust's own: "Cannot flush", the writes still buffered
                 await buffer.stop()
