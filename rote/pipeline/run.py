@@ -206,13 +206,17 @@ def make_worker(app: Any, *, shutdown_grace_seconds: float | None = None) -> Any
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Faust's banner goes to stderr: stdout is kept for the summary (`--json`). Its spinner is off: it
     # writes cursor escapes even when stderr is not a terminal, and the run has its own progress bars.
-    armed: list[threading.Thread] = []
+    armed = threading.Event()
 
     def arm() -> None:
-        if shutdown_grace_seconds is not None and not armed:
-            armed.append(threading.Thread(target=_exit_after, args=(shutdown_grace_seconds,), daemon=True))
-            armed[0].name = "rote-shutdown-watchdog"
-            armed[0].start()
+        if shutdown_grace_seconds is not None and not armed.is_set():
+            armed.set()
+            grace = shutdown_grace_seconds
+            message = (
+                f"shutdown still waiting after {grace:.0f} s (is the broker gone?): exiting; the state and "
+                "offsets on the broker stand at the last commit, and what came after it is processed again"
+            )
+            _exit_later(grace, 1, lambda: message, name="rote-shutdown-watchdog", level=logging.ERROR)
 
     class Worker(faust.Worker):
         """Faust's worker, with the grace watchdog armed the moment a signal asks it to stop: before Faust
@@ -240,15 +244,19 @@ def make_worker(app: Any, *, shutdown_grace_seconds: float | None = None) -> Any
     return worker
 
 
-def _exit_after(grace: float) -> None:
-    time.sleep(grace)
-    log.error(
-        "shutdown still waiting after %.0f s (is the broker gone?): exiting; the state and offsets on the "
-        "broker stand at the last commit, and what came after it is processed again",
-        grace,
-    )
-    logging.shutdown()
-    os._exit(1)
+def _exit_later(seconds: float, code: int, message: Callable[[], str], *, name: str, level: int) -> None:
+    """A daemon thread that, `seconds` from now, logs `message()` and ends the process with `code` (both
+    watchdogs: `rote worker`'s shutdown grace and `rote run`'s exit)."""
+
+    def run() -> None:
+        time.sleep(seconds)
+        log.log(level, "%s", message())
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
 
 
 def leave(code: int, *, wait_seconds: float = 30.0) -> None:
@@ -271,16 +279,12 @@ def exit_watchdog(code: int, *, wait_seconds: float = 30.0) -> None:
     threads its shutdown waited for. Also armed when a run fails with an error (its one-line message is
     printed by the CLI first)."""
 
-    def force_exit() -> None:
-        time.sleep(wait_seconds)
+    def message() -> str:
         main = threading.main_thread()
         stuck = [t.name for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
-        log.warning("the run ended %.0f s ago; not waiting for threads: %s", wait_seconds, ", ".join(stuck))
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        return f"the run ended {wait_seconds:.0f} s ago; not waiting for threads: {', '.join(stuck)}"
 
-    threading.Thread(target=force_exit, name="rote-exit", daemon=True).start()
+    _exit_later(wait_seconds, code, message, name="rote-exit", level=logging.WARNING)
 
 
 def serve_metrics(settings: Settings) -> Any:
