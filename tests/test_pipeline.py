@@ -107,7 +107,7 @@ def check_summary(summary: dict[str, Any], tmp_path: Path, *, shared_broker: boo
     # issue 12: the demo is real end to end: 50 runs through Chromium, each checked by the form replica
     runs, form = summary["automation_runs"], summary["demo_form"]
     assert not form.get("runs_refused"), form.get("refusals")
-    assert runs["production"] >= 50 and runs["simulated"] == 0, runs
+    assert runs["production"] >= 50 and runs["simulated"] == 0, (runs, form)
     assert form["submitted"] == form["correct"] == form["expected"] == 50, form
     assert summary["reports"] >= 1 and summary["time_saved_seconds"] > 0
 

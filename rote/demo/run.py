@@ -267,6 +267,7 @@ class DemoRuns:
         if m.run_id in self.progress.run_ids:
             self.progress.answered += 1
             self.state.production_runs += 1
+            self.state.production_published.add(m.run_id)
 
     def _refused(self, request: Any, why: str) -> None:
         if request.run_id in self.progress.run_ids:

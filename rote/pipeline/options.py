@@ -48,6 +48,11 @@ class Progress:
     #: Production runs of the demo answered on `metrics` (real runs by the executor).
     production_runs: int = 0
     production_done: bool = False
+    #: Run ids of the demo's production runs the executor published on `metrics`, and of the production
+    #: runs the recorder has read back: the run is done only when the second holds the first (a last metric
+    #: can be answered before the recorder fetched it; everything downstream waits on the recorder's counts).
+    production_published: set[str] = field(default_factory=set)
+    production_recorded: set[str] = field(default_factory=set)
     #: The form replica's counts (rote.demo.form.FormStats.to_json) at the end of the run.
     demo_form: dict[str, Any] | None = None
     last_event: float = field(default_factory=time.monotonic)

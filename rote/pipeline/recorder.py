@@ -72,7 +72,9 @@ def _observe(topic: str, value: bytes, archive: ArchiveWriter, state: Progress) 
     if not isinstance(data, dict):
         return  # invalid input (kept whole in dead-letters) or a tombstone: nothing to archive
     archive.write(topic, value)
-    if topic == METRICS.name and data.get("source") == "sandbox":
+    if topic == METRICS.name and data.get("source") == "production":
+        state.production_recorded.add(str(data.get("run_id")))
+    elif topic == METRICS.name and data.get("source") == "sandbox":
         with contextlib.suppress(Exception):
             m = RunMetric.model_validate(data)
             if m.success and m.steps:  # a real run (not a language that cannot run here): a timing sample

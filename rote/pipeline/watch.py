@@ -57,6 +57,16 @@ def _feed_caught_up(state: Progress) -> bool:
     return forwarded >= sum(state.counts.get(t, 0) for t in SOURCES) and tracked >= produced
 
 
+def production_recorded(state: Progress) -> bool:
+    """The demo's runs are all answered and the recorder has read every metric the executor published.
+
+    Without the second half a run could stop between the executor's last publish and the recorder's next
+    fetch (the pipeline looked quiet during the last slow runs): the archive, and the feed and report
+    conditions that count from it, would miss that run.
+    """
+    return state.production_done and state.production_published <= state.production_recorded
+
+
 async def watch_until_done(
     options: RunOptions, state: Progress, started: float, stop: asyncio.Event, report_status: dict[str, Any]
 ) -> None:
@@ -75,7 +85,7 @@ async def watch_until_done(
         caught_up = replay_consumed(state)
         quiet = now - state.last_event > options.quiet_seconds
         reported = report_status["reported_seen"] == report_status["seen"]
-        if caught_up and state.production_done and quiet and _feed_caught_up(state) and reported:
+        if caught_up and production_recorded(state) and quiet and _feed_caught_up(state) and reported:
             log.info("done: counts %s, report status %s", state.counts, report_status)
             break
     stop.set()

@@ -1,0 +1,40 @@
+"""When `rote run --once` may stop: never between the executor's last publish and the recorder's read of it.
+
+Last CI: the demo's 50 runs were all answered, the pipeline had been quiet through the last slow runs, and
+the run stopped before the recorder fetched the 50th metric (the summary said 49 production runs). The
+watcher now also waits until the recorder has read back every production run the executor published.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rote.archive import ArchiveWriter, read_raw
+from rote.pipeline.options import Progress
+from rote.pipeline.recorder import _observe
+from rote.pipeline.watch import production_recorded
+
+
+def _metric(run_id: str, source: str) -> bytes:
+    return json.dumps({"run_id": run_id, "automation_id": "a-1", "source": source}).encode()
+
+
+def test_a_published_run_the_recorder_has_not_read_keeps_the_run_going(tmp_path: Path) -> None:
+    archive = ArchiveWriter(tmp_path)
+    state = Progress(production_done=True)
+    state.production_published.update({"r-1", "r-2"})
+    _observe("metrics", _metric("r-1", "production"), archive, state)
+    _observe("metrics", _metric("r-2", "sandbox"), archive, state)  # a sandbox test run is not the demo's
+    assert not production_recorded(state)
+    _observe("metrics", _metric("r-2", "production"), archive, state)
+    assert production_recorded(state)
+    archive.close()
+    assert len(list(read_raw(tmp_path, "metrics"))) == 3
+
+
+def test_unanswered_demo_runs_keep_the_run_going_even_when_all_published_were_read(tmp_path: Path) -> None:
+    state = Progress()
+    assert not production_recorded(state)  # the demo has not finished asking
+    state.production_done = True
+    assert production_recorded(state)  # no demo (or nothing to run): nothing to wait for
