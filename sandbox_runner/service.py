@@ -139,6 +139,10 @@ class SandboxService:
         #: Automations whose results were all acknowledged, and events sent to dead-letters.
         self.processed = 0
         self.dead_letters = 0
+        #: Records of the batch being tested (0 between batches): `rote run --once` is not done while a
+        #: batch of tests runs, however quiet the topics are (a batch in Chromium can take longer than the
+        #: run's quiet window, and its results are only published at its end).
+        self.testing = 0
 
     def _runner(self) -> Runner:
         if self._jail is None:
@@ -198,7 +202,13 @@ class SandboxService:
         from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
         records = [(tp, r) for tp, recs in batches.items() for r in recs]
-        done = await asyncio.gather(*(self._handle(producer, r) for _, r in records), return_exceptions=True)
+        self.testing = len(records)
+        try:
+            done = await asyncio.gather(
+                *(self._handle(producer, r) for _, r in records), return_exceptions=True
+            )
+        finally:
+            self.testing = 0
         commit: dict[Any, int] = {}
         rewind: dict[Any, int] = {}
         for (tp, record), outcome in zip(records, done, strict=True):

@@ -38,3 +38,39 @@ def test_unanswered_demo_runs_keep_the_run_going_even_when_all_published_were_re
     assert not production_recorded(state)  # the demo has not finished asking
     state.production_done = True
     assert production_recorded(state)  # no demo (or nothing to run): nothing to wait for
+
+
+def test_a_batch_of_sandbox_tests_under_way_keeps_a_quiet_run_going() -> None:
+    """The sandbox publishes a batch's results at its end; a batch in Chromium can outlast the quiet spell."""
+    import asyncio
+    import time
+
+    from rote.pipeline.options import RunOptions
+    from rote.pipeline.watch import watch_until_done
+
+    state = Progress(replay_done=True, production_done=True, last_event=time.monotonic() - 60)
+    testing = {"records": 2}
+    stops: list[float] = []
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        began = time.monotonic()
+        watcher = asyncio.create_task(
+            watch_until_done(
+                RunOptions(quiet_seconds=0.0),
+                state,
+                began,
+                stop,
+                {"seen": 0, "reported_seen": 0},
+                busy=lambda: testing["records"] > 0,
+            )
+        )
+        await asyncio.sleep(2.0)
+        assert not stop.is_set() and not watcher.done()  # everything else says done: only the tests run
+        testing["records"] = 0
+        await asyncio.wait_for(watcher, 5)
+        stops.append(time.monotonic() - began)
+        assert stop.is_set() and not state.timed_out
+
+    asyncio.run(go())
+    assert stops and stops[0] >= 2.0

@@ -99,6 +99,7 @@ def _run(
         archive = ArchiveWriter(run_dir)
         stop = asyncio.Event()
         worker_box: dict[str, Any] = {}
+        sandbox_box: dict[str, Any] = {}
         demo = DemoRuns(settings, options, bootstrap, state, result_key=result_key) if options.demo else None
         if demo is not None:
 
@@ -121,6 +122,7 @@ def _run(
                     concurrency=settings.sandbox_concurrency,
                     result_key=result_key,
                 )
+                sandbox_box["service"] = service
                 await service.run(stop=stop)
             except Exception as exc:  # the run must say why it cannot finish, not hang
                 state.error = f"sandbox service failed: {exc!r}"
@@ -160,7 +162,14 @@ def _run(
 
             @app.task
             async def _watch() -> None:
-                await watch_until_done(options, state, started, stop, report_status)
+                await watch_until_done(
+                    options,
+                    state,
+                    started,
+                    stop,
+                    report_status,
+                    busy=lambda: bool(getattr(sandbox_box.get("service"), "testing", 0)),
+                )
                 await asyncio.sleep(0.5)
                 await worker_box["worker"].stop()
 

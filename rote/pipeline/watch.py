@@ -68,9 +68,19 @@ def production_recorded(state: Progress) -> bool:
 
 
 async def watch_until_done(
-    options: RunOptions, state: Progress, started: float, stop: asyncio.Event, report_status: dict[str, Any]
+    options: RunOptions,
+    state: Progress,
+    started: float,
+    stop: asyncio.Event,
+    report_status: dict[str, Any],
+    *,
+    busy: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Done = replay consumed, pipeline quiet, the tracker caught up, and a report covers all of it."""
+    """Done = replay consumed, pipeline quiet, the tracker caught up, and a report covers all of it.
+
+    `busy`: work under way that publishes only when it ends (the sandbox's batch of tests); quiet topics
+    do not mean done while it says so.
+    """
     status = state.bars.add("pipeline", None) if state.bars is not None else None
     while True:
         await asyncio.sleep(0.5)
@@ -85,7 +95,14 @@ async def watch_until_done(
         caught_up = replay_consumed(state)
         quiet = now - state.last_event > options.quiet_seconds
         reported = report_status["reported_seen"] == report_status["seen"]
-        if caught_up and production_recorded(state) and quiet and _feed_caught_up(state) and reported:
+        if (
+            caught_up
+            and production_recorded(state)
+            and quiet
+            and not busy()
+            and _feed_caught_up(state)
+            and reported
+        ):
             log.info("done: counts %s, report status %s", state.counts, report_status)
             break
     stop.set()
