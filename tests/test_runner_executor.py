@@ -169,6 +169,34 @@ def test_file_routine_runs_for_real_in_python_and_bash(files_auto: Automation, r
             assert owner == {RunnerConfig().uid}  # the run host ran as the runner's unprivileged uid
 
 
+def test_closed_run_hosts_leave_no_open_pipes(files_auto: Automation, root: Path) -> None:
+    """A host the executor replaces or closes leaves no pipe to the garbage collector (each was a
+    ResourceWarning in the run log of `rote run`, counted among the run's warnings)."""
+    import gc
+    import threading
+    import time
+    import warnings
+
+    case = files_auto.test_cases[0]
+    _world(case, root)
+    readers = set(threading.enumerate())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        ex = Executor(RunnerConfig(root=root, retries=0, max_hosts=1))
+        try:
+            run = request(files_auto, dict(case.inputs), run_id="pipes")
+            m = ex.execute(run, files_auto, "verified").metric
+            assert m is not None and m.outcome == "succeeded", m
+        finally:
+            ex.close()
+        deadline = time.monotonic() + 10  # the host's pipe readers end at end of file
+        while set(threading.enumerate()) - readers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        gc.collect()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == []
+
+
 def test_host_limits_and_audit_hook(root: Path) -> None:
     """The host's own guards, in a fresh interpreter: rlimits cannot be raised back, and a connection
     off the allow-list or a new process is refused by the audit hook."""

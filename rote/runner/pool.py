@@ -226,18 +226,22 @@ class HostProcess:
         )
 
     def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict):
-                self._lines.put(obj)
+        # each reader closes its pipe at end of file (left to the garbage collector it is a ResourceWarning
+        # in the run log of every `rote run` whose executor replaced a host)
+        with stream:
+            for line in stream:
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(obj, dict):
+                    self._lines.put(obj)
         self._lines.put(None)
 
     def _drain(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._stderr.append(line.rstrip()[:300])
+        with stream:
+            for line in stream:
+                self._stderr.append(line.rstrip()[:300])
 
     def _next(self, timeout: float) -> dict[str, Any] | None:
         try:
