@@ -8,7 +8,10 @@ watcher now also waits until the recorder has read back every production run the
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+
+import pytest
 
 from rote.archive import ArchiveWriter, read_raw
 from rote.pipeline.options import Progress
@@ -40,14 +43,19 @@ def test_unanswered_demo_runs_keep_the_run_going_even_when_all_published_were_re
     assert production_recorded(state)  # no demo (or nothing to run): nothing to wait for
 
 
-def test_a_batch_of_sandbox_tests_under_way_keeps_a_quiet_run_going() -> None:
+def test_a_batch_of_sandbox_tests_under_way_keeps_a_quiet_run_going(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """The sandbox publishes a batch's results at its end; a batch in Chromium can outlast the quiet spell."""
     import asyncio
     import time
 
+    import rote.pipeline.watch as watch
     from rote.pipeline.options import RunOptions
     from rote.pipeline.watch import watch_until_done
 
+    monkeypatch.setattr(watch, "SAY_WAITING_EVERY_SECONDS", 0.5)
+    caplog.set_level(logging.INFO, logger="rote.run")
     state = Progress(replay_done=True, production_done=True, last_event=time.monotonic() - 60)
     testing = {"records": 2}
     stops: list[float] = []
@@ -74,3 +82,5 @@ def test_a_batch_of_sandbox_tests_under_way_keeps_a_quiet_run_going() -> None:
 
     asyncio.run(go())
     assert stops and stops[0] >= 2.0
+    said = [r.getMessage() for r in caplog.records if r.name == "rote.run"]
+    assert "waiting for the sandbox's batch of tests" in said and said[-1].startswith("done:"), said

@@ -110,11 +110,19 @@ class RunLog:
 @contextmanager
 def run_logging(path: Path) -> Iterator[RunLog]:
     """Send every log record of the run (WARNING and up, with tracebacks) to `path`; on the terminal show
-    only rote's own errors, one line each. Python warnings are logged too (they would otherwise print)."""
+    only rote's own errors, one line each. Python warnings are logged too (they would otherwise print).
+
+    The run's own progress (`rote.run` at INFO: what a run that does not end is waiting for, and when it
+    is done) goes to the file too, without counting as a warning.
+    """
     root = logging.getLogger()
     saved_level, saved_handlers = root.level, list(root.handlers)
+    run_logger = logging.getLogger("rote.run")
+    saved_run_level = run_logger.level
+    run_logger.setLevel(logging.INFO)
     file_handler = logging.FileHandler(path, encoding="utf-8")
-    file_handler.setLevel(logging.WARNING)
+    file_handler.setLevel(logging.INFO)
+    file_handler.addFilter(lambda r: r.levelno >= logging.WARNING or r.name == "rote.run")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     console = logging.StreamHandler()
     console.setLevel(logging.ERROR)
@@ -133,6 +141,7 @@ def run_logging(path: Path) -> Iterator[RunLog]:
             yield RunLog(path=path, counter=counter)
     finally:
         logging.captureWarnings(False)
+        run_logger.setLevel(saved_run_level)
         for h in (file_handler, console, counter):
             root.removeHandler(h)
         file_handler.close()

@@ -28,6 +28,9 @@ from rote.pipeline.options import Progress, RunOptions
 
 log = logging.getLogger("rote.run")
 
+#: How often a run that is not done writes what it waits for to its run log (INFO, not a warning).
+SAY_WAITING_EVERY_SECONDS = 30.0
+
 
 def _count(counter: Any, **labels: str) -> float:
     return float(counter.labels(**labels)._value.get())
@@ -82,6 +85,7 @@ async def watch_until_done(
     do not mean done while it says so.
     """
     status = state.bars.add("pipeline", None) if state.bars is not None else None
+    said = started
     while True:
         await asyncio.sleep(0.5)
         if status is not None and state.bars is not None:
@@ -92,19 +96,20 @@ async def watch_until_done(
         if now - started > options.timeout_seconds:
             state.timed_out = True
             break
-        caught_up = replay_consumed(state)
-        quiet = now - state.last_event > options.quiet_seconds
-        reported = report_status["reported_seen"] == report_status["seen"]
-        if (
-            caught_up
-            and production_recorded(state)
-            and quiet
-            and not busy()
-            and _feed_caught_up(state)
-            and reported
-        ):
+        waiting = {
+            "the replay's actions to be taken in": not replay_consumed(state),
+            "the demo's runs": not production_recorded(state),
+            "a quiet spell": now - state.last_event <= options.quiet_seconds,
+            "the sandbox's batch of tests": busy(),
+            "the optimizer feed and tracker": not _feed_caught_up(state),
+            "a report covering everything": report_status["reported_seen"] != report_status["seen"],
+        }
+        if not any(waiting.values()):
             log.info("done: counts %s, report status %s", state.counts, report_status)
             break
+        if now - said >= SAY_WAITING_EVERY_SECONDS:  # a run that does not end says what it waits for
+            said = now
+            log.info("waiting for %s", ", ".join(k for k, v in waiting.items() if v))
     stop.set()
 
 
