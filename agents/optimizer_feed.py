@@ -20,7 +20,16 @@ import faust
 
 from rote import metrics
 from rote.agents.app import Topics
-from rote.streams.topics import ANOMALIES, AUTOMATIONS, BY_NAME, CANDIDATES, METRICS, TEST_RESULTS
+from rote.streams.topics import (
+    ANOMALIES,
+    AUTOMATIONS,
+    BY_NAME,
+    CANDIDATES,
+    METRICS,
+    TEST_RESULTS,
+    Cleanup,
+    TopicSpec,
+)
 
 AGENT = "optimizer-feed"
 FEED_TOPIC = "rote-optimizer-feed"
@@ -29,6 +38,19 @@ SOURCE_HEADER = "rote-source-topic"
 KEY_HEADER = "rote-source-key"
 FEED_KEY = b"all"
 SOURCES = (CANDIDATES.name, AUTOMATIONS.name, TEST_RESULTS.name, METRICS.name, ANOMALIES.name)
+#: Created with the catalogue before a worker starts (`rote run`, `rote worker`), not left to Faust: when
+#: the group's first rebalance ran before Faust had created it, Faust's assignor logged "Ignoring missing
+#: topic" and gave its partition to no one; nothing rebalanced later, so the tracker never read the feed
+#: and a `rote run --once` on a fresh Apache Kafka waited until its timeout (seen once locally).
+FEED_SPEC = TopicSpec(
+    name=FEED_TOPIC,
+    schema="mixed",
+    key="all",
+    partitions=1,
+    retention_ms=None,
+    cleanup=Cleanup.DELETE,
+    description="Internal: every event the workflow analyzer and the efficiency tracker read, one partition.",
+)
 
 
 def feed_topic(app: faust.App) -> faust.TopicT:

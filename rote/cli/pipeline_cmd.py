@@ -187,6 +187,7 @@ def worker_cmd(
     ROTE_SHUTDOWN_GRACE_SECONDS (25) exits with status 1 and one line (a broker that went away).
     """
     from rote.agents import AgentOptions, build_app
+    from rote.agents.optimizer_feed import FEED_SPEC
     from rote.brokers import create_topics
     from rote.cli.errors import require_broker
     from rote.pipeline import make_worker, serve_metrics
@@ -194,7 +195,7 @@ def worker_cmd(
 
     settings = Settings.from_env(broker=broker, store=store, metrics_port=metrics_port, web_port=web_port)
     require_broker(settings.bootstrap_servers)
-    create_topics(settings.bootstrap_servers, CATALOGUE, replication=settings.replication)
+    create_topics(settings.bootstrap_servers, [*CATALOGUE, FEED_SPEC], replication=settings.replication)
     serve_metrics(settings)
     app, _ = build_app(
         settings,

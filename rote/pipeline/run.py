@@ -73,6 +73,7 @@ def _run(
     on_summary: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
     from rote.agents import AgentOptions, build_app
+    from rote.agents.optimizer_feed import FEED_SPEC
     from rote.brokers import create_topics, start_broker
     from rote.demo.run import DemoRuns
     from rote.security.verdicts import ephemeral_result_key
@@ -82,7 +83,7 @@ def _run(
     broker_url = None if settings.broker == "embedded" else settings.broker
     with start_broker(broker_url) as broker:
         bootstrap = broker.bootstrap
-        create_topics(bootstrap, CATALOGUE, replication=settings.replication)
+        create_topics(bootstrap, [*CATALOGUE, FEED_SPEC], replication=settings.replication)
         server = serve_metrics(settings)
         # One ephemeral key per run: the in-process sandbox runner signs test results with it and the
         # registry verifies them with it (rote.security.verdicts); it never leaves this process.
