@@ -26,6 +26,10 @@ class DiscoveryConfig:
     start_trial_bodies: bool = False
     #: Interruption starts are preferred only if the segments they begin resemble each other.
     start_coherent_prefer: bool = True
+    #: At each refit the starts accepted after the anchor are judged again, in the order they were accepted,
+    #: on the new window: one now in the body of a routine known before it that also cuts that routine's
+    #: instances short is a step of it (accepted on a warm-up's few instances) and is dropped.
+    start_retest: bool = True
     #: A segment longer than this is closed (someone stopped doing routines).
     max_segment_events: int = 300
     #: An idle gap longer than this closes a thread and its open segment.

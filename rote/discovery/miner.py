@@ -358,6 +358,7 @@ class RoutineDiscoverer:
             body_share=cfg.start_body_share,
             trial_bodies=cfg.start_trial_bodies,
             coherent_prefer=cfg.start_coherent_prefer,
+            retest=cfg.start_retest,
         )
 
     def _set_starts(self, state: UserState, starts: list[str]) -> None:
@@ -421,7 +422,8 @@ class RoutineDiscoverer:
         seq = self._thread_ordered(state)
         self._set_starts(state, self._estimate_on(state, seq, state.starts))
         dropped = before - state.start_set
-        # a known start still frequent in the window is dropped only when the estimator re-anchored
+        # a known start still frequent in the window is dropped only when the estimator re-anchored or
+        # found it inside a routine known before it (`estimate_starts`, `retest`)
         if dropped and any(seq.count(s) >= cfg.min_support for s in dropped):
             self._unanchor(state, dropped, touched)
         new = set(state.starts) - before
@@ -432,10 +434,11 @@ class RoutineDiscoverer:
             self.miner.drop_variant(state, vid)
 
     def _unanchor(self, state: UserState, dropped: set[str], touched: set[str]) -> None:
-        """The starts were re-estimated from scratch (the anchor began only fragments): what was cut at a
-        start no longer known is pieces of instances, not instances. Those variants are withdrawn (ids in
-        `state.retracted`) and such pending segments forgotten; the threads' open work is cut at the new
-        starts from now on."""
+        """Known starts were dropped (the anchor began only fragments and the starts were re-estimated
+        from scratch, or a start accepted on an earlier window is a step inside a routine known before
+        it): what was cut at a start no longer known is pieces of instances, not instances. Those variants
+        are withdrawn (ids in `state.retracted`) and such pending segments forgotten; the threads' open
+        work is cut at the remaining starts from now on."""
         for v in list(state.variants.values()):
             if v.steps and v.steps[0] in dropped:
                 self.miner.drop_variant(state, v.vid)

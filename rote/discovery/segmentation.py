@@ -216,11 +216,13 @@ def estimate_starts(
     prefer: Sequence[str] = (),
     trial_bodies: bool = False,
     coherent_prefer: bool = False,
+    retest: bool = False,
 ) -> list[str]:
     """Routine start actions of a stream; `known` starts (from earlier windows) are kept as roots.
 
     `prefer`: candidates tried before the cycle heads (actions seen to begin interruptions), under the same
-    acceptance tests as every other candidate.
+    acceptance tests as every other candidate. `retest`: the known starts after the anchor are judged again
+    on this window first, and those found inside a routine known before them are dropped (`_inside`).
     """
     freq = frequent_labels(labels, min_support)
     seq = [label for label in labels if label in freq]
@@ -236,9 +238,28 @@ def estimate_starts(
     if starts and _stale_anchor(seq, starts, min_length=min_length, body_share=body_share):
         starts = []  # re-anchor: estimate again from this window, as at the end of the warm-up
     starts = starts or [anchor]
+    preds = _Preds(seq)
+    if retest and len(starts) > 1:
+        # each start accepted after the anchor, in the order it was accepted, with the ones kept before it
+        kept = starts[:1]
+        bodies = _bodies(segment_at(seq, set(kept), min_length=min_length), kept, body_share)
+        for head in starts[1:]:
+            if not _inside(
+                seq,
+                head,
+                kept,
+                bodies,
+                preds,
+                min_length=min_length,
+                body_share=body_share,
+                trial_bodies=trial_bodies,
+            ):
+                kept.append(head)
+                bodies = _bodies(segment_at(seq, set(kept), min_length=min_length), kept, body_share)
+        starts = kept
     roots = [*starts, seq[0]] if seq[0] not in starts else list(starts)
     accepted = set(starts)
-    bodies = {s: body(seq, s, accepted, min_length=min_length, share=body_share) for s in starts}
+    bodies = _bodies(segment_at(seq, accepted, min_length=min_length), starts, body_share)
     heads = list(preferred)
     heads += [
         h
@@ -252,20 +273,14 @@ def estimate_starts(
         if label not in seen:
             seen.add(label)
             heads.append(label)
-    preds: dict[str, Counter[str]] | None = None  # predecessors of each label, counted when first needed
     for head in heads:
         if head in accepted:
             continue
         trial = accepted | {head}
-        if any(head in b for b in bodies.values()):
-            if not trial_bodies:
-                continue
-            # in the body of a known routine while only the known starts cut the stream; is it still when
-            # this one cuts too? (a routine glued onto another's instances is in their bodies until its own
-            # start separates them; a step of the known routine stays in its body)
-            tsegs = segment_at(seq, trial, min_length=min_length)
-            if any(head in b for b in _bodies(tsegs, starts, body_share).values()):
-                continue
+        if _in_body(
+            seq, head, starts, bodies, min_length=min_length, body_share=body_share, trial_bodies=trial_bodies
+        ):
+            continue
         head_body = body(seq, head, trial, min_length=min_length, share=body_share)
         if len(head_body) < min_length:
             continue  # cutting there leaves only fragments: not a routine of its own
@@ -275,16 +290,77 @@ def estimate_starts(
             continue  # a start begins one instance; a step repeated inside an instance does not
         if sum(any(x in accepted for x in s[1:]) for s in own) > 0.5 * len(own):
             continue  # its segments run on into a known start: it ends a routine rather than begins one
-        if preds is None:
-            preds = {}
-            for a, b in itertools.pairwise(seq):
-                c = preds.get(b)
-                if c is None:
-                    c = preds[b] = Counter()
-                c[a] += 1
-        if _chops(segs, head, accepted, entered_from_many=_entered_from_many(preds.get(head))):
+        if _chops(segs, head, accepted, entered_from_many=_entered_from_many(preds.of(head))):
             continue
         accepted = trial
         starts.append(head)
-        bodies = {s: body(seq, s, accepted, min_length=min_length, share=body_share) for s in starts}
+        bodies = _bodies(segment_at(seq, accepted, min_length=min_length), starts, body_share)
     return starts
+
+
+class _Preds:
+    """Predecessor counts of each label of a sequence, counted when first asked for."""
+
+    def __init__(self, seq: Sequence[str]) -> None:
+        self._seq = seq
+        self._preds: dict[str, Counter[str]] | None = None
+
+    def of(self, label: str) -> Counter[str] | None:
+        if self._preds is None:
+            self._preds = {}
+            for a, b in itertools.pairwise(self._seq):
+                c = self._preds.get(b)
+                if c is None:
+                    c = self._preds[b] = Counter()
+                c[a] += 1
+        return self._preds.get(label)
+
+
+def _in_body(
+    seq: Sequence[str],
+    head: str,
+    starts: Sequence[str],
+    bodies: dict[str, set[str]],
+    *,
+    min_length: int,
+    body_share: float,
+    trial_bodies: bool,
+) -> bool:
+    """Is `head` in the body of a routine begun by one of `starts` (their `bodies` while they cut)?"""
+    if not any(head in b for b in bodies.values()):
+        return False
+    if not trial_bodies:
+        return True
+    # in the body of a known routine while only the known starts cut the stream; is it still when this one
+    # cuts too? (a routine glued onto another's instances is in their bodies until its own start separates
+    # them; a step of the known routine stays in its body)
+    tsegs = segment_at(seq, {*starts, head}, min_length=min_length)
+    return any(head in b for b in _bodies(tsegs, starts, body_share).values())
+
+
+def _inside(
+    seq: Sequence[str],
+    head: str,
+    starts: Sequence[str],
+    bodies: dict[str, set[str]],
+    preds: _Preds,
+    *,
+    min_length: int,
+    body_share: float,
+    trial_bodies: bool,
+) -> bool:
+    """Is a start accepted on an earlier window (after `starts`) a step inside one of their routines?
+
+    Both of two acceptance tests must fail on this window: it is in the body of a routine begun by one of
+    `starts`, and cutting there cuts that routine's instances short (`_chops`). The body test alone does not
+    tell a step from the start of a routine whose instances are glued onto the known one's segments (the
+    known routine's segments hold it too, when they are mostly followed by one of its instances); a step
+    also leaves the known routine's segments ending where whole instances never end.
+    """
+    if not _in_body(
+        seq, head, starts, bodies, min_length=min_length, body_share=body_share, trial_bodies=trial_bodies
+    ):
+        return False
+    trial = {*starts, head}
+    segs = segment_at(seq, trial, min_length=min_length)
+    return _chops(segs, head, set(starts), entered_from_many=_entered_from_many(preds.of(head)))
