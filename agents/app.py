@@ -205,6 +205,37 @@ def _topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
     )
 
 
+def internal_topics(app: faust.App) -> list[TopicSpec]:
+    """The topics Faust would create for this app at start-up: every table's changelog and the optimizer feed.
+
+    `rote run` and `rote worker` create them (with the catalogue) before the worker starts. Left to Faust
+    they appear while the worker starts, and two races followed on Apache Kafka: a group whose first
+    rebalance ran before the feed existed gave its partition to no one (Faust's assignor: "Ignoring missing
+    topic"; nothing rebalanced later, so no report was ever made), and a table written before its
+    changelog reached the client's metadata failed every write (`PartitionsMismatch`: "the changelog topic
+    has 0 partitions"), after a test had deleted the changelogs on a shared cluster.
+    """
+    from rote.agents.optimizer_feed import FEED_SPEC
+    from rote.streams.topics import Cleanup
+
+    out = [FEED_SPEC]
+    for table in app.tables.values():
+        topic = table.changelog_topic
+        out.append(
+            TopicSpec(
+                name=topic.get_topic_name(),
+                schema="state",
+                key="state key",
+                partitions=int(topic.partitions or app.conf.topic_partitions),
+                retention_ms=None,
+                cleanup=Cleanup.COMPACT if topic.compacting else Cleanup.DELETE,
+                description=f"Changelog of the {table.name} table.",
+                extra_config=tuple(sorted((str(k), str(v)) for k, v in (topic.config or {}).items())),
+            )
+        )
+    return out
+
+
 def state_table(app: faust.App, name: str, *, partitions: int, use_partitioner: bool = False) -> Any:
     """A changelogged table of bytes keyed by bytes: Faust stores and recovers them without decoding.
 

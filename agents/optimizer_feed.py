@@ -38,10 +38,7 @@ SOURCE_HEADER = "rote-source-topic"
 KEY_HEADER = "rote-source-key"
 FEED_KEY = b"all"
 SOURCES = (CANDIDATES.name, AUTOMATIONS.name, TEST_RESULTS.name, METRICS.name, ANOMALIES.name)
-#: Created with the catalogue before a worker starts (`rote run`, `rote worker`), not left to Faust: when
-#: the group's first rebalance ran before Faust had created it, Faust's assignor logged "Ignoring missing
-#: topic" and gave its partition to no one; nothing rebalanced later, so the tracker never read the feed
-#: and a `rote run --once` on a fresh Apache Kafka waited until its timeout (seen once locally).
+#: Created before a worker starts (`rote.agents.app.internal_topics`), not left to Faust.
 FEED_SPEC = TopicSpec(
     name=FEED_TOPIC,
     schema="mixed",

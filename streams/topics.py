@@ -30,12 +30,15 @@ class TopicSpec:
     retention_ms: int | None
     cleanup: Cleanup
     description: str
+    #: Further topic-level settings (the state changelogs' `max.message.bytes`), as (name, value) pairs.
+    extra_config: tuple[tuple[str, str], ...] = ()
 
     def config(self) -> dict[str, str]:
         """Topic-level config for creating the topic on a real cluster."""
         cfg = {"cleanup.policy": self.cleanup.value}
         if self.retention_ms is not None:
             cfg["retention.ms"] = str(self.retention_ms)
+        cfg.update(self.extra_config)
         return cfg
 
 

@@ -187,7 +187,7 @@ def worker_cmd(
     ROTE_SHUTDOWN_GRACE_SECONDS (25) exits with status 1 and one line (a broker that went away).
     """
     from rote.agents import AgentOptions, build_app
-    from rote.agents.optimizer_feed import FEED_SPEC
+    from rote.agents.app import internal_topics
     from rote.brokers import create_topics
     from rote.cli.errors import require_broker
     from rote.pipeline import make_worker, serve_metrics
@@ -195,13 +195,14 @@ def worker_cmd(
 
     settings = Settings.from_env(broker=broker, store=store, metrics_port=metrics_port, web_port=web_port)
     require_broker(settings.bootstrap_servers)
-    create_topics(settings.bootstrap_servers, [*CATALOGUE, FEED_SPEC], replication=settings.replication)
+    create_topics(settings.bootstrap_servers, CATALOGUE, replication=settings.replication)
     serve_metrics(settings)
     app, _ = build_app(
         settings,
         bootstrap=settings.bootstrap_servers,
         options=AgentOptions(report_interval_seconds=settings.report_interval_seconds),
     )
+    create_topics(settings.bootstrap_servers, internal_topics(app), replication=settings.replication)
     worker = make_worker(app, shutdown_grace_seconds=settings.shutdown_grace_seconds)
     worker.execute_from_commandline()
 

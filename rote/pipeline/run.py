@@ -73,7 +73,7 @@ def _run(
     on_summary: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
     from rote.agents import AgentOptions, build_app
-    from rote.agents.optimizer_feed import FEED_SPEC
+    from rote.agents.app import internal_topics
     from rote.brokers import create_topics, start_broker
     from rote.demo.run import DemoRuns
     from rote.security.verdicts import ephemeral_result_key
@@ -83,7 +83,7 @@ def _run(
     broker_url = None if settings.broker == "embedded" else settings.broker
     with start_broker(broker_url) as broker:
         bootstrap = broker.bootstrap
-        create_topics(bootstrap, [*CATALOGUE, FEED_SPEC], replication=settings.replication)
+        create_topics(bootstrap, CATALOGUE, replication=settings.replication)
         server = serve_metrics(settings)
         # One ephemeral key per run: the in-process sandbox runner signs test results with it and the
         # registry verifies them with it (rote.security.verdicts); it never leaves this process.
@@ -97,6 +97,7 @@ def _run(
                 result_key=result_key,
             ),
         )
+        create_topics(bootstrap, internal_topics(app), replication=settings.replication)
         archive = ArchiveWriter(run_dir)
         stop = asyncio.Event()
         worker_box: dict[str, Any] = {}
