@@ -88,11 +88,12 @@ def _watch_consumer_lag(app: faust.App, *, bootstrap: str, group: str, interval:
     import asyncio
 
     from rote import metrics
-    from rote.agents.optimizer_feed import FEED_TOPIC
+    from rote.agents.optimizer_feed import feed_topic_name
     from rote.streams.topics import CATALOGUE
 
     names = [spec.name for spec in CATALOGUE if spec.name not in ("optimization-reports", "dead-letters")]
-    names = [n for n in names if n != "run-requests"] + [FEED_TOPIC]  # run-requests: the executor's group
+    # run-requests: the executor's group
+    names = [n for n in names if n != "run-requests"] + [feed_topic_name(app.conf.id)]
 
     @app.timer(interval=interval)
     async def consumer_lag() -> None:

@@ -215,10 +215,10 @@ def internal_topics(app: faust.App) -> list[TopicSpec]:
     changelog reached the client's metadata failed every write (`PartitionsMismatch`: "the changelog topic
     has 0 partitions"), after a test had deleted the changelogs on a shared cluster.
     """
-    from rote.agents.optimizer_feed import FEED_SPEC
+    from rote.agents.optimizer_feed import feed_spec
     from rote.streams.topics import Cleanup
 
-    out = [FEED_SPEC]
+    out = [feed_spec(app.conf.id)]
     for table in app.tables.values():
         topic = table.changelog_topic
         out.append(

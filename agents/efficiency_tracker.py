@@ -19,7 +19,7 @@ from rote import metrics
 from rote.agents.app import Topics
 from rote.agents.common import AgentIO, TopicRouter, apply_routed, settled_events
 from rote.agents.durable import DurableState
-from rote.agents.optimizer_feed import FEED_TOPIC, feed_topic
+from rote.agents.optimizer_feed import feed_topic, feed_topic_name
 from rote.efficiency import CostModel, MetricsExporter
 from rote.report import ReportBuilder
 from rote.streams.schemas import Event
@@ -60,7 +60,7 @@ def register(
         apply=ROUTES.apply,
         checkpoint_every=200,
         state_context={"cost": model_cost},
-        source_topics=(FEED_TOPIC,),
+        source_topics=(feed_topic_name(app.conf.id),),
     )
     exporter = MetricsExporter()
     status = {"seen": 0, "reported_seen": 0, "reports": 0}
@@ -97,4 +97,5 @@ def _owns_state(app: faust.App) -> bool:
         actives = app.assignor.assigned_actives()
     except Exception:
         return False
-    return any(tp.topic == FEED_TOPIC and tp.partition == 0 for tp in actives)
+    name = feed_topic_name(app.conf.id)
+    return any(tp.topic == name and tp.partition == 0 for tp in actives)

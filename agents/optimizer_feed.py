@@ -32,27 +32,35 @@ from rote.streams.topics import (
 )
 
 AGENT = "optimizer-feed"
+#: The feed of the default app id; every app has its own (`feed_topic_name`).
 FEED_TOPIC = "rote-optimizer-feed"
 SOURCE_HEADER = "rote-source-topic"
 #: The source event's key: tells whole-picture agents whose state a tombstone deletes.
 KEY_HEADER = "rote-source-key"
 FEED_KEY = b"all"
 SOURCES = (CANDIDATES.name, AUTOMATIONS.name, TEST_RESULTS.name, METRICS.name, ANOMALIES.name)
-#: Created before a worker starts (`rote.agents.app.internal_topics`), not left to Faust.
-FEED_SPEC = TopicSpec(
-    name=FEED_TOPIC,
-    schema="mixed",
-    key="all",
-    partitions=1,
-    retention_ms=None,
-    cleanup=Cleanup.DELETE,
-    description="Internal: every event the workflow analyzer and the efficiency tracker read, one partition.",
-)
+def feed_topic_name(app_id: str) -> str:
+    """`<app id>-optimizer-feed`: apps sharing a cluster never read each other's feed (a fixed name let a
+    second app's tracker report the first one's automations); the workers' ACLs on `<app id>-` cover it."""
+    return f"{app_id}-optimizer-feed"
+
+
+def feed_spec(app_id: str) -> TopicSpec:
+    """The feed's topic, created before a worker starts (`rote.agents.app.internal_topics`)."""
+    return TopicSpec(
+        name=feed_topic_name(app_id),
+        schema="mixed",
+        key="all",
+        partitions=1,
+        retention_ms=None,
+        cleanup=Cleanup.DELETE,
+        description="Internal: every event the workflow analyzer and the efficiency tracker read.",
+    )
 
 
 def feed_topic(app: faust.App) -> faust.TopicT:
     return app.topic(
-        FEED_TOPIC,
+        feed_topic_name(app.conf.id),
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -64,6 +72,7 @@ def feed_topic(app: faust.App) -> faust.TopicT:
 
 def register(app: faust.App, topics: Topics) -> dict[str, Any]:
     feed = feed_topic(app)
+    feed_name = feed.get_topic_name()
     sources = app.topic(
         *SOURCES, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
@@ -89,14 +98,14 @@ def register(app: faust.App, topics: Topics) -> dict[str, Any]:
                 io.consumed(event)
                 if topic == CANDIDATES.name and event.key:
                     await feed.send(key=FEED_KEY, value=None, headers=headers)
-                    metrics.EVENTS_PRODUCED.labels(topic=FEED_TOPIC, agent=AGENT).inc()
+                    metrics.EVENTS_PRODUCED.labels(topic=feed_name, agent=AGENT).inc()
                 continue
             model = SCHEMAS[BY_NAME[topic].schema]
             decoded = await io.decode(model, event, event.value, event.key)
             if decoded is None:
                 continue
             await feed.send(key=FEED_KEY, value=_compact(decoded) or event.value, headers=headers)
-            metrics.EVENTS_PRODUCED.labels(topic=FEED_TOPIC, agent=AGENT).inc()
+            metrics.EVENTS_PRODUCED.labels(topic=feed_name, agent=AGENT).inc()
 
     return {"agent": forward, "topic": feed}
 

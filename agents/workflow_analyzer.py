@@ -16,7 +16,7 @@ from rote import metrics
 from rote.agents.app import Topics
 from rote.agents.common import AgentIO, TopicRouter, apply_routed, settled_events
 from rote.agents.durable import DurableState
-from rote.agents.optimizer_feed import FEED_TOPIC, feed_topic
+from rote.agents.optimizer_feed import feed_topic, feed_topic_name
 from rote.streams.schemas import Event
 from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS
 from rote.workflow import WorkflowAnalyzer
@@ -44,7 +44,7 @@ def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) ->
         decode=ROUTES.decode,
         apply=ROUTES.apply,
         checkpoint_every=200,
-        source_topics=(FEED_TOPIC,),
+        source_topics=(feed_topic_name(app.conf.id),),
     )
 
     def current() -> WorkflowAnalyzer | None:

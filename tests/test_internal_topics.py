@@ -16,7 +16,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from rote.agents import AgentOptions, build_app
 from rote.agents.app import internal_topics
-from rote.agents.optimizer_feed import FEED_TOPIC
+from rote.agents.optimizer_feed import feed_topic_name
 from rote.brokers import TansuBroker, create_topics
 from rote.config import Settings
 
@@ -26,7 +26,7 @@ def test_every_table_changelog_and_the_feed_are_created_as_faust_would(broker: A
     app, _ = build_app(settings, bootstrap=broker.bootstrap, options=AgentOptions(result_key=b"k" * 32))
     specs = {s.name: s for s in internal_topics(app)}
     tables = list(app.tables.values())
-    assert len(tables) >= 10 and FEED_TOPIC in specs
+    assert len(tables) >= 10 and feed_topic_name(app.conf.id) in specs
     for table in tables:
         spec = specs[f"{app.conf.id}-{table.name}-changelog"]
         assert spec.partitions == table.partitions and spec.cleanup == "compact"

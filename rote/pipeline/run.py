@@ -74,6 +74,7 @@ def _run(
 ) -> dict[str, Any]:
     from rote.agents import AgentOptions, build_app
     from rote.agents.app import internal_topics
+    from rote.agents.optimizer_feed import feed_topic_name
     from rote.brokers import create_topics, start_broker
     from rote.demo.run import DemoRuns
     from rote.security.verdicts import ephemeral_result_key
@@ -171,6 +172,7 @@ def _run(
                     stop,
                     report_status,
                     busy=lambda: bool(getattr(sandbox_box.get("service"), "testing", 0)),
+                    feed_topic=feed_topic_name(settings.app_id),
                 )
                 await asyncio.sleep(0.5)
                 await worker_box["worker"].stop()

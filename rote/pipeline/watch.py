@@ -49,14 +49,14 @@ def replay_consumed(state: Progress) -> bool:
     return state.replay_done and actions_taken() >= state.produced + state.injected_bad
 
 
-def _feed_caught_up(state: Progress) -> bool:
+def _feed_caught_up(state: Progress, feed_topic: str) -> bool:
     """The optimizer feed forwarded everything its sources received, and the tracker read all of it."""
     from rote.agents.optimizer_feed import AGENT as FEED_AGENT
-    from rote.agents.optimizer_feed import FEED_TOPIC, SOURCES
+    from rote.agents.optimizer_feed import SOURCES
 
     forwarded = sum(_count(metrics.EVENTS_CONSUMED, topic=t, agent=FEED_AGENT) for t in SOURCES)
-    produced = _count(metrics.EVENTS_PRODUCED, topic=FEED_TOPIC, agent=FEED_AGENT)
-    tracked = _count(metrics.EVENTS_CONSUMED, topic=FEED_TOPIC, agent="efficiency-tracker")
+    produced = _count(metrics.EVENTS_PRODUCED, topic=feed_topic, agent=FEED_AGENT)
+    tracked = _count(metrics.EVENTS_CONSUMED, topic=feed_topic, agent="efficiency-tracker")
     return forwarded >= sum(state.counts.get(t, 0) for t in SOURCES) and tracked >= produced
 
 
@@ -78,6 +78,7 @@ async def watch_until_done(
     report_status: dict[str, Any],
     *,
     busy: Callable[[], bool] = lambda: False,
+    feed_topic: str = "rote-optimizer-feed",
 ) -> None:
     """Done = replay consumed, pipeline quiet, the tracker caught up, and a report covers all of it.
 
@@ -101,7 +102,7 @@ async def watch_until_done(
             "the demo's runs": not production_recorded(state),
             "a quiet spell": now - state.last_event <= options.quiet_seconds,
             "the sandbox's batch of tests": busy(),
-            "the optimizer feed and tracker": not _feed_caught_up(state),
+            "the optimizer feed and tracker": not _feed_caught_up(state, feed_topic),
             "a report covering everything": report_status["reported_seen"] != report_status["seen"],
         }
         if not any(waiting.values()):
