@@ -213,7 +213,7 @@ def internal_topics(app: faust.App) -> list[TopicSpec]:
     rebalance ran before the feed existed gave its partition to no one (Faust's assignor: "Ignoring missing
     topic"; nothing rebalanced later, so no report was ever made), and a table written before its
     changelog reached the client's metadata failed every write (`PartitionsMismatch`: "the changelog topic
-    has 0 partitions"), after a test had deleted the changelogs on a shared cluster.
+    has 0 partitions"): the app's first run on a cluster where its feed already held events.
     """
     from rote.agents.optimizer_feed import feed_spec
     from rote.streams.topics import Cleanup
