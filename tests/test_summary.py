@@ -225,3 +225,13 @@ def test_units() -> None:
     assert money(57.873, "USD") == "57.87 USD" and money(-1234.5, "EUR") == "−1,234 EUR"
     assert percent(-0.8548791608628309, signed=True) == "−85 %" and percent(0.12, signed=True) == "+12 %"
     assert percent(0.0, signed=True) == "0 %" and count(2409) == "2,409"
+
+
+def test_a_demo_with_nothing_to_run_says_so(summary: dict[str, Any]) -> None:
+    """Another log than the bundled one: the demo found no automation that fills its form; the summary says
+    so rather than "0 submissions, 0 correct (0 of 50 students)" (what a first run on a foreign log read)."""
+    idle = {**summary, "demo_form": {"submitted": 0, "correct": 0, "expected": 50, "runs_requested": 0}}
+    text = " ".join(_text(idle, 100).split())
+    assert "not run: no verified automation fills the demo's form" in text and "0 of 50" not in text
+    ran = {**summary, "demo_form": {"submitted": 50, "correct": 50, "expected": 50, "runs_requested": 50}}
+    assert "50 submissions, 50 correct" in " ".join(_text(ran, 100).split())

@@ -186,7 +186,10 @@ def rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     runs.append(plural(int(s["anomalies"]), "anomaly", "anomalies"))
     out.append(("runs", " · ".join(runs)))
     form = s.get("demo_form")
-    if form:
+    if form and form.get("runs_requested") == 0:
+        # another log than the bundled one (or nothing verified): say so, not "0 of 50 students"
+        out.append(("demo form", "not run: no verified automation fills the demo's form from its workbook"))
+    elif form:
         out.append(
             (
                 "demo form",
