@@ -262,11 +262,13 @@ class SandboxService:
         sends = []
         for o in outcomes:
             sends.append(await producer.send(topics.TEST_RESULTS.name, encode(o.result), key=key))
-            sends.append(await producer.send(topics.METRICS.name, encode(o.metric), key=key))
+            if o.metric is not None:  # a test that ran (not a language that cannot run here)
+                sends.append(await producer.send(topics.METRICS.name, encode(o.metric), key=key))
         await asyncio.gather(*sends)  # raises if the broker did not take one: the record is not committed
-        for _ in outcomes:
+        for o in outcomes:
             metrics.EVENTS_PRODUCED.labels(topic=topics.TEST_RESULTS.name, agent=AGENT).inc()
-            metrics.EVENTS_PRODUCED.labels(topic=topics.METRICS.name, agent=AGENT).inc()
+            if o.metric is not None:
+                metrics.EVENTS_PRODUCED.labels(topic=topics.METRICS.name, agent=AGENT).inc()
         if outcomes:
             self.processed += 1
         metrics.LAST_EVENT_TIMESTAMP.labels(agent=AGENT).set_to_current_time()

@@ -109,11 +109,13 @@ def requests_of(automation: Automation) -> list[TestRequest]:
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
     result: TestResult
-    metric: RunMetric
+    #: None when nothing ran (a language that cannot run here, a setup error): a run record with no run
+    #: would count as a failed 0-second run in the registry's success rate and the anomaly detectors.
+    metric: RunMetric | None
 
 
 class AutomationTester:
-    """Tests automations in a jail and turns each request into one signed result and one metric."""
+    """Tests automations in a jail and turns each request into one signed result, and one metric if it ran."""
 
     def __init__(
         self,
@@ -220,7 +222,7 @@ class AutomationTester:
             runner=self.runner_name,
         )
         result = sign_result(result, self.result_key)
-        metric = RunMetric(
+        metric = None if run is None else RunMetric(
             run_id=result.result_id,
             automation_id=a.automation_id,
             version=a.version,
@@ -228,8 +230,8 @@ class AutomationTester:
             started_at=started,
             duration_seconds=result.wall_seconds,
             success=passed,
-            cpu_seconds=result.cpu_seconds if run else None,
-            peak_memory_bytes=result.peak_memory_bytes if run else None,
+            cpu_seconds=result.cpu_seconds,
+            peak_memory_bytes=result.peak_memory_bytes,
             steps=steps,
         )
         self.stats.learn_one(result)

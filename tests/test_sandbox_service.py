@@ -116,6 +116,9 @@ def test_tester_runs_every_case_and_language(jail: Jail) -> None:
     assert (apple.verdict, apple.stop_reason, apple.passed) == ("unsupported", "unsupported", False)
     assert "unsupported on this platform" in apple.detail
     metric = next(o.metric for o in outcomes if o.result.case_id == "good" and o.result.language == "python")
+    assert metric is not None
+    # a test that did not run is a result, never a run (it would read as a failed 0-second run)
+    assert all((o.metric is None) == (o.result.verdict == "unsupported") for o in outcomes)
     assert metric.source == "sandbox" and metric.success and [s.step for s in metric.steps] == [0, 1]
     after = metrics.SANDBOX_RUNS.labels(**PY_PASSED)._value.get()
     assert after == before + 1
@@ -286,7 +289,7 @@ def test_service_consumes_and_produces(jail: Jail, tansu_broker: Any) -> None:
         dead: list[dict[str, Any]] = []
         deadline = asyncio.get_running_loop().time() + 90
         try:
-            while (len(results) < 6 or len(metric_events) < 6 or len(dead) < 2) and (
+            while (len(results) < 6 or len(metric_events) < 4 or len(dead) < 2) and (
                 asyncio.get_running_loop().time() < deadline
             ):
                 batch = await consumer.getmany(timeout_ms=500)
@@ -321,7 +324,10 @@ def test_service_consumes_and_produces(jail: Jail, tansu_broker: Any) -> None:
         return results, metric_events, dead, service, lag
 
     results, metric_events, dead, service, lag = asyncio.run(scenario())
-    assert len(results) == 6 and len(metric_events) == 6, (results, metric_events)
+    # four tests ran (Python and Bash, both cases); AppleScript's two are results without a run
+    assert len(results) == 6 and len(metric_events) == 4, (results, metric_events)
+    unsupported = {r.result_id for r in results if r.verdict == "unsupported"}
+    assert len(unsupported) == 2 and not unsupported & {m["run_id"] for m in metric_events}
     verdicts = sorted((r.case_id, r.language, r.verdict) for r in results)
     assert verdicts == [
         ("bad", "applescript", "unsupported"),
