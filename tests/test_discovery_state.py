@@ -271,24 +271,26 @@ def _leno_instances(name: str) -> tuple[list[list[UserAction]], set[str]]:
 
 def test_student_record_and_reimbursement_interleaved_with_20_percent_noise() -> None:
     """Issue 13: both routines found when the two Leno logs are interleaved with each other and with noise
-    actions after 20% of events: every seed finds both among the top three. Seed 3 anchored the first start
-    mid-routine (`copy`) until a refit re-anchors a start that begins only fragments; seed 5's warm-up
-    accepted Reimbursement form fields as starts until a refit judges the accepted starts again
-    (docs/discovery.md)."""
+    actions after 20% of events: each seed listed finds both among the top three. Seed 3 anchored the first
+    start mid-routine (`copy`) until a refit re-anchors a start that begins only fragments; seed 5's warm-up
+    accepted Reimbursement form fields as starts until a refit judges the accepted starts again; seeds 6, 7,
+    10, 13 and 18 anchored on a form field (a step entered only from the step before it) until a refit
+    re-anchors where the routine is entered from elsewhere (docs/discovery.md)."""
     from rote.discovery import discover
     from rote.discovery.evaluate import jaccard
     from rote.discovery.streams import mix
 
     sr, sr_labels = _leno_instances("StudentRecord")
     rt, rt_labels = _leno_instances("Reimbursement")
+    seeds = (1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 15, 17, 18, 19, 20)  # 8, 9, 14 and 16 still fail
     found = 0
-    for seed in (1, 2, 3, 4, 5):
+    for seed in seeds:
         stream = mix([sr, rt], seed=seed, noise_rate=0.2)
         heads = [set(h.candidate.routine) for h in discover([x.action for x in stream]).heads()][:3]
         sr_best = max(jaccard(h, sr_labels) for h in heads)
         rt_best = max(jaccard(h, rt_labels) for h in heads)
         found += sr_best >= 0.9 and rt_best >= 0.9
-    assert found == 5
+    assert found == len(seeds)
 
 
 def test_state_round_trip_keeps_derived_structures() -> None:

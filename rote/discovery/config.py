@@ -30,6 +30,9 @@ class DiscoveryConfig:
     #: on the new window: one now in the body of a routine known before it that also cuts that routine's
     #: instances short is a step of it (accepted on a warm-up's few instances) and is dropped.
     start_retest: bool = True
+    #: At each refit an anchor entered only from inside its own routine (a step of it) is replaced by the
+    #: action that routine is entered through from elsewhere, if one is (`segmentation._entry_anchor`).
+    start_entry_anchor: bool = True
     #: A segment longer than this is closed (someone stopped doing routines).
     max_segment_events: int = 300
     #: An idle gap longer than this closes a thread and its open segment.

@@ -359,6 +359,7 @@ class RoutineDiscoverer:
             trial_bodies=cfg.start_trial_bodies,
             coherent_prefer=cfg.start_coherent_prefer,
             retest=cfg.start_retest,
+            entry_anchor=cfg.start_entry_anchor,
         )
 
     def _set_starts(self, state: UserState, starts: list[str]) -> None:

@@ -205,6 +205,61 @@ def _stale_anchor(seq: Sequence[str], starts: Sequence[str], *, min_length: int,
     return len(body(seq, anchor, {anchor}, min_length=min_length, share=body_share)) < min_length
 
 
+#: An anchor with at most this share of its predecessors outside its own body is entered only from inside
+#: its routine: a step of it (`_entry_anchor`).
+STEP_ENTRY = 0.05
+#: The action replacing such an anchor is entered from elsewhere in more than this share of its occurrences.
+ENTRY_MIN = 0.35
+
+
+def _entry_anchor(
+    seq: Sequence[str], anchor: str, preds: _Preds, *, min_support: int, min_length: int, body_share: float
+) -> str | None:
+    """The action to anchor on instead of `anchor` when `anchor` is a step inside a routine, else None.
+
+    A routine's first action is entered from wherever the previous instance (of any routine) or a noise
+    action ended; a step from the step before it. Cutting the stream at the anchor alone, as when it was
+    chosen: if (almost) every predecessor of the anchor is in its own body, it is entered only from its
+    own routine, and the segments it begins are rotated instances. It is replaced by the action of the same
+    routine (one in whose segments the anchor is, once in most, whose segments share `min_length` actions)
+    entered most often from elsewhere, if in more than `ENTRY_MIN` of its occurrences: from an action that is
+    in fewer than half of its segments (not a step of its routine) and is followed by it in fewer than half
+    of its own occurrences (the end of whatever came before, not the step before it on a branch, which
+    leads to it whenever taken). In a stream of one routine without noise little is entered from
+    elsewhere (the anchor stays); the merge points of its branches are entered from branch steps.
+    """
+    p = preds.of(anchor)
+    if not p or p.total() < 2 * min_support:
+        return None
+    own_body = body(seq, anchor, {anchor}, min_length=min_length, share=body_share)
+    if sum(n for q, n in p.items() if q not in own_body) > STEP_ENTRY * p.total():
+        return None
+    follows = preds.follows()
+    best, best_share = None, ENTRY_MIN
+    for y in dict.fromkeys(seq):
+        py = preds.of(y)
+        if y == anchor or not py or py.total() < min_support:
+            continue
+        entries = {q: k for q, k in py.items() if k < 0.5 * follows[q]}
+        if sum(entries.values()) <= best_share * py.total():
+            continue  # not entered from elsewhere often enough, whatever its segments hold
+        own = [s for s in segment_at(seq, {y}, min_length=min_length) if s and s[0] == y]
+        if not own or sum(s.count(y) > 1 for s in own) > 0.5 * len(own):
+            continue
+        presence: Counter[str] = Counter()
+        for s in own:
+            presence.update(set(s))
+        n = len(own)
+        if presence[anchor] < body_share * n:
+            continue  # the anchor is not a step of the routine `y` begins
+        if sum(c >= body_share * n for c in presence.values()) < min_length:
+            continue
+        share = sum(k for q, k in entries.items() if presence[q] < 0.5 * n) / py.total()
+        if share > best_share:
+            best, best_share = y, share
+    return best
+
+
 def estimate_starts(
     labels: Sequence[str],
     *,
@@ -217,12 +272,15 @@ def estimate_starts(
     trial_bodies: bool = False,
     coherent_prefer: bool = False,
     retest: bool = False,
+    entry_anchor: bool = False,
 ) -> list[str]:
     """Routine start actions of a stream; `known` starts (from earlier windows) are kept as roots.
 
     `prefer`: candidates tried before the cycle heads (actions seen to begin interruptions), under the same
     acceptance tests as every other candidate. `retest`: the known starts after the anchor are judged again
     on this window first, and those found inside a routine known before them are dropped (`_inside`).
+    `entry_anchor`: on a window after the first, an anchor that is a step inside a routine is replaced by
+    the action that routine is entered through (`_entry_anchor`).
     """
     freq = frequent_labels(labels, min_support)
     seq = [label for label in labels if label in freq]
@@ -237,8 +295,19 @@ def estimate_starts(
     starts: list[str] = [s for s in known if s in freq]
     if starts and _stale_anchor(seq, starts, min_length=min_length, body_share=body_share):
         starts = []  # re-anchor: estimate again from this window, as at the end of the warm-up
-    starts = starts or [anchor]
     preds = _Preds(seq)
+    if entry_anchor and known:
+        entry = _entry_anchor(
+            seq,
+            starts[0] if starts else anchor,
+            preds,
+            min_support=min_support,
+            min_length=min_length,
+            body_share=body_share,
+        )
+        if entry is not None:
+            starts = [entry]  # re-anchor where the routine is entered; the other starts are estimated afresh
+    starts = starts or [anchor]
     if retest and len(starts) > 1:
         # each start accepted after the anchor, in the order it was accepted, with the ones kept before it
         kept = starts[:1]
@@ -314,6 +383,10 @@ class _Preds:
                     c = self._preds[b] = Counter()
                 c[a] += 1
         return self._preds.get(label)
+
+    def follows(self) -> Counter[str]:
+        """How many times each label is followed by another (its occurrences but the last action's)."""
+        return Counter(self._seq[:-1])
 
 
 def _in_body(
