@@ -32,8 +32,6 @@ from rote.streams.topics import (
 )
 
 AGENT = "optimizer-feed"
-#: The feed of the default app id; every app has its own (`feed_topic_name`).
-FEED_TOPIC = "rote-optimizer-feed"
 SOURCE_HEADER = "rote-source-topic"
 #: The source event's key: tells whole-picture agents whose state a tombstone deletes.
 KEY_HEADER = "rote-source-key"

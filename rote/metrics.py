@@ -385,12 +385,14 @@ LAG_AGENT: Final[Mapping[str, str]] = {
     "test-results": "automation-registry",
     "metrics": "performance-monitor",
     "anomalies": "optimizer-feed",
-    "rote-optimizer-feed": "efficiency-tracker",
     "run-requests": "executor",
 }
 
 
 def lag_agent(topic: str) -> str:
+    # the feed is `<app id>-optimizer-feed`, one per app id (rote.agents.optimizer_feed.feed_topic_name)
+    if topic.endswith("-optimizer-feed"):
+        return "efficiency-tracker"
     return LAG_AGENT.get(topic, "other")
 
 

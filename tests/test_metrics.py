@@ -204,3 +204,10 @@ def test_collect_consumer_lag_against_the_embedded_broker() -> None:
 def test_old_hours_gauge_name_records_seconds() -> None:
     m.CANDIDATE_HOURS_SAVED_PER_YEAR.set(2.5)
     assert m.REGISTRY.get_sample_value("rote_candidate_yearly_savings_seconds") == 9000.0
+
+
+def test_every_app_ids_feed_lag_is_the_efficiency_trackers() -> None:
+    """The feed is `<app id>-optimizer-feed`: its lag is named for its reader whatever the app id."""
+    for feed in ("rote-optimizer-feed", "rote-chaos-optimizer-feed"):
+        assert m.lag_agent(feed) == "efficiency-tracker"
+    assert m.lag_agent("user-actions") == "task-identifier" and m.lag_agent("elsewhere") == "other"

@@ -70,6 +70,7 @@ def test_a_batch_of_sandbox_tests_under_way_keeps_a_quiet_run_going(
                 began,
                 stop,
                 {"seen": 0, "reported_seen": 0},
+                feed_topic="rote-optimizer-feed",
                 busy=lambda: testing["records"] > 0,
             )
         )

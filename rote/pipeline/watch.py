@@ -77,8 +77,8 @@ async def watch_until_done(
     stop: asyncio.Event,
     report_status: dict[str, Any],
     *,
+    feed_topic: str,
     busy: Callable[[], bool] = lambda: False,
-    feed_topic: str = "rote-optimizer-feed",
 ) -> None:
     """Done = replay consumed, pipeline quiet, the tracker caught up, and a report covers all of it.
 
