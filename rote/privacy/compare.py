@@ -66,9 +66,9 @@ def presidio_detector() -> Detector | None:
         return None
     # The e-mail recognizer checks domains with tldextract, which would fetch the public suffix list from
     # the network on first use; the snapshot bundled with tldextract is used instead.
-    email_recognizer.tldextract = SimpleNamespace(  # type: ignore[assignment]
-        extract=tldextract.TLDExtract(suffix_list_urls=())
-    )
+    # Typed as Any: presidio's own annotation of this module attribute differs between its releases.
+    module: Any = email_recognizer
+    module.tldextract = SimpleNamespace(extract=tldextract.TLDExtract(suffix_list_urls=()))
     recognizers: list[Any] = []
     for name in _PRESIDIO:
         cls = getattr(pr, name, None)
