@@ -37,6 +37,8 @@ SOURCE_HEADER = "rote-source-topic"
 KEY_HEADER = "rote-source-key"
 FEED_KEY = b"all"
 SOURCES = (CANDIDATES.name, AUTOMATIONS.name, TEST_RESULTS.name, METRICS.name, ANOMALIES.name)
+
+
 def feed_topic_name(app_id: str) -> str:
     """`<app id>-optimizer-feed`: apps sharing a cluster never read each other's feed (a fixed name let a
     second app's tracker report the first one's automations); the workers' ACLs on `<app id>-` cover it."""

@@ -222,17 +222,21 @@ class AutomationTester:
             runner=self.runner_name,
         )
         result = sign_result(result, self.result_key)
-        metric = None if run is None else RunMetric(
-            run_id=result.result_id,
-            automation_id=a.automation_id,
-            version=a.version,
-            source="sandbox",
-            started_at=started,
-            duration_seconds=result.wall_seconds,
-            success=passed,
-            cpu_seconds=result.cpu_seconds,
-            peak_memory_bytes=result.peak_memory_bytes,
-            steps=steps,
+        metric = (
+            None
+            if run is None
+            else RunMetric(
+                run_id=result.result_id,
+                automation_id=a.automation_id,
+                version=a.version,
+                source="sandbox",
+                started_at=started,
+                duration_seconds=result.wall_seconds,
+                success=passed,
+                cpu_seconds=result.cpu_seconds,
+                peak_memory_bytes=result.peak_memory_bytes,
+                steps=steps,
+            )
         )
         self.stats.learn_one(result)
         metrics.SANDBOX_RUNS.labels(language=language, verdict=verdict_name, stop_reason=stop_reason).inc()

@@ -161,8 +161,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for used in _USED:
         stop = f", stopped in {used['stop_s']:.1f} s" if used.get("stop_s") is not None else ""
         terminalreporter.write_line(
-            f"{used['kind']}: {used['what']} at {used['bootstrap']}, "
-            f"ready in {used['start_s']:.1f} s{stop}"
+            f"{used['kind']}: {used['what']} at {used['bootstrap']}, ready in {used['start_s']:.1f} s{stop}"
         )
     if _SKIPPED_KAFKA:
         terminalreporter.write_line(f"Apache Kafka tests SKIPPED: {len(_SKIPPED_KAFKA)}")

@@ -69,9 +69,10 @@ def wait_until(
         if result:
             return result
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}" + (
-        f" (last error: {last_exc})" if last_exc else ""
-    ))
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what or predicate}"
+        + (f" (last error: {last_exc})" if last_exc else "")
+    )
 
 
 def copy_rules(dest: Path, *, alert_for: str | None) -> list[Path]:
@@ -135,8 +136,9 @@ class Prometheus:
 
         def ready() -> bool:
             res = self.query(f"count_over_time(up{sel}[5m]) >= {n} and up{sel} == 1")
-            return bool(res) and len(res) == len([t for t in self.targets() if not job or
-                                                   t["labels"].get("job") == job])
+            return bool(res) and len(res) == len(
+                [t for t in self.targets() if not job or t["labels"].get("job") == job]
+            )
 
         wait_until(ready, timeout=timeout, what=f"{n} successful scrapes")
 
@@ -194,8 +196,9 @@ def start_prometheus(
         stderr=subprocess.STDOUT,
         cwd=workdir,
     )
-    prom = Prometheus(url=f"http://127.0.0.1:{port}", workdir=workdir, process=process, log_path=log_path,
-                      _log=log)
+    prom = Prometheus(
+        url=f"http://127.0.0.1:{port}", workdir=workdir, process=process, log_path=log_path, _log=log
+    )
 
     def ready() -> bool:
         if process.poll() is not None:

@@ -192,7 +192,7 @@ def test_daily_seasonality_with_irregular_sampling() -> None:
         hour = (t % 86400) / 3600
         v = 100.0 + 80.0 * math.sin(2 * math.pi * (hour - 6) / 24) + rng.gauss(0, 3)
         scores.append(det.update(v, t))
-    normal_tail_max = max(scores[len(scores) // 2:])
+    normal_tail_max = max(scores[len(scores) // 2 :])
     night = math.floor(t / 86400) * 86400 + 86400 + 3 * 3600  # 03:00 next day, normally ~30
     low, high = det.expected_range(night)
     assert low < 40 < high or high < 60  # the band is the night's, not the day's
@@ -222,9 +222,9 @@ def test_detect_series_finds_the_jump_in_a_real_nab_file() -> None:
     labels = nab.load_windows(SLICES / "labels" / "combined_windows.json")
     lab = nab.label_rows("j", series.timestamps, labels["artificialWithAnomaly/art_daily_jumpsup.csv"])
     scores = detect_series(series.timestamps, series.values)
-    (left, right), = lab.windows
-    outside = np.r_[scores[lab.probation:left], scores[right + 1:]]
-    assert scores[left:right + 1].max() > outside.max()
+    ((left, right),) = lab.windows
+    outside = np.r_[scores[lab.probation : left], scores[right + 1 :]]
+    assert scores[left : right + 1].max() > outside.max()
 
 
 def test_evaluate_on_two_real_files_beats_the_null_detector() -> None:
@@ -232,8 +232,15 @@ def test_evaluate_on_two_real_files_beats_the_null_detector() -> None:
     assert ev.files == 2 and ev.windows == 4
     assert ev.results["standard"].score > 50.0
     out = ev.as_dict()
-    assert set(out) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate", "files", "windows",
-                        "events_per_second", "out_of_order"}
+    assert set(out) == {
+        "standard",
+        "reward_low_FP_rate",
+        "reward_low_FN_rate",
+        "files",
+        "windows",
+        "events_per_second",
+        "out_of_order",
+    }
 
 
 SHARED_NAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nab-dev"

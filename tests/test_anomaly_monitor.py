@@ -18,8 +18,14 @@ from rote.streams.schemas import RunMetric, StepTiming, TestResult
 T0 = datetime(2025, 3, 3, tzinfo=UTC)
 
 
-def _replay(mon: SeriesMonitor, values: list[float], *, seed: int = 1, signal: str = "duration_seconds",
-            start: datetime = T0) -> list[tuple[int, Finding]]:
+def _replay(
+    mon: SeriesMonitor,
+    values: list[float],
+    *,
+    seed: int = 1,
+    signal: str = "duration_seconds",
+    start: datetime = T0,
+) -> list[tuple[int, Finding]]:
     rng = random.Random(seed)
     t = start
     out = []
@@ -108,28 +114,65 @@ def test_monitor_state_round_trips_and_continues_identically() -> None:
     _replay(mon, _runs(60))
     clone = decode_state(SeriesMonitor, encode_state(mon))
     tail = [*_runs(5), 12.0]
-    assert _replay(mon, tail, seed=5, start=T0 + timedelta(days=30)) == \
-        _replay(clone, tail, seed=5, start=T0 + timedelta(days=30))
+    assert _replay(mon, tail, seed=5, start=T0 + timedelta(days=30)) == _replay(
+        clone, tail, seed=5, start=T0 + timedelta(days=30)
+    )
     assert mon.signals == ["duration_seconds"]
 
 
 def test_signals_from_metric_and_test_result() -> None:
-    m = RunMetric(run_id="r1", automation_id="a1", version=1, source="production", started_at=T0,
-                  duration_seconds=2.5, success=False, cpu_seconds=1.0, peak_memory_bytes=1024,
-                  steps=[StepTiming(step=0, label="open", duration_seconds=0.5),
-                         StepTiming(step=1, label="type", duration_seconds=2.0)])
+    m = RunMetric(
+        run_id="r1",
+        automation_id="a1",
+        version=1,
+        source="production",
+        started_at=T0,
+        duration_seconds=2.5,
+        success=False,
+        cpu_seconds=1.0,
+        peak_memory_bytes=1024,
+        steps=[
+            StepTiming(step=0, label="open", duration_seconds=0.5),
+            StepTiming(step=1, label="type", duration_seconds=2.0),
+        ],
+    )
     assert signals_from_metric(m) == [
-        ("duration_seconds", 2.5), ("failure_ratio", 1.0), ("cpu_seconds", 1.0),
-        ("peak_memory_bytes", 1024.0), ("step_0_duration_seconds", 0.5), ("step_1_duration_seconds", 2.0),
+        ("duration_seconds", 2.5),
+        ("failure_ratio", 1.0),
+        ("cpu_seconds", 1.0),
+        ("peak_memory_bytes", 1024.0),
+        ("step_0_duration_seconds", 0.5),
+        ("step_1_duration_seconds", 2.0),
     ]
-    bare = RunMetric(run_id="r2", automation_id="a1", version=1, source="sandbox", started_at=T0,
-                     duration_seconds=1.0, success=True)
+    bare = RunMetric(
+        run_id="r2",
+        automation_id="a1",
+        version=1,
+        source="sandbox",
+        started_at=T0,
+        duration_seconds=1.0,
+        success=True,
+    )
     assert signals_from_metric(bare) == [("duration_seconds", 1.0), ("failure_ratio", 0.0)]
-    r = TestResult(result_id="x", automation_id="a1", version=1, language="python", verdict="passed",
-                   passed=True, stop_reason="exited", wall_seconds=0.3, cpu_seconds=0.2,
-                   peak_memory_bytes=2048, output_bytes=10, started_at=T0)
+    r = TestResult(
+        result_id="x",
+        automation_id="a1",
+        version=1,
+        language="python",
+        verdict="passed",
+        passed=True,
+        stop_reason="exited",
+        wall_seconds=0.3,
+        cpu_seconds=0.2,
+        peak_memory_bytes=2048,
+        output_bytes=10,
+        started_at=T0,
+    )
     assert dict(signals_from_test_result(r)) == {
-        "duration_seconds": 0.3, "failure_ratio": 0.0, "cpu_seconds": 0.2, "peak_memory_bytes": 2048.0,
+        "duration_seconds": 0.3,
+        "failure_ratio": 0.0,
+        "cpu_seconds": 0.2,
+        "peak_memory_bytes": 2048.0,
         "output_bytes": 10.0,
     }
 
@@ -143,10 +186,19 @@ def test_step_slowdown_is_reported_per_step() -> None:
         t += timedelta(minutes=30)
         slow = i >= 60
         step_b = (5.0 if slow else 1.0) * rng.lognormvariate(0, 0.03)
-        m = RunMetric(run_id=f"r{i}", automation_id="a", version=1, source="production", started_at=t,
-                      duration_seconds=(6.0 if slow else 2.0) * rng.lognormvariate(0, 0.03), success=True,
-                      steps=[StepTiming(step=0, label="a", duration_seconds=rng.lognormvariate(0, 0.03)),
-                             StepTiming(step=1, label="b", duration_seconds=step_b)])
+        m = RunMetric(
+            run_id=f"r{i}",
+            automation_id="a",
+            version=1,
+            source="production",
+            started_at=t,
+            duration_seconds=(6.0 if slow else 2.0) * rng.lognormvariate(0, 0.03),
+            success=True,
+            steps=[
+                StepTiming(step=0, label="a", duration_seconds=rng.lognormvariate(0, 0.03)),
+                StepTiming(step=1, label="b", duration_seconds=step_b),
+            ],
+        )
         for name, value in signals_from_metric(m):
             f = mon.observe(signal=name, value=value, at=t)
             if f:
@@ -159,8 +211,14 @@ def test_step_slowdown_is_reported_per_step() -> None:
 
 def _metric(i: int, at: datetime, duration: float) -> RunMetric:
     return RunMetric(
-        run_id=f"run-{i}", automation_id="a1", version=1, source="production", started_at=at,
-        duration_seconds=duration, success=True, steps=[],
+        run_id=f"run-{i}",
+        automation_id="a1",
+        version=1,
+        source="production",
+        started_at=at,
+        duration_seconds=duration,
+        success=True,
+        steps=[],
     )
 
 

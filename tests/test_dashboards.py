@@ -82,9 +82,7 @@ def test_every_panel_query_parses_with_promtool(tmp_path: Path) -> None:
     """promtool parses PromQL only inside rule files: each query becomes a recording rule."""
     promtool = require_binary(PROMTOOL)
     queries = panel_queries()
-    rules = [
-        {"record": f"rote_dashboard_query_{i}", "expr": q.resolved()} for i, q in enumerate(queries)
-    ]
+    rules = [{"record": f"rote_dashboard_query_{i}", "expr": q.resolved()} for i, q in enumerate(queries)]
     path = tmp_path / "dashboard-queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard-queries", "rules": rules}]}))
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
@@ -97,9 +95,20 @@ def test_promtool_rejects_a_broken_query(tmp_path: Path) -> None:
     """The check above can fail: a malformed expression is reported."""
     promtool = require_binary(PROMTOOL)
     path = tmp_path / "bad.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [
-        {"record": "x", "expr": "sum by (topic (rate(rote_events_consumed_total[5m]))"}
-    ]}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "g",
+                        "rules": [
+                            {"record": "x", "expr": "sum by (topic (rate(rote_events_consumed_total[5m]))"}
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     assert subprocess.run([promtool, "check", "rules", str(path)], capture_output=True).returncode != 0
 
 

@@ -81,6 +81,6 @@ def test_compose_logs_in_over_sasl_ssl_with_secrets() -> None:
     clients = [lst for lst in props["listeners"].split(",") if not lst.startswith("CONTROLLER")]
     assert clients == ["SASL_SSL://:9093"] and props["advertised.listeners"] == "SASL_SSL://kafka:9093"
     assert props["listeners"].count("CONTROLLER://localhost:") == 1  # the controller stays in the container
-    assert "password=\"${file:" in props["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+    assert 'password="${file:' in props["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
     assert props["authorizer.class.name"].endswith("StandardAuthorizer")
     assert props["allow.everyone.if.no.acl.found"] == "false"

@@ -82,12 +82,18 @@ def test_known_series_start_at_zero_so_the_first_event_is_an_increase() -> None:
     assert value is not None
     for state in m.LIFECYCLE_STATES:
         assert m.REGISTRY.get_sample_value("rote_automations", {"state": state}) is not None
-    assert m.REGISTRY.get_sample_value(
-        "rote_sandbox_runs_total", {"language": "bash", "verdict": "failed", "stop_reason": "seccomp"}
-    ) is not None
-    assert m.REGISTRY.get_sample_value(
-        "rote_anomalies_total", {"severity": "critical", "signal": "failure_ratio"}
-    ) is not None
+    assert (
+        m.REGISTRY.get_sample_value(
+            "rote_sandbox_runs_total", {"language": "bash", "verdict": "failed", "stop_reason": "seccomp"}
+        )
+        is not None
+    )
+    assert (
+        m.REGISTRY.get_sample_value(
+            "rote_anomalies_total", {"severity": "critical", "signal": "failure_ratio"}
+        )
+        is not None
+    )
 
 
 @pytest.mark.parametrize(
@@ -142,7 +148,13 @@ def test_set_gauge_by_label_zeroes_states_missing_from_the_snapshot() -> None:
 
 def test_score_band_edges() -> None:
     assert [m.score_band(s) for s in (0, 24.9, 25, 50, 74.99, 75, 100)] == [
-        "0-25", "0-25", "25-50", "50-75", "50-75", "75-100", "75-100",
+        "0-25",
+        "0-25",
+        "25-50",
+        "50-75",
+        "50-75",
+        "75-100",
+        "75-100",
     ]
 
 
@@ -183,8 +195,11 @@ def test_collect_consumer_lag_against_the_embedded_broker() -> None:
         assert m.collect_consumer_lag(broker.bootstrap, "lag-group", [topic]) == {topic: 10}
 
         consumer = KafkaConsumer(
-            topic, bootstrap_servers=broker.bootstrap, group_id="lag-group",
-            auto_offset_reset="earliest", enable_auto_commit=False,
+            topic,
+            bootstrap_servers=broker.bootstrap,
+            group_id="lag-group",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
         )
         seen = 0
         deadline = time.monotonic() + 30
@@ -196,9 +211,13 @@ def test_collect_consumer_lag_against_the_embedded_broker() -> None:
 
         assert seen == 4
         assert m.collect_consumer_lag(broker.bootstrap, "lag-group", [topic]) == {topic: 6}
-        assert m.REGISTRY.get_sample_value(
-            "rote_consumer_lag_messages", {"topic": topic, "group": "lag-group", "agent": m.lag_agent(topic)}
-        ) == 6
+        assert (
+            m.REGISTRY.get_sample_value(
+                "rote_consumer_lag_messages",
+                {"topic": topic, "group": "lag-group", "agent": m.lag_agent(topic)},
+            )
+            == 6
+        )
 
 
 def test_old_hours_gauge_name_records_seconds() -> None:

@@ -124,8 +124,10 @@ def test_bad_inputs_raise() -> None:
 def test_discover_maps_files_to_label_keys() -> None:
     labels = nab.load_windows(SLICES / "labels" / "combined_windows.json")
     keys = [key for _, key in nab.discover(SLICES / "data", labels)]
-    assert keys == ["artificialWithAnomaly/art_daily_jumpsup.csv",
-                    "realAdExchange/exchange-4_cpc_results.csv"]
+    assert keys == [
+        "artificialWithAnomaly/art_daily_jumpsup.csv",
+        "realAdExchange/exchange-4_cpc_results.csv",
+    ]
     # the corpus root works too, and so does a sub-folder
     assert [k for _, k in nab.discover(SLICES, labels)] == keys
     assert [k for _, k in nab.discover(SLICES / "data" / "realAdExchange", labels)] == keys[1:]

@@ -75,9 +75,17 @@ def fake_exporter() -> Iterator[Callable[..., tuple[int, subprocess.Popen[str]]]
 
     def start(*, linger: float) -> tuple[int, subprocess.Popen[str]]:
         proc = subprocess.Popen(
-            [sys.executable, str(REPO / "tests" / "fake_exporter.py"), "--port", "0",
-             "--linger", str(linger)],
-            stdout=subprocess.PIPE, text=True, cwd=REPO,
+            [
+                sys.executable,
+                str(REPO / "tests" / "fake_exporter.py"),
+                "--port",
+                "0",
+                "--linger",
+                str(linger),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
         )
         procs.append(proc)
         assert proc.stdout is not None
@@ -109,7 +117,10 @@ def test_harness_against_rote_metrics_exporter(
     firing = [a for a in prom.alerts() if a["labels"]["alertname"] == ALERT and a["state"] == "firing"]
     assert len(firing) == 1
     assert firing[0]["labels"] == {
-        "alertname": ALERT, "severity": "critical", "signal": "duration_seconds", "service": "rote",
+        "alertname": ALERT,
+        "severity": "critical",
+        "signal": "duration_seconds",
+        "service": "rote",
     }
     assert firing[0]["annotations"]["runbook_url"] == "docs/runbooks.md#roteanomalydetected"
 
@@ -121,7 +132,8 @@ def test_harness_against_rote_metrics_exporter(
 @pytest.mark.integration
 @pytest.mark.slow
 def test_rote_run_scraped_by_prometheus(
-    prometheus: Callable[..., Prometheus], tmp_path: Path  # noqa: F811
+    prometheus: Callable[..., Prometheus],  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     port = free_port()
     log_path = tmp_path / "rote-run.log"
@@ -129,10 +141,25 @@ def test_rote_run_scraped_by_prometheus(
     # Its own session, so the broker and everything else it starts can be stopped as one group.
     proc = subprocess.Popen(
         # The interpreter running the tests, not whatever `rote` is first on PATH.
-        [sys.executable, "-m", "rote.cli", "run", "--once", "--inject-slowdown", "--metrics-port", str(port),
-         "--linger", "120",
-         "--timeout", "420"],
-        stdout=log, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "rote.cli",
+            "run",
+            "--once",
+            "--inject-slowdown",
+            "--metrics-port",
+            str(port),
+            "--linger",
+            "120",
+            "--timeout",
+            "420",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        start_new_session=True,
         env={**os.environ, "ROTE_STATE_DIR": str(tmp_path / "state")},
     )
 
@@ -154,8 +181,9 @@ def test_rote_run_scraped_by_prometheus(
         # The live endpoint of the real pipeline passes promtool's lint as well.
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
             scrape = resp.read().decode()
-        lint = subprocess.run([require_binary(PROMTOOL), "check", "metrics"], input=scrape,
-                              capture_output=True, text=True)
+        lint = subprocess.run(
+            [require_binary(PROMTOOL), "check", "metrics"], input=scrape, capture_output=True, text=True
+        )
         assert lint.returncode == 0, lint.stdout + lint.stderr
     finally:
         for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):

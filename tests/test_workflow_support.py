@@ -139,9 +139,7 @@ def leno_candidates(path: Path, *, user_id: str = "vleno", min_instances: int = 
         durs_by_step: dict[int, list[float]] = defaultdict(list)
         for g, vals in zip(groups, values, strict=True):
             ts = list(g["ts"])
-            durs: list[float | None] = [None] + [
-                (b - a).total_seconds() for a, b in itertools.pairwise(ts)
-            ]
+            durs: list[float | None] = [None] + [(b - a).total_seconds() for a, b in itertools.pairwise(ts)]
             for i, d in enumerate(durs):
                 if d is not None:
                     durs_by_step[i].append(d)

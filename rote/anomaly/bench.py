@@ -35,8 +35,9 @@ def _stream(n: int, seed: int = 0) -> list[tuple[float, float]]:
     return out
 
 
-def _rate(run: Callable[[list[tuple[float, float]]], None], data: list[tuple[float, float]], repeats: int
-          ) -> float:
+def _rate(
+    run: Callable[[list[tuple[float, float]]], None], data: list[tuple[float, float]], repeats: int
+) -> float:
     rates = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -87,7 +88,9 @@ def run_benchmark(*, quick: bool) -> dict[str, Any]:
     out["events"] = n
     out["repeats"] = repeats
     out["stream_detector_vs_gaussian_scorer_cost_ratio"] = round(
-        rates["river_gaussian_scorer_events_per_second"] / rates["stream_detector_events_per_second"], 3)
+        rates["river_gaussian_scorer_events_per_second"] / rates["stream_detector_events_per_second"], 3
+    )
     out["stream_detector_vs_half_space_trees_cost_ratio"] = round(
-        rates["river_half_space_trees_events_per_second"] / rates["stream_detector_events_per_second"], 3)
+        rates["river_half_space_trees_events_per_second"] / rates["stream_detector_events_per_second"], 3
+    )
     return out

@@ -188,7 +188,7 @@ class StreamDetector:
     # ---- river-style API -------------------------------------------------------------------------
 
     def order_of(self, at: datetime | float) -> str:
-        """"in order", "duplicate" (same time as the latest observation) or "late" (before it)."""
+        """ "in order", "duplicate" (same time as the latest observation) or "late" (before it)."""
         t = at.timestamp() if isinstance(at, datetime) else float(at)
         if self._last_at is None or t > self._last_at:
             return "in order"

@@ -26,9 +26,12 @@ from rote.anomaly.detectors import DetectorConfig, StreamDetector
 NS_PER_SECOND = 1_000_000_000
 
 
-def detect_series(timestamps: np.ndarray, values: np.ndarray,
-                  config: DetectorConfig | None = None,
-                  order: dict[str, int] | None = None) -> np.ndarray:
+def detect_series(
+    timestamps: np.ndarray,
+    values: np.ndarray,
+    config: DetectorConfig | None = None,
+    order: dict[str, int] | None = None,
+) -> np.ndarray:
     """Anomaly scores for one series, each computed from the rows up to and including it.
 
     `order`, when given, receives how many rows were late, skipped or repeated a timestamp.
@@ -44,8 +47,9 @@ def detect_series(timestamps: np.ndarray, values: np.ndarray,
     return out
 
 
-def _run_file(path: Path, key: str,
-              config: DetectorConfig | None) -> tuple[str, np.ndarray, np.ndarray, float, dict[str, int]]:
+def _run_file(
+    path: Path, key: str, config: DetectorConfig | None
+) -> tuple[str, np.ndarray, np.ndarray, float, dict[str, int]]:
     series = nab.read_series(path, name=key)
     started = time.perf_counter()
     order: dict[str, int] = {}
@@ -74,14 +78,22 @@ class Evaluation:
         out: dict[str, Any] = {name: round(r.score, 3) for name, r in self.results.items()}
         out.update(files=self.files, windows=self.windows, events_per_second=round(self.events_per_second, 1))
         out["out_of_order"] = {
-            "policy": self.policy, **self.out_of_order, "files": list(self.out_of_order_files)
+            "policy": self.policy,
+            **self.out_of_order,
+            "files": list(self.out_of_order_files),
         }
         return out
 
 
-def evaluate(data_dir: Path, labels_path: Path, *, config: DetectorConfig | None = None, workers: int = 1,
-             profiles: tuple[str, ...] = tuple(nab.PROFILES), on_file: Callable[[str], None] | None = None
-             ) -> Evaluation:
+def evaluate(
+    data_dir: Path,
+    labels_path: Path,
+    *,
+    config: DetectorConfig | None = None,
+    workers: int = 1,
+    profiles: tuple[str, ...] = tuple(nab.PROFILES),
+    on_file: Callable[[str], None] | None = None,
+) -> Evaluation:
     """Detect on every CSV under `data_dir` and score each profile (threshold optimised per profile)."""
     labels = nab.load_windows(labels_path)
     jobs = nab.discover(data_dir, labels)
@@ -111,7 +123,14 @@ def evaluate(data_dir: Path, labels_path: Path, *, config: DetectorConfig | None
             done(*_run_file(path, key, config))
     labelled = [(nab.label_rows(key, runs[key][0], labels[key]), runs[key][1]) for _, key in jobs]
     results = {name: nab.score(labelled, name) for name in profiles}
-    return Evaluation(results=results, files=len(jobs), windows=sum(len(lab.windows) for lab, _ in labelled),
-                      events=sum(lab.n_rows for lab, _ in labelled), detector_seconds=busy,
-                      scores={key: runs[key][1] for _, key in jobs}, out_of_order=order,
-                      out_of_order_files=tuple(sorted(odd)), policy=(config or DetectorConfig()).out_of_order)
+    return Evaluation(
+        results=results,
+        files=len(jobs),
+        windows=sum(len(lab.windows) for lab, _ in labelled),
+        events=sum(lab.n_rows for lab, _ in labelled),
+        detector_seconds=busy,
+        scores={key: runs[key][1] for _, key in jobs},
+        out_of_order=order,
+        out_of_order_files=tuple(sorted(odd)),
+        policy=(config or DetectorConfig()).out_of_order,
+    )

@@ -259,7 +259,7 @@ class AutomationMonitors:
         self._seen: deque[str] = deque(maxlen=self.config.dedupe_window)
 
     def order_of(self, source: str, at: datetime) -> str:
-        """"in order", "duplicate" or "late": how a run report at `at` relates to `source`'s series."""
+        """ "in order", "duplicate" or "late": how a run report at `at` relates to `source`'s series."""
         mon = self.series.get(source)
         return mon.order_of(at) if mon is not None else "in order"
 

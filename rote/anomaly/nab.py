@@ -73,8 +73,11 @@ class LabelledFile:
     fp_weight: np.ndarray
 
 
-def label_rows(name: str, timestamps: Sequence[np.datetime64] | np.ndarray,
-               windows: Sequence[tuple[str, str]] | Sequence[Sequence[str]]) -> LabelledFile:
+def label_rows(
+    name: str,
+    timestamps: Sequence[np.datetime64] | np.ndarray,
+    windows: Sequence[tuple[str, str]] | Sequence[Sequence[str]],
+) -> LabelledFile:
     """Map inclusive [start, end] window timestamps onto row indexes and weight every row."""
     ts = np.asarray(timestamps, dtype="datetime64[ns]")
     n = len(ts)
@@ -110,8 +113,15 @@ def label_rows(name: str, timestamps: Sequence[np.datetime64] | np.ndarray,
         cursor = right + 1
     for i in range(cursor, n):
         fp[i] = _after_window(prev, i)
-    return LabelledFile(name=name, n_rows=n, probation=probationary_rows(n), windows=tuple(spans),
-                        window=window, tp_weight=tp, fp_weight=fp)
+    return LabelledFile(
+        name=name,
+        n_rows=n,
+        probation=probationary_rows(n),
+        windows=tuple(spans),
+        window=window,
+        tp_weight=tp,
+        fp_weight=fp,
+    )
 
 
 def _after_window(prev: tuple[int, int] | None, i: int) -> float:
@@ -243,14 +253,24 @@ def score(files: Iterable[tuple[LabelledFile, np.ndarray]], profile: Profile | s
                 hits += 1
             else:
                 raw -= prof.a_fn
-        per_file[name] = {"raw": round(raw, 4), "detected_windows": hits,
-                          "false_positives": int(np.count_nonzero(det & (w_all < 0)))}
+        per_file[name] = {
+            "raw": round(raw, 4),
+            "detected_windows": hits,
+            "false_positives": int(np.count_nonzero(det & (w_all < 0))),
+        }
     denominator = perfect - null
     normalised = 100.0 * (best_raw - null) / denominator if denominator > 0 else 0.0
-    return NabResult(profile=prof.name, score=float(normalised), raw=float(best_raw),
-                     threshold=best_threshold,
-                     true_positives=tp_windows, false_negatives=n_windows - tp_windows,
-                     false_positives=fps, windows=n_windows, per_file=per_file)
+    return NabResult(
+        profile=prof.name,
+        score=float(normalised),
+        raw=float(best_raw),
+        threshold=best_threshold,
+        true_positives=tp_windows,
+        false_negatives=n_windows - tp_windows,
+        false_positives=fps,
+        windows=n_windows,
+        per_file=per_file,
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -90,8 +90,9 @@ def register(app: typer.Typer) -> None:
         from rote.cli.console import table as folding_table
 
         # every column folds rather than cuts: an id or a reason is whole at any width, on a terminal or not
-        table = folding_table("id", "ver", "state", "reason", "runs in", "tests", "runs", "success", "p50",
-                              title="automations")
+        table = folding_table(
+            "id", "ver", "state", "reason", "runs in", "tests", "runs", "success", "p50", title="automations"
+        )
         for r in reg.records():
             add_row(table, *_summary_row(r))
         console = out_console()

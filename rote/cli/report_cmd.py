@@ -78,8 +78,16 @@ def _print_summary(report: Any, html: Path | None) -> None:
             str(row.get("automation_state") or "–"),
         )
     out.print(c)
-    t = table("automation", "state", "tests (current version)", "runs", "saved/run", "time saved", "ROI",
-              title="Automations")
+    t = table(
+        "automation",
+        "state",
+        "tests (current version)",
+        "runs",
+        "saved/run",
+        "time saved",
+        "ROI",
+        title="Automations",
+    )
     for a in report.automations:
         per_run = units.duration(a["time_saved_per_run_seconds"]) + (" (projected)" if a["projected"] else "")
         add_row(
@@ -95,8 +103,14 @@ def _print_summary(report: Any, html: Path | None) -> None:
     out.print(t)
     b = table("#", "where", "step", "share", "why", title="Top bottlenecks")
     for x in report.bottlenecks[:8]:
-        add_row(b, str(x["rank"]), f"{x['scope']}: {x['scope_name']}", x["label"], units.percent(x["share"]),
-                  "; ".join(x["reasons"]))
+        add_row(
+            b,
+            str(x["rank"]),
+            f"{x['scope']}: {x['scope_name']}",
+            x["label"],
+            units.percent(x["share"]),
+            "; ".join(x["reasons"]),
+        )
     out.print(b)
     if html is not None:
         out.print(f"HTML report: {html}", highlight=False)
@@ -144,8 +158,10 @@ def register(app: typer.Typer) -> None:
 
         try:
             cost = CostModel.from_env(
-                hourly_rate=hourly_rate, build_cost_hours=build_cost_hours,
-                test_cost_per_run_seconds=test_cost_per_run_seconds, run_cost_per_second=run_cost_per_second,
+                hourly_rate=hourly_rate,
+                build_cost_hours=build_cost_hours,
+                test_cost_per_run_seconds=test_cost_per_run_seconds,
+                run_cost_per_second=run_cost_per_second,
                 currency=currency,
             )
             when = datetime.fromisoformat(now) if now else datetime.now(UTC)
@@ -153,9 +169,14 @@ def register(app: typer.Typer) -> None:
                 when = when.replace(tzinfo=UTC)
             events = read_archive(from_dir or last_run_dir(), progress=not as_json)
             report = compose_report(
-                candidates=events["candidates"], automations=events["automations"],
-                test_results=events["test-results"], runs=events["metrics"], anomalies=events["anomalies"],
-                cost=cost, now=when, top_n=top,
+                candidates=events["candidates"],
+                automations=events["automations"],
+                test_results=events["test-results"],
+                runs=events["metrics"],
+                anomalies=events["anomalies"],
+                cost=cost,
+                now=when,
+                top_n=top,
             )
         except (RoteError, ValueError) as exc:
             if as_json:

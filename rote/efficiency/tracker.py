@@ -254,8 +254,14 @@ class EfficiencyTracker:
     def apply_automation(self, a: Automation) -> None:
         rec = self._autos.setdefault(
             a.automation_id,
-            {"candidate_id": a.candidate_id, "name": a.name, "state": a.state, "versions": set(),
-             "created_at": a.created_at, "version": 0},
+            {
+                "candidate_id": a.candidate_id,
+                "name": a.name,
+                "state": a.state,
+                "versions": set(),
+                "created_at": a.created_at,
+                "version": 0,
+            },
         )
         rec["versions"].add(a.version)
         rec["created_at"] = min(rec["created_at"], a.created_at)
@@ -274,7 +280,12 @@ class EfficiencyTracker:
             return  # not after the newest run already folded: a redelivery of one that was folded
         fresh = m.run_id not in self._runs
         self._runs[m.run_id] = (
-            m.automation_id, m.version, m.source, m.started_at, m.duration_seconds, m.success
+            m.automation_id,
+            m.version,
+            m.source,
+            m.started_at,
+            m.duration_seconds,
+            m.success,
         )
         if fresh and sum(1 for v in self._runs.values() if v[0] == m.automation_id) > self.max_runs:
             self._fold_oldest_run(m.automation_id)
@@ -282,8 +293,16 @@ class EfficiencyTracker:
     def _fold(self, aid: str) -> dict[str, float]:
         return self._folded.setdefault(
             aid,
-            {"prod": 0, "prod_ok": 0, "prod_ok_seconds": 0.0, "prod_seconds": 0.0, "sandbox": 0,
-             "tests": 0, "tests_passed": 0, "test_seconds": 0.0},
+            {
+                "prod": 0,
+                "prod_ok": 0,
+                "prod_ok_seconds": 0.0,
+                "prod_seconds": 0.0,
+                "sandbox": 0,
+                "tests": 0,
+                "tests_passed": 0,
+                "test_seconds": 0.0,
+            },
         )
 
     def _fold_oldest_run(self, aid: str) -> None:
@@ -309,8 +328,13 @@ class EfficiencyTracker:
         f["test_seconds"] += wall
 
     @classmethod
-    def merged(cls, trackers: Iterable[EfficiencyTracker], *, cost: CostModel | None = None,
-               trend: TrendConfig | None = None) -> EfficiencyTracker:
+    def merged(
+        cls,
+        trackers: Iterable[EfficiencyTracker],
+        *,
+        cost: CostModel | None = None,
+        trend: TrendConfig | None = None,
+    ) -> EfficiencyTracker:
         """One tracker over the events of several (the agent keeps one per automation and per routine)."""
         out = cls(cost, trend)
         for t in trackers:
@@ -408,15 +432,24 @@ class EfficiencyTracker:
             durs = np.asarray(list(self._instances.get(cid, {}).values()), dtype=float)
             if durs.size:
                 out[cid] = RoutineBaseline(
-                    candidate_id=cid, name=self._names.get(cid, cid), instances=int(durs.size),
-                    median_seconds=float(np.median(durs)), mean_seconds=float(durs.mean()),
-                    p90_seconds=float(np.percentile(durs, 90)), source="instances",
+                    candidate_id=cid,
+                    name=self._names.get(cid, cid),
+                    instances=int(durs.size),
+                    median_seconds=float(np.median(durs)),
+                    mean_seconds=float(durs.mean()),
+                    p90_seconds=float(np.percentile(durs, 90)),
+                    source="instances",
                 )
             elif cid in self._fallback:
                 m = self._fallback[cid]
                 out[cid] = RoutineBaseline(
-                    candidate_id=cid, name=self._names.get(cid, cid), instances=0, median_seconds=m,
-                    mean_seconds=m, p90_seconds=m, source="candidate_mean",
+                    candidate_id=cid,
+                    name=self._names.get(cid, cid),
+                    instances=0,
+                    median_seconds=m,
+                    mean_seconds=m,
+                    p90_seconds=m,
+                    source="candidate_mean",
                 )
         return out
 
@@ -489,7 +522,11 @@ class EfficiencyTracker:
         )
 
     def _automation_summary(
-        self, aid: str, df: pd.DataFrame, tests: pd.DataFrame, baselines: dict[str, RoutineBaseline],
+        self,
+        aid: str,
+        df: pd.DataFrame,
+        tests: pd.DataFrame,
+        baselines: dict[str, RoutineBaseline],
         now: datetime,
     ) -> AutomationEfficiency:
         cost = self.cost
@@ -602,17 +639,25 @@ class EfficiencyTracker:
                 "rolling_ratio": float(s["ratio"].rolling(cfg.rolling_runs, min_periods=1).mean().iloc[-1]),
                 "ewma_ratio": float(s["ratio"].ewm(alpha=cfg.ewma_alpha).mean().iloc[-1]),
                 "speedup": _finite(float(s["baseline"].sum() / s["duration"].sum()))
-                if s["duration"].sum() > 0 else None,
+                if s["duration"].sum() > 0
+                else None,
                 "share_of_baseline_saved": float(s["saved"].sum() / s["baseline"].sum()),
             },
-            "direction": "improving" if (last - first) > 0.05 * abs(first) else
-            "worsening" if (first - last) > 0.05 * abs(first) else "flat",
+            "direction": "improving"
+            if (last - first) > 0.05 * abs(first)
+            else "worsening"
+            if (first - last) > 0.05 * abs(first)
+            else "flat",
         }
         idx = np.unique(np.linspace(0, len(s) - 1, min(len(s), cfg.max_series_points)).round().astype(int))
         series = [
-            {"t": row.started_at.isoformat(), "saved_seconds": float(row.saved),
-             "cumulative_seconds": float(row.cumulative), "rolling_mean_seconds": float(row.rolling),
-             "ewma_seconds": float(row.ewma)}
+            {
+                "t": row.started_at.isoformat(),
+                "saved_seconds": float(row.saved),
+                "cumulative_seconds": float(row.cumulative),
+                "rolling_mean_seconds": float(row.rolling),
+                "ewma_seconds": float(row.ewma),
+            }
             for row in s.iloc[idx].itertuples()
         ]
         span = (s["started_at"].iloc[-1] - s["started_at"].iloc[0]).total_seconds()
@@ -620,8 +665,13 @@ class EfficiencyTracker:
         b = s.set_index("started_at")["saved"].resample(freq).agg(["sum", "count"])
         b["rolling_sum"] = b["sum"].rolling(7, min_periods=1).sum()
         buckets = [
-            {"t": ts.isoformat(), "freq": freq, "saved_seconds": float(r["sum"]), "runs": int(r["count"]),
-             "rolling_7_sum_seconds": float(r["rolling_sum"])}
+            {
+                "t": ts.isoformat(),
+                "freq": freq,
+                "saved_seconds": float(r["sum"]),
+                "runs": int(r["count"]),
+                "rolling_7_sum_seconds": float(r["rolling_sum"]),
+            }
             for ts, r in b.iterrows()
         ]
         trends["bucket"] = freq

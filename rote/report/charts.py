@@ -51,7 +51,12 @@ def empty(width: int, height: int, message: str) -> str:
 
 
 def line_chart(
-    points: Sequence[tuple[datetime, float]], *, title: str, unit: str, width: int = 900, height: int = 300,
+    points: Sequence[tuple[datetime, float]],
+    *,
+    title: str,
+    unit: str,
+    width: int = 900,
+    height: int = 300,
 ) -> str:
     """Cumulative series over time: area under a line, time on x."""
     if len(points) < 1:
@@ -72,37 +77,54 @@ def line_chart(
     def sy(y: float) -> float:
         return top + ph - (y - y0) / (y1 - y0) * ph
 
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img'"
-             f" aria-label='{escape(title)}'>"]
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img'"
+        f" aria-label='{escape(title)}'>"
+    ]
     for t in ticks:
-        parts.append(f"<line x1='{left}' x2='{left + pw}' y1='{sy(t):.1f}' y2='{sy(t):.1f}'"
-                     f" stroke='{COLORS['grid']}'/>")
-        parts.append(f"<text x='{left - 8}' y='{sy(t) + 4:.1f}' text-anchor='end' {FONT} font-size='11'"
-                     f" fill='{COLORS['axis']}'>{t:g} {escape(unit)}</text>")
+        parts.append(
+            f"<line x1='{left}' x2='{left + pw}' y1='{sy(t):.1f}' y2='{sy(t):.1f}'"
+            f" stroke='{COLORS['grid']}'/>"
+        )
+        parts.append(
+            f"<text x='{left - 8}' y='{sy(t) + 4:.1f}' text-anchor='end' {FONT} font-size='11'"
+            f" fill='{COLORS['axis']}'>{t:g} {escape(unit)}</text>"
+        )
     coords = [(sx(x), sy(y)) for x, y in zip(xs, ys, strict=True)]
     if len(coords) == 1:
         coords = [(left, coords[0][1]), (left + pw, coords[0][1])]
     base = sy(max(y0, 0.0))
     area = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-    parts.append(f"<polygon points='{coords[0][0]:.1f},{base:.1f} {area} {coords[-1][0]:.1f},{base:.1f}'"
-                 f" fill='{COLORS['saved_area']}'/>")
+    parts.append(
+        f"<polygon points='{coords[0][0]:.1f},{base:.1f} {area} {coords[-1][0]:.1f},{base:.1f}'"
+        f" fill='{COLORS['saved_area']}'/>"
+    )
     parts.append(f"<polyline points='{area}' fill='none' stroke='{COLORS['saved_line']}' stroke-width='3'/>")
     for frac in (0.0, 0.5, 1.0):
         x = x0 + frac * (x1 - x0)
         label = datetime.fromtimestamp(x, tz=points[0][0].tzinfo).strftime("%Y-%m-%d %H:%M")
         anchor = "start" if frac == 0 else "end" if frac == 1 else "middle"
-        parts.append(f"<text x='{sx(x):.1f}' y='{top + ph + 20}' text-anchor='{anchor}' {FONT} font-size='11'"
-                     f" fill='{COLORS['axis']}'>{escape(label)}</text>")
+        parts.append(
+            f"<text x='{sx(x):.1f}' y='{top + ph + 20}' text-anchor='{anchor}' {FONT} font-size='11'"
+            f" fill='{COLORS['axis']}'>{escape(label)}</text>"
+        )
     parts.append(f"<line x1='{left}' x2='{left}' y1='{top}' y2='{top + ph}' stroke='{COLORS['axis']}'/>")
-    parts.append(f"<line x1='{left}' x2='{left + pw}' y1='{top + ph}' y2='{top + ph}'"
-                 f" stroke='{COLORS['axis']}'/>")
+    parts.append(
+        f"<line x1='{left}' x2='{left + pw}' y1='{top + ph}' y2='{top + ph}' stroke='{COLORS['axis']}'/>"
+    )
     parts.append("</svg>")
     return "".join(parts)
 
 
 def bar_chart(
-    bars: Sequence[tuple[str, float, str]], *, title: str, fmt: str = "{:.1f}", width: int = 900,
-    bar_height: int = 22, label_width: int = 320, max_value: float | None = None,
+    bars: Sequence[tuple[str, float, str]],
+    *,
+    title: str,
+    fmt: str = "{:.1f}",
+    width: int = 900,
+    bar_height: int = 22,
+    label_width: int = 320,
+    max_value: float | None = None,
 ) -> str:
     """Horizontal bars (label, value, colour); negative values grow left from a zero line."""
     if not bars:
@@ -121,24 +143,33 @@ def bar_chart(
         return plot_left + (v - lo) / (hi - lo) * plot_w
 
     zero = sx(0.0)
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img'"
-             f" aria-label='{escape(title)}'>"]
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img'"
+        f" aria-label='{escape(title)}'>"
+    ]
     for i, (label, value, color) in enumerate(bars):
         y = top + i * (bar_height + gap)
         short = label if len(label) <= 48 else label[:47] + "…"
-        parts.append(f"<text x='{label_width}' y='{y + bar_height * 0.7:.1f}' text-anchor='end' {FONT}"
-                     f" font-size='12' fill='{COLORS['text']}'><title>{escape(label)}</title>"
-                     f"{escape(short)}</text>")
+        parts.append(
+            f"<text x='{label_width}' y='{y + bar_height * 0.7:.1f}' text-anchor='end' {FONT}"
+            f" font-size='12' fill='{COLORS['text']}'><title>{escape(label)}</title>"
+            f"{escape(short)}</text>"
+        )
         x, w = (zero, sx(value) - zero) if value >= 0 else (sx(value), zero - sx(value))
-        parts.append(f"<rect x='{x:.1f}' y='{y}' width='{max(w, 1.0):.1f}' height='{bar_height}'"
-                     f" fill='{color}'/>")
+        parts.append(
+            f"<rect x='{x:.1f}' y='{y}' width='{max(w, 1.0):.1f}' height='{bar_height}' fill='{color}'/>"
+        )
         tx = x + w + 6 if value >= 0 else x - 6
         anchor = "start" if value >= 0 else "end"
         if value < 0 and tx < plot_left + 40:
             tx, anchor = zero + 6, "start"
-        parts.append(f"<text x='{tx:.1f}' y='{y + bar_height * 0.7:.1f}' text-anchor='{anchor}' {FONT}"
-                     f" font-size='11' fill='{COLORS['axis']}'>{escape(fmt.format(value))}</text>")
-    parts.append(f"<line x1='{zero:.1f}' x2='{zero:.1f}' y1='{top - 4}' y2='{height - top + 4}'"
-                 f" stroke='{COLORS['axis']}'/>")
+        parts.append(
+            f"<text x='{tx:.1f}' y='{y + bar_height * 0.7:.1f}' text-anchor='{anchor}' {FONT}"
+            f" font-size='11' fill='{COLORS['axis']}'>{escape(fmt.format(value))}</text>"
+        )
+    parts.append(
+        f"<line x1='{zero:.1f}' x2='{zero:.1f}' y1='{top - 4}' y2='{height - top + 4}'"
+        f" stroke='{COLORS['axis']}'/>"
+    )
     parts.append("</svg>")
     return "".join(parts)

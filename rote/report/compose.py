@@ -180,9 +180,14 @@ class ReportBuilder:
         b._candidates = dict(b.analyzer._candidates)
         b._automations = dict(b.analyzer._automations)
         for rid, t in r.dict("tests").items():
-            if not (isinstance(t, list) and len(t) in (3, 5) and isinstance(t[0], str)
-                    and isinstance(t[1], int) and isinstance(t[2], bool)
-                    and all(isinstance(x, str) for x in t[3:])):
+            if not (
+                isinstance(t, list)
+                and len(t) in (3, 5)
+                and isinstance(t[0], str)
+                and isinstance(t[1], int)
+                and isinstance(t[2], bool)
+                and all(isinstance(x, str) for x in t[3:])
+            ):
                 raise StateError(
                     f"{cls.STATE_KIND}.tests.{rid}: expected [automation, version, passed, language, verdict]"
                 )
@@ -252,27 +257,29 @@ class ReportBuilder:
         for c in ranked[: self.top_n]:
             auto = by_candidate.get(c.candidate_id)
             base = baselines.get(c.candidate_id)
-            rows.append({
-                "candidate_id": c.candidate_id,
-                "version": c.version,
-                "user_id": c.user_id,
-                "name": candidate_name(c),
-                "variant_note": c.variant_note,
-                "sop": list(c.sop),
-                "first_seen": c.first_seen.isoformat(),
-                "last_seen": c.last_seen.isoformat(),
-                "steps": len(c.steps),
-                "score": c.score,
-                "rank": c.rank,
-                "priority": c.priority,
-                "occurrences": c.occurrences,
-                "mean_duration_seconds": c.mean_duration_seconds,
-                "baseline_seconds": base.median_seconds if base else None,
-                "estimated_hours_saved_per_year": c.estimated_hours_saved_per_year,
-                "breakdown": c.breakdown.model_dump(mode="json"),
-                "automation_id": auto.automation_id if auto else None,
-                "automation_state": auto.state if auto else None,
-            })
+            rows.append(
+                {
+                    "candidate_id": c.candidate_id,
+                    "version": c.version,
+                    "user_id": c.user_id,
+                    "name": candidate_name(c),
+                    "variant_note": c.variant_note,
+                    "sop": list(c.sop),
+                    "first_seen": c.first_seen.isoformat(),
+                    "last_seen": c.last_seen.isoformat(),
+                    "steps": len(c.steps),
+                    "score": c.score,
+                    "rank": c.rank,
+                    "priority": c.priority,
+                    "occurrences": c.occurrences,
+                    "mean_duration_seconds": c.mean_duration_seconds,
+                    "baseline_seconds": base.median_seconds if base else None,
+                    "estimated_hours_saved_per_year": c.estimated_hours_saved_per_year,
+                    "breakdown": c.breakdown.model_dump(mode="json"),
+                    "automation_id": auto.automation_id if auto else None,
+                    "automation_state": auto.state if auto else None,
+                }
+            )
         return rows
 
     def _automation_rows(self, eff: EfficiencySummary) -> list[dict[str, Any]]:
@@ -287,17 +294,19 @@ class ReportBuilder:
             a = self._automations.get(e.automation_id)
             current = tally(verdicts.get((e.automation_id, a.version), []) if a else [])
             name = self._name_of("automation", e.automation_id)
-            rows.append({
-                **e.to_dict(),
-                "name": name or e.name,
-                "version": a.version if a else None,
-                "verified": bool(a and a.state in VERIFIED_STATES),
-                "pass_rate": current.passed / current.ran if current.ran else None,
-                "current_tests": current.to_dict(),
-                "current_tests_text": current.short(),
-                "anomalies": self._anomaly_counts.get(e.automation_id, 0),
-                "evidence": ev.to_dict() if (ev := self._evidence.get(e.automation_id)) else None,
-            })
+            rows.append(
+                {
+                    **e.to_dict(),
+                    "name": name or e.name,
+                    "version": a.version if a else None,
+                    "verified": bool(a and a.state in VERIFIED_STATES),
+                    "pass_rate": current.passed / current.ran if current.ran else None,
+                    "current_tests": current.to_dict(),
+                    "current_tests_text": current.short(),
+                    "anomalies": self._anomaly_counts.get(e.automation_id, 0),
+                    "evidence": ev.to_dict() if (ev := self._evidence.get(e.automation_id)) else None,
+                }
+            )
         return rows
 
     def _anomaly_rows(self) -> list[dict[str, Any]]:
@@ -310,8 +319,14 @@ class ReportBuilder:
         d.pop("automations")
         d["cost_model"] = self.cost.to_dict()
         d["roi_by_automation"] = [
-            {"automation_id": a.automation_id, "name": self._name_of("automation", a.automation_id) or a.name,
-             "roi": a.roi, "value_saved": a.value_saved, "cost_total": a.cost_total, "projected": a.projected}
+            {
+                "automation_id": a.automation_id,
+                "name": self._name_of("automation", a.automation_id) or a.name,
+                "roi": a.roi,
+                "value_saved": a.value_saved,
+                "cost_total": a.cost_total,
+                "projected": a.projected,
+            }
             for a in sorted(eff.automations, key=lambda a: -(a.roi if a.roi is not None else -1e18))
         ]
         d["step_breakdown"] = [self._renamed(s) for s in _step_breakdown(analysis)]
@@ -361,8 +376,10 @@ class RunEvidence:
 
     def slowest(self, n: int = 3) -> list[dict[str, Any]]:
         means = [(total / count, step, label) for step, (label, count, total) in self.steps.items() if count]
-        return [{"step": step, "label": label, "mean_seconds": mean}
-                for mean, step, label in sorted(means, key=lambda t: (-t[0], t[1]))[:n]]
+        return [
+            {"step": step, "label": label, "mean_seconds": mean}
+            for mean, step, label in sorted(means, key=lambda t: (-t[0], t[1]))[:n]
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -375,8 +392,14 @@ class RunEvidence:
 
     def to_state(self) -> dict[str, Any]:
         steps = [[step, label, count, total] for step, (label, count, total) in sorted(self.steps.items())]
-        return {"runs": self.runs, "succeeded": self.succeeded, "simulated": self.simulated,
-                "seconds": self.seconds, "steps": steps, "recent": [list(r) for r in self.recent]}
+        return {
+            "runs": self.runs,
+            "succeeded": self.succeeded,
+            "simulated": self.simulated,
+            "seconds": self.seconds,
+            "steps": steps,
+            "recent": [list(r) for r in self.recent],
+        }
 
     @classmethod
     def from_state(cls, data: Any, where: str) -> RunEvidence:
@@ -412,15 +435,22 @@ def _step_breakdown(analysis: WorkflowAnalysis, *, scopes: int = 4, steps: int =
         totals[(s.scope, s.scope_id)] = totals.get((s.scope, s.scope_id), 0.0) + s.total_seconds
     out = []
     for (kind, sid), _ in sorted(totals.items(), key=lambda kv: -kv[1])[:scopes]:
-        st = sorted((s for s in analysis.step_stats if s.scope == kind and s.scope_id == sid),
-                    key=lambda s: -s.share)
+        st = sorted(
+            (s for s in analysis.step_stats if s.scope == kind and s.scope_id == sid), key=lambda s: -s.share
+        )
         top = st[:steps]
-        out.append({
-            "scope": kind, "scope_id": sid, "scope_name": st[0].scope_name if st else sid,
-            "steps": [{"step": s.step, "label": s.label, "share": s.share, "mean_seconds": s.mean_seconds}
-                      for s in top],
-            "other_share": max(sum(s.share for s in st[steps:]), 0.0),
-        })
+        out.append(
+            {
+                "scope": kind,
+                "scope_id": sid,
+                "scope_name": st[0].scope_name if st else sid,
+                "steps": [
+                    {"step": s.step, "label": s.label, "share": s.share, "mean_seconds": s.mean_seconds}
+                    for s in top
+                ],
+                "other_share": max(sum(s.share for s in st[steps:]), 0.0),
+            }
+        )
     return out
 
 

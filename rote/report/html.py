@@ -101,8 +101,10 @@ def _groups(groups: list[list[int]], labels: list[list[str]]) -> str:
     for g, names in zip(groups, labels, strict=True):
         contiguous = g == list(range(g[0], g[-1] + 1)) and len(g) > 1
         span = f"{g[0]}–{g[-1]}" if contiguous else ",".join(map(str, g))
-        out.append(f"<span title='{escape(', '.join(names))}'>[{escape(span)}] {escape(_short(names[0], 28))}"
-                   f"{' …' if len(names) > 1 else ''}</span>")
+        out.append(
+            f"<span title='{escape(', '.join(names))}'>[{escape(span)}] {escape(_short(names[0], 28))}"
+            f"{' …' if len(names) > 1 else ''}</span>"
+        )
     return f"{len(groups)} groups: " + "<br>".join(out)
 
 
@@ -158,12 +160,16 @@ def _evidence(automations: Sequence[dict[str, Any]]) -> str:
         runs, simulated = int(ev.get("production_runs") or 0), int(ev.get("simulated_runs") or 0)
         if not runs and not simulated:
             continue
-        slow = ", ".join(f"{s['step']}. {escape(str(s['label']))} {fmt_seconds(s['mean_seconds'])}"
-                         for s in ev.get("slowest_steps", []))
-        text = (f"<b>{escape(a['name'])}</b>: {fmt_seconds(a.get('time_saved_seconds'))} saved over {runs} "
-                f"production run{'s' if runs != 1 else ''} ({int(ev.get('production_successes') or 0)} "
-                f"succeeded), measured by the executor: mean run {fmt_seconds(ev.get('mean_run_seconds'))} "
-                f"against a manual baseline of {fmt_seconds(a.get('baseline_seconds'))}")
+        slow = ", ".join(
+            f"{s['step']}. {escape(str(s['label']))} {fmt_seconds(s['mean_seconds'])}"
+            for s in ev.get("slowest_steps", [])
+        )
+        text = (
+            f"<b>{escape(a['name'])}</b>: {fmt_seconds(a.get('time_saved_seconds'))} saved over {runs} "
+            f"production run{'s' if runs != 1 else ''} ({int(ev.get('production_successes') or 0)} "
+            f"succeeded), measured by the executor: mean run {fmt_seconds(ev.get('mean_run_seconds'))} "
+            f"against a manual baseline of {fmt_seconds(a.get('baseline_seconds'))}"
+        )
         if slow:
             text += f"; slowest steps of the automation: {slow}"
         if simulated:
@@ -183,33 +189,52 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
     unit, div = _time_unit(max_saved)
     saved_chart = line_chart(
         [(datetime.fromisoformat(p["t"]), p["cumulative_seconds"] / div) for p in series],
-        title="Time saved over time", unit=unit,
+        title="Time saved over time",
+        unit=unit,
     )
     roi_rows = [r for r in eff.get("roi_by_automation", []) if r.get("roi") is not None]
     roi_chart = bar_chart(
-        [(f"{r['name']}{' (projected: no production runs)' if r.get('projected') else ''}", r["roi"] * 100,
-          COLORS["roi_pos"] if r["roi"] >= 0 else COLORS["roi_neg"]) for r in roi_rows],
-        title="ROI by automation", fmt="{:+,.0f}%",
+        [
+            (
+                f"{r['name']}{' (projected: no production runs)' if r.get('projected') else ''}",
+                r["roi"] * 100,
+                COLORS["roi_pos"] if r["roi"] >= 0 else COLORS["roi_neg"],
+            )
+            for r in roi_rows
+        ],
+        title="ROI by automation",
+        fmt="{:+,.0f}%",
     )
     bn = chart_bottlenecks(report.bottlenecks)
     bottleneck_chart = bar_chart(
         [(f"{b['label']} · {_short(b['scope_name'])}", b["share"] * 100, _bottleneck_color(b)) for b in bn],
-        title="Bottlenecks", fmt="{:.1f}%",
+        title="Bottlenecks",
+        fmt="{:.1f}%",
     )
     cand_chart = bar_chart(
-        [(f"#{i + 1} {c['name']}", float(c["score"]), COLORS["candidate"])
-         for i, c in enumerate(report.top_candidates)],
-        title="Candidate ranking", fmt="{:.0f}", max_value=100.0,
+        [
+            (f"#{i + 1} {c['name']}", float(c["score"]), COLORS["candidate"])
+            for i, c in enumerate(report.top_candidates)
+        ],
+        title="Candidate ranking",
+        fmt="{:.0f}",
+        max_value=100.0,
     )
 
     roi = eff.get("roi")
     roi_line = f"<p><b>ROI {escape(str(eff['roi_explained']))}</b></p>" if eff.get("roi_explained") else ""
     score = report.optimization_score
     cards = [
-        ("Time saved", fmt_seconds(eff.get("time_saved_seconds")),
-         f"{eff.get('successful_runs', 0)} successful production runs"),
-        ("Value of time saved", fmt_money(eff.get("value_saved"), cur),
-         f"at {eff.get('hourly_rate', 0):g} {cur}/h"),
+        (
+            "Time saved",
+            fmt_seconds(eff.get("time_saved_seconds")),
+            f"{eff.get('successful_runs', 0)} successful production runs",
+        ),
+        (
+            "Value of time saved",
+            fmt_money(eff.get("value_saved"), cur),
+            f"at {eff.get('hourly_rate', 0):g} {cur}/h",
+        ),
         ("Total cost", fmt_money(eff.get("cost", {}).get("total"), cur), "build, test, run, maintenance"),
         ("ROI", units.percent(roi, signed=True), "(value − cost) / cost; see the ROI section"),
         ("Optimization score", "–" if score is None else f"{score:.0f} / 100", "higher = less left to gain"),
@@ -225,15 +250,19 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
     trend_rows = [
         ("Production runs in the trend", _num(trends.get("runs"))),
         ("Mean time saved per run", fmt_seconds(trends.get("mean_saved_per_run_seconds"))),
-        (f"Rolling mean (last {trends.get('rolling_window_runs', '–')} runs)",
-         fmt_seconds(trends.get("rolling_mean_saved_seconds"))),
+        (
+            f"Rolling mean (last {trends.get('rolling_window_runs', '–')} runs)",
+            fmt_seconds(trends.get("rolling_mean_saved_seconds")),
+        ),
         (f"EWMA (α = {trends.get('ewma_alpha', '–')})", fmt_seconds(trends.get("ewma_saved_seconds"))),
         ("Slope: change in saving per run", _num(trends.get("slope_saved_per_run"), 4) + " s/run"),
         ("Slope: change in saving per day", _num(trends.get("slope_saved_per_day"), 3) + " s/day"),
         ("Direction", escape(str(trends.get("direction", "–")))),
-        ("Automated time as share of manual baseline (mean / rolling / EWMA)",
-         f"{fmt_pct(vs.get('mean_ratio'), 1)} / {fmt_pct(vs.get('rolling_ratio'), 1)} / "
-         f"{fmt_pct(vs.get('ewma_ratio'), 1)}"),
+        (
+            "Automated time as share of manual baseline (mean / rolling / EWMA)",
+            f"{fmt_pct(vs.get('mean_ratio'), 1)} / {fmt_pct(vs.get('rolling_ratio'), 1)} / "
+            f"{fmt_pct(vs.get('ewma_ratio'), 1)}",
+        ),
         ("Speed-up over manual", "–" if vs.get("speedup") is None else f"{vs['speedup']:.1f}×"),
         ("Share of manual time saved", fmt_pct(vs.get("share_of_baseline_saved"), 1)),
     ]
@@ -242,19 +271,40 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
     weights = breakdown.get("weights", {})
 
     autos_table = _table(
-        ["automation", "state", "tests (current version)", "baseline", "automated", "saved/run",
-         "runs (failed)", "time saved", "value", "cost", "ROI", "anomalies"],
         [
-            [escape(a["name"]), escape(str(a.get("state"))) + (" ✔" if a.get("verified") else ""),
-             escape(a.get("current_tests_text") or f"{a['tests_passed']}/{a['tests']}"),
-             fmt_seconds(a.get("baseline_seconds")),
-             fmt_seconds(a.get("automated_seconds"))
-             + (" (sandbox)" if a.get("automated_from") == "sandbox" else ""),
-             fmt_seconds(a.get("time_saved_per_run_seconds")) + (" projected" if a.get("projected") else ""),
-             f"{a['production_runs']} ({a['failed_runs']})", fmt_seconds(a.get("time_saved_seconds")),
-             fmt_money(a.get("value_saved"), cur), fmt_money(a.get("cost_total"), cur),
-             "–" if a.get("roi") is None else f"<span class='{'pos' if a['roi'] >= 0 else 'neg'}'>"
-             f"{units.percent(a['roi'], signed=True)}</span>", str(a.get("anomalies", 0))]
+            "automation",
+            "state",
+            "tests (current version)",
+            "baseline",
+            "automated",
+            "saved/run",
+            "runs (failed)",
+            "time saved",
+            "value",
+            "cost",
+            "ROI",
+            "anomalies",
+        ],
+        [
+            [
+                escape(a["name"]),
+                escape(str(a.get("state"))) + (" ✔" if a.get("verified") else ""),
+                escape(a.get("current_tests_text") or f"{a['tests_passed']}/{a['tests']}"),
+                fmt_seconds(a.get("baseline_seconds")),
+                fmt_seconds(a.get("automated_seconds"))
+                + (" (sandbox)" if a.get("automated_from") == "sandbox" else ""),
+                fmt_seconds(a.get("time_saved_per_run_seconds"))
+                + (" projected" if a.get("projected") else ""),
+                f"{a['production_runs']} ({a['failed_runs']})",
+                fmt_seconds(a.get("time_saved_seconds")),
+                fmt_money(a.get("value_saved"), cur),
+                fmt_money(a.get("cost_total"), cur),
+                "–"
+                if a.get("roi") is None
+                else f"<span class='{'pos' if a['roi'] >= 0 else 'neg'}'>"
+                f"{units.percent(a['roi'], signed=True)}</span>",
+                str(a.get("anomalies", 0)),
+            ]
             for a in report.automations
         ],
         numeric=range(2, 12),
@@ -262,12 +312,18 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
     cand_table = _table(
         ["#", "routine", "user", "score", "priority", "seen", "baseline", "saveable per year", "automation"],
         [
-            [str(i + 1), escape(c["name"]) + (f"<div class='meta'>{escape(c['variant_note'])}</div>"
-                                               if c.get("variant_note") else ""),
-             escape(c["user_id"]), f"{c['score']:.1f}", escape(c["priority"]),
-             str(c["occurrences"]), fmt_seconds(c.get("baseline_seconds")),
-             escape(units.hours(c["estimated_hours_saved_per_year"])),
-             escape(f"{c['automation_id']} ({c['automation_state']})") if c.get("automation_id") else "–"]
+            [
+                str(i + 1),
+                escape(c["name"])
+                + (f"<div class='meta'>{escape(c['variant_note'])}</div>" if c.get("variant_note") else ""),
+                escape(c["user_id"]),
+                f"{c['score']:.1f}",
+                escape(c["priority"]),
+                str(c["occurrences"]),
+                fmt_seconds(c.get("baseline_seconds")),
+                escape(units.hours(c["estimated_hours_saved_per_year"])),
+                escape(f"{c['automation_id']} ({c['automation_state']})") if c.get("automation_id") else "–",
+            ]
             for i, c in enumerate(report.top_candidates)
         ],
         numeric=(3, 5, 6, 7),
@@ -275,10 +331,18 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
     bn_table = _table(
         ["#", "where", "step", "kind", "share", "total", "mean", "cv", "severity", "why"],
         [
-            [str(b["rank"]), escape(f"{b['scope']}: {b['scope_name']}"),
-             escape(b["label"] if b.get("step") is None else f"{b['step']}. {b['label']}"), escape(b["kind"]),
-             fmt_pct(b["share"], 1), fmt_seconds(b["total_seconds"]), fmt_seconds(b["mean_seconds"]),
-             _num(b.get("cv")), escape(b["severity"]), escape("; ".join(b["reasons"]))]
+            [
+                str(b["rank"]),
+                escape(f"{b['scope']}: {b['scope_name']}"),
+                escape(b["label"] if b.get("step") is None else f"{b['step']}. {b['label']}"),
+                escape(b["kind"]),
+                fmt_pct(b["share"], 1),
+                fmt_seconds(b["total_seconds"]),
+                fmt_seconds(b["mean_seconds"]),
+                _num(b.get("cv")),
+                escape(b["severity"]),
+                escape("; ".join(b["reasons"])),
+            ]
             for b in report.bottlenecks
         ],
         numeric=(4, 5, 6, 7),
@@ -286,10 +350,15 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
     par_table = _table(
         ["routine", "independent groups", "sequential", "critical path", "saving", "speed-up", "times from"],
         [
-            [escape(p["scope_name"]),
-             _groups(p["groups"], p["group_labels"]),
-             fmt_seconds(p["sequential_seconds"]), fmt_seconds(p["critical_path_seconds"]),
-             fmt_seconds(p["saving_seconds"]), f"{p['speedup']:.2f}×", escape(p["durations_from"])]
+            [
+                escape(p["scope_name"]),
+                _groups(p["groups"], p["group_labels"]),
+                fmt_seconds(p["sequential_seconds"]),
+                fmt_seconds(p["critical_path_seconds"]),
+                fmt_seconds(p["saving_seconds"]),
+                f"{p['speedup']:.2f}×",
+                escape(p["durations_from"]),
+            ]
             for p in report.parallelization
         ],
         numeric=(2, 3, 4, 5),
@@ -297,9 +366,16 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
     cache_table = _table(
         ["step", "app", "target", "executions", "distinct inputs", "repeats", "hit ratio", "saving"],
         [
-            [escape(h["label"]), escape(h["app"]), escape(h["target"]), str(h["executions"]),
-             str(h["distinct_inputs"]), str(h["repeats"]), fmt_pct(h["hit_ratio"]),
-             fmt_seconds(h["saving_seconds"])]
+            [
+                escape(h["label"]),
+                escape(h["app"]),
+                escape(h["target"]),
+                str(h["executions"]),
+                str(h["distinct_inputs"]),
+                str(h["repeats"]),
+                fmt_pct(h["hit_ratio"]),
+                fmt_seconds(h["saving_seconds"]),
+            ]
             for h in report.caching
         ],
         numeric=(3, 4, 5, 6, 7),
@@ -307,10 +383,16 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
     anomaly_table = _table(
         ["observed at", "automation", "signal", "severity", "score", "observed", "expected", "explanation"],
         [
-            [escape(str(x["observed_at"])), escape(x["automation_id"]), escape(x["signal"]),
-             escape(x["severity"]), f"{x['score']:.2f}", _num(x["observed"]),
-             f"{_num(x['expected_low'])} – {_num(x['expected_high'])}",
-             escape(x["explanation"])]
+            [
+                escape(str(x["observed_at"])),
+                escape(x["automation_id"]),
+                escape(x["signal"]),
+                escape(x["severity"]),
+                f"{x['score']:.2f}",
+                _num(x["observed"]),
+                f"{_num(x['expected_low'])} – {_num(x['expected_high'])}",
+                escape(x["explanation"]),
+            ]
             for x in report.anomalies
         ],
         numeric=(4, 5),
@@ -327,13 +409,22 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
         numeric=(1,),
     )
     model_table = _table(
-        ["setting", "value"], [[escape(k), escape(str(v))] for k, v in eff.get("cost_model", {}).items()],
+        ["setting", "value"],
+        [[escape(k), escape(str(v))] for k, v in eff.get("cost_model", {}).items()],
     )
     base_table = _table(
         ["routine", "instances", "median", "mean", "p90", "from"],
-        [[escape(b["name"]), str(b["instances"]), fmt_seconds(b["median_seconds"]),
-          fmt_seconds(b["mean_seconds"]), fmt_seconds(b["p90_seconds"]), escape(b["source"])]
-         for b in eff.get("baselines", [])],
+        [
+            [
+                escape(b["name"]),
+                str(b["instances"]),
+                fmt_seconds(b["median_seconds"]),
+                fmt_seconds(b["mean_seconds"]),
+                fmt_seconds(b["p90_seconds"]),
+                escape(b["source"]),
+            ]
+            for b in eff.get("baselines", [])
+        ],
         numeric=(1, 2, 3, 4),
     )
     period = escape(fmt_span(report.period_start, report.period_end)) if report.period_start else ""
@@ -343,7 +434,8 @@ def render_html(report: OptimizationReport, *, title: str = "rote optimization r
         f"<div class='legend meta'><span style='background:{COLORS['bottleneck_routine']}'></span>manual step"
         f"<span style='background:{COLORS['bottleneck_automation']}'></span>automation step"
         f"<span style='background:{COLORS['bottleneck_wait']}'></span>waiting / queueing</div>"
-        if bn else ""
+        if bn
+        else ""
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>

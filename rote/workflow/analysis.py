@@ -40,8 +40,20 @@ DEFAULT_NAVIGATION_ACTIONS = frozenset(
 )
 #: Actions that write a value somewhere: repeating them with the same input is not a cache hit.
 DEFAULT_WRITE_ACTIONS = frozenset(
-    {"paste", "editfield", "insertvalue", "type", "typetext", "input", "setvalue", "changefield", "editcell",
-     "clickcheckbox", "selectoptions", "select"}
+    {
+        "paste",
+        "editfield",
+        "insertvalue",
+        "type",
+        "typetext",
+        "input",
+        "setvalue",
+        "changefield",
+        "editcell",
+        "clickcheckbox",
+        "selectoptions",
+        "select",
+    }
 )
 
 
@@ -75,7 +87,11 @@ class AnalyzerConfig:
     #: Weights of the optimization score's factors (they are normalised to sum to 1).
     score_weights: Mapping[str, float] = field(
         default_factory=lambda: {
-            "balance": 0.25, "stability": 0.2, "flow": 0.2, "parallelism": 0.2, "reuse": 0.15,
+            "balance": 0.25,
+            "stability": 0.2,
+            "flow": 0.2,
+            "parallelism": 0.2,
+            "reuse": 0.15,
         }
     )
     #: How many runs per automation the incremental analyzer keeps (older ones age out). A run of a
@@ -428,9 +444,17 @@ def _scope_bottlenecks(scope: _Scope, stats: list[StepStats], cfg: AnalyzerConfi
         if reasons:
             found.append(
                 Bottleneck(
-                    scope=scope.kind, scope_id=scope.scope_id, scope_name=scope.name, kind="step",
-                    step=s.step, label=s.label, share=s.share, total_seconds=s.total_seconds,
-                    mean_seconds=s.mean_seconds, cv=s.cv, reasons=reasons,
+                    scope=scope.kind,
+                    scope_id=scope.scope_id,
+                    scope_name=scope.name,
+                    kind="step",
+                    step=s.step,
+                    label=s.label,
+                    share=s.share,
+                    total_seconds=s.total_seconds,
+                    mean_seconds=s.mean_seconds,
+                    cv=s.cv,
+                    reasons=reasons,
                     severity=_severity(s.share, fair) if k > 1 else "low",
                 )
             )
@@ -447,9 +471,17 @@ def _scope_bottlenecks(scope: _Scope, stats: list[StepStats], cfg: AnalyzerConfi
         share = wait / scope.total_seconds
         found.append(
             Bottleneck(
-                scope=scope.kind, scope_id=scope.scope_id, scope_name=scope.name, kind="wait", step=None,
-                label="waiting", share=share, total_seconds=wait,
-                mean_seconds=wait / max(scope.samples, 1), cv=None, reasons=reasons,
+                scope=scope.kind,
+                scope_id=scope.scope_id,
+                scope_name=scope.name,
+                kind="wait",
+                step=None,
+                label="waiting",
+                share=share,
+                total_seconds=wait,
+                mean_seconds=wait / max(scope.samples, 1),
+                cv=None,
+                reasons=reasons,
                 severity="high" if share >= 0.3 else "medium" if share >= 0.15 else "low",
             )
         )
@@ -485,9 +517,18 @@ def _queueing(scope: _Scope, cfg: AnalyzerConfig) -> Bottleneck | None:
         reasons.append(f"{overlaps} of {len(spans)} runs started before the previous one finished")
     share = wq * len(spans) / (scope.total_seconds + wq * len(spans))
     return Bottleneck(
-        scope=scope.kind, scope_id=scope.scope_id, scope_name=scope.name, kind="queue", step=None,
-        label="queueing", share=share, total_seconds=wq * len(spans), mean_seconds=wq, cv=None,
-        reasons=reasons, severity="high" if rho >= 0.9 else "medium",
+        scope=scope.kind,
+        scope_id=scope.scope_id,
+        scope_name=scope.name,
+        kind="queue",
+        step=None,
+        label="queueing",
+        share=share,
+        total_seconds=wq * len(spans),
+        mean_seconds=wq,
+        cv=None,
+        reasons=reasons,
+        severity="high" if rho >= 0.9 else "medium",
     )
 
 
@@ -551,8 +592,11 @@ def parallel_plan(
     """
     n = len(c.steps)
     edges = dependency_edges(c.steps, cfg)
-    barriers = [j for j, s in enumerate(c.steps)
-                if _in(s.action_type, cfg.commit_actions) or _in(s.action_type, cfg.navigation_actions)]
+    barriers = [
+        j
+        for j, s in enumerate(c.steps)
+        if _in(s.action_type, cfg.commit_actions) or _in(s.action_type, cfg.navigation_actions)
+    ]
     groups: list[list[int]] = []
     bounds = [-1, *barriers, n]
     for lo, hi in itertools.pairwise(bounds):
@@ -631,9 +675,16 @@ def caching_hints(candidates: Sequence[Candidate], cfg: AnalyzerConfig) -> list[
         top = sorted(g["inputs"].items(), key=lambda kv: -kv[1])[:3]
         hints.append(
             CachingHint(
-                user_id=user, label=label, app=app, target=target.strip("|"),
-                candidate_ids=sorted(g["cands"]), executions=executions, distinct_inputs=distinct,
-                repeats=repeats, hit_ratio=repeats / executions, mean_seconds=mean,
+                user_id=user,
+                label=label,
+                app=app,
+                target=target.strip("|"),
+                candidate_ids=sorted(g["cands"]),
+                executions=executions,
+                distinct_inputs=distinct,
+                repeats=repeats,
+                hit_ratio=repeats / executions,
+                mean_seconds=mean,
                 saving_seconds=repeats * mean,
                 top_inputs=[{"input": _digest(v), "count": n} for v, n in top if n > 1],
             )
@@ -648,8 +699,11 @@ def caching_hints(candidates: Sequence[Candidate], cfg: AnalyzerConfig) -> list[
 
 
 def _score(
-    scopes: list[_Scope], stats_by_scope: dict[str, list[StepStats]], plans: list[ParallelPlan],
-    hints: list[CachingHint], cfg: AnalyzerConfig,
+    scopes: list[_Scope],
+    stats_by_scope: dict[str, list[StepStats]],
+    plans: list[ParallelPlan],
+    hints: list[CachingHint],
+    cfg: AnalyzerConfig,
 ) -> OptimizationScore | None:
     total = sum(s.total_seconds for s in scopes)
     if total <= 0:
@@ -842,8 +896,10 @@ class WorkflowAnalyzer:
 
     def analysis(self) -> WorkflowAnalysis:
         return analyze(
-            list(self._candidates.values()), self.runs,
-            automations=list(self._automations.values()), config=self.config,
+            list(self._candidates.values()),
+            self.runs,
+            automations=list(self._automations.values()),
+            config=self.config,
         )
 
 
@@ -889,8 +945,13 @@ def rank_agreement(a: Mapping[Any, float], b: Mapping[Any, float], *, k: int = 1
     top_b = [x for x, _ in sorted(b.items(), key=lambda kv: -kv[1])[:k]]
     kk = min(k, len(top_a), len(top_b))
     overlap = len(set(top_a[:kk]) & set(top_b[:kk])) / kk if kk else float("nan")
-    return {"kendall_tau": tau, "top_k_overlap": overlap, "k": float(kk), "common_items": float(len(common)),
-            "top1_agrees": float(bool(top_a and top_b and top_a[0] == top_b[0]))}
+    return {
+        "kendall_tau": tau,
+        "top_k_overlap": overlap,
+        "k": float(kk),
+        "common_items": float(len(common)),
+        "top1_agrees": float(bool(top_a and top_b and top_a[0] == top_b[0])),
+    }
 
 
 def _kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:

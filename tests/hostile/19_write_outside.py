@@ -2,8 +2,18 @@
 # what: write to /usr, /etc, /, /proc, /var, /root and /home
 import os
 
-targets = ["/usr/pwned", "/usr/bin/pwned", "/etc/pwned", "/pwned", "/proc/pwned", "/var/pwned",
-           "/root/pwned", "/home/pwned", "/lib/pwned", "/dev/pwned"]
+targets = [
+    "/usr/pwned",
+    "/usr/bin/pwned",
+    "/etc/pwned",
+    "/pwned",
+    "/proc/pwned",
+    "/var/pwned",
+    "/root/pwned",
+    "/home/pwned",
+    "/lib/pwned",
+    "/dev/pwned",
+]
 for t in targets:
     try:
         with open(t, "w") as f:

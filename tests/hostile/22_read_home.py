@@ -3,8 +3,15 @@
 import os
 
 home = os.environ["ROTE_HOST_HOME"]
-for path in [home, "/root", "/home", os.path.join(home, ".bashrc"), os.path.join(home, ".ssh"),
-             os.path.join(home, ".pyenv"), os.environ["ROTE_CANARY_FILE"]]:
+for path in [
+    home,
+    "/root",
+    "/home",
+    os.path.join(home, ".bashrc"),
+    os.path.join(home, ".ssh"),
+    os.path.join(home, ".pyenv"),
+    os.environ["ROTE_CANARY_FILE"],
+]:
     try:
         if os.path.isdir(path):
             print("ESCAPED: listed", path, os.listdir(path)[:5])

@@ -2,8 +2,10 @@
 # what: open raw and packet sockets to sniff or forge traffic (AF_PACKET is outside the socket allow-list)
 import socket
 
-for fam, typ, proto in [(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
-                        (socket.AF_PACKET, socket.SOCK_RAW, 0x0300)]:
+for fam, typ, proto in [
+    (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+    (socket.AF_PACKET, socket.SOCK_RAW, 0x0300),
+]:
     try:
         socket.socket(fam, typ, proto)
         print("ESCAPED: opened raw socket", fam)

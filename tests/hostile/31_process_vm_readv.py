@@ -6,8 +6,12 @@ import platform
 libc = ctypes.CDLL(None, use_errno=True)
 nr = {"x86_64": 310, "aarch64": 270}[platform.machine()]
 buf = ctypes.create_string_buffer(64)
+
+
 class IOVec(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
 local = IOVec(ctypes.addressof(buf), 64)
 remote = IOVec(0x400000, 64)
 r = libc.syscall(nr, 1, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)

@@ -5,8 +5,12 @@ import os
 import shutil
 import subprocess
 
-for attempt in (functools.partial(os.setuid, 0), functools.partial(os.setgid, 0),
-                functools.partial(os.seteuid, 0), functools.partial(os.setgroups, [0])):
+for attempt in (
+    functools.partial(os.setuid, 0),
+    functools.partial(os.setgid, 0),
+    functools.partial(os.seteuid, 0),
+    functools.partial(os.setgroups, [0]),
+):
     try:
         attempt()
         print("ESCAPED:", attempt.func.__name__, "succeeded")
@@ -24,8 +28,13 @@ if out == "0":
     print("ESCAPED: setuid copy ran as root")
 for tool in ("/usr/bin/su", "/usr/bin/sudo", "/usr/bin/newgrp", "/usr/bin/passwd"):
     if os.path.exists(tool):
-        r = subprocess.run([tool, "-c", "id -u"] if tool.endswith("su") else [tool], capture_output=True,
-                           text=True, stdin=subprocess.DEVNULL, timeout=2)
+        r = subprocess.run(
+            [tool, "-c", "id -u"] if tool.endswith("su") else [tool],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=2,
+        )
         if r.stdout.strip().startswith("0") or "uid=0" in r.stdout:
             print("ESCAPED:", tool, "gave root")
 print("euid is", os.geteuid())

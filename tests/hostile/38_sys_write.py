@@ -2,8 +2,12 @@
 # what: reach /sys (cgroups, kernel knobs, devices) and raw devices under /dev
 import os
 
-for path in ["/sys/fs/cgroup/cgroup.procs", "/sys/kernel/uevent_helper", "/sys/fs/cgroup/pids/pids.max",
-             "/sys/class/net/lo/mtu"]:
+for path in [
+    "/sys/fs/cgroup/cgroup.procs",
+    "/sys/kernel/uevent_helper",
+    "/sys/fs/cgroup/pids/pids.max",
+    "/sys/class/net/lo/mtu",
+]:
     try:
         with open(path, "w") as f:
             f.write("1")

@@ -2,8 +2,13 @@
 # what: follow ../.. and /proc/1/root symlinks out of the workspace inside the jail
 import os
 
-for path in ["../../../../etc/shadow", "/proc/1/root/etc/shadow", "/proc/self/root/../../etc/shadow",
-             "/proc/1/cwd/../../root", os.environ["ROTE_CANARY_FILE"]]:
+for path in [
+    "../../../../etc/shadow",
+    "/proc/1/root/etc/shadow",
+    "/proc/self/root/../../etc/shadow",
+    "/proc/1/cwd/../../root",
+    os.environ["ROTE_CANARY_FILE"],
+]:
     try:
         with open(path) as f:
             f.read()

@@ -9,6 +9,7 @@ def burn():
     while True:
         pass
 
+
 workers = set()
 for _ in range(2):
     pid = os.fork()
