@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from rote.discovery import ActionAbstraction, DiscoveryConfig, RoutineDiscoverer, UserState, discover
 from rote.discovery.align import lcs_align, similarity
 from rote.discovery.evaluate import SCORE_METRICS, Truth, evaluate_file, jaccard, score_result
+from rote.discovery.model import Segment
 from rote.discovery.parameters import analyse
 from rote.discovery.scoring import Evidence, score
 from rote.discovery.segmentation import estimate_starts
@@ -361,9 +363,10 @@ def test_a_routine_whose_start_is_learnt_late_is_recut() -> None:
     recuts: list[set[str]] = []
     original = disc._recut
 
-    def spy(st: UserState, new: set[str], touched: set[str]) -> None:
-        recuts.append(new)
-        original(st, new, touched)
+    def spy(st: UserState, new: set[str], touched: set[str], held: Sequence[Segment] = ()) -> None:
+        if new:
+            recuts.append(new)
+        original(st, new, touched, held)
 
     disc._recut = spy  # type: ignore[method-assign, assignment]
     for a in actions:

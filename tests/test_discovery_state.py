@@ -276,21 +276,42 @@ def test_student_record_and_reimbursement_interleaved_with_20_percent_noise() ->
     accepted Reimbursement form fields as starts until a refit judges the accepted starts again; seeds 6, 7,
     10, 13 and 18 anchored on a form field (a step entered only from the step before it) until a refit
     re-anchors where the routine is entered from elsewhere (docs/discovery.md)."""
+    sr, sr_labels = _leno_instances("StudentRecord")
+    rt, rt_labels = _leno_instances("Reimbursement")
+    seeds = (1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 15, 17, 18, 19, 20)  # 8, 9, 14 and 16 still fail
+    found = sum(_both_found(sr, rt, sr_labels, rt_labels, seed) for seed in seeds)
+    assert found == len(seeds)
+
+
+def _both_found(
+    sr: list[list[UserAction]],
+    rt: list[list[UserAction]],
+    sr_labels: set[str],
+    rt_labels: set[str],
+    seed: int,
+    config: DiscoveryConfig | None = None,
+) -> bool:
     from rote.discovery import discover
     from rote.discovery.evaluate import jaccard
     from rote.discovery.streams import mix
 
+    stream = mix([sr, rt], seed=seed, noise_rate=0.2)
+    heads = [set(h.candidate.routine) for h in discover([x.action for x in stream], config).heads()][:3]
+    sr_best = max((jaccard(h, sr_labels) for h in heads), default=0.0)
+    rt_best = max((jaccard(h, rt_labels) for h in heads), default=0.0)
+    return sr_best >= 0.9 and rt_best >= 0.9
+
+
+def test_a_late_re_anchoring_cuts_the_kept_instances_again_instead_of_forgetting_them() -> None:
+    """SR+RT seed 24: the warm-up anchored on a noise action, then on a Reimbursement step; both starts are
+    right only from 8,400 of ~8,750 events, after the last StudentRecord instance. The instances cut at the
+    dropped starts are joined with their neighbours in time and cut again at the new starts
+    (`start_recut_unanchored`); forgotten, as before, StudentRecord is not found at all."""
     sr, sr_labels = _leno_instances("StudentRecord")
     rt, rt_labels = _leno_instances("Reimbursement")
-    seeds = (1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 15, 17, 18, 19, 20)  # 8, 9, 14 and 16 still fail
-    found = 0
-    for seed in seeds:
-        stream = mix([sr, rt], seed=seed, noise_rate=0.2)
-        heads = [set(h.candidate.routine) for h in discover([x.action for x in stream]).heads()][:3]
-        sr_best = max(jaccard(h, sr_labels) for h in heads)
-        rt_best = max(jaccard(h, rt_labels) for h in heads)
-        found += sr_best >= 0.9 and rt_best >= 0.9
-    assert found == len(seeds)
+    assert _both_found(sr, rt, sr_labels, rt_labels, 24)
+    off = DiscoveryConfig(start_recut_unanchored=False)
+    assert not _both_found(sr, rt, sr_labels, rt_labels, 24, off)
 
 
 def test_state_round_trip_keeps_derived_structures() -> None:

@@ -33,6 +33,10 @@ class DiscoveryConfig:
     #: At each refit an anchor entered only from inside its own routine (a step of it) is replaced by the
     #: action that routine is entered through from elsewhere, if one is (`segmentation._entry_anchor`).
     start_entry_anchor: bool = True
+    #: When starts are dropped at a refit, the kept events of what was cut at them are joined with the
+    #: segments next to them in time and cut again at the new starts, instead of being forgotten
+    #: (`RoutineDiscoverer._unanchor`).
+    start_recut_unanchored: bool = True
     #: A segment longer than this is closed (someone stopped doing routines).
     max_segment_events: int = 300
     #: An idle gap longer than this closes a thread and its open segment.

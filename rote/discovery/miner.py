@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 import math
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +34,7 @@ from zlib import crc32
 from rote.discovery.budget import check_budget
 from rote.discovery.candidates import CandidateBuilder, DiscoveredRoutine, DiscoveryResult
 from rote.discovery.config import DiscoveryConfig
-from rote.discovery.model import US, Ev, Thread, UserState, key_hash
+from rote.discovery.model import US, Ev, Segment, Thread, UserState, key_hash
 from rote.discovery.segmentation import estimate_starts
 from rote.discovery.threads import Threader
 from rote.discovery.variants import VariantMiner
@@ -425,36 +425,59 @@ class RoutineDiscoverer:
         dropped = before - state.start_set
         # a known start still frequent in the window is dropped only when the estimator re-anchored or
         # found it inside a routine known before it (`estimate_starts`, `retest`)
+        held: list[Segment] = []
         if dropped and any(seq.count(s) >= cfg.min_support for s in dropped):
-            self._unanchor(state, dropped, touched)
+            held = self._unanchor(state, dropped, touched)
         new = set(state.starts) - before
-        if new:
-            self._recut(state, new, touched)
+        if new or held:
+            self._recut(state, new, touched, held)
         horizon = state.released_ts - int(cfg.variant_ttl_seconds * US)
         for vid in [v.vid for v in state.variants.values() if v.last_seen < horizon]:
             self.miner.drop_variant(state, vid)
 
-    def _unanchor(self, state: UserState, dropped: set[str], touched: set[str]) -> None:
+    def _unanchor(self, state: UserState, dropped: set[str], touched: set[str]) -> list[Segment]:
         """Known starts were dropped (the anchor began only fragments and the starts were re-estimated
         from scratch, or a start accepted on an earlier window is a step inside a routine known before
         it): what was cut at a start no longer known is pieces of instances, not instances. Those variants
-        are withdrawn (ids in `state.retracted`) and such pending segments forgotten; the threads' open
-        work is cut at the remaining starts from now on."""
+        are withdrawn (ids in `state.retracted`) and such pending segments leave the pool; the threads'
+        open work is cut at the remaining starts from now on.
+
+        Returns the withdrawn segments whose events are still kept (`start_recut_unanchored`, else none):
+        the pieces of the instances seen so far, which `_recut` joins and cuts again at the new starts.
+        Without them a re-anchoring late in a stream forgets every instance of a routine seen before it
+        (an SR+RT mix whose starts came right only after the last StudentRecord instance found one routine).
+        """
+        keep = self.config.start_recut_unanchored
+        held: list[Segment] = []
         for v in list(state.variants.values()):
             if v.steps and v.steps[0] in dropped:
+                if keep:
+                    held.extend(sg for sg in v.instances if sg.events is not None)
                 self.miner.drop_variant(state, v.vid)
                 touched.discard(v.vid)
-        kept = [sg for sg in state.pending if not sg.key or sg.key[0] not in dropped]
+        kept: list[Segment] = []
+        for sg in state.pending:
+            if not sg.key or sg.key[0] not in dropped:
+                kept.append(sg)
+            elif keep and sg.events is not None:
+                held.append(sg)
         state.pending.clear()
         state.pending.extend(kept)
+        return held
 
-    def _recut(self, state: UserState, new_starts: set[str], touched: set[str]) -> None:
-        """A routine start learnt late: re-cut what was grouped before it was known.
+    def _recut(
+        self, state: UserState, new_starts: set[str], touched: set[str], held: Sequence[Segment] = ()
+    ) -> None:
+        """A routine start learnt late, or starts dropped: re-cut what was grouped before.
 
         Until a routine's start is known its instances are glued onto another routine's segments; those
         land in the pending pool or in variants that contain the new start mid-way. Such variants are
         dissolved (their ids reported in `state.retracted`) and the segments whose events are still kept
-        are cut again (the others only ever counted).
+        are cut again (the others only ever counted), with the pieces of dropped starts (`held`).
+
+        With `start_recut_unanchored`, segments that follow one another in time (the next begins after the
+        previous ended) are joined before cutting: a routine cut at a wrong start (a step inside it) lies
+        in two consecutive segments, its end in one and its beginning in the next.
         """
         segs = [s for s in state.pending if s.events is not None]
         state.pending.clear()
@@ -463,11 +486,22 @@ class RoutineDiscoverer:
                 segs.extend(v.instances)
                 self.miner.drop_variant(state, v.vid)
                 touched.discard(v.vid)
+        segs.extend(held)
         segs.sort(key=lambda sg: sg.first_ts)
-        min_length = self.config.min_length
+        join = self.config.start_recut_unanchored
+        runs: list[list[Ev]] = []
+        end = -1
         for sg in segs:
+            events = list(sg.events or ())
+            if join and runs and sg.first_ts >= end:
+                runs[-1].extend(events)
+            else:
+                runs.append(events)
+            end = max(end, sg.last_ts) if join else sg.last_ts
+        min_length = self.config.min_length
+        for run in runs:
             piece: list[Ev] = []
-            for ev in sg.events or ():
+            for ev in run:
                 if ev.label in state.start_set and len(piece) >= min_length:
                     self.miner.assign(state, piece, touched)
                     piece = []
