@@ -195,7 +195,11 @@ def test_runner_on_apache_kafka(kafka_broker: Any, root: Path) -> None:
 
         def state() -> str:
             runs = [(m.outcome, m.error) for m in seen]
-            return f"counts {service.counts}, last refusal {service.last_refusal}, runs {runs}, task {task}"
+            ex = service.executor
+            return (
+                f"counts {service.counts}, last refusal {service.last_refusal}, runs {runs}, in flight "
+                f"{sorted(service._flight)}, hosts busy {ex._busy} idle {ex._idle_count()}, task {task}"
+            )
 
         try:
             # 1. three rows, and the first request delivered twice: three runs, three metrics events

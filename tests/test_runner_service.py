@@ -3,19 +3,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_registry import CFG, file_candidate
 
 from rote.errors import ConfigError
 from rote.generator import generate
-from rote.runner.executor import RunnerConfig
+from rote.runner.executor import Execution, RunnerConfig
 from rote.runner.service import RunnerService
 from rote.security.verdicts import ephemeral_result_key, sign_result
-from rote.streams.schemas import TestResult, encode
+from rote.streams.schemas import RunRequest, TestResult, encode
 from rote.streams.topics import AUTOMATIONS, TEST_RESULTS
 
 
@@ -63,3 +66,74 @@ def test_no_key_no_executor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("ROTE_RESULT_KEY_FILE", raising=False)
     with pytest.raises(ConfigError, match="no result key"):
         RunnerService(bootstrap_servers="127.0.0.1:9", config=RunnerConfig(state_dir=tmp_path))
+
+
+def _request(automation_id: str, made_seconds_ago: float) -> RunRequest:
+    return RunRequest(
+        run_id=f"run-{uuid.uuid4().hex}",
+        automation_id=automation_id,
+        params={},
+        requested_at=datetime.now(UTC) - timedelta(seconds=made_seconds_ago),
+    )
+
+
+def test_the_wait_for_an_unknown_automation_counts_from_the_request(tmp_path: Path) -> None:
+    """A request may overtake its verification, so a fresh one naming an automation the feed does not know
+    waits for it; an old one (a backlog read after an outage) is refused at once instead of holding up
+    the runnable requests behind it for the whole wait."""
+    svc = RunnerService(
+        bootstrap_servers="127.0.0.1:9",
+        config=RunnerConfig(state_dir=tmp_path, await_state_seconds=2.0),
+        result_key=ephemeral_result_key(),
+    )
+    fresh, half, old, future = (
+        _request("a-unknown", 0),
+        _request("a-unknown", 1),
+        _request("a-unknown", 600),
+        _request("a-unknown", -600),
+    )
+    assert 1.9 <= svc.state_wait(fresh) <= 2.0
+    assert 0.9 <= svc.state_wait(half) <= 1.0
+    assert svc.state_wait(old) == 0.0
+    assert svc.state_wait(future) == 2.0  # a requester's clock ahead gets the whole wait, no more
+
+    async def timed(request: RunRequest) -> tuple[float, str | None]:
+        t0 = time.monotonic()
+        execution = await svc.handle(request)
+        assert execution is not None
+        return time.monotonic() - t0, execution.refused
+
+    waited, why = asyncio.run(timed(old))
+    assert waited < 0.5 and why is not None and "a-unknown" in why
+    waited, why = asyncio.run(timed(fresh))
+    assert waited >= 1.8 and why is not None
+
+
+def test_a_fresh_request_runs_once_the_feed_learns_its_automation(tmp_path: Path) -> None:
+    key = ephemeral_result_key()
+    svc = RunnerService(
+        bootstrap_servers="127.0.0.1:9",
+        config=RunnerConfig(state_dir=tmp_path, await_state_seconds=20.0),
+        result_key=key,
+    )
+    a = generate(file_candidate(), config=CFG)
+    seen: list[str | None] = []
+
+    def execute(request: RunRequest, automation: Any, state: str | None) -> Execution:
+        seen.append(state)
+        return Execution(refused="stub: not run")
+
+    svc.executor.execute = execute  # type: ignore[method-assign]
+
+    async def overtaken() -> None:
+        task = asyncio.create_task(svc.handle(_request(a.automation_id, 0)))
+        await asyncio.sleep(0.5)
+        assert not task.done()  # still waiting for the feed
+        svc._absorb(AUTOMATIONS.name, encode(a))
+        for c in a.test_cases:
+            for lang in ("python", "bash"):
+                svc._absorb(TEST_RESULTS.name, encode(sign_result(_passed(a, c.case_id, lang), key)))
+        await asyncio.wait_for(task, timeout=5)
+
+    asyncio.run(overtaken())
+    assert seen == ["verified"]

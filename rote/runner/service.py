@@ -175,10 +175,23 @@ class RunnerService:
         finally:
             await consumer.stop()
 
+    def state_wait(self, request: RunRequest) -> float:
+        """Seconds to wait for the feed to learn the automation a request names.
+
+        A request can overtake the verification it depends on, but only by so much: the wait is counted
+        from when the request was made, not from when it is read. A backlog of old requests (a runner
+        starting after an outage) naming automations that never became runnable is then refused at once,
+        not at `await_state_seconds` each while the runnable requests behind them wait. A requester whose
+        clock runs ahead gets the whole wait, never more.
+        """
+        limit = self.config.await_state_seconds
+        age = (datetime.now(UTC) - request.requested_at).total_seconds()
+        return min(limit, max(0.0, limit - age))
+
     async def _await_state(self, request: RunRequest) -> tuple[Automation | None, str | None]:
         """The automation and its state, waiting a while for the feed when it does not know it yet (a
-        request can overtake the verification it depends on)."""
-        deadline = time.monotonic() + self.config.await_state_seconds
+        request can overtake the verification it depends on: `state_wait`)."""
+        deadline = time.monotonic() + self.state_wait(request)
         while True:
             found = self.registry.state_of(request.automation_id)
             if found is not None and found[1] not in ("generated", "testing"):
