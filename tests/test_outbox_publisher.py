@@ -219,6 +219,36 @@ def _assign(ds: Any, *partitions: int) -> None:
     asyncio.run(ds._on_assigned(None, assigned={tp("user-actions", p) for p in partitions}))
 
 
+def _revoke(ds: Any, *partitions: int) -> None:
+    from collections import namedtuple
+
+    tp = namedtuple("tp", "topic partition")
+    asyncio.run(ds._on_revoked(None, revoked={tp("user-actions", p) for p in partitions}))
+
+
+def test_a_worker_let_back_in_with_the_same_partitions_decodes_them_afresh() -> None:
+    """A worker whose revoke outlasted the rebalance timeout is left out of that rebalance; another worker
+    takes its partitions and processes their events; it then rejoins and gets the same partitions back. It
+    never saw an assignment without them, so only the revocation tells it that its live copies may be
+    stale: kept, the other worker's events would be lost from the state. After it, the key is decoded from
+    the recovered tables, which hold the other worker's newer checkpoint."""
+    from rote.state import encode_json
+
+    ds = _durable_on_partition_3()
+    _revoke(ds, 0, 1, 2, 3)  # eager rebalancing revokes everything
+    assert "u" not in ds._live
+    newer = {"seq": 9, "wal_from": 9, "epoch": "e", "state": {}, "outbox": [pending("u", 7, partition=0)]}
+    ds.states[b"u"] = encode_json({"kind": "checkpoint", "v": 1, "data": newer})  # the other worker's
+    _assign(ds, 3)
+    assert "u" not in ds._live and "u" not in ds._moved
+    assert [(k, [p["identity"] for p in v]) for k, v in ds.pending_outboxes()] == [("u", ["v7"])]
+    from rote.agents.durable import _Live
+
+    ds._live["u"] = _Live(state=object(), seq=9, wal_from=9, epoch="e", partition=3)  # restored at an event
+    _revoke(ds, 2)  # a partition the key is not on: the copy stays
+    assert "u" in ds._live
+
+
 def test_a_copy_replaced_during_an_await_stops_the_body() -> None:
     """A task identifier awaits the broker (end offsets for the outbox) between applying a batch and recording
     it. Faust waits for in-flight events before revoking, so the copy should never be replaced meanwhile; if
@@ -290,3 +320,56 @@ def test_an_event_whose_checkpoint_is_over_the_cap_is_logged_instead(monkeypatch
     monkeypatch.setattr(durable, "MAX_STATE_BYTES", 1 << 20)
     ds._live.clear()  # a restart: checkpoint + log replay
     assert ds.restore("k").items == [f"note-{i}" for i in range(6)]
+
+
+class _Counter:
+    """A minimal durable state: the numbers applied to it."""
+
+    STATE_KIND = "test-counter"
+    STATE_VERSION = 1
+
+    def __init__(self, seen: list[int] | None = None) -> None:
+        self.seen = seen or []
+
+    def to_state(self) -> dict[str, Any]:
+        return {"seen": self.seen}
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> _Counter:
+        return cls(list(data["seen"]))
+
+
+def _counter_tables() -> Any:
+    """A DurableState of `_Counter`s whose tables are plain dicts (as Faust's memory store holds them)."""
+    from rote.agents.durable import DurableState
+
+    ds: Any = DurableState.__new__(DurableState)
+    ds.name, ds._live, ds._owned, ds._moved = "counter", {}, {0}, {}
+    ds.source_topics = frozenset({"user-actions"})
+    ds.state_class, ds.state_context = _Counter, {}
+    ds.factory = lambda key: _Counter()
+    ds.decode_fn = lambda topic, value: int(value)
+    ds.apply_fn = lambda state, item: state.seen.append(item)
+    ds.checkpoint_every, ds.checkpoint_bytes = 100, 1 << 20
+    ds.states, ds.wal = {}, {}
+    return ds
+
+
+def test_a_view_during_recovery_does_not_become_the_copy_events_are_applied_to() -> None:
+    """A timer or a view reads a key while its partition's tables are still being recovered (during a
+    rebalance). Kept as the live copy, that partial state was what the key's next event was applied to, and
+    the records recovered after it were lost; so what `peek` decodes is not kept."""
+    ds = _counter_tables()
+    for n in (1, 2, 3):
+        ds.apply("u", n, partition=0)
+        ds.record("u", "user-actions", str(n).encode())
+    tables = (dict(ds.states), dict(ds.wal))
+    ds._live.clear()  # a rebalance: decoded afresh from the tables at the next event
+    ds.states, ds.wal = {}, {}  # ... which recovery is filling in meanwhile
+    ds.states.update(tables[0])
+    assert ds.peek("u").seen == [1]  # a view now: only the checkpoint has been recovered so far
+    assert "u" not in ds._live
+    ds.wal.update(tables[1])  # recovery completes
+    ds.apply("u", 4, partition=0)
+    assert ds.live("u").state.seen == [1, 2, 3, 4]
+    assert ds.peek("u").seen == [1, 2, 3, 4]  # the live copy, once there is one
