@@ -20,6 +20,7 @@ from rote import metrics
 from rote.agents.app import Topics
 from rote.agents.durable import DurableState
 from rote.agents.optimizer_feed import entity_key, source_key_of, source_of
+from rote.agents.ordering import InOrder
 from rote.errors import ValidationError
 from rote.privacy import redact_bytes
 from rote.streams.schemas import SCHEMAS, DeadLetter, Event, decode, encode
@@ -45,7 +46,9 @@ async def settled_events(stream: faust.StreamT[Any]) -> AsyncIterator[faust.Even
     agents/app.py `SettledEvent`.
     """
     manual = cast(Any, stream).noack()  # on Faust's streams, missing from its StreamT stub
+    order = InOrder(stream.app.consumer)  # no event after one Faust skipped: agents/ordering.py
     async for event in manual.events():
+        order.admit(event.message)
         yield event
         event.settled = True  # the worker's events refuse every other acknowledgement (agents/app.py)
         await manual.ack(event)

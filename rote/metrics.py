@@ -95,6 +95,13 @@ STATE_RECORDS_REJECTED = Counter(
     ["state", "record"],
     registry=REGISTRY,
 )
+STREAM_GAPS = Counter(
+    "rote_stream_gaps_total",
+    "Partitions whose first event after a rebalance came after the committed offset: the events between "
+    "were skipped, so the worker stopped instead of committing past them (agents/ordering.py).",
+    ["topic"],
+    registry=REGISTRY,
+)
 STATE_CHECKPOINT_BYTES = Histogram(
     "rote_state_checkpoint_bytes",
     "Size of each state checkpoint written to a changelog.",
@@ -307,6 +314,7 @@ def init_known_series(
     panel over a missing series also reads "No data" instead of 0. Call once at process start.
     """
     for topic in ingress_topics:
+        STREAM_GAPS.labels(topic=topic)
         for reason in DEAD_LETTER_REASONS:
             DEAD_LETTERS.labels(topic=topic, reason=reason)
     for band in SCORE_BANDS:

@@ -16,6 +16,8 @@ restarts one broker under load (the documented manual run: docs/operations.md).
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import random
@@ -36,7 +38,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from rote.brokers import create_topics, free_port
 from rote.importers import bundled_log, iter_records
 from rote.streams.fast import encode_batch
-from rote.streams.topics import AUTOMATIONS, CANDIDATES, CATALOGUE, TEST_RESULTS, USER_ACTIONS
+from rote.streams.topics import AUTOMATIONS, CANDIDATES, CATALOGUE, DEAD_LETTERS, TEST_RESULTS, USER_ACTIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
 
@@ -105,7 +107,8 @@ class Proc:
             )
 
     def kill(self) -> None:
-        os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited on its own meanwhile
+            os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(timeout=30)
 
     def stop(self) -> None:
@@ -121,6 +124,17 @@ class Proc:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/users/", timeout=10) as resp:
             data: dict[str, dict[str, int]] = json.loads(resp.read())["users"]
             return data
+
+
+def _supervise(procs: list[Proc], bootstrap: str, tmp: Path, replication: int, exits: list[str]) -> None:
+    """The restart policy compose and Kubernetes give rote's processes (`restart: unless-stopped`): one that
+    exited on its own is started again. A worker stops on purpose when a partition's first event after a
+    rebalance is past its committed offset (agents/ordering.py); the restart is what processes that event."""
+    for i, p in enumerate(procs):
+        code = p.popen.poll()
+        if code is not None:
+            exits.append(f"{p.kind}-{p.n} exited with status {code}")
+            procs[i] = Proc(p.kind, bootstrap, tmp, p.n + 100, replication)
 
 
 def _committed(bootstrap: str, group: str, topics: list[str]) -> dict[tuple[str, int], int]:
@@ -156,6 +170,30 @@ def _read(bootstrap: str, topic: str, partitions: int) -> list[tuple[bytes | Non
     return out
 
 
+def _dead_lettered_actions(bootstrap: str) -> list[dict[str, Any]]:
+    """This test's users' actions on `dead-letters` (a valid action must never end there)."""
+    out = []
+    for _, v in _read(bootstrap, DEAD_LETTERS.name, DEAD_LETTERS.partitions):
+        dl = json.loads(v) if v else {}
+        key = base64.b64decode(dl.get("key_b64") or "")
+        if dl.get("source_topic") == USER_ACTIONS.name and key.startswith(b"chaos-user-"):
+            out.append(dl)
+    return out
+
+
+def _diagnose(bootstrap: str, tmp: Path) -> str:
+    """What a failure needs: the dead letters of this test's actions and the workers' warnings."""
+    dead = [(d.get("agent"), d.get("reason")) for d in _dead_lettered_actions(bootstrap)]
+    lines = [f"dead-lettered actions: {dead}"]
+    for log in sorted(tmp.glob("worker-*.log")):
+        text = log.read_text(errors="replace").splitlines()
+        hits = [
+            t for t in text if any(w in t for w in ("ERROR", "Traceback", "rejected", "Error:", "WARNING"))
+        ]
+        lines.append(f"{log.name}: {len(text)} lines; {len(hits)} warnings, the last: {hits[-15:]}")
+    return "\n".join(lines)
+
+
 def test_workers_and_runners_killed_under_load_lose_and_double_nothing(cluster: Any, tmp_path: Path) -> None:
     bootstrap = cluster.bootstrap
     replication = 3 if "," in bootstrap else 1
@@ -189,14 +227,27 @@ def test_workers_and_runners_killed_under_load_lose_and_double_nothing(cluster: 
     workers = [Proc("worker", bootstrap, tmp_path, n, replication) for n in (1, 2)]
     runners = [Proc("sandbox", bootstrap, tmp_path, n, replication) for n in (1, 2)]
     recoveries: list[tuple[str, float]] = []
+    exits: list[str] = []
+
+    def wait(seconds: float) -> None:
+        """Sleep, restarting any process that exited on its own meanwhile (`_supervise`)."""
+        end = time.monotonic() + seconds
+        while True:
+            _supervise(workers, bootstrap, tmp_path, replication, exits)
+            _supervise(runners, bootstrap, tmp_path, replication, exits)
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(0.5, left))
+
     try:
-        time.sleep(20)  # both workers joined before the traffic starts
+        wait(20)  # both workers joined before the traffic starts
         feeder = threading.Thread(target=produce, daemon=True)
         feeder.start()
 
         # ---- five worker kills at random moments while actions arrive
         for k in range(5):
-            time.sleep(rng.uniform(6, 12))
+            wait(rng.uniform(6, 12))
             i = rng.randrange(len(workers))
             before = sum(_committed(bootstrap, APP, [USER_ACTIONS.name]).values())
             workers[i].kill()
@@ -209,12 +260,12 @@ def test_workers_and_runners_killed_under_load_lose_and_double_nothing(cluster: 
                     producing.is_set() and _lag(bootstrap, APP, [USER_ACTIONS.name]) == 0
                 ):
                     break
-                time.sleep(0.5)
+                wait(0.5)
             recoveries.append((f"worker kill {k + 1}", time.monotonic() - killed_at))
             if k == 2 and isinstance(getattr(cluster, "nodes", None), list):
                 stopped = time.monotonic()  # the three-broker variant: one broker down and back under load
                 cluster.stop_node(2)
-                time.sleep(10)
+                wait(10)
                 cluster.start_node(2)
                 recoveries.append(("broker 2 stopped and restarted", time.monotonic() - stopped))
 
@@ -223,7 +274,7 @@ def test_workers_and_runners_killed_under_load_lose_and_double_nothing(cluster: 
         while time.monotonic() < deadline and not _read(
             bootstrap, TEST_RESULTS.name, TEST_RESULTS.partitions
         ):
-            time.sleep(2)
+            wait(2)
         runners[0].kill()
         killed_at = time.monotonic()
         runners[0] = Proc("sandbox", bootstrap, tmp_path, 10, replication)
@@ -243,38 +294,53 @@ def test_workers_and_runners_killed_under_load_lose_and_double_nothing(cluster: 
                 and _lag(bootstrap, f"{APP}-sandbox", [AUTOMATIONS.name]) == 0
             ):
                 break
-            time.sleep(2)
+            wait(2)
         recoveries.append(("sandbox runner kill", time.monotonic() - killed_at))
         assert _lag(bootstrap, APP, topics) == 0, "the workers did not catch up"
         assert _lag(bootstrap, f"{APP}-sandbox", [AUTOMATIONS.name]) == 0, (
             "the sandbox runners did not catch up"
         )
-        time.sleep(5)
+        wait(5)
 
         # ---- every valid action counted exactly once in the discovery state
         per_user: dict[str, dict[str, int]] = {}
+        last: dict[str, dict[str, int]] | None = None
+        views: list[dict[str, dict[str, int]]] = []
         deadline = time.monotonic() + 120  # the views answer from what each worker has recovered
         while time.monotonic() < deadline:
             per_user = {}
-            views = [w.users() for w in workers]
+            try:
+                views = [w.users() for w in workers]
+            except OSError:  # a worker restarted by `wait` is not serving yet
+                wait(5)
+                continue
             for view in views:
                 for user, row in view.items():
                     assert user not in per_user, f"{user} is held by two workers"
                     per_user[user] = row
-            if len(per_user) == USERS:
+            if len(per_user) == USERS and per_user == last:  # all held, and the same twice (recovered)
                 break
+            last = per_user
             print("users held per worker:", [len(v) for v in views])
-            time.sleep(5)
+            wait(5)
         counted = sum(r["events"] + r["held"] for r in per_user.values())
+        holders = {user: w.n for w, view in zip(workers, views, strict=True) for user in view}
     finally:
         for p in [*workers, *runners]:
             p.stop()
 
     for what, seconds in recoveries:
         print(f"recovery: {what}: {seconds:.1f} s")
+    for what in exits:
+        print(f"restarted: {what}")
     assert sent == USERS * PER_USER
     assert len(per_user) == USERS
-    assert counted == sent, f"{counted} actions in the discovery state for {sent} sent: {per_user}"
+    short = {u: (r, holders.get(u)) for u, r in per_user.items() if r["events"] + r["held"] != PER_USER}
+    assert counted == sent, (
+        f"{counted} actions in the discovery state for {sent} sent; short users (row, worker): {short}\n"
+        + _diagnose(bootstrap, tmp_path)
+    )
+    assert not _dead_lettered_actions(bootstrap), _diagnose(bootstrap, tmp_path)
 
     # ---- nothing published twice
     cands = [json.loads(v) for _, v in _read(bootstrap, CANDIDATES.name, CANDIDATES.partitions) if v]
