@@ -100,6 +100,41 @@ def test_a_source_edited_on_the_topic_is_refused(files_auto: Automation) -> None
     assert out.metric is None and "not what rote's templates render" in str(out.refused)
 
 
+def test_a_new_version_is_checked_once_even_by_runs_starting_together(
+    files_auto: Automation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs of a new automation starting at once check its source once, one after the other: on CI one
+    of two concurrent checks failed to render and refused a verified automation's run."""
+    import threading
+    import time
+
+    active, most, calls = [0], [0], [0]
+    lock = threading.Lock()
+
+    def slow_check(a: Automation) -> bool:
+        with lock:
+            active[0] += 1
+            calls[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.2)
+        with lock:
+            active[0] -= 1
+        return True
+
+    monkeypatch.setattr(policy, "source_matches_plan", slow_check)
+    ex = Executor(RunnerConfig())
+    req = request(files_auto, dict(files_auto.test_cases[0].inputs))
+    out: list[str | None] = []
+    threads = [
+        threading.Thread(target=lambda: out.append(ex.check(req, files_auto, "verified"))) for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == [None, None, None] and calls[0] == 1 and most[0] == 1
+
+
 def test_committing_steps_and_retry_policy(form_auto: Automation, files_auto: Automation) -> None:
     committing = policy.committing_steps(form_auto.plan)
     submit = next(st["i"] for st in form_auto.plan if st["label"].startswith("clickButton"))

@@ -103,6 +103,7 @@ class Executor:
         self._busy = 0
         self._lock = threading.Condition()
         self._checked: dict[tuple[str, int], bool] = {}
+        self._check_lock = threading.Lock()
         from rote.generator.codegen import template_version
 
         self.template_version = template_version()
@@ -169,8 +170,11 @@ class Executor:
         if why is not None or automation is None:
             return why
         key = (automation.automation_id, automation.version)
-        if key not in self._checked:
-            self._checked[key] = policy.source_matches_plan(automation)
+        # One check at a time: on CI one of two runs of a new automation, checked at once in two threads,
+        # was refused because its plan "did not render" (an exception, not reproduced here; now logged).
+        with self._check_lock:
+            if key not in self._checked:
+                self._checked[key] = policy.source_matches_plan(automation)
         if not self._checked[key]:
             return "the Python source is not what rote's templates render from the plan: refusing to run it"
         return None

@@ -81,8 +81,14 @@ def source_matches_plan(automation: Automation) -> bool:
         again = codegen.render(
             "python", [dict(st) for st in automation.plan], list(automation.parameters), meta
         )
-    except Exception:  # a plan the renderer cannot take is not rote's
-        log.warning("%s v%d: its plan does not render", automation.automation_id, automation.version)
+    except Exception as exc:  # a plan the renderer cannot take is not rote's
+        log.warning(
+            "%s v%d: its plan does not render (%s: %s)",
+            automation.automation_id,
+            automation.version,
+            type(exc).__name__,
+            str(exc)[:300],
+        )
         return False
     given = automation.sources["python"].source
     if again.source == given:
