@@ -15,7 +15,6 @@ from typing import Any
 
 import faust
 
-from rote.agents.resume import resume_in_order
 from rote.brokers import security
 from rote.config import Settings
 from rote.streams.topics import CATALOGUE, TopicSpec
@@ -147,7 +146,6 @@ def create_app(settings: Settings, *, bootstrap: str, app_id: str | None = None)
     # back-pressure only.
     app.producer.buffer.max_messages = 2000
     complete_flush(app.producer.buffer)
-    resume_in_order(app)  # no event skipped as a rebalance ends (agents/resume.py)
     topics = Topics(by_name={spec.name: _topic(app, spec) for spec in CATALOGUE})
     return app, topics
 

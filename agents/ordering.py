@@ -6,10 +6,10 @@ its commit then jumps the hole: `Consumer._new_offset` refuses a gap at the head
 only when it is two offsets wide or more (it compares the first acknowledged offset with the committed one,
 which is already the *next* offset to read). The chaos test lost 40 to 80 actions of one user that way, on
 CI and here, without an error. On two loaded cores about one takeover in eight began a partition 1 to 33
-offsets past its committed offset. The one-to-three-offset gaps came from the end of Faust's recovery and
-are closed by `agents/resume.py`; where the larger ones (a whole fetch) are lost is not established. Tried
-and not kept: seeking back instead of stopping (a user's older actions processed after newer ones count as
-late in discovery, and Faust's read-offset bookkeeping dropped some of the re-fetched events).
+offsets past its committed offset. Where Faust loses those events is not established. Tried and not kept:
+seeking back instead of stopping (a user's older actions processed after newer ones count as late in
+discovery, and Faust's read-offset bookkeeping dropped some of the re-fetched events), and reordering the
+end of Faust's recovery to seek before fetching resumes (the gaps went on).
 
 `InOrder.admit` raises `StateError` when a partition's first event in a consumer generation comes after the
 committed offset. The event is not acknowledged, so nothing of that partition is committed past the hole;
