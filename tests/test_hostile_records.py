@@ -26,12 +26,12 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from test_pipeline import candidate_events, start_worker, stop_worker, wait_for
 
-from rote.brokers import KafkaBroker, KafkaConfig, create_topics, free_port
+from rote.brokers import TansuBroker, TansuConfig, create_topics, free_port
 from rote.importers import bundled_log, iter_records
 from rote.streams.fast import encode_batch
 from rote.streams.topics import CATALOGUE, USER_ACTIONS
 
-pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.tansu, pytest.mark.slow]
 
 
 class _Exploit:
@@ -96,10 +96,7 @@ def test_hostile_records_on_every_topic_run_no_code(tmp_path: Path) -> None:
     third = len(records) // 3
     log = tmp_path / "workers.log"
 
-    # Apache Kafka, on a broker of its own: workers join, leave and restart here, and Tansu misreports a
-    # partition's end, which breaks table recovery when a worker keeps a partition across a rebalance
-    # (Faust's ConsistencyError "persisted offset ... is higher than the last offset", seen on CI's cores)
-    with KafkaBroker(KafkaConfig(work_dir=tmp_path / "kafka")) as broker:
+    with TansuBroker(TansuConfig(work_dir=tmp_path / "tansu")) as broker:
         create_topics(broker.bootstrap, CATALOGUE)
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5, max_request_size=4 << 20)
 
