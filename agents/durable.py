@@ -30,10 +30,9 @@ A crash before 3 re-delivers the event to a state without it (nothing was publis
 restores the state with the event in it and with any outputs not yet unstaged, which are checked against
 their topic and published only if missing (`pending_outboxes`, agents/outbox.py).
 
-Rebalances: a key's live copy is dropped when its partition is revoked (with Faust's eager rebalancing:
-every partition, at every rebalance), so after a rebalance every key is decoded afresh from the recovered
-tables, which hold whatever another worker did with it meanwhile; a key whose partition went elsewhere has
-its leftover outbox resolved by the new owner, not by this worker.
+Rebalances: a key's live copy is dropped when its partition is no longer assigned to this worker, so a
+partition that comes back (after another worker changed it) is decoded afresh from the recovered tables;
+until it does, the key's leftover outbox is the new owner's to resolve, not this worker's.
 """
 
 from __future__ import annotations
@@ -138,7 +137,6 @@ class DurableState(Generic[S, Item]):
         #: keys whose partition went to another worker, by partition: Faust's memory store keeps the
         #: records this worker wrote for them, but their outboxes are the new owner's to resolve
         self._moved: dict[str, int] = {}
-        app.on_partitions_revoked.connect(cast(Any, self._on_revoked))
         app.on_partitions_assigned.connect(cast(Any, self._on_assigned))
 
     # ---------------------------------------------------------------------------------- keys
@@ -391,25 +389,6 @@ class DurableState(Generic[S, Item]):
         return True
 
     # ---------------------------------------------------------------------------------- rebalances
-
-    async def _on_revoked(self, sender: Any, revoked: Any = None, **kwargs: Any) -> None:
-        """Drop the live copies of keys in revoked partitions: they are decoded afresh from the recovered
-        tables at their next event.
-
-        Faust sends this after the in-flight events finished and the producer was flushed. With eager
-        rebalancing every partition is revoked at every rebalance, kept or not. Dropping only what the next
-        assignment leaves out (`_on_assigned`) is not enough: a worker that missed a rebalance (its revoke
-        took longer than the rebalance timeout under load, so the group went on without it) and got the same
-        partitions back never sees an assignment without them, while another worker processed their events
-        in between. Its live copies would then be stale and it would go on from them, losing the other
-        worker's events from the state; Faust's table recovery does pick up the other worker's writes.
-        """
-        tps = revoked if revoked is not None else kwargs.get("revoked", set())
-        gone = {tp.partition for tp in tps if not self.source_topics or tp.topic in self.source_topics}
-        for key in [k for k, v in self._live.items() if v.partition is None or v.partition in gone]:
-            live = self._live.pop(key)
-            if live.partition is not None:
-                self._moved[key] = live.partition  # until the assignment says where it went
 
     async def _on_assigned(self, sender: Any, assigned: Any = None, **kwargs: Any) -> None:
         """Forget live copies of keys whose source partition this worker no longer owns."""

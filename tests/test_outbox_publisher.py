@@ -219,36 +219,6 @@ def _assign(ds: Any, *partitions: int) -> None:
     asyncio.run(ds._on_assigned(None, assigned={tp("user-actions", p) for p in partitions}))
 
 
-def _revoke(ds: Any, *partitions: int) -> None:
-    from collections import namedtuple
-
-    tp = namedtuple("tp", "topic partition")
-    asyncio.run(ds._on_revoked(None, revoked={tp("user-actions", p) for p in partitions}))
-
-
-def test_a_worker_let_back_in_with_the_same_partitions_decodes_them_afresh() -> None:
-    """A worker whose revoke outlasted the rebalance timeout is left out of that rebalance; another worker
-    takes its partitions and processes their events; it then rejoins and gets the same partitions back. It
-    never saw an assignment without them, so only the revocation tells it that its live copies may be
-    stale: kept, the other worker's events would be lost from the state. After it, the key is decoded from
-    the recovered tables, which hold the other worker's newer checkpoint."""
-    from rote.state import encode_json
-
-    ds = _durable_on_partition_3()
-    _revoke(ds, 0, 1, 2, 3)  # eager rebalancing revokes everything
-    assert "u" not in ds._live
-    newer = {"seq": 9, "wal_from": 9, "epoch": "e", "state": {}, "outbox": [pending("u", 7, partition=0)]}
-    ds.states[b"u"] = encode_json({"kind": "checkpoint", "v": 1, "data": newer})  # the other worker's
-    _assign(ds, 3)
-    assert "u" not in ds._live and "u" not in ds._moved
-    assert [(k, [p["identity"] for p in v]) for k, v in ds.pending_outboxes()] == [("u", ["v7"])]
-    from rote.agents.durable import _Live
-
-    ds._live["u"] = _Live(state=object(), seq=9, wal_from=9, epoch="e", partition=3)  # restored at an event
-    _revoke(ds, 2)  # a partition the key is not on: the copy stays
-    assert "u" in ds._live
-
-
 def test_a_copy_replaced_during_an_await_stops_the_body() -> None:
     """A task identifier awaits the broker (end offsets for the outbox) between applying a batch and recording
     it. Faust waits for in-flight events before revoking, so the copy should never be replaced meanwhile; if
