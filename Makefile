@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.rote-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-run test checks lint typecheck pytest run clean-venv
+.PHONY: setup setup-run test checks lint typecheck pytest run clean-venv lock
 
 ## setup: missing Debian packages, .venv with rote and its test extras, the Apache Kafka jars (~/.cache/rote)
 setup: $(STAMP)
@@ -17,12 +17,17 @@ setup: $(STAMP)
 setup-run: $(STAMP)
 	bash deploy/scripts/system-deps.sh run
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml deploy/constraints.txt
 	bash deploy/scripts/system-deps.sh run
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c deploy/constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+## lock: write the installed versions to deploy/constraints.txt (after a full `make test` passed with them)
+lock: $(STAMP)
+	{ sed -n '/^#/p' deploy/constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | LC_ALL=C sort -f; } > deploy/constraints.txt.new
+	mv deploy/constraints.txt.new deploy/constraints.txt
 
 ## test: lint, type-check and the whole pytest suite (integration tests on Tansu and Apache Kafka).
 ## All three always run, so one log shows every problem; any failure fails the target.
