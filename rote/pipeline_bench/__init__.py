@@ -10,7 +10,8 @@ users), it measures:
 - `real_worker_actions_per_s`: `rote worker` (every agent, default configuration) draining per-user batches
   (as rote's producers send them), from the first commit to the last, with µs of worker CPU per action;
 - `latency_p50_ms` / `latency_p99_ms`: from the action that emits a candidate to the candidate, at half the
-  sustained rate;
+  sustained rate, while actions are being sent (the candidates of each user's last actions, released by
+  discovery's lateness hold after the last send, are counted apart);
 - `rss_mb_per_10k_users`: the worker's RSS growth per 10,000 active users;
 - a sweep over users x history (10 x 5,000, 100 x 500, 1,000 x 50) and its max/min throughput ratio.
 
