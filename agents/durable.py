@@ -146,14 +146,16 @@ class DurableState(Generic[S, Item]):
         return f"{key}\x00{epoch}\x00{seq:012d}".encode()
 
     def stored_keys(self) -> list[str]:
-        """Keys whose checkpoint this worker holds (for read-only views)."""
+        """Keys whose checkpoint this worker holds (for read-only views), without those whose partition moved
+        to another worker: Faust's memory store keeps what this worker wrote for them, and listing them
+        would show one user on two workers, the old owner's copy going stale."""
         out = []
         for raw in list(self.states.keys()):
             try:
                 out.append(bytes(raw).decode())
             except UnicodeDecodeError:
                 continue
-        return sorted(set(out) | set(self._live))
+        return sorted((set(out) - self._moved.keys()) | set(self._live))
 
     # ---------------------------------------------------------------------------------- reading
 

@@ -250,6 +250,17 @@ def test_the_sweep_leaves_outboxes_of_partitions_that_moved_away_to_their_new_ow
     assert [(k, [p["identity"] for p in v]) for k, v in ds.pending_outboxes()] == [("u", ["v4"])]
 
 
+def test_keys_of_partitions_that_moved_away_are_not_listed_as_held_here() -> None:
+    """The views (`/users/`, what operators and the crash tests count against) list a key on the worker
+    that owns its partition only; the old owner's store still holds what it wrote for it."""
+    ds = _durable_on_partition_3()
+    assert ds.stored_keys() == ["u"]
+    _assign(ds, 1)
+    assert b"u" in ds.states and ds.stored_keys() == []
+    _assign(ds, 1, 3)
+    assert ds.stored_keys() == ["u"]
+
+
 def test_an_event_whose_checkpoint_is_over_the_cap_is_logged_instead(monkeypatch: pytest.MonkeyPatch) -> None:
     """A checkpoint over the size cap is not written (the broker would refuse it); the event it was to cover
     must then go to the write-ahead log, or it and every later event of the key were in no table."""
