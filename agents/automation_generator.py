@@ -82,6 +82,10 @@ def register(
         source_topics=(AUTOMATIONS.name, TEST_RESULTS.name, METRICS.name),
     )
     states: dict[str, str] = {}
+    #: (version, state) of each automation when last seen here: a new version can be rejected on arrival
+    #: (no language here can express its steps), the same state as the version before, and still needs its
+    #: own "rejected" record on the topic
+    echoed: dict[str, tuple[int, str]] = {}
     registry_inputs = app.topic(
         AUTOMATIONS.name,
         TEST_RESULTS.name,
@@ -163,16 +167,11 @@ def register(
                 continue
             changed = False
             if record is not None:
-                before = states.get(record.automation_id)
+                before = echoed.get(record.automation_id)
+                echoed[record.automation_id] = (record.version, record.state)
                 states[record.automation_id] = record.state
                 _export(states)
-                changed = record.state != before and record.state in (
-                    "verified",
-                    "rejected",
-                    "retired",
-                    "active",
-                    "degraded",
-                )
+                changed = echo_due(before, record.version, record.state)
                 if changed:
                     echo = record.automation.model_copy(
                         update={"state": record.state, "state_reason": record.state_reason}
@@ -239,6 +238,20 @@ def should_generate(cand: Candidate, last: dict[str, Any] | None, *, min_score: 
     if list(cand.routine) != list(last["routine"]):
         return True
     return cand.occurrences >= growth * int(last["occurrences"])
+
+
+#: States the registry announces on `automations` (the generator publishes "generated" itself).
+ECHOED_STATES = frozenset({"verified", "rejected", "retired", "active", "degraded"})
+
+
+def echo_due(before: tuple[int, str] | None, version: int, state: str) -> bool:
+    """Does the registry's record (`version`, `state`) need a record of its own on `automations`?
+
+    By version and state, not state alone: a new version whose steps no language here can express is
+    rejected as it arrives, the state its predecessor ended in, and without its own record the topic (and
+    every view built from it: the run summary, `rote report`) would show it "generated" for ever.
+    """
+    return (version, state) != before and state in ECHOED_STATES
 
 
 def _export(states: dict[str, str]) -> None:

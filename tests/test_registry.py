@@ -282,3 +282,30 @@ def test_percentile_nearest_rank() -> None:
     assert percentile([3.0], 99) == 3.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 75) == 3.0
+
+
+def test_a_new_version_rejected_on_arrival_gets_its_own_rejected_record(auto: Automation) -> None:
+    """A candidate update brings version 2 of an automation no language here can express: the registry
+    rejects it as it arrives, the state version 1 ended in. The registry agent announces states on
+    `automations` by (version, state), so version 2 gets its own "rejected" record; by state alone the topic
+    showed it "generated" for ever (a new user's `rote report` said "generated" where the run said
+    "rejected"). Redelivered, nothing is announced twice."""
+    from rote.agents.automation_generator import echo_due
+
+    src = {
+        lang: s.model_copy(update={"supported": False, "unsupported_steps": ["step 0 (x): nope"]})
+        for lang, s in auto.sources.items()
+    }
+    v1 = auto.model_copy(update={"automation_id": "a-none", "sources": src})
+    v2 = v1.model_copy(update={"version": 2})
+    reg = Registry()
+    announced: list[tuple[int, str]] = []
+    before: tuple[int, str] | None = None
+    for a in (v1, v2, v2):
+        reg.apply_automation(a)
+        rec = reg.get("a-none")
+        assert rec is not None
+        if echo_due(before, rec.version, rec.state):
+            announced.append((rec.version, rec.state))
+        before = (rec.version, rec.state)
+    assert announced == [(1, "rejected"), (2, "rejected")]
