@@ -268,7 +268,7 @@ def _entry_anchor(
     `glued`: the end of another routine counts as elsewhere also when it is in half to two thirds of the
     candidate's segments, if it ends a block glued onto them (`_glued_end`): with two routines at random and
     noise, the other routine's last action is in about half of them, and the threshold of one half alone
-    decided such mixes by chance (docs/discovery.md: SR+RT seeds). The candidate then needs the
+    left the anchor inside a routine in one seed in four (docs/discovery.md). The candidate then needs the
     evidence the anchor needs, 2 x `min_support` occurrences.
     """
     p = preds.of(anchor)
