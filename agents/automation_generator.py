@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import multiprocessing
+from collections.abc import Iterable
 from typing import Any
 
 import faust
@@ -81,10 +82,9 @@ def register(
         apply=absorb,
         source_topics=(AUTOMATIONS.name, TEST_RESULTS.name, METRICS.name),
     )
-    states: dict[str, str] = {}
-    #: (version, state) of each automation when last seen here: a new version can be rejected on arrival
-    #: (no language here can express its steps), the same state as the version before, and still needs its
-    #: own "rejected" record on the topic
+    #: (version, state) of each automation when last seen here (the state gauge counts these states): a new
+    #: version can be rejected on arrival (no language here can express its steps), the same state as the
+    #: version before, and still needs its own "rejected" record on the topic
     echoed: dict[str, tuple[int, str]] = {}
     registry_inputs = app.topic(
         AUTOMATIONS.name,
@@ -169,8 +169,7 @@ def register(
             if record is not None:
                 before = echoed.get(record.automation_id)
                 echoed[record.automation_id] = (record.version, record.state)
-                states[record.automation_id] = record.state
-                _export(states)
+                _export(state for _, state in echoed.values())
                 changed = echo_due(before, record.version, record.state)
                 if changed:
                     echo = record.automation.model_copy(
@@ -254,9 +253,9 @@ def echo_due(before: tuple[int, str] | None, version: int, state: str) -> bool:
     return (version, state) != before and state in ECHOED_STATES
 
 
-def _export(states: dict[str, str]) -> None:
+def _export(states: Iterable[str]) -> None:
     counts = dict.fromkeys(("generated", "testing", "verified", "rejected", "active", "retired"), 0)
-    for state in states.values():
+    for state in states:
         counts[state] = counts.get(state, 0) + 1
     for state, n in counts.items():
         metrics.AUTOMATIONS.labels(state=state).set(n)
