@@ -136,10 +136,72 @@ class RoteApp(faust.App):
         await self.crash(exc)
 
 
+def _seek_before_streaming() -> None:
+    """Make Faust's consumers resume source partitions only once their committed offsets are sought.
+
+    Why: at the end of a rebalance's recovery Faust resumes the source partitions, then asks the broker for
+    their committed offsets and seeks there (`Recovery._resume_streams`), with flow control already active
+    since the changelogs were read. Events fetched during that round trip reached the agents, and the seek
+    then set Faust's read offsets back under them. The restart test lost one action of the bundled log that
+    way, about one run in twenty on two loaded cores, one in two with a second's delay put into the seek:
+    the action was queued for the agent, the `flow_control.resume()` that follows the seek emptied the
+    queue (see `keep_queued_on_resume`), and the events fetched before the seek went on, so the action was
+    never processed, never acknowledged, and the commit stopped below it until the next restart. Here a
+    source partition that Faust resumes is kept paused until the next `perform_seek` has finished, so the
+    first event an agent sees is the one at the committed offset (`agents/ordering.py` checks it).
+    Changelog partitions (table recovery) resume at once, as before.
+    """
+    from faust.transport.consumer import Consumer
+
+    if getattr(Consumer, "_rote_seek_first", False):
+        return
+    resume, seek = Consumer.resume_partitions, Consumer.perform_seek
+
+    def resume_partitions(self: Any, tps: Any) -> None:
+        tps = set(tps)
+        changelogs = self.app.tables.changelog_topics
+        sources = {tp for tp in tps if tp.topic not in changelogs}
+        if sources:
+            self._rote_deferred = getattr(self, "_rote_deferred", set()) | sources
+        resume(self, tps - sources)
+
+    async def perform_seek(self: Any) -> None:
+        await seek(self)  # a seek that fails leaves them paused (Faust's recovery then stops the worker)
+        deferred: set[Any] = getattr(self, "_rote_deferred", set())
+        self._rote_deferred = set()
+        if deferred:
+            resume(self, deferred & set(self.assignment()))  # not one revoked meanwhile
+
+    Consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
+    Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    Consumer._rote_seek_first = True  # type: ignore[attr-defined]
+
+
+def keep_queued_on_resume(flow_control: Any) -> None:
+    """Make `flow_control.resume()` a no-op while flow is already active, instead of emptying the agents'
+    queues.
+
+    Faust's `FlowControlEvent.resume` empties every queue it manages, the agents' event queues among them:
+    meant for the step from suspended to active (what is queued then was fetched before a rebalance and is
+    fetched again from the committed offset). But recovery resumes flow to read the changelogs and Faust
+    resumes it again after seeking the source partitions; events queued in between belong to the current
+    assignment, are fetched once, and emptied they are lost (`_seek_before_streaming`, the other half).
+    """
+    resume = flow_control.resume
+
+    def resume_if_suspended() -> None:
+        if not flow_control.is_active():
+            resume()
+
+    flow_control.resume = resume_if_suspended
+
+
 def create_app(settings: Settings, *, bootstrap: str, app_id: str | None = None) -> tuple[faust.App, Topics]:
     settings.state_dir.mkdir(parents=True, exist_ok=True)  # Faust creates its datadir but not the parents
     _short_fetch_wait()
+    _seek_before_streaming()
     app = RoteApp(app_id or settings.app_id, Event=SettledEvent, **faust_settings(settings, bootstrap))
+    keep_queued_on_resume(app.flow_control)
     # Table writes (checkpoints, log records, their tombstones) queue in Faust's producer buffer, which
     # pauses the stream and logs "producer buffer full" past 100 messages: a checkpoint that ends a long
     # write-ahead log deletes more records than that at once. A larger buffer keeps the pause for real
