@@ -33,6 +33,9 @@ class DiscoveryConfig:
     #: At each refit an anchor entered only from inside its own routine (a step of it) is replaced by the
     #: action that routine is entered through from elsewhere, if one is (`segmentation._entry_anchor`).
     start_entry_anchor: bool = True
+    #: ... counting as "elsewhere" also the last action of another routine glued onto half to two thirds of
+    #: the candidate's segments (`segmentation._glued_end`).
+    start_entry_glued: bool = True
     #: When starts are dropped at a refit, the kept events of what was cut at them are joined with the
     #: segments next to them in time and cut again at the new starts, instead of being forgotten
     #: (`RoutineDiscoverer._unanchor`).

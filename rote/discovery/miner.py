@@ -360,6 +360,7 @@ class RoutineDiscoverer:
             coherent_prefer=cfg.start_coherent_prefer,
             retest=cfg.start_retest,
             entry_anchor=cfg.start_entry_anchor,
+            entry_glued=cfg.start_entry_glued,
         )
 
     def _set_starts(self, state: UserState, starts: list[str]) -> None:

@@ -210,10 +210,47 @@ def _stale_anchor(seq: Sequence[str], starts: Sequence[str], *, min_length: int,
 STEP_ENTRY = 0.05
 #: The action replacing such an anchor is entered from elsewhere in more than this share of its occurrences.
 ENTRY_MIN = 0.35
+#: A predecessor in fewer than this share of a candidate's segments (and at least half) still counts as
+#: elsewhere when it ends a block of actions glued onto those segments (`_glued_end`). Another routine up to
+#: about twice as frequent as the candidate's sits between two of its instances in r / (1 + r) <= 2/3 of
+#: them; a step of the candidate's own routine is in nearly all.
+GLUED_PRESENCE = 2 / 3
+#: ... a block of at least this share of the actions in 80% of the candidate's segments (and `min_length`).
+GLUED_BLOCK = 0.25
+
+
+def _glued_end(own: Sequence[list[str]], q: str, min_length: int) -> bool:
+    """Does `q` end another routine's instances glued onto these segments (all begun by one action)?
+
+    Until a second routine's start is accepted, its instances stay glued onto the segments of the routine
+    before them: in about half of those segments (two routines at random), each time with all of its
+    actions. So `q` ends such a routine if many actions are present almost exactly in the segments `q` is
+    in: in 80% of those and in at most 20% of the others, at least `GLUED_BLOCK` of the segments' common
+    actions. An optional step of the candidate's own routine (a branch) brings one or two actions along.
+    """
+    with_q = [i for i, s in enumerate(own) if q in s]
+    if not with_q or len(with_q) == len(own):
+        return False
+    inside: Counter[str] = Counter()
+    outside: Counter[str] = Counter()
+    where = set(with_q)
+    for i, s in enumerate(own):
+        (inside if i in where else outside).update(set(s))
+    n_in, n_out = len(with_q), len(own) - len(with_q)
+    block = sum(1 for x, c in inside.items() if c >= 0.8 * n_in and outside[x] <= 0.2 * n_out)
+    common = sum(1 for x in inside.keys() | outside.keys() if inside[x] + outside[x] >= 0.8 * len(own))
+    return block >= max(min_length, GLUED_BLOCK * common)
 
 
 def _entry_anchor(
-    seq: Sequence[str], anchor: str, preds: _Preds, *, min_support: int, min_length: int, body_share: float
+    seq: Sequence[str],
+    anchor: str,
+    preds: _Preds,
+    *,
+    min_support: int,
+    min_length: int,
+    body_share: float,
+    glued: bool = False,
 ) -> str | None:
     """The action to anchor on instead of `anchor` when `anchor` is a step inside a routine, else None.
 
@@ -227,6 +264,12 @@ def _entry_anchor(
     of its own occurrences (the end of whatever came before, not the step before it on a branch, which
     leads to it whenever taken). In a stream of one routine without noise little is entered from
     elsewhere (the anchor stays); the merge points of its branches are entered from branch steps.
+
+    `glued`: the end of another routine counts as elsewhere also when it is in half to two thirds of the
+    candidate's segments, if it ends a block glued onto them (`_glued_end`): with two routines at random and
+    noise, the other routine's last action is in about half of them, and the threshold of one half alone
+    decided such mixes by chance (docs/discovery.md: SR+RT seeds). The candidate then needs the
+    evidence the anchor needs, 2 x `min_support` occurrences.
     """
     p = preds.of(anchor)
     if not p or p.total() < 2 * min_support:
@@ -238,7 +281,7 @@ def _entry_anchor(
     best, best_share = None, ENTRY_MIN
     for y in dict.fromkeys(seq):
         py = preds.of(y)
-        if y == anchor or not py or py.total() < min_support:
+        if y == anchor or not py or py.total() < (2 if glued else 1) * min_support:
             continue
         entries = {q: k for q, k in py.items() if k < 0.5 * follows[q]}
         if sum(entries.values()) <= best_share * py.total():
@@ -254,7 +297,15 @@ def _entry_anchor(
             continue  # the anchor is not a step of the routine `y` begins
         if sum(c >= body_share * n for c in presence.values()) < min_length:
             continue
-        share = sum(k for q, k in entries.items() if presence[q] < 0.5 * n) / py.total()
+        share = (
+            sum(
+                k
+                for q, k in entries.items()
+                if presence[q] < 0.5 * n
+                or (glued and presence[q] < GLUED_PRESENCE * n and _glued_end(own, q, min_length))
+            )
+            / py.total()
+        )
         if share > best_share:
             best, best_share = y, share
     return best
@@ -273,6 +324,7 @@ def estimate_starts(
     coherent_prefer: bool = False,
     retest: bool = False,
     entry_anchor: bool = False,
+    entry_glued: bool = False,
 ) -> list[str]:
     """Routine start actions of a stream; `known` starts (from earlier windows) are kept as roots.
 
@@ -280,7 +332,7 @@ def estimate_starts(
     acceptance tests as every other candidate. `retest`: the known starts after the anchor are judged again
     on this window first, and those found inside a routine known before them are dropped (`_inside`).
     `entry_anchor`: on a window after the first, an anchor that is a step inside a routine is replaced by
-    the action that routine is entered through (`_entry_anchor`).
+    the action that routine is entered through (`_entry_anchor`, with `entry_glued` as its `glued`).
     """
     freq = frequent_labels(labels, min_support)
     seq = [label for label in labels if label in freq]
@@ -304,6 +356,7 @@ def estimate_starts(
             min_support=min_support,
             min_length=min_length,
             body_share=body_share,
+            glued=entry_glued,
         )
         if entry is not None:
             starts = [entry]  # re-anchor where the routine is entered; the other starts are estimated afresh
