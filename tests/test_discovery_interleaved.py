@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState, discover
-from rote.discovery.describe import value_format
+from rote.discovery.describe import value_format, variant_note
 from rote.discovery.interleaved import read_log, read_pnml_labels, score_top_k, true_routine_recall
 from rote.discovery.segmentation import estimate_starts
 from rote.discovery.streams import group_instances
@@ -222,3 +222,26 @@ def test_a_start_entered_from_many_actions_is_accepted_though_other_routines_are
         rng = random.Random(seed)
         seq = [x for _ in range(60) for x in routines[rng.choice("ABC")]]
         assert sorted(estimate_starts(seq)) == ["a1", "b1", "c1"], seed
+
+
+def test_variant_notes_name_what_differs_when_the_actions_are_the_same() -> None:
+    """A prefix is not "the same steps in another order" (a new user's log: a routine seen stopping early)."""
+    from rote.streams.schemas import RoutineStep
+
+    def steps(*labels: str) -> list[RoutineStep]:
+        return [RoutineStep(label=lab, app="Excel", action_type=lab.split(":")[0]) for lab in labels]
+
+    a, b, c = "open:file", "copy:A1", "paste:B1"
+    cases = [
+        (steps(a, b), [a, b, a, b], "4-step variant: stops after its first 2 steps"),
+        (steps(a, b, c, c), [a, b, c], "3-step variant: goes on for 1 more step"),
+        (steps(a, c, b), [a, b, c], "3-step variant: same steps in another order"),
+        (
+            steps(a, b, b, c),
+            [a, b, c, c],
+            "4-step variant: repeats some of its steps a different number of times",
+        ),
+    ]
+    for mine, other, note in cases:
+        assert variant_note(mine, [other]) == f"Unlike the {note}"
+    assert variant_note(steps(a, b), [[a, c]]) is None  # too different to be told apart this way

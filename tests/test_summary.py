@@ -235,3 +235,12 @@ def test_a_demo_with_nothing_to_run_says_so(summary: dict[str, Any]) -> None:
     assert "not run: no verified automation fills the demo's form" in text and "0 of 50" not in text
     ran = {**summary, "demo_form": {"submitted": 50, "correct": 50, "expected": 50, "runs_requested": 50}}
     assert "50 submissions, 50 correct" in " ".join(_text(ran, 100).split())
+
+
+def test_batched_actions_are_not_read_as_actions(summary: dict[str, Any]) -> None:
+    """A producer that batches sends fewer `user-actions` messages than actions: the row says so (a new user
+    read "user-actions 14" as 14 actions)."""
+    batched = {**summary, "topics": {**summary["topics"], "user-actions": 14}}
+    messages = dict(rows(batched))["messages"]
+    assert "user-actions 14 (batches of actions)" in messages
+    assert "user-actions 2,414 ·" in dict(rows(summary))["messages"]  # one action each: nothing to add

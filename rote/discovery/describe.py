@@ -243,8 +243,21 @@ def variant_note(steps: Sequence[RoutineStep], others: Sequence[Sequence[str]]) 
         more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
         parts.append(f"skips {shown}{more}")
     if not parts:
-        parts.append("same steps in another order")
+        parts.append(_same_labels(mine, list(best)))
     return (f"Unlike the {len(best)}-step variant: " + ", ".join(parts))[:MAX_NOTE]
+
+
+def _same_labels(mine: list[str], best: list[str]) -> str:
+    """How two variants with the same actions differ: a prefix (a routine seen stopping early), a longer run,
+    the same steps reordered, or steps repeated a different number of times."""
+    if mine == best[: len(mine)]:
+        return f"stops after its first {len(mine)} steps"
+    if best == mine[: len(best)]:
+        more = len(mine) - len(best)
+        return f"goes on for {more} more step{'s' if more > 1 else ''}"
+    if sorted(mine) == sorted(best):
+        return "same steps in another order"
+    return "repeats some of its steps a different number of times"
 
 
 def describe(

@@ -29,6 +29,7 @@ from rote.streams.topics import (
     DEAD_LETTERS,
     OPTIMIZATION_REPORTS,
     TEST_RESULTS,
+    USER_ACTIONS,
 )
 
 #: Lifecycle states in the order a reader follows them (the registry's vocabulary, shared by every view).
@@ -214,7 +215,13 @@ def rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     out.append(("ROI", s.get("roi_explained") or "– (nothing built or run yet)"))
     out.append(("reports", plural(int(s["reports"]), "optimization report")))
     topics = s.get("topics") or {}
-    out.append(("messages", " · ".join(f"{k} {count(v)}" for k, v in topics.items())))
+    # a `user-actions` message may carry one user's batch of actions (the actions are counted under "input")
+    actions = int(s.get("events_in") or 0)
+    shown = [
+        f"{k} {count(v)}" + (" (batches of actions)" if k == USER_ACTIONS.name and 0 < v < actions else "")
+        for k, v in topics.items()
+    ]
+    out.append(("messages", " · ".join(shown)))
     return out
 
 
