@@ -126,6 +126,11 @@ class Target(Event):
     title: Text | None = None
 
 
+#: What an importer sets as `UserAction.app` when its source names no application (the field is required):
+#: views and routine names leave it out rather than say "in unknown".
+UNKNOWN_APP = "unknown"
+
+
 class UserAction(Event):
     """One thing a person did in an application, as a desktop logger or browser extension saw it."""
 

@@ -245,3 +245,21 @@ def test_variant_notes_name_what_differs_when_the_actions_are_the_same() -> None
     for mine, other, note in cases:
         assert variant_note(mine, [other]) == f"Unlike the {note}"
     assert variant_note(steps(a, b), [[a, c]]) is None  # too different to be told apart this way
+
+
+def test_names_leave_out_an_application_the_log_did_not_name() -> None:
+    """An import without an application column sets `unknown` (the field is required); names never say it."""
+    from rote.discovery.describe import routine_name
+    from rote.streams.schemas import UNKNOWN_APP, RoutineStep, Target
+
+    typed = [
+        RoutineStep(label=f"type:{f}", app=UNKNOWN_APP, action_type="type", target=Target(field=f))
+        for f in ("Name", "City")
+    ]
+    assert routine_name(typed) == "Enter Name, City (2 steps)"
+    bare = [RoutineStep(label=lab, app=UNKNOWN_APP, action_type=lab) for lab in ("step1", "step")]
+    assert routine_name(bare) == "step1 … step (2 steps)"
+    assert (
+        routine_name([s.model_copy(update={"app": "Excel"}) for s in typed])
+        == "Enter Name, City in Excel (2 steps)"
+    )

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rote.streams.schemas import RoutineInstance, RoutineStep
+from rote.streams.schemas import UNKNOWN_APP, RoutineInstance, RoutineStep
 
 MAX_NAME = 300
 MAX_NOTE = 500
@@ -115,7 +115,8 @@ def _where(step: RoutineStep) -> str:
     if t.url:
         return _page(t.url) or t.url
     key = step.label.split(":", 1)[1] if ":" in step.label else ""
-    return _humanize(key) if key else step.app or "the screen"
+    app = step.app if step.app != UNKNOWN_APP else ""
+    return _humanize(key) if key else app or "the screen"
 
 
 def value_format(values: Sequence[str | None]) -> str | None:
@@ -191,7 +192,7 @@ def routine_name(steps: Sequence[RoutineStep]) -> str:
     docs = Counter(d for s in steps if (d := _document(s)))
     pages = Counter(p for s in steps if s.app and (p := _page(s.target.url)))
     fields = [s.target.field for s, kd in zip(steps, kinds, strict=True) if kd == "type" and s.target.field]
-    apps = list(dict.fromkeys(s.app for s in steps if s.app))
+    apps = list(dict.fromkeys(s.app for s in steps if s.app and s.app != UNKNOWN_APP))
     doc = docs.most_common(1)[0][0] if docs else None
     page = pages.most_common(1)[0][0] if pages else None
     flows = sum(
@@ -213,8 +214,8 @@ def routine_name(steps: Sequence[RoutineStep]) -> str:
     elif doc:
         name = f"Work on {doc}" + (f" in {apps[0]}" if apps else "")
     else:
-        first, last = _where(steps[0]), _where(steps[-1])
-        name = f"{_humanize(steps[0].action_type)} {first} … {_humanize(steps[-1].action_type)} {last}"
+        ends = [(_humanize(st.action_type), _where(st)) for st in (steps[0], steps[-1])]
+        name = " … ".join(act if where == "the screen" else f"{act} {where}" for act, where in ends)
     return f"{name} ({len(steps)} steps)"[:MAX_NAME]
 
 

@@ -29,6 +29,7 @@ from rote.importers.options import (
     CsvOptions,
     Format,
 )
+from rote.streams.schemas import UNKNOWN_APP
 
 _CELL_RE = re.compile(r"^\$?([A-Za-z]{1,3})\$?(\d{1,7})$")
 
@@ -308,7 +309,7 @@ def map_actionlogger(row: Mapping[str, Any], cols: Columns) -> dict[str, Any]:
     }
     return {
         "timestamp": iso(ts),
-        "app": app or "unknown",
+        "app": app or UNKNOWN_APP,
         "action_type": action,
         "target": target,
         "value": value,
@@ -373,7 +374,7 @@ def map_bosco(row: Mapping[str, Any], cols: Columns) -> dict[str, Any]:
     }
     return {
         "timestamp": iso(ts),
-        "app": clean(row.get("source")) or "unknown",
+        "app": clean(row.get("source")) or UNKNOWN_APP,
         "action_type": action,
         "target": target,
         "value": row.get("Value") if clean(row.get("Value")) is not None else None,
@@ -395,7 +396,7 @@ def map_generic(row: Mapping[str, Any], cols: Columns, source: str = "csv") -> d
     attributes = {k: str(v) for k, v in row.items() if k and k not in used and clean(v) is not None}
     payload: dict[str, Any] = {
         "timestamp": iso(ts),
-        "app": _first_of(row, cols.app) or "unknown",
+        "app": _first_of(row, cols.app) or UNKNOWN_APP,
         "action_type": action,
         "target": _drop_none({"field": fld}),
         "value": _first_of(row, cols.value),
