@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,6 +209,45 @@ def test_cli_folder_mode_scores_every_log_with_reference(tmp_path: Path) -> None
     assert out["summary"]["logs"] == 2 and out["summary"]["k"] == 2
     assert out["summary"]["published_mean_jc"] == pytest.approx(0.55)
     assert out["summary"]["mean_jc"] >= 0.75 and out["summary"]["routines_found"] >= 2
+
+
+def test_cli_one_log_in_another_locale_scores_the_same(tmp_path: Path) -> None:
+    """The same log exported with `;`, cp1252, CRLF and its own column names (--time-col, --action-cols)
+    scores as the original; flags this mode does not read are refused, not ignored (a new user's run)."""
+    from typer.testing import CliRunner
+
+    from rote.cli import app
+
+    original = _synth(tmp_path, seed=3)
+    log = read_log(original, routine_col="routine_type")
+    models = tmp_path / "models"
+    models.mkdir()
+    for rt in sorted(set(log.routine_of.values())):
+        labels = sorted({a.action_type for a in log.actions if log.routine_of.get(a.event_id) == rt})
+        (models / f"{rt}.pnml").write_text(
+            "<pnml><net>"
+            + "".join(f"<transition><name><text>{x}</text></name></transition>" for x in labels)
+            + "</net></pnml>"
+        )
+    with original.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    exported = tmp_path / "export.csv"
+    with exported.open("w", newline="", encoding="cp1252") as fh:
+        w = csv.writer(fh, delimiter=";", lineterminator="\r\n")
+        w.writerow(["Zeitstempel", "Aktivität"])
+        w.writerows([r["time:timestamp"], r["concept:name"]] for r in rows)
+
+    def run(path: Path, *flags: str) -> Any:
+        args = ["eval", "discovery", str(path), "--gt-models", str(models), "--k", "2", "--json", *flags]
+        return CliRunner().invoke(app, args)
+
+    mine = run(exported, "--time-col", "Zeitstempel", "--action-cols", "Aktivität")
+    theirs = run(original)
+    assert mine.exit_code == 0 and theirs.exit_code == 0, mine.output + theirs.output
+    a, b = json.loads(mine.stdout), json.loads(theirs.stdout)
+    assert a["top_k"] == b["top_k"] and a["mean_jc"] == b["mean_jc"] > 0
+    refused = run(exported, "--time-col", "Zeitstempel", "--app-col", "App")
+    assert refused.exit_code == 2 and "--app-col: not used with --gt-models" in refused.output
 
 
 def test_a_start_entered_from_many_actions_is_accepted_though_other_routines_are_glued_on() -> None:

@@ -123,7 +123,31 @@ def register(app: typer.Typer) -> None:
         them). `routines` lists the discovered routines, ranked, with their occurrences' event ids.
         """
         if file.is_dir() or gt_models is not None:
-            _interleaved(file, gt_models, k, reference, routine_col, min_support, as_json)
+            unused = {
+                "--format": fmt != "bosco",
+                "--user-col": user_col,
+                "--app-col": app_col,
+                "--value-col": value_col,
+                "--instance-col": instance_col,
+                "--truth": truth,
+                "--patterns": patterns,
+            }
+            actions = [c.strip() for c in action_cols.split(",")] if action_cols else []
+            if len(actions) > 1:
+                unused["--action-cols beyond the first (one label column here)"] = True
+            if given := [flag for flag, value in unused.items() if value]:
+                Console(stderr=True).print(
+                    f"[red]error:[/] {', '.join(given)}: not used with --gt-models or a folder "
+                    "(those take --action-cols, --time-col, --delimiter, --encoding)",
+                    soft_wrap=True,
+                )
+                raise typer.Exit(2)
+            columns = {"label_col": actions[0]} if actions else {}
+            columns |= {"time_col": time_col} if time_col else {}
+            checked = csv_options(delimiter=delimiter, encoding=encoding)  # `tab`, codec names: as importers
+            columns |= {"delimiter": checked.delimiter} if checked.delimiter else {}
+            columns |= {"encoding": checked.encoding} if checked.encoding else {}
+            _interleaved(file, gt_models, k, reference, routine_col, min_support, as_json, columns)
             return
         if fmt not in FORMATS:
             raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
@@ -210,15 +234,22 @@ def _interleaved(
     routine_col: str | None,
     min_support: int,
     as_json: bool,
+    columns: dict[str, str] | None = None,
 ) -> None:
-    """Interleaved logs (process-mining CSV: concept:name, time:timestamp): one log or a whole setting."""
+    """Interleaved logs (process-mining CSV: concept:name, time:timestamp unless `columns` say otherwise):
+    one log or a whole setting."""
     err = Console(stderr=True)
     cfg = DiscoveryConfig(min_support=min_support)
     try:
         models = read_models(gt_models) if gt_models is not None else None
         if path.is_file():
             out = evaluate_log(
-                path, models, k or setting_k(path.parent.name), config=cfg, routine_col=routine_col
+                path,
+                models,
+                k or setting_k(path.parent.name),
+                config=cfg,
+                routine_col=routine_col,
+                columns=columns,
             )
             if as_json:
                 typer.echo(json.dumps(out))
@@ -240,7 +271,7 @@ def _interleaved(
         if not logs:
             raise ImportFormatError(f"{path}: no .csv logs")
         for p in logs:
-            row = evaluate_log(p, models, kk, config=cfg, routine_col=routine_col)
+            row = evaluate_log(p, models, kk, config=cfg, routine_col=routine_col, columns=columns)
             r = ref.get((setting, p.stem))
             row["published_mean_jc"] = float(r["authors_mean_jc"]) if r else None
             rows.append(row)

@@ -86,11 +86,18 @@ def read_log(
     label_col: str = "concept:name",
     time_col: str = "time:timestamp",
     routine_col: str | None = None,
+    delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> LabelledLog:
     """A process-mining CSV as one user's stream, sorted by time (stable). `routine_col` (if present) holds
-    each event's routine type; an empty cell means noise."""
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    each event's routine type; an empty cell means noise. Delimiter and encoding are detected as the
+    importers detect them (`rote.importers.sniff`) unless given: an export from a spreadsheet in another
+    locale (`;`, cp1252) reads the same."""
+    from rote.importers.sniff import open_text, sniff, sniff_delimiter
+
+    sniffed = sniff(path, encoding=encoding)
+    with open_text(path, sniffed.encoding) as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter or sniff_delimiter(sniffed.sample))
         cols = reader.fieldnames or []
         if label_col not in cols or time_col not in cols:
             raise ImportFormatError(f"{path.name}: needs columns {label_col!r} and {time_col!r}")
@@ -220,8 +227,11 @@ def evaluate_log(
     *,
     config: DiscoveryConfig | None = None,
     routine_col: str | None = None,
+    columns: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    log = read_log(path, routine_col=routine_col)
+    """Discover on one log and score it; `columns` are `read_log`'s keyword arguments (label_col, time_col,
+    delimiter, encoding) when the log's differ from the shared logs'."""
+    log = read_log(path, routine_col=routine_col, **(columns or {}))
     result: DiscoveryResult = discover(log.actions, config, user_id=path.stem)
     heads = result.heads()
     sets = [set(h.candidate.routine) for h in heads]
