@@ -203,7 +203,7 @@ def test_no_raw_floats_and_human_units(summary: dict[str, Any]) -> None:
     flat = " ".join(text.split())
     assert "2,409 actions in" in flat and "3 invalid rows of the file dead-lettered" in flat
     assert "5 injected malformed events (demo)" in flat
-    assert "python 3 ran, 3 passed · bash 3 not runnable here" in flat
+    assert "python 3 ran, 3 passed · bash 3 unsupported" in flat
     assert "paste_q3_name[first]" in flat  # user data is text, never rich markup
 
 

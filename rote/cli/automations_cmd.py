@@ -48,7 +48,7 @@ def _summary_row(r: AutomationRecord) -> list[str]:
     from rote.report.tally import current_version_verdicts, tally
 
     s = r.stats
-    # per language, current version, "not runnable here" apart from failed: the tally every view uses
+    # per language, current version, "unsupported" apart from failed: the tally every view uses
     tests = tally(current_version_verdicts(r.test_results)).short()
     return [
         r.automation_id,

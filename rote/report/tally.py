@@ -58,7 +58,8 @@ class TestTally:
         return known + sorted(set(self.by_language) - set(known))
 
     def text(self) -> str:
-        """``python 10 ran, 7 passed · bash 10 not runnable here``."""
+        """``python 10 ran, 7 passed · bash 10 unsupported``: not run, because of a platform without the
+        interpreter (AppleScript on Linux) or a step the language cannot express (each result says which)."""
         parts = []
         for lang in self.languages():
             t = self.by_language[lang]
@@ -66,16 +67,16 @@ class TestTally:
             if t.ran:
                 bits.append(f"{count(t.ran)} ran, {count(t.passed)} passed")
             if t.unsupported:
-                bits.append(f"{count(t.unsupported)} not runnable here")
+                bits.append(f"{count(t.unsupported)} unsupported")
             parts.append(f"{lang} {', '.join(bits)}")
         return " · ".join(parts) or "none"
 
     def short(self) -> str:
-        """``7/10 passed`` (+ ``, 20 not runnable``) for a table cell."""
+        """``7/10 passed`` (+ ``, 20 unsupported``) for a table cell."""
         if not self.by_language:
             return "–"
         out = f"{self.passed}/{self.ran} passed" if self.ran else "none ran"
-        return out + (f", {self.unsupported} not runnable" if self.unsupported else "")
+        return out + (f", {self.unsupported} unsupported" if self.unsupported else "")
 
     @classmethod
     def from_dict(cls, data: dict[str, dict[str, int]]) -> TestTally:
