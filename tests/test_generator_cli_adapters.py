@@ -79,6 +79,24 @@ def test_show_prints_every_target_source(archive: Path) -> None:
     assert missing.exit_code == 1 and "error" in json.loads(missing.stdout)
 
 
+def test_list_keeps_long_ids_on_one_line_at_80_columns(tmp_path: Path) -> None:
+    """An id is what a reader copies into `rote automations show`: folded in two it cannot be (a new user's
+    listing at 80 columns). The other columns fold instead."""
+    cid = "real-2r-log52-v-3f9a8c2d1e7b"
+    auto = generate(
+        file_candidate().model_copy(update={"candidate_id": cid}),
+        config=GeneratorConfig(plan=PlanConfig(max_train=3)),
+        now=T0,
+    )
+    w = ArchiveWriter(tmp_path)
+    w.write("automations", encode(auto))
+    w.close()
+    listing = CliRunner().invoke(app, ["automations", "list", "--from", str(tmp_path)], env={"COLUMNS": "80"})
+    assert listing.exit_code == 0, listing.output
+    assert max(len(line) for line in listing.stdout.splitlines()) <= 80
+    assert any(f"auto-{cid}" in line for line in listing.stdout.splitlines()), listing.stdout
+
+
 # --------------------------------------------------------------------------------------------------
 # adapters
 # --------------------------------------------------------------------------------------------------

@@ -90,11 +90,22 @@ def register(app: typer.Typer) -> None:
         from rote.cli.console import table as folding_table
 
         # every column folds rather than cuts: an id or a reason is whole at any width, on a terminal or not
+        rows = [_summary_row(r) for r in reg.records()]
         table = folding_table(
-            "id", "ver", "state", "reason", "runs in", "tests", "runs", "success", "p50", title="automations"
+            "id",
+            "ver",
+            "state",
+            "reason",
+            "runs in",
+            "tests",
+            "runs",
+            "success",
+            "p50",
+            title="automations",
+            whole={"id": max((len(row[0]) for row in rows), default=0)},
         )
-        for r in reg.records():
-            add_row(table, *_summary_row(r))
+        for row in rows:
+            add_row(table, *row)
         console = out_console()
         console.print(table)
         counts = reg.counts_by_state()

@@ -36,11 +36,30 @@ def err_console() -> Console:
     return Console(stderr=True, width=_width(sys.stderr))
 
 
-def table(*columns: str, title: str | None = None, numeric: tuple[str, ...] = ()) -> Table:
-    """A table whose every column folds (wraps inside words when it must) instead of being cut short."""
+#: Widest a column kept on one line may claim (the others still need room at 80 columns).
+MAX_WHOLE_WIDTH = 48
+
+
+def table(
+    *columns: str,
+    title: str | None = None,
+    numeric: tuple[str, ...] = (),
+    whole: dict[str, int] | None = None,
+) -> Table:
+    """A table whose every column folds (wraps inside words when it must) instead of being cut short.
+
+    `whole` maps columns to the width of their longest cell: ids a reader copies into the next command
+    (`rote automations show ID`) stay on one line up to `MAX_WHOLE_WIDTH`, and the other columns fold.
+    """
     t = Table(title=title)
     for name in columns:
-        t.add_column(name, overflow="fold", justify="right" if name in numeric else "left")
+        width = min((whole or {}).get(name, 0), MAX_WHOLE_WIDTH)
+        t.add_column(
+            name,
+            overflow="fold",
+            justify="right" if name in numeric else "left",
+            min_width=width or None,
+        )
     return t
 
 
