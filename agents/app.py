@@ -149,7 +149,8 @@ def _seek_before_streaming() -> None:
     never processed, never acknowledged, and the commit stopped below it until the next restart. Here a
     source partition that Faust resumes is kept paused until the next `perform_seek` has finished, so the
     first event an agent sees is the one at the committed offset (`agents/ordering.py` checks it).
-    Changelog partitions (table recovery) resume at once, as before.
+    Changelog partitions (table recovery) resume at once, as before. A seek that fails leaves them paused;
+    if no rebalance resumes them, the worker stops (`_stop_if_still_paused`).
     """
     from faust.transport.consumer import Consumer
 
@@ -166,7 +167,14 @@ def _seek_before_streaming() -> None:
         resume(self, tps - sources)
 
     async def perform_seek(self: Any) -> None:
-        await seek(self)  # a seek that fails leaves them paused (Faust's recovery then stops the worker)
+        generation = self.app.consumer_generation_id
+        try:
+            await seek(self)
+        except BaseException:
+            if getattr(self, "_rote_deferred", None):
+                # kept on the consumer: a task nothing refers to may be collected before it runs
+                self._rote_watch = asyncio.ensure_future(_stop_if_still_paused(self, generation))
+            raise
         deferred: set[Any] = getattr(self, "_rote_deferred", set())
         self._rote_deferred = set()
         if deferred:
@@ -175,6 +183,34 @@ def _seek_before_streaming() -> None:
     Consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
     Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
     Consumer._rote_seek_first = True  # type: ignore[attr-defined]
+
+
+#: How long source partitions may stay paused after a seek that did not finish before the worker stops.
+SEEK_GRACE_SECONDS = 60.0
+
+
+async def _stop_if_still_paused(consumer: Any, generation: int) -> None:
+    """Stop the worker if a failed seek left its source partitions paused and no rebalance came since.
+
+    A seek cancelled by a new rebalance is followed by that rebalance's own recovery and seek, which resume
+    them. One that timed out (Faust waits `broker_request_timeout`) ends Faust's recovery for good: the
+    worker would then sit with paused partitions, processing nothing, and say nothing. Stopping lets the
+    restart policy begin again (`RoteApp`).
+    """
+    await asyncio.sleep(SEEK_GRACE_SECONDS)
+    app = consumer.app
+    if app.consumer_generation_id != generation or not getattr(consumer, "_rote_deferred", None):
+        return
+    if app.should_stop:
+        return
+    from rote.errors import StateError
+
+    exc = StateError(
+        f"the committed offsets were not sought within {SEEK_GRACE_SECONDS:.0f} s of a failed seek and no "
+        "rebalance followed: the source partitions stay paused; stopping so that the restart recovers"
+    )
+    log.error("%s", exc)
+    await app.crash(exc)
 
 
 def keep_queued_on_resume(flow_control: Any) -> None:

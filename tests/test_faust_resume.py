@@ -94,11 +94,25 @@ def test_source_partitions_resume_only_after_the_seek() -> None:
     assert {(tp.topic, tp.partition) for tp in after if tp.topic == SOURCE} == {(SOURCE, 0)}
 
 
-def test_a_failed_seek_leaves_the_source_paused() -> None:
+@pytest.mark.parametrize("rebalanced", [False, True])
+def test_a_failed_seek_leaves_the_source_paused_and_then_stops_the_worker(
+    rebalanced: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paused, not fetching unsought; and if no rebalance comes to resume them, the worker stops rather than
+    sit idle (Faust's recovery gives up after a seek that timed out)."""
+    import rote.agents.app as app_module
+
+    monkeypatch.setattr(app_module, "SEEK_GRACE_SECONDS", 0.05)
     _seek_before_streaming()
 
-    async def scenario() -> set[Any]:
-        app = faust.App("rote-test-seek-fail", broker="kafka://127.0.0.1:1", store="memory://")
+    async def scenario() -> tuple[set[Any], list[BaseException]]:
+        app: Any = faust.App("rote-test-seek-fail", broker="kafka://127.0.0.1:1", store="memory://")
+        crashes: list[BaseException] = []
+
+        async def crash(exc: BaseException) -> None:
+            crashes.append(exc)
+
+        app.crash = crash
         source = faust.types.TP(SOURCE, 0)
         consumer: Any = app.consumer
         consumer.assignment = lambda: {source}
@@ -111,6 +125,15 @@ def test_a_failed_seek_leaves_the_source_paused() -> None:
         consumer.resume_partitions({source})
         with pytest.raises(TimeoutError):
             await consumer.perform_seek()
-        return set(consumer._get_active_partitions())
+        paused = set(consumer._get_active_partitions())
+        if rebalanced:
+            app.consumer_generation_id += 1  # its recovery seeks again and resumes them
+        await asyncio.sleep(0.3)
+        return paused, crashes
 
-    assert asyncio.run(scenario()) == set()
+    paused, crashes = asyncio.run(scenario())
+    assert paused == set()
+    if rebalanced:
+        assert crashes == []
+    else:
+        assert len(crashes) == 1 and "source partitions stay paused" in str(crashes[0])
