@@ -3,8 +3,8 @@ sought, and no queued event is thrown away by a second `flow_control.resume()` (
 
 On Faust's own consumer and flow control, without a broker: the consumer's broker calls are replaced by
 fakes that record what was resumed when the seek happened. The restart test (tests/test_pipeline.py)
-lost one action of the bundled log about one run in twenty through these two together; with a second's
-delay put into Faust's seek, two runs in three.
+lost one action of the bundled log through these two together in 4 of 9 runs with 6ec57b1's discovery; with
+a second's delay put into Faust's seek, in 2 of 4 runs (0 of 6 with them fixed).
 """
 
 from __future__ import annotations
