@@ -164,6 +164,27 @@ def test_one_undecodable_row_does_not_lose_the_others(tmp_path: Path) -> None:
     assert stats.invalid["encoding"] == 1 and "not valid utf-8 text" in stats.first["encoding"]
 
 
+def test_a_broken_line_in_a_utf16_export_is_dead_lettered_alone(tmp_path: Path) -> None:
+    """Excel's "Unicode text" (UTF-16 with a BOM, tabs, CRLF) with German dates, one line of garbage bytes
+    (a lone surrogate, a stray BOM) and a truncated last line: the import stopped with an internal error
+    (a new user's export); now the garbage line and the cut line are rejected, each alone, with their reason."""
+    rows = "".join(f"0{d}.06.2024 21:34:{s:02d}\tÖffnen {s}\r\n" for d in (7, 8) for s in range(20))
+    garbage = b"\xff\xfe\x00\xd8\x80\x81\x00\x00\x9f\x9f\r\x00\n\x00"
+    path = tmp_path / "export.txt"
+    path.write_bytes(
+        ("Zeitpunkt\tTätigkeit\r\n" + rows).encode("utf-16")
+        + garbage
+        + "08.06.2024 09:54:01\tÖffn".encode("utf-16-le")[:-1]
+    )
+    opts = CsvOptions(time_col="Zeitpunkt", action_cols=("Tätigkeit",))
+    recs, stats = _stats(path, csv_options=opts)
+    valid = [r for r in recs if r.error is None]
+    assert stats.valid == 40 and stats.encoding == "utf-16"
+    assert valid[0].payload["timestamp"] == "2024-06-07T21:34:00Z"  # day first, naive taken as UTC
+    assert valid[0].payload["action_type"] == "Öffnen 0"
+    assert stats.invalid_total == 2, stats.invalid
+
+
 def test_binary_empty_and_header_only_files_fail_with_one_clear_line(tmp_path: Path) -> None:
     binary = tmp_path / "photo.csv"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 20)

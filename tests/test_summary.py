@@ -244,3 +244,12 @@ def test_batched_actions_are_not_read_as_actions(summary: dict[str, Any]) -> Non
     messages = dict(rows(batched))["messages"]
     assert "user-actions 14 (batches of actions)" in messages
     assert "user-actions 2,414 ·" in dict(rows(summary))["messages"]  # one action each: nothing to add
+
+
+def test_the_hint_names_an_archive_outside_the_default_state_dir(summary: dict[str, Any]) -> None:
+    """`rote run --state-dir st` wrote st/last-run: the suggested commands must find it (a new user's
+    `rote automations list` said "no run archive at .rote/last-run")."""
+    text = _text({**summary, "archive": "st/last-run"}, 200)
+    hint = "(rote report --from st/last-run --html report.html; rote automations list --from st/last-run)"
+    assert hint in text
+    assert "(rote report --html report.html; rote automations list)" in _text(summary, 200)

@@ -47,8 +47,36 @@ def clean(value: Any) -> str | None:
     return text if text.strip() != "" else None
 
 
+#: ``30.11.2026 14:03:05`` (seconds and fraction optional): day first wherever dates are written with dots
+#: (German, Nordic, Slavic locales), so it is not ambiguous as ``11/30`` and ``30/11`` are.
+_DOTTED = re.compile(
+    r"(\d{1,2})\.(\d{1,2})\.(\d{4})"  # day, month, year
+    r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,6}))?)?)?"  # time, seconds and fraction optional
+)
+
+
+def _dotted(text: str) -> datetime | None:
+    m = _DOTTED.fullmatch(text)
+    if m is None:
+        return None
+    day, month, year, hour, minute, second, fraction = m.groups()
+    try:
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "0").ljust(6, "0")),
+        )
+    except ValueError:
+        return None  # 31.02.2026: reported as not a timestamp below
+
+
 def parse_timestamp(raw: str | None) -> datetime:
-    """ISO-8601 (``Z`` or offset; naive means UTC) or epoch seconds/milliseconds."""
+    """ISO-8601 (``Z`` or offset; naive means UTC), ``DD.MM.YYYY hh:mm[:ss]`` (naive, so UTC: what an
+    export from a spreadsheet in a German locale writes) or epoch seconds/milliseconds."""
     text = clean(raw)
     if text is None:
         raise ValueError("timestamp is empty")
@@ -67,7 +95,12 @@ def parse_timestamp(raw: str | None) -> datetime:
     try:
         ts = datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
     except ValueError:
-        raise ValueError(f"timestamp {text[:40]!r} is not ISO-8601 or epoch seconds") from None
+        dotted = _dotted(text)
+        if dotted is None:
+            raise ValueError(
+                f"timestamp {text[:40]!r} is not ISO-8601, DD.MM.YYYY hh:mm:ss or epoch seconds"
+            ) from None
+        ts = dotted
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     try:

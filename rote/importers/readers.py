@@ -49,7 +49,14 @@ from rote.importers.options import (
     Format,
     max_event_bytes,
 )
-from rote.importers.sniff import detect_format, has_undecodable, open_text, sniff, sniff_delimiter
+from rote.importers.sniff import (
+    UNDECODABLE,
+    detect_format,
+    has_undecodable,
+    open_text,
+    sniff,
+    sniff_delimiter,
+)
 from rote.importers.stats import ImportStats, kind_of
 from rote.importers.xes import XesError, iter_xes_rows
 from rote.privacy import redact_payload
@@ -93,7 +100,7 @@ class _Row:
 
 
 def _capped(text: str) -> tuple[bytes, int]:
-    data = text.encode("utf-8", "surrogateescape")
+    data = text.encode("utf-8", UNDECODABLE)  # a line's undecodable bytes as they were (`open_text`)
     return data[:RAW_KEEP_BYTES], len(data)
 
 
@@ -191,7 +198,7 @@ def _read_csv(
             if big:
                 stats.rows += 1
                 size = sum(oversized[n][0] for n in big)
-                data = oversized[big[0]][1].encode("utf-8", "surrogateescape")[:RAW_KEEP_BYTES]
+                data = oversized[big[0]][1].encode("utf-8", UNDECODABLE)[:RAW_KEEP_BYTES]
                 yield _Row(
                     line=line, error=_too_large(big[0], size, cap), kind="too large", raw=data, raw_size=size
                 )
@@ -248,7 +255,7 @@ def _csv_row(
             raw_size=size,
             labels=labels,
             payload={
-                k: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for k, v in values.items()
+                k: v.encode("utf-8", UNDECODABLE).decode("utf-8", "replace") for k, v in values.items()
             },
         )
     size = sum(len(v) for v in row)
@@ -286,7 +293,7 @@ def _read_jsonl(path: Path, encoding: str, stats: ImportStats) -> Iterator[_Row]
                     line=line,
                     error=_too_large(line, size, cap),
                     kind="too large",
-                    raw=head.encode("utf-8", "surrogateescape")[:RAW_KEEP_BYTES],
+                    raw=head.encode("utf-8", UNDECODABLE)[:RAW_KEEP_BYTES],
                     raw_size=size,
                 )
                 continue

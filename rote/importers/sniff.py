@@ -7,6 +7,7 @@ comma), gzipped XES exports, or the wrong file altogether. Each of these is reco
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -58,12 +59,31 @@ def open_binary(path: Path) -> Iterator[IO[bytes]]:
             yield raw
 
 
+def _escape_undecodable(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """Decoding, each byte that does not decode becomes a lone surrogate (U+DC00 + byte), as
+    `surrogateescape` does for UTF-8; encoding, such a surrogate becomes its byte again (the rejected line's
+    bytes kept for dead letters). `surrogateescape` raises on UTF-16 and UTF-32 input (an illegal surrogate,
+    an odd trailing byte) and on bytes below 0x80: a UTF-16 export from Excel with one broken line stopped
+    the whole import with an internal error."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "".join(chr(0xDC00 + b) for b in exc.object[exc.start : exc.end]), exc.end
+    if isinstance(exc, UnicodeEncodeError):
+        chars = exc.object[exc.start : exc.end]
+        if all(0xDC00 <= ord(c) <= 0xDCFF for c in chars):
+            return bytes(ord(c) - 0xDC00 for c in chars), exc.end
+    raise exc
+
+
+UNDECODABLE = "rote-undecodable"
+codecs.register_error(UNDECODABLE, _escape_undecodable)
+
+
 @contextmanager
 def open_text(path: Path, encoding: str) -> Iterator[IO[str]]:
     """Text lines in `encoding`; undecodable bytes become surrogates (`has_undecodable`), never an abort,
     so one broken row is reported as such and every row after it is still read."""
     with open_binary(path) as raw:
-        text = io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="")
+        text = io.TextIOWrapper(raw, encoding=encoding, errors=UNDECODABLE, newline="")
         try:
             yield text
         finally:

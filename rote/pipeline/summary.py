@@ -10,10 +10,11 @@ arithmetic and cost model behind it (`rote.report.roi`).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
-from rote.archive import read_events
+from rote.archive import last_run_dir, read_events
 from rote.demo.run import automation_runs, demo_form
 from rote.importers import ImportStats
 from rote.pipeline.options import Progress
@@ -252,7 +253,11 @@ def render(s: dict[str, Any], console: Any) -> None:
     if s.get("timed_out") or s.get("error"):
         tail += "  (kept aside; the previous last-run archive is unchanged)"
     else:
-        tail += "  (rote report --html report.html; rote automations list)"
+        # the commands as they find this archive: without --from they read the default state dir's
+        here = Path(str(s["archive"]))
+        same = here.resolve() == last_run_dir().resolve()
+        frm = "" if same else f" --from {shlex.quote(str(here))}"
+        tail += f"  (rote report{frm} --html report.html; rote automations list{frm})"
     console.print(Text(tail, overflow="fold"))
     if s.get("run_log"):
         console.print(Text(f"log: {s['run_log']}", style="dim", overflow="fold"))
