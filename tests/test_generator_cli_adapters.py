@@ -73,6 +73,11 @@ def test_show_prints_every_target_source(archive: Path) -> None:
     assert "on run argv" in data["sources"]["applescript"]
     text = CliRunner().invoke(app, ["automations", "show", "auto-files-1", "--from", str(archive)])
     assert text.exit_code == 0 and "verified" in text.stdout and "rote_copy_file" in text.stdout
+    # the same tally as `list` and `report` (a new user saw "failed 3" here and "3 unsupported" there)
+    from rote.report.tally import current_version_verdicts, tally
+
+    expected = tally(current_version_verdicts(data["test_results"])).text()
+    assert f"tests (current version): {expected}" in " ".join(text.stdout.split())
     listing = CliRunner().invoke(app, ["automations", "list", "--from", str(archive)])
     assert listing.exit_code == 0 and "auto-files-1" in listing.stdout
     missing = CliRunner().invoke(app, ["automations", "show", "nope", "--from", str(archive), "--json"])

@@ -253,3 +253,15 @@ def test_the_hint_names_an_archive_outside_the_default_state_dir(summary: dict[s
     hint = "(rote report --from st/last-run --html report.html; rote automations list --from st/last-run)"
     assert hint in text
     assert "(rote report --html report.html; rote automations list)" in _text(summary, 200)
+
+
+def test_a_form_nothing_ran_against_has_no_target_in_json() -> None:
+    """`--json` on a foreign log said `"expected": 50` beside a text "not run" (a new user's run)."""
+    from rote.demo.form import FormStats
+    from rote.demo.run import DemoProgress, form_summary
+
+    idle = form_summary(FormStats().to_json(), DemoProgress())
+    assert idle["expected"] is None and idle["runs_requested"] == 0
+    assert idle["not_run"].startswith("no verified automation")
+    ran = form_summary(FormStats(submitted=50, correct=50).to_json(), DemoProgress(requested=50, answered=50))
+    assert ran["expected"] == 50 and "not_run" not in ran

@@ -146,12 +146,17 @@ def register(app: typer.Typer) -> None:
         )
         console.print(f"parameters: {', '.join(rec.automation.parameters) or '(none)'}")
         s = rec.stats
+        from rote.report.tally import current_version_verdicts, tally
+
+        # the tally `list` and `report` show (current version, unsupported apart from failed), not the
+        # registry's all-time pass/fail counters, which counted an unsupported test as failed
+        tests = tally(current_version_verdicts(rec.test_results)).text()
         console.print(
             f"runs {s.runs} (sandbox {s.sandbox_runs}, production {s.production_runs}), "
             f"success {_pct(s.success_rate)}, p50 {_secs(s.duration_p50_seconds)}, "
-            f"p90 {_secs(s.duration_p90_seconds)}, p99 {_secs(s.duration_p99_seconds)}; "
-            f"tests passed {s.tests_passed}, failed {s.tests_failed}"
+            f"p90 {_secs(s.duration_p90_seconds)}, p99 {_secs(s.duration_p99_seconds)}"
         )
+        console.print(f"tests (current version): {tests}", markup=False, highlight=False)
         for t in rec.history:
             console.print(f"  {t.at.isoformat()}  v{t.version}  {t.state:<9} {t.reason or ''}")
         for lang, src in rec.automation.sources.items():

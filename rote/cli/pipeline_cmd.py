@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -131,6 +132,10 @@ def run_cmd(
         app_col=app_col,
         value_col=value_col,
     )
+    if state_dir is not None:
+        # One state directory for every part of the run, as the flag says: the redactor's pseudonym key and
+        # the runner read ROTE_STATE_DIR (with the flag alone the key went to ./.rote).
+        os.environ["ROTE_STATE_DIR"] = str(state_dir)
     settings = Settings.from_env(broker=broker, store=store, metrics_port=metrics_port, state_dir=state_dir)
     if settings.broker != "embedded":
         from rote.cli.errors import require_broker

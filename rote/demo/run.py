@@ -304,17 +304,27 @@ class DemoRuns:
 
     def close(self) -> dict[str, Any]:
         self.site.stop()
-        snap = self.site.form.snapshot()
-        snap["automation_id"] = self.progress.automation_id
-        snap["runs_requested"] = self.progress.requested
-        snap["runs_answered"] = self.progress.answered
-        if self.progress.refused:
-            snap["runs_refused"] = self.progress.refused
-            snap["refusals"] = list(self.progress.refusals)
-        snap["inputs_from_workbook_row"] = self.progress.inputs
-        if self.progress.skipped:
-            snap["skipped"] = self.progress.skipped
-        return snap
+        return form_summary(self.site.form.snapshot(), self.progress)
+
+
+def form_summary(snap: dict[str, Any], progress: DemoProgress) -> dict[str, Any]:
+    """The form replica's verdicts with what the demo asked of it (the summary's `demo_form`)."""
+    snap = dict(snap)
+    snap["automation_id"] = progress.automation_id
+    snap["runs_requested"] = progress.requested
+    snap["runs_answered"] = progress.answered
+    if progress.refused:
+        snap["runs_refused"] = progress.refused
+        snap["refusals"] = list(progress.refusals)
+    snap["inputs_from_workbook_row"] = progress.inputs
+    if progress.skipped:
+        snap["skipped"] = progress.skipped
+    if not progress.requested:
+        # nothing ran against the form (another log than the bundled one): no target to compare with, so
+        # `--json` says "not run" as the text does, not "0 of 50 expected"
+        snap["expected"] = None
+        snap["not_run"] = "no verified automation fills the demo's form from its workbook"
+    return snap
 
 
 def automation_runs(run_dir: Path) -> dict[str, int]:
