@@ -137,3 +137,37 @@ def test_a_failed_seek_leaves_the_source_paused_and_then_stops_the_worker(
         assert crashes == []
     else:
         assert len(crashes) == 1 and "source partitions stay paused" in str(crashes[0])
+
+
+def test_the_consumer_thread_fetches_what_was_active_when_asked() -> None:
+    """Faust's live set of active partitions, emptied by a pause before the consumer thread reads it, made
+    aiokafka return every partition's records (an empty filter is none), which Faust then dropped as not
+    active: a restarted worker stopped at its committed offset for good. A copy is fetched, and an empty
+    one not at all."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    from rote.agents.app import _fetch_only_active
+
+    _fetch_only_active()
+    changelog = faust.types.TP("rote-discovery-state-changelog", 0)
+    live = {changelog}
+    asked: list[set[Any]] = []
+
+    class Thread:
+        _fetch_records = None
+
+        def _ensure_consumer(self) -> Any:
+            return type("Client", (), {"_max_poll_records": 10})()
+
+        async def call_thread(self, fn: Any, client: Any, partitions: Any, **kw: Any) -> dict[Any, Any]:
+            live.clear()  # the pause that ends a changelog recovery, while the call waits for the thread
+            asked.append(set(partitions))
+            return {}
+
+    async def scenario() -> None:
+        fetch: Any = AIOKafkaConsumerThread.getmany
+        await fetch(Thread(), live, 1.0)
+        await fetch(Thread(), set(), 1.0)
+
+    asyncio.run(scenario())
+    assert asked == [{changelog}]
