@@ -151,7 +151,8 @@ def _seek_before_streaming() -> None:
     source partition that Faust resumes is kept paused until the next `perform_seek` has finished, so the
     first event an agent sees is the one at the committed offset (`agents/ordering.py` checks it).
     Changelog partitions (table recovery) resume at once, as before. A seek that fails leaves them paused;
-    if no rebalance resumes them, the worker stops (`_stop_if_still_paused`).
+    if no rebalance resumes them, the worker stops (`_stop_if_still_paused`). Needs `_fetch_only_active`:
+    without it, records of the paused sources could be fetched and dropped during the seek.
     """
     from faust.transport.consumer import Consumer
 
