@@ -217,6 +217,7 @@ def test_run_with_a_30mb_event_replays_the_rest_and_dead_letters_it(state: Path,
     assert len(importer) == 1 and "30.0 MB, over the 512 KB per-event cap" in importer[0]["reason"]
     assert "previous run" not in (state / "last-run" / "run.log").read_text()  # the new archive is in place
     assert (state / "pseudonym.key").is_file()  # the key is kept in the state dir given, not ./.rote
+    assert summary["archive_needs_from"] is True  # the caller's shell has no ROTE_STATE_DIR=state
 
 
 @pytest.mark.integration

@@ -253,6 +253,9 @@ def test_the_hint_names_an_archive_outside_the_default_state_dir(summary: dict[s
     hint = "(rote report --from st/last-run --html report.html; rote automations list --from st/last-run)"
     assert hint in text
     assert "(rote report --html report.html; rote automations list)" in _text(summary, 200)
+    # `rote run --state-dir st` exports ROTE_STATE_DIR for its parts; it says whether the caller needs --from
+    told = _text({**summary, "archive": "st/last-run", "archive_needs_from": True}, 200)
+    assert hint in told
 
 
 def test_a_form_nothing_ran_against_has_no_target_in_json() -> None:

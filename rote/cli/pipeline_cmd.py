@@ -113,10 +113,15 @@ def run_cmd(
     Exit status: 0 done; 1 failed or timed out (.rote/last-run is kept);
     2 bad input or setting; 3 broker unreachable.
     """
+    from rote.archive import last_run_dir
     from rote.pipeline import RunOptions, run
     from rote.pipeline.run import exit_watchdog, leave
 
+    # the archive a plain `rote report` in the caller's shell reads (before --state-dir is exported below)
+    shell_archive = last_run_dir().resolve()
+
     def show(summary: dict[str, object]) -> None:
+        summary["archive_needs_from"] = Path(str(summary.get("archive"))).resolve() != shell_archive
         if as_json:
             typer.echo(json.dumps(summary, default=str))
         else:

@@ -255,8 +255,10 @@ def render(s: dict[str, Any], console: Any) -> None:
     else:
         # the commands as they find this archive: without --from they read the default state dir's
         here = Path(str(s["archive"]))
-        same = here.resolve() == last_run_dir().resolve()
-        frm = "" if same else f" --from {shlex.quote(str(here))}"
+        needs = s.get("archive_needs_from")  # set by `rote run`, which knows the caller's default
+        if needs is None:
+            needs = here.resolve() != last_run_dir().resolve()
+        frm = f" --from {shlex.quote(str(here))}" if needs else ""
         tail += f"  (rote report{frm} --html report.html; rote automations list{frm})"
     console.print(Text(tail, overflow="fold"))
     if s.get("run_log"):
