@@ -21,6 +21,23 @@ import pytest
 from rote.agents.common import settled_events
 
 
+def user_action_event(app: faust.App, offset: int) -> Any:
+    """A `user-actions` event at `offset` of partition 0, in the app's current consumer generation."""
+    message = faust.types.Message(
+        topic="user-actions",
+        partition=0,
+        offset=offset,
+        timestamp=0.0,
+        timestamp_type=0,
+        headers=[],
+        key=b"user-1",
+        value=b"{}",
+        checksum=None,
+    )
+    message.generation_id = app.consumer_generation_id
+    return faust.Event(app, b"user-1", b"{}", {}, message)
+
+
 def _cancelled_in_second_event(iterate: Callable[[Any], AsyncIterator[Any]]) -> tuple[list[int], list[bool]]:
     async def scenario() -> tuple[list[int], list[bool]]:
         app = faust.App("rote-test-acks", broker="kafka://127.0.0.1:1", store="memory://")
@@ -29,21 +46,10 @@ def _cancelled_in_second_event(iterate: Callable[[Any], AsyncIterator[Any]]) -> 
         stream = app.stream(channel)
         messages = []
         for offset in range(2):
-            message = faust.types.Message(
-                topic="user-actions",
-                partition=0,
-                offset=offset,
-                timestamp=0.0,
-                timestamp_type=0,
-                headers=[],
-                key=b"user-1",
-                value=b"{}",
-                checksum=None,
-            )
-            message.generation_id = app.consumer_generation_id
-            message.incref()
-            messages.append(message)
-            await channel.put(faust.Event(app, b"user-1", b"{}", {}, message))
+            event = user_action_event(app, offset)
+            event.message.incref()
+            messages.append(event.message)
+            await channel.put(event)
         seen: list[int] = []
 
         async def agent() -> None:

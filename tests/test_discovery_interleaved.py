@@ -38,6 +38,20 @@ def _synth(tmp_path: Path, *, seed: int = 3, noise: float = 0.1) -> Path:
     return path
 
 
+def _models(tmp_path: Path, log: Any) -> Path:
+    """PNML ground truth of a generated log: one net per routine type, its visible labels."""
+    models = tmp_path / "models"
+    models.mkdir()
+    for rt in sorted(set(log.routine_of.values())):
+        labels = sorted({a.action_type for a in log.actions if log.routine_of.get(a.event_id) == rt})
+        (models / f"{rt}.pnml").write_text(
+            "<pnml><net>"
+            + "".join(f"<transition><name><text>{x}</text></name></transition>" for x in labels)
+            + "</net></pnml>"
+        )
+    return models
+
+
 def test_generator_interleaves_at_event_level_with_labels_and_is_deterministic(tmp_path: Path) -> None:
     types = {"log1": _instances("bosco_log1_300.csv"), "log6": _instances("bosco_log6_220.csv")}
     a = interleave(types, SynthConfig(seed=5, noise_rate=0.1, per_type=20))
@@ -178,16 +192,7 @@ def test_cli_folder_mode_scores_every_log_with_reference(tmp_path: Path) -> None
     setting.mkdir()
     for seed in (1, 2):
         _synth(setting, seed=seed).rename(setting / f"log{seed}.csv")
-    models = tmp_path / "models"
-    models.mkdir()
-    log = read_log(setting / "log1.csv", routine_col="routine_type")
-    for rt in sorted(set(log.routine_of.values())):
-        labels = sorted({a.action_type for a in log.actions if log.routine_of.get(a.event_id) == rt})
-        (models / f"{rt}.pnml").write_text(
-            "<pnml><net>"
-            + "".join(f"<transition><name><text>{x}</text></name></transition>" for x in labels)
-            + "</net></pnml>"
-        )
+    models = _models(tmp_path, read_log(setting / "log1.csv", routine_col="routine_type"))
     (tmp_path / "reference_scores.csv").write_text(
         "setting,log,authors_mean_jc\nmine-2r,log1,0.5\nmine-2r,log2,0.6\n"
     )
@@ -219,16 +224,7 @@ def test_cli_one_log_in_another_locale_scores_the_same(tmp_path: Path) -> None:
     from rote.cli import app
 
     original = _synth(tmp_path, seed=3)
-    log = read_log(original, routine_col="routine_type")
-    models = tmp_path / "models"
-    models.mkdir()
-    for rt in sorted(set(log.routine_of.values())):
-        labels = sorted({a.action_type for a in log.actions if log.routine_of.get(a.event_id) == rt})
-        (models / f"{rt}.pnml").write_text(
-            "<pnml><net>"
-            + "".join(f"<transition><name><text>{x}</text></name></transition>" for x in labels)
-            + "</net></pnml>"
-        )
+    models = _models(tmp_path, read_log(original, routine_col="routine_type"))
     with original.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     exported = tmp_path / "export.csv"

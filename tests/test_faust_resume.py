@@ -14,26 +14,11 @@ from typing import Any
 
 import faust
 import pytest
+from test_agent_acks import user_action_event
 
 from rote.agents.app import _seek_before_streaming, keep_queued_on_resume, state_table
 
 SOURCE = "user-actions"
-
-
-def _event(app: faust.App, offset: int) -> Any:
-    message = faust.types.Message(
-        topic=SOURCE,
-        partition=0,
-        offset=offset,
-        timestamp=0.0,
-        timestamp_type=0,
-        headers=[],
-        key=b"user-1",
-        value=b"{}",
-        checksum=None,
-    )
-    message.generation_id = app.consumer_generation_id
-    return faust.Event(app, b"user-1", b"{}", {}, message)
 
 
 @pytest.mark.parametrize("kept", [True, False])
@@ -47,7 +32,7 @@ def test_a_second_resume_keeps_what_is_queued(kept: bool) -> None:
         stream: Any = app.stream(channel)
         queue = stream.channel.queue  # an agent's stream: what `put` fills
         for offset in range(3):
-            await channel.put(_event(app, offset))
+            await channel.put(user_action_event(app, offset))
         assert queue.qsize() == 3
         app.flow_control.resume()  # and again after seeking the source partitions
         after_second = queue.qsize()
