@@ -60,6 +60,9 @@ def test_without_instances_the_hints_decide_and_no_tests_exist() -> None:
     assert a.test_cases == []
     assert not a.sources["python"].supported
     assert a.sources["python"].unsupported_steps[0].startswith("step 2 (mystery)")
+    # Bash says the same, not "unknown is an application action" (what a new user read)
+    bash = " ".join(a.sources["bash"].unsupported_steps)
+    assert "'doSomethingOdd' has no action-API operation" in bash and "unknown is an" not in bash
     assert a.sources["python"].static_check == "ok"
     assert "doSomethingOdd" in (a.state_reason or "")
 

@@ -25,6 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from rote.generator import applescript, exprs
 from rote.generator.exprs import Expr
+from rote.generator.plan import UNKNOWN_OP
 from rote.generator.quoting import QuotingError, as_string, comment_text, py_literal, sh_quote
 from rote.streams.schemas import GeneratedSource
 
@@ -185,6 +186,8 @@ def _prep_python(st: dict[str, Any]) -> dict[str, Any]:
 
 def _prep_bash(st: dict[str, Any]) -> dict[str, Any]:
     op = st["op"]
+    if op == UNKNOWN_OP:  # not "unknown is an application action" (a new user's reason read so)
+        raise Unexpressible(f"action type {st['action_type']!r} has no action-API operation")
     if op not in BASH_OPS:
         raise Unexpressible(f"{op} is an application action; Bash only does file and OS operations")
     key = "url" if op == "open_url" else "file"
