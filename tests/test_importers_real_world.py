@@ -167,7 +167,7 @@ def test_one_undecodable_row_does_not_lose_the_others(tmp_path: Path) -> None:
 def test_a_broken_line_in_a_utf16_export_is_dead_lettered_alone(tmp_path: Path) -> None:
     """Excel's "Unicode text" (UTF-16 with a BOM, tabs, CRLF) with German dates, one line of garbage bytes
     (a lone surrogate, a stray BOM) and a truncated last line: the import stopped with an internal error
-    (a new user's export); now the garbage line and the cut line are rejected, each alone, with their reason."""
+    (a new user's export); now the garbage line and the cut line are rejected, each alone, with a reason."""
     rows = "".join(f"0{d}.06.2024 21:34:{s:02d}\tÖffnen {s}\r\n" for d in (7, 8) for s in range(20))
     garbage = b"\xff\xfe\x00\xd8\x80\x81\x00\x00\x9f\x9f\r\x00\n\x00"
     path = tmp_path / "export.txt"
@@ -200,8 +200,14 @@ def test_binary_empty_and_header_only_files_fail_with_one_clear_line(tmp_path: P
         read_log(header)
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("name,age\nann,3\n")
-    with pytest.raises(ImportFormatError, match=r"no time column.*--time-col"):
-        read_log(wrong)
+    with pytest.raises(
+        ImportFormatError, match=r"no time column.*and no action column.*--time-col and --action-cols"
+    ):
+        read_log(wrong)  # both missing: one message names both
+    only_time = tmp_path / "only-time.csv"
+    only_time.write_text("name,activity\nann,open\n")
+    with pytest.raises(ImportFormatError, match=r"no time column \(looked for [^)]*\); header"):
+        read_log(only_time)
 
 
 def test_all_rows_invalid_is_an_error_naming_the_first(tmp_path: Path) -> None:

@@ -303,6 +303,9 @@ def test_default_redactor_follows_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("ROTE_REDACT", "1")
     on = default_redactor()
     assert on.enabled and default_redactor() is on
+    # the key file is made when something is first pseudonymised (a refused run leaves the state dir alone)
+    assert not (tmp_path / "pseudonym.key").exists()
+    assert "ana@example.org" not in on.redact_text("mail ana@example.org")
     assert (tmp_path / "pseudonym.key").exists()
     monkeypatch.setenv("ROTE_REDACT", "0")
     assert not default_redactor().enabled

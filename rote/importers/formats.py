@@ -196,9 +196,13 @@ def resolve_columns(fmt: Format, header: Sequence[str], options: CsvOptions | No
     else:
         found = pick(opts.time_col, TIME_COLUMNS, "time", "--time-col")
         if found is None:
+            # both missing: said at once, not one per run (a new user needed two failed runs to learn it)
+            no_action = not opts.action_cols and _first(header, ACTION_COLUMNS) is None
             raise ImportFormatError(
-                f"{name}: no time column (looked for {', '.join(TIME_COLUMNS)}; header: {_shown(header)}); "
-                "pass --time-col"
+                f"{name}: no time column (looked for {', '.join(TIME_COLUMNS)})"
+                + (f" and no action column (looked for {', '.join(ACTION_COLUMNS)})" if no_action else "")
+                + f"; header: {_shown(header)}; pass --time-col"
+                + (" and --action-cols" if no_action else "")
             )
         time = found
         if opts.action_cols:

@@ -84,8 +84,11 @@ class Redactor:
         self.classes = self.config.classes
         self.text_classes = frozenset(c for c in TEXT_CLASSES if c in self.classes)
         self.enabled = bool(self.classes)
-        # The key is only needed (and the key file only created) when something can be pseudonymised.
-        self._key = key if key is not None or not self.text_classes else load_key(self.config)
+        # A configured key or an existing key file is read (and checked) now; a missing key file is created
+        # only when something is pseudonymised, so a run refused for bad input leaves its state dir as it was.
+        self._key: bytes | None = key
+        if key is None and self.text_classes and (self.config.pseudonym_key or self.config.key_path.exists()):
+            self._key = load_key(self.config)
         # Strings seen before: clean ones, and what the others became. Process memory only, bounded;
         # lets a worker skip the scan for the labels, URLs and values that recur in every routine.
         self._clean: set[str | None] = {None}
@@ -126,7 +129,8 @@ class Redactor:
                         self._clean.add(None)
                     self._clean.add(text)
             return text
-        assert self._key is not None
+        if self._key is None:
+            self._key = load_key(self.config)
         out: list[str] = []
         pos = 0
         for f in findings:
