@@ -3,7 +3,7 @@
 `summarize` returns plain JSON (`rote run --json`); `render` lays it out for a terminal of any width. Every
 count is one a reader can reconcile with another view: "actions in" are the file's valid rows (the demo's
 injected malformed events are counted apart), tests are tallied per language as ran / passed / unsupported
-here (`rote.report.tally`), automation states are the registry's (the same as `rote automations list`),
+(`rote.report.tally`), automation states are the registry's (the same as `rote automations list`),
 the hours that could be saved leave out routines whose automation was rejected, and ROI comes with the
 arithmetic and cost model behind it (`rote.report.roi`).
 """
