@@ -223,7 +223,7 @@ def _fetch_only_active() -> None:
     aiokafka reads an empty set as "every partition": it returned the source partitions' records too, and
     Faust dropped them, as not active, after aiokafka had counted them consumed. Those events were never
     processed nor fetched again; with `_seek_before_streaming` keeping the sources paused through the seek,
-    a restarted worker stopped at its committed offset for good (the restart test, 2 of 3 runs on loaded
+    a restarted worker stopped at its committed offset for good (the restart test, 4 of 7 runs on loaded
     cores). A copy taken when the fetch is asked for, and no fetch at all for an empty one, leave records of
     partitions that were not active in aiokafka's buffer, fetched once they are.
     """
