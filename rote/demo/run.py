@@ -307,6 +307,10 @@ class DemoRuns:
         return form_summary(self.site.form.snapshot(), self.progress)
 
 
+#: Why the demo form saw no run (another log than the bundled one), in the JSON and the text summary alike.
+FORM_NOT_RUN = "no verified automation fills the demo's form from its workbook"
+
+
 def form_summary(snap: dict[str, Any], progress: DemoProgress) -> dict[str, Any]:
     """The form replica's verdicts with what the demo asked of it (the summary's `demo_form`)."""
     snap = dict(snap)
@@ -323,7 +327,7 @@ def form_summary(snap: dict[str, Any], progress: DemoProgress) -> dict[str, Any]
         # nothing ran against the form (another log than the bundled one): no target to compare with, so
         # `--json` says "not run" as the text does, not "0 of 50 expected"
         snap["expected"] = None
-        snap["not_run"] = "no verified automation fills the demo's form from its workbook"
+        snap["not_run"] = FORM_NOT_RUN
     return snap
 
 

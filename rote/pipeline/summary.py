@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rote.archive import last_run_dir, read_events
-from rote.demo.run import automation_runs, demo_form
+from rote.demo.run import FORM_NOT_RUN, automation_runs, demo_form
 from rote.importers import ImportStats
 from rote.pipeline.options import Progress
 from rote.report.roi import explain_roi
@@ -190,7 +190,7 @@ def rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     form = s.get("demo_form")
     if form and form.get("runs_requested") == 0:
         # another log than the bundled one (or nothing verified): say so, not "0 of 50 students"
-        out.append(("demo form", "not run: no verified automation fills the demo's form from its workbook"))
+        out.append(("demo form", f"not run: {FORM_NOT_RUN}"))
     elif form:
         out.append(
             (
