@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from pathlib import Path
+from typing import Any
 
 from rote.privacy import redact_bytes
 
@@ -30,3 +33,52 @@ def test_broken_json_and_binary_are_redacted_as_text_and_keep_their_other_bytes(
     assert out.startswith(b'{"event_id": "e"') and b"\xff\xfe trunc" in out
     garbage = b"\x00\xffgarbage\x80"
     assert redact_bytes(garbage) == garbage
+
+
+def _dead_letters_of(tmp_path: Path, text: str, **options: Any) -> list[bytes]:
+    from rote.importers import CsvOptions, dead_letter, iter_records
+
+    path = tmp_path / "log.csv"
+    path.write_text(text, encoding="utf-8")
+    opts = CsvOptions(**options) if options else None
+    return [
+        base64.b64decode(dead_letter(r, path).payload_b64)
+        for r in iter_records(path, fmt="csv", csv_options=opts)
+        if r.error is not None
+    ]
+
+
+def test_a_csv_row_that_fails_to_map_loses_the_password_typed_into_its_field(tmp_path: Path) -> None:
+    """A row whose action cell is empty never becomes an event, so the field-aware rule never saw it: its
+    cells are redacted by the same rule (the label cell names a password field, the value cell is taken)."""
+    text = (
+        "timestamp,eventType,label,value,status\n"
+        "2024-01-08T09:00:00Z,insertValue,username,Frank01,complete\n"
+        "2024-01-08T09:00:02Z,,password,LittleFrank123,complete\n"
+    )
+    (letter,) = _dead_letters_of(tmp_path, text)
+    assert b"LittleFrank123" not in letter
+    assert letter == b"2024-01-08T09:00:02Z,,password,<password>,complete"
+
+
+def test_without_a_value_column_every_other_cell_of_such_a_row_is_taken(tmp_path: Path) -> None:
+    text = (
+        "time;what;field;typed;note\n"
+        "2024-01-08 09:00:00;type;Kennwort;Geheim-2024!;ok\n"
+        "2024-01-08 09:00:05;;Kennwort;Geheim-2024!;ok\n"
+    )
+    (letter,) = _dead_letters_of(tmp_path, text, time_col="time", action_cols=("what", "field"))
+    assert b"Geheim-2024!" not in letter
+    assert letter.startswith(b"2024-01-08 09:00:05;;Kennwort;<password>;")
+
+
+def test_a_password_column_is_redacted_in_a_row_of_the_wrong_width(tmp_path: Path) -> None:
+    text = "timestamp,eventType,password\n2024-01-08T09:00:00Z,login,s3cr3t-Pa55,extra\n"
+    (letter,) = _dead_letters_of(tmp_path, text)
+    assert b"s3cr3t-Pa55" not in letter and b"<password>" in letter
+
+
+def test_a_rejected_row_without_a_password_field_keeps_its_cells(tmp_path: Path) -> None:
+    text = "timestamp,eventType,label,value\n2024-01-08T09:00:00Z,,city,Melbourne\n"
+    (letter,) = _dead_letters_of(tmp_path, text)
+    assert letter == b"2024-01-08T09:00:00Z,,city,Melbourne"

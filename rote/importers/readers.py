@@ -209,6 +209,41 @@ def _read_csv(
             yield _csv_row(row, header, width, line, fmt, cols, delimiter, encoding, cap)
 
 
+#: Cells up to this long are read as field labels when looking for a password field in a rejected row.
+_LABEL_CHARS = 64
+
+
+def _without_passwords(row: list[str], header: list[str], cols: Columns) -> list[str]:
+    """A rejected CSV row's cells with what was typed into a password field replaced by `<password>`.
+
+    A row that failed to map never becomes an event, so the redactor's field-aware rule (a value typed
+    into a field labelled "Password" is a password) never sees it; its raw cells go to the dead letters.
+    Here the same rule is applied to the cells: a column whose name is a password field's is redacted, and
+    when a short cell of the row names a password field (the logger's label or element column), the row's
+    value columns are, or, when the file has none, every cell but the time, action, application, user
+    and label cells (a dead letter then says less, and keeps no password).
+    """
+    from rote.privacy import PASSWORD_MARKER, default_redactor
+    from rote.privacy.labels import label_kinds
+
+    config = default_redactor().config
+    if not (config.redact and config.redact_password):
+        return row
+    names = header + [""] * max(0, len(row) - len(header))
+    context = [
+        i for i, v in enumerate(row) if 0 < len(v) <= _LABEL_CHARS and "password" in label_kinds(v)
+    ]
+    keep = {cols.time, *cols.action, *cols.app, cols.user}
+    out = list(row)
+    for i, (name, v) in enumerate(zip(names, row, strict=False)):
+        if not v.strip() or i in context:
+            continue
+        typed = name in cols.value if cols.value else name not in keep
+        if "password" in label_kinds(name) or (context and typed):
+            out[i] = PASSWORD_MARKER
+    return out
+
+
 def _csv_row(
     row: list[str],
     header: list[str],
@@ -223,10 +258,13 @@ def _csv_row(
     text = None
 
     def raw() -> tuple[bytes, int]:
+        """The row as its dead letter keeps it: written back with the typed password taken out (what
+        `redact_bytes` later does to the text cannot know which cell is a password: it has no field)."""
         nonlocal text
         if text is None:
             buf = io.StringIO()
-            csv.writer(buf, delimiter=delimiter, lineterminator="").writerow(row)
+            cells = _without_passwords(row, header, cols)
+            csv.writer(buf, delimiter=delimiter, lineterminator="").writerow(cells)
             text = buf.getvalue()
         return _capped(text)
 
