@@ -20,14 +20,17 @@ class LogFormat(StrEnum):
     actionlogger = "actionlogger"
     bosco = "bosco"
     jsonl = "jsonl"
+    json = "json"
     csv = "csv"
     xes = "xes"
 
 
 FORMAT_HELP = (
-    "Format of the log: auto (from the file), actionlogger, bosco, jsonl, csv (any delimited log; the "
-    "process-mining names concept:name, time:timestamp, case:concept:name, org:resource are understood), "
-    "xes (IEEE 1849, also .xes.gz)."
+    "Format of the log: auto (from the file), actionlogger, bosco, jsonl (JSON lines), json (a JSON array "
+    "of records), csv (any delimited log; the process-mining names concept:name, time:timestamp, "
+    "case:concept:name, org:resource are understood), xes (IEEE 1849, also .xes.gz). JSON records that "
+    "are not rote events are read by their columns: nested keys as dotted paths (--time-col ts "
+    "--action-cols event.type,event.label)."
 )
 
 FormatOpt = Annotated[LogFormat, typer.Option("--format", help=FORMAT_HELP)]

@@ -6,15 +6,19 @@ Formats (``--format``; ``auto``, the default of `rote run` and `rote produce`, p
   targetApp, eventType, url, content, target.*``.
 * ``bosco`` -- the simulated Excel-to-Web logs of Bosco et al.: ``caseID, eventType, timeStamp, source,
   lifecycle:transition`` and per-log attribute columns (``Label, Value, Sheet, FileName, Url ...``).
-* ``jsonl`` -- one `UserAction` JSON object per line (our own schema); a ``labels`` object is kept aside.
+* ``jsonl`` -- one JSON object per line: a `UserAction` (our own schema; a ``labels`` object is kept aside),
+  or another tool's record, read by its columns (``jsondoc``).
+* ``json`` -- a JSON array of records (another tool's export, or `UserAction` objects), same rules.
 * ``csv`` -- any other delimited log. Process-mining exports (``concept:name``, ``time:timestamp``,
   ``case:concept:name``, ``org:resource``) and common names (``timestamp``, ``activity`` ...) are understood
   as they are; `CsvOptions` names other columns.
 * ``xes`` -- IEEE 1849 XES event logs (also gzipped), streamed.
 
 The seams: `sniff` looks at the file (compression, encoding, binary, delimiter, format), `formats` maps one
-row, `xes` streams XES events into rows, `readers` turns rows into validated records with the importer's own
-error reasons, `stats` counts what became of every row, `options` holds what a person can tell an importer.
+row, `xes` streams XES events into rows, `jsondoc` reads JSON lines and arrays (nested records flattened into
+dotted columns), `rows` holds the row and record types and caps they share, `readers` turns rows into
+validated records with the importer's own error reasons, `stats` counts what became of every row,
+`options` holds what a person can tell an importer.
 """
 
 from __future__ import annotations

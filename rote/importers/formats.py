@@ -450,4 +450,4 @@ def map_row(fmt: Format, row: Mapping[str, Any], cols: Columns) -> dict[str, Any
         return map_actionlogger(row, cols)
     if fmt == "bosco":
         return map_bosco(row, cols)
-    return map_generic(row, cols, source="xes" if fmt == "xes" else "csv")
+    return map_generic(row, cols, source=fmt if fmt in ("xes", "json", "jsonl") else "csv")

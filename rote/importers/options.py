@@ -14,9 +14,9 @@ from typing import Literal
 
 from rote.errors import ConfigError
 
-Format = Literal["auto", "actionlogger", "bosco", "jsonl", "csv", "xes"]
+Format = Literal["auto", "actionlogger", "bosco", "jsonl", "json", "csv", "xes"]
 #: Every format a command accepts; "auto" picks one of the others from the file (see `sniff.detect_format`).
-FORMATS: tuple[str, ...] = ("auto", "actionlogger", "bosco", "jsonl", "csv", "xes")
+FORMATS: tuple[str, ...] = ("auto", "actionlogger", "bosco", "jsonl", "json", "csv", "xes")
 
 #: Standard label keys: the ground-truth routine instance and (when known) the routine/variant name.
 INSTANCE_LABEL = "instance"

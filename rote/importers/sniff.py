@@ -178,13 +178,16 @@ def header_of(sample: str, delimiter: str) -> list[str]:
 
 
 def detect_format(path: Path, sniffed: Sniffed, delimiter: str | None) -> Format:
-    """The format of a file: XES and JSONL by their first character, CSV dialects by their header."""
+    """The format of a file: XES, JSON lines and a JSON array by their first character, CSV dialects by their
+    header."""
     name = path.name.lower()
     first = sniffed.sample.lstrip("\ufeff \t\r\n")[:1]
     if first == "<" or name.endswith((".xes", ".xes.gz")):
         return "xes"
     if first == "{" or name.endswith((".jsonl", ".ndjson", ".jsonl.gz")):
         return "jsonl"
+    if first == "[":
+        return "json"
     header = set(header_of(sniffed.sample, delimiter or sniff_delimiter(sniffed.sample)))
     if header >= _AL_COLUMNS:
         return "actionlogger"

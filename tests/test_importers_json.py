@@ -1,0 +1,178 @@
+"""JSON exports from other tools (`rote.importers.jsondoc`): a JSON array, nested records, foreign names.
+
+The shape comes from a new user's run (a browser extension's pretty-printed export: epoch milliseconds,
+nested `event.element` objects, a record cut short at the end, a malformed record in the middle), which
+rote could not read at all before: `auto` took the array for a CSV whose header was `[`, and `--format
+jsonl` ignored the column flags.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rote.errors import ImportFormatError
+from rote.importers import CsvOptions, ImportStats, dead_letter, iter_records
+from rote.importers.jsondoc import Broken, flatten, iter_array
+
+FLAGS = CsvOptions(
+    time_col="ts",
+    action_cols=("event.type", "event.element.label"),
+    user_col="session.user",
+    app_col="application",
+    value_col="event.value",
+    id_col="id",
+)
+
+
+def _record(i: int, kind: str, label: str | None = None, value: str | None = None) -> dict[str, Any]:
+    element: dict[str, Any] = {"sheet": "Sheet1"} if label is None else {"label": label}
+    event: dict[str, Any] = {"type": kind, "element": element}
+    if value is not None:
+        event["value"] = value
+    return {
+        "id": f"tt-{i:04d}",
+        "ts": 1_550_765_211_688 + i * 2_000,
+        "application": "Google Chrome" if label else "Microsoft Excel",
+        "session": {"user": "fmorris", "host": "WKS-0423"},
+        "event": event,
+        "tags": ["a", "b"],
+        "ok": True,
+    }
+
+
+def _export(tmp_path: Path, records: list[dict[str, Any]], *, tail: str = "\n]\n") -> Path:
+    path = tmp_path / "export.json"
+    body = ",\n".join(json.dumps(r, indent=2) for r in records)
+    path.write_text("[\n" + body + tail, encoding="utf-8")
+    return path
+
+
+def test_a_nested_json_array_is_read_by_its_dotted_columns(tmp_path: Path) -> None:
+    records = [
+        _record(1, "openFile"),
+        _record(2, "insertValue", "username", "Frank01"),
+        _record(3, "insertValue", "password", "LittleFrank123"),
+        _record(4, "clickButton", "confirm"),
+    ]
+    path = _export(tmp_path, records)
+    stats = ImportStats()
+    recs = list(iter_records(path, csv_options=FLAGS, stats=stats))
+    assert stats.format == "json" and [r.error for r in recs] == [None] * 4
+    first, _, typed, click = (r.action for r in recs)
+    assert first is not None and typed is not None and click is not None
+    assert first.event_id == "tt-0001" and first.user_id == "fmorris" and first.app == "Microsoft Excel"
+    assert first.timestamp.isoformat() == "2019-02-21T16:06:53.688000+00:00"  # epoch milliseconds
+    assert first.source == "json"
+    assert first.attributes["event.element.sheet"] == "Sheet1" and first.attributes["tags"] == '["a", "b"]'
+    assert typed.target.field == "password" and typed.value == "<password>"
+    assert click.action_type == "clickButton" and click.target.field == "confirm"
+    text = path.read_text(encoding="utf-8").splitlines()
+    starts = [n for n, line in enumerate(text, start=1) if line == "{"]
+    assert [r.line for r in recs] == starts  # the line each record starts on
+
+
+def test_without_flags_the_error_names_the_dotted_columns_to_pass(tmp_path: Path) -> None:
+    path = _export(tmp_path, [_record(1, "openFile"), _record(2, "clickButton", "OK")])
+    with pytest.raises(ImportFormatError) as err:
+        list(iter_records(path))
+    message = str(err.value)
+    assert "no time column" in message and "event.type" in message and "session.user" in message
+    assert "--time-col" in message and "--action-cols" in message
+
+
+def test_a_broken_record_costs_only_itself_and_a_cut_end_keeps_every_record_before_it(tmp_path: Path) -> None:
+    good = [_record(i, "clickButton", f"b{i}") for i in range(1, 6)]
+    text = ",\n".join(json.dumps(r, indent=2) for r in good[:2])
+    text += ',\n  {"id": "tt-bad", "ts": 1550765211688, "event": {"type": "x" "oops"}},\n'
+    text += ",\n".join(json.dumps(r, indent=2) for r in good[2:])
+    cut = text + ',\n  {\n    "id": "tt-cut",\n    "ts": 155076'
+    path = tmp_path / "export.json"
+    path.write_text("[\n" + cut, encoding="utf-8")
+    stats = ImportStats()
+    flags = CsvOptions(time_col="ts", action_cols=("event.type", "event.element.label"), id_col="id")
+    recs = list(iter_records(path, csv_options=flags, stats=stats))
+    valid = [r.action.event_id for r in recs if r.action is not None]
+    assert valid == [f"tt-{i:04d}" for i in range(1, 6)]
+    errors = sorted((r.line, r.kind) for r in recs if r.error)
+    assert [k for _, k in errors] == ["not JSON", "not JSON"]
+    assert stats.rows == 7
+    assert any("tt-cut" in r.raw.decode() for r in recs if r.error)
+
+
+def test_an_array_of_rotes_own_events_is_read_as_events(tmp_path: Path) -> None:
+    events = [
+        {
+            "event_id": f"e{i}",
+            "timestamp": f"2024-01-08T09:00:0{i}Z",
+            "app": "Excel",
+            "action_type": "copy",
+            "labels": {"instance": "1"},
+        }
+        for i in range(3)
+    ]
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps(events), encoding="utf-8")
+    recs = list(iter_records(path, user_id="ann"))
+    assert [r.action.event_id for r in recs if r.action] == ["e0", "e1", "e2"]
+    assert all(r.action and r.action.user_id == "ann" and r.action.source == "json" for r in recs)
+    assert recs[0].labels == {"instance": "1"}
+
+
+def test_json_lines_with_column_flags_are_mapped_not_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "lines.jsonl"
+    lines = [_record(i, "clickButton", f"b{i}") for i in range(1, 4)]
+    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n", encoding="utf-8")
+    flags = CsvOptions(time_col="ts", action_cols=("event.type", "event.element.label"))
+    recs = list(iter_records(path, csv_options=flags))
+    assert [r.action.target.field for r in recs if r.action] == ["b1", "b2", "b3"]
+    assert all(r.action and r.action.source == "jsonl" for r in recs)
+    with pytest.raises(ImportFormatError, match=r"event\.element\.label"):
+        list(iter_records(path))  # foreign records and no flags: the columns to name, not "bad timestamp"
+
+
+def test_a_rejected_json_record_keeps_no_password_in_its_dead_letter(tmp_path: Path) -> None:
+    bad = _record(2, "", "password", "LittleFrank123")
+    path = _export(tmp_path, [_record(1, "openFile"), bad])
+    recs = [r for r in iter_records(path, csv_options=FLAGS) if r.error]
+    assert len(recs) == 1 and "event.type is empty" in (recs[0].error or "")
+    letter = base64.b64decode(dead_letter(recs[0], path).payload_b64)
+    assert b"LittleFrank123" not in letter and b"<password>" in letter and b"tt-0002" in letter
+
+
+def test_iter_array_reports_line_numbers_and_shapes() -> None:
+    text = '[\n  {"a": 1},\n\n  2,\n  {"b": {"c": null}}\n]'
+    assert list(iter_array(text)) == [(2, {"a": 1}), (4, 2), (5, {"b": {"c": None}})]
+    ((line, broken),) = list(iter_array('{"a": 1}'))
+    assert line == 1 and isinstance(broken, Broken) and "not a JSON array" in broken.reason
+    (*_, (_, end)) = list(iter_array('[{"a": 1},'))
+    assert isinstance(end, Broken) and "cut short" in end.reason
+    assert list(iter_array("[]")) == []
+
+
+def test_flatten_keeps_every_value_as_text() -> None:
+    row = flatten({"a": {"b": {"c": 1.5}, "e": {}}, "n": None, "t": False, "l": [1, {"x": 2}], "s": "é"})
+    assert row == {"a.b.c": "1.5", "a.e": "", "n": "", "t": "false", "l": '[1, {"x": 2}]', "s": "é"}
+
+
+def test_eval_discovery_reads_a_json_export_with_the_column_flags(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rote.cli import app
+
+    steps = [("openFile", None), ("insertValue", "username"), ("insertValue", "password")]
+    steps.append(("clickButton", "OK"))
+    records = [_record(i, kind, label, "x") for i, (kind, label) in enumerate(steps * 8)]
+    path = _export(tmp_path, records)
+    args = ["eval", "discovery", str(path), "--format", "auto", "--time-col", "ts"]
+    args += ["--action-cols", "event.type,event.element.label", "--user-col", "session.user", "--json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["events"] == 32 and out["import"]["format"] == "json" and not out["import"]["invalid"]
+    routine = out["routines"][0]["routine"]
+    assert "insertValue:password" in routine and "clickButton:OK" in routine
