@@ -176,3 +176,20 @@ def test_eval_discovery_reads_a_json_export_with_the_column_flags(tmp_path: Path
     assert out["events"] == 32 and out["import"]["format"] == "json" and not out["import"]["invalid"]
     routine = out["routines"][0]["routine"]
     assert "insertValue:password" in routine and "clickButton:OK" in routine
+
+
+def test_id_col_makes_a_record_exported_twice_one_event(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rote.cli import app
+
+    records = [_record(i, "clickButton", f"b{i % 3}") for i in range(12)]
+    path = _export(tmp_path, [*records[:5], records[4], *records[5:]])  # tt-0004 exported twice
+    args = ["eval", "discovery", str(path), "--format", "json", "--time-col", "ts"]
+    args += ["--action-cols", "event.type,event.element.label", "--json"]
+    without = json.loads(CliRunner().invoke(app, args).stdout)
+    with_ids = json.loads(CliRunner().invoke(app, [*args, "--id-col", "id"]).stdout)
+    assert without["events"] == with_ids["events"] == 13
+    assert without["duplicate_events"] == 0 and with_ids["duplicate_events"] == 1
+    bad = CliRunner().invoke(app, [*args, "--id-col", "uuid"])
+    assert bad.exit_code != 0 and "no event id column 'uuid' (--id-col)" in (bad.stderr or bad.output)

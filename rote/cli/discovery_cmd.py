@@ -17,6 +17,7 @@ from rote.cli.import_options import (
     AppColOpt,
     DelimiterOpt,
     EncodingOpt,
+    IdColOpt,
     TimeColOpt,
     UserColOpt,
     ValueColOpt,
@@ -54,6 +55,7 @@ def register(app: typer.Typer) -> None:
         user_col: UserColOpt = None,
         app_col: AppColOpt = None,
         value_col: ValueColOpt = None,
+        id_col: IdColOpt = None,
         instance_col: Annotated[
             str | None,
             typer.Option(
@@ -128,6 +130,7 @@ def register(app: typer.Typer) -> None:
                 "--user-col": user_col,
                 "--app-col": app_col,
                 "--value-col": value_col,
+                "--id-col": id_col,
                 "--instance-col": instance_col,
                 "--truth": truth,
                 "--patterns": patterns,
@@ -159,6 +162,7 @@ def register(app: typer.Typer) -> None:
             user_col=user_col,
             app_col=app_col,
             value_col=value_col,
+            id_col=id_col,
             instance_col=instance_col,
             routine_col=routine_col,
         )
@@ -203,7 +207,7 @@ def register(app: typer.Typer) -> None:
         table = Table(title=f"discovery on {file.name}")
         table.add_column("metric")
         table.add_column("value", justify="right")
-        for metric in (*SCORE_METRICS, "events", "seconds", "events_per_second"):
+        for metric in (*SCORE_METRICS, "events", "duplicate_events", "seconds", "events_per_second"):
             table.add_row(metric, _fmt(out.get(metric)))
         con.print(table)
         for p in out.get("patterns", []):

@@ -65,6 +65,14 @@ AppColOpt = Annotated[
 ValueColOpt = Annotated[
     str | None, typer.Option("--value-col", help="Typed/copied value column (csv/xes; default: value).")
 ]
+IdColOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--id-col",
+        help="The log's own event-id column (csv/xes/JSON records; default: none, ids from file and line). "
+        "Repeated ids are one event: a record exported twice is counted once.",
+    ),
+]
 UserIdOpt = Annotated[
     str, typer.Option("--user-id", help="User of the rows when the log has no user column of its own.")
 ]
@@ -79,6 +87,7 @@ def csv_options(
     user_col: str | None = None,
     app_col: str | None = None,
     value_col: str | None = None,
+    id_col: str | None = None,
     instance_col: str | None = None,
     routine_col: str | None = None,
 ) -> CsvOptions:
@@ -91,6 +100,7 @@ def csv_options(
             user_col=user_col,
             app_col=app_col,
             value_col=value_col,
+            id_col=id_col,
             instance_col=instance_col,
             routine_col=routine_col,
             delimiter=delimiter,

@@ -16,6 +16,7 @@ from rote.cli.import_options import (
     DelimiterOpt,
     EncodingOpt,
     FormatOpt,
+    IdColOpt,
     LogFormat,
     TimeColOpt,
     UserColOpt,
@@ -68,6 +69,7 @@ def run_cmd(
     user_col: UserColOpt = None,
     app_col: AppColOpt = None,
     value_col: ValueColOpt = None,
+    id_col: IdColOpt = None,
     user_id: UserIdOpt = "user-1",
     speed: Annotated[
         float, typer.Option(help="Replay pace: 0 as fast as possible, 1 real time, 10 ten times faster.")
@@ -136,6 +138,7 @@ def run_cmd(
         user_col=user_col,
         app_col=app_col,
         value_col=value_col,
+        id_col=id_col,
     )
     if state_dir is not None:
         # One state directory for every part of the run, as the flag says: the redactor's pseudonym key and
@@ -228,6 +231,7 @@ def produce_cmd(
     user_col: UserColOpt = None,
     app_col: AppColOpt = None,
     value_col: ValueColOpt = None,
+    id_col: IdColOpt = None,
     user_id: UserIdOpt = "user-1",
     validate: Annotated[
         bool,
@@ -266,6 +270,7 @@ def produce_cmd(
         user_col=user_col,
         app_col=app_col,
         value_col=value_col,
+        id_col=id_col,
     )
     settings = Settings.from_env(broker=broker)
     imported = read_log(file, fmt=fmt.value, user_id=user_id, csv_options=options, validate=validate)

@@ -285,6 +285,8 @@ def evaluate_file(
     if truth is not None:
         out.update(score_result(result, truth))
     out["events"] = len(actions)
+    # events whose id was seen before (a record exported twice, with --id-col): taken once
+    out["duplicate_events"] = result.duplicates
     out["seconds"] = round(seconds, 3)
     out["events_per_second"] = round(len(actions) / seconds, 1) if seconds > 0 else None
     out["starts"] = result.starts
