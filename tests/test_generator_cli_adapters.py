@@ -100,6 +100,15 @@ def test_list_keeps_long_ids_on_one_line_at_80_columns(tmp_path: Path) -> None:
     assert listing.exit_code == 0, listing.output
     assert max(len(line) for line in listing.stdout.splitlines()) <= 80
     assert any(f"auto-{cid}" in line for line in listing.stdout.splitlines()), listing.stdout
+    # nothing is cut off: every figure and the whole reason are there (a new user's table at 80 columns
+    # lost its right-hand columns, and reasons were cut at 70 characters)
+    flat = " ".join(listing.stdout.split())
+    for figure in ("runs in:", "tests:", "runs:", "success:", "p50:"):
+        assert figure in flat, listing.stdout
+    if auto.state_reason:
+        assert " ".join(auto.state_reason.split()) in flat
+    wide = CliRunner().invoke(app, ["automations", "list", "--from", str(tmp_path)], env={"COLUMNS": "160"})
+    assert wide.exit_code == 0 and "success" in wide.stdout and "p50" in wide.stdout
 
 
 # --------------------------------------------------------------------------------------------------

@@ -54,13 +54,37 @@ def _summary_row(r: AutomationRecord) -> list[str]:
         r.automation_id,
         f"v{r.version}",
         r.state,
-        (r.state_reason or "")[:70],
+        r.state_reason or "",
         ", ".join(r.languages) or "–",
         tests,
         str(s.runs),
         _pct(s.success_rate),
         _secs(s.duration_p50_seconds),
     ]
+
+
+_COLUMNS = ("id", "ver", "state", "reason", "runs in", "tests", "runs", "success", "p50")
+#: Narrower than this, `automations list` prints one block per automation instead of a table: nine columns
+#: beside a 24-character id do not fit 80 columns (the table lost its right-hand columns there, and the
+#: reason was cut at 70 characters).
+WIDE_LISTING = 120
+
+
+def _print_blocks(console: Console, rows: list[list[str]]) -> None:
+    """Each automation as a block: id, version and state on the first line, then the reason and the
+    figures, wrapped at the terminal's width and indented under it."""
+    import textwrap
+
+    from rich.text import Text
+
+    width = max(20, console.width - 2)
+    for aid, ver, state, reason, langs, tests, runs, success, p50 in rows:
+        lines = textwrap.wrap(f"{aid}  {ver}  {state}", width=width + 2, break_on_hyphens=False)
+        figures = f"runs in: {langs} · tests: {tests} · runs: {runs} · success: {success} · p50: {p50}"
+        for text in ([f"reason: {reason}"] if reason else []) + [figures]:
+            lines += ["  " + part for part in textwrap.wrap(text, width=width, break_on_hyphens=False)]
+        for line in lines:
+            console.print(Text(line), overflow="fold")
 
 
 def _say(text: str, as_json: bool) -> None:
@@ -89,25 +113,18 @@ def register(app: typer.Typer) -> None:
         from rote.cli.console import add_row, out_console
         from rote.cli.console import table as folding_table
 
-        # every column folds rather than cuts: an id or a reason is whole at any width, on a terminal or not
         rows = [_summary_row(r) for r in reg.records()]
-        table = folding_table(
-            "id",
-            "ver",
-            "state",
-            "reason",
-            "runs in",
-            "tests",
-            "runs",
-            "success",
-            "p50",
-            title="automations",
-            whole={"id": max((len(row[0]) for row in rows), default=0)},
-        )
-        for row in rows:
-            add_row(table, *row)
         console = out_console()
-        console.print(table)
+        if console.width >= WIDE_LISTING:
+            # every column folds rather than cuts: an id or a reason is whole, on a terminal or not
+            table = folding_table(
+                *_COLUMNS, title="automations", whole={"id": max((len(row[0]) for row in rows), default=0)}
+            )
+            for row in rows:
+                add_row(table, *row)
+            console.print(table)
+        else:
+            _print_blocks(console, rows)
         counts = reg.counts_by_state()
         console.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no automations")
 
