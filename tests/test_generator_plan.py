@@ -80,3 +80,31 @@ def test_runtime_helpers_match_expression_semantics() -> None:
     got = runtime.concat(runtime.split(params["a"], ", ", -2), "|", runtime.strip(params["b"]))
     assert want == got == "y|q"
     assert runtime.cellref("C", " 7 ", -1) == E.cell_address("C", "7", -1) == "C6"
+
+
+def test_a_wait_for_the_pages_response_is_a_wait_not_an_unknown_step() -> None:
+    """Bosco et al.'s logs (1, 2, 3, 4 and 8) log `waitResponse` on the page that answers a submission:
+    every routine holding one was rejected as having a step with no operation (a new user's log3 run)."""
+    from rote.generator.plan import op_for
+
+    assert {op_for(t) for t in ("waitResponse", "wait_for_response", "waitForPageLoad", "wait")} == {
+        "wait_for"
+    }
+    steps = [
+        RoutineStep(
+            label="goToUrl", app="Web", action_type="goToUrl", target=Target(url="https://forms.test/")
+        ),
+        RoutineStep(
+            label="clickButton:confirm", app="Web", action_type="clickButton", target=Target(field="confirm")
+        ),
+        RoutineStep(
+            label="waitResponse:forms.test/ok",
+            app="Web",
+            action_type="waitResponse",
+            target=Target(url="https://forms.test/ok"),
+        ),
+    ]
+    a = generate(bare_candidate(steps))
+    assert [st["op"] for st in a.plan] == ["open_url", "click", "wait_for"]
+    assert a.sources["python"].supported and a.sources["python"].static_check == "ok"
+    assert "has no action-API operation" not in (a.state_reason or "")

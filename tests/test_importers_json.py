@@ -30,7 +30,7 @@ FLAGS = CsvOptions(
 
 
 def _record(i: int, kind: str, label: str | None = None, value: str | None = None) -> dict[str, Any]:
-    element: dict[str, Any] = {"sheet": "Sheet1"} if label is None else {"label": label}
+    element: dict[str, Any] = {"sheet": "Sheet1", "file": "data.xls"} if label is None else {"label": label}
     event: dict[str, Any] = {"type": kind, "element": element}
     if value is not None:
         event["value"] = value
@@ -68,7 +68,10 @@ def test_a_nested_json_array_is_read_by_its_dotted_columns(tmp_path: Path) -> No
     assert first.event_id == "tt-0001" and first.user_id == "fmorris" and first.app == "Microsoft Excel"
     assert first.timestamp.isoformat() == "2019-02-21T16:06:53.688000+00:00"  # epoch milliseconds
     assert first.source == "json"
-    assert first.attributes["event.element.sheet"] == "Sheet1" and first.attributes["tags"] == '["a", "b"]'
+    # where it happened goes to the target (an automation's open_file needs the file), the rest stays
+    assert first.target.sheet == "Sheet1" and first.target.file == "data.xls"
+    assert "event.element.sheet" not in first.attributes
+    assert first.attributes["tags"] == '["a", "b"]' and first.attributes["session.host"] == "WKS-0423"
     assert typed.target.field == "password" and typed.value == "<password>"
     assert click.action_type == "clickButton" and click.target.field == "confirm"
     text = path.read_text(encoding="utf-8").splitlines()

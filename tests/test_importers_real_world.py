@@ -353,3 +353,20 @@ def test_jsonl_is_read_as_utf8_whatever_its_first_bytes(tmp_path: Path) -> None:
     recs, stats = _stats(path)
     assert stats.encoding == "utf-8-sig" and stats.valid == 1
     assert recs[0].error == "line 1: not valid utf-8 text (pass --encoding)"
+
+
+def test_a_generic_logs_url_file_and_sheet_columns_are_the_target(tmp_path: Path) -> None:
+    """Where an action happened is what an automation needs (open_file needs the file, a browser step its
+    URL): recognised columns of a generic log go to the target, not to the free attributes."""
+    path = tmp_path / "log.csv"
+    path.write_text(
+        "time;action;FileName;Page URL;sheet;note\n"
+        "2024-05-01T09:00:00Z;openFile;report.xlsx;;Data;x\n"
+        "2024-05-01T09:00:05Z;goToUrl;;https://forms.test/new;;y\n",
+        encoding="utf-8",
+    )
+    options = CsvOptions(time_col="time", action_cols=("action",))
+    opened, went = load_actions(path, fmt="csv", csv_options=options)
+    assert opened.target.file == "report.xlsx" and opened.target.sheet == "Data"
+    assert went.target.url == "https://forms.test/new"
+    assert opened.attributes == {"note": "x"} and went.attributes == {"note": "y"}

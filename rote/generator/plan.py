@@ -105,6 +105,13 @@ _ALIASES: dict[str, str] = {
     "wait": "wait_for",
     "waitfor": "wait_for",
     "waitforpage": "wait_for",
+    # a web page's answer to the step before (Bosco et al.'s loggers: `waitResponse` on the answering URL,
+    # e.g. www.webpage.com/ok after a log-in): wait until that page is there
+    "waitresponse": "wait_for",
+    "waitforresponse": "wait_for",
+    "waitforload": "wait_for",
+    "waitforpageload": "wait_for",
+    "pageload": "wait_for",
 }
 
 

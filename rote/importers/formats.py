@@ -160,6 +160,8 @@ class Columns:
     instance: str | None
     routine: str | None
     lifecycle: str | None
+    #: (target field, column) pairs: what a generic log's columns say about where an action happened
+    target: tuple[tuple[str, str], ...] = ()
 
     @property
     def labels(self) -> set[str]:
@@ -233,7 +235,32 @@ def resolve_columns(fmt: Format, header: Sequence[str], options: CsvOptions | No
         instance=instance if instance not in (user, time, *action) else None,
         routine=routine,
         lifecycle=LIFECYCLE_COLUMN if LIFECYCLE_COLUMN in header and generic else None,
+        target=_target_columns(header, {time, *action, user, instance, routine}) if generic else (),
     )
+
+
+#: Names (the last part of a dotted JSON path, case and separators ignored) of a generic log's columns that
+#: say where an action happened: they go to the event's target, where automations read them (an open_file
+#: step needs the file, a browser step its URL), instead of its free attributes.
+TARGET_COLUMNS: dict[str, tuple[str, ...]] = {
+    "url": ("url", "href", "pageurl", "uri"),
+    "file": ("file", "filename", "filepath", "document"),
+    "workbook": ("workbook", "workbookname"),
+    "sheet": ("sheet", "sheetname", "worksheet"),
+    "cell": ("cell", "cellref", "celladdress"),
+    "title": ("title", "windowtitle", "pagetitle"),
+}
+
+
+def _target_columns(header: Sequence[str], taken: set[str | None]) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for field, names in TARGET_COLUMNS.items():
+        for col in header:
+            key = re.sub(r"[^a-z0-9]", "", col.rsplit(".", 1)[-1].lower())
+            if key in names and col not in taken:
+                out.append((field, col))
+                break
+    return tuple(out)
 
 
 def _alternatives(found: str | None, aliases: Sequence[str], fmt: Format, generic: bool) -> tuple[str, ...]:
@@ -429,13 +456,14 @@ def map_generic(row: Mapping[str, Any], cols: Columns, source: str = "csv") -> d
     parts = [clean(row.get(c)) for c in cols.action[1:]]
     fld = "/".join(p for p in parts if p) or None
     used = {cols.time, *cols.action, *cols.app, *cols.value, cols.user, cols.event_id, cols.lifecycle}
-    used |= cols.labels
+    used |= cols.labels | {col for _, col in cols.target}
     attributes = {k: str(v) for k, v in row.items() if k and k not in used and clean(v) is not None}
+    target = {"field": fld, **{f: clean(row.get(col)) for f, col in cols.target}}
     payload: dict[str, Any] = {
         "timestamp": iso(ts),
         "app": _first_of(row, cols.app) or UNKNOWN_APP,
         "action_type": action,
-        "target": _drop_none({"field": fld}),
+        "target": _drop_none(target),
         "value": _first_of(row, cols.value),
         "source": source,
         "attributes": attributes,
