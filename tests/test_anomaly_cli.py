@@ -142,3 +142,16 @@ def test_help_has_no_bool_metavars_and_no_paths_a_user_lacks() -> None:
         assert res.exit_code == 0, (cmd, res.output)
         assert "<bool>" not in res.stdout and "../shared" not in res.stdout, cmd
     assert command_name(["rote", "eval", "anomalies", "/tmp/x"]) == "rote eval anomalies"
+
+
+def test_help_paragraphs_wrap_at_the_terminal_not_at_the_docstrings_line_breaks() -> None:
+    """Typer keeps a later paragraph's line breaks: at 80 columns `rote worker --help` read "stops cleanly,
+    or after" and then a line of its own (a new user's report). Docstrings are reflowed; lists are not."""
+    from rote.cli import reflow
+
+    res = CliRunner().invoke(app, ["worker", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    assert "On SIGTERM it stops cleanly, or after ROTE_SHUTDOWN_GRACE_SECONDS (25) exits" in res.stdout
+    assert reflow("First\n    line.\n\n    Second\n    paragraph.\n\n    - a\n    - b\n") == (
+        "First line.\n\nSecond paragraph.\n\n- a\n- b"
+    )

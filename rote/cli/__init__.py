@@ -7,6 +7,8 @@ only with `ROTE_DEBUG=1`.
 
 from __future__ import annotations
 
+import inspect
+import re
 import sys
 from typing import Any
 
@@ -130,6 +132,34 @@ def _hide_flag_types() -> None:
 
 
 _hide_flag_types()
+
+
+def reflow(doc: str) -> str:
+    """A docstring as help text: each paragraph one line, for the terminal to wrap.
+
+    Typer (0.29) keeps the single line breaks of every paragraph after the first, so a docstring wrapped
+    at 110 characters printed at 80 columns as a line and a stray word ("stops cleanly, or after" / "ROTE_…").
+    Paragraphs that are lists (a line starting with "- ", "* " or "1.") keep their lines.
+    """
+    out = []
+    for para in inspect.cleandoc(doc).split("\n\n"):
+        lines = para.splitlines()
+        listed = any(re.match(r"\s*(?:[-*] |\d+\. )", line) for line in lines)
+        out.append(para if listed else " ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Every command's docstring reflowed (`reflow`), in this app and the apps added to it."""
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = reflow(info.callback.__doc__)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
 
 
 def main() -> None:

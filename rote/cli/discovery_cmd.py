@@ -120,9 +120,8 @@ def register(app: typer.Typer) -> None:
         """Replay FILE through the task identifier's streaming discovery, in process, and score it.
 
         Metrics as in the UI-log benchmark (docs/discovery.md): mean best-match Jaccard of routine variants,
-        share
-        matched at >= 0.8, occurrence and event precision/recall/F1 (null when the ground truth cannot give
-        them). `routines` lists the discovered routines, ranked, with their occurrences' event ids.
+        share matched at >= 0.8, occurrence and event precision/recall/F1 (null when the ground truth cannot
+        give them). `routines` lists the discovered routines, ranked, with their occurrences' event ids.
         """
         if file.is_dir() or gt_models is not None:
             unused = {
