@@ -434,7 +434,12 @@ def _scope_bottlenecks(scope: _Scope, stats: list[StepStats], cfg: AnalyzerConfi
     for s in stats:
         reasons = []
         if k > 1 and s.share >= cfg.share_factor * fair:
-            reasons.append(f"takes {s.share:.0%} of the time, {s.share / fair:.1f}x its fair share of 1/{k}")
+            # k counts the timed steps (a routine's first step has no time before it): said so, since
+            # "1/13" beside a 14-step routine read as a miscount
+            reasons.append(
+                f"takes {s.share:.0%} of the time, {s.share / fair:.1f}x its fair share of 1/{k} "
+                f"({k} timed steps)"
+            )
         if s.samples >= cfg.min_samples and s.cv >= cfg.cv_threshold and s.share >= fair:
             reasons.append(
                 f"high variance: cv {s.cv:.2f} (p90 {s.p90_seconds:.2f}s vs median {s.median_seconds:.2f}s)"
