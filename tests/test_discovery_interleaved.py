@@ -300,3 +300,20 @@ def test_names_leave_out_an_application_the_log_did_not_name() -> None:
         routine_name([s.model_copy(update={"app": "Excel"}) for s in typed])
         == "Enter Name, City in Excel (2 steps)"
     )
+
+
+def test_a_variant_note_counts_a_retry_not_only_the_step_it_lacks() -> None:
+    """A new user's log3: the 10-step wrong log-in against the 15-step one with a retried log-in read
+    "skips waitResponse …/error", hiding that the variants differ by a whole retry (five steps)."""
+    from rote.streams.schemas import RoutineStep
+
+    login = ["goToUrl:site", "insertValue:username", "insertValue:password", "clickButton:confirm"]
+    mine = [*login, "waitResponse:site/wrong", "editCell:A10", "clickButton:cancel"]
+    retried = [*login, "waitResponse:site/error", *login, "waitResponse:site/wrong"]
+    retried += ["editCell:A10", "clickButton:cancel"]
+    steps = [RoutineStep(label=lab, app="Web", action_type=lab.split(":")[0]) for lab in mine]
+    note = variant_note(steps, [retried]) or ""
+    assert note == (
+        "Unlike the 12-step variant: skips waitResponse site/error, does goToUrl site; insertValue username; "
+        "insertValue password and 1 more fewer times"
+    )

@@ -243,6 +243,16 @@ def variant_note(steps: Sequence[RoutineStep], others: Sequence[Sequence[str]]) 
         shown = "; ".join(_humanize(lab.replace(":", " ")) for lab in missing[:4])
         more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
         parts.append(f"skips {shown}{more}")
+    if parts:
+        # steps both have, done a different number of times (a retried log-in is five steps again, not
+        # one: "skips waitResponse …/error" alone hid that the variants differ by a whole retry)
+        counts, theirs = Counter(mine), Counter(best)
+        for word, pick in (("fewer", lambda a, b: a < b), ("more", lambda a, b: a > b)):
+            labs = [lab for lab in dict.fromkeys(best) if lab in ms and pick(counts[lab], theirs[lab])]
+            if labs:
+                shown = "; ".join(_humanize(lab.replace(":", " ")) for lab in labs[:3])
+                more = f" and {len(labs) - 3} more" if len(labs) > 3 else ""
+                parts.append(f"does {shown}{more} {word} times")
     if not parts:
         parts.append(_same_labels(mine, list(best)))
     return (f"Unlike the {len(best)}-step variant: " + ", ".join(parts))[:MAX_NOTE]
