@@ -268,3 +268,14 @@ def test_a_form_nothing_ran_against_has_no_target_in_json() -> None:
     assert idle["not_run"].startswith("no verified automation")
     ran = form_summary(FormStats(submitted=50, correct=50).to_json(), DemoProgress(requested=50, answered=50))
     assert ran["expected"] == 50 and "not_run" not in ran
+
+
+def test_at_80_columns_the_hint_commands_are_lines_of_their_own(summary: dict[str, Any]) -> None:
+    """Wrapped, the archive line broke a path in two where a reader copies it (a new user at 80 columns)."""
+    text = _text({**summary, "archive": "/tmp/state-dir/last-run"}, 80)
+    lines = text.splitlines()
+    assert "archive: /tmp/state-dir/last-run" in lines
+    frm = "--from /tmp/state-dir/last-run"
+    assert f"  rote report {frm} --html report.html" in lines
+    assert f"  rote automations list {frm}" in lines
+    assert max(len(line) for line in lines) <= 80

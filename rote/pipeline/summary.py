@@ -259,7 +259,11 @@ def render(s: dict[str, Any], console: Any) -> None:
         if needs is None:
             needs = here.resolve() != last_run_dir().resolve()
         frm = f" --from {shlex.quote(str(here))}" if needs else ""
-        tail += f"  (rote report{frm} --html report.html; rote automations list{frm})"
+        hint = f"  (rote report{frm} --html report.html; rote automations list{frm})"
+        if len(tail) + len(hint) <= console.width:
+            tail += hint
+        else:  # one command a line: wrapped, a path broke in two where a reader copies it
+            tail += f"\n  rote report{frm} --html report.html\n  rote automations list{frm}"
     console.print(Text(tail, overflow="fold"))
     if s.get("run_log"):
         console.print(Text(f"log: {s['run_log']}", style="dim", overflow="fold"))
