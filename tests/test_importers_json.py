@@ -196,3 +196,30 @@ def test_id_col_makes_a_record_exported_twice_one_event(tmp_path: Path) -> None:
     assert without["duplicate_events"] == 0 and with_ids["duplicate_events"] == 1
     bad = CliRunner().invoke(app, [*args, "--id-col", "uuid"])
     assert bad.exit_code != 0 and "no event id column 'uuid' (--id-col)" in (bad.stderr or bad.output)
+
+
+def test_hostile_arrays_cost_a_row_or_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rote.importers import jsondoc
+
+    deep: Any = "x"
+    for _ in range(3000):
+        deep = {"k": deep}
+    ok = _record(1, "clickButton", "OK")
+    path = tmp_path / "deep.json"
+    nested = '{"a": ' * 5000 + "1" + "}" * 5000
+    path.write_text("[\n" + json.dumps(ok) + ",\n" + nested + "\n]", encoding="utf-8")
+    flags = CsvOptions(time_col="ts", action_cols=("event.type",), id_col="id")
+    recs = list(iter_records(path, csv_options=flags))
+    assert [r.action.event_id for r in recs if r.action] == ["tt-0001"]
+    assert [r.kind for r in recs if r.error] == ["not JSON"]
+    cells = jsondoc.flatten({"d": deep})  # 3000 levels: 32 become the path, the rest cannot be written back
+    assert cells == {"d" + ".k" * jsondoc.MAX_DEPTH: "<nested too deeply>"}
+    row = jsondoc.flatten({"ts": "1", "deep": {"k": {"k": {"k": 1}}}})
+    assert row == {"ts": "1", "deep.k.k.k": "1"}
+    monkeypatch.setattr(jsondoc, "MAX_DEPTH", 1)
+    assert jsondoc.flatten({"deep": {"k": {"k": 1}}}) == {"deep.k": '{"k": 1}'}
+    monkeypatch.setattr(jsondoc, "MAX_ARRAY_CHARS", 100)
+    with pytest.raises(ImportFormatError, match=r"jq -c '\.\[\]' deep\.json > deep\.jsonl"):
+        list(iter_records(path, csv_options=flags))

@@ -21,11 +21,15 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from rote.errors import ImportFormatError
 from rote.importers.formats import resolve_columns
 from rote.importers.options import CsvOptions, Format, max_event_bytes
 from rote.importers.rows import RAW_KEEP_BYTES, Row, bounded_lines, capped, mapped_row, too_large
 from rote.importers.sniff import UNDECODABLE, has_undecodable, open_text
 from rote.importers.stats import ImportStats
+
+#: Largest JSON array read (characters): an array is parsed in memory, JSON lines stream.
+MAX_ARRAY_CHARS = 256 * 2**20
 
 #: Records looked at before deciding how a file is read (rote's own events or mapped columns) and which
 #: columns it has: the union of their keys is the header the column flags and names are matched against.
@@ -94,13 +98,18 @@ def iter_array(text: str) -> Iterator[tuple[int, Any | Broken]]:
         pos = end
 
 
-def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """A nested record as one row of text cells, keyed by dotted path (lists stay JSON text)."""
+#: Nesting followed into dotted columns; deeper objects stay JSON text in their column.
+MAX_DEPTH = 32
+
+
+def flatten(obj: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, str]:
+    """A nested record as one row of text cells, keyed by dotted path (lists, and objects nested deeper
+    than `MAX_DEPTH`, stay JSON text)."""
     out: dict[str, str] = {}
     for key, value in obj.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{name}."))
+        if isinstance(value, dict) and value and depth < MAX_DEPTH:
+            out.update(flatten(value, f"{name}.", depth + 1))
         elif value is None or value == {}:
             out[name] = ""
         elif isinstance(value, bool):
@@ -110,7 +119,10 @@ def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, str]:
         elif isinstance(value, int | float):
             out[name] = repr(value)
         else:
-            out[name] = json.dumps(value, ensure_ascii=False)
+            try:
+                out[name] = json.dumps(value, ensure_ascii=False)
+            except RecursionError:  # what the parser took at the edge of the stack, the encoder may not
+                out[name] = "<nested too deeply>"
     return out
 
 
@@ -178,7 +190,12 @@ def _array_objects(path: Path, encoding: str, stats: ImportStats) -> Iterator[Ro
     stretch of it is not one. The file is read whole: a JSON array has no line structure to stream by."""
     cap = max_event_bytes()
     with open_text(path, encoding) as handle:
-        text = handle.read()
+        text = handle.read(MAX_ARRAY_CHARS + 1)
+    if len(text) > MAX_ARRAY_CHARS:
+        raise ImportFormatError(
+            f"{path.name}: a JSON array over {MAX_ARRAY_CHARS // 2**20} MB is not read into memory; as JSON "
+            f"lines it streams: jq -c '.[]' {path.name} > {path.stem}.jsonl"
+        )
     for line, rec in iter_array(text):
         stats.rows += 1
         if isinstance(rec, Broken):
@@ -192,7 +209,11 @@ def _array_objects(path: Path, encoding: str, stats: ImportStats) -> Iterator[Ro
                 raw_size=size,
             )
             continue
-        body = json.dumps(rec, ensure_ascii=False)
+        try:
+            body = json.dumps(rec, ensure_ascii=False)
+        except RecursionError:
+            yield Row(line=line, error=f"line {line}: JSON nested too deeply", kind="not JSON", payload={})
+            continue
         if len(body) > cap:
             data, size = capped(body)
             yield Row(line=line, error=too_large(line, size, cap), kind="too large", raw=data, raw_size=size)
