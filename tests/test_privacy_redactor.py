@@ -343,3 +343,44 @@ def test_a_payload_nested_deeper_than_anyone_types_is_redacted_whole_not_a_crash
     for _ in range(33):
         level = level["a"]
     assert level == "<nested>"
+
+
+@pytest.mark.parametrize("key", ["password", "pwd", "event.password", "Passwort", "user_password"])
+def test_an_attribute_named_as_a_password_field_is_one_on_every_path(redactor: Redactor, key: str) -> None:
+    """A foreign export's `{"password": "…"}` becomes an attribute named `password` (an attacker's sweep
+    of the JSON importer): its value is a password whatever the action's own field says."""
+    from rote.streams.fast import decode_action
+
+    payload = {
+        "event_id": "e1",
+        "user_id": "u",
+        "timestamp": "2024-01-08T09:00:00Z",
+        "app": "Chrome",
+        "action_type": "login",
+        "attributes": {key: "Hunter2xyz", "keyboard": "de", "note": "fine"},
+    }
+    as_dict = redactor.redact_payload(payload)["attributes"]
+    as_model = redactor.redact_action(UserAction.model_validate(payload)).attributes
+    as_struct = redactor.redact_action(decode_action(json.dumps(payload).encode())).attributes
+    for attrs in (as_dict, as_model, as_struct):
+        assert attrs == {key: PASSWORD_MARKER, "keyboard": "de", "note": "fine"}
+
+
+LABEL_KEYS = ["el.fieldName", "field_name", "inputName", "aria_label", "labelText", "caption"]
+
+
+@pytest.mark.parametrize("key", LABEL_KEYS)
+def test_browser_extensions_label_keys_say_the_field_is_a_password(redactor: Redactor, key: str) -> None:
+    from rote.streams.fast import decode_action
+
+    payload = {
+        "event_id": "e1",
+        "user_id": "u",
+        "timestamp": "2024-01-08T09:00:00Z",
+        "app": "Chrome",
+        "action_type": "input",
+        "value": "Hunter2xyz",
+        "attributes": {key: "Password"},
+    }
+    assert redactor.redact_payload(payload)["value"] == PASSWORD_MARKER
+    assert redactor.redact_action(decode_action(json.dumps(payload).encode())).value == PASSWORD_MARKER

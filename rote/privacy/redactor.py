@@ -37,7 +37,9 @@ TARGET_TEXT_FIELDS: tuple[str, ...] = ("field", "element", "workbook", "sheet", 
 #: Attribute keys (lower case, any logger prefix such as `target.` removed) that name the field a value is
 #: typed into: they give the context for a password field or a "Phone" field.
 _LABEL_KEYS = frozenset(
-    {"name", "id", "label", "placeholder", "aria-label", "arialabel", "autocomplete", "title", "field", "key"}
+    {"name", "id", "label", "placeholder", "arialabel", "autocomplete", "title", "field", "key"}
+    # the names browser extensions and trackers give them (compared without "_" and "-")
+    | {"fieldname", "inputname", "elementname", "labeltext", "fieldlabel", "caption"}
 )
 #: Attribute keys that carry the typed content itself (replaced by the marker in a password field).
 _CONTENT_KEYS = frozenset(
@@ -58,10 +60,12 @@ _UNCHANGED: Any = object()
 
 
 class _Roles(NamedTuple):
-    """Attribute keys that describe the field, and an itemgetter of their values (None when none)."""
+    """Attribute keys that describe the field, and an itemgetter of their values (None when none); and the
+    keys that are named as a password field themselves (`{"password": ...}`: their value is one)."""
 
     items: tuple[tuple[str, str], ...]
     getter: Any
+    secret: tuple[str, ...] = ()
 
 
 _NO_ROLES = _Roles((), None)
@@ -197,19 +201,22 @@ class Redactor:
         roles = self._roles_cache.get(keys)
         if roles is None:
             found = []
+            secret = []
             for k in keys:
                 if not isinstance(k, str):
                     continue
                 short = _short_key(k)
                 if short.endswith("type"):
                     found.append((k, "type"))
-                elif short in _LABEL_KEYS:
+                elif short.replace("_", "").replace("-", "") in _LABEL_KEYS:
                     found.append((k, "label"))
+                elif "password" in label_kinds(short):
+                    secret.append(k)
             if len(self._roles_cache) >= 4096:
                 self._roles_cache.clear()
                 self._ctx_cache.clear()  # its keys hold the ids of the roles just dropped
             getter = itemgetter(*(k for k, _ in found)) if found else None
-            roles = self._roles_cache[keys] = _Roles(tuple(found), getter)
+            roles = self._roles_cache[keys] = _Roles(tuple(found), getter, tuple(secret))
         return roles
 
     def _context(
@@ -312,6 +319,13 @@ class Redactor:
                 value_new = PASSWORD_MARKER
             attrs_new = self._password_attributes(value, attributes)
             extra_changes = self._password_attributes(value, extra, as_changes=True)
+        if attributes and policy != "deny" and "password" in self.classes:
+            # an attribute named as a password field holds one, whatever the action's own field
+            named = self._attribute_roles(attributes).secret
+            base = attributes if attrs_new is _UNCHANGED else attrs_new
+            hidden = {k: PASSWORD_MARKER for k in named if base.get(k) not in (None, "", *MARKERS)}
+            if hidden:
+                attrs_new = {**base, **hidden}
 
         if policy != "scan" or not self.text_classes:
             return value_new, target_changes, attrs_new, extra_changes
@@ -457,7 +471,12 @@ class Redactor:
         ctx = None if attributes else self._ctx_cache.get((tvals[7], tvals[0], tvals[1]))
         if ctx is None:
             ctx = self._context(tvals[7], tvals[0], tvals[1], attributes)
-        if self._has_lists or "password" in ctx or self._action_context(action_type):
+        if (
+            self._has_lists
+            or "password" in ctx
+            or self._action_context(action_type)
+            or (attributes and self._attribute_roles(attributes).secret)
+        ):
             return self._redact_action_general(action)
         clean = self._clean
         if (
