@@ -223,3 +223,125 @@ def test_hostile_arrays_cost_a_row_or_one_clear_error(
     monkeypatch.setattr(jsondoc, "MAX_ARRAY_CHARS", 100)
     with pytest.raises(ImportFormatError, match=r"jq -c '\.\[\]' deep\.json > deep\.jsonl"):
         list(iter_records(path, csv_options=flags))
+
+
+# ------------------------------------------------------------------------------------------------------
+# an attacker's sweep of this importer (each case lost records, leaked a password or crashed the import)
+# ------------------------------------------------------------------------------------------------------
+
+FLAT = CsvOptions(time_col="ts", action_cols=("type",))
+
+
+def _import(tmp_path: Path, text: str | bytes, name: str = "t.json", opts: CsvOptions = FLAT) -> list[Any]:
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
+    return list(iter_records(path, csv_options=opts))
+
+
+def _ok(i: int) -> dict[str, Any]:
+    return {"ts": 1_550_768_400 + i, "type": f"t{i}"}
+
+
+def test_records_of_a_minified_array_keep_apart_and_one_broken_record_costs_only_itself(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "["
+        + ",".join(json.dumps(_ok(i)) for i in range(3))
+        + ',{"ts":1,"type":"b",},'
+        + json.dumps(_ok(3))
+        + "]"
+    )
+    recs = _import(tmp_path, text)
+    ids = [r.action.event_id for r in recs if r.action]
+    assert [r.action.action_type for r in recs if r.action] == ["t0", "t1", "t2", "t3"]
+    assert len(set(ids)) == 4  # all on line 1: ids by place in the array, or discovery drops them as repeats
+    assert [r.kind for r in recs if r.error] == ["not JSON"]
+
+
+def test_text_after_the_closing_bracket_is_reported_and_read(tmp_path: Path) -> None:
+    stray = "[\n" + json.dumps(_ok(0)) + "],\n" + json.dumps(_ok(1)) + ",\n" + json.dumps(_ok(2)) + "\n]"
+    recs = _import(tmp_path, stray)
+    assert [r.action.action_type for r in recs if r.action] == ["t0", "t1", "t2"]
+    assert [r.error for r in recs if r.error] == ["line 2: text after the array's closing ]"]
+    appended = "[\n" + json.dumps(_ok(0)) + "\n]\n[\n" + json.dumps(_ok(1)) + "\n]\n"
+    assert [r.action.action_type for r in _import(tmp_path, appended) if r.action] == ["t0", "t1"]
+
+
+def test_a_broken_record_holding_a_list_of_objects_does_not_end_the_array(tmp_path: Path) -> None:
+    broken = (
+        json.dumps({"type": "broken", "items": [{"ts": 1, "type": "INNER"}]}, indent=2)[:-1] + ',"oops": tru}'
+    )
+    text = "[\n" + ",\n".join([json.dumps(_ok(0)), broken, json.dumps(_ok(1)), json.dumps(_ok(2))]) + "\n]"
+    recs = _import(tmp_path, text)
+    kept = [r.action.action_type for r in recs if r.action]
+    assert kept[0] == "t0" and kept[-2:] == ["t1", "t2"]  # (the inner object may be read as a record too)
+    assert any(r.kind == "not JSON" for r in recs)
+
+
+def test_numbers_too_long_and_lone_surrogates_are_bad_rows_not_crashes(tmp_path: Path) -> None:
+    huge = (
+        "[\n"
+        + json.dumps(_ok(0))
+        + ',\n{"ts": 1, "type": "b", "n": '
+        + "9" * 5000
+        + "},\n"
+        + json.dumps(_ok(1))
+        + "\n]"
+    )
+    recs = _import(tmp_path, huge)
+    assert [r.action.action_type for r in recs if r.action] == ["t0", "t1"]
+    assert [r.error for r in recs if r.error] == ["line 3: not JSON (a number too long to read)"]
+    lone = "[\n" + json.dumps(_ok(0)) + ',\n{"ts": 1550768401, "type": "b", "x": "\\ud800"}\n]'
+    for name, text in (("t.json", lone), ("t.jsonl", lone.strip("[]\n").replace(",\n", "\n"))):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        recs = list(iter_records(path, csv_options=FLAT))
+        assert [r.kind for r in recs if r.error] == ["encoding"], name
+        assert all(dead_letter(r, path).payload_b64 for r in recs if r.error)
+    own = tmp_path / "own.jsonl"
+    own.write_text(
+        '{"timestamp": "2024-01-08T09:00:00Z", "action_type": "a", "app": "x", "value": "\\udc80"}\n'
+    )
+    (rec,) = list(iter_records(own))
+    assert rec.kind == "encoding" and dead_letter(rec, own).payload_b64
+
+
+def test_a_damaged_compressed_file_keeps_the_records_before_the_damage(tmp_path: Path) -> None:
+    import gzip
+    import hashlib
+
+    rows = [
+        json.dumps({**_ok(i % 50), "note": hashlib.sha1(str(i).encode()).hexdigest()}) for i in range(6_000)
+    ]
+    for name, text in (("t.json.gz", "[\n" + ",\n".join(rows) + "\n]"), ("t.jsonl.gz", "\n".join(rows))):
+        data = gzip.compress(text.encode())
+        recs = _import(tmp_path, data[: len(data) * 3 // 4], name)
+        assert sum(r.action is not None for r in recs) > 3_000, name
+        assert any("cut short or damaged" in (r.error or "") for r in recs), name
+
+
+def test_hostile_shapes_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rote.importers import jsondoc
+
+    # a record whose long keys repeat in every path below them: too large, not a 1.5 GB row
+    node: dict[str, Any] = {f"leaf{i}": 1 for i in range(300)}
+    for level in range(31):
+        node = {f"{level}" + "k" * 4000: node}
+    text = "[\n" + json.dumps(_ok(0)) + ",\n" + json.dumps({**_ok(1), "deep": node}) + "\n]"
+    recs = _import(tmp_path, text)
+    assert [r.kind for r in recs if r.error] == ["too large"] and recs[0].action is not None
+    # a too-large record's dead letter keeps its size, not its text (where a password could stay)
+    big = {**_ok(2), "el": {"label": "Password"}, "value": "Hunter2xyz", "pad": "x" * 600_000}
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps([big]), encoding="utf-8")
+    (rec,) = list(iter_records(path, csv_options=FLAT))
+    assert rec.kind == "too large" and b"Hunter2xyz" not in base64.b64decode(
+        dead_letter(rec, path).payload_b64
+    )
+    # nested openers that make every re-read run to the end: the rest is given up, and said so
+    monkeypatch.setattr(jsondoc, "_PARSE_BUDGET", 1)
+    monkeypatch.setattr(jsondoc, "_PARSE_FLOOR", 0)
+    hostile = "[" + '\n{"a":[' * 200 + "0," * 20_000 + "X"
+    results = list(jsondoc.iter_array(hostile))
+    assert len(results) < 200 and "cost too much parsing" in results[-1][1].reason

@@ -119,6 +119,12 @@ def event_id_for(path: Path, line: int) -> str:
     return f"{path.stem}-{line}-{digest}"
 
 
+def record_id_for(path: Path, place: int) -> str:
+    """Deterministic id of the `place`-th record of a JSON array (its records may share a line)."""
+    digest = hashlib.sha1(f"{path.name}:r{place}".encode()).hexdigest()[:10]
+    return f"{path.stem}-r{place}-{digest}"
+
+
 def _split_cell(ref: str | None) -> tuple[str | None, int | None]:
     if ref is None:
         return None, None

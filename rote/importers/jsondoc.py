@@ -13,8 +13,10 @@ short keeps every record before the cut.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rote.errors import ImportFormatError
-from rote.importers.formats import resolve_columns
+from rote.importers.formats import record_id_for, resolve_columns
 from rote.importers.options import CsvOptions, Format, max_event_bytes
 from rote.importers.rows import RAW_KEEP_BYTES, Row, bounded_lines, capped, mapped_row, too_large
 from rote.importers.sniff import UNDECODABLE, has_undecodable, open_text
@@ -38,12 +40,18 @@ LOOKAHEAD = 1000
 #: The keys of rote's own events that foreign records do not have (an object with one is read as an event).
 EVENT_KEYS = ("timestamp", "action_type")
 
-#: Where reading resumes after a broken record: the next `{` that begins a line.
-_NEXT_RECORD = re.compile(r"\n[ \t]*\{")
+#: Where reading resumes after a broken record: the next `{` that begins a line (a pretty-printed export)
+#: or follows `},` (a minified one).
+_NEXT_RECORD = re.compile(r"(?:\n[ \t]*|\}[ \t\r\n]*,[ \t\r\n]*)(?=\{)")
 _DECODER = json.JSONDecoder()
-#: a record read: the line it starts on, the object, its text
-_Object = tuple[int, dict[str, Any], str]
+#: a record read: the line it starts on, the object, its text, its place in the file (for its event id)
+_Object = tuple[int, dict[str, Any], str, int]
 _SPACE = re.compile(r"[ \t\r\n]*")
+#: Parsing work allowed per character of the file before the rest is given up as broken: a broken record
+#: is re-read from the next record start, and hostile nesting (`{"a":[` a thousand times) made every
+#: attempt run to the end of the file (a 4 MB file took 41 s).
+_PARSE_BUDGET = 8
+_PARSE_FLOOR = 2**20
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,10 @@ class Broken:
 
 def iter_array(text: str) -> Iterator[tuple[int, Any | Broken]]:
     """(line, record) for each element of the JSON array `text`, or (line, `Broken`) for a stretch that
-    does not parse (then reading resumes at the next record starting a line). `text` starts with `[`."""
+    does not parse (then reading resumes at the next record start: a `{` beginning a line or after `},`).
+    Nothing is skipped unreported: text after the closing `]` is a `Broken` stretch too (a stray `]`, a
+    second array appended), and so is the rest of a file whose broken records cost more parsing than
+    `_PARSE_BUDGET` times its size."""
     pos = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
     if text[pos : pos + 1] != "[":
         yield 1, Broken(1, "not a JSON array (rote reads JSON lines, or one array of records)", text[:200])
@@ -67,34 +78,59 @@ def iter_array(text: str) -> Iterator[tuple[int, Any | Broken]]:
 
     def line_at(p: int) -> int:
         nonlocal line, counted
-        line += text.count("\n", counted, p)
-        counted = p
+        if p > counted:
+            line += text.count("\n", counted, p)
+            counted = p
         return line
 
     n = len(text)
+    budget = _PARSE_BUDGET * n + _PARSE_FLOOR
+
+    def resume(after: int, first: int, why: str) -> Iterator[tuple[int, Broken]]:
+        """The broken stretch from `first` to the next record start after `after` (or the end)."""
+        nonlocal pos
+        m = _NEXT_RECORD.search(text, after)
+        end = m.end() if m else n
+        at = line_at(first)
+        yield at, Broken(at, why, text[first:end].rstrip(", \t\r\n"))
+        pos = end
+
     while True:
         pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
         if pos >= n:
             yield line_at(pos), Broken(line_at(pos), "the array is cut short (no closing ])", "")
             return
         if text[pos] == "]":
-            return
+            rest = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+            if rest >= n:
+                return
+            yield from resume(pos + 1, pos, "text after the array's closing ]")
+            if pos >= n:
+                return
+            continue
         if text[pos] == ",":
             pos += 1
             continue
-        start = line_at(pos)
+        if budget <= 0:
+            yield from resume(n, pos, "not read: the broken records before it cost too much parsing")
+            return
         try:
             value, end = _DECODER.raw_decode(text, pos)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            m = _NEXT_RECORD.search(text, pos + 1)
-            end = m.start() + 1 if m else n
-            why = f"not JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-            yield start, Broken(start, why, text[pos:end].rstrip(", \t\r\n"))
-            pos = end
-            if m is None:
-                return
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, and integers over 4,300 digits
+            failed_at = exc.pos if isinstance(exc, json.JSONDecodeError) else pos
+            budget -= max(0, failed_at - pos)
+            if isinstance(exc, json.JSONDecodeError):
+                why = f"not JSON ({exc.msg})"
+            elif isinstance(exc, RecursionError):
+                why = "JSON nested too deeply"
+            else:
+                why = "not JSON (a number too long to read)"
+            yield from resume(pos + 1, pos, why)
+            if pos >= n:
+                return  # the broken record ran to the end: the cut is already reported with it
             continue
-        yield start, value
+        budget -= end - pos
+        yield line_at(pos), value
         pos = end
 
 
@@ -102,28 +138,47 @@ def iter_array(text: str) -> Iterator[tuple[int, Any | Broken]]:
 MAX_DEPTH = 32
 
 
-def flatten(obj: dict[str, Any], prefix: str = "", depth: int = 0) -> dict[str, str]:
+class TooLarge(Exception):
+    """A record whose flattened row passes the per-event cap (long keys repeat in every path below them)."""
+
+
+def flatten(
+    obj: dict[str, Any], prefix: str = "", depth: int = 0, budget: int | None = None
+) -> dict[str, str]:
     """A nested record as one row of text cells, keyed by dotted path (lists, and objects nested deeper
-    than `MAX_DEPTH`, stay JSON text)."""
+    than `MAX_DEPTH`, stay JSON text). With `budget`, a row whose keys and cells pass that many characters
+    raises `TooLarge` as soon as it does: 31 nested 4,000-character keys over 3,000 leaves made a 156 KB
+    record a 1.5 GB row."""
     out: dict[str, str] = {}
+    left = [budget if budget is not None else -1]
+    _flatten_into(out, obj, prefix, depth, left)
+    return out
+
+
+def _flatten_into(out: dict[str, str], obj: dict[str, Any], prefix: str, depth: int, left: list[int]) -> None:
     for key, value in obj.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value and depth < MAX_DEPTH:
-            out.update(flatten(value, f"{name}.", depth + 1))
-        elif value is None or value == {}:
-            out[name] = ""
+            _flatten_into(out, value, f"{name}.", depth + 1, left)
+            continue
+        if value is None or value == {}:
+            cell = ""
         elif isinstance(value, bool):
-            out[name] = "true" if value else "false"
+            cell = "true" if value else "false"
         elif isinstance(value, str):
-            out[name] = value
+            cell = value
         elif isinstance(value, int | float):
-            out[name] = repr(value)
+            cell = repr(value)
         else:
             try:
-                out[name] = json.dumps(value, ensure_ascii=False)
+                cell = json.dumps(value, ensure_ascii=False)
             except RecursionError:  # what the parser took at the edge of the stack, the encoder may not
-                out[name] = "<nested too deeply>"
-    return out
+                cell = "<nested too deeply>"
+        out[name] = cell
+        if left[0] >= 0:
+            left[0] -= len(name) + len(cell)
+            if left[0] < 0:
+                raise TooLarge(name[:80])
 
 
 def is_event(obj: Any) -> bool:
@@ -172,6 +227,8 @@ def _jsonl_objects(path: Path, encoding: str, stats: ImportStats) -> Iterator[Ro
                     error, kind = f"line {line}: not JSON ({exc.msg} at column {exc.colno})", "not JSON"
                 except RecursionError:
                     error, kind = f"line {line}: JSON nested too deeply", "not JSON"
+                except ValueError:  # an integer of more than 4,300 digits
+                    error, kind = f"line {line}: not JSON (a number too long to read)", "not JSON"
             if error is None and not isinstance(obj, dict):
                 shown = "null" if obj is None else f"a JSON {type(obj).__name__}"
                 error, kind = f"line {line}: {shown}, not an event object", "not an object"
@@ -182,21 +239,35 @@ def _jsonl_objects(path: Path, encoding: str, stats: ImportStats) -> Iterator[Ro
                     line=line, payload={"raw": shown_raw}, error=error, kind=kind, raw=data, raw_size=size
                 )
                 continue
-            yield line, obj, body
+            yield line, obj, body, line
 
 
 def _array_objects(path: Path, encoding: str, stats: ImportStats) -> Iterator[Row | _Object]:
     """Each record of a JSON array file (with its first line and its text), or the row that says why a
     stretch of it is not one. The file is read whole: a JSON array has no line structure to stream by."""
     cap = max_event_bytes()
+    parts: list[str] = []
+    read = 0
+    damaged: Exception | None = None
     with open_text(path, encoding) as handle:
-        text = handle.read(MAX_ARRAY_CHARS + 1)
+        try:
+            while read <= MAX_ARRAY_CHARS and (chunk := handle.read(2**16)):
+                parts.append(chunk)
+                read += len(chunk)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # what came before the damage is kept
+            damaged = exc
+    text = "".join(parts)
+    if damaged is not None:
+        stats.rows += 1
+        line = 1 + text.count("\n")
+        why = f"line {line}: the compressed file is cut short or damaged ({damaged}): the rest is lost"
+        yield Row(line=line, error=why, kind="unreadable row", payload={})
     if len(text) > MAX_ARRAY_CHARS:
         raise ImportFormatError(
             f"{path.name}: a JSON array over {MAX_ARRAY_CHARS // 2**20} MB is not read into memory; as JSON "
             f"lines it streams: jq -c '.[]' {path.name} > {path.stem}.jsonl"
         )
-    for line, rec in iter_array(text):
+    for index, (line, rec) in enumerate(iter_array(text), start=1):
         stats.rows += 1
         if isinstance(rec, Broken):
             data, size = capped(rec.text)
@@ -215,8 +286,7 @@ def _array_objects(path: Path, encoding: str, stats: ImportStats) -> Iterator[Ro
             yield Row(line=line, error=f"line {line}: JSON nested too deeply", kind="not JSON", payload={})
             continue
         if len(body) > cap:
-            data, size = capped(body)
-            yield Row(line=line, error=too_large(line, size, cap), kind="too large", raw=data, raw_size=size)
+            yield _too_large_record(line, body, cap)
         elif not isinstance(rec, dict):
             shown = "null" if rec is None else f"a JSON {type(rec).__name__}"
             data, size = capped(body)
@@ -229,7 +299,32 @@ def _array_objects(path: Path, encoding: str, stats: ImportStats) -> Iterator[Ro
                 raw_size=size,
             )
         else:
-            yield line, rec, body
+            yield line, rec, body, index
+
+
+def _too_large_record(line: int, body: str, cap: int) -> Row:
+    """A record over the per-event cap: its dead letter keeps its size and the line, not its text (cut to
+    64 KB it could not be parsed again for field-aware redaction, and a password in it would stay)."""
+    size = len(body.encode("utf-8", UNDECODABLE))
+    return Row(line=line, error=too_large(line, size, cap), kind="too large", raw=b"", raw_size=size)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unpaired(line: int, body: str) -> Row | None:
+    """A record holding a lone surrogate (`"\\ud800"` is valid JSON, but not text any encoder writes)."""
+    if _SURROGATE.search(body) is None:
+        return None
+    data, size = capped(_SURROGATE.sub("\ufffd", body))
+    return Row(
+        line=line,
+        payload={"raw": data.decode("utf-8", "replace")},
+        error=f"line {line}: not valid text (a lone surrogate such as \\ud800)",
+        kind="encoding",
+        raw=data,
+        raw_size=size,
+    )
 
 
 def _own_event(line: int, obj: dict[str, Any], body: str, source: str) -> Row:
@@ -262,21 +357,57 @@ def read_json(
             break
     records = chain(ahead, source)
     objects = [item[1] for item in ahead if isinstance(item, tuple)]
-    if not _mapping_asked(options) and (not objects or any(is_event(o) for o in objects)):
-        for item in records:
-            yield item if isinstance(item, Row) else _own_event(*item, source=fmt)
-        return
-    header: dict[str, None] = {}
-    for obj in objects:
-        header.update(dict.fromkeys(flatten(obj)))
-    cols = resolve_columns("csv", list(header), options, path.name)
     cap = max_event_bytes()
+    own = not _mapping_asked(options) and (not objects or any(is_event(o) for o in objects))
+    cols = None
+    header: dict[str, None] = {}
+    for obj in objects if not own else ():
+        try:
+            keys = flatten(obj, budget=cap)
+        except TooLarge:
+            continue
+        header.update(dict.fromkeys(k for k in keys if k not in header and len(header) < MAX_COLUMNS))
+    if header:
+        cols = resolve_columns("csv", list(header), options, path.name)
     for item in records:
         if isinstance(item, Row):
             yield item
+            continue
+        line, obj, body, place = item
+        if cols is None and not own:  # no record of the look-ahead could name the columns: this one does
+            try:
+                cols = resolve_columns("csv", list(flatten(obj, budget=cap)), options, path.name)
+            except TooLarge:
+                yield _too_large_record(line, body, cap)
+                continue
+        escaped = fmt == "jsonl" and _ESCAPED_SURROGATE.search(body) is not None
+        bad = _unpaired(line, _dump(obj) if escaped else body)
+        if bad is not None:
+            yield bad
+            continue
+        if own or cols is None:
+            row = _own_event(line, obj, body, source=fmt)
         else:
-            line, obj, _ = item
-            yield mapped_row(line, flatten(obj), cols, fmt, cap)
+            try:
+                row = mapped_row(line, flatten(obj, budget=cap), cols, fmt, cap)
+            except TooLarge:
+                row = _too_large_record(line, body, cap)
+        if fmt == "json" and row.payload is not None and row.error is None:
+            # records of a minified array share a line: the id is the record's place, not its line
+            row.payload.setdefault("event_id", record_id_for(path, place))
+        yield row
+
+
+#: Distinct columns taken from the first records (a record with thousands of keys is not a log's header).
+MAX_COLUMNS = 2000
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _dump(obj: Any) -> str:
+    try:
+        return json.dumps(obj, ensure_ascii=False)
+    except RecursionError:
+        return ""
 
 
 def _mapping_asked(options: CsvOptions | None) -> bool:

@@ -20,8 +20,10 @@ row (the first user in the file for rows before any); `user_id` is used only for
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -368,11 +370,18 @@ def iter_records(
         assert delimiter is not None
         reader = _read_csv(path, resolved, csv_options, encoding, delimiter, tally)
     rows: list[Row] = []
-    for row in reader:
-        if row.skipped is not None:
-            tally.add_skipped("not a completed event", f"line {row.line}: {row.skipped}")
-            continue
-        rows.append(row)
+    try:
+        for row in reader:
+            if row.skipped is not None:
+                tally.add_skipped("not a completed event", f"line {row.line}: {row.skipped}")
+                continue
+            rows.append(row)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        # a compressed file cut short or damaged: every row before the damage is kept, the loss is counted
+        tally.rows += 1
+        line = rows[-1].line + 1 if rows else 1
+        why = f"line {line}: the compressed file is cut short or damaged ({exc}); nothing after it was read"
+        rows.append(Row(line=line, error=why, kind="unreadable row", payload={}))
     _fill_users(rows, user_id)
     cap = max_event_bytes()
     keyed: list[tuple[datetime, int, ImportedRecord]] = []

@@ -142,11 +142,16 @@ def without_passwords(row: Sequence[str], header: Sequence[str], cols: Columns) 
 def mapped_row(line: int, values: dict[str, str], cols: Columns, fmt: Format, cap: int) -> Row:
     """One record of named text cells (an XES event, a flattened JSON record) mapped to an event's payload,
     or the reason it cannot be; its dead letter keeps the cells, a password field's value taken out."""
+
+    def kept() -> tuple[dict[str, str], bytes]:
+        names = list(values)
+        guarded = dict(zip(names, without_passwords(list(values.values()), names, cols), strict=True))
+        data, _ = capped(json.dumps(guarded, ensure_ascii=False)[:RAW_KEEP_BYTES])
+        return guarded, data
+
     size = sum(len(k) + len(v) for k, v in values.items())
-    names = list(values)
-    guarded = dict(zip(names, without_passwords(list(values.values()), names, cols), strict=True))
-    data, _ = capped(json.dumps(guarded, ensure_ascii=False)[:RAW_KEEP_BYTES])
     if size > cap:
+        data = kept()[1]
         return Row(line=line, error=too_large(line, size, cap), kind="too large", raw=data, raw_size=size)
     reason = skip_reason(values, cols)
     if reason is not None:
@@ -155,6 +160,7 @@ def mapped_row(line: int, values: dict[str, str], cols: Columns, fmt: Format, ca
     try:
         payload = map_row(fmt, values, cols)
     except ValueError as exc:
+        guarded, data = kept()
         return Row(
             line=line,
             error=f"line {line}: {exc}",
