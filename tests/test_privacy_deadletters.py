@@ -82,3 +82,20 @@ def test_a_rejected_row_without_a_password_field_keeps_its_cells(tmp_path: Path)
     text = "timestamp,eventType,label,value\n2024-01-08T09:00:00Z,,city,Melbourne\n"
     (letter,) = _dead_letters_of(tmp_path, text)
     assert letter == b"2024-01-08T09:00:00Z,,city,Melbourne"
+
+
+def test_a_rejected_events_nested_password_field_is_redacted() -> None:
+    """A foreign record with `timestamp` is read as one of rote's events and rejected by the schema; its
+    dead letter kept `{"event": {"el": {"label": "Password"}, "value": "…"}}` in clear (an attacker's
+    sweep). Nested objects get the action's rule: a label saying password hides the content beside it, a
+    key named as a password field is one."""
+    bad = {
+        "timestamp": "2019-02-21T17:00:01Z",
+        "event": {"el": {"label": "Password"}, "value": "Hunter2xyz"},
+        "extra": {"pwd": "abc12345", "city": "Melbourne"},
+        "other": {"el": {"label": "City"}, "value": "Sydney"},
+    }
+    out = json.loads(redact_bytes(json.dumps(bad).encode()))
+    assert out["event"]["value"] == "<password>"
+    assert out["extra"] == {"pwd": "<password>", "city": "Melbourne"}
+    assert out["other"] == bad["other"]

@@ -378,6 +378,28 @@ class Redactor:
             return _UNCHANGED
         return {**mapping, **changes}
 
+    def _password_fields(self, obj: Mapping[Any, Any]) -> dict[str, str]:
+        """In a nested object of an unknown shape (a foreign record, a rejected event's extra keys), the
+        same rule as on an action: a label or type saying password makes its content keys the marker, and
+        a key named as a password field is one (`{"el": {"label": "Password", "value": "…"}}`)."""
+        if "password" not in self.classes:
+            return {}
+        texts = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, str) and v}
+        if not texts:
+            return {}
+        roles = self._attribute_roles(texts)
+        hidden = {k: PASSWORD_MARKER for k in roles.secret if texts[k] not in MARKERS}
+        # the field may be described one level down (`{"el": {"label": "Password"}, "value": …}`)
+        around = dict(texts)
+        for k, v in obj.items():
+            if isinstance(k, str) and isinstance(v, dict):
+                around.update(
+                    {f"{k}.{k2}": v2 for k2, v2 in v.items() if isinstance(k2, str) and isinstance(v2, str)}
+                )
+        if "password" in self._context(None, None, None, around):
+            hidden.update(self._password_attributes(None, texts, as_changes=True))
+        return hidden
+
     def _scrub(self, obj: Any, depth: int = 0) -> Any:
         """Redacted copy of an arbitrary JSON value (unknown payload keys), or `_UNCHANGED`.
 
@@ -388,8 +410,9 @@ class Redactor:
             return _NESTED
         if isinstance(obj, dict):
             out: dict[Any, Any] | None = None
+            hidden = self._password_fields(obj)
             for k, v in obj.items():
-                new = self._scrub(v, depth + 1)
+                new = hidden[k] if k in hidden else self._scrub(v, depth + 1)
                 if new is not _UNCHANGED:
                     if out is None:
                         out = dict(obj)
