@@ -7,8 +7,8 @@ there it is a delimited log: the same column names are recognised, and the same 
 (``--time-col ts --action-cols event.type,event.element.label``) say which column is which.
 
 The array is read record by record with the line each record starts on, so an error names its line, a
-broken record costs only itself (reading resumes at the next record that starts a line), and a file cut
-short keeps every record before the cut.
+broken record costs only itself (reading resumes at the next record: a `{` that begins a line or follows
+`},`), and a file cut short keeps every record before the cut.
 """
 
 from __future__ import annotations
@@ -117,8 +117,8 @@ def iter_array(text: str) -> Iterator[tuple[int, Any | Broken]]:
         try:
             value, end = _DECODER.raw_decode(text, pos)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, and integers over 4,300 digits
-            failed_at = exc.pos if isinstance(exc, json.JSONDecodeError) else pos
-            budget -= max(0, failed_at - pos)
+            # what the attempt read (a nesting too deep stops the parser at ~1,000 levels: charged flat)
+            budget -= exc.pos - pos if isinstance(exc, json.JSONDecodeError) else 2**14
             if isinstance(exc, json.JSONDecodeError):
                 why = f"not JSON ({exc.msg})"
             elif isinstance(exc, RecursionError):
