@@ -370,3 +370,30 @@ def test_a_generic_logs_url_file_and_sheet_columns_are_the_target(tmp_path: Path
     assert opened.target.file == "report.xlsx" and opened.target.sheet == "Data"
     assert went.target.url == "https://forms.test/new"
     assert opened.attributes == {"note": "x"} and went.attributes == {"note": "y"}
+
+
+def test_xes_attributes_missing_from_the_first_event_are_still_columns(tmp_path: Path) -> None:
+    """XES events are sparse: a new user's ProM export had `element` and `sheet` on most events but not
+    the first, so `--action-cols concept:name,element` was refused and the sheets never became targets.
+    ProM's global default `__INVALID__` means "no value": an event without a name is missing one."""
+    path = tmp_path / "prom.xes"
+    events = [
+        '<event><string key="concept:name" value="openWorkbook"/>'
+        '<date key="time:timestamp" value="2024-05-01T09:00:00.000+01:00"/></event>',
+        '<event><string key="concept:name" value="getCell"/><string key="element" value="A2"/>'
+        '<string key="sheet" value="Claims"/>'
+        '<date key="time:timestamp" value="2024-05-01T09:00:05.000+01:00"/></event>',
+        '<event><date key="time:timestamp" value="2024-05-01T09:00:09.000+01:00"/></event>',
+    ]
+    path.write_text(
+        '<?xml version="1.0"?><log xes.version="1.0"><global scope="event">'
+        '<string key="concept:name" value="__INVALID__"/></global>'
+        "<trace>" + "".join(events) + "</trace></log>",
+        encoding="utf-8",
+    )
+    options = CsvOptions(action_cols=("concept:name", "element"))
+    recs = list(iter_records(path, csv_options=options))
+    got = [r.action for r in recs if r.action is not None]
+    assert [a.action_type for a in got] == ["openWorkbook", "getCell"]
+    assert got[1].target.field == "A2" and got[1].target.sheet == "Claims"
+    assert [r.error for r in recs if r.error] == ["line 1: concept:name is missing"]

@@ -457,7 +457,7 @@ def map_generic(row: Mapping[str, Any], cols: Columns, source: str = "csv") -> d
     """Any delimited log or XES event: one action column (plus target columns) and a time column."""
     action = clean(row.get(cols.action[0]))
     if action is None:
-        raise ValueError(f"{cols.action[0]} is empty")
+        raise ValueError(f"{cols.action[0]} is {'empty' if cols.action[0] in row else 'missing'}")
     ts = parse_timestamp(row.get(cols.time))
     parts = [clean(row.get(c)) for c in cols.action[1:]]
     fld = "/".join(p for p in parts if p) or None

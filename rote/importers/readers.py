@@ -26,6 +26,7 @@ import json
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 
 from rote.errors import ImportFormatError, ValidationError
@@ -223,28 +224,46 @@ _XES_ROLES = (
 )
 
 
-def _xes_header(first: dict[str, str]) -> list[str]:
-    """The first event's keys plus the standard key of every role it has no key for: XES events are sparse,
-    so the first event may lack an attribute that the others carry."""
-    header = list(first)
+#: XES events looked at for the attributes the log has (events are sparse: the first may lack one the
+#: others carry, and a flag naming it was refused).
+XES_LOOKAHEAD = 1000
+
+
+def _xes_header(events: list[dict[str, str]]) -> list[str]:
+    """Every attribute key of the first `XES_LOOKAHEAD` events, plus the standard key of every role none
+    of them has a key for."""
+    header: dict[str, None] = {}
+    for values in events:
+        header.update(dict.fromkeys(values))
     for standard, aliases in _XES_ROLES:
-        if not any(a in first for a in aliases):
-            header.append(standard)
-    return header
+        if not any(a in header for a in aliases):
+            header[standard] = None
+    return list(header)
 
 
 def _read_xes(path: Path, options: CsvOptions | None, stats: ImportStats) -> Iterator[Row]:
     cap = max_event_bytes()
-    cols: Columns | None = None
+    ahead: list[tuple[int, dict[str, str]]] = []
+    broken: XesError | None = None
+    events = iter_xes_rows(path)
     try:
-        for line, values in iter_xes_rows(path):
+        for item in events:
+            ahead.append(item)
+            if len(ahead) >= XES_LOOKAHEAD:
+                break
+    except XesError as exc:
+        broken = exc
+    cols = resolve_columns("xes", _xes_header([v for _, v in ahead]), options, path.name) if ahead else None
+    try:
+        for line, values in chain(ahead, events if broken is None else ()):
             stats.rows += 1
-            if cols is None:
-                cols = resolve_columns("xes", _xes_header(values), options, path.name)
+            assert cols is not None
             yield mapped_row(line, values, cols, "xes", cap)
     except XesError as exc:
+        broken = exc
+    if broken is not None:
         stats.rows += 1
-        yield Row(line=exc.line, error=f"line {exc.line}: {exc}", kind="broken XML", payload={})
+        yield Row(line=broken.line, error=f"line {broken.line}: {broken}", kind="broken XML", payload={})
 
 
 # --------------------------------------------------------------------------------------------------

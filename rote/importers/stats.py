@@ -32,7 +32,7 @@ def kind_of(cause: str) -> str:
     text = cause.lower()
     if "timestamp" in text:
         return "bad timestamp"
-    if text.endswith("is empty"):
+    if text.endswith(("is empty", "is missing")):
         return "missing value"
     return "bad value"
 

@@ -77,7 +77,7 @@ def iter_xes_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                         continue
                     if parent == "trace":
                         trace_attrs[f"case:{key}"] = value
-                    elif parent == "global":
+                    elif parent == "global" and value != NO_VALUE:
                         target = trace_defaults if _global_scope(elem) == "trace" else event_defaults
                         target[key] = value
                 elif tag == "event" and parent == "trace":
@@ -105,6 +105,11 @@ def iter_xes_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             ) from None
     if not seen_log:
         raise ImportFormatError(f"{path.name} is not an XES log")
+
+
+#: ProM's global default for an attribute that has no default ("no value"): an event without the
+#: attribute is missing it, not named `__INVALID__` (a new user's ProM export made one such action).
+NO_VALUE = "__INVALID__"
 
 
 def _global_scope(elem: Any) -> str:
