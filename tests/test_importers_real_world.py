@@ -397,3 +397,21 @@ def test_xes_attributes_missing_from_the_first_event_are_still_columns(tmp_path:
     assert [a.action_type for a in got] == ["openWorkbook", "getCell"]
     assert got[1].target.field == "A2" and got[1].target.sheet == "Claims"
     assert [r.error for r in recs if r.error] == ["line 1: concept:name is missing"]
+
+
+def test_instance_col_none_says_the_cases_are_not_routine_instances() -> None:
+    """A process-mining export's traces are sessions or days: scored as routine instances they gave a new
+    user "instance F1 0.000" with no way to switch it off."""
+    from typer.testing import CliRunner
+
+    from rote.cli import app
+
+    path = DATA / "bosco_log1.xes"
+    assert "instance" in next(iter(iter_records(path))).labels
+    none = CsvOptions(instance_col="none")
+    assert all("instance" not in r.labels for r in iter_records(path, csv_options=none))
+    args = ["eval", "discovery", str(path), "--format", "xes", "--json"]
+    scored = json.loads(CliRunner().invoke(app, args).stdout)
+    unscored = json.loads(CliRunner().invoke(app, [*args, "--instance-col", "none"]).stdout)
+    assert scored["mean_best_jaccard"] is not None and unscored["mean_best_jaccard"] is None
+    assert unscored["events"] == scored["events"] == 300

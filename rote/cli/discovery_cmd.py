@@ -59,7 +59,9 @@ def register(app: typer.Typer) -> None:
         instance_col: Annotated[
             str | None,
             typer.Option(
-                "--instance-col", help="Ground-truth instance column (default caseID for bosco/actionlogger)."
+                "--instance-col",
+                help="Ground-truth instance column (default caseID for bosco/actionlogger, "
+                "case:concept:name for XES); 'none' when the log's cases are not routine instances.",
             ),
         ] = None,
         routine_col: Annotated[

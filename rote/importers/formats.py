@@ -113,6 +113,10 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+#: `--instance-col none`: the log has no ground-truth instance column, whatever its columns are called.
+NO_COLUMN = "none"
+
+
 def event_id_for(path: Path, line: int) -> str:
     """Deterministic id of a file row, so that replaying a file is idempotent."""
     digest = hashlib.sha1(f"{path.name}:{line}".encode()).hexdigest()[:10]
@@ -226,7 +230,10 @@ def resolve_columns(fmt: Format, header: Sequence[str], options: CsvOptions | No
                 )
             action = (first,)
     user = pick(opts.user_col, USER_COLUMNS, "user", "--user-col")
-    instance = pick(opts.instance_col, INSTANCE_COLUMNS, "instance", "--instance-col")
+    # "none": the log's cases are not routine instances (a process-mining export's traces are sessions or
+    # days), so there is no ground truth to score against
+    no_truth = opts.instance_col is not None and opts.instance_col.lower() == NO_COLUMN
+    instance = None if no_truth else pick(opts.instance_col, INSTANCE_COLUMNS, "instance", "--instance-col")
     routine = pick(opts.routine_col, (), "routine", "--routine-col")
     generic = fmt not in ("actionlogger", "bosco")
     return Columns(
