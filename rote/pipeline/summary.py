@@ -25,6 +25,7 @@ from rote.report.units import count, duration, hours, money, plural
 from rote.streams.schemas import Candidate, OptimizationReport, TestResult
 from rote.streams.topics import (
     ANOMALIES,
+    AUTOMATIONS,
     CANDIDATES,
     CATALOGUE,
     DEAD_LETTERS,
@@ -218,10 +219,20 @@ def rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     topics = s.get("topics") or {}
     # a `user-actions` message may carry one user's batch of actions (the actions are counted under "input")
     actions = int(s.get("events_in") or 0)
-    shown = [
-        f"{k} {count(v)}" + (" (batches of actions)" if k == USER_ACTIONS.name and 0 < v < actions else "")
-        for k, v in topics.items()
-    ]
+    # a routine's candidate and an automation are published again as they grow: messages are versions
+    distinct = {
+        CANDIDATES.name: int(s["candidates"]),
+        AUTOMATIONS.name: sum((s.get("automations") or {}).values()),
+    }
+
+    def note(k: str, v: int) -> str:
+        if k == USER_ACTIONS.name and 0 < v < actions:
+            return " (batches of actions)"
+        if k in distinct and v > distinct[k] > 0:
+            return " (versions)"
+        return ""
+
+    shown = [f"{k} {count(v)}{note(k, v)}" for k, v in topics.items()]
     out.append(("messages", " · ".join(shown)))
     return out
 
