@@ -270,15 +270,7 @@ def _array_objects(path: Path, encoding: str, stats: ImportStats) -> Iterator[Ro
     for index, (line, rec) in enumerate(iter_array(text), start=1):
         stats.rows += 1
         if isinstance(rec, Broken):
-            data, size = capped(rec.text)
-            yield Row(
-                line=line,
-                payload={"raw": data.decode("utf-8", "replace")},
-                error=f"line {line}: {rec.reason}",
-                kind="not JSON",
-                raw=data,
-                raw_size=size,
-            )
+            yield _text_row(line, rec.text, f"line {line}: {rec.reason}", "not JSON")
             continue
         try:
             body = json.dumps(rec, ensure_ascii=False)
@@ -316,15 +308,15 @@ def _unpaired(line: int, body: str) -> Row | None:
     """A record holding a lone surrogate (`"\\ud800"` is valid JSON, but not text any encoder writes)."""
     if _SURROGATE.search(body) is None:
         return None
-    data, size = capped(_SURROGATE.sub("\ufffd", body))
-    return Row(
-        line=line,
-        payload={"raw": data.decode("utf-8", "replace")},
-        error=f"line {line}: not valid text (a lone surrogate such as \\ud800)",
-        kind="encoding",
-        raw=data,
-        raw_size=size,
-    )
+    why = f"line {line}: not valid text (a lone surrogate such as \\ud800)"
+    return _text_row(line, _SURROGATE.sub("\ufffd", body), why, "encoding")
+
+
+def _text_row(line: int, text: str, why: str, kind: str) -> Row:
+    """A stretch of the file that is not a record, kept as text for its dead letter."""
+    data, size = capped(text)
+    shown = {"raw": data.decode("utf-8", "replace")}
+    return Row(line=line, payload=shown, error=why, kind=kind, raw=data, raw_size=size)
 
 
 def _own_event(line: int, obj: dict[str, Any], body: str, source: str) -> Row:

@@ -34,11 +34,8 @@ from rote.importers.formats import (
     Columns,
     event_id_for,
     labels_from,
-    map_row,
     parse_timestamp,
     resolve_columns,
-    skip_reason,
-    user_of,
 )
 from rote.importers.jsondoc import read_json
 from rote.importers.options import (
@@ -70,7 +67,7 @@ from rote.importers.sniff import (
     sniff,
     sniff_delimiter,
 )
-from rote.importers.stats import ImportStats, kind_of
+from rote.importers.stats import ImportStats
 from rote.importers.xes import XesError, iter_xes_rows
 from rote.privacy import redact_payload
 from rote.streams.schemas import UserAction, decode, implausible_time
@@ -192,27 +189,7 @@ def _csv_row(
                 k: v.encode("utf-8", UNDECODABLE).decode("utf-8", "replace") for k, v in values.items()
             },
         )
-    size = sum(len(v) for v in row)
-    if size > cap:
-        data, _ = raw()
-        return Row(line=line, error=too_large(line, size, cap), kind="too large", raw=data, raw_size=size)
-    reason = skip_reason(values, cols)
-    if reason is not None:
-        return Row(line=line, skipped=reason)
-    try:
-        payload = map_row(fmt, values, cols)
-    except ValueError as exc:
-        data, size = raw()
-        return Row(
-            line=line,
-            error=f"line {line}: {exc}",
-            kind=kind_of(str(exc)),
-            raw=data,
-            raw_size=size,
-            labels=labels,
-            payload=values,
-        )
-    return Row(line=line, payload=payload, labels=labels, user=user_of(values, cols))
+    return mapped_row(line, values, cols, fmt, cap, size=sum(len(v) for v in row), kept=raw)
 
 
 #: The standard XES extension key of each role (IEEE 1849: concept, time, org), with the other names it has.

@@ -8,7 +8,7 @@ them without importing each other.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -139,19 +139,29 @@ def without_passwords(row: Sequence[str], header: Sequence[str], cols: Columns) 
 
 
 
-def mapped_row(line: int, values: dict[str, str], cols: Columns, fmt: Format, cap: int) -> Row:
-    """One record of named text cells (an XES event, a flattened JSON record) mapped to an event's payload,
-    or the reason it cannot be; its dead letter keeps the cells, a password field's value taken out."""
+def mapped_row(
+    line: int,
+    values: dict[str, str],
+    cols: Columns,
+    fmt: Format,
+    cap: int,
+    *,
+    size: int | None = None,
+    kept: Callable[[], tuple[bytes, int]] | None = None,
+) -> Row:
+    """One row of named text cells (a delimited row, an XES event, a flattened JSON record) mapped to an
+    event's payload, or the reason it cannot be. Its dead letter keeps the cells, a password field's value
+    taken out: `kept` gives those bytes and the row's full size (default: the cells as JSON); `size` is
+    what the cap is held against (default: keys and cells)."""
 
-    def kept() -> tuple[dict[str, str], bytes]:
-        names = list(values)
-        guarded = dict(zip(names, without_passwords(list(values.values()), names, cols), strict=True))
-        data, _ = capped(json.dumps(guarded, ensure_ascii=False)[:RAW_KEEP_BYTES])
-        return guarded, data
+    def as_json() -> tuple[bytes, int]:
+        data, _ = capped(json.dumps(_guarded(values, cols), ensure_ascii=False)[:RAW_KEEP_BYTES])
+        return data, len(data)
 
-    size = sum(len(k) + len(v) for k, v in values.items())
+    dead = kept or as_json
+    size = sum(len(k) + len(v) for k, v in values.items()) if size is None else size
     if size > cap:
-        data = kept()[1]
+        data, _ = dead()
         return Row(line=line, error=too_large(line, size, cap), kind="too large", raw=data, raw_size=size)
     reason = skip_reason(values, cols)
     if reason is not None:
@@ -160,14 +170,19 @@ def mapped_row(line: int, values: dict[str, str], cols: Columns, fmt: Format, ca
     try:
         payload = map_row(fmt, values, cols)
     except ValueError as exc:
-        guarded, data = kept()
+        data, full = dead()
         return Row(
             line=line,
             error=f"line {line}: {exc}",
             kind=kind_of(str(exc)),
             raw=data,
-            raw_size=len(data),
+            raw_size=full,
             labels=labels,
-            payload=guarded,
+            payload=_guarded(values, cols),
         )
     return Row(line=line, payload=payload, labels=labels, user=user_of(values, cols))
+
+
+def _guarded(values: dict[str, str], cols: Columns) -> dict[str, str]:
+    names = list(values)
+    return dict(zip(names, without_passwords(list(values.values()), names, cols), strict=True))
