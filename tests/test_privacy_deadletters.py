@@ -16,6 +16,16 @@ def test_a_rejected_event_loses_its_password_and_identifiers_but_nothing_else() 
     assert out["value"] == "<password>" and out["app"] == "Chrome" and out["event_id"] == "x"
 
 
+def test_a_target_that_is_not_an_object_still_names_the_password_field() -> None:
+    # invalid (a target is an object), so dead-lettered: its value is still what was typed into "Password"
+    for target in ("Password", ["login", "pwd"]):
+        bad = {"event_id": "x", "action_type": "type", "target": target, "value": "hunter2", "app": "Chrome"}
+        out = json.loads(redact_bytes(json.dumps(bad).encode()))
+        assert out["value"] == "<password>" and out["target"] == target
+    plain = {"event_id": "x", "action_type": "type", "target": "Name", "value": "Ana", "app": "Chrome"}
+    assert json.loads(redact_bytes(json.dumps(plain).encode()))["value"] == "Ana"
+
+
 def test_a_rejected_batch_is_redacted_action_by_action() -> None:
     batch = {
         "kind": "user-action-batch",

@@ -439,7 +439,7 @@ class Redactor:
         if not self.enabled:
             return out
         target = payload.get("target")
-        tdict: Mapping[str, Any] = target if isinstance(target, Mapping) else {}
+        tdict: Mapping[str, Any] = target if isinstance(target, Mapping) else _loose_target(target)
         attributes = payload.get("attributes")
         attrs: Mapping[str, Any] | None = attributes if isinstance(attributes, Mapping) else None
         known = {"value", *_STRUCTURAL_KEYS, *_IDENTITY_KEYS}
@@ -570,6 +570,18 @@ class Redactor:
                     if new is not current:
                         changes[k] = new
         return replace_fields(action, changes) if changes else action
+
+
+def _loose_target(target: Any) -> Mapping[str, Any]:
+    """What an invalid event's target that is not an object says about where it was typed: a string
+    (`"target": "Password"`) or a list of strings names the field. The event is dead-lettered, not
+    processed, but its value is still what was typed into that field, so the field's rule applies."""
+    if isinstance(target, str):
+        return {"field": target}
+    if isinstance(target, list | tuple):
+        texts = [t for t in target[:16] if isinstance(t, str)]
+        return {"field": " ".join(texts)} if texts else {}
+    return {}
 
 
 def _getters_for(action: Any) -> tuple[Any, Any, Any, tuple[str, ...]]:
