@@ -9,6 +9,7 @@ jsonl` ignored the column flags.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -345,3 +346,22 @@ def test_hostile_shapes_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     hostile = "[" + '\n{"a":[' * 200 + "0," * 20_000 + "X"
     results = list(jsondoc.iter_array(hostile))
     assert len(results) < 200 and "cost too much parsing" in results[-1][1].reason
+
+
+def test_utf16_json_with_a_byte_order_mark_is_read_and_without_one_gets_the_flag(tmp_path: Path) -> None:
+    # Windows PowerShell 5's `ConvertTo-Json | Out-File` writes UTF-16 with a byte-order mark
+    records = [_record(i, "clickButton", f"b{i}é", "x") for i in range(3)]
+    text = "[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n"
+    marked = tmp_path / "ps.json"
+    marked.write_text(text, encoding="utf-16")
+    lines = tmp_path / "ps.jsonl"
+    lines.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-16")
+    for path in (marked, lines):
+        recs = list(iter_records(path, csv_options=FLAGS))
+        assert [r.action.target.field for r in recs if r.action] == ["b0é", "b1é", "b2é"], path
+    bare = tmp_path / "bare.json"
+    bare.write_bytes(text.encode("utf-16-le"))
+    with pytest.raises(ImportFormatError, match="without a byte-order mark; pass --encoding utf-16-le"):
+        list(iter_records(bare, csv_options=FLAGS))
+    flagged = dataclasses.replace(FLAGS, encoding="utf-16-le")
+    assert len([r for r in iter_records(bare, csv_options=flagged) if r.action]) == 3

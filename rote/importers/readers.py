@@ -63,6 +63,7 @@ from rote.importers.sniff import (
     UNDECODABLE,
     detect_format,
     has_undecodable,
+    json_encoding,
     open_text,
     sniff,
     sniff_delimiter,
@@ -326,13 +327,15 @@ def resolve_format(path: Path, fmt: Format, options: CsvOptions | None) -> tuple
         raise ImportFormatError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     opts = options or CsvOptions()
     # JSON is UTF-8 by its standard (RFC 8259): a JSONL file is not guessed into another encoding, so one
-    # garbage line stays one bad line instead of turning the whole file into UTF-16
-    sniffed = sniff(path, encoding=opts.encoding or ("utf-8-sig" if fmt in ("jsonl", "json") else None))
+    # garbage line stays one bad line instead of turning the whole file into UTF-16 (a UTF-16 byte-order
+    # mark is unambiguous, and honoured: `json_encoding`)
+    default = json_encoding(path) if fmt in ("jsonl", "json") else None
+    sniffed = sniff(path, encoding=opts.encoding or default)
     if fmt == "auto":
         fmt = detect_format(path, sniffed, opts.delimiter)
     encoding = sniffed.encoding
     if fmt in ("jsonl", "json") and opts.encoding is None:
-        encoding = "utf-8-sig"
+        encoding = json_encoding(path)
     delimiter = None
     if fmt in ("actionlogger", "bosco", "csv"):
         delimiter = opts.delimiter or sniff_delimiter(sniffed.sample)

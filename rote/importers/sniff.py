@@ -28,6 +28,13 @@ _BOMS = (
     (b"\xff\xfe", "utf-16"),
     (b"\xfe\xff", "utf-16"),
 )
+#: (mark, encoding, the encoding of what follows the mark)
+_WIDE_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32", "utf-32-be"),
+    (b"\xff\xfe", "utf-16", "utf-16-le"),
+    (b"\xfe\xff", "utf-16", "utf-16-be"),
+)
 _GZIP_MAGIC = b"\x1f\x8b"
 _AL_COLUMNS = {"timeStamp", "targetApp", "eventType"}
 _BOSCO_COLUMNS = {"timeStamp", "eventType"}
@@ -111,6 +118,11 @@ def sniff(path: Path, *, encoding: str | None = None) -> Sniffed:
         raise ImportFormatError(
             f"{path.name} is empty" if not head else f"{path.name} holds only blank space"
         )
+    wide = _utf16_without_bom(head)
+    if wide and (encoding is None or not encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32"))):
+        raise ImportFormatError(
+            f"{path.name} looks like UTF-16 text without a byte-order mark; pass --encoding {wide}"
+        )
     enc = encoding or sniff_encoding(head, path)
     if encoding is None and b"\x00" in head and not enc.startswith("utf-16") and not enc.startswith("utf-32"):
         raise ImportFormatError(f"{path.name} looks binary (NUL bytes), not a text log")
@@ -121,6 +133,39 @@ def sniff(path: Path, *, encoding: str | None = None) -> Sniffed:
     if controls > max(8, len(sample) // 20):
         raise ImportFormatError(f"{path.name} looks binary ({controls} control characters in its first KB)")
     return Sniffed(compressed=compressed, encoding=enc, sample=sample)
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """"utf-16-le" or "utf-16-be" when the bytes are ASCII text with a NUL beside every character (UTF-16
+    saved without a byte-order mark), else None: such a file is text, not binary, and one flag reads it."""
+    sample = head[:512]
+    if len(sample) < 8 or any(sample.startswith(bom) for bom, _ in _BOMS):
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    for nul, text, name in ((odd, even, "utf-16-le"), (even, odd, "utf-16-be")):
+        if nul.count(0) < 0.9 * len(nul) or 0 in text:
+            continue
+        if sum(32 <= b < 127 or b in (9, 10, 13) for b in text) >= 0.9 * len(text):
+            return name
+    return None
+
+
+def json_encoding(path: Path) -> str:
+    """The encoding to read a JSON or JSON-lines file in: UTF-8 (RFC 8259), unless it begins with a UTF-16
+    or UTF-32 byte-order mark and reads as such (Windows PowerShell 5 writes `ConvertTo-Json | Out-File`
+    output as UTF-16 with one): most of a JSON text's characters are ASCII (its punctuation and keys),
+    while UTF-8 bytes taken for UTF-16 are not, so a garbage first line that happens to begin with those
+    bytes stays one bad line. No other encoding is guessed."""
+    try:
+        with open_binary(path) as fh:
+            head = fh.read(1024)
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return "utf-8-sig"  # `sniff` reports why it cannot be read
+    for bom, name, body in _WIDE_BOMS:
+        if head.startswith(bom):
+            text = head[len(bom) :].decode(body, errors="replace")
+            return name if text and sum(ch < "\x80" for ch in text) >= 0.5 * len(text) else "utf-8-sig"
+    return "utf-8-sig"
 
 
 def sniff_encoding(head: bytes, path: Path) -> str:
