@@ -140,6 +140,31 @@ def test_an_automation_is_one_build_whatever_its_versions_and_maintenance_accrue
     assert s.cost["maintenance"] == pytest.approx(30.0, rel=1e-4)
 
 
+def test_only_an_automation_put_to_a_person_costs_a_review() -> None:
+    """The sandbox rejects an automation before anyone sees it: its tests cost, a review does not. One
+    verified once was reviewed, whatever its later versions do; a state written before the flag still
+    decodes (the latest state is what it knows)."""
+    t = EfficiencyTracker(COST)
+    rejected, kept = routine([60.0]), candidate(FOUR, [[15.0] * 4], cid="c2")
+    t.apply_automation(automation_for(rejected, version=1, state="rejected", created_at=T0))
+    t.apply_test_result(make_result(1, 2.0, passed=False))
+    s = t.summary()
+    assert s.cost["build"] == 0.0 and s.cost["test"] == pytest.approx(0.02) and s.automations_built == 0
+    t.apply_automation(automation_for(kept, version=1, state="verified", created_at=T0))
+    t.apply_automation(automation_for(kept, version=2, state="rejected", created_at=T0 + timedelta(hours=1)))
+    s = t.summary()
+    assert s.cost["build"] == pytest.approx(18.0) and s.automations_built == 1
+    data = encode_state(t)
+    assert decode_state(EfficiencyTracker, data, cost=COST).summary() == s
+    for rec in t.to_state()["autos"].values():
+        assert "reviewed" in rec
+    old = t.to_state()
+    for rec in old["autos"].values():
+        del rec["reviewed"]
+    again = EfficiencyTracker.from_state(old, cost=COST)
+    assert again.summary().cost["build"] == 0.0  # both latest states are "rejected": no review known
+
+
 def test_trends_see_an_improving_automation() -> None:
     t = EfficiencyTracker(COST, TrendConfig(rolling_runs=5, ewma_alpha=0.5))
     t.apply_candidate(routine([60.0] * 3))

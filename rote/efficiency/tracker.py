@@ -8,8 +8,9 @@ Accounting rules (docs/workflow.md, "Efficiency"):
   nothing (the person still does the work) but its machine time is paid for.
 - Sandbox runs and test results are tests, not work: they cost (machine time) and never count as savings.
   A sandbox run's duration is used only to *project* the saving of an automation not yet in production.
-- Costs: every automation costs `build_cost_hours` of a person once (the review that decides to deploy it;
-  versions the generator produces in seconds are machine work, not a new review); test and run machine time
+- Costs: every automation put to a person (verified, or later) costs `build_cost_hours` of a person once
+  (the review that decides to deploy it; versions the generator produces in seconds are machine work, not a
+  new review, and an automation the sandbox rejected is never reviewed); test and run machine time
   at their per-second prices; optional monthly maintenance while the automation exists.
 - ROI = (value of time saved − total cost) / total cost.
 
@@ -31,6 +32,9 @@ from rote.efficiency.cost import CostModel
 from rote.errors import ConfigError, StateError
 from rote.state import StateReader
 from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult
+
+#: States in which an automation has been put to a person: verified (awaiting approval) and after.
+REVIEWED_STATES = frozenset({"verified", "active", "degraded", "retired"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,8 +265,11 @@ class EfficiencyTracker:
                 "versions": set(),
                 "created_at": a.created_at,
                 "version": 0,
+                "reviewed": False,
             },
         )
+        if a.state in REVIEWED_STATES:
+            rec["reviewed"] = True  # once put to a person, the review is paid whatever follows
         rec["versions"].add(a.version)
         rec["created_at"] = min(rec["created_at"], a.created_at)
         if a.version >= rec["version"]:
@@ -389,6 +396,9 @@ class EfficiencyTracker:
                 "created_at": _time(a.str("created_at"), a.where),
                 "version": a.int("version"),
             }
+            # states written before the flag: the latest state is all that is known
+            rec = obj._autos[aid]
+            rec["reviewed"] = a.bool("reviewed") if a.has("reviewed") else rec["state"] in REVIEWED_STATES
         for rid, t in r.dict("tests").items():
             if not (isinstance(t, list) and len(t) == 4 and isinstance(t[3], bool)):
                 raise StateError(f"{cls.STATE_KIND}.tests.{rid}: expected [automation, version, wall, ok]")
@@ -563,8 +573,9 @@ class EfficiencyTracker:
         elif baseline is not None and automated is not None:
             per_run, projected = baseline - automated, True
 
-        # One review per automation: a regenerated version (seconds of machine work) is not a new project.
-        c_build = cost.build_cost_hours * cost.hourly_rate if rec else 0.0
+        # One review per automation: a regenerated version (seconds of machine work) is not a new project,
+        # and one the sandbox rejected was never put to a person (its tests are its only cost).
+        c_build = cost.build_cost_hours * cost.hourly_rate if rec and rec["reviewed"] else 0.0
         c_test = (float(t["wall"].sum()) + folded.get("test_seconds", 0.0)) * cost.test_cost_per_run_seconds
         prod_seconds = float(prod["duration"].sum()) if not prod.empty else 0.0
         prod_seconds += folded.get("prod_seconds", 0.0)
