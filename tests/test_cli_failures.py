@@ -94,6 +94,11 @@ def test_rote_run_refuses_bad_input_in_one_line_and_keeps_the_last_archive(
 def test_rote_run_refuses_a_missing_file_and_a_bad_delimiter(state: Path) -> None:
     proc = rote("run", "--once", "--state-dir", str(state), "--replay", str(state / "nope.csv"))
     one_line_failure(proc, 2, "cannot read", "nope.csv")
+    # the log as an argument, as `rote eval discovery` takes it, is the same log
+    proc = rote("run", str(state / "nope.csv"), "--once", "--state-dir", str(state))
+    one_line_failure(proc, 2, "cannot read", "nope.csv")
+    proc = rote("run", "a.csv", "--replay", "b.csv", "--once", "--state-dir", str(state))
+    assert proc.returncode == 2 and "two logs given" in proc.stderr and "Traceback" not in proc.stderr
     proc = rote("run", "--once", "--state-dir", str(state), "--delimiter", ";;")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "delimiter" in proc.stderr
 

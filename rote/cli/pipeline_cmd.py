@@ -57,6 +57,12 @@ def schemas_cmd(
 
 
 def run_cmd(
+    log: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="LOG", dir_okay=False, show_default=False, help="UI log to replay (as --replay)."
+        ),
+    ] = None,
     replay: Annotated[
         Path | None,
         typer.Option("--replay", dir_okay=False, help="UI log to replay (default: the bundled real log)."),
@@ -118,6 +124,10 @@ def run_cmd(
     from rote.archive import last_run_dir
     from rote.pipeline import RunOptions, run
     from rote.pipeline.run import exit_watchdog, leave
+
+    if log is not None and replay is not None and log != replay:
+        raise typer.BadParameter(f"two logs given ({log} and --replay {replay}); name one", param_hint="LOG")
+    replay = replay or log
 
     # the archive a plain `rote report` in the caller's shell reads (before --state-dir is exported below)
     shell_archive = last_run_dir().resolve()
