@@ -272,7 +272,7 @@ def test_variant_notes_name_what_differs_when_the_actions_are_the_same() -> None
     cases = [
         (steps(a, b), [a, b, a, b], "4-step variant: stops after its first 2 steps"),
         (steps(a, b, c, c), [a, b, c], "3-step variant: goes on for 1 more step"),
-        (steps(a, c, b), [a, b, c], "3-step variant: same steps in another order"),
+        (steps(a, c, b), [a, b, c], "other 3-step variant: same steps in another order"),
         (
             steps(a, b, b, c),
             [a, b, c, c],

@@ -255,7 +255,9 @@ def variant_note(steps: Sequence[RoutineStep], others: Sequence[Sequence[str]]) 
                 parts.append(f"does {shown}{more} {word} times")
     if not parts:
         parts.append(_same_labels(mine, list(best)))
-    return (f"Unlike the {len(best)}-step variant: " + ", ".join(parts))[:MAX_NOTE]
+    # "the 14-step variant" beside a 14-step routine reads as itself (a new user's run summary)
+    which = f"other {len(best)}-step" if len(best) == len(mine) else f"{len(best)}-step"
+    return (f"Unlike the {which} variant: " + ", ".join(parts))[:MAX_NOTE]
 
 
 def _same_labels(mine: list[str], best: list[str]) -> str:
