@@ -276,7 +276,7 @@ def test_variant_notes_name_what_differs_when_the_actions_are_the_same() -> None
         (
             steps(a, b, b, c),
             [a, b, c, c],
-            "4-step variant: repeats some of its steps a different number of times",
+            "other 4-step variant: repeats some of its steps a different number of times",
         ),
     ]
     for mine, other, note in cases:
