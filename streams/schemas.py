@@ -329,7 +329,8 @@ class Automation(Event):
     candidate_version: int = Field(ge=1)
     user_id: Id
     name: str
-    generator_version: str
+    #: written into every generated source's header: a version, nothing that could be code
+    generator_version: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
     template_version: str
     state: Lifecycle
     state_reason: str | None = None

@@ -372,3 +372,28 @@ def test_marker_detects_a_naive_generator(tmp_path: Path) -> None:
     py = f"__import__('os').system('touch {pwned}')"
     subprocess.run([sys.executable, "-c", f"value = {py}"], check=True)
     assert pwned.exists()
+
+
+def test_a_recorded_name_cannot_declare_the_source_encoding(tmp_path: Path) -> None:
+    """An attacker's sweep: a field recorded as `coding:unicode_escape` put an encoding declaration into
+    the name comment on line 2; Python honours it when it runs the *file*, so a `\\n` in a later comment
+    became a line of code that no check on the string saw. Line 2 is now a fixed UTF-8 declaration, and
+    the static check compiles the bytes as the interpreter will."""
+    pwned = tmp_path / MARK
+    payload = f"editField:Name\\n__import__('pathlib').Path({str(pwned)!r}).write_text('x')\\n#"
+    meta = codegen.RenderMeta(
+        name=f"editField:coding:unicode_escape … {payload}",
+        automation_id="a1",
+        version=1,
+        candidate_id="c1",
+        candidate_version=1,
+        generator_version="1.0.0",
+    )
+    src = codegen.render("python", [], [], meta)
+    assert src.static_check == "ok" and src.source.splitlines()[1] == "# -*- coding: utf-8 -*-"
+    script = tmp_path / "automation.py"
+    script.write_text(src.source, encoding="utf-8")
+    subprocess.run([sys.executable, str(script), "--help"], capture_output=True, timeout=60, check=False)
+    assert not pwned.exists()
+    cookie = f"#!/usr/bin/env python3\n# coding:unicode_escape\nx = 1  # {payload}\n"
+    assert "encoding declaration" in codegen.static_check("python", cookie)

@@ -100,6 +100,23 @@ def test_a_source_edited_on_the_topic_is_refused(files_auto: Automation) -> None
     assert out.metric is None and "not what rote's templates render" in str(out.refused)
 
 
+def test_a_forged_header_or_step_index_is_not_rendered_into_code(files_auto: Automation) -> None:
+    """An attacker's sweep: `generator_version` went into the header unquoted, so a forged `automations`
+    record whose version opened a lambda (and a step label that closed it) rendered to code that the
+    templates' own output check accepted, and ran in the run host. The version must be a version, a step
+    index a whole number, and both are checked where the source is compared."""
+    import pydantic
+
+    forged = '1.0.0\ndef run(api, p, _=(lambda s: exec(s))("""#\nimport os\n#'
+    with pytest.raises(pydantic.ValidationError, match="generator_version"):
+        Automation.model_validate({**files_auto.model_dump(), "generator_version": forged})
+    assert not policy.source_matches_plan(files_auto.model_copy(update={"generator_version": forged}))
+    step = {**files_auto.plan[0], "i": "0, value=__import__('os').system('id')"}
+    plan = [step, *files_auto.plan[1:]]
+    assert not policy.source_matches_plan(files_auto.model_copy(update={"plan": plan}))
+    assert policy.source_matches_plan(files_auto)  # rote's own record still passes
+
+
 def test_a_new_version_is_checked_once_even_by_runs_starting_together(
     files_auto: Automation, monkeypatch: pytest.MonkeyPatch
 ) -> None:

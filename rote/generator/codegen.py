@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -266,10 +267,15 @@ def static_check(language: str, source: str) -> str:
     """'ok' or the checker's complaint: Python's own compiler, `bash -n`, and our AppleScript parser."""
     if language == "python":
         try:
-            ast.parse(source)
+            tree = ast.parse(source)
             compile(source, "automation.py", "exec")
-        except SyntaxError as exc:
-            return f"line {exc.lineno}: {exc.msg}"
+            # the file is run from its bytes, which honour an encoding declaration (PEP 263) that a
+            # string ignores: what runs must be what was checked
+            as_file = ast.parse(source.encode("utf-8"))
+        except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
+            return f"line {getattr(exc, 'lineno', '?')}: {getattr(exc, 'msg', exc)}"
+        if ast.dump(as_file) != ast.dump(tree):
+            return "the file's encoding declaration changes the program that runs"
         return "ok"
     if language == "bash":
         bash = shutil.which("bash")
@@ -289,6 +295,22 @@ def static_check(language: str, source: str) -> str:
     raise ValueError(f"unknown language {language!r}")
 
 
+#: What a generator version may be (it is written into the header of every generated source).
+GENERATOR_VERSION_PATTERN = r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}"
+_GENERATOR_VERSION = re.compile(GENERATOR_VERSION_PATTERN)
+_OP = re.compile(r"[a-z][a-z_]{0,63}")
+
+
+def _check_meta(meta: RenderMeta) -> None:
+    """The header's fields that are not comment text must be what they claim: a forged `automations`
+    record once put code into `generator_version`, rendered by these templates and so accepted as rote's."""
+    if not _GENERATOR_VERSION.fullmatch(meta.generator_version):
+        raise ValueError(f"generator_version {meta.generator_version[:40]!r} is not a version")
+    for what in (meta.version, meta.candidate_version):
+        if type(what) is not int:
+            raise ValueError(f"a version is not a whole number: {str(what)[:40]!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class RenderMeta:
     name: str
@@ -305,9 +327,14 @@ def render(
     """Render one language. Steps it cannot express are listed and fail loudly if ever run."""
     for p in parameters:
         _check_name(p)
+    _check_meta(meta)
     unsupported: list[str] = []
     steps: list[dict[str, Any]] = []
     for st in plan_steps:
+        # written into the source unquoted: a whole number and an operation name, nothing else (a forged
+        # record's plan is rendered too, when the executor checks that the source is the templates')
+        if type(st["i"]) is not int or not _OP.fullmatch(str(st["op"])):
+            raise ValueError(f"a plan step's index or operation is not rote's: {str(st['i'])[:40]!r}")
         exprs.validate(st["value"]) if st["value"] is not None else None
         for e in st["target"].values():
             exprs.validate(e)
