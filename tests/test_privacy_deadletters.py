@@ -88,6 +88,20 @@ def test_a_password_column_is_redacted_in_a_row_of_the_wrong_width(tmp_path: Pat
     assert b"s3cr3t-Pa55" not in letter and b"<password>" in letter
 
 
+def test_a_password_split_by_the_delimiter_is_taken_whole(tmp_path: Path) -> None:
+    """A new user's export: a password holding the delimiter (`Herbst;Kennw0rt!4711`) split the row into
+    one cell more than the header; only the first half was redacted and the rest kept in the dead letter."""
+    text = (
+        "Zeit;Aktion;Element;Wert;Titel\n"
+        "2024-01-08 09:00:00;Eingeben;Benutzer;m.schneider;Login\n"
+        "2024-01-08 09:00:02;Eingeben;Kennwort;Herbst;Kennw0rt!4711;Login\n"
+    )
+    opts = {"time_col": "Zeit", "action_cols": ("Aktion", "Element"), "value_col": "Wert"}
+    (letter,) = _dead_letters_of(tmp_path, text, **opts)
+    assert b"Kennw0rt" not in letter and b"Herbst" not in letter
+    assert letter.startswith(b"2024-01-08 09:00:02;Eingeben;Kennwort;<password>;<password>")
+
+
 def test_a_rejected_row_without_a_password_field_keeps_its_cells(tmp_path: Path) -> None:
     text = "timestamp,eventType,label,value\n2024-01-08T09:00:00Z,,city,Melbourne\n"
     (letter,) = _dead_letters_of(tmp_path, text)

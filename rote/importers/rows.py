@@ -114,7 +114,8 @@ def without_passwords(row: Sequence[str], header: Sequence[str], cols: Columns) 
     Here the same rule is applied to the cells: a column whose name is a password field's is redacted, and
     when a short cell of the row names a password field (the logger's label or element column), the row's
     value columns are, or, when the file has none, every cell but the time, action, application, user
-    and label cells (a dead letter then says less, and keeps no password).
+    and label cells (a dead letter then says less, and keeps no password); in a row of another width than
+    the header, every cell from the first value column on but the label.
     """
     from rote.privacy import PASSWORD_MARKER, default_redactor
     from rote.privacy.labels import label_kinds
@@ -127,11 +128,18 @@ def without_passwords(row: Sequence[str], header: Sequence[str], cols: Columns) 
         i for i, v in enumerate(row) if 0 < len(v) <= _LABEL_CHARS and "password" in label_kinds(v)
     ]
     keep = {cols.time, *cols.action, *cols.app, cols.user}
+    # A row wider than its header most often holds a value with the delimiter in it (`Herbst;Kennw0rt`
+    # typed into a password field): which cells the value spans is unknown, so every cell from the first
+    # value column on is taken (every cell but the label, without value columns).
+    shifted = len(row) != len(header)
+    first_value = min((i for i, n in enumerate(header) if n in cols.value), default=0) if cols.value else 0
     out = list(row)
     for i, (name, v) in enumerate(zip(names, row, strict=False)):
         if not v.strip() or i in context:
             continue
         typed = name in cols.value if cols.value else name not in keep
+        if shifted and i >= first_value:
+            typed = True
         if "password" in label_kinds(name) or (context and typed):
             out[i] = PASSWORD_MARKER
     return out
