@@ -16,7 +16,7 @@ from rote.importers import iter_records
 from rote.privacy import RedactionConfig, Redactor
 from rote.privacy.corpus import KIND_CLASS, negatives, positives
 from rote.privacy.detect import scan
-from rote.privacy.labels import label_kinds
+from rote.privacy.labels import is_password_type, label_kinds
 from rote.privacy.tokens import REDACTED_RE
 
 KEY = b"test-key-for-pseudonyms-0123456789"
@@ -112,6 +112,14 @@ def test_same_value_same_token_across_formats_and_keys() -> None:
     assert r1.redact_text("a@example.org") != r1.redact_text("b@example.org")
 
 
+def test_short_credential_keys_of_a_url_query_are_secrets(redactor: Redactor) -> None:
+    # an attacker's sweep: `pw=`, `pass=`, `key=` in a recorded URL kept the password in clear
+    for url in ("https://x.example/login?user=ana&pw=Tr0ub4dor", "https://x/?pass=abcd1234&a=1"):
+        assert "<secret>" in redactor.redact_text(url) and "Tr0ub4dor" not in redactor.redact_text(url)
+    assert redactor.redact_text("https://x/?key=AbC123xyz&page=2") == "https://x/?key=<secret>&page=2"
+    assert redactor.redact_text("https://x/?p=2&keyboard=de") == "https://x/?p=2&keyboard=de"
+
+
 def test_secrets_become_markers_and_keep_the_rest(redactor: Redactor) -> None:
     out = redactor.redact_text("https://bob:hunter2x@files.example.com/x?token=abcdef123&page=2")
     assert out == "https://bob:<secret>@files.example.com/x?token=<secret>&page=2"
@@ -139,7 +147,17 @@ def test_switching_a_class_off_keeps_its_values() -> None:
         ("current-password", {"password"}),
         ("Mot de passe", {"password"}),
         ("CVV", {"password"}),
-        ("Forgot password?", set()),
+        # a reset form's box holds the new password; a "Forgot password?" link has no value to hide
+        ("Forgot password?", {"password"}),
+        ("reset_password", {"password"}),
+        ("Retype", {"password"}),
+        ("Retype email", set()),
+        ("Password hint", set()),
+        ("密碼", {"password"}),
+        ("비밀번호", {"password"}),
+        ("Şifre", {"password"}),
+        ("Palavra-passe", {"password"}),
+        ("Kata sandi", {"password"}),
         ("Boarding pass number", set()),
         ("Pinned items", set()),
         ("Secretary", set()),
@@ -153,6 +171,11 @@ def test_switching_a_class_off_keeps_its_values() -> None:
 )
 def test_field_labels(label: str, kinds: set[str]) -> None:
     assert set(label_kinds(label)) == kinds
+
+
+def test_password_input_types() -> None:
+    assert all(is_password_type(t) for t in ("password", "Password ", "passwd", "pwd", "secret"))
+    assert not any(is_password_type(t) for t in ("text", "email", None))
 
 
 BUNDLED = [

@@ -53,6 +53,7 @@ def digit_count(text: str) -> int:
 
 _SECRET_GATE = re.compile(
     r"://[^\s/@]*:[^\s/@]*@|(?i:pass|pwd|pin|secret|token|key|session|authorization|signature)[\w\-]*\s*[=:]"
+    r"|(?i:[?&;](?:pw|kennwort)=)"
     r"|eyJ|AKIA|ASIA|gh[pousr]_|github_pat_|xox[abprs]-|PRIVATE KEY|[Bb]earer|[Bb]asic "
     r"|[sr]k_(?:live|test)_|AIza"
 )
@@ -66,6 +67,8 @@ _SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
         r"|access_token|refresh_token|id_token|auth_token|api[_\-]?key|apikey|private_key|session_?id"
         r"|authorization|signature)\s*[=:]\s*[\"']?(?!(?:[Bb]earer|[Bb]asic)\s)([^\s&;\"',]{3,512})"
     ),
+    # short or common words as the key of a URL query parameter only (`?pw=…&`, `&key=…`)
+    re.compile(r"(?i)[?&;](?:pw|pass|passwort|kennwort|key)=([^\s&;#\"']{3,512})"),
     re.compile(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z]+ )*PRIVATE KEY-----|$)"),
     re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}"),
     re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),

@@ -55,7 +55,21 @@ PASSWORD_WORDS = frozenset(
         "mdp",
         "пароль",
         "密码",
+        "密碼",
         "パスワード",
+        "비밀번호",
+        "암호",
+        "şifre",
+        "sifre",
+        "sandi",
+        "lozinka",
+        "geslo",
+        "parool",
+        "slaptažodis",
+        "סיסמה",
+        "รหัสผ่าน",
+        "पासवर्ड",
+        "retype",
     }
 )
 #: Multi-word phrases (matched on the joined words) that are secret too.
@@ -69,15 +83,22 @@ PASSWORD_PHRASES = (
     "current password",
     "new password",
     "one time password",
+    "palavra passe",
+    "kata sandi",
+    "mật khẩu",
+    "كلمة المرور",
+    "κωδικός πρόσβασης",
 )
 #: Substrings that are secret even inside one lower-case word (`userpassword`, `newpasswd`).
 PASSWORD_SUBSTRINGS = ("password", "passwd", "passwort", "passphrase", "passcode", "kennwort", "contrase")
 #: Short words that are secret only alone or with "code"/"number" ("Pass", "PIN code"), not in "Boarding
 #: pass number" or "Pass/Fail".
-_WHOLE_ONLY = frozenset({"pass", "pw", "cid", "pin"})
+_WHOLE_ONLY = frozenset({"pass", "pw", "cid", "pin", "retype"})
 _WHOLE_ONLY_WITH = frozenset({"code", "number", "no", "nr"})
-#: But these words make a label about something else ("PIN code" is secret, "Pinned items" is not).
-_NOT_SECRET_WITH = frozenset({"hint", "strength", "policy", "forgot", "reset", "expiry", "expires", "length"})
+#: But these words make a label about something else ("PIN code" is secret, "Pinned items" is not). Not
+#: "reset" or "forgot": a reset form's `reset_password` box holds the new password (an attacker's sweep),
+#: and a "Forgot password" link is clicked, not typed into.
+_NOT_SECRET_WITH = frozenset({"hint", "strength", "policy", "expiry", "expires", "length"})
 
 PHONE_WORDS = frozenset(
     {
@@ -149,6 +170,9 @@ def _alone(word: str, ws: list[str]) -> bool:
     return all(w == word or w in _WHOLE_ONLY_WITH for w in ws)
 
 
+_PASSWORD_TYPES = frozenset({"password", "passwd", "pwd", "secret"})
+
+
 def is_password_type(element_type: str | None) -> bool:
     """The HTML input type (or a logger's equivalent) of a field whose value is a password."""
-    return element_type is not None and element_type.strip().lower() in ("password", "passwd", "secret")
+    return element_type is not None and element_type.strip().lower() in _PASSWORD_TYPES
