@@ -125,9 +125,15 @@ def test_files_adapter_is_confined(tmp_path: Path) -> None:
     f.perform("write_file", {"file": "/abs/dir/a.txt"}, "x\r\ny")
     assert (root / "abs" / "dir" / "a.txt").read_bytes() == b"x\r\ny"
     assert f.perform("read_file", {"file": "C:\\abs\\dir\\a.txt"}, None) == "x\r\ny"
-    for bad in ("../secret.txt", "a/../../secret.txt", "link/secret.txt", ""):
+    (root / "plant.txt").symlink_to(tmp_path / "secret.txt")  # the file itself a link (attacker's sweep)
+    for bad in ("../secret.txt", "a/../../secret.txt", "link/secret.txt", "", "plant.txt"):
         with pytest.raises(ActionError):
             f.perform("read_file", {"file": bad}, None)
+    with pytest.raises(ActionError, match="symbolic link"):
+        f.perform("write_file", {"file": "plant.txt"}, "overwritten")
+    with pytest.raises(ActionError, match="symbolic link"):
+        f.perform("copy_file", {"file": "plant.txt"}, "copy.txt")
+    assert (tmp_path / "secret.txt").read_text() == "outside"
     f.perform("copy_file", {"file": "abs/dir/a.txt"}, "b/c.txt")
     f.perform("move_file", {"file": "b/c.txt"}, "d.txt")
     assert (root / "d.txt").read_bytes() == b"x\r\ny" and not (root / "b" / "c.txt").exists()

@@ -397,3 +397,41 @@ def test_a_recorded_name_cannot_declare_the_source_encoding(tmp_path: Path) -> N
     assert not pwned.exists()
     cookie = f"#!/usr/bin/env python3\n# coding:unicode_escape\nx = 1  # {payload}\n"
     assert "encoding declaration" in codegen.static_check("python", cookie)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
+def test_both_runtimes_refuse_a_file_that_is_a_symbolic_link(tmp_path: Path) -> None:
+    """An attacker's sweep: a link planted as the file itself (not a folder on the way) was followed out
+    of the root by read_file, write_file and copy_file; Bash's `rote_path` did no link check at all."""
+    from rote.generator.runtime import ActionError, Files
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret")
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "plant.txt").symlink_to(outside)
+    (root / "dirlink").symlink_to(tmp_path)
+    steps = [_step(0, "read_file", {"file": exprs.param("f")}, None, binds=True)]
+    auto = _automation(steps, ["f"], [], ("bash",))
+    script = tmp_path / "a.sh"
+    script.write_text(auto.sources["bash"].source, encoding="utf-8")
+    for bad in ("plant.txt", "dirlink/outside.txt"):
+        with pytest.raises(ActionError, match=r"symbolic link|leaves the automation's root"):
+            Files(root).perform("read_file", {"file": bad}, None)
+        proc = subprocess.run(
+            ["bash", str(script), "--driver", "prod", "--root", str(root), "--set", f"f={bad}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 3 and "symbolic link" in proc.stderr, (bad, proc.stderr)
+    (root / "sub" / "ok.txt").write_text("fine")
+    proc = subprocess.run(
+        ["bash", str(script), "--driver", "prod", "--root", str(root), "--set", "f=sub/ok.txt"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr

@@ -131,12 +131,22 @@ def relative_parts(path: str) -> list[str]:
 
 
 def _confine(root: Path, path: str) -> Path:
-    """Map an automation's path into `root`; refuse anything that would leave it (.., symlinks)."""
-    full = root.joinpath(*relative_parts(path))
+    """Map an automation's path into `root`; refuse anything that would leave it (.., symlinks).
+
+    No part of the path may be a symbolic link, the last one included: checking only where the parent
+    resolves let `read_file`/`write_file` follow a link planted as the file itself to anywhere (an
+    attacker's sweep). The Bash runtime's `rote_path` refuses the same paths."""
+    parts = relative_parts(path)
+    full = root.joinpath(*parts)
     real_root = root.resolve()
     parent = full.parent.resolve()
     if parent != real_root and real_root not in parent.parents:
         raise ActionError(f"path {path!r} leaves the automation's root")
+    cur = root
+    for part in parts:
+        cur = cur / part
+        if cur.is_symlink():
+            raise ActionError(f"path {path!r} goes through a symbolic link ({part!r})")
     return full
 
 
