@@ -151,6 +151,10 @@ def test_late_elements_are_waited_for_and_hosts_off_the_list_are_blocked(form: F
         assert any(b.startswith("192.0.2.1") for b in d.blocked)  # the image host is not on the list
         with pytest.raises(ActionError, match="not on the automation's network allow-list"):
             d.perform("open_url", {"url": "http://192.0.2.1/"}, None)
+        # a recorded data: page runs script of its own, chrome:// pages are the browser's (attacker's sweep)
+        for other in ("data:text/html,<script>fetch('http://127.0.0.1/')</script>", "chrome://version"):
+            with pytest.raises(ActionError, match="only http"):
+                d.perform("open_url", {"url": other}, None)
         with pytest.raises(Unsupported):
             d.perform("read_cell", {"cell": "A1"}, None)
     finally:

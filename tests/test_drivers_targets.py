@@ -89,3 +89,33 @@ def test_allowed_hosts_are_the_mapped_recorded_urls() -> None:
     assert allowed_hosts(plan, SiteMap()) == {("forms.zoho.com", 443)}
     mapped = SiteMap.parse(["https://forms.zoho.com=http://127.0.0.1:8123"])
     assert allowed_hosts(plan, mapped) == {("127.0.0.1", 8123)}
+
+
+def test_recorded_urls_cannot_open_the_run_host_or_rewrite_the_resolver_rules() -> None:
+    """An attacker's sweep: recorded URLs are the allow-list, so `http://169.254.169.254/` (cloud
+    metadata) and `http://127.0.0.1:8765/` were reachable, and `http://x, EXCLUDE *:80/` put a rule of
+    its own into Chromium's comma-separated host-resolver rules."""
+    from rote.drivers.browser import resolver_rules
+    from rote.drivers.targets import host_port
+
+    urls = [
+        "http://169.254.169.254/latest/meta-data",
+        "http://127.0.0.1:8765/admin",
+        "http://localhost:9000/",
+        "http://[::1]:8000/",
+        "http://x, EXCLUDE *:80/",
+        "https://intranet.example/erp",
+        "http://10.1.2.3/erp",  # an intranet application: private ranges are fine
+        "https://bücher.example/",
+    ]
+    plan = [{"i": i, "op": "open_url", "target": {"url": exprs.const(u)}} for i, u in enumerate(urls)]
+    allowed = allowed_hosts(plan, SiteMap())
+    assert allowed == {("intranet.example", 443), ("10.1.2.3", 80), ("xn--bcher-kva.example", 443)}
+    assert resolver_rules(allowed).count(",") == 3  # MAP * ~NOTFOUND and one EXCLUDE per host
+    with pytest.raises(ValueError, match="not a host name"):
+        host_port("http://x, EXCLUDE *:80/")
+    with pytest.raises(ValueError):
+        host_port("data:text/html,<script>alert(1)</script>")
+    # the operator's own mapping may point at the run host
+    mapped = SiteMap.parse(["http://127.0.0.1:8765=http://127.0.0.1:9999"])
+    assert ("127.0.0.1", 9999) in allowed_hosts(plan, mapped)

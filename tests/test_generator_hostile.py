@@ -435,3 +435,29 @@ def test_both_runtimes_refuse_a_file_that_is_a_symbolic_link(tmp_path: Path) -> 
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_applescript_file_and_web_handlers_check_paths_and_urls_at_run_time() -> None:
+    """An attacker's sweep: the AppleScript handlers took recorded paths and URLs as they were, so
+    `writeFile("/Users/victim/Library/LaunchAgents/…")`, `openFile("../../Applications/…")`,
+    `openFile("-aTerminal")` and `openURL("javascript:…")` passed the static check. AppleScript cannot run
+    here, so this checks the structure: every file handler maps its paths through `rootPath` (the working
+    folder, no `..`, no symbolic link, a leading / dropped, so `open` never sees an option) and every page
+    is opened through `webURL` (http and https only), as the Python and Bash runtimes check at run time."""
+    meta = codegen.RenderMeta(
+        name="n", automation_id="a", version=1, candidate_id="c", candidate_version=1, generator_version="t"
+    )
+    src = codegen.render("applescript", [], [], meta).source
+    assert applescript.check(src) == []
+    bodies: dict[str, str] = {}
+    for block in src.split("\non ")[1:]:
+        name = block.split("(", 1)[0]
+        bodies[name] = block.split(f"\nend {name}", 1)[0]
+    paths = {"openFile": 1, "readFile": 1, "writeFile": 1, "copyFile": 2, "moveFile": 2, "makeDir": 1}
+    paths["deleteFile"] = 1
+    for handler, n in paths.items():
+        assert bodies[handler].count("my rootPath(") == n, handler
+    assert "my webURL(pageURL)" in bodies["openURL"] and "my webURL(pageURL)" in bodies["runJavaScript"]
+    root = bodies["rootPath"]
+    assert '"/../"' in root and "[ -L " in root and 'starts with "/"' in root
+    assert 'starts with "https://" or pageURL starts with "http://"' in bodies["webURL"]

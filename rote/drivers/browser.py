@@ -256,6 +256,9 @@ class BrowserDriver:
     # ----------------------------------------------------------------------------------------------
 
     def _goto(self, url: str) -> None:
+        if urlsplit(url).scheme not in ("http", "https"):
+            # a recorded `data:` page runs script of its own; `chrome://` pages are the browser's
+            raise ActionError(f"refusing to open {url[:60]!r}: only http(s) pages are opened")
         page = self.page
         try:
             response = page.goto(url, wait_until="load")

@@ -17,6 +17,8 @@ binds them to a place, and the network allow-list is computed from the mapped pl
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -156,11 +158,50 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{netloc}"
 
 
+#: A DNS host name (after IDNA): labels of letters, digits and inner hyphens. Host names go into
+#: Chromium's `--host-resolver-rules`, a comma-separated rule list: a recorded `http://x, EXCLUDE *:80/`
+#: once added a rule of its own there (an attacker's sweep).
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+_SCHEMES = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
 def host_port(url: str) -> tuple[str, int]:
+    """(host, port) of a web URL; ValueError for another scheme or a host that is not a host name or an
+    IP address."""
     parts = urlsplit(url)
-    if not parts.hostname:
-        raise ValueError(f"no host in {url!r}")
-    return parts.hostname.lower(), parts.port or (443 if parts.scheme == "https" else 80)
+    if parts.scheme not in _SCHEMES or not parts.hostname:
+        raise ValueError(f"no web host in {url[:100]!r}")
+    host = parts.hostname.lower()
+    if not _is_ip(host):
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            host = ""
+        if not _HOST_NAME.fullmatch(host):
+            raise ValueError(f"not a host name in {url[:100]!r}")
+    return host, parts.port or _SCHEMES[parts.scheme]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def local_host(host: str) -> bool:
+    """Loopback, link-local (cloud metadata at 169.254.169.254), unspecified or multicast, or a
+    `localhost` name: places on the run host itself, which a recorded URL must not open (a site mapping,
+    the operator's choice, may). Private ranges are not: intranet applications live there."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast
 
 
 @dataclass(frozen=True)
@@ -242,8 +283,12 @@ def allowed_hosts(plan: Iterable[Mapping[str, object]], sites: SiteMap) -> set[t
     """(host, port) pairs the automation may reach: the places its recorded URLs are served from now."""
     out: set[tuple[str, int]] = set()
     for url in recorded_urls(plan):
+        now = sites.map(url)
         try:
-            out.add(host_port(sites.map(url)))
+            host, port = host_port(now)
         except ValueError:
             continue
+        if now == url and local_host(host):
+            continue  # recorded, not mapped: the run host's own services are not the routine's
+        out.add((host, port))
     return out
