@@ -84,6 +84,35 @@ def test_show_prints_every_target_source(archive: Path) -> None:
     assert missing.exit_code == 1 and "error" in json.loads(missing.stdout)
 
 
+def test_show_and_list_print_control_characters_instead_of_obeying_them(tmp_path: Path) -> None:
+    """An attacker's sweep: an escape sequence in a recorded name or value (Bash keeps it raw inside its
+    single quotes) reached the terminal through `show` (`\\x1b]0;PWNED` set the window title, `\\x1b[2J`
+    cleared the screen), and rich markup in a name was obeyed."""
+    from rote.streams.schemas import GeneratedSource
+
+    auto = generate(file_candidate(), config=GeneratorConfig(plan=PlanConfig(max_train=3)), now=T0)
+    bash = auto.sources["bash"]
+    evil = auto.model_copy(
+        update={
+            "name": "Copy \x1b]0;PWNED\x07 [link=https://evil.example]files[/link] \u202eexe.txt",
+            "sources": {
+                **auto.sources,
+                "bash": GeneratedSource(**{**bash.model_dump(), "source": bash.source + "# \x1b[2J\n"}),
+            },
+        }
+    )
+    w = ArchiveWriter(tmp_path)
+    w.write("automations", encode(evil))
+    w.close()
+    for args in (["show", evil.automation_id], ["list"]):
+        out = CliRunner().invoke(app, ["automations", *args, "--from", str(tmp_path)], env={"COLUMNS": "200"})
+        assert out.exit_code == 0, out.output
+        assert "\x1b" not in out.stdout and "\u202e" not in out.stdout, args
+    shown = CliRunner().invoke(app, ["automations", "show", evil.automation_id, "--from", str(tmp_path)])
+    assert "\\x1b]0;PWNED" in shown.stdout and "\\x1b[2J" in shown.stdout
+    assert "[link=https://evil.example]" in shown.stdout  # markup is text
+
+
 def test_list_keeps_long_ids_on_one_line_at_80_columns(tmp_path: Path) -> None:
     """An id is what a reader copies into `rote automations show`: folded in two it cannot be (a new user's
     listing at 80 columns). The other columns fold instead."""

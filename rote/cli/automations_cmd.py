@@ -9,8 +9,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.syntax import Syntax
+from rich.text import Text
 
 from rote.archive import last_run_dir
+from rote.cli.console import visible
 from rote.generator.registry import AutomationRecord, Registry, from_archive
 
 _LEXERS = {"python": "python", "bash": "bash", "applescript": "applescript"}
@@ -75,7 +77,6 @@ def _print_blocks(console: Console, rows: list[list[str]]) -> None:
     figures, wrapped at the terminal's width and indented under it."""
     import textwrap
 
-    from rich.text import Text
 
     width = max(20, console.width - 2)
     for aid, ver, state, reason, langs, tests, runs, success, p50 in rows:
@@ -84,7 +85,7 @@ def _print_blocks(console: Console, rows: list[list[str]]) -> None:
         for text in ([f"reason: {reason}"] if reason else []) + [figures]:
             lines += ["  " + part for part in textwrap.wrap(text, width=width, break_on_hyphens=False)]
         for line in lines:
-            console.print(Text(line), overflow="fold")
+            console.print(Text(visible(line)), overflow="fold")
 
 
 def _say(text: str, as_json: bool) -> None:
@@ -152,16 +153,18 @@ def register(app: typer.Typer) -> None:
         from rote.report.routine import describe, latest_candidate
 
         console = out_console()
-        console.print(f"[bold]{rec.automation_id}[/bold] v{rec.version} — {rec.name}")
+        # everything below comes from the archive (users' logs, topics): plain text, controls shown
+        def say(text: str) -> None:
+            console.print(Text(visible(text)), overflow="fold")
+
+        say(f"{rec.automation_id} v{rec.version} — {rec.name}")
         routine = latest_candidate(from_dir or last_run_dir(), rec.candidate_id)
         for line in describe(routine) if routine is not None else []:
-            console.print(line, markup=False, highlight=False)
-        console.print(f"state: [bold]{rec.state}[/bold]  {rec.state_reason or ''}")
-        console.print(
-            f"candidate {rec.candidate_id}, generator {rec.generator_version}, "
-            f"template {rec.template_version}"
-        )
-        console.print(f"parameters: {', '.join(rec.automation.parameters) or '(none)'}")
+            say(line)
+        say(f"state: {rec.state}  {rec.state_reason or ''}")
+        say(f"candidate {rec.candidate_id}, generator {rec.generator_version}, "
+            f"template {rec.template_version}")
+        say(f"parameters: {', '.join(rec.automation.parameters) or '(none)'}")
         s = rec.stats
         from rote.report.tally import current_version_verdicts, tally
 
@@ -173,14 +176,17 @@ def register(app: typer.Typer) -> None:
             f"success {_pct(s.success_rate)}, p50 {_secs(s.duration_p50_seconds)}, "
             f"p90 {_secs(s.duration_p90_seconds)}, p99 {_secs(s.duration_p99_seconds)}"
         )
-        console.print(f"tests (current version): {tests}", markup=False, highlight=False)
+        say(f"tests (current version): {tests}")
         for t in rec.history:
-            console.print(f"  {t.at.isoformat()}  v{t.version}  {t.state:<9} {t.reason or ''}")
+            say(f"  {t.at.isoformat()}  v{t.version}  {t.state:<9} {t.reason or ''}")
         for lang, src in rec.automation.sources.items():
             missing = "; ".join(src.unsupported_steps[:3])
             status = "supported" if src.supported else f"NOT supported: {missing}"
-            console.rule(f"{lang} — {status} — static check: {src.static_check}")
-            console.print(Syntax(src.source, _LEXERS.get(lang, "text"), line_numbers=False, word_wrap=True))
+            console.rule(Text(visible(f"{lang} — {status} — static check: {src.static_check}")))
+            shown = visible(src.source)
+            console.print(Syntax(shown, _LEXERS.get(lang, "text"), line_numbers=False, word_wrap=True))
+            if shown != src.source:
+                say("(control characters in this source are shown as \\x.. escapes: --json has it as it is)")
 
     @group.command("run")
     def run_automation(

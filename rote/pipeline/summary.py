@@ -242,6 +242,8 @@ def render(s: dict[str, Any], console: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from rote.cli.console import visible
+
     replay = Path(str(s["replay"])).name
     imp = s.get("import") or {}
     what = f"{replay} ({imp['format']})" if imp.get("format") else replay
@@ -250,7 +252,8 @@ def render(s: dict[str, Any], console: Any) -> None:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     for head, text in rows(s):
-        grid.add_row(Text(head), Text(text))  # Text, not markup: names and reasons come from user data
+        # Text, not markup, and controls shown, not obeyed: names and reasons come from user data
+        grid.add_row(Text(visible(head)), Text(visible(text)))
     with console.capture() as captured:
         console.print(grid)
     # a grid pads every line to its width: trailing blanks are noise in a file or a CI log
