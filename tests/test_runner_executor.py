@@ -221,6 +221,25 @@ def test_file_routine_runs_for_real_in_python_and_bash(files_auto: Automation, r
             assert owner == {RunnerConfig().uid}  # the run host ran as the runner's unprivileged uid
 
 
+def test_a_production_runs_error_is_redacted(files_auto: Automation, root: Path) -> None:
+    """An attacker's sweep: a run's error quotes its step's target with the real run-time value (a file
+    named after a person), and it went to the metrics topic as it was."""
+    case = files_auto.test_cases[0]
+    params = dict(case.inputs)
+    key = next(k for k, v in params.items() if str(v).startswith("inbox/"))
+    params[key] = "inbox/ana.lopez@example.org-salary.txt"  # not there: the read fails, naming it
+    world = root / "w"
+    world.mkdir()
+    world.chmod(0o777)  # the run host's own uid works in it
+    ex = Executor(RunnerConfig(root=world, retries=0))
+    try:
+        m = ex.execute(request(files_auto, params, run_id="pii"), files_auto, "verified").metric
+    finally:
+        ex.close()
+    assert m is not None and not m.success and m.error
+    assert "ana.lopez@example.org" not in m.error and "<email:" in m.error
+
+
 def test_closed_run_hosts_leave_no_open_pipes(files_auto: Automation, root: Path) -> None:
     """A host the executor replaces or closes leaves no pipe to the garbage collector (each was a
     ResourceWarning in the run log of `rote run`, counted among the run's warnings)."""

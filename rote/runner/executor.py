@@ -24,6 +24,7 @@ from rote.config import values_from_env
 from rote.drivers.browser import CHROMIUM
 from rote.drivers.targets import SiteMap, allowed_hosts
 from rote.errors import ConfigError
+from rote.privacy import default_redactor
 from rote.runner import policy
 from rote.runner.pool import HostError, HostProcess, HostResult, Isolation
 from rote.streams.schemas import Automation, RunMetric, RunOutcome, RunRequest, StepTiming
@@ -247,7 +248,9 @@ class Executor:
             cpu_seconds=r.cpu_seconds,
             steps=steps,
             outcome=_OUTCOMES.get(r.outcome, "error"),
-            error=r.error,
+            # an error quotes the step's target and what the page said: real values of a production run
+            # (a file named after a person, a page's text), so it is redacted as any text leaving the host
+            error=default_redactor().redact_text(r.error) if r.error else r.error,
             failed_step=r.failed_step,
             attempts=attempts,
             request_id=request.run_id,
