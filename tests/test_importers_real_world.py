@@ -434,3 +434,23 @@ def test_a_wrong_encoding_that_breaks_most_rows_is_refused_not_half_replayed(tmp
     mostly.write_bytes(b"time;action;value\n" + b"\n".join(good) + b"\n")
     log = read_log(mostly, fmt="csv", csv_options=opts)  # 10 of 40 damaged: read, each one a dead letter
     assert log.stats.valid == 30 and log.stats.invalid == {"encoding": 10}
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("Hélène Lefèvre, Tòrres-Àlvarez, Ångström, Straße", "cp1252"),  # a new user's: read as cp1250
+        ("Señor Muñoz pagó la factura número 12 en España", "cp1252"),
+        ("Müller, Köln, Größe", "cp1252"),
+        ("Zażółć gęślą jaźń, Příliš žluťoučký kůň úpěl ďábelské ódy", "cp1250"),
+        ("Árvíztűrő tükörfúrógép és ősz", "cp1250"),
+    ],
+)
+def test_western_and_central_european_code_pages_are_told_apart(
+    tmp_path: Path, text: str, encoding: str
+) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(("time;action;value\n" + f"2024-01-08T09:00:00Z;type;{text}\n" * 50).encode(encoding))
+    assert resolve_format(path, "auto", None)[1] == encoding
+    (first, *_) = load_actions(path, csv_options=CsvOptions(time_col="time", action_cols=("action",)))
+    assert first.value == text

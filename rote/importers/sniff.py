@@ -168,6 +168,11 @@ def json_encoding(path: Path) -> str:
     return "utf-8-sig"
 
 
+#: How much less coherent (charset-normalizer's language fit, 0-1) cp1252 may read a sample than the best
+#: guess and still be taken (French 0.619 against cp1258's 0.650; Polish and Czech leave cp1252 out).
+_CP1252_MARGIN = 0.05
+
+
 def sniff_encoding(head: bytes, path: Path) -> str:
     """The encoding of a file from its first bytes: a BOM if any, else UTF-8 if it decodes, else a guess."""
     for bom, name in _BOMS:
@@ -183,9 +188,23 @@ def sniff_encoding(head: bytes, path: Path) -> str:
         return "utf-8"  # binary: `sniff` refuses it with a clear reason
     from charset_normalizer import from_bytes
 
-    best = from_bytes(head).best()
+    results = from_bytes(head)
+    best = results.best()
     if best is None or best.encoding is None:
         raise ImportFormatError(f"{path.name}: cannot tell its text encoding; pass --encoding (e.g. cp1252)")
+    # Single-byte code pages often read a sample about equally well, and the guess is then the first by
+    # name, or one whose combining accents happen to look coherent: cp1250 or cp1258 before cp1252 turned
+    # a French export's "Hélène" into "Hélčne" (a new user's file). Windows' Western European page wins
+    # a near tie (coherence within `_CP1252_MARGIN`), or when it reads the sample to the same text.
+    if best.encoding != "cp1252" and best.encoding.startswith(("cp12", "cp8", "iso8859", "latin")):
+        floor = best.coherence - _CP1252_MARGIN
+        tied = any(m.encoding == "cp1252" and m.chaos <= best.chaos and m.coherence >= floor for m in results)
+        try:
+            same = head.decode("cp1252") == head.decode(best.encoding)
+        except UnicodeDecodeError:
+            same = False
+        if tied or same:
+            return "cp1252"
     return str(best.encoding)
 
 
