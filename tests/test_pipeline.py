@@ -52,6 +52,7 @@ def run_once(tmp_path: Path, *extra: str) -> dict[str, Any]:
         "--once",
         "--json",
         "--inject-slowdown",
+        "--inject",  # the demo's malformed events, on a log of the test's own too
         "--metrics-port",
         "0",
         "--state-dir",

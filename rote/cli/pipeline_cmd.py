@@ -96,12 +96,14 @@ def run_cmd(
         Path | None, typer.Option(help="Where the run archive is kept (default .rote). Env: ROTE_STATE_DIR.")
     ] = None,
     inject: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--inject/--no-inject",
-            help="Inject malformed events on user-actions (they are dead-lettered; the run goes on).",
+            help="Inject malformed events on user-actions (they are dead-lettered; the run goes on). "
+            "Default: on for the bundled demo log, off for a log of your own.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     inject_slowdown: Annotated[
         bool,
         typer.Option(
@@ -168,7 +170,8 @@ def run_cmd(
                 csv_options=options,
                 speed=speed,
                 once=once,
-                inject=inject,
+                # a demo's malformed events mixed into a user's own log read as their log's (a new user)
+                inject=replay is None if inject is None else inject,
                 inject_slowdown=inject_slowdown,
                 linger_seconds=linger,
                 timeout_seconds=timeout,
