@@ -341,3 +341,12 @@ def test_worker_exits_within_its_grace_when_the_broker_is_gone_at_sigterm(tmp_pa
     if code == 1:
         assert "shutdown still waiting after 3 s" in text
     assert "Traceback" not in text.split("shutdown still waiting")[-1]
+
+
+def test_an_action_map_naming_an_unknown_rote_action_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("time;action\n2024-01-08T09:00:00Z;Kopieren\n", encoding="utf-8")
+    proc = rote("eval", "discovery", str(path), "--action-map", "Kopieren=kopy")
+    assert proc.returncode == 2 and "'kopy' is not an action rote knows" in proc.stderr
+    proc = rote("eval", "discovery", str(path), "--action-map", "Kopieren")  # no =, and not a file
+    assert proc.returncode == 2 and "--action-map" in proc.stderr and "Traceback" not in proc.stderr

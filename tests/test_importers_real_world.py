@@ -18,6 +18,7 @@ from rote.importers import (
     dead_letter,
     iter_records,
     load_actions,
+    parse_action_map,
     read_log,
     resolve_format,
 )
@@ -454,3 +455,43 @@ def test_western_and_central_european_code_pages_are_told_apart(
     assert resolve_format(path, "auto", None)[1] == encoding
     (first, *_) = load_actions(path, csv_options=CsvOptions(time_col="time", action_cols=("action",)))
     assert first.value == text
+
+
+def test_a_logs_own_action_names_are_mapped_and_sheet_cells_are_cells(tmp_path: Path) -> None:
+    """A new user's German export: `Kopieren`, `Einfügen`, `Klicken` are not words the automation
+    generator knows (every automation was rejected: "action type 'Klicken' has no action-API operation"),
+    and `Tabelle1!A4` in the element column made every row a step of its own."""
+    from rote.generator.plan import op_for
+
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "Zeit;Aktion;Element;Wert\n"
+        "2024-01-08T09:00:00Z;Kopieren;Tabelle1!A4;RE-2026-0004\n"
+        "2024-01-08T09:00:02Z;Klicken;Rechnungsnummer;\n"
+        "2024-01-08T09:00:03Z;Einfügen;Rechnungsnummer;RE-2026-0004\n"
+        "2024-01-08T09:00:05Z;kopieren;'Offene Posten'!$B$12;12,50\n"
+        "2024-01-08T09:00:07Z;Scrollen;Seite;\n",
+        encoding="utf-8",
+    )
+    mapping = (("Kopieren", "copy"), ("Einfügen", "paste"), ("Klicken", "click"))
+    opts = CsvOptions(
+        time_col="Zeit", action_cols=("Aktion", "Element"), value_col="Wert", action_map=mapping
+    )
+    acts = load_actions(path, fmt="csv", csv_options=opts)
+    assert [a.action_type for a in acts] == ["copy", "click", "paste", "copy", "Scrollen"]  # case-blind
+    assert [op_for(a.action_type) for a in acts[:4]] == ["copy", "click", "paste", "copy"]
+    first, _, _, second, _ = acts
+    where = (first.target.sheet, first.target.column, first.target.row, first.target.cell)
+    assert where == ("Tabelle1", "A", 4, "A4")
+    assert first.target.field is None and acts[1].target.field == "Rechnungsnummer"
+    assert (second.target.sheet, second.target.cell) == ("Offene Posten", "B12")
+    from rote.discovery.abstraction import ActionAbstraction
+
+    assert ActionAbstraction().label(first) == "copy:Tabelle1!A"  # the column's step, the row a value
+    pairs = parse_action_map("Kopieren=copy, Seite öffnen=openUrl")
+    assert pairs == (("Kopieren", "copy"), ("Seite öffnen", "openUrl"))
+    listed = tmp_path / "map.txt"
+    listed.write_text("# German\nKopieren=copy\n\nZelle, auswählen=readCell\n", encoding="utf-8")
+    assert parse_action_map(str(listed)) == (("Kopieren", "copy"), ("Zelle, auswählen", "readCell"))
+    with pytest.raises(ConfigError, match="LOG=ROTE"):
+        parse_action_map("Kopieren=copy,broken")

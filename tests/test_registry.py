@@ -212,6 +212,16 @@ def test_unrunnable_and_untestable_are_rejected(auto: Automation) -> None:
     )
     assert notests is not None and notests.state == "rejected"
     assert notests.state_reason == "no held-out instances to test against"
+    # a log's own action names: named once, with the flag that maps them (not once per language)
+    note = "step 2 (Klicken:Speichern): action type 'Klicken' has no action-API operation"
+    foreign = {
+        lang: s.model_copy(update={"supported": False, "unsupported_steps": [note]})
+        for lang, s in auto.sources.items()
+    }
+    reg.apply_automation(auto.model_copy(update={"automation_id": "a-de", "sources": foreign}))
+    de = reg.get("a-de")
+    assert de is not None and de.state == "rejected" and (de.state_reason or "").count("'Klicken") == 2
+    assert "--action-map 'Klicken=click'" in (de.state_reason or "")
 
 
 def test_results_before_their_automation_are_parked(auto: Automation) -> None:

@@ -14,6 +14,7 @@ from rich.table import Table
 from rote.cli.console import out_console
 from rote.cli.import_options import (
     ActionColsOpt,
+    ActionMapOpt,
     AppColOpt,
     DelimiterOpt,
     EncodingOpt,
@@ -56,6 +57,7 @@ def register(app: typer.Typer) -> None:
         app_col: AppColOpt = None,
         value_col: ValueColOpt = None,
         id_col: IdColOpt = None,
+        action_map: ActionMapOpt = None,
         instance_col: Annotated[
             str | None,
             typer.Option(
@@ -164,6 +166,7 @@ def register(app: typer.Typer) -> None:
             app_col=app_col,
             value_col=value_col,
             id_col=id_col,
+            action_map=action_map,
             instance_col=instance_col,
             routine_col=routine_col,
         )

@@ -73,6 +73,16 @@ IdColOpt = Annotated[
         "Repeated ids are one event: a record exported twice is counted once.",
     ),
 ]
+ActionMapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--action-map",
+        help="The log's action names as rote's, when they are in another language or a logger's own words: "
+        "LOG=ROTE pairs, comma separated (Kopieren=copy,Einfügen=paste,Klicken=click), or a file of one "
+        "pair per line. rote's names: copy, paste, click, type, openUrl, waitFor, copyCell, readCell, "
+        "editCell, openFile, readFile, writeFile, copyFile, moveFile, createFolder, deleteFile.",
+    ),
+]
 UserIdOpt = Annotated[
     str, typer.Option("--user-id", help="User of the rows when the log has no user column of its own.")
 ]
@@ -90,9 +100,11 @@ def csv_options(
     id_col: str | None = None,
     instance_col: str | None = None,
     routine_col: str | None = None,
+    action_map: str | None = None,
 ) -> CsvOptions:
     """`CsvOptions` from the shared flags; a bad value is a `typer.BadParameter` naming the flag."""
     cols = tuple(c.strip() for c in (action_cols or "").split(",") if c.strip())
+    pairs = _action_map(action_map) if action_map else ()
     try:
         return CsvOptions(
             time_col=time_col,
@@ -105,6 +117,7 @@ def csv_options(
             routine_col=routine_col,
             delimiter=delimiter,
             encoding=encoding,
+            action_map=pairs,
         )
     except ConfigError as exc:
         hint = "--delimiter" if "delimiter" in str(exc) else "--encoding"
@@ -119,3 +132,22 @@ def describe_import(stats: ImportStats, *, limit: int = 6) -> list[str]:
     if len(details) > limit:
         lines.append(f"  … and {len(details) - limit} more kinds (see the dead-letters topic)")
     return lines
+
+
+def _action_map(text: str) -> tuple[tuple[str, str], ...]:
+    """`--action-map`, each target checked against the names the automation generator knows (a misspelt
+    one would only show up later, as every automation rejected)."""
+    from rote.generator.plan import UNKNOWN_OP, op_for
+    from rote.importers import parse_action_map
+
+    try:
+        pairs = parse_action_map(text)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--action-map") from None
+    unknown = sorted({rote for _, rote in pairs if op_for(rote) == UNKNOWN_OP})
+    if unknown:
+        raise typer.BadParameter(
+            f"{', '.join(map(repr, unknown))} is not an action rote knows (see --help for its names)",
+            param_hint="--action-map",
+        )
+    return pairs

@@ -12,6 +12,7 @@ import typer
 
 from rote.cli.import_options import (
     ActionColsOpt,
+    ActionMapOpt,
     AppColOpt,
     DelimiterOpt,
     EncodingOpt,
@@ -76,6 +77,7 @@ def run_cmd(
     app_col: AppColOpt = None,
     value_col: ValueColOpt = None,
     id_col: IdColOpt = None,
+    action_map: ActionMapOpt = None,
     user_id: UserIdOpt = "user-1",
     speed: Annotated[
         float, typer.Option(help="Replay pace: 0 as fast as possible, 1 real time, 10 ten times faster.")
@@ -151,6 +153,7 @@ def run_cmd(
         app_col=app_col,
         value_col=value_col,
         id_col=id_col,
+        action_map=action_map,
     )
     if state_dir is not None:
         # One state directory for every part of the run, as the flag says: the redactor's pseudonym key and
@@ -245,6 +248,7 @@ def produce_cmd(
     app_col: AppColOpt = None,
     value_col: ValueColOpt = None,
     id_col: IdColOpt = None,
+    action_map: ActionMapOpt = None,
     user_id: UserIdOpt = "user-1",
     validate: Annotated[
         bool,
@@ -284,6 +288,7 @@ def produce_cmd(
         app_col=app_col,
         value_col=value_col,
         id_col=id_col,
+        action_map=action_map,
     )
     settings = Settings.from_env(broker=broker)
     imported = read_log(file, fmt=fmt.value, user_id=user_id, csv_options=options, validate=validate)

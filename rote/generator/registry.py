@@ -27,6 +27,7 @@ and one success makes it active again. Rejected carries the first failing case a
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -341,13 +342,7 @@ class Registry:
             e.move("generated", f"version {a.version} supersedes version {old}", a.created_at)
         langs = runnable_languages(a)
         if not langs:
-            why = "; ".join(
-                f"{lang}: {s.static_check if s.static_check != 'ok' else ', '.join(s.unsupported_steps[:2])}"
-                for lang, s in a.sources.items()
-            )
-            e.move(
-                "rejected", f"no language that runs here can express every step ({why})"[:2000], a.created_at
-            )
+            e.move("rejected", _inexpressible(a)[:2000], a.created_at)
         elif not a.test_cases:
             e.move("rejected", "no held-out instances to test against", a.created_at)
         parked, self._pending = self._pending, []
@@ -584,3 +579,31 @@ __all__ = [
     "from_archive",
     "percentile",
 ]
+
+
+_UNKNOWN_TYPE = re.compile(r"action type '([^']{1,80})' has no action-API operation")
+
+
+def _inexpressible(a: Automation) -> str:
+    """Why no language that runs here can express the automation. Action types the generator does not know
+    are named once, with the flag that names them (a new user's German log: the same three reasons three
+    times, one per language, and no word of what to do); other reasons per language."""
+    unknown: dict[str, None] = {}
+    for src in a.sources.values():
+        for note in src.unsupported_steps:
+            m = _UNKNOWN_TYPE.search(note)
+            if m:
+                unknown[m.group(1)] = None
+    if unknown:
+        names = ", ".join(f"'{n}'" for n in list(unknown)[:6]) + (" and more" if len(unknown) > 6 else "")
+        example = next(iter(unknown))
+        return (
+            f"no language that runs here can express every step: the log's action type(s) {names} mean "
+            f"nothing to the generator; name them when importing (--action-map '{example}=click', see "
+            f"rote run --help)"
+        )
+    why = "; ".join(
+        f"{lang}: {s.static_check if s.static_check != 'ok' else ', '.join(s.unsupported_steps[:2])}"
+        for lang, s in a.sources.items()
+    )
+    return f"no language that runs here can express every step ({why})"

@@ -37,6 +37,7 @@ from rote.importers.options import (
     CsvOptions,
     Format,
     max_event_bytes,
+    parse_action_map,
     parse_delimiter,
 )
 from rote.importers.readers import ImportedRecord, iter_records, resolve_format
@@ -66,6 +67,7 @@ __all__ = [
     "load_actions",
     "max_event_bytes",
     "metric_reason",
+    "parse_action_map",
     "parse_delimiter",
     "parse_timestamp",
     "read_log",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -172,6 +172,8 @@ class Columns:
     lifecycle: str | None
     #: (target field, column) pairs: what a generic log's columns say about where an action happened
     target: tuple[tuple[str, str], ...] = ()
+    #: the log's action names (case-folded) -> rote's (`CsvOptions.action_map`)
+    action_map: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def labels(self) -> set[str]:
@@ -248,6 +250,7 @@ def resolve_columns(fmt: Format, header: Sequence[str], options: CsvOptions | No
         instance=instance if instance not in (user, time, *action) else None,
         routine=routine,
         lifecycle=LIFECYCLE_COLUMN if LIFECYCLE_COLUMN in header and generic else None,
+        action_map={k.strip().casefold(): v for k, v in opts.action_map},
         target=_target_columns(header, {time, *action, user, instance, routine}) if generic else (),
     )
 
@@ -267,11 +270,11 @@ TARGET_COLUMNS: dict[str, tuple[str, ...]] = {
 
 def _target_columns(header: Sequence[str], taken: set[str | None]) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
-    for field, names in TARGET_COLUMNS.items():
+    for name, names in TARGET_COLUMNS.items():
         for col in header:
             key = re.sub(r"[^a-z0-9]", "", col.rsplit(".", 1)[-1].lower())
             if key in names and col not in taken:
-                out.append((field, col))
+                out.append((name, col))
                 break
     return tuple(out)
 
@@ -460,6 +463,13 @@ def map_bosco(row: Mapping[str, Any], cols: Columns) -> dict[str, Any]:
     }
 
 
+#: A sheet-qualified cell reference as a generic log's target column may hold it (`Tabelle1!A4`,
+#: `'Sheet 1'!$B$12`); a bare `A4` is not taken for one (a form may have a field called so).
+_SHEET_CELL = re.compile(
+    r"(?P<sheet>'[^']{1,100}'|[^!'/]{1,100})!\$?(?P<col>[A-Z]{1,3})\$?(?P<row>[1-9][0-9]{0,6})"
+)
+
+
 def map_generic(row: Mapping[str, Any], cols: Columns, source: str = "csv") -> dict[str, Any]:
     """Any delimited log or XES event: one action column (plus target columns) and a time column."""
     action = clean(row.get(cols.action[0]))
@@ -471,7 +481,17 @@ def map_generic(row: Mapping[str, Any], cols: Columns, source: str = "csv") -> d
     used = {cols.time, *cols.action, *cols.app, *cols.value, cols.user, cols.event_id, cols.lifecycle}
     used |= cols.labels | {col for _, col in cols.target}
     attributes = {k: str(v) for k, v in row.items() if k and k not in used and clean(v) is not None}
-    target = {"field": fld, **{f: clean(row.get(col)) for f, col in cols.target}}
+    cell = _SHEET_CELL.fullmatch(fld) if fld else None
+    if cell is not None:
+        # `Tabelle1!A4`: a sheet's cell, not a field named so. As a field, every row was a step of its
+        # own (`copy:Tabelle1!A3`, `copy:Tabelle1!A4`: a new user's invoice routine split by row); as
+        # sheet, column and row it is the column's step, the row a parameter, as in the Action Logger's.
+        sheet = cell["sheet"].strip("'")
+        col, num = cell["col"], cell["row"]
+        ref = {"sheet": sheet, "column": col, "row": int(num), "cell": col + num}
+        target = {**ref, **{f: clean(row.get(col)) for f, col in cols.target}}
+    else:
+        target = {"field": fld, **{f: clean(row.get(col)) for f, col in cols.target}}
     payload: dict[str, Any] = {
         "timestamp": iso(ts),
         "app": _first_of(row, cols.app) or UNKNOWN_APP,
@@ -488,7 +508,13 @@ def map_generic(row: Mapping[str, Any], cols: Columns, source: str = "csv") -> d
 
 def map_row(fmt: Format, row: Mapping[str, Any], cols: Columns) -> dict[str, Any]:
     if fmt == "actionlogger":
-        return map_actionlogger(row, cols)
-    if fmt == "bosco":
-        return map_bosco(row, cols)
-    return map_generic(row, cols, source=fmt if fmt in ("xes", "json", "jsonl") else "csv")
+        payload = map_actionlogger(row, cols)
+    elif fmt == "bosco":
+        payload = map_bosco(row, cols)
+    else:
+        payload = map_generic(row, cols, source=fmt if fmt in ("xes", "json", "jsonl") else "csv")
+    if cols.action_map:
+        logged = payload.get("action_type")
+        if isinstance(logged, str):
+            payload["action_type"] = cols.action_map.get(logged.strip().casefold(), logged)
+    return payload

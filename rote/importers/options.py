@@ -62,6 +62,9 @@ class CsvOptions:
     id_col: str | None = None
     delimiter: str | None = None
     encoding: str | None = None
+    #: (the log's action name, rote's) pairs: a log in another language (`Kopieren`, `Einfügen`) names its
+    #: actions in words the automation generator does not know (`parse_action_map`)
+    action_map: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.delimiter is not None:
@@ -75,6 +78,30 @@ class CsvOptions:
                 raise ConfigError(
                     f"unknown encoding {self.encoding!r} (e.g. utf-8, cp1252, latin-1)"
                 ) from None
+
+
+def parse_action_map(text: str) -> tuple[tuple[str, str], ...]:
+    """`--action-map`: `LOG=ROTE` pairs, comma separated (`Kopieren=copy,Einfügen=paste`), or the path of
+    a file with one pair per line (blank lines and `#` comments skipped; names may hold commas there)."""
+    from pathlib import Path
+
+    path = Path(text)
+    if "=" not in text or (len(text) < 4096 and path.is_file()):
+        try:
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = f"not LOG=ROTE pairs, nor a file of them ({exc})"
+            raise ConfigError(f"action map {text[:80]!r}: {why}") from None
+        items = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    else:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+    pairs: list[tuple[str, str]] = []
+    for item in items:
+        log_name, sep, rote_name = item.rpartition("=")
+        if not sep or not log_name.strip() or not rote_name.strip():
+            raise ConfigError(f"action map: expected LOG=ROTE, got {item[:80]!r}")
+        pairs.append((log_name.strip(), rote_name.strip()))
+    return tuple(pairs)
 
 
 def parse_delimiter(text: str) -> str:
