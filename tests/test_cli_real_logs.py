@@ -64,6 +64,7 @@ def test_semicolon_log_with_noise_runs_unchanged(noisy: tuple[dict[str, Any], Pa
     s, archive = noisy
     assert s["import"]["delimiter"] == ";" and s["import"]["format"] == "actionlogger"
     assert s["events_in"] == 1749 and s["rows_rejected"] == 3
+    assert s["injected_invalid_events"] == 0  # the demo's malformed events are not put into a user's log
     assert s["import"]["invalid"] == {"implausible time": 3}
     letters = [json.loads(x) for x in (archive / "dead-letters.jsonl").read_text().splitlines()]
     mine = sorted(x["reason"] for x in letters if x["agent"] == "importer")
