@@ -124,6 +124,29 @@ def test_start_estimation_rejects_loops_inside_a_routine() -> None:
     assert set(estimate_starts(seq)) == {"s", "t"}
 
 
+def test_a_routine_done_once_per_row_inside_a_session_is_its_own_routine() -> None:
+    """A new user's German export: each session logs in once, then copies one invoice per spreadsheet row
+    into a web form (3-5 rounds), then files mails. The invoice's first step is in the body of the log-in's
+    routine, so the body test kept every session as one 60-step routine (instance recall 0.0); rounds that
+    fill the session, alike and two routine lengths long, are a routine of their own (0.82 there)."""
+    rng = random.Random(7)
+    login = ["open:login", "type:user", "click:pw", "type:pw", "click:ok"]
+    invoice = [f"inv{k}" for k in range(11)]
+    mail = ["mail:open", "mail:save", "mail:move", "mail:tag"]
+    seq: list[str] = []
+    for _ in range(30):
+        seq += login
+        for _ in range(rng.randint(3, 5)):
+            seq += invoice
+        seq += mail
+    assert "inv0" in estimate_starts(seq, loop_rounds=3)
+    assert "inv0" not in estimate_starts(seq, loop_rounds=0)  # as it was
+    # a form's table filled line by line (four steps a line, nine lines) inside each instance is not
+    line = ["click:row", "paste:row", "edit:row", "copy"]
+    form = ["s", "a", "b", "c", "d", "e", "f", *(line * 9), "submit", "ok"]
+    assert estimate_starts(form * 20, loop_rounds=3) == ["s"]
+
+
 def test_an_anchor_that_begins_only_fragments_is_replaced() -> None:
     # the warm-up anchored the routine at its clipboard hub (its own first action was still too rare):
     # with more evidence the hub begins segments that share nothing but itself, and the starts are

@@ -361,6 +361,8 @@ class RoutineDiscoverer:
             retest=cfg.start_retest,
             entry_anchor=cfg.start_entry_anchor,
             entry_glued=cfg.start_entry_glued,
+            loop_rounds=cfg.start_loop_rounds,
+            loop_share=cfg.start_loop_share,
         )
 
     def _set_starts(self, state: UserState, starts: list[str]) -> None:

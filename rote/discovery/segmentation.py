@@ -325,6 +325,8 @@ def estimate_starts(
     retest: bool = False,
     entry_anchor: bool = False,
     entry_glued: bool = False,
+    loop_rounds: int = 0,
+    loop_share: float = 0.8,
 ) -> list[str]:
     """Routine start actions of a stream; `known` starts (from earlier windows) are kept as roots.
 
@@ -333,6 +335,8 @@ def estimate_starts(
     on this window first, and those found inside a routine known before them are dropped (`_inside`).
     `entry_anchor`: on a window after the first, an anchor that is a step inside a routine is replaced by
     the action that routine is entered through (`_entry_anchor`, with `entry_glued` as its `glued`).
+    `loop_rounds`: a candidate that begins rounds of one routine inside a known routine's segments (a
+    routine done once per row within a session) skips the body and cut tests (`_loops`; 0: off).
     """
     freq = frequent_labels(labels, min_support)
     seq = [label for label in labels if label in freq]
@@ -395,11 +399,15 @@ def estimate_starts(
         if label not in seen:
             seen.add(label)
             heads.append(label)
+    current = segment_at(seq, accepted, min_length=min_length) if loop_rounds else []
     for head in heads:
         if head in accepted:
             continue
         trial = accepted | {head}
-        if _in_body(
+        looped = bool(loop_rounds) and _loops(
+            current, head, rounds=loop_rounds, share=loop_share, min_round=2 * min_length
+        )
+        if not looped and _in_body(
             seq, head, starts, bodies, min_length=min_length, body_share=body_share, trial_bodies=trial_bodies
         ):
             continue
@@ -412,12 +420,40 @@ def estimate_starts(
             continue  # a start begins one instance; a step repeated inside an instance does not
         if sum(any(x in accepted for x in s[1:]) for s in own) > 0.5 * len(own):
             continue  # its segments run on into a known start: it ends a routine rather than begins one
-        if _chops(segs, head, accepted, entered_from_many=_entered_from_many(preds.of(head))):
+        if not looped and _chops(segs, head, accepted, entered_from_many=_entered_from_many(preds.of(head))):
             continue
         accepted = trial
         starts.append(head)
         bodies = _bodies(segment_at(seq, accepted, min_length=min_length), starts, body_share)
+        current = segs
     return starts
+
+
+def _loops(segs: Sequence[list[str]], head: str, *, rounds: int, share: float, min_round: int) -> bool:
+    """Does `head` begin rounds of one routine inside most segments that hold it: at least `rounds` of
+    them, from the segment's first quarter on (what comes before is a short set-up such as a log-in), alike
+    and at least `min_round` labels long (`_alike_rounds`)? A session that logs in once and then does an
+    invoice per row has its invoice start in the body of the log-in's routine, so the body test alone
+    would keep the whole session as one routine."""
+    holding = [s for s in segs if head in s]
+    looping = sum(
+        s.count(head) >= rounds and s.index(head) <= len(s) // 4 and _alike_rounds(s, head, min_round)
+        for s in holding
+    )
+    return len(holding) >= 3 and looping > share * len(holding)
+
+
+def _alike_rounds(seg: Sequence[str], head: str, min_round: int) -> bool:
+    """Are the rounds of `seg` that begin at `head` one routine done again (half of them share >= 60% of
+    their labels with the first), each at least `min_round` labels, rather than a table's lines filled one
+    by one (four steps a line: Leno's reimbursement form)?"""
+    cuts = [i for i, x in enumerate(seg) if x == head]
+    rounds = [set(seg[a:b]) for a, b in itertools.pairwise(cuts)]
+    if not rounds or _median([len(r) for r in rounds]) < min_round:
+        return False
+    first = rounds[0]
+    alike = sum(len(r & first) >= 0.6 * len(r | first) for r in rounds[1:])
+    return alike >= 0.5 * (len(rounds) - 1)
 
 
 class _Preds:
