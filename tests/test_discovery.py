@@ -498,3 +498,20 @@ def test_a_segment_two_steps_from_a_long_variant_is_another_variant_one_extra_ac
     assert sum(v.count for v in state.variants.values()) == 2 * cfg.min_support + 2 and not state.pending
     miner.assign(state, segment(two_other), touched)
     assert len(state.pending) == 1
+
+
+def test_eval_discovery_table_numbers_routines_in_the_order_they_are_scored() -> None:
+    """The table showed each candidate's rank by score beside rows in the metric's order (1, 5, 2, 3, 4 to
+    a new user); rows are now numbered in the order the top K is taken."""
+    from typer.testing import CliRunner
+
+    from rote.cli import app
+    from rote.importers import bundled_log
+
+    path, fmt = bundled_log()
+    out = CliRunner().invoke(app, ["eval", "discovery", str(path), "--format", fmt], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "routines (by events explained)" in out.stdout
+    numbers = [line.split("│")[1].strip() for line in out.stdout.splitlines() if line.startswith("│ ")]
+    numbers = [n for n in numbers if n.isdigit()]
+    assert numbers == [str(k) for k in range(1, len(numbers) + 1)] and numbers

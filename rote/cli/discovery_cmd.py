@@ -219,13 +219,15 @@ def register(app: typer.Typer) -> None:
                 f"known pattern of {p['pattern_length']} steps: "
                 f"best Jaccard {p['best_jaccard']:.3f} (rank {p['best_rank']})"
             )
-        routines = Table(title="routines")
-        for c in ("rank", "occurrences", "score", "steps", "routine"):
+        # in the order the metrics take them (events explained: the top K), numbered so; the candidate's
+        # own rank by score is in --json (as a column it read 1, 5, 2, 3, 4 to a new user)
+        routines = Table(title="routines (by events explained)")
+        for c in ("#", "occurrences", "score", "steps", "routine"):
             routines.add_column(c)
-        for r in out["routines"][:20]:
+        for n, r in enumerate(out["routines"][:20], 1):
             text = " > ".join(r["routine"])
             routines.add_row(
-                str(r["rank"]),
+                str(n),
                 str(r["occurrences"]),
                 f"{r['score']:.1f}",
                 str(len(r["routine"])),
