@@ -116,6 +116,14 @@ def test_recorded_urls_cannot_open_the_run_host_or_rewrite_the_resolver_rules() 
         host_port("http://x, EXCLUDE *:80/")
     with pytest.raises(ValueError):
         host_port("data:text/html,<script>alert(1)</script>")
-    # the operator's own mapping may point at the run host
+    # the operator's own mapping may point at the run host, even mapping an origin to itself
     mapped = SiteMap.parse(["http://127.0.0.1:8765=http://127.0.0.1:9999"])
     assert ("127.0.0.1", 9999) in allowed_hosts(plan, mapped)
+    same = SiteMap.parse(["http://localhost:9000=http://localhost:9000"])
+    assert ("localhost", 9000) in allowed_hosts(plan, same)
+    # other spellings of the run host (a reviewer): a trailing dot, IPv4 inside IPv6, 0.0.0.0/8
+    from rote.drivers.targets import local_host
+
+    for host in ("localhost.", "a.localhost.", "::ffff:7f00:1", "[::ffff:a9fe:a9fe]", "0.1.2.3", "0.0.0.0"):
+        assert local_host(host), host
+    assert not local_host("10.1.2.3") and not local_host("intranet.example")

@@ -363,5 +363,6 @@ def test_utf16_json_with_a_byte_order_mark_is_read_and_without_one_gets_the_flag
     bare.write_bytes(text.encode("utf-16-le"))
     with pytest.raises(ImportFormatError, match="without a byte-order mark; pass --encoding utf-16-le"):
         list(iter_records(bare, csv_options=FLAGS))
-    flagged = dataclasses.replace(FLAGS, encoding="utf-16-le")
-    assert len([r for r in iter_records(bare, csv_options=flagged) if r.action]) == 3
+    for spelling in ("utf-16-le", "UTF-16LE", "UTF_16_LE"):  # any spelling Python's codecs know
+        flagged = dataclasses.replace(FLAGS, encoding=spelling)
+        assert len([r for r in iter_records(bare, csv_options=flagged) if r.action]) == 3

@@ -495,3 +495,11 @@ def test_a_logs_own_action_names_are_mapped_and_sheet_cells_are_cells(tmp_path: 
     assert parse_action_map(str(listed)) == (("Kopieren", "copy"), ("Zelle, auswählen", "readCell"))
     with pytest.raises(ConfigError, match="LOG=ROTE"):
         parse_action_map("Kopieren=copy,broken")
+    long_list = ",".join(f"Aktion{k}=click" for k in range(40))  # longer than a file name may be
+    assert len(parse_action_map(long_list)) == 40
+    # a blank sheet column does not wipe the sheet the cell reference names
+    blank = tmp_path / "blank.csv"
+    blank.write_text("time;action;where;sheet\n2024-01-08T09:00:00Z;copy;Tabelle1!A4;\n", encoding="utf-8")
+    opts2 = CsvOptions(time_col="time", action_cols=("action", "where"))
+    (only,) = load_actions(blank, fmt="csv", csv_options=opts2)
+    assert (only.target.sheet, only.target.cell) == ("Tabelle1", "A4")

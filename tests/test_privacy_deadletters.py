@@ -100,6 +100,10 @@ def test_a_password_split_by_the_delimiter_is_taken_whole(tmp_path: Path) -> Non
     (letter,) = _dead_letters_of(tmp_path, text, **opts)
     assert b"Kennw0rt" not in letter and b"Herbst" not in letter
     assert letter.startswith(b"2024-01-08 09:00:02;Eingeben;Kennwort;<password>;<password>")
+    # a password *column* split the same way (a reviewer): from that column on
+    text = "Zeit;Aktion;Benutzer;Passwort;Titel\n2024-01-08 09:00:02;;ana;Herbst;Kennw0rt!4711;Login\n"
+    (letter,) = _dead_letters_of(tmp_path, text, time_col="Zeit", action_cols=("Aktion",))
+    assert b"Kennw0rt" not in letter and b"Herbst" not in letter and b"ana" in letter
 
 
 def test_a_rejected_row_without_a_password_field_keeps_its_cells(tmp_path: Path) -> None:

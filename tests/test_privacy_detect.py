@@ -173,6 +173,16 @@ def test_field_labels(label: str, kinds: set[str]) -> None:
     assert set(label_kinds(label)) == kinds
 
 
+def test_every_password_word_and_phrase_is_found_as_a_label() -> None:
+    """A reviewer: `mật khẩu`, `รหัสผ่าน`, `पासवर्ड`, `slaptažodis`, `hasło` and `2fa` were in the lists
+    but never matched (the word splitter cut them apart)."""
+    from rote.privacy.labels import PASSWORD_PHRASES, PASSWORD_WORDS
+
+    missed = [w for w in (*PASSWORD_WORDS, *PASSWORD_PHRASES) if "password" not in label_kinds(w)]
+    assert missed == []
+    assert "password" in label_kinds("Nhập mật khẩu") and "password" in label_kinds("txtHasło")
+
+
 def test_password_input_types() -> None:
     assert all(is_password_type(t) for t in ("password", "Password ", "passwd", "pwd", "secret"))
     assert not any(is_password_type(t) for t in ("text", "email", None))

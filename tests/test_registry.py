@@ -221,7 +221,7 @@ def test_unrunnable_and_untestable_are_rejected(auto: Automation) -> None:
     reg.apply_automation(auto.model_copy(update={"automation_id": "a-de", "sources": foreign}))
     de = reg.get("a-de")
     assert de is not None and de.state == "rejected" and (de.state_reason or "").count("'Klicken") == 2
-    assert "--action-map 'Klicken=click'" in (de.state_reason or "")
+    assert "--action-map 'Klicken=<rote's name>'" in (de.state_reason or "")
 
 
 def test_results_before_their_automation_are_parked(auto: Automation) -> None:

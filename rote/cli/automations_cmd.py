@@ -290,8 +290,10 @@ def register(app: typer.Typer) -> None:
                 f"run {metric.run_id} ({where}): [bold]{metric.outcome}[/bold] in "
                 f"{metric.duration_seconds:.2f} s, {len(metric.steps)} steps, {metric.attempts} attempt(s)"
             )
+            # the error quotes what the page said and the labels come from the log: text, controls shown
             if metric.error:
-                console.print(f"[red]{metric.error}[/red]")
+                console.print(Text(visible(metric.error), style="red"))
             for s in sorted(metric.steps, key=lambda s: -s.duration_seconds)[:5]:
-                console.print(f"  slowest: step {s.step} {s.label}  {s.duration_seconds:.3f} s")
+                line = f"  slowest: step {s.step} {s.label}  {s.duration_seconds:.3f} s"
+                console.print(Text(visible(line)))
         raise typer.Exit(0 if metric.success else 1)

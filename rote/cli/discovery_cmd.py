@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from rote.cli.console import out_console
+from rote.cli.console import out_console, visible
 from rote.cli.import_options import (
     ActionColsOpt,
     ActionMapOpt,
@@ -231,7 +232,7 @@ def register(app: typer.Typer) -> None:
                 str(r["occurrences"]),
                 f"{r['score']:.1f}",
                 str(len(r["routine"])),
-                text if len(text) < 120 else text[:117] + "...",
+                Text(visible(text if len(text) < 120 else text[:117] + "...")),  # the log's labels: text
             )
         con.print(routines)
 
@@ -270,7 +271,7 @@ def _interleaved(
                 con.print(f"{key:>24}: {_fmt(out.get(key))}")
             for i, labels in enumerate(out["top_k"]):
                 jc = out.get("per_routine_jc", [None] * len(out["top_k"]))[i]
-                con.print(f"routine {i + 1} (JC {_fmt(jc)}): {', '.join(labels)}")
+                con.print(Text(visible(f"routine {i + 1} (JC {_fmt(jc)}): {', '.join(labels)}")))
             return
         setting = path.name
         kk = k or setting_k(setting)

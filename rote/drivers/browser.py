@@ -265,7 +265,10 @@ class BrowserDriver:
         except Exception as exc:
             host = urlsplit(url).netloc
             if self.blocked:
-                raise ActionError(f"{host} is not on the automation's network allow-list") from None
+                raise ActionError(
+                    f"{host} is not on the automation's network allow-list (a page on this machine is "
+                    f"opened only through the runner's --site mapping)"
+                ) from None
             raise ActionError(f"cannot open {url}: {str(exc).splitlines()[0]}") from None
         if response is not None and response.status >= 400:
             raise ActionError(f"{url} answered HTTP {response.status}")

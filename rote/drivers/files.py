@@ -3,7 +3,7 @@
 It is the runtime's own `Files` (the same class the sandbox binds to the jail's world), because file
 operations need nothing outside the standard library and must behave the same in the jail and in
 production: paths from the log (Windows separators and drive letters included) are mapped below the
-root, `..` and symlinks that leave the root are refused, reads and writes are byte-exact. Re-exported here
+root, `..` and any symbolic link on the path are refused, reads and writes are byte-exact. Re-exported here
 so that every production driver has its home in `rote.drivers`.
 """
 

@@ -195,13 +195,17 @@ def local_host(host: str) -> bool:
     """Loopback, link-local (cloud metadata at 169.254.169.254), unspecified or multicast, or a
     `localhost` name: places on the run host itself, which a recorded URL must not open (a site mapping,
     the operator's choice, may). Private ranges are not: intranet applications live there."""
+    host = host.strip("[]").rstrip(".").lower()  # `localhost.` is localhost too
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        ip = ipaddress.ip_address(host.strip("[]"))
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return False
-    return ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # `[::ffff:7f00:1]` is 127.0.0.1, `[::ffff:a9fe:a9fe]` the metadata address
+    this_network = ip.version == 4 and ip.packed[0] == 0  # 0.0.0.0/8 reaches the host itself
+    return ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast or this_network
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,13 @@ class SiteMap:
         parts = urlsplit(url)
         new = urlsplit(now)
         return urlunsplit((new.scheme, new.netloc, parts.path, parts.query, parts.fragment))
+
+    def maps(self, url: str) -> bool:
+        """Does a mapping (the operator's `--site`) name this URL's origin, even as itself?"""
+        try:
+            return origin(url) in self.sites
+        except ValueError:
+            return False
 
     def to_args(self) -> list[str]:
         return [f"{k}={v}" for k, v in sorted(self.sites.items())]
@@ -288,7 +299,7 @@ def allowed_hosts(plan: Iterable[Mapping[str, object]], sites: SiteMap) -> set[t
             host, port = host_port(now)
         except ValueError:
             continue
-        if now == url and local_host(host):
+        if local_host(host) and not sites.maps(url):
             continue  # recorded, not mapped: the run host's own services are not the routine's
         out.add((host, port))
     return out

@@ -581,7 +581,7 @@ __all__ = [
 ]
 
 
-_UNKNOWN_TYPE = re.compile(r"action type '([^']{1,80})' has no action-API operation")
+_UNKNOWN_TYPE = re.compile(r"action type (['\"])(.{1,80}?)\1 has no action-API operation")
 
 
 def _inexpressible(a: Automation) -> str:
@@ -593,14 +593,14 @@ def _inexpressible(a: Automation) -> str:
         for note in src.unsupported_steps:
             m = _UNKNOWN_TYPE.search(note)
             if m:
-                unknown[m.group(1)] = None
+                unknown[m.group(2)] = None
     if unknown:
         names = ", ".join(f"'{n}'" for n in list(unknown)[:6]) + (" and more" if len(unknown) > 6 else "")
         example = next(iter(unknown))
         return (
             f"no language that runs here can express every step: the log's action type(s) {names} mean "
-            f"nothing to the generator; name them when importing (--action-map '{example}=click', see "
-            f"rote run --help)"
+            f"nothing to the generator; name them when importing (--action-map '{example}=<rote's name>', "
+            f"the names in rote run --help)"
         )
     why = "; ".join(
         f"{lang}: {s.static_check if s.static_check != 'ok' else ', '.join(s.unsupported_steps[:2])}"

@@ -489,7 +489,8 @@ def map_generic(row: Mapping[str, Any], cols: Columns, source: str = "csv") -> d
         sheet = cell["sheet"].strip("'")
         col, num = cell["col"], cell["row"]
         ref = {"sheet": sheet, "column": col, "row": int(num), "cell": col + num}
-        target = {**ref, **{f: clean(row.get(col)) for f, col in cols.target}}
+        named = {f: clean(row.get(col)) for f, col in cols.target}
+        target = {**{f: v for f, v in named.items() if v is not None}, **ref}  # a blank sheet column: ref
     else:
         target = {"field": fld, **{f: clean(row.get(col)) for f, col in cols.target}}
     payload: dict[str, Any] = {

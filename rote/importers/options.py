@@ -86,7 +86,11 @@ def parse_action_map(text: str) -> tuple[tuple[str, str], ...]:
     from pathlib import Path
 
     path = Path(text)
-    if "=" not in text or (len(text) < 4096 and path.is_file()):
+    try:
+        is_file = len(text) < 4096 and path.is_file()
+    except OSError:  # a long inline list is not a file name ("File name too long")
+        is_file = False
+    if "=" not in text or is_file:
         try:
             lines = path.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as exc:

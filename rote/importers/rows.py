@@ -133,6 +133,8 @@ def without_passwords(row: Sequence[str], header: Sequence[str], cols: Columns) 
     # value column on is taken (every cell but the label, without value columns).
     shifted = len(row) != len(header)
     first_value = min((i for i, n in enumerate(header) if n in cols.value), default=0) if cols.value else 0
+    # ... and from a password column on, when the file has one: its value may have split too
+    first_secret = min((i for i, n in enumerate(header) if "password" in label_kinds(n)), default=len(row))
     out = list(row)
     for i, (name, v) in enumerate(zip(names, row, strict=False)):
         if not v.strip() or i in context:
@@ -140,7 +142,7 @@ def without_passwords(row: Sequence[str], header: Sequence[str], cols: Columns) 
         typed = name in cols.value if cols.value else name not in keep
         if shifted and i >= first_value:
             typed = True
-        if "password" in label_kinds(name) or (context and typed):
+        if "password" in label_kinds(name) or (context and typed) or (shifted and i >= first_secret):
             out[i] = PASSWORD_MARKER
     return out
 

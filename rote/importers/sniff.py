@@ -119,7 +119,7 @@ def sniff(path: Path, *, encoding: str | None = None) -> Sniffed:
             f"{path.name} is empty" if not head else f"{path.name} holds only blank space"
         )
     wide = _utf16_without_bom(head)
-    if wide and (encoding is None or not encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32"))):
+    if wide and (encoding is None or not codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))):
         raise ImportFormatError(
             f"{path.name} looks like UTF-16 text without a byte-order mark; pass --encoding {wide}"
         )

@@ -133,6 +133,9 @@ CARD_PHRASES = (
     "pan",
 )
 
+#: The password words and phrases that are not plain ASCII (matched as substrings of the label).
+_UNSPLIT_SECRETS = tuple(w for w in (*PASSWORD_WORDS, *PASSWORD_PHRASES) if not w.isascii())
+
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z\u00df-\u00ff]+|[A-Z]+|\d+|[^\W\d_]+", re.UNICODE)
 
 
@@ -150,11 +153,16 @@ def label_kinds(label: str) -> frozenset[str]:
     joined = " ".join(ws)
     squashed = "".join(ws)
     kinds: set[str] = set()
+    low = label.strip().casefold()
     if not _NOT_SECRET_WITH.intersection(ws) and (
         any(w in PASSWORD_WORDS and (w not in _WHOLE_ONLY or _alone(w, ws)) for w in ws)
         or any(p in joined for p in PASSWORD_PHRASES)
         or any(s in squashed for s in PASSWORD_SUBSTRINGS)
-        or label.strip().lower() in ("current-password", "new-password", "one-time-code", "cc-csc")
+        or low in ("current-password", "new-password", "one-time-code", "cc-csc")
+        or low in PASSWORD_WORDS
+        # words the splitter cuts apart (combining marks in Thai and Hindi, Latin Extended letters in
+        # `hasło`, `slaptažodis`, `mật khẩu`) are looked for in the label as written
+        or any(n in low for n in _UNSPLIT_SECRETS)
     ):
         kinds.add("password")
     if PHONE_WORDS.intersection(ws) or "phone" in squashed:
