@@ -12,8 +12,8 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from rote.archive import last_run_dir
-from rote.cli.console import visible
 from rote.generator.registry import AutomationRecord, Registry, from_archive
+from rote.report.units import visible
 
 _LEXERS = {"python": "python", "bash": "bash", "applescript": "applescript"}
 

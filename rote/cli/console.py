@@ -15,6 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from rote.report.units import visible
+
 #: Width when the output is not a terminal and `COLUMNS` is not set.
 DEFAULT_WIDTH = 120
 
@@ -61,21 +63,6 @@ def table(
             min_width=width or None,
         )
     return t
-
-
-#: Characters a terminal acts on instead of showing: C0 and C1 controls (ESC starts escape sequences that
-#: set the window title or clear the screen) and the bidirectional overrides that reorder what is shown.
-_INVISIBLE = {
-    **{c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)]},
-    **{c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]},
-}
-
-
-def visible(text: str) -> str:
-    """`text` with what a terminal would act on written out (`\\x1b`): names, reasons and generated
-    sources come from users' logs and topics, and an escape sequence in them reached the terminal (an
-    attacker's sweep). Line breaks and tabs stay."""
-    return text.translate(_INVISIBLE)
 
 
 def add_row(t: Table, *cells: str) -> None:

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from rote.cli.console import out_console, visible
+from rote.cli.console import out_console
 from rote.cli.import_options import (
     ActionColsOpt,
     ActionMapOpt,
@@ -31,6 +31,7 @@ from rote.discovery.evaluate import SCORE_METRICS, evaluate_file
 from rote.discovery.interleaved import evaluate_log, iter_folder, read_models, read_reference, setting_k
 from rote.errors import ImportFormatError, RoteError
 from rote.importers import FORMATS, ImportStats, load_actions
+from rote.report.units import visible
 
 
 def _fmt(v: Any) -> str:

@@ -399,18 +399,22 @@ def estimate_starts(
         if label not in seen:
             seen.add(label)
             heads.append(label)
-    current = segment_at(seq, accepted, min_length=min_length) if loop_rounds else []
+    current: list[list[str]] | None = None  # the segments the accepted starts cut, when a loop is asked
     for head in heads:
         if head in accepted:
             continue
         trial = accepted | {head}
-        looped = bool(loop_rounds) and _loops(
-            current, head, rounds=loop_rounds, share=loop_share, min_round=2 * min_length
-        )
-        if not looped and _in_body(
+        looped = False
+        if _in_body(
             seq, head, starts, bodies, min_length=min_length, body_share=body_share, trial_bodies=trial_bodies
         ):
-            continue
+            if not loop_rounds:
+                continue
+            if current is None:
+                current = segment_at(seq, accepted, min_length=min_length)
+            looped = _loops(current, head, rounds=loop_rounds, share=loop_share, min_round=2 * min_length)
+            if not looped:
+                continue
         head_body = body(seq, head, trial, min_length=min_length, share=body_share)
         if len(head_body) < min_length:
             continue  # cutting there leaves only fragments: not a routine of its own
@@ -424,8 +428,8 @@ def estimate_starts(
             continue
         accepted = trial
         starts.append(head)
-        bodies = _bodies(segment_at(seq, accepted, min_length=min_length), starts, body_share)
         current = segs
+        bodies = _bodies(current, starts, body_share)
     return starts
 
 

@@ -112,7 +112,6 @@ def read_log(
     name = Path(path).name
     if stats.rows == 0:
         raise ImportFormatError(f"{name} has no rows (only a header or blank lines)")
-    _refuse_wrong_encoding(name, stats)
     if validate and stats.valid == 0:
         first = min(stats.invalid, key=lambda k: -stats.invalid[k]) if stats.invalid else None
         detail = f"; first: {stats.first[first]}" if first else ""
@@ -121,20 +120,6 @@ def read_log(
             f"{name} has no valid event: {stats.rows} rows ({why or 'all skipped'}){detail}"
         )
     return ImportedLog(path=Path(path), records=records, stats=stats)
-
-
-def _refuse_wrong_encoding(name: str, stats: ImportStats) -> None:
-    """Most rows undecodable: the file is in another encoding than the one it is read in (a wrong
-    `--encoding`), not a log with a few damaged lines. Replaying what is left would pass a fraction of the
-    log off as the whole (a new user's `--encoding utf-8` on a cp1252 export replayed 478 of 1,066 rows,
-    exit status 0, and replaced the last run's archive)."""
-    bad = stats.invalid.get("encoding", 0)
-    if bad and bad * 2 > stats.rows:
-        shown = (stats.encoding or "utf-8").removesuffix("-sig")
-        raise ImportFormatError(
-            f"{name}: {bad} of {stats.rows} rows are not valid {shown} text; the file is in another "
-            f"encoding: pass it with --encoding (cp1252, latin-1, utf-16, ...)"
-        )
 
 
 def load_actions(
@@ -152,14 +137,12 @@ def load_actions(
     a caller that shows results from these actions should also show `stats.describe()`.
     """
     out: list[UserAction] = []
-    tally = stats if stats is not None else ImportStats()
-    for rec in iter_records(path, fmt=fmt, user_id=user_id, csv_options=csv_options, stats=tally):
+    for rec in iter_records(path, fmt=fmt, user_id=user_id, csv_options=csv_options, stats=stats):
         if rec.error is not None:
             if strict:
                 raise ImportFormatError(rec.error)
             continue
         out.append(rec.action if rec.action is not None else decode(UserAction, rec.payload))
-    _refuse_wrong_encoding(Path(path).name, tally)
     return out
 
 

@@ -26,7 +26,15 @@ from typing import Any
 from rote.errors import ImportFormatError
 from rote.importers.formats import record_id_for, resolve_columns
 from rote.importers.options import CsvOptions, Format, max_event_bytes
-from rote.importers.rows import RAW_KEEP_BYTES, Row, bounded_lines, capped, mapped_row, too_large
+from rote.importers.rows import (
+    RAW_KEEP_BYTES,
+    UNDECODED_HINT,
+    Row,
+    bounded_lines,
+    capped,
+    mapped_row,
+    too_large,
+)
 from rote.importers.sniff import UNDECODABLE, has_undecodable, open_text
 from rote.importers.stats import ImportStats
 
@@ -219,7 +227,7 @@ def _jsonl_objects(path: Path, encoding: str, stats: ImportStats) -> Iterator[Ro
             obj: Any = None
             if has_undecodable(body):
                 shown = encoding.removesuffix("-sig")
-                error, kind = f"line {line}: not valid {shown} text (pass --encoding)", "encoding"
+                error, kind = f"line {line}: not valid {shown} text {UNDECODED_HINT}", "encoding"
             else:
                 try:
                     obj = json.loads(body)

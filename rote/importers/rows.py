@@ -22,6 +22,11 @@ from rote.streams.schemas import UserAction
 RAW_KEEP_BYTES = 64 * 1024
 
 
+#: How a row that does not decode in the file's encoding ends its error (a lone surrogate escape in JSON
+#: is an `encoding` row too, but says nothing about the file's encoding).
+UNDECODED_HINT = "(pass --encoding)"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ImportedRecord:
     """One input row: the mapped event (validated unless `error`), its ground-truth labels, or why not.

@@ -242,7 +242,7 @@ def render(s: dict[str, Any], console: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from rote.cli.console import visible
+    from rote.report.units import visible
 
     replay = Path(str(s["replay"])).name
     imp = s.get("import") or {}

@@ -1,4 +1,5 @@
-"""Numbers for people: durations, hours, money, percentages and counts in the units a reader expects.
+"""Numbers and text for people: durations, hours, money, percentages and counts in the units a reader
+expects, and text from logs made safe to show (`visible`).
 
 Every view (the run summary, `rote report`, the HTML page, `rote automations`) formats through these, so the
 same quantity reads the same everywhere and no raw float such as ``4182.164539020656`` reaches a person.
@@ -84,3 +85,18 @@ def count(n: int | float | None) -> str:
 
 def plural(n: int, word: str, words: str | None = None) -> str:
     return f"{count(n)} {word if n == 1 else (words or word + 's')}"
+
+
+#: Characters a terminal acts on instead of showing: C0 and C1 controls (ESC starts escape sequences that
+#: set the window title or clear the screen) and the bidirectional overrides that reorder what is shown.
+_INVISIBLE = {
+    **{c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)]},
+    **{c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]},
+}
+
+
+def visible(text: str) -> str:
+    """`text` with what a terminal would act on written out (`\\x1b`): names, reasons and generated
+    sources come from users' logs and topics, and an escape sequence in them reached the terminal (an
+    attacker's sweep). Line breaks and tabs stay."""
+    return text.translate(_INVISIBLE)
