@@ -15,7 +15,7 @@ def candidate_name(c: Candidate) -> str:
     """Discovery's human name for the routine, or its first steps when it has none."""
     if c.name:
         return c.name
-    from rote.workflow.analysis import routine_name
+    from rote.workflow.model import routine_name
 
     return routine_name(c)
 

@@ -1,8 +1,14 @@
-"""Workflow analyzer: bottlenecks, parallelization, caching and the optimization score (pure logic)."""
+"""Workflow analyzer: bottlenecks, parallelization, caching and the optimization score (pure logic).
+
+`model` holds the configuration and the result types, `steps` the per-step statistics and bottlenecks,
+`plans` the parallel plan and the caching hints, and `analysis` the score, `analyze` and the agent's
+state machine (`WorkflowAnalyzer`).
+"""
 
 from __future__ import annotations
 
-from rote.workflow.analysis import (
+from rote.workflow.analysis import WorkflowAnalyzer, analyze, edge_times, rank_agreement
+from rote.workflow.model import (
     AnalysisError,
     AnalyzerConfig,
     Bottleneck,
@@ -11,16 +17,10 @@ from rote.workflow.analysis import (
     ParallelPlan,
     StepStats,
     WorkflowAnalysis,
-    WorkflowAnalyzer,
-    analyze,
-    caching_hints,
-    dependency_edges,
-    edge_times,
     latest_automations,
     latest_candidates,
-    parallel_plan,
-    rank_agreement,
 )
+from rote.workflow.plans import caching_hints, dependency_edges, parallel_plan
 
 __all__ = [
     "AnalysisError",
