@@ -143,3 +143,42 @@ def test_generated_sources_hold_no_token_and_still_reproduce_the_user() -> None:
     for case in automation.test_cases:
         verdict = replay(automation, case, "python")
         assert verdict.passed, verdict
+
+
+def test_a_derived_target_never_carries_a_token_as_its_literal_part() -> None:
+    """A window title made of a typed value and the account's e-mail (`Order 7 - <email:…> - Gmail`) is
+    derived from the typed step by the generator; the text around it held the pseudonym, and it went into
+    the generated source as a literal. Now such a target is an input."""
+    steps = [
+        RoutineStep(
+            label="editField:Subject", app="Chrome", action_type="editField", target=Target(field="Subject")
+        ),
+        RoutineStep(label="click:Send", app="Chrome", action_type="click", target=Target(field="Send")),
+    ]
+    instances = []
+    for k in range(6):
+        start = T0 + timedelta(hours=k)
+        subject = f"Order {k + 7}"
+        instances.append(
+            RoutineInstance(
+                event_ids=[f"s{k}-0", f"s{k}-1"],
+                values=[subject, None],
+                targets=[steps[0].target, Target(field="Send", title=f"{subject} - {EMAIL} - Gmail")],
+                start=start,
+                end=start + timedelta(seconds=20),
+            )
+        )
+    cand = _candidate().model_copy(
+        update={
+            "candidate_id": "mail",
+            "routine": [s.label for s in steps],
+            "steps": steps,
+            "instances": instances,
+        }
+    )
+    plan = build_plan(cand)
+    title = plan.steps[1]["target"]["title"]
+    assert not has_redacted_literal(title), title
+    assert title["k"] == "param"
+    for src in generate(cand).sources.values():
+        assert REDACTED_RE.search(src.source) is None

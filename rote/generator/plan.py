@@ -297,7 +297,8 @@ def build_plan(c: Candidate, config: PlanConfig | None = None) -> Plan:
                     target[key] = e
                     continue
             e2 = _derive(svals, present_obs, bound, s, None, cfg)
-            if e2 is not None:
+            if e2 is not None and not has_redacted_literal(e2):
+                # (a derived title such as `v4 + " - <email:…> - Gmail"` would carry the token as a literal)
                 target[key] = e2
                 continue
             pname = names.new(f"{slug(st.label)}_{key}")
