@@ -203,7 +203,7 @@ def register(app: typer.Typer) -> None:
                     progress=tick,
                 )
         except RoteError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            _refuse(err, exc)
             raise typer.Exit(2) from None
         out["import"] = imported.to_dict()
         if as_json:
@@ -290,7 +290,7 @@ def _interleaved(
             if not as_json:
                 err.print(f"{p.name}: {_fmt(row.get('mean_jc'))}", end="\r")
     except RoteError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        _refuse(err, exc)
         raise typer.Exit(2) from None
 
     def mean(key: str) -> float | None:
@@ -340,3 +340,9 @@ def _interleaved(
     con = out_console()  # the terminal's width, else COLUMNS or 120: not cut to 80 when piped
     con.print(table)
     con.print(f"rote >= published on {summary['wins']} of {len(rows)} logs")
+
+
+def _refuse(err: Console, exc: Exception) -> None:
+    """The refusal on one line: not wrapped at the terminal's width, and the file's text (in the message)
+    shown as text, never read as markup."""
+    err.print(Text.assemble(("error:", "red"), " ", visible(" ".join(str(exc).split()))), soft_wrap=True)

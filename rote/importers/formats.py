@@ -200,6 +200,12 @@ def resolve_columns(fmt: Format, header: Sequence[str], options: CsvOptions | No
             ("eventType", "timeStamp", "targetApp") if fmt == "actionlogger" else ("eventType", "timeStamp")
         )
         missing = [c for c in required if c not in header]
+        if missing and header and header[0].lstrip("\ufeff \t").startswith(("{", "[")):
+            # JSON read as a CSV header: its "columns" are pieces of the first record (a person's data)
+            raise ImportFormatError(
+                f"{name} is not a{'n' if fmt == 'actionlogger' else ''} {fmt} log: it holds JSON records; "
+                "try --format auto"
+            )
         if missing:
             raise ImportFormatError(
                 f"{name} is not a{'n' if fmt == 'actionlogger' else ''} {fmt} log: missing column(s) "
