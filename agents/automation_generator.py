@@ -5,7 +5,7 @@ Two agents, because their inputs are keyed differently:
   high enough. A candidate is re-published every time its evidence grows; regenerating (and re-testing in
   the sandbox) on every new occurrence would multiply sandbox work for no new information, so a new version
   is made only when the routine's steps change or its occurrences grew by `regenerate_growth` since the
-  version last generated.
+  version last generated, with no fewer instances to learn from (`should_generate`).
 - `registry` reads `automations`, `test-results` and `metrics` (all keyed by automation id, so co-partitioned
   with its table) and keeps each automation's lifecycle and statistics in the `registry` table. When testing
   moves an automation to verified or rejected, the new state is published back to `automations` (a compacted
@@ -125,6 +125,7 @@ def register(
             record: dict[str, Any] = {
                 "version": cand.version,
                 "occurrences": cand.occurrences,
+                "instances": len(cand.instances),
                 "routine": list(cand.routine),
             }
             pending = await outbox.prepare(
@@ -218,6 +219,8 @@ def _generated_record(raw: bytes | None) -> dict[str, Any] | None:
         return {
             "version": r.int("version"),
             "occurrences": r.int("occurrences"),
+            # (records written before it was kept: none known, so no bound)
+            "instances": r.int("instances") if r.has("instances") else 0,
             "routine": r.strs("routine"),
             "outbox": [read_pending(p) for p in r.objs("outbox")] if r.has("outbox") else [],
         }
@@ -227,7 +230,8 @@ def _generated_record(raw: bytes | None) -> dict[str, Any] | None:
 
 
 def should_generate(cand: Candidate, last: dict[str, Any] | None, *, min_score: float, growth: float) -> bool:
-    """Generate for a qualifying candidate once, then only on a changed routine or grown evidence."""
+    """Generate for a qualifying candidate once, then only on a changed routine or grown evidence (more
+    occurrences, and at least the instances the last version learnt from)."""
     if cand.score < min_score:
         return False
     if last is None:
@@ -236,7 +240,13 @@ def should_generate(cand: Candidate, last: dict[str, Any] | None, *, min_score: 
         return False
     if list(cand.routine) != list(last["routine"]):
         return True
-    return cand.occurrences >= growth * int(last["occurrences"])
+    # Grown evidence, and no fewer instances to learn from: a long routine's candidate may keep fewer
+    # instances as its user's state fills its budget, and a version learnt from two of them made one
+    # person's order number and name literals of the script, failed its test and replaced a version
+    # learnt from four that had passed (a new user's log).
+    return cand.occurrences >= growth * int(last["occurrences"]) and len(cand.instances) >= int(
+        last.get("instances", 0)
+    )
 
 
 #: States the registry announces on `automations` (the generator publishes "generated" itself).

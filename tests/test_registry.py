@@ -319,3 +319,28 @@ def test_a_new_version_rejected_on_arrival_gets_its_own_rejected_record(auto: Au
             announced.append((rec.version, rec.state))
         before = (rec.version, rec.state)
     assert announced == [(1, "rejected"), (2, "rejected")]
+
+
+def test_a_version_is_not_regenerated_from_fewer_instances() -> None:
+    """Grown evidence regenerates an automation, but not from fewer kept instances than the last version
+    learnt from: a new user's candidate went from four instances to two as the state filled its budget, and
+    the version learnt from two (one person's order number as a literal) failed and replaced one that had
+    passed. A changed routine is generated whatever its instances; old records without the count pass."""
+    from rote.agents.automation_generator import _generated_record, should_generate
+    from rote.state import encode_json
+
+    v1 = file_candidate(n=6, version=1)
+    last = _generated_record(
+        encode_json(
+            {"version": 1, "occurrences": 6, "instances": 6, "routine": list(v1.routine), "outbox": []}
+        )
+    )
+    assert last is not None and last["instances"] == 6
+    grown = v1.model_copy(update={"version": 2, "occurrences": 20})
+    assert should_generate(grown, last, min_score=0, growth=1.5)
+    fewer = grown.model_copy(update={"instances": grown.instances[:2]})
+    assert not should_generate(fewer, last, min_score=0, growth=1.5)
+    changed = fewer.model_copy(update={"routine": [*fewer.routine[:-1], "other:step"]})
+    assert should_generate(changed, last, min_score=0, growth=1.5)
+    legacy = _generated_record(encode_json({"version": 1, "occurrences": 6, "routine": list(v1.routine)}))
+    assert legacy is not None and should_generate(fewer, legacy, min_score=0, growth=1.5)
