@@ -242,3 +242,25 @@ def test_prometheus_figures_match_the_summary() -> None:
     assert _sample("rote_roi_ratio") == pytest.approx(s2.roi)
     assert _sample("rote_manual_baseline_seconds") == pytest.approx(s2.mean_baseline_seconds)
     assert b"rote_roi_ratio" in generate_latest(metrics.REGISTRY)
+
+
+def test_no_roi_below_a_cent_of_cost() -> None:
+    """Automations all rejected, their sandbox tests costing a fraction of a cent and nothing saved: there is
+    no ROI, not "−100 % = (0.00 saved − 0.00 cost) / 0.00" (a new user read it as a total loss). From a cent
+    on, the ratio is given and explained."""
+    from rote.report.roi import explain_roi
+
+    cheap = CostModel(hourly_rate=36.0, build_cost_hours=0.5, test_cost_per_run_seconds=0.000_01)
+    t = EfficiencyTracker(cheap)
+    rejected = routine([60.0])
+    t.apply_automation(automation_for(rejected, version=1, state="rejected", created_at=T0))
+    t.apply_test_result(make_result(1, 2.0, passed=False))
+    s = t.summary()
+    assert 0 < s.cost["total"] < 0.01
+    assert s.roi is None and s.automations[0].roi is None
+    assert explain_roi(s.to_dict()) is None
+    t2 = EfficiencyTracker(COST)  # 0.02 of tests: a cost to relate the (no) savings to
+    t2.apply_automation(automation_for(rejected, version=1, state="rejected", created_at=T0))
+    t2.apply_test_result(make_result(1, 2.0, passed=False))
+    s2 = t2.summary()
+    assert s2.roi == pytest.approx(-1.0) and (explain_roi(s2.to_dict()) or "").startswith("−100")

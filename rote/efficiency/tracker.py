@@ -35,6 +35,10 @@ from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult
 
 #: States in which an automation has been put to a person: verified (awaiting approval) and after.
 REVIEWED_STATES = frozenset({"verified", "active", "degraded", "retired"})
+#: Below a cent of cost (in the report's currency) there is no ROI: the machine time of a few sandbox tests
+#: is ~0.00004 of it, and "ROI −100 % = (0.00 saved − 0.00 cost) / 0.00" told a new user whose automations
+#: were all rejected that they had lost everything.
+MIN_ROI_COST = 0.01
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -512,7 +516,8 @@ class EfficiencyTracker:
             "maintenance": sum(a.cost_maintenance for a in per),
         }
         cost_parts["total"] = sum(cost_parts.values())
-        roi = (value - cost_parts["total"]) / cost_parts["total"] if cost_parts["total"] > 0 else None
+        total = cost_parts["total"]
+        roi = (value - total) / total if total >= MIN_ROI_COST else None
         trends, series, buckets = self._trends(ok)
         return EfficiencySummary(
             currency=cost.currency,
@@ -615,7 +620,7 @@ class EfficiencyTracker:
             cost_run=c_run,
             cost_maintenance=c_maint,
             cost_total=c_total,
-            roi=_finite((value - c_total) / c_total) if c_total > 0 else None,
+            roi=_finite((value - c_total) / c_total) if c_total >= MIN_ROI_COST else None,
             speedup=_finite(baseline / automated) if baseline is not None and automated else None,
             ewma_saved_seconds=ewma,
             slope_saved_per_run=slope,

@@ -214,7 +214,7 @@ def rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(
             ("time saved", f"{duration(saved)} by production runs, worth {money(s.get('value_saved'), cur)}")
         )
-    out.append(("ROI", s.get("roi_explained") or "– (nothing built or run yet)"))
+    out.append(("ROI", s.get("roi_explained") or "– (under a cent spent: no automation reviewed or run yet)"))
     out.append(("reports", plural(int(s["reports"]), "optimization report")))
     topics = s.get("topics") or {}
     # a `user-actions` message may carry one user's batch of actions (the actions are counted under "input")

@@ -18,8 +18,8 @@ def explain_roi(efficiency: Mapping[str, Any]) -> str | None:
     when there is no cost to relate the value to."""
     cost = efficiency.get("cost") or {}
     total = float(cost.get("total") or 0.0)
-    if total <= 0:
-        return None
+    if total <= 0 or efficiency.get("roi") is None:
+        return None  # nothing spent, or less than a cent (`MIN_ROI_COST`): no ratio to explain
     cur = str(efficiency.get("currency") or "")
     model = efficiency.get("cost_model") or {}
     value = float(efficiency.get("value_saved") or 0.0)
