@@ -515,3 +515,29 @@ def test_eval_discovery_table_numbers_routines_in_the_order_they_are_scored() ->
     numbers = [line.split("│")[1].strip() for line in out.stdout.splitlines() if line.startswith("│ ")]
     numbers = [n for n in numbers if n.isdigit()]
     assert numbers == [str(k) for k in range(1, len(numbers) + 1)] and numbers
+
+
+def test_a_truth_file_that_scores_nothing_is_refused(tmp_path: Path) -> None:
+    """`--truth` that matched no event scored every metric as empty and exited 0 (a new user's own truth
+    file); unreadable, without instances, or of other events, it is refused in one line."""
+    from rote.errors import ImportFormatError
+
+    log = DATA / "bosco_log1_300.csv"
+    lines = log.read_text().splitlines()
+    shifted = tmp_path / "other_events.csv"  # the same log a year later: no row is an event of the log
+    shifted.write_text("\n".join([lines[0], *(ln.replace("2019-", "2020-") for ln in lines[1:])]) + "\n")
+    no_case = tmp_path / "no_case.csv"
+    no_case.write_text("\n".join(ln.split(",", 1)[1] for ln in lines) + "\n")
+    as_json = tmp_path / "truth.jsonl"
+    as_json.write_text('{"uuid": "1", "routine": "A"}\n')
+    bad_rows = tmp_path / "bad_rows.csv"
+    bad_rows.write_text(f'{lines[0]}\n"0","openFile","yesterday","Excel","complete",,,,,,,\n')
+    for truth, why in (
+        (as_json, "truth.jsonl is not a bosco log: it holds JSON records"),
+        (bad_rows, "no event read from it as a bosco log"),
+        (no_case, "no routine instance column"),
+        (shifted, "none of its rows is an event of bosco_log1_300.csv"),
+    ):
+        with pytest.raises(ImportFormatError, match=why):
+            evaluate_file(log, fmt="bosco", truth_path=truth)
+    assert evaluate_file(log, fmt="bosco", truth_path=log)["instance_f1"] is not None

@@ -279,6 +279,22 @@ def evaluate_file(
     if truth_path is not None:
         truth_actions, truth_records = _load(truth_path, truth_format or fmt, csv_options, "truth")
         truth = truth_from_file(actions, truth_actions, truth_records, ab)
+        # Scored against nothing, every metric would be empty and the command would still succeed.
+        if not truth_actions:
+            raise ImportFormatError(
+                f"{truth_path.name}: no event read from it as a {truth_format or fmt} log (a truth file is "
+                "read with the log's format and columns; a log of your own can carry its truth in columns "
+                "instead: --instance-col, --routine-col)"
+            )
+        if not truth.instance_of:
+            raise ImportFormatError(
+                f"{truth_path.name}: no routine instance column (caseID, case_id, ...; --instance-col)"
+            )
+        if not truth.mapping:
+            raise ImportFormatError(
+                f"{truth_path.name}: none of its rows is an event of {path.name} (a truth file is the same "
+                "events, segmented, with an instance column; rows are matched by timestamp and action type)"
+            )
     else:
         truth = truth_from_labels(actions, records, ab)
     out: dict[str, Any] = dict.fromkeys(SCORE_METRICS)
