@@ -541,3 +541,69 @@ def test_a_truth_file_that_scores_nothing_is_refused(tmp_path: Path) -> None:
         with pytest.raises(ImportFormatError, match=why):
             evaluate_file(log, fmt="bosco", truth_path=truth)
     assert evaluate_file(log, fmt="bosco", truth_path=log)["instance_f1"] is not None
+
+
+def test_time_spent_on_other_work_inside_an_instance_is_not_the_routines() -> None:
+    """Two routines of five steps (ten and eight seconds a step) interleaved at the event level: each event
+    comes its own step time after the user's previous event, whichever routine that was. An instance's span
+    holds the other routine's steps too; the routine's duration (the score's time cost, the hours it could
+    save) and its step times counted them, so a new user's interleaved log showed "7 min 10 s each" for a
+    six-step chat. Now a step takes the time since the user's previous event when other work came
+    between."""
+    from rote.discovery.synth import SynthConfig, interleave
+
+    def instances(steps: list[tuple[str, str]], step_s: float, prefix: str) -> list[list[UserAction]]:
+        return [
+            [
+                _act(0, atype, t=j * step_s, field=field).model_copy(update={"event_id": f"{prefix}{k}-{j}"})
+                for j, (atype, field) in enumerate(steps)
+            ]
+            for k in range(40)
+        ]
+
+    a_steps = [("click", "Open order"), ("copy", "Order number"), ("paste", "Order"), ("paste", "Date")]
+    a_steps.append(("click", "Save"))
+    b_steps = [("click", "Message"), ("copy", "Sender"), ("paste", "Requester"), ("paste", "Subject")]
+    b_steps.append(("click", "Create"))
+    log = interleave(
+        {"A": instances(a_steps, 10.0, "a"), "B": instances(b_steps, 8.0, "b")},
+        SynthConfig(seed=3, per_type=40, noise_rate=0.0, stickiness=0.7),
+    )
+    interrupted = 0
+    for name, step_s in (("A", 10.0), ("B", 8.0)):
+        spans: dict[str, list[datetime]] = {}
+        for e in log:
+            if e.routine == name and e.instance is not None:
+                spans.setdefault(e.instance, []).append(e.action.timestamp)
+        interrupted += sum((ts[-1] - ts[0]).total_seconds() > 4 * step_s for ts in spans.values())
+    assert interrupted >= 20  # the spans hold the other routine's steps
+    result = discover([e.action for e in log])
+    for steps, step_s in ((a_steps, 10.0), (b_steps, 8.0)):
+        labels = [f"{atype}:{field}" for atype, field in steps]
+        cand = next(r.candidate for r in result.heads() if r.candidate.routine == labels)
+        assert cand.mean_duration_seconds == pytest.approx(4 * step_s, abs=0.5)
+        for inst in cand.instances:
+            assert inst.step_durations_seconds[1:] == pytest.approx([step_s] * 4, abs=0.01)
+    # the gaps are part of the user's state: kept through a checkpoint exactly
+    from rote.state import decode_state, encode_state
+
+    disc = RoutineDiscoverer(DiscoveryConfig())
+    state = disc.new_state("synth")
+    disc.learn_many(state, [e.action for e in log])
+    disc.flush(state)
+
+    def gaps(s: UserState) -> list[int | None]:
+        return [e.gap for v in s.variants.values() for seg in v.instances for e in seg.events or ()]
+
+    assert any(g is not None for g in gaps(state))
+    again = decode_state(UserState, encode_state(state))
+    assert gaps(again) == gaps(state) and again.to_state() == state.to_state()
+    # ... and a forged gaps column is refused, not trusted
+    from rote.errors import StateError
+
+    raw = json.loads(encode_state(state))
+    assert len(raw["data"]["events"]) == 9
+    for forged in ([0, -5], [3, 1, 2, 1], [0], [10**9, 1], [0, "1"]):
+        raw["data"]["events"][8] = forged
+        with pytest.raises(StateError):
+            decode_state(UserState, json.dumps(raw).encode())

@@ -216,7 +216,7 @@ def _steps(state: UserState, cfg: DiscoveryConfig, miner: VariantMiner) -> list[
         done = False
         for seg in state.pending:
             if seg.events is not None:
-                seg.events = None
+                seg.forget_events()
                 done = True
         return done
 

@@ -106,7 +106,7 @@ def _observe(seg: Segment, n_steps: int) -> _Observed:
         if e.duration is not None:
             durations[k] = e.duration
         elif prev_ts is not None:
-            durations[k] = max(0.0, (e.ts - prev_ts) / US)
+            durations[k] = max(0.0, _active(e, prev_ts) / US)
         prev_ts = e.ts
     return evs, values, targets, durations
 
@@ -134,8 +134,16 @@ def _step_duration(seg: Segment, k: int) -> float | None:
     for j in range(k - 1, -1, -1):
         p = seg.aligned[j]
         if p is not None:
-            return max(0.0, (ev.ts - seg.events[p].ts) / US)
+            return max(0.0, _active(ev, seg.events[p].ts) / US)
     return None
+
+
+def _active(ev: Ev, prev_ts: int) -> int:
+    """Microseconds the step took: since the instance's previous step, less any time spent on other work
+    in between (`Ev.gap`: only the time since the user's previous event, whatever it was)."""
+    d = ev.ts - prev_ts
+    g = ev.gap
+    return g if g is not None and g < d else d
 
 
 def families(variants: Sequence[Variant], similarity: float, containment: float) -> list[list[Variant]]:

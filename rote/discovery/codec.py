@@ -141,7 +141,9 @@ class _Block:
         return [base, unit, len(events)]
 
     def finish(self) -> list[Any]:
-        """[ids, time deltas, labels, apps, types, values, targets, durations or None]"""
+        """[ids, time deltas, labels, apps, types, values, targets, durations or None, gaps]: the gaps
+        (`Ev.gap`) as index and milliseconds pairs, the column left out when no event has one (as states
+        written before it were)"""
         events = self.events
         t = self.t
         # table lookups inlined (setdefault with the next index): this runs for every held event at every
@@ -157,7 +159,7 @@ class _Block:
             got = targets.get(key)
             tgts.append(t.target(key) if got is None else got)
         durations = [e.duration for e in events]
-        return [
+        out = [
             self.ids,
             pack_small(self.dts),
             pack(lab),
@@ -167,10 +169,16 @@ class _Block:
             pack(tgts),
             None if all(d is None for d in durations) else durations,
         ]
+        # few events have a gap: [index, milliseconds, index, milliseconds, ...]
+        gaps = [x for k, e in enumerate(events) if e.gap is not None for x in (k, e.gap // 1000)]
+        if gaps:
+            out.append(gaps)
+        return out
 
 
 def _enc_segment(t: _Tables, block: _Block, seg: Segment, steps: tuple[str, ...] | None = None) -> list[Any]:
-    """[key (None: the variant's steps), events, [first, last time], last duration, alignment]; an
+    """[key (None: the variant's steps), events, [first, last time], last duration, alignment, idle (when
+    not 0)]; an
     alignment that takes the events in order (a kept instance's) is written as the bit set of the steps
     present."""
     aligned = seg.aligned
@@ -184,13 +192,16 @@ def _enc_segment(t: _Tables, block: _Block, seg: Segment, steps: tuple[str, ...]
         align = pack([0 if i is None else i + 1 for i in aligned])
     if steps is not None:  # a kept instance: its times are its events'
         return [None if seg.key == steps else t.labs(seg.key), block.add(seg.events or [], seg), align]
-    return [
+    out = [
         t.labs(seg.key),
         None if seg.events is None else block.add(seg.events, seg),
         [seg.first_ts, seg.last_ts],
         seg.last_duration,
         align,
     ]
+    if seg.idle:
+        out.append(seg.idle)  # (left out when none, as states before it were written)
+    return out
 
 
 def _enc_keys(t: _Tables, keys: Any) -> list[Any]:
@@ -346,6 +357,14 @@ def _int(x: Any, what: str) -> int:
     return x
 
 
+def _gap(x: Any) -> int:
+    """An `Ev.gap` (in milliseconds) or a segment's idle time (in microseconds): not negative."""
+    g = _int(x, "event gap")
+    if not 0 <= g < 1 << 52:
+        raise _fail("event gap out of range")
+    return g
+
+
 def _num(x: Any, what: str) -> float:
     if type(x) not in (int, float):
         raise _fail(f"{what} must be a number")
@@ -443,7 +462,8 @@ class _Reader:
 
     def load_events(self, x: Any) -> None:
         """The state's event block (see `_Block`); holders then `take` their events in order."""
-        x = _list(x, "events", 8)
+        if type(x) is not list or len(x) not in (8, 9):
+            raise _fail("events: expected a list of 8 or 9 columns")
         ids = _ids(x[0])
         n = len(ids)
         dts = unpack_small(x[1], "event times")
@@ -451,6 +471,18 @@ class _Reader:
         if len(dts) != n or any(len(c) != n for c in cols):
             raise _fail("event columns differ in length")
         durations: list[Any] = [None] * n if x[7] is None else _list(x[7], "event durations", n)
+        gaps: list[int | None] = [None] * n
+        if len(x) == 9:
+            pairs = _list(x[8], "event gaps")
+            if len(pairs) % 2:
+                raise _fail("event gaps: index and value pairs")
+            last = -1
+            for k in range(0, len(pairs), 2):
+                i = _int(pairs[k], "event gap index")
+                if not last < i < n:
+                    raise _fail("event gap index out of order or range")
+                gaps[i] = 1000 * _gap(pairs[k + 1])
+                last = i
         ns = len(self.strings)
         labels = [self.labels[i] for i in bounded(cols[0], 0, len(self.labels), "event labels")]
         apps = bounded(cols[1], 0, ns, "event apps")
@@ -468,6 +500,7 @@ class _Reader:
                 None if values[k] == 0 else vals[values[k] - 1],
                 tgts[targets[k] - 1] if targets[k] else _NO_TARGET,
                 _opt_num(durations[k], "event duration"),
+                gaps[k],
             )
             for k in range(n)
         ]
@@ -485,9 +518,9 @@ class _Reader:
         self._next += n
         out = []
         ts = base
-        for eid, dt, label, app, atype, value, target, dur in rows:
+        for eid, dt, label, app, atype, value, target, dur, gap in rows:
             ts += dt * unit
-            out.append(Ev(eid, ts, label, app, atype, value, target, dur))
+            out.append(Ev(eid, ts, label, app, atype, value, target, dur, gap))
         return out
 
     def finished(self) -> bool:
@@ -502,7 +535,8 @@ class _Reader:
             first, last = events[0], events[-1]
             x = [x[0], None, [first.ts, last.ts], last.duration, x[2]]
         else:
-            x = _list(x, "segment", 5)
+            if type(x) is not list or len(x) not in (5, 6):
+                raise _fail("segment: expected a list of 5 or 6 fields")
             events = None if x[1] is None else self.take(x[1])
         times = _list(x[2], "segment times", 2)
         limit = len(events) if events is not None else 0
@@ -540,6 +574,7 @@ class _Reader:
             last_ts=_int(times[1], "segment end"),
             last_duration=_opt_num(x[3], "segment duration"),
             aligned=aligned,
+            idle=_gap(x[5]) if len(x) == 6 else 0,
         )
 
 

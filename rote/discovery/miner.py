@@ -34,7 +34,7 @@ from zlib import crc32
 from rote.discovery.budget import check_budget
 from rote.discovery.candidates import CandidateBuilder, DiscoveredRoutine, DiscoveryResult
 from rote.discovery.config import DiscoveryConfig
-from rote.discovery.model import US, Ev, Segment, Thread, UserState, key_hash
+from rote.discovery.model import NO_TIME_LO, US, Ev, Segment, Thread, UserState, key_hash
 from rote.discovery.segmentation import estimate_starts
 from rote.discovery.threads import Threader
 from rote.discovery.variants import VariantMiner
@@ -232,7 +232,8 @@ class RoutineDiscoverer:
         cfg = self.config
         n = state.events = state.events + 1
         ts = ev.ts
-        if ts > state.released_ts:
+        prev_ts = state.released_ts  # the user's previous event (time order)
+        if ts > prev_ts:
             state.released_ts = ts
             state.tie_ids = [ev.event_id]
         elif len(state.tie_ids) < _MAX_TIES:
@@ -302,9 +303,12 @@ class RoutineDiscoverer:
             th.open = []
             self.miner.assign(state, seg, touched)
             seg = th.open
+        if seg and th.last_ts < prev_ts <= ts:
+            ev.gap = (ts - prev_ts) // 1000 * 1000  # other work came between (see `Ev.gap`)
         th.last_ts = ts
         if x in state.start_set:
             if len(seg) >= cfg.min_length:
+                ev.gap = None  # it begins an instance: no step before it
                 th.open = [ev]
                 self.miner.assign(state, seg, touched)
             else:
@@ -325,18 +329,22 @@ class RoutineDiscoverer:
             state.check_at = state.payload + cfg.budget_check_bytes
             check_budget(state, cfg, self.miner)
 
-    def _segment(self, state: UserState, th: Thread, ev: Ev, touched: set[str]) -> None:
+    def _segment(self, state: UserState, th: Thread, ev: Ev, touched: set[str], prev_ts: int) -> None:
         """Add an event to its thread's open segment: cut before a routine start, close on an idle gap or
-        at `max_segment_events`; an event before any start is noise."""
+        at `max_segment_events`; an event before any start is noise. `prev_ts`: the time of the user's
+        previous event (`Ev.gap`)."""
         cfg = self.config
         seg = th.open
         if seg and (ev.ts - th.last_ts > self._gap_us or len(seg) >= cfg.max_segment_events):
             th.open = []
             self.miner.assign(state, seg, touched)
             seg = th.open
+        if seg and th.last_ts < prev_ts <= ev.ts:
+            ev.gap = (ev.ts - prev_ts) // 1000 * 1000
         th.last_ts = ev.ts
         is_start = ev.label in state.start_set
         if is_start and len(seg) >= cfg.min_length:
+            ev.gap = None
             th.open = [ev]
             self.miner.assign(state, seg, touched)
         elif seg or is_start:
@@ -421,6 +429,7 @@ class RoutineDiscoverer:
             state.history.popleft()
         active = {th.tid: th for th in state.threads}
         closed: dict[int, Thread] = {}
+        prev_ts = NO_TIME_LO
         for tid, ev in routed:
             th = active.get(tid)
             if th is None:
@@ -428,7 +437,8 @@ class RoutineDiscoverer:
                 if th is None:
                     th = Thread(tid=tid, first=ev.label, size=0, last=ev.label, last_n=0, last_ts=ev.ts)
                     closed[tid] = th
-            self._segment(state, th, ev, touched)
+            self._segment(state, th, ev, touched, prev_ts)
+            prev_ts = ev.ts
         for th in closed.values():
             if th.open:
                 segment, th.open = th.open, []

@@ -16,8 +16,10 @@ compactly.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -117,6 +119,11 @@ class Ev(msgspec.Struct, gc=False):
     value: str | None
     target: Any
     duration: float | None
+    #: microseconds (whole milliseconds) since the user's previous event, kept only where another event (of
+    #: another routine, or noise) came between this one and its predecessor in its segment: the step then
+    #: took this long, not the whole interval (interleaved work), and the instance's duration leaves the
+    #: rest out
+    gap: int | None = None
 
 
 @dataclass(slots=True)
@@ -136,8 +143,30 @@ class Segment:
     last_ts: int
     last_duration: float | None = None
     aligned: list[int | None] = field(default_factory=list)
+    #: once `events` are gone: microseconds of the span spent on other work (`Ev.gap`), so the occurrence's
+    #: duration still leaves them out
+    idle: int = 0
     #: the encoder's table-independent work on `events` (valid while `events` is that same list)
     enc: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
+
+    def forget_events(self) -> None:
+        """Keep only the key and times (and the time spent on other work within them)."""
+        if self.events is not None:
+            self.idle = idle_within(self.events)
+            self.events = None
+
+
+def idle_within(events: Sequence[Ev]) -> int:
+    """Microseconds between the first and last of `events` spent on other work: where another event came
+    between two of them, only the time since it counts (`Ev.gap`)."""
+    idle = 0
+    for prev, e in itertools.pairwise(events):
+        g = e.gap
+        if g is not None:
+            d = e.ts - prev.ts
+            if g < d:
+                idle += d - g
+    return idle
 
 
 @dataclass(slots=True)

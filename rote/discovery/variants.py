@@ -106,10 +106,11 @@ class VariantMiner:
         n_steps = len(steps)
         exact = seg.key == tuple(steps)
         events = seg.events
+        idle = 0
         if events is None:
             # only the key and times are left: an occurrence to count, not an instance to keep
             present_n = n_steps if exact else lcs_length(steps, seg.key)
-            first_ts, last_ts, last_dur = seg.first_ts, seg.last_ts, seg.last_duration
+            first_ts, last_ts, last_dur, idle = seg.first_ts, seg.last_ts, seg.last_duration, seg.idle
         else:
             if exact and len(events) == n_steps:
                 seg.aligned = list(range(n_steps))
@@ -125,6 +126,20 @@ class VariantMiner:
             if present:
                 first, last = events[present[0]], events[present[-1]]
                 first_ts, last_ts, last_dur = first.ts, last.ts, last.duration
+                # time within the instance spent on other work (interleaved routines, noise: `Ev.gap`):
+                # an event of its thread that is not one of its steps counts as other work too
+                prev_i = present[0]
+                for i in present[1:]:
+                    e = events[i]
+                    g = e.gap
+                    if i != prev_i + 1:
+                        d = (e.ts - events[i - 1].ts) // 1000 * 1000
+                        if g is None or d < g:
+                            g = e.gap = d
+                    span = e.ts - events[prev_i].ts
+                    if g is not None and g < span:
+                        idle += span - g
+                    prev_i = i
             if state is not None and present_n < len(events):
                 # keep only what the instance is made of: the events aligned to the steps
                 _trim(seg, present)
@@ -132,7 +147,7 @@ class VariantMiner:
         v.exact += exact
         v.fitness_milli += round(1000 * present_n / max(1, n_steps))
         if present_n:
-            v.duration_ms += (last_ts - first_ts) // 1000 + round(1000 * (last_dur or 0.0))
+            v.duration_ms += (last_ts - first_ts - idle) // 1000 + round(1000 * (last_dur or 0.0))
             if first_ts < v.first_seen:
                 v.first_seen = first_ts
             if last_ts > v.last_seen:
@@ -284,7 +299,7 @@ class VariantMiner:
             pending.popleft()
         keep = cfg.pending_with_events
         if len(pending) > keep:
-            pending[-keep - 1].events = None  # the oldest ones only count, they are never kept instances
+            pending[-keep - 1].forget_events()  # the oldest ones only count, they are never kept instances
         prepared = Masks(seg.key)
         lk = len(seg.key)
         need = cfg.cluster_similarity
