@@ -279,3 +279,21 @@ def test_at_80_columns_the_hint_commands_are_lines_of_their_own(summary: dict[st
     assert f"  rote report {frm} --html report.html" in lines
     assert f"  rote automations list {frm}" in lines
     assert max(len(line) for line in lines) <= 80
+
+
+def test_repeated_event_ids_are_counted_and_said(summary: dict[str, Any], tmp_path: Path) -> None:
+    """An export with records written twice (same id): the run said "1,188 actions in" while discovery took
+    1,182 (a new user compared it with `eval discovery`'s duplicate count). The import counts them and the
+    summary says they are learnt once."""
+    from rote.importers import read_log
+
+    log = tmp_path / "export.jsonl"
+    rec = {"user_id": "u", "app": "Web", "action_type": "click", "target": {"field": "Save"}}
+    lines = [{**rec, "event_id": f"e{i}", "timestamp": f"2026-11-23T08:00:0{i}Z"} for i in range(5)]
+    log.write_text("\n".join(json.dumps(x) for x in [*lines, lines[1], lines[3]]) + "\n")
+    imported = read_log(log, fmt="jsonl")
+    assert imported.stats.valid == 7 and imported.stats.repeated_ids == 2
+    assert imported.stats.to_dict()["repeated_ids"] == 2
+    told = {**summary, "import": {**(summary.get("import") or {}), "repeated_ids": 2}}
+    assert "2 repeated event ids (learnt once)" in dict(rows(told))["input"]
+    assert "repeated" not in dict(rows(summary))["input"]

@@ -27,6 +27,7 @@ import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rote.errors import ImportFormatError
 from rote.importers.formats import event_id_for, parse_timestamp
@@ -119,6 +120,14 @@ def read_log(
         raise ImportFormatError(
             f"{name} has no valid event: {stats.rows} rows ({why or 'all skipped'}){detail}"
         )
+    seen: set[Any] = set()
+    for rec in records:
+        if rec.error is None:
+            eid = rec.payload.get("event_id")
+            if eid in seen:
+                stats.repeated_ids += 1
+            else:
+                seen.add(eid)
     return ImportedLog(path=Path(path), records=records, stats=stats)
 
 

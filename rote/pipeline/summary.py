@@ -140,6 +140,8 @@ def rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     imp = s.get("import") or {}
     inp = [f"{plural(int(s['events_in']), 'action')} in"]
+    if imp.get("repeated_ids"):
+        inp.append(f"{plural(int(imp['repeated_ids']), 'repeated event id')} (learnt once)")
     if s.get("rows_rejected"):
         inp.append(f"{plural(int(s['rows_rejected']), 'invalid row')} of the file dead-lettered")
     skipped = sum((imp.get("skipped") or {}).values())
