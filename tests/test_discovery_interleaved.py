@@ -160,6 +160,20 @@ def test_candidates_carry_a_name_a_sop_with_the_data_flow_and_a_variant_note() -
     assert result.candidates[0].name == discover(load_actions(path, fmt=fmt)).candidates[0].name
 
 
+def test_a_sop_does_not_say_in_unknown() -> None:
+    """A log with no application column: its steps' app is `unknown`, and the SOP said "In unknown, copy
+    ..." on every line (a new user's browser export)."""
+    from rote.discovery.describe import sop_lines
+    from rote.streams.schemas import UNKNOWN_APP, RoutineStep, Target
+
+    steps = [
+        RoutineStep(label="copy:Order", app=UNKNOWN_APP, action_type="copy", target=Target(field="Order")),
+        RoutineStep(label="paste:Order", app="Sheets", action_type="paste", target=Target(field="Order")),
+    ]
+    first, second = sop_lines(steps, [])
+    assert first == "1. Copy the value from Order" and second.startswith("2. In Sheets, paste")
+
+
 def test_value_formats() -> None:
     assert value_format(["11-03-1986", "01-12-2001"]) == "DD-MM-YYYY"
     assert value_format(["a@b.org", "x.y@z.com"]) == "an e-mail address"

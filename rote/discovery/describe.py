@@ -153,7 +153,7 @@ def sop_lines(steps: Sequence[RoutineStep], instances: Sequence[RoutineInstance]
     for k, step in enumerate(steps):
         kind = _kind(step.action_type)
         where = _where(step)
-        app = f"In {step.app}, " if step.app else ""
+        app = f"In {step.app}, " if step.app and step.app != UNKNOWN_APP else ""  # no "In unknown, ..."
         p = step.parameter
         fmt = value_format(_step_values(instances, k)) if p is not None and p.kind != "constant" else None
         as_fmt = f", as {fmt}," if fmt else ""
@@ -182,6 +182,8 @@ def sop_lines(steps: Sequence[RoutineStep], instances: Sequence[RoutineInstance]
             text = f"{app}{_humanize(step.action_type)} on {where}"
         if step.optional:
             text += " (only sometimes)"
+        if not app:
+            text = text[:1].upper() + text[1:]
         lines.append(f"{k + 1}. {text}"[:MAX_LINE])
     return lines[:200]
 
