@@ -140,6 +140,47 @@ def test_list_keeps_long_ids_on_one_line_at_80_columns(tmp_path: Path) -> None:
     assert wide.exit_code == 0 and "success" in wide.stdout and "p50" in wide.stdout
 
 
+def test_a_long_word_in_a_reason_does_not_push_columns_off_a_wide_listing() -> None:
+    """Rich sizes a column no narrower than its longest word: with a URL in a rejection reason and a test
+    tally beside it, a new user's listing was wider than 120 columns and the console cut its right-hand
+    columns off (`p50`). `fit` sets the columns' widths to the console's; the URL folds."""
+    import io
+
+    from rich.console import Console
+
+    from rote.cli.automations_cmd import _COLUMNS
+    from rote.cli.console import add_row, fit, table
+
+    url = "'https://mail.example.com/mail/u/0/#inbox/FMfcgz837624904'"
+    case = "rt-41caf19fd179498d-i1-821fdf28-2214-4c08-ae8b-a75fb30e9e57"
+    why = f"python test {case}: failed (exited): action 1 copy: url {url} != {url}"
+    rows = [
+        ["auto-rt-41caf19fd179498d", "v2", "rejected", why, "python", "0/1 passed, 2 unsupported"],
+        ["auto-rt-2be1a67ffc0139d1", "v1", "rejected", "no language that runs here can express every step"],
+    ]
+    rows[0] += ["1", "0%", "0.0754s"]
+    rows[1] += ["–", "none ran, 3 unsupported", "0", "–", "–"]
+
+    def render(fitted: bool) -> list[str]:
+        t = table(*_COLUMNS, title="automations", whole={"id": 24})
+        for row in rows:
+            add_row(t, *row)
+        out = io.StringIO()
+        console = Console(file=out, width=120, soft_wrap=False)
+        console.print(fit(t, console.width) if fitted else t)
+        return out.getvalue().splitlines()
+
+    def whole(lines: list[str]) -> bool:
+        boxed = [line for line in lines if line[:1] in "┏┃┡│└"]
+        return bool(boxed) and all(line.rstrip()[-1] in "┓┃┩│┘" for line in boxed)
+
+    assert not whole(render(False))  # what rich does alone: the right-hand columns cut off
+    lines = render(True)
+    assert max(len(line) for line in lines) <= 120 and whole(lines), "\n".join(lines)
+    text = "\n".join(lines)
+    assert "p50" in text and "0.0754s" in text and "FMfcgz" in text and "auto-rt-41caf19fd179498d" in text
+
+
 # --------------------------------------------------------------------------------------------------
 # adapters
 # --------------------------------------------------------------------------------------------------

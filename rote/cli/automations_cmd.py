@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(reg.to_json()))
             return
-        from rote.cli.console import add_row, out_console
+        from rote.cli.console import add_row, fit, out_console
         from rote.cli.console import table as folding_table
 
         rows = [_summary_row(r) for r in reg.records()]
@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
             )
             for row in rows:
                 add_row(table, *row)
-            console.print(table)
+            console.print(fit(table, console.width))
         else:
             _print_blocks(console, rows)
         counts = reg.counts_by_state()

@@ -65,6 +65,34 @@ def table(
     return t
 
 
+def fit(t: Table, width: int) -> Table:
+    """Fix the columns' widths so the table fits `width`: the widest columns give up characters first
+    (their cells fold), a `whole` column (`min_width`) and a header never shrink. Rich measures a column's
+    minimum as its longest word and, when that cannot fit, cuts the table's right-hand columns off: one URL
+    in a reason made `automations list` lose its `p50` column at 120 columns (a new user's listing)."""
+    from rich.cells import cell_len
+
+    columns = t.columns
+    natural = []
+    floor = []
+    for col in columns:
+        cells = [str(c) for c in col.cells]
+        longest = max((cell_len(line) for c in cells for line in c.splitlines()), default=0)
+        head = cell_len(str(col.header))
+        natural.append(max(longest, head, col.min_width or 0))
+        floor.append(max(head, col.min_width or 0))
+    room = width - (len(columns) + 1) - 2 * len(columns)  # borders, and one space each side of a cell
+    widths = list(natural)
+    while sum(widths) > room:
+        k = max(range(len(widths)), key=lambda i: (widths[i] - floor[i] > 0, widths[i]))
+        if widths[k] <= floor[k]:
+            break  # nothing left to give: as narrow as it can be
+        widths[k] -= 1
+    for col, w in zip(columns, widths, strict=True):
+        col.width = w
+    return t
+
+
 def add_row(t: Table, *cells: str) -> None:
     """Add a row of plain text: names, reasons and values come from users' logs, so a ``[first]`` in a
     field name is text, not rich markup to be swallowed, and control characters are shown, not obeyed."""

@@ -40,7 +40,7 @@ def read_archive(run_dir: Path, *, progress: bool = True) -> dict[str, list[Any]
 
 
 def _print_summary(report: Any, html: Path | None) -> None:
-    from rote.cli.console import add_row, out_console, table
+    from rote.cli.console import add_row, fit, out_console, table
     from rote.report import units
     from rote.report.html import fmt_span
 
@@ -77,7 +77,7 @@ def _print_summary(report: Any, html: Path | None) -> None:
             f"{row['score']:.0f}",
             str(row.get("automation_state") or "–"),
         )
-    out.print(c)
+    out.print(fit(c, out.width))
     t = table(
         "automation",
         "state",
@@ -100,7 +100,7 @@ def _print_summary(report: Any, html: Path | None) -> None:
             units.duration(a["time_saved_seconds"]),
             units.percent(a["roi"], signed=True),
         )
-    out.print(t)
+    out.print(fit(t, out.width))
     b = table("#", "where", "step", "share", "why", title="Top bottlenecks")
     for x in report.bottlenecks[:8]:
         add_row(
@@ -111,7 +111,7 @@ def _print_summary(report: Any, html: Path | None) -> None:
             units.percent(x["share"]),
             "; ".join(x["reasons"]),
         )
-    out.print(b)
+    out.print(fit(b, out.width))
     if html is not None:
         out.print(f"HTML report: {html}", highlight=False)
 
