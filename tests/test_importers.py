@@ -97,9 +97,10 @@ def test_wrong_format_is_refused(tmp_path: Path) -> None:
     # JSON records read as a CSV log: the "header" is the first record, a person's data, never echoed
     records = tmp_path / "export.jsonl"
     records.write_text(json.dumps({"uuid": "1", "actor": {"email": "mia.keller@example.org"}}) + "\n")
-    with pytest.raises(ImportFormatError, match="holds JSON records; try --format auto") as err:
-        list(iter_records(records, fmt="bosco"))
-    assert "mia.keller" not in str(err.value) and "\n" not in str(err.value)
+    for fmt in ("bosco", "actionlogger", "csv"):
+        with pytest.raises(ImportFormatError, match="holds JSON records; try --format auto") as err:
+            list(iter_records(records, fmt=fmt))
+        assert "mia.keller" not in str(err.value) and "\n" not in str(err.value)
 
 
 def test_jsonl_roundtrip_labels_and_bad_lines(tmp_path: Path) -> None:

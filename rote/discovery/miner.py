@@ -34,7 +34,7 @@ from zlib import crc32
 from rote.discovery.budget import check_budget
 from rote.discovery.candidates import CandidateBuilder, DiscoveredRoutine, DiscoveryResult
 from rote.discovery.config import DiscoveryConfig
-from rote.discovery.model import NO_TIME_LO, US, Ev, Segment, Thread, UserState, key_hash
+from rote.discovery.model import NO_TIME_LO, US, Ev, Segment, Thread, UserState, key_hash, target_values
 from rote.discovery.segmentation import estimate_starts
 from rote.discovery.threads import Threader
 from rote.discovery.variants import VariantMiner
@@ -60,8 +60,11 @@ def ts_us(ts: datetime) -> int:
     return (ts - _EPOCH) // _ONE_US
 
 
-#: distinct targets and names `RoutineDiscoverer` shares between events before it starts afresh
+#: distinct targets and names `RoutineDiscoverer` shares between events, and their characters, before it
+#: starts afresh; a longer one is not shared
 _MAX_SHARED = 1 << 14
+_MAX_SHARED_CHARS = 4 << 20
+_MAX_SHARED_ITEM_CHARS = 1024
 
 
 class RoutineDiscoverer:
@@ -82,8 +85,22 @@ class RoutineDiscoverer:
         #: one shared copy of each target, application and action type seen lately: a decoded action brings
         #: its own copies, and a user's kept events (the warm-up buffer, open segments, kept instances) held
         #: them all, most alike (the bundled log: 80 kB of live state per user at 50 actions, 27 kB shared).
-        #: Bounded: cleared when full, so hostile variety costs nothing but the sharing.
+        #: Bounded in entries and characters, cleared when full; a target with long texts is not shared (the
+        #: state's budget cuts those, and a copy kept here would outlive the cut).
         self._shared: dict[Any, Any] = {}
+        self._shared_chars = 0
+
+    def _share(self, x: Any) -> Any:
+        """`x`, remembered as the copy to share if it is small and there is room (see `_shared`)."""
+        size = len(x) if type(x) is str else sum(len(v) for v in target_values(x) if type(v) is str)
+        if size > _MAX_SHARED_ITEM_CHARS:
+            return x
+        if len(self._shared) >= _MAX_SHARED or self._shared_chars + size > _MAX_SHARED_CHARS:
+            self._shared.clear()
+            self._shared_chars = 0
+        self._shared[x] = x
+        self._shared_chars += size
+        return x
 
     def new_state(self, user_id: str) -> UserState:
         return UserState(
@@ -168,11 +185,15 @@ class RoutineDiscoverer:
             app = action.app
             atype = action.action_type
             target = action.target
-            if len(shared) >= _MAX_SHARED:
-                shared.clear()
-            app = shared.setdefault(app, app)
-            atype = shared.setdefault(atype, atype)
-            target = shared.setdefault(target, target)
+            try:
+                got = shared.get(target)
+            except TypeError:  # an unhashable target (a caller's dict): not shared
+                got = target
+            target = self._share(target) if got is None else got
+            got = shared.get(app)
+            app = self._share(app) if got is None else got
+            got = shared.get(atype)
+            atype = self._share(atype) if got is None else got
             label = label_of(app, atype, target)
             # (the label twice: its key is also in the target the state keeps)
             state.payload += len(eid) + 2 * len(label) + (len(value) if value is not None else 0)

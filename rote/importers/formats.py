@@ -187,6 +187,14 @@ def resolve_columns(fmt: Format, header: Sequence[str], options: CsvOptions | No
     person reading the error is the one who knows what their logger called it.
     """
     opts = options or CsvOptions()
+    looks_json = bool(header) and header[0].lstrip("\ufeff \t").startswith(("{", "["))
+    if fmt in ("actionlogger", "bosco", "csv") and looks_json:
+        # JSON read as a CSV header: its "columns" are pieces of the first record (a person's data), never
+        # shown in the refusal
+        raise ImportFormatError(
+            f"{name} is not a{'n' if fmt == 'actionlogger' else ''} {fmt} log: it holds JSON records; "
+            "try --format auto"
+        )
 
     def pick(flag: str | None, aliases: Sequence[str], what: str, option: str) -> str | None:
         if flag is None:
@@ -200,12 +208,6 @@ def resolve_columns(fmt: Format, header: Sequence[str], options: CsvOptions | No
             ("eventType", "timeStamp", "targetApp") if fmt == "actionlogger" else ("eventType", "timeStamp")
         )
         missing = [c for c in required if c not in header]
-        if missing and header and header[0].lstrip("\ufeff \t").startswith(("{", "[")):
-            # JSON read as a CSV header: its "columns" are pieces of the first record (a person's data)
-            raise ImportFormatError(
-                f"{name} is not a{'n' if fmt == 'actionlogger' else ''} {fmt} log: it holds JSON records; "
-                "try --format auto"
-            )
         if missing:
             raise ImportFormatError(
                 f"{name} is not a{'n' if fmt == 'actionlogger' else ''} {fmt} log: missing column(s) "
