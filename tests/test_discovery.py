@@ -607,3 +607,28 @@ def test_time_spent_on_other_work_inside_an_instance_is_not_the_routines() -> No
         raw["data"]["events"][8] = forged
         with pytest.raises(StateError):
             decode_state(UserState, json.dumps(raw).encode())
+
+
+def test_an_occurrence_that_lost_its_events_keeps_its_time_on_other_work() -> None:
+    """An old pending occurrence keeps only its key and times: its duration must still leave out the time
+    spent on events that are not its steps, as it does while its events are kept (steps at 0 s and 55 s, a
+    stray action of the thread at 50 s: the second step took 5 s either way)."""
+    from rote.discovery.model import Ev, Segment, Variant
+    from rote.discovery.variants import VariantMiner
+
+    us = 1_000_000
+    miner = VariantMiner(DiscoveryConfig())
+    took = []
+    for forget in (False, True):
+        evs = [
+            Ev(n, t * us, label, "W", "c", None, (), None)
+            for n, t, label in (("a", 0, "A"), ("x", 50, "X"), ("b", 55, "B"))
+        ]
+        seg = Segment(("A", "B"), evs, evs[0].ts, evs[-1].ts, None)
+        if forget:
+            seg.forget_events()
+            assert seg.events is None and seg.idle == 50 * us
+        v = Variant(vid="v", steps=["A", "B"])
+        miner.add(None, v, seg, set())
+        took.append(v.duration_ms / 1000)
+    assert took == [5.0, 5.0]

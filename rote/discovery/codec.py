@@ -567,14 +567,18 @@ class _Reader:
             key = tuple(steps)
         else:
             key = tuple(self.labs(x[0], "segment key"))
+        first_ts, last_ts = _int(times[0], "segment start"), _int(times[1], "segment end")
+        idle = _gap(x[5]) if len(x) == 6 else 0
+        if idle and not idle <= last_ts - first_ts:
+            raise _fail("segment idle time longer than the segment")
         return Segment(
             key=key,
             events=events,
-            first_ts=_int(times[0], "segment start"),
-            last_ts=_int(times[1], "segment end"),
+            first_ts=first_ts,
+            last_ts=last_ts,
             last_duration=_opt_num(x[3], "segment duration"),
             aligned=aligned,
-            idle=_gap(x[5]) if len(x) == 6 else 0,
+            idle=idle,
         )
 
 

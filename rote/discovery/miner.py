@@ -324,13 +324,12 @@ class RoutineDiscoverer:
             th.open = []
             self.miner.assign(state, seg, touched)
             seg = th.open
-        if seg and th.last_ts < prev_ts <= ts:
+        if th.last_ts < prev_ts <= ts:
             ev.gap = (ts - prev_ts) // 1000 * 1000  # other work came between (see `Ev.gap`)
         th.last_ts = ts
         if x in state.start_set:
             if len(seg) >= cfg.min_length:
-                ev.gap = None  # it begins an instance: no step before it
-                th.open = [ev]
+                th.open = [ev]  # (its gap is kept: a recut may join it to the segment before)
                 self.miner.assign(state, seg, touched)
             else:
                 seg.append(ev)
@@ -360,12 +359,11 @@ class RoutineDiscoverer:
             th.open = []
             self.miner.assign(state, seg, touched)
             seg = th.open
-        if seg and th.last_ts < prev_ts <= ev.ts:
+        if th.last_ts < prev_ts <= ev.ts:
             ev.gap = (ev.ts - prev_ts) // 1000 * 1000
         th.last_ts = ev.ts
         is_start = ev.label in state.start_set
         if is_start and len(seg) >= cfg.min_length:
-            ev.gap = None
             th.open = [ev]
             self.miner.assign(state, seg, touched)
         elif seg or is_start:

@@ -16,7 +16,6 @@ compactly.
 
 from __future__ import annotations
 
-import itertools
 import zlib
 from collections import deque
 from collections.abc import Sequence
@@ -151,21 +150,38 @@ class Segment:
 
     def forget_events(self) -> None:
         """Keep only the key and times (and the time spent on other work within them)."""
-        if self.events is not None:
-            self.idle = idle_within(self.events)
+        events = self.events
+        if events is not None:
+            key = set(self.key)
+            present = [i for i, e in enumerate(events) if e.label in key]
+            if present:
+                edges = events[present[0]].ts - self.first_ts + self.last_ts - events[present[-1]].ts
+                self.idle = max(0, edges) + idle_within(events, present, note=False)
             self.events = None
 
 
-def idle_within(events: Sequence[Ev]) -> int:
-    """Microseconds between the first and last of `events` spent on other work: where another event came
-    between two of them, only the time since it counts (`Ev.gap`)."""
+def idle_within(events: Sequence[Ev], present: Sequence[int], *, note: bool = True) -> int:
+    """Microseconds between the first and last of the `present` events (indices, in order) spent on other
+    work: where another event came between two of them (another routine's, noise, or one of `events` that
+    is not present), only the time since it counts (`Ev.gap`). `note`: write that time into the event's
+    `gap`, so its step time says the same."""
     idle = 0
-    for prev, e in itertools.pairwise(events):
+    if not present:
+        return 0
+    prev_i = present[0]
+    for i in present[1:]:
+        e = events[i]
         g = e.gap
-        if g is not None:
-            d = e.ts - prev.ts
-            if g < d:
-                idle += d - g
+        if i != prev_i + 1:
+            d = (e.ts - events[i - 1].ts) // 1000 * 1000
+            if g is None or d < g:
+                g = d
+                if note:
+                    e.gap = d
+        span = e.ts - events[prev_i].ts
+        if g is not None and g < span:
+            idle += span - g
+        prev_i = i
     return idle
 
 

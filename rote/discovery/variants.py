@@ -25,7 +25,17 @@ from collections.abc import Sequence
 
 from rote.discovery.align import Masks, lcs_align, lcs_length, similarity
 from rote.discovery.config import DiscoveryConfig
-from rote.discovery.model import NO_TIME_HI, NO_TIME_LO, US, Ev, Segment, UserState, Variant, key_hash
+from rote.discovery.model import (
+    NO_TIME_HI,
+    NO_TIME_LO,
+    US,
+    Ev,
+    Segment,
+    UserState,
+    Variant,
+    idle_within,
+    key_hash,
+)
 
 DAY_US = 86400 * US
 #: Absorbed label sequences counted per variant (the most common are kept when there are more).
@@ -128,18 +138,7 @@ class VariantMiner:
                 first_ts, last_ts, last_dur = first.ts, last.ts, last.duration
                 # time within the instance spent on other work (interleaved routines, noise: `Ev.gap`):
                 # an event of its thread that is not one of its steps counts as other work too
-                prev_i = present[0]
-                for i in present[1:]:
-                    e = events[i]
-                    g = e.gap
-                    if i != prev_i + 1:
-                        d = (e.ts - events[i - 1].ts) // 1000 * 1000
-                        if g is None or d < g:
-                            g = e.gap = d
-                    span = e.ts - events[prev_i].ts
-                    if g is not None and g < span:
-                        idle += span - g
-                    prev_i = i
+                idle = idle_within(events, present)
             if state is not None and present_n < len(events):
                 # keep only what the instance is made of: the events aligned to the steps
                 _trim(seg, present)
