@@ -229,6 +229,11 @@ def _generated_record(raw: bytes | None) -> dict[str, Any] | None:
         return None
 
 
+#: Kept instances a candidate needs for grown evidence to regenerate its automation, at most (discovery's
+#: `keep_instances` default): a version learnt from more is not given up for one learnt from fewer.
+REGENERATE_INSTANCES = 4
+
+
 def should_generate(cand: Candidate, last: dict[str, Any] | None, *, min_score: float, growth: float) -> bool:
     """Generate for a qualifying candidate once, then only on a changed routine or grown evidence (more
     occurrences, and at least the instances the last version learnt from)."""
@@ -244,9 +249,10 @@ def should_generate(cand: Candidate, last: dict[str, Any] | None, *, min_score: 
     # instances as its user's state fills its budget, and a version learnt from two of them made one
     # person's order number and name literals of the script, failed its test and replaced a version
     # learnt from four that had passed (a new user's log).
-    return cand.occurrences >= growth * int(last["occurrences"]) and len(cand.instances) >= int(
-        last.get("instances", 0)
-    )
+    # (At most `REGENERATE_INSTANCES` are asked for: a state that sheds keeps fewer for good, and a
+    # candidate with as many as the generator learns well from is regenerated whatever came before.)
+    need = min(int(last.get("instances", 0)), REGENERATE_INSTANCES)
+    return cand.occurrences >= growth * int(last["occurrences"]) and len(cand.instances) >= need
 
 
 #: States the registry announces on `automations` (the generator publishes "generated" itself).

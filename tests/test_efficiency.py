@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -259,6 +260,8 @@ def test_no_roi_below_a_cent_of_cost() -> None:
     assert 0 < s.cost["total"] < 0.01
     assert s.roi is None and s.automations[0].roi is None
     assert explain_roi(s.to_dict()) is None
+    MetricsExporter().export(s)
+    assert math.isnan(_sample("rote_roi_ratio"))  # no ratio, not the last one left standing
     t2 = EfficiencyTracker(COST)  # 0.02 of tests: a cost to relate the (no) savings to
     t2.apply_automation(automation_for(rejected, version=1, state="rejected", created_at=T0))
     t2.apply_test_result(make_result(1, 2.0, passed=False))

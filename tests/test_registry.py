@@ -340,6 +340,8 @@ def test_a_version_is_not_regenerated_from_fewer_instances() -> None:
     assert should_generate(grown, last, min_score=0, growth=1.5)
     fewer = grown.model_copy(update={"instances": grown.instances[:2]})
     assert not should_generate(fewer, last, min_score=0, growth=1.5)
+    four = grown.model_copy(update={"instances": grown.instances[:4]})  # as many as it learns well from
+    assert should_generate(four, last, min_score=0, growth=1.5)
     changed = fewer.model_copy(update={"routine": [*fewer.routine[:-1], "other:step"]})
     assert should_generate(changed, last, min_score=0, growth=1.5)
     legacy = _generated_record(encode_json({"version": 1, "occurrences": 6, "routine": list(v1.routine)}))

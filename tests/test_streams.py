@@ -78,11 +78,16 @@ def test_encoding_leaves_out_none_and_loses_nothing() -> None:
         for name, info in model.model_fields.items():
             ann = info.annotation
             args = getattr(ann, "__args__", ()) or ()
-            todo += [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                todo.append(ann)
-            nullable = type(None) in args
-            assert not (nullable and info.is_required()), f"{model.__name__}.{name} is required and nullable"
+            nested, stack = [], [ann]
+            while stack:  # every model inside the annotation (list[Target | None], dict[str, X], ...)
+                a = stack.pop()
+                if isinstance(a, type) and issubclass(a, BaseModel):
+                    nested.append(a)
+                stack += list(getattr(a, "__args__", ()) or ())
+            todo += nested
+            if type(None) in args:  # a nullable field: left out when None, so None must be its default
+                assert not info.is_required(), f"{model.__name__}.{name} is required and nullable"
+                assert info.default is None, f"{model.__name__}.{name} defaults to {info.default!r}, not None"
     assert len(seen) > len(SCHEMAS)  # nested models (Target, RoutineStep, ...) were looked at too
     action = decode(UserAction, json.dumps(GOOD).encode())
     wire = encode(action)

@@ -290,10 +290,12 @@ def test_repeated_event_ids_are_counted_and_said(summary: dict[str, Any], tmp_pa
     log = tmp_path / "export.jsonl"
     rec = {"user_id": "u", "app": "Web", "action_type": "click", "target": {"field": "Save"}}
     lines = [{**rec, "event_id": f"e{i}", "timestamp": f"2026-11-23T08:00:0{i}Z"} for i in range(5)]
-    log.write_text("\n".join(json.dumps(x) for x in [*lines, lines[1], lines[3]]) + "\n")
+    # an id reused at another time, or by another user, is another action (discovery learns it)
+    others = [{**lines[0], "timestamp": "2026-11-23T09:00:00Z"}, {**lines[2], "user_id": "v"}]
+    log.write_text("\n".join(json.dumps(x) for x in [*lines, lines[1], lines[3], *others]) + "\n")
     imported = read_log(log, fmt="jsonl")
-    assert imported.stats.valid == 7 and imported.stats.repeated_ids == 2
+    assert imported.stats.valid == 9 and imported.stats.repeated_ids == 2
     assert imported.stats.to_dict()["repeated_ids"] == 2
     told = {**summary, "import": {**(summary.get("import") or {}), "repeated_ids": 2}}
-    assert "2 repeated event ids (learnt once)" in dict(rows(told))["input"]
+    assert "2 repeated records (same id and time: learnt once)" in dict(rows(told))["input"]
     assert "repeated" not in dict(rows(summary))["input"]

@@ -27,8 +27,8 @@ class MetricsExporter:
             self.pending_decrease_seconds = 0.0
         else:
             self.pending_decrease_seconds = -delta
-        if summary.roi is not None:
-            metrics.ROI_RATIO.set(summary.roi)
+        # no ROI (under a cent of cost): NaN, not the last ratio left standing
+        metrics.ROI_RATIO.set(summary.roi if summary.roi is not None else float("nan"))
         baseline = summary.mean_baseline_seconds
         if baseline is not None:
             metrics.MANUAL_BASELINE_SECONDS.set(baseline)

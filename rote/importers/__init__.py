@@ -120,14 +120,16 @@ def read_log(
         raise ImportFormatError(
             f"{name} has no valid event: {stats.rows} rows ({why or 'all skipped'}){detail}"
         )
+    # the same record again (an export written twice): same user, id and time, which discovery takes once
     seen: set[Any] = set()
     for rec in records:
         if rec.error is None:
-            eid = rec.payload.get("event_id")
-            if eid in seen:
+            p = rec.payload
+            key = (p.get("user_id"), p.get("event_id"), p.get("timestamp"))
+            if key in seen:
                 stats.repeated_ids += 1
             else:
-                seen.add(eid)
+                seen.add(key)
     return ImportedLog(path=Path(path), records=records, stats=stats)
 
 

@@ -50,8 +50,9 @@ class ImportStats:
     invalid: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     first: dict[str, str] = field(default_factory=dict)
-    #: valid rows whose event id an earlier row has (an export written twice, `--id-col`): sent, and taken
-    #: once by discovery (its de-duplication), so a reader reconciles "actions in" with what was learnt
+    #: valid rows that repeat an earlier one's user, event id and time (an export written twice, with
+    #: `--id-col`): sent, and taken once by discovery (its de-duplication), so a reader reconciles "actions
+    #: in" with what was learnt
     repeated_ids: int = 0
 
     def add_invalid(self, kind: str, reason: str) -> None:

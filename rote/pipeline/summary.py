@@ -141,7 +141,7 @@ def rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     imp = s.get("import") or {}
     inp = [f"{plural(int(s['events_in']), 'action')} in"]
     if imp.get("repeated_ids"):
-        inp.append(f"{plural(int(imp['repeated_ids']), 'repeated event id')} (learnt once)")
+        inp.append(f"{plural(int(imp['repeated_ids']), 'repeated record')} (same id and time: learnt once)")
     if s.get("rows_rejected"):
         inp.append(f"{plural(int(s['rows_rejected']), 'invalid row')} of the file dead-lettered")
     skipped = sum((imp.get("skipped") or {}).values())
@@ -216,7 +216,7 @@ def rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(
             ("time saved", f"{duration(saved)} by production runs, worth {money(s.get('value_saved'), cur)}")
         )
-    out.append(("ROI", s.get("roi_explained") or "– (under a cent spent: no automation reviewed or run yet)"))
+    out.append(("ROI", s.get("roi_explained") or "– (under a cent spent so far: no ratio to give)"))
     out.append(("reports", plural(int(s["reports"]), "optimization report")))
     topics = s.get("topics") or {}
     # a `user-actions` message may carry one user's batch of actions (the actions are counted under "input")
