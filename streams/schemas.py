@@ -543,12 +543,17 @@ SCHEMAS: dict[str, type[Event]] = {
 }
 
 
+#: the big events, written without their None fields (`encode`)
+_COMPACT = (Candidate, Automation)
+
+
 def encode(event: Event) -> bytes:
-    """An event as its topic carries it. Fields that are None are left out: each has None as its default
-    (no field is required and nullable), so the event decodes the same. A candidate's 48 steps and its
-    instances' targets are mostly unset target fields: written out they made a candidate of the bundled
-    log 74 kB, 47 kB without, and every agent downstream parses it (docs/benchmarks.md)."""
-    return event.model_dump_json(exclude_none=True).encode()
+    """An event as its topic carries it. Candidates and automations leave their None fields out (each has
+    None as its default, so they decode the same): a candidate's 48 steps and its instances' targets are
+    mostly unset target fields, which made a candidate of the bundled log 74 kB, 47 kB without, and every
+    agent downstream parses it (docs/benchmarks.md). Other events keep their fields, null or not: they are
+    small, and readers outside rote (a dead-letter consumer reading `key_b64`) index them."""
+    return event.model_dump_json(exclude_none=isinstance(event, _COMPACT)).encode()
 
 
 def _reason(err: PydanticValidationError) -> tuple[str, str | None]:
