@@ -3,8 +3,8 @@
 Everything here is plain data. `UserState` is what the Faust agent stores per user; it is bounded whatever
 the length of the user's history (see `DiscoveryConfig` for each bound, and `RoutineDiscoverer` for the
 byte budget it enforces) and it encodes to JSON data with `UserState.to_state` and back with
-`UserState.from_state` (`rote.discovery.codec`), never with pickle: a record read back from a changelog can
-only ever become these classes.
+`UserState.from_state` (`rote.discovery.codec`, `rote.discovery.codec_read`), never with pickle: a record
+read back from a changelog can only ever become these classes.
 
 Targets are kept by reference as the producer handed them (a pydantic model, a msgspec Struct, or after a
 restore a plain dict): reading their attributes is deferred to the rare moments a candidate is built or the
@@ -357,7 +357,7 @@ class UserState:
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> Self:
         """Rebuild a state from `to_state` data; raises `rote.errors.StateError` on anything malformed."""
-        from rote.discovery.codec import decode_state
+        from rote.discovery.codec_read import decode_state
 
         state = cls.__new__(cls)
         decode_state(state, data)
