@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from rote.efficiency.cost import CostModel
 from rote.efficiency.export import MetricsExporter
-from rote.efficiency.tracker import (
-    AutomationEfficiency,
-    EfficiencySummary,
-    EfficiencyTracker,
-    RoutineBaseline,
-    TrendConfig,
-)
+from rote.efficiency.summary import AutomationEfficiency, EfficiencySummary, RoutineBaseline, TrendConfig
+from rote.efficiency.tracker import EfficiencyTracker
 
 __all__ = [
     "AutomationEfficiency",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rote import metrics
-from rote.efficiency.tracker import EfficiencySummary
+from rote.efficiency.summary import EfficiencySummary
 
 
 class MetricsExporter:
