@@ -503,3 +503,29 @@ def test_a_logs_own_action_names_are_mapped_and_sheet_cells_are_cells(tmp_path: 
     opts2 = CsvOptions(time_col="time", action_cols=("action", "where"))
     (only,) = load_actions(blank, fmt="csv", csv_options=opts2)
     assert (only.target.sheet, only.target.cell) == ("Tabelle1", "A4")
+
+
+def test_a_quote_that_never_closes_loses_no_row_and_hides_no_password(tmp_path: Path) -> None:
+    """A new user's German export: a value began with a quote (`"Zitat Kunde: ...`) that never closed, and
+    the CSV reader took the 275 rows after it, a password typed into `Kennwort` among them, as that one
+    cell's text: "25 rows, 25 valid", exit 0, and the password in clear in the event's value. The line is now
+    read as plain text (its quote kept) and the rows after it as rows; a cell with a real line break (a note)
+    is still one cell, and a header repeated where two exports were joined is skipped and counted."""
+    head = "Zeitstempel;Benutzer;Element;Wert\r\n"
+    rows = [f"02.11.2026 08:{m:02d}:00,000;zb;Feld {m};Wert {m}\r\n" for m in range(10)]
+    rows[3] = '02.11.2026 08:03:00,000;zb;Notiz;"Zitat Kunde: bitte bis Freitag\r\n'
+    rows[6] = "02.11.2026 08:06:00,000;zb;Kennwort;Sommer2026!Kö\r\n"
+    note = '02.11.2026 08:10:00,000;zb;Notiz;"zwei\r\nZeilen; mit Semikolon"\r\n'
+    path = tmp_path / "export.csv"
+    path.write_text(head + "".join(rows) + head + note, encoding="utf-8-sig")
+    opts = CsvOptions(time_col="Zeitstempel", action_cols=("Element",), user_col="Benutzer", value_col="Wert")
+    recs, stats = _stats(path, csv_options=opts)
+    assert stats.valid == 11 and stats.invalid_total == 0, stats.describe()
+    assert stats.skipped == {"repeated header": 1} and "line 12" in stats.first["repeated header"]
+    assert stats.stray_quotes == 1 and stats.first["stray quote"] == "line 5"
+    assert any("quote that never closes" in line for line in stats.describe())
+    values = [r.payload.get("value") for r in recs]
+    assert '"Zitat Kunde: bitte bis Freitag' in values
+    assert "zwei\r\nZeilen; mit Semikolon" in values or "zwei\nZeilen; mit Semikolon" in values
+    assert not any("Sommer2026" in json.dumps(r.payload, ensure_ascii=False) for r in recs)
+    assert stats.to_dict()["stray_quotes"] == 1

@@ -299,3 +299,11 @@ def test_repeated_event_ids_are_counted_and_said(summary: dict[str, Any], tmp_pa
     told = {**summary, "import": {**(summary.get("import") or {}), "repeated_ids": 2}}
     assert "2 repeated records (same id and time: learnt once)" in dict(rows(told))["input"]
     assert "repeated" not in dict(rows(summary))["input"]
+
+
+def test_a_row_with_an_unclosed_quote_is_said(summary: dict[str, Any]) -> None:
+    """The import reads a line whose quote never closes as plain text; the run summary says so, with the
+    line, since the value keeps a quote character the person may want to fix in their export."""
+    told = {**summary, "import": {"stray_quotes": 1, "first": {"stray quote": "line 2089"}}}
+    assert "1 row with an unclosed quote read as text (line 2089)" in dict(rows(told))["input"]
+    assert "quote" not in dict(rows(summary))["input"]

@@ -24,6 +24,7 @@ import gzip
 import io
 import json
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import chain
@@ -79,6 +80,57 @@ from rote.streams.schemas import UserAction, decode, implausible_time
 # --------------------------------------------------------------------------------------------------
 
 
+class _Lines:
+    """The physical lines fed to `csv.reader`, numbered, keeping the lines of the record being read so that a
+    quote opened and never closed can be undone: the lines it swallowed are handed out again."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._it = lines
+        self._back: deque[tuple[int, str]] = deque()
+        self._number = 0
+        #: (line number, text) of every line handed out since `take()`
+        self.record: list[tuple[int, str]] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self._back:
+            number, text = self._back.popleft()
+        else:
+            text = next(self._it)
+            self._number += 1
+            number = self._number
+        self.record.append((number, text))
+        return text
+
+    def take(self) -> list[tuple[int, str]]:
+        rec, self.record = self.record, []
+        return rec
+
+    def again(self, lines: list[tuple[int, str]]) -> None:
+        """Hand these lines out again, before any other."""
+        self._back.extendleft(reversed(lines))
+
+
+def _cells(text: str, delimiter: str, *, plain: bool = False) -> list[str]:
+    """One line's cells (`plain`: quote characters are text)."""
+    if plain:
+        return next(csv.reader([text], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
+    return next(csv.reader([text], delimiter=delimiter), [])
+
+
+def _runaway_quote(rec: list[tuple[int, str]], width: int, delimiter: str) -> bool:
+    """A record read over several lines whose later lines are rows of the file on their own: a quote opened
+    in its first line never closed (a value starting with `"`), and the reader took the rows after it as
+    that cell's text. A real multi-line cell (a note with a line break) does not hold whole rows."""
+    for _, text in rec[1:]:
+        cells = _cells(text, delimiter)
+        if len(cells) >= width and len(cells) - width <= 1 and any(c.strip() for c in cells):
+            return True
+    return False
+
+
 def _read_csv(
     path: Path, fmt: Format, options: CsvOptions | None, encoding: str, delimiter: str, stats: ImportStats
 ) -> Iterator[Row]:
@@ -87,7 +139,7 @@ def _read_csv(
         csv.field_size_limit(cap)
     oversized: dict[int, tuple[int, str]] = {}
     with open_text(path, encoding) as handle:
-        lines = bounded_lines(handle, cap, oversized)
+        lines = _Lines(bounded_lines(handle, cap, oversized))
         reader = csv.reader(lines, delimiter=delimiter)
         header: list[str] = []
         try:
@@ -109,21 +161,31 @@ def _read_csv(
             raise ImportFormatError(f"{path.name}: the header is not {encoding} text; pass --encoding")
         cols = resolve_columns(fmt, header, options, path.name)
         width = len(header)
-        prev_end = reader.line_num
+        lines.take()
         while True:
+            failed: csv.Error | None = None
             try:
                 row = next(reader)
             except StopIteration:
                 break
             except csv.Error as exc:
-                line = reader.line_num
-                prev_end = line
-                stats.rows += 1
-                kind = "too large" if "field limit" in str(exc) else "unreadable row"
-                yield Row(line=line, error=f"line {line}: unreadable CSV ({exc})", kind=kind)
+                failed, row = exc, []
+            rec = lines.take()
+            if not rec:
                 continue
-            start, line = prev_end + 1, reader.line_num
-            prev_end = line
+            start, line = rec[0][0], rec[-1][0]
+            if len(rec) > 1 and _runaway_quote(rec, width, delimiter):
+                # Read the first line as plain text (its quote character kept) and the others again.
+                lines.again(rec[1:])
+                failed, line = None, start
+                row = _cells(rec[0][1], delimiter, plain=True)
+                stats.stray_quotes += 1
+                stats.first.setdefault("stray quote", f"line {start}")
+            if failed is not None:
+                stats.rows += 1
+                kind = "too large" if "field limit" in str(failed) else "unreadable row"
+                yield Row(line=line, error=f"line {line}: unreadable CSV ({failed})", kind=kind)
+                continue
             big = [n for n in range(start, line + 1) if n in oversized]
             if big:
                 stats.rows += 1
@@ -136,6 +198,9 @@ def _read_csv(
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # a blank line is not a row
             stats.rows += 1
+            if [c.strip().lstrip("\ufeff") for c in row] == header:
+                yield Row(line=line, skipped="the header again (files joined?)", skip_kind="repeated header")
+                continue
             yield _csv_row(row, header, width, line, fmt, cols, delimiter, encoding, cap)
 
 
@@ -387,7 +452,7 @@ def iter_records(
     try:
         for row in reader:
             if row.skipped is not None:
-                tally.add_skipped("not a completed event", f"line {row.line}: {row.skipped}")
+                tally.add_skipped(row.skip_kind, f"line {row.line}: {row.skipped}")
                 continue
             rows.append(row)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:

@@ -58,6 +58,8 @@ class Row:
     raw: bytes = b""
     raw_size: int = 0
     skipped: str | None = None
+    #: the tally's kind of a skipped row
+    skip_kind: str = "not a completed event"
     #: one of rote's own events (JSON with `timestamp` and `action_type`), taken as it is, not mapped
     own_event: bool = False
 

@@ -54,6 +54,9 @@ class ImportStats:
     #: `--id-col`): sent, and taken once by discovery (its de-duplication), so a reader reconciles "actions
     #: in" with what was learnt
     repeated_ids: int = 0
+    #: CSV rows with a quote that opens a cell and never closes, read as plain text (the quote kept): a
+    #: reader takes every row after such a quote into that one cell, up to the next quote in the file
+    stray_quotes: int = 0
 
     def add_invalid(self, kind: str, reason: str) -> None:
         self.invalid[kind] = self.invalid.get(kind, 0) + 1
@@ -77,6 +80,12 @@ class ImportStats:
         for label, counts in (("invalid", self.invalid), ("skipped", self.skipped)):
             for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
                 out.append(f"{n} {'row' if n == 1 else 'rows'} {label} ({kind}); first: {self.first[kind]}")
+        if self.stray_quotes:
+            n = self.stray_quotes
+            out.append(
+                f"{n} {'row' if n == 1 else 'rows'} with a quote that never closes, read as plain text "
+                f"(quote kept); first: {self.first.get('stray quote', '?')}"
+            )
         return out
 
     def headline(self) -> str:
@@ -106,4 +115,5 @@ class ImportStats:
             "skipped": dict(self.skipped),
             "first": dict(self.first),
             "repeated_ids": self.repeated_ids,
+            "stray_quotes": self.stray_quotes,
         }

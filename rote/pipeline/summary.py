@@ -147,6 +147,9 @@ def rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     skipped = sum((imp.get("skipped") or {}).values())
     if skipped:
         inp.append(f"{plural(skipped, 'row')} skipped")
+    if imp.get("stray_quotes"):
+        first = (imp.get("first") or {}).get("stray quote", "")
+        inp.append(f"{plural(int(imp['stray_quotes']), 'row')} with an unclosed quote read as text ({first})")
     if s.get("injected_invalid_events"):
         inp.append(f"{plural(int(s['injected_invalid_events']), 'injected malformed event')} (demo)")
     inp.append(f"{plural(int(s['dead_letters']), 'dead letter')}")
