@@ -227,3 +227,16 @@ def test_bundled_logs_keep_everything_but_identifiers(
     if path.name == "StudentRecord.csv":
         emails = {r.payload["value"] for r in records if "@" in str(r.payload.get("value"))}
         assert len(emails) == 50 and changed_kinds["email"] >= 50
+
+
+def test_invoice_and_case_numbers_are_not_phone_numbers() -> None:
+    """A new user's German export: `RE-2026-57613` became `RE-<phone:…>` in events, file paths and test
+    inputs (about 300 tokens). Letters joined on by a dash, or a year and a serial number, make a file or
+    case number; phone numbers around them are still found."""
+    from rote.privacy import default_redactor
+
+    r = default_redactor()
+    for text in ("RE-2026-57613", r"C:\Ablage\RE-2026-57613.pdf", "Ticket-2026-10452", "Vorgang 2024-10452"):
+        assert r.redact_text(text) == text
+    for text in ("Tel: 030 1234567", "0171 2345678", "212-555-1234", "call 0171-2345678", "1800-555-0199"):
+        assert "<phone:" in r.redact_text(text), text

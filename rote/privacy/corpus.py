@@ -414,6 +414,8 @@ def negatives(seed: int = 11) -> list[str]:
             f"${rng.choice('ABCD')}${rng.randint(1, 99)}",
             f"Sheet{rng.randint(1, 9)}!B{rng.randint(2, 90)}",
             f"INV-{y}-{rng.randint(1, 999_999):06d}",
+            f"RE-{y}-{rng.randint(10_000, 99_999)}",  # a German invoice number (a new user's: phones before)
+            f"Vorgang {y}-{rng.randint(10_000, 99_999)}",
             f"Order #{rng.randint(10_000, 99_999_999)}",
             f"v{rng.randint(1, 20)}.{rng.randint(0, 20)}.{rng.randint(0, 300)}",
             f"{rng.randint(1000, 9999)}",
