@@ -632,3 +632,28 @@ def test_an_occurrence_that_lost_its_events_keeps_its_time_on_other_work() -> No
         miner.add(None, v, seg, set())
         took.append(v.duration_ms / 1000)
     assert took == [5.0, 5.0]
+
+
+def test_occurrences_the_store_no_longer_holds_keep_their_days() -> None:
+    """A new user's chat noise (11 occurrences over three weeks) ranked first at 6.5 h a year: a variant
+    rebuilt from the one instance it still held counted 11 occurrences on one day (first and last seen 24 s
+    apart), 11 a day. Rebuilt or split, a variant's days scale with the occurrences it keeps counting."""
+    steps = [("open", "Inbox"), ("click", "Reply"), ("type", "Body"), ("click", "Send"), ("click", "Archive")]
+    actions = []
+    for day in range(12):
+        for k, (kind, field) in enumerate(steps):
+            t = day * 86400 + k * 3.0
+            actions.append(_act(len(actions), kind, t=t, field=field, value="ok" if kind == "type" else None))
+    disc = RoutineDiscoverer(DiscoveryConfig(), emit=False)
+    state = disc.new_state("u")
+    disc.learn_many(state, actions)
+    disc.flush(state)
+    v = max(state.variants.values(), key=lambda v: v.count)
+    assert v.count == 12 and v.n_days == 12, (v.count, v.n_days)
+    first, last = v.first_seen, v.last_seen
+    held = list(v.instances)
+    disc.miner._recount(v, held[-1:], 0)  # as a split does when the store held one of twelve
+    assert v.count == 12 and v.n_days == 12 and (v.first_seen, v.last_seen) == (first, last)
+    nv = disc.miner.new_variant(state, list(v.steps))
+    disc.miner._move(state, v, nv, list(v.instances)[-1:], set(), moved_total=6)
+    assert nv.count == 6 and nv.n_days == 6

@@ -260,16 +260,19 @@ class VariantMiner:
         ids = {id(s) for s in segs}
         kept = [s for s in src.instances if id(s) not in ids]
         gone = moved_total if moved_total is not None else len(segs)
+        seen, before = (src.first_seen, src.last_seen, src.n_days, src.last_day), src.count
         self._recount(src, kept, gone)
         for s in segs:
             self.add(state, dst, s, touched)
         if moved_total is not None and moved_total > len(segs):
             dst.count += moved_total - len(segs)  # instances the bounded store no longer holds
+            _inherit_days(dst, seen, moved_total / before if before > 0 else 0.0)
         touched.add(src.vid)
 
     def _recount(self, v: Variant, kept: list[Segment], gone: int) -> None:
         """Rebuild a variant's tallies from its kept instances after `gone` occurrences moved away."""
         before = v.count
+        seen = (v.first_seen, v.last_seen, v.n_days, v.last_day)
         scale_base = len(kept)
         v.instances = deque()
         v.count = v.exact = 0
@@ -289,6 +292,7 @@ class VariantMiner:
             v.exact = round(v.exact * scale)
             v.fitness_milli = round(v.fitness_milli * scale)
             v.duration_ms = round(v.duration_ms * scale)
+            _inherit_days(v, seen, remaining / before if before > 0 else 0.0)
 
     def pend(self, state: UserState, seg: Segment, touched: set[str]) -> None:
         cfg = self.config
@@ -436,3 +440,17 @@ def _trim(seg: Segment, present: list[int]) -> None:
 
 
 __all__ = ["VariantMiner", "similarity"]
+
+
+def _inherit_days(v: Variant, seen: tuple[int, int, int, int], share: float) -> None:
+    """Days and time extent for occurrences counted but no longer held (a bounded store): `share` of the
+    occurrences that had `seen` = (first seen, last seen, days, last day) are `v`'s. Counted from the held
+    instances alone, 11 occurrences looked like 11 on one day (24 s apart) and the hours saved per year were
+    ten times too many; they were among those occurrences, so their days scale with them."""
+    first, last, days, last_day = seen
+    if days <= 0 or share <= 0.0:
+        return
+    v.n_days = max(v.n_days, min(v.count, round(days * min(1.0, share))))
+    v.first_seen = min(v.first_seen, first)
+    v.last_seen = max(v.last_seen, last)
+    v.last_day = max(v.last_day, last_day)
