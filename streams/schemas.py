@@ -234,6 +234,11 @@ class RoutineInstance(Event):
     start: AwareDatetime
     end: AwareDatetime
     step_durations_seconds: list[float | None] = Field(default_factory=list)
+    active_seconds: Seconds | None = Field(
+        default=None,
+        description="the time the instance took: end - start less the time spent on other work within it "
+        "(interleaved routines, noise), plus the last step's own duration when the logger gave one",
+    )
     targets: list[Target | None] = Field(
         default_factory=list,
         description="optional: each step's target in this instance (cells and files vary per instance)",

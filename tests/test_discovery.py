@@ -584,6 +584,19 @@ def test_time_spent_on_other_work_inside_an_instance_is_not_the_routines() -> No
         assert cand.mean_duration_seconds == pytest.approx(4 * step_s, abs=0.5)
         for inst in cand.instances:
             assert inst.step_durations_seconds[1:] == pytest.approx([step_s] * 4, abs=0.01)
+            assert inst.active_seconds == pytest.approx(4 * step_s, abs=0.01)
+        # the efficiency tracker's manual baseline and the workflow analysis count the same time (the
+        # baseline took the span: 183 s for a new user's 81 s routine, and the rest read as "waiting")
+        from rote.efficiency import CostModel, EfficiencyTracker
+        from rote.workflow.steps import routine_scope
+
+        tracker = EfficiencyTracker(cost=CostModel())
+        tracker.apply_candidate(cand)
+        assert tracker.baselines()[cand.candidate_id].median_seconds == pytest.approx(4 * step_s, abs=0.01)
+        assert any((i.end - i.start).total_seconds() > 5 * step_s for i in cand.instances)
+        scope = routine_scope(cand)
+        assert scope.total_seconds == pytest.approx(4 * step_s * len(cand.instances), abs=0.1)
+        assert scope.unaccounted_seconds == pytest.approx(0.0, abs=0.1)
     # the gaps are part of the user's state: kept through a checkpoint exactly
     from rote.state import decode_state, encode_state
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from rote.discovery.config import DiscoveryConfig
 from rote.discovery.describe import describe
-from rote.discovery.model import NO_TIME_LO, US, Ev, Segment, UserState, Variant, target_dict
+from rote.discovery.model import NO_TIME_LO, US, Ev, Segment, UserState, Variant, idle_within, target_dict
 from rote.discovery.parameters import analyse_data
 from rote.discovery.scoring import Evidence, score
 from rote.streams.schemas import Candidate
@@ -114,7 +114,7 @@ def _observe(seg: Segment, n_steps: int) -> _Observed:
 def _instance(seg: Segment, row: _Observed) -> dict[str, Any]:
     evs, values, targets, durations = row
     present = [e for e in evs if e is not None]
-    return {
+    out = {
         "event_ids": [None if e is None else e.event_id for e in evs],
         "values": values,
         "start": utc(present[0].ts),
@@ -122,6 +122,14 @@ def _instance(seg: Segment, row: _Observed) -> dict[str, Any]:
         "step_durations_seconds": [None if d is None else round(d, 3) for d in durations],
         "targets": targets,
     }
+    if seg.events is not None:
+        # the instance's own time: its span less the time spent on other work within it, as the routine's
+        # mean duration counts it (the efficiency tracker's baseline took the span, other routines and all)
+        at = [i for i in seg.aligned if i is not None]
+        idle = idle_within(seg.events, at, note=False) if len(at) > 1 else 0
+        last = seg.events[at[-1]].duration if at else None
+        out["active_seconds"] = round(max(0, present[-1].ts - present[0].ts - idle) / US + (last or 0.0), 3)
+    return out
 
 
 def _step_duration(seg: Segment, k: int) -> float | None:

@@ -3,7 +3,8 @@
 Accounting rules (docs/workflow.md, "Efficiency"):
 
 - The manual baseline of a routine is the median duration of the user's own observed instances (the
-  median, because real instances include coffee breaks that a mean would book as savings).
+  median, because real instances include coffee breaks that a mean would book as savings), each its own
+  time (`RoutineInstance.active_seconds`: the time spent on other work meanwhile left out).
 - Only successful production runs save time: baseline − run duration each. A failed production run saves
   nothing (the person still does the work) but its machine time is paid for.
 - Sandbox runs and test results are tests, not work: they cost (machine time) and never count as savings.
@@ -134,7 +135,10 @@ class EfficiencyTracker:
         for inst in c.instances:
             ids = ",".join(e or "" for e in inst.event_ids)
             key = f"{inst.start.isoformat()}|{inst.end.isoformat()}|{ids}"
-            seen[key] = max((inst.end - inst.start).total_seconds(), 0.0)
+            span = (inst.end - inst.start).total_seconds()
+            # the instance's own time (discovery leaves out other work done meanwhile); the span for
+            # candidates from before it was given
+            seen[key] = max(inst.active_seconds if inst.active_seconds is not None else span, 0.0)
         while len(seen) > self.max_instances:
             del seen[next(iter(seen))]  # the oldest observed instance
         if c.version >= self._candidate_version.get(c.candidate_id, 0):
