@@ -39,7 +39,11 @@ def _baseline(run_dir: Path, candidate_id: str) -> float | None:
             latest = c
     if latest is None or not latest.instances:
         return None
-    return statistics.median((i.end - i.start).total_seconds() for i in latest.instances)
+    # each instance's own time, as the efficiency tracker's baseline counts it (other work within it left out)
+    return statistics.median(
+        i.active_seconds if i.active_seconds is not None else (i.end - i.start).total_seconds()
+        for i in latest.instances
+    )
 
 
 def bench(run_dir: Path, rows: int, hosts: int) -> dict[str, Any]:
