@@ -529,3 +529,30 @@ def test_a_quote_that_never_closes_loses_no_row_and_hides_no_password(tmp_path: 
     assert "zwei\r\nZeilen; mit Semikolon" in values or "zwei\nZeilen; mit Semikolon" in values
     assert not any("Sommer2026" in json.dumps(r.payload, ensure_ascii=False) for r in recs)
     assert stats.to_dict()["stray_quotes"] == 1
+
+
+def test_an_action_mapped_to_ignore_is_left_out_and_counted(tmp_path: Path) -> None:
+    """A new user's tracker logs a window-focus event between most steps; no rote action means it, and
+    mapping it to `waitFor` to get automations was a workaround. `LOG=ignore` leaves those rows out, counted
+    as skipped, and the CLI accepts `ignore` as a target (a misspelt target is still refused)."""
+    import typer
+
+    from rote.cli.import_options import _action_map
+
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "Zeit;Ereignis;Element\n"
+        "2024-01-08T09:00:00Z;Fenster aktiviert;\n"
+        "2024-01-08T09:00:02Z;Kopieren;Tabelle1!A4\n"
+        "2024-01-08T09:00:03Z;FENSTER AKTIVIERT;\n"
+        "2024-01-08T09:00:05Z;Einfügen;Rechnungsnummer\n"
+        "2024-01-08T09:00:06Z;ignore;Ein Ereignis namens ignore\n",
+        encoding="utf-8",
+    )
+    mapping = _action_map("Fenster aktiviert=Ignore,Kopieren=copy,Einfügen=paste")
+    opts = CsvOptions(time_col="Zeit", action_cols=("Ereignis", "Element"), action_map=mapping)
+    recs, stats = _stats(path, fmt="csv", csv_options=opts)
+    assert [r.payload["action_type"] for r in recs] == ["copy", "paste", "ignore"]  # its own "ignore"
+    assert stats.skipped == {"ignored": 2} and "'Fenster aktiviert'" in stats.first["ignored"]
+    with pytest.raises(typer.BadParameter, match="'ignroe' is not an action"):
+        _action_map("Fenster aktiviert=ignroe")

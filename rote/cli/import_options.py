@@ -80,7 +80,8 @@ ActionMapOpt = Annotated[
         help="The log's action names as rote's, when they are in another language or a logger's own words: "
         "LOG=ROTE pairs, comma separated (Kopieren=copy,Einfügen=paste,Klicken=click), or a file of one "
         "pair per line. rote's names: copy, paste, click, type, openUrl, waitFor, copyCell, readCell, "
-        "editCell, openFile, readFile, writeFile, copyFile, moveFile, createFolder, deleteFile.",
+        "editCell, openFile, readFile, writeFile, copyFile, moveFile, createFolder, deleteFile; "
+        "LOG=ignore leaves that action's rows out (counted as skipped: 'Fenster aktiviert=ignore').",
     ),
 ]
 UserIdOpt = Annotated[
@@ -139,12 +140,15 @@ def _action_map(text: str) -> tuple[tuple[str, str], ...]:
     one would only show up later, as every automation rejected)."""
     from rote.generator.plan import UNKNOWN_OP, op_for
     from rote.importers import parse_action_map
+    from rote.importers.formats import IGNORE_ACTION
 
     try:
         pairs = parse_action_map(text)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--action-map") from None
-    unknown = sorted({rote for _, rote in pairs if op_for(rote) == UNKNOWN_OP})
+    unknown = sorted(
+        {rote for _, rote in pairs if op_for(rote) == UNKNOWN_OP and rote.casefold() != IGNORE_ACTION}
+    )
     if unknown:
         raise typer.BadParameter(
             f"{', '.join(map(repr, unknown))} is not an action rote knows (see --help for its names)",

@@ -525,5 +525,21 @@ def map_row(fmt: Format, row: Mapping[str, Any], cols: Columns) -> dict[str, Any
     if cols.action_map:
         logged = payload.get("action_type")
         if isinstance(logged, str):
-            payload["action_type"] = cols.action_map.get(logged.strip().casefold(), logged)
+            mapped = cols.action_map.get(logged.strip().casefold(), logged)
+            if mapped.casefold() == IGNORE_ACTION and logged.strip().casefold() != IGNORE_ACTION:
+                raise LeftOut(logged)
+            payload["action_type"] = mapped
     return payload
+
+
+#: `--action-map 'Fenster aktiviert=ignore'`: rows of that action are not actions (counted as skipped)
+IGNORE_ACTION = "ignore"
+
+
+class LeftOut(Exception):
+    """A row whose action the action map sends to `IGNORE_ACTION` (not an error: internal to the importers, a
+    row the person asked to leave out, counted as skipped)."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(action)
+        self.action = action

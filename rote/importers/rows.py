@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from rote.importers.formats import Columns, labels_from, map_row, skip_reason, user_of
+from rote.importers.formats import Columns, LeftOut, labels_from, map_row, skip_reason, user_of
 from rote.importers.options import Format
 from rote.importers.sniff import UNDECODABLE
 from rote.importers.stats import kind_of
@@ -186,6 +186,8 @@ def mapped_row(
     labels = labels_from(values, cols)
     try:
         payload = map_row(fmt, values, cols)
+    except LeftOut as out:
+        return Row(line=line, skipped=f"{out.action[:60]!r} (--action-map …=ignore)", skip_kind="ignored")
     except ValueError as exc:
         data, full = dead()
         return Row(
