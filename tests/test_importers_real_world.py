@@ -556,3 +556,18 @@ def test_an_action_mapped_to_ignore_is_left_out_and_counted(tmp_path: Path) -> N
     assert stats.skipped == {"ignored": 2} and "'Fenster aktiviert'" in stats.first["ignored"]
     with pytest.raises(typer.BadParameter, match="'ignroe' is not an action"):
         _action_map("Fenster aktiviert=ignroe")
+
+
+def test_the_next_rows_of_each_invalid_kind_are_named_by_line(tmp_path: Path) -> None:
+    """Only the first invalid row of each kind was named; a new user found the second (line 1291) only by
+    decoding a dead letter's base64."""
+    rows = [f"2024-05-01T09:00:{i:02d}Z,step{i}\n" for i in range(30)]
+    for k in (3, 9, 12, 20, 22, 24, 26, 28):
+        rows[k] = "not a time,step\n"
+    path = tmp_path / "log.csv"
+    path.write_text("timestamp,activity\n" + "".join(rows), encoding="utf-8")
+    _, stats = _stats(path)
+    assert stats.invalid == {"bad timestamp": 8} and stats.first["bad timestamp"].startswith("line 5:")
+    assert stats.also["bad timestamp"] == [11, 14, 22, 24, 26]
+    assert stats.describe()[0].endswith("; also lines 11, 14, 22, 24, 26, …")
+    assert stats.to_dict()["also"] == {"bad timestamp": [11, 14, 22, 24, 26]}

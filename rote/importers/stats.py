@@ -7,8 +7,13 @@ line 12 ...)" instead of a smaller number of events than they expected.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+#: How many lines after the first of each kind are named.
+ALSO_LINES = 5
+_LINE = re.compile(r"line (\d+)")
 
 #: Closed set of reasons a row is invalid (the dead-letter metric's and the summary's categories).
 INVALID_KINDS = (
@@ -58,13 +63,26 @@ class ImportStats:
     #: reader takes every row after such a quote into that one cell, up to the next quote in the file
     stray_quotes: int = 0
 
+    #: the lines of the next few rows of each kind after the first (a person fixing the export wants to
+    #: find them without decoding dead letters)
+    also: dict[str, list[int]] = field(default_factory=dict)
+
     def add_invalid(self, kind: str, reason: str) -> None:
         self.invalid[kind] = self.invalid.get(kind, 0) + 1
-        self.first.setdefault(kind, reason)
+        self._note(kind, reason)
 
     def add_skipped(self, kind: str, reason: str) -> None:
         self.skipped[kind] = self.skipped.get(kind, 0) + 1
-        self.first.setdefault(kind, reason)
+        self._note(kind, reason)
+
+    def _note(self, kind: str, reason: str) -> None:
+        if kind not in self.first:
+            self.first[kind] = reason
+            return
+        m = _LINE.match(reason)
+        lines = self.also.setdefault(kind, [])
+        if m is not None and len(lines) < ALSO_LINES:
+            lines.append(int(m.group(1)))
 
     @property
     def invalid_total(self) -> int:
@@ -79,7 +97,12 @@ class ImportStats:
         out = []
         for label, counts in (("invalid", self.invalid), ("skipped", self.skipped)):
             for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-                out.append(f"{n} {'row' if n == 1 else 'rows'} {label} ({kind}); first: {self.first[kind]}")
+                line = f"{n} {'row' if n == 1 else 'rows'} {label} ({kind}); first: {self.first[kind]}"
+                also = self.also.get(kind)
+                if also:
+                    more = ", ".join(map(str, also)) + (", …" if n > len(also) + 1 else "")
+                    line += f"; also line{'s' if n > 2 else ''} {more}"
+                out.append(line)
         if self.stray_quotes:
             n = self.stray_quotes
             out.append(
@@ -114,6 +137,7 @@ class ImportStats:
             "invalid": dict(self.invalid),
             "skipped": dict(self.skipped),
             "first": dict(self.first),
+            "also": {k: list(v) for k, v in self.also.items()},
             "repeated_ids": self.repeated_ids,
             "stray_quotes": self.stray_quotes,
         }
