@@ -331,3 +331,24 @@ def test_a_variant_note_counts_a_retry_not_only_the_step_it_lacks() -> None:
         "Unlike the 12-step variant: skips waitResponse site/error, does goToUrl site; insertValue username; "
         "insertValue password and 1 more fewer times"
     )
+
+
+def test_a_sop_says_in_words_what_a_private_constant_is() -> None:
+    """A new user's SOP read `Type "<email:1a10…>" into To`: the same (pseudonymised) address every time.
+    People cannot read the token; the SOP says what it stands for, and still quotes a plain constant."""
+    from rote.discovery.describe import sop_lines
+    from rote.streams.schemas import RoutineStep, StepParameter, Target
+
+    def step(value: str) -> RoutineStep:
+        return RoutineStep(
+            label="type:To",
+            app="Outlook",
+            action_type="type",
+            target=Target(field="To"),
+            parameter=StepParameter(kind="constant", constant=value),
+        )
+
+    lines = sop_lines([step("<email:1a10aa00bb11>"), step("<password>"), step("VIC"), step("<b>")], [])
+    assert lines[0] == "1. In Outlook, type the same e-mail address each time (kept private) into To"
+    assert "the same password each time" in lines[1]
+    assert lines[2].endswith('type "VIC" into To') and lines[3].endswith('type "<b>" into To')

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rote.privacy.tokens import REDACTED_RE
 from rote.streams.schemas import UNKNOWN_APP, RoutineInstance, RoutineStep
 
 MAX_NAME = 300
@@ -168,7 +169,7 @@ def sop_lines(steps: Sequence[RoutineStep], instances: Sequence[RoutineInstance]
                 src = steps[_origin(steps, p.source_step)]
                 text = f"{app}{verb} the value from {_where(src)}{as_fmt} into {where}"
             elif p.kind == "constant":
-                text = f'{app}{verb} "{(p.constant or "")[:60]}" into {where}'
+                text = f"{app}{verb} {_constant(p.constant or '')} into {where}"
             else:
                 text = f"{app}{verb} the {where} value{as_fmt} into {where} (it varies: supplied each time)"
         elif kind == "click":
@@ -186,6 +187,29 @@ def sop_lines(steps: Sequence[RoutineStep], instances: Sequence[RoutineInstance]
             text = text[:1].upper() + text[1:]
         lines.append(f"{k + 1}. {text}"[:MAX_LINE])
     return lines[:200]
+
+
+#: What a redaction token stands for, in words (`rote.privacy.tokens`).
+_TOKEN_WORDS = {
+    "email": "e-mail address",
+    "phone": "phone number",
+    "card": "card number",
+    "iban": "IBAN",
+    "ip": "IP address",
+    "mac": "MAC address",
+    "password": "password",
+    "secret": "secret",
+}
+
+
+def _constant(value: str) -> str:
+    """A value typed the same every time, quoted; one that is wholly a pseudonym or marker (`<email:1a10…>`)
+    in words: the SOP is for people, who cannot read the token (and the value is private)."""
+    token = value.strip()
+    if REDACTED_RE.fullmatch(token) is None:
+        return f'"{value[:60]}"'
+    words = _TOKEN_WORDS.get(token[1:].split(":", 1)[0].rstrip(">"), "national id number")
+    return f"the same {words} each time (kept private)"
 
 
 def routine_name(steps: Sequence[RoutineStep]) -> str:
