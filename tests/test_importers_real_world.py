@@ -571,3 +571,35 @@ def test_the_next_rows_of_each_invalid_kind_are_named_by_line(tmp_path: Path) ->
     assert stats.also["bad timestamp"] == [11, 14, 22, 24, 26]
     assert stats.describe()[0].endswith("; also lines 11, 14, 22, 24, 26, …")
     assert stats.to_dict()["also"] == {"bad timestamp": [11, 14, 22, 24, 26]}
+
+
+def test_naive_timestamps_are_read_in_the_zone_tz_names(tmp_path: Path) -> None:
+    """A new user in Berlin: their tracker writes local times without an offset and rote took them as UTC
+    (an hour off in winter, two in summer). `--tz Europe/Berlin` reads them as local time; times with an
+    offset or Z, and epoch numbers, are read as they say; an unknown zone is refused before any row."""
+    import typer
+
+    from rote.cli.import_options import csv_options
+
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "Zeitstempel;Ereignis\n"
+        "02.11.2026 08:34:53,737;Kopieren\n"  # winter: UTC+1
+        "2026-07-01 09:00:00;Kopieren\n"  # summer: UTC+2
+        "2026-07-01T09:00:00Z;Kopieren\n"
+        "1782896400;Kopieren\n",
+        encoding="utf-8",
+    )
+    opts = csv_options(time_col="Zeitstempel", action_cols="Ereignis", tz="Europe/Berlin")
+    recs, _ = _stats(path, fmt="csv", csv_options=opts)
+    assert [r.payload["timestamp"] for r in recs] == [  # (in time order)
+        "2026-07-01T07:00:00Z",
+        "2026-07-01T09:00:00Z",
+        "2026-07-01T09:00:00Z",
+        "2026-11-02T07:34:53.737000Z",
+    ]
+    utc, _ = _stats(path, fmt="csv", csv_options=csv_options(time_col="Zeitstempel", action_cols="Ereignis"))
+    assert utc[-1].payload["timestamp"] == "2026-11-02T08:34:53.737000Z"  # the default: naive is UTC
+    with pytest.raises(typer.BadParameter, match="unknown time zone 'Mars/Olympus'") as err:
+        csv_options(tz="Mars/Olympus")
+    assert err.value.param_hint == "--tz"

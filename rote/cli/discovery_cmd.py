@@ -21,6 +21,7 @@ from rote.cli.import_options import (
     EncodingOpt,
     IdColOpt,
     TimeColOpt,
+    TzOpt,
     UserColOpt,
     ValueColOpt,
     csv_options,
@@ -60,6 +61,7 @@ def register(app: typer.Typer) -> None:
         value_col: ValueColOpt = None,
         id_col: IdColOpt = None,
         action_map: ActionMapOpt = None,
+        tz: TzOpt = None,
         instance_col: Annotated[
             str | None,
             typer.Option(
@@ -169,6 +171,7 @@ def register(app: typer.Typer) -> None:
             value_col=value_col,
             id_col=id_col,
             action_map=action_map,
+            tz=tz,
             instance_col=instance_col,
             routine_col=routine_col,
         )

@@ -84,6 +84,15 @@ ActionMapOpt = Annotated[
         "LOG=ignore leaves that action's rows out (counted as skipped: 'Fenster aktiviert=ignore').",
     ),
 ]
+TzOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tz",
+        help="The time zone of timestamps written without an offset, as an IANA name (Europe/Berlin, "
+        "America/New_York). Default: UTC. Timestamps with an offset or Z, and epoch numbers, are read as "
+        "they say.",
+    ),
+]
 UserIdOpt = Annotated[
     str, typer.Option("--user-id", help="User of the rows when the log has no user column of its own.")
 ]
@@ -102,6 +111,7 @@ def csv_options(
     instance_col: str | None = None,
     routine_col: str | None = None,
     action_map: str | None = None,
+    tz: str | None = None,
 ) -> CsvOptions:
     """`CsvOptions` from the shared flags; a bad value is a `typer.BadParameter` naming the flag."""
     cols = tuple(c.strip() for c in (action_cols or "").split(",") if c.strip())
@@ -119,9 +129,11 @@ def csv_options(
             delimiter=delimiter,
             encoding=encoding,
             action_map=pairs,
+            timezone=tz,
         )
     except ConfigError as exc:
-        hint = "--delimiter" if "delimiter" in str(exc) else "--encoding"
+        text = str(exc)
+        hint = "--delimiter" if "delimiter" in text else "--tz" if "time zone" in text else "--encoding"
         raise typer.BadParameter(str(exc), param_hint=hint) from None
 
 

@@ -20,6 +20,7 @@ from rote.cli.import_options import (
     IdColOpt,
     LogFormat,
     TimeColOpt,
+    TzOpt,
     UserColOpt,
     UserIdOpt,
     ValueColOpt,
@@ -78,6 +79,7 @@ def run_cmd(
     value_col: ValueColOpt = None,
     id_col: IdColOpt = None,
     action_map: ActionMapOpt = None,
+    tz: TzOpt = None,
     user_id: UserIdOpt = "user-1",
     speed: Annotated[
         float, typer.Option(help="Replay pace: 0 as fast as possible, 1 real time, 10 ten times faster.")
@@ -154,6 +156,7 @@ def run_cmd(
         value_col=value_col,
         id_col=id_col,
         action_map=action_map,
+        tz=tz,
     )
     if state_dir is not None:
         # One state directory for every part of the run, as the flag says: the redactor's pseudonym key and
@@ -249,6 +252,7 @@ def produce_cmd(
     value_col: ValueColOpt = None,
     id_col: IdColOpt = None,
     action_map: ActionMapOpt = None,
+    tz: TzOpt = None,
     user_id: UserIdOpt = "user-1",
     validate: Annotated[
         bool,
@@ -289,6 +293,7 @@ def produce_cmd(
         value_col=value_col,
         id_col=id_col,
         action_map=action_map,
+        tz=tz,
     )
     settings = Settings.from_env(broker=broker)
     imported = read_log(file, fmt=fmt.value, user_id=user_id, csv_options=options, validate=validate)

@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from rote.importers.options import (
     VALUE_COLUMNS,
     CsvOptions,
     Format,
+    zone_of,
 )
 from rote.streams.schemas import UNKNOWN_APP
 
@@ -74,9 +75,10 @@ def _dotted(text: str) -> datetime | None:
         return None  # 31.02.2026: reported as not a timestamp below
 
 
-def parse_timestamp(raw: str | None) -> datetime:
-    """ISO-8601 (``Z`` or offset; naive means UTC), ``DD.MM.YYYY hh:mm[:ss]`` (naive, so UTC: what an
-    export from a spreadsheet in a German locale writes) or epoch seconds/milliseconds."""
+def parse_timestamp(raw: str | None, zone: tzinfo = UTC) -> datetime:
+    """ISO-8601 (``Z`` or offset; naive means `zone`, UTC unless `--tz` says otherwise), ``DD.MM.YYYY
+    hh:mm[:ss]`` (naive too: what an export from a spreadsheet in a German locale writes) or epoch
+    seconds/milliseconds (always UTC)."""
     text = clean(raw)
     if text is None:
         raise ValueError("timestamp is empty")
@@ -102,7 +104,7 @@ def parse_timestamp(raw: str | None) -> datetime:
             ) from None
         ts = dotted
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
+        ts = ts.replace(tzinfo=zone)
     try:
         return ts.astimezone(UTC)
     except OverflowError:  # 9999-12-31T23:59-05:00 is past datetime.max in UTC
@@ -174,6 +176,8 @@ class Columns:
     target: tuple[tuple[str, str], ...] = ()
     #: the log's action names (case-folded) -> rote's (`CsvOptions.action_map`)
     action_map: Mapping[str, str] = field(default_factory=dict)
+    #: the zone of timestamps without an offset (`CsvOptions.timezone`)
+    zone: tzinfo = UTC
 
     @property
     def labels(self) -> set[str]:
@@ -259,6 +263,7 @@ def resolve_columns(fmt: Format, header: Sequence[str], options: CsvOptions | No
         routine=routine,
         lifecycle=LIFECYCLE_COLUMN if LIFECYCLE_COLUMN in header and generic else None,
         action_map={k.strip().casefold(): v for k, v in opts.action_map},
+        zone=zone_of(opts.timezone),
         target=_target_columns(header, {time, *action, user, instance, routine}) if generic else (),
     )
 
@@ -361,7 +366,7 @@ def map_actionlogger(row: Mapping[str, Any], cols: Columns) -> dict[str, Any]:
     action = clean(row.get("eventType"))
     if action is None:
         raise ValueError("eventType is empty")
-    ts = parse_timestamp(row.get("timeStamp"))
+    ts = parse_timestamp(row.get("timeStamp"), cols.zone)
     tid = clean(row.get("target.id"))
     workbook = clean(row.get("target.workbookName"))
     sheet = clean(row.get("target.sheetName"))
@@ -424,7 +429,7 @@ def map_bosco(row: Mapping[str, Any], cols: Columns) -> dict[str, Any]:
     action = clean(row.get("eventType"))
     if action is None:
         raise ValueError("eventType is empty")
-    ts = parse_timestamp(row.get("timeStamp"))
+    ts = parse_timestamp(row.get("timeStamp"), cols.zone)
     column = clean(row.get("Column"))
     row_text = clean(row.get("Row"))
     rownum: int | None = None
@@ -483,7 +488,7 @@ def map_generic(row: Mapping[str, Any], cols: Columns, source: str = "csv") -> d
     action = clean(row.get(cols.action[0]))
     if action is None:
         raise ValueError(f"{cols.action[0]} is {'empty' if cols.action[0] in row else 'missing'}")
-    ts = parse_timestamp(row.get(cols.time))
+    ts = parse_timestamp(row.get(cols.time), cols.zone)
     parts = [clean(row.get(c)) for c in cols.action[1:]]
     fld = "/".join(p for p in parts if p) or None
     used = {cols.time, *cols.action, *cols.app, *cols.value, cols.user, cols.event_id, cols.lifecycle}

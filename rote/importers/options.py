@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import Literal
 
 from rote.errors import ConfigError
@@ -65,8 +66,12 @@ class CsvOptions:
     #: (the log's action name, rote's) pairs: a log in another language (`Kopieren`, `Einfügen`) names its
     #: actions in words the automation generator does not know (`parse_action_map`)
     action_map: tuple[tuple[str, str], ...] = ()
+    #: the IANA zone (`Europe/Berlin`) of timestamps written without an offset; None: UTC
+    timezone: str | None = None
 
     def __post_init__(self) -> None:
+        if self.timezone is not None:
+            zone_of(self.timezone)  # an unknown zone is refused here, not at the first row
         if self.delimiter is not None:
             object.__setattr__(self, "delimiter", parse_delimiter(self.delimiter))
         if self.encoding is not None:
@@ -106,6 +111,19 @@ def parse_action_map(text: str) -> tuple[tuple[str, str], ...]:
             raise ConfigError(f"action map: expected LOG=ROTE, got {item[:80]!r}")
         pairs.append((log_name.strip(), rote_name.strip()))
     return tuple(pairs)
+
+
+def zone_of(name: str | None) -> tzinfo:
+    """The zone naive timestamps are read in: UTC, or an IANA name such as `Europe/Berlin`."""
+    if name is None or name.strip().upper() in ("UTC", "Z"):
+        return UTC
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        why = "an IANA name: Europe/Berlin, America/New_York, UTC"
+        raise ConfigError(f"unknown time zone {name[:60]!r} ({why})") from None
 
 
 def parse_delimiter(text: str) -> str:
