@@ -603,3 +603,32 @@ def test_naive_timestamps_are_read_in_the_zone_tz_names(tmp_path: Path) -> None:
     with pytest.raises(typer.BadParameter, match="unknown time zone 'Mars/Olympus'") as err:
         csv_options(tz="Mars/Olympus")
     assert err.value.param_hint == "--tz"
+
+
+def test_instance_col_names_the_truth_files_column_not_the_logs(tmp_path: Path) -> None:
+    """A new user kept the truth apart from the log (the log has no `Instanz` column): `--truth truth.csv
+    --instance-col Instanz` failed on the log, "no instance column 'Instanz'"; without the flag the error hid
+    the accepted names behind "...". With a truth file the flag names its column; the error lists them."""
+    from typer.testing import CliRunner
+
+    from rote.cli import app
+
+    head = "when|what|where|who"
+    rows = []
+    for day in range(6):
+        for i, (what, where) in enumerate(
+            [("open", "Sheet"), ("copy", "A1"), ("paste", "Name"), ("save", "Form")]
+        ):
+            rows.append((f"2024-05-0{day + 1}T09:00:{i:02d}Z|{what}|{where}|ann", f"case{day}"))
+    log, truth, bare = tmp_path / "log.csv", tmp_path / "truth.csv", tmp_path / "bare.csv"
+    log.write_text("\n".join([head, *(r for r, _ in rows)]) + "\n")
+    truth.write_text("\n".join([head + "|Instanz", *(f"{r}|{c}" for r, c in rows)]) + "\n")
+    bare.write_text("\n".join([head, *(r for r, _ in rows)]) + "\n")
+    base = ["eval", "discovery", str(log), "--format", "csv", "--delimiter", "pipe", "--time-col", "when"]
+    base += ["--action-cols", "what,where", "--user-col", "who", "--json"]
+    res = CliRunner().invoke(app, [*base, "--truth", str(truth), "--instance-col", "Instanz"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["instance_f1"] == 1.0
+    res = CliRunner().invoke(app, [*base, "--truth", str(bare)])
+    assert res.exit_code == 2
+    assert "looked for caseID, case:concept:name, case_id" in (res.stderr or res.output)

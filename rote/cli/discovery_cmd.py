@@ -28,7 +28,7 @@ from rote.cli.import_options import (
     describe_import,
 )
 from rote.discovery import DiscoveryConfig
-from rote.discovery.evaluate import SCORE_METRICS, evaluate_file
+from rote.discovery.evaluate import SCORE_METRICS, evaluate_file, log_options
 from rote.discovery.interleaved import evaluate_log, iter_folder, read_models, read_reference, setting_k
 from rote.errors import ImportFormatError, RoteError
 from rote.importers import FORMATS, ImportStats, load_actions
@@ -178,7 +178,8 @@ def register(app: typer.Typer) -> None:
         err = Console(stderr=True)
         imported = ImportStats()  # what became of every row: scored runs must not hide dropped ones
         try:
-            load_actions(file, fmt=fmt, csv_options=options, stats=imported)  # type: ignore[arg-type]
+            read_as = log_options(options, truth)
+            load_actions(file, fmt=fmt, csv_options=read_as, stats=imported)  # type: ignore[arg-type]
             if imported.invalid or imported.skipped:
                 for line in describe_import(imported):
                     err.print(line, highlight=False, markup=False)

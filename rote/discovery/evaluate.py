@@ -33,6 +33,7 @@ from rote.discovery.abstraction import ActionAbstraction
 from rote.discovery.miner import DiscoveryConfig, DiscoveryResult, discover
 from rote.errors import ImportFormatError, ValidationError
 from rote.importers import CsvOptions, Format, ImportedRecord, iter_records
+from rote.importers.options import INSTANCE_COLUMNS
 from rote.streams.schemas import UserAction, decode
 
 MATCH = 0.8
@@ -77,6 +78,14 @@ class Truth:
     routine_of: dict[str, str] = field(default_factory=dict)
     #: raw event id -> ground-truth event id (identity when the truth is in the file itself)
     mapping: dict[str, str] | None = None
+
+
+def log_options(options: CsvOptions | None, truth_path: Path | None) -> CsvOptions | None:
+    """The options the log itself is read with: with a separate truth file, `--instance-col` and
+    `--routine-col` name the truth file's columns, which the log need not have."""
+    if truth_path is None or options is None:
+        return options
+    return replace(options, instance_col=None, routine_col=None)
 
 
 def _load(
@@ -265,7 +274,7 @@ def evaluate_file(
     """Replay a log through `discover` and score it; see the module docstring."""
     cfg = config or DiscoveryConfig()
     ab = cfg.abstraction
-    actions, records = _load(path, fmt, csv_options, "eval")
+    actions, records = _load(path, fmt, log_options(csv_options, truth_path), "eval")
     if not actions:
         raise ImportFormatError(f"{path.name}: no readable events")
     t0 = time.perf_counter()
@@ -288,7 +297,8 @@ def evaluate_file(
             )
         if not truth.instance_of:
             raise ImportFormatError(
-                f"{truth_path.name}: no routine instance column (caseID, case_id, ...; --instance-col)"
+                f"{truth_path.name}: no routine instance column (looked for {', '.join(INSTANCE_COLUMNS)}; "
+                "name it with --instance-col)"
             )
         if not truth.mapping:
             raise ImportFormatError(
