@@ -152,7 +152,10 @@ def _post_check(action: FastAction, window: tuple[datetime, datetime] | None = N
     if ts.tzinfo is None:
         raise ValidationError("timestamp: Input should have timezone info", field="timestamp")
     if ts.tzinfo is not UTC:
-        ts = ts.astimezone(UTC)
+        try:
+            ts = ts.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise ValidationError("timestamp: Value error, out of range in UTC", field="timestamp") from None
     earliest, latest = window or _window()
     if not earliest <= ts <= latest:
         reason = implausible_time(ts) or "timestamp is outside the plausible window"
@@ -190,7 +193,19 @@ def decode_action(raw: bytes, window: tuple[datetime, datetime] | None = None) -
 
 
 def decode_message(raw: bytes) -> Decoded:
-    """A whole `user-actions` message (one action or a batch); never raises for bad input."""
+    """A whole `user-actions` message (one action or a batch); never raises for bad input.
+
+    Producers write this topic: a message that makes a decoder raise something else than a validation
+    error (an integer of 4,301 digits, a time out of range in UTC: both crashed the worker in a loop
+    before they were caught where they arise) is rejected whole here, so no input can stop the agent."""
+    try:
+        return _decode_message(raw)
+    except (ValueError, OverflowError, TypeError, RecursionError, MemoryError) as exc:
+        why = f"undecodable message ({type(exc).__name__}: {str(exc)[:120]})"
+        return Decoded(rejected=[Rejected(raw=raw, reason=why)])
+
+
+def _decode_message(raw: bytes) -> Decoded:
     out = Decoded()
     window = _window()
     fast = _decode_whole_batch(raw, window)

@@ -597,12 +597,16 @@ def decode(model: type[E], payload: bytes | str | dict[str, Any]) -> E:
             ) from None
         except RecursionError:
             raise ValidationError("payload is nested too deeply to parse") from None
+        except ValueError as exc:  # an integer of more than 4,300 digits (Python's limit on int())
+            raise ValidationError(f"payload is not JSON rote reads: {str(exc)[:120]}") from None
         if not isinstance(data, dict):
             raise ValidationError(f"payload is a JSON {type(data).__name__}, expected an object")
         return model.model_validate(data)
     except PydanticValidationError as exc:
         reason, field = _reason(exc)
         raise ValidationError(reason, field=field) from None
+    except (OverflowError, ValueError) as exc:  # a validator's arithmetic on a value out of range
+        raise ValidationError(f"a value is out of range: {str(exc)[:120]}") from None
 
 
 def json_schema(model: type[Event]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -192,3 +193,51 @@ def test_a_batch_accepts_exactly_the_actions_the_schema_accepts(
     assert [a.event_id for a in out.actions] == [m.event_id for m in expected]
     assert all(_same(a, m) for a, m in zip(out.actions, expected, strict=True))
     assert len(out.actions) + len(out.rejected) == len(payloads)
+
+
+def test_a_poison_action_is_rejected_alone_and_never_escapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attacker with the producer login crashed every worker in a loop: a batch action stamped
+    0001-01-01T00:00:00+01:00 (before year 1 in UTC: `astimezone` raised OverflowError), or any action with
+    an integer of 4,301 digits (Python's int() limit: a bare ValueError from the JSON fallback). Each is
+    now rejected alone with a reason, its valid sibling kept; and whatever else a decoder raises rejects
+    the message instead of stopping the agent."""
+    import rote.streams.fast as fast
+    from rote.streams.schemas import Candidate
+
+    huge = "1" * 4301  # written into the JSON text: Python itself cannot make that int from a string
+
+    def act(eid: str, ts: str, **extra: object) -> dict[str, object]:
+        return {
+            "event_id": eid,
+            "user_id": "u1",
+            "timestamp": ts,
+            "app": "Excel",
+            "action_type": "click",
+            **extra,
+        }
+
+    def text(obj: object) -> bytes:
+        return json.dumps(obj).replace('"HUGE"', huge).encode()
+
+    poisons = [
+        act("bad", "0001-01-01T00:00:00+01:00"),
+        act("bad", "9999-12-31T23:59:59-01:00"),
+        act("bad", "2024-03-04T09:00:00Z", schema_version="HUGE"),
+    ]
+    for poison in poisons:
+        batch: dict[str, object] = {"kind": "user-action-batch", "schema_version": 1, "user_id": "u1"}
+        batch["actions"] = [act("ok", "2024-03-04T09:00:00Z"), poison]
+        got = fast.decode_message(text(batch))
+        assert [a.event_id for a in got.actions] == ["ok"] and len(got.rejected) == 1
+        assert got.rejected[0].reason.startswith("actions[1].")
+        alone = fast.decode_message(text(poison))
+        assert not alone.actions and len(alone.rejected) == 1
+    with pytest.raises(ValidationError, match="not JSON rote reads"):
+        decode(Candidate, text({"candidate_id": "HUGE"}))
+
+    def boom(raw: bytes, window: object) -> None:
+        raise TypeError("a decoder bug")
+
+    monkeypatch.setattr(fast, "_decode_whole_batch", boom)
+    got = fast.decode_message(b'{"kind": "user-action-batch"}')
+    assert not got.actions and "undecodable message (TypeError: a decoder bug)" in got.rejected[0].reason
