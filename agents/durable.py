@@ -49,7 +49,7 @@ import faust
 
 from rote import metrics
 from rote.agents.app import state_table
-from rote.errors import StateError, ValidationError
+from rote.errors import StateError
 from rote.state import (
     MAX_STATE_BYTES,
     StateMachine,
@@ -59,6 +59,7 @@ from rote.state import (
     state_envelope,
     state_from_envelope,
 )
+from rote.streams.topics import CATALOGUE
 
 S = TypeVar("S", bound=StateMachine)
 Item = TypeVar("Item")
@@ -69,6 +70,8 @@ _EMPTY_OUTBOX = b'"outbox":[]}}'
 log = logging.getLogger("rote.agents.state")
 
 CHECKPOINT_KIND = "checkpoint"
+#: The most log records a stored checkpoint may say lie before it (this code writes none: `wal_from == seq`)
+MAX_WAL_SPAN = 1 << 16
 CHECKPOINT_VERSION = 1
 
 
@@ -192,9 +195,11 @@ class DurableState(Generic[S, Item]):
             topic, _, value = bytes(raw).partition(_SEP)
             try:
                 self.apply_fn(live.state, self.decode_fn(topic.decode("utf-8", "replace"), value))
-            except (ValidationError, StateError, UnicodeDecodeError, ValueError) as exc:
-                # A log record that is not a valid event of this state's topics (a forged changelog
-                # record): skipped, like an invalid event at ingress, and counted.
+            except Exception as exc:
+                # A log record that is not a valid event of this state's topics, or one that the state
+                # cannot take (a forged changelog record: an IndexError escaped here and the key was never
+                # restored, so every later event of the user failed): skipped, like an invalid event at
+                # ingress, and counted.
                 self._rejected("log", key, exc)
             live.seq += 1
             live.units += 1
@@ -206,7 +211,8 @@ class DurableState(Generic[S, Item]):
         if raw is not None:
             try:
                 return self._parse_checkpoint(bytes(raw))
-            except StateError as exc:
+            except (StateError, ValueError, TypeError, OverflowError, LookupError, MemoryError) as exc:
+                # a forged checkpoint the codecs' checks let through must not stop the key (or the worker)
                 self._rejected("checkpoint", key, exc)
         return _Live(state=self.factory(key), seq=0, wal_from=0, epoch=_new_epoch())
 
@@ -222,7 +228,9 @@ class DurableState(Generic[S, Item]):
     def _parse_checkpoint(self, raw: bytes) -> _Live[S]:
         data = self._checkpoint_data(raw)
         seq, wal_from, epoch = data.int("seq"), data.int("wal_from"), data.str("epoch")
-        if not 0 <= wal_from <= seq or len(epoch) > 64:
+        # A checkpoint is written with its log position (`wal_from == seq`); a forged 0..10**12 made the key's
+        # next checkpoint pop 10**12 log keys one by one (an attacker's sweep): the span is bounded.
+        if not 0 <= wal_from <= seq < 1 << 53 or seq - wal_from > MAX_WAL_SPAN or len(epoch) > 64:
             raise StateError(f"{self.name} checkpoint: bad log position {wal_from}..{seq}")
         state = state_from_envelope(self.state_class, data.dict("state"), **self.state_context)
         outbox = [read_pending(p) for p in data.objs("outbox")] if data.has("outbox") else []
@@ -426,8 +434,14 @@ def read_pending(r: StateReader) -> dict[str, Any]:
     partition, after = r.int("partition"), r.int("after")
     if partition < 0 or after < 0:
         raise StateError(f"{r.where}: negative partition or offset")
+    topic = r.str("topic")
+    spec = _OUTPUT_TOPICS.get(topic)
+    # a forged entry for a topic that does not exist made the publisher retry it every second, ahead of
+    # every real output (an attacker's sweep)
+    if spec is None or partition >= spec.partitions:
+        raise StateError(f"{r.where}: not a partition of a catalogue topic: {topic[:80]!r} [{partition}]")
     return {
-        "topic": r.str("topic"),
+        "topic": topic,
         "key": r.str("key"),
         "value": r.opt_str("value"),
         "identity": r.str("identity"),
@@ -435,6 +449,9 @@ def read_pending(r: StateReader) -> dict[str, Any]:
         "after": after,
     }
 
+
+#: The topics an outbox may hold outputs for: the catalogue's (agents publish to nothing else)
+_OUTPUT_TOPICS = {spec.name: spec for spec in CATALOGUE}
 
 _epochs = itertools.count()
 

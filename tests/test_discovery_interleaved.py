@@ -141,10 +141,30 @@ def test_state_is_json_data_round_trips_exactly_and_rejects_malformed() -> None:
         {k: v for k, v in data.items() if k != "succ"},
         {**data, "extra": 1},
         {**data, "threads": [["x"]]},
+        # values an attacker's sweep found decoded and then broke learning (IndexError, OverflowError) or
+        # made decoding itself run for 19 s into MemoryError
+        {**data, "keep": -1},
+        {**data, "labels": [""] * len(data["labels"])},
+        {**data, "stats": [10**60, *data["stats"][1:]]},
     ]
+    variant = data["variants"][0]
+    for k, forged in ((0, 10**60), (11, -(10**40))):
+        counts = list(variant[2])
+        counts[k] = forged
+        bads.append({**data, "variants": [[*variant[:2], counts, *variant[3:]], *data["variants"][1:]]})
+    held = [i for i, v in enumerate(data["variants"]) if v[6]]
+    if held:
+        v = data["variants"][held[0]]
+        inst = list(v[6][0])
+        inst[2] = [10**9, format((1 << inst[1][2]) - 1, "x")]  # 10**9 steps, its events' bits all set
+        forged_v = [*v[:6], [inst, *v[6][1:]], *v[7:]]
+        bads.append(
+            {**data, "variants": [forged_v if i == held[0] else x for i, x in enumerate(data["variants"])]}
+        )
     for bad in bads:
         with pytest.raises(StateError):
             UserState.from_state(bad)  # type: ignore[arg-type]
+    assert held, "the bundled log's state holds kept instances"
 
 
 def test_candidates_carry_a_name_a_sop_with_the_data_flow_and_a_variant_note() -> None:

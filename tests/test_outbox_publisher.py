@@ -354,3 +354,57 @@ def test_a_view_during_recovery_does_not_become_the_copy_events_are_applied_to()
     ds.apply("u", 4, partition=0)
     assert ds.live("u").state.seen == [1, 2, 3, 4]
     assert ds.peek("u").seen == [1, 2, 3, 4]  # the live copy, once there is one
+
+
+def test_forged_checkpoints_and_log_records_never_stop_a_key() -> None:
+    """An attacker's sweep of the state changelogs: a checkpoint saying 10**12 log records lie before it
+    made the key's next checkpoint pop them one by one; an outbox entry for a topic that does not exist was
+    retried every second ahead of every real output; a log record the state could not take (an IndexError)
+    escaped the replay, so the key was never restored and every later event of the user failed. Each is
+    now rejected and counted, and the key goes on."""
+    from rote import metrics
+    from rote.state import encode_json, state_envelope
+
+    def rejected(record: str) -> float:
+        return metrics.STATE_RECORDS_REJECTED.labels(state="counter", record=record)._value.get()
+
+    ds = _counter_tables()
+    env = state_envelope(_Counter([7]))
+    before = rejected("checkpoint")
+    for data in (
+        {"seq": 10**12, "wal_from": 0, "epoch": "e", "state": env, "outbox": []},
+        {
+            "seq": 3,
+            "wal_from": 3,
+            "epoch": "e",
+            "state": env,
+            "outbox": [{**pending("u", 1), "topic": "nope"}],
+        },
+        {"seq": 3, "wal_from": 3, "epoch": "e", "state": env, "outbox": [pending("u", 1, partition=99)]},
+    ):
+        ds._live.clear()
+        ds.states = {b"u": encode_json({"kind": "checkpoint", "v": 1, "data": data})}
+        assert ds.restore("u").seen == []  # started afresh, not stuck
+    assert rejected("checkpoint") == before + 3
+    ds._live.clear()
+    ds.states = {
+        b"u": encode_json(
+            {
+                "kind": "checkpoint",
+                "v": 1,
+                "data": {"seq": 3, "wal_from": 3, "epoch": "e", "state": env, "outbox": [pending("u", 1)]},
+            }
+        )
+    }
+    assert ds.restore("u").seen == [7]  # a real outbox entry still reads
+
+    def picky(state: _Counter, item: int) -> None:
+        if item < 0:
+            raise IndexError("a record this state cannot take")
+        state.seen.append(item)
+
+    ds.apply_fn = picky
+    ds._live.clear()
+    ds.wal = {ds.wal_key("u", "e", 3): b"user-actions\n-1", ds.wal_key("u", "e", 4): b"user-actions\n5"}
+    logs = rejected("log")
+    assert ds.restore("u").seen == [7, 5] and rejected("log") == logs + 1

@@ -13,11 +13,26 @@ from typing import Any
 
 from rote.discovery.codec import ROW
 from rote.discovery.dedupe import SeenIds
-from rote.discovery.model import TARGET_FIELDS, Ev, Segment, Thread, UserState, Variant
+from rote.discovery.model import (
+    NO_TIME_HI,
+    NO_TIME_LO,
+    TARGET_FIELDS,
+    Ev,
+    Segment,
+    Thread,
+    UserState,
+    Variant,
+)
 from rote.discovery.packing import bounded, unpack, unpack_small
 from rote.errors import StateError
 
 NO_TARGET: tuple[Any, ...] = (None,) * len(TARGET_FIELDS)
+#: The longest alignment a segment may have (one entry per routine step; routines have at most a few hundred)
+MAX_ALIGNMENT = 1 << 16
+#: Counters stay below 2**53 (exact as floats)
+MAX_COUNT = 1 << 53
+#: How many instances a variant may keep (the budget sheds to 2; the default is 4)
+MAX_KEEP = 1 << 10
 
 
 def _fail(what: str) -> StateError:
@@ -27,7 +42,18 @@ def _fail(what: str) -> StateError:
 def _int(x: Any, what: str) -> int:
     if type(x) is not int:
         raise _fail(f"{what} must be an integer")
+    if not NO_TIME_LO <= x <= NO_TIME_HI:  # times (µs) and their sentinels are the widest integers written
+        raise _fail(f"{what} out of range")
     return x
+
+
+def _count(x: Any, what: str) -> int:
+    """A counter (occurrences, events, bytes, milliseconds): never negative, and small enough for the float
+    arithmetic of scoring (a forged 10**60 decoded, then made learning raise OverflowError)."""
+    n = _int(x, what)
+    if not 0 <= n < MAX_COUNT:
+        raise _fail(f"{what} out of range")
+    return n
 
 
 def _gap(x: Any) -> int:
@@ -219,7 +245,11 @@ class _Reader:
                 mask = int(bits, 16)
             except ValueError:
                 raise _fail("alignment bit set") from None
-            if n < 0 or mask < 0 or mask >> n or mask.bit_count() != limit:
+            if (steps is not None and n != len(steps)) or not 0 <= n <= MAX_ALIGNMENT:
+                # checked before the loop below: a forged `n` of 10**9 held a worker for 19 s and then
+                # raised MemoryError, not StateError (an attacker's sweep)
+                raise _fail("alignment length does not fit the routine")
+            if mask < 0 or mask >> n or mask.bit_count() != limit:
                 raise _fail("alignment bit set does not fit the events")
             aligned: list[int | None] = []
             j = 0
@@ -318,6 +348,8 @@ def decode_state(st: UserState, data: Any) -> None:
     if data["version"] != UserState.STATE_VERSION:
         raise _fail(f"version {data['version']!r} is not {UserState.STATE_VERSION}")
     labels = [_str(x, "label") for x in _list(data["labels"], "labels")]
+    if not all(labels):
+        raise _fail("a label is empty")
     strings = [_str(x, "string") for x in _list(data["strings"], "strings")]
     values = [_str(x, "value") for x in _list(data["values"], "values")]
     targets: list[tuple[Any, ...]] = []
@@ -341,6 +373,8 @@ def decode_state(st: UserState, data: Any) -> None:
     r.load_events(data["events"])
     st.user_id = _str(data["user"], "user")
     st.keep_instances = _int(data["keep"], "keep")
+    if not 1 <= st.keep_instances <= MAX_KEEP:
+        raise _fail("keep out of range")
     st.seen = SeenIds.from_data(data["seen"])
     st.tie_ids = [_str(x, "tie id") for x in _list(data["ties"], "ties")]
     heap = _list(data["heap"], "heap", 2)
@@ -366,7 +400,7 @@ def decode_state(st: UserState, data: Any) -> None:
     st.n_triples = sum(len(d) for d in st.succ2.values())
     st.label_chars = sum(len(x) for x in st.label_counts)
     since = _list(data["since"], "since", 3)
-    st.since_decay, st.since_refit, st.next_tid = (_int(x, "since") for x in since)
+    st.since_decay, st.since_refit, st.next_tid = (_count(x, "since") for x in since)
     st.warmup = None if data["warmup"] is None else r.take(data["warmup"])
     st.threads = []
     for row in _list(data["threads"], "threads"):
@@ -403,7 +437,7 @@ def decode_state(st: UserState, data: Any) -> None:
     st.pending = deque(r.segment(s, None) for s in _list(data["pending"], "pending"))
     if not r.finished():
         raise _fail("events no holder refers to")
-    stats = [_int(x, "stat") for x in _list(data["stats"], "stats", 8)]
+    stats = [_count(x, "stat") for x in _list(data["stats"], "stats", 8)]
     st.events, st.duplicates, st.late, st.noise_events, st.segments, st.shed, st.payload, st.check_at = stats
     measured = _list(data["measured"], "measured", 7)
     st.measured = [_int(x, "measure") for x in measured[:4]] + [
@@ -416,7 +450,11 @@ def decode_state(st: UserState, data: Any) -> None:
 
 def _variant(r: _Reader, x: Any) -> Variant:
     x = _list(x, "variant", 8)
-    n = [_int(a, "variant count") for a in _list(x[2], "variant counts", 13)]
+    n = [
+        # last day, first and last seen are times (or their sentinels); the others are counters
+        _int(a, "variant time") if k in (7, 8, 9) else _count(a, "variant count")
+        for k, a in enumerate(_list(x[2], "variant counts", 13))
+    ]
     v = Variant(vid=_str(x[0], "variant id"), steps=r.labs(x[1], "steps"))
     if not v.steps:
         raise _fail("a variant must have steps")
