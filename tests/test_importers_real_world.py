@@ -525,10 +525,50 @@ def test_a_quote_that_never_closes_loses_no_row_and_hides_no_password(tmp_path: 
     assert stats.stray_quotes == 1 and stats.first["stray quote"] == "line 5"
     assert any("quote that never closes" in line for line in stats.describe())
     values = [r.payload.get("value") for r in recs]
-    assert '"Zitat Kunde: bitte bis Freitag' in values
+    assert "Zitat Kunde: bitte bis Freitag" in values  # the quote closed at the line's end
     assert "zwei\r\nZeilen; mit Semikolon" in values or "zwei\nZeilen; mit Semikolon" in values
     assert not any("Sommer2026" in json.dumps(r.payload, ensure_ascii=False) for r in recs)
     assert stats.to_dict()["stray_quotes"] == 1
+
+
+def test_real_multi_line_cells_stay_whole_whatever_they_hold(tmp_path: Path) -> None:
+    """The reviewer of the stray-quote reading: a note whose lines hold the delimiter, or a multi-line cell
+    in the first column, was split into rows, and an e-mail address in a note became a "bad timestamp"
+    reason in clear. A line counts as a row of its own only with the header's width and a readable time;
+    the closing line of a cell (its quote inside a cell) never does. A stray quote before quoted cells that
+    hold the delimiter, and rows with trailing empty cells after it, still read right."""
+    head = "value,ts,action,extra\n"
+    files = {
+        "note.csv": head + '"Rückruf erbeten:\nanna.schmidt@example.com, 0171 2345678, Hauptstr. 1, Berlin",'
+        "2026-01-01T00:00:00Z,type,\nv,2026-01-01T00:00:01Z,click,\n",
+        "first.csv": head + '"Line one\nline two",2026-01-01T00:00:00Z,type,x\n'
+        "v,2026-01-01T00:00:01Z,click,\n",
+        "commas.csv": head + '"a,b\nc,d,e,f",2026-01-01T00:00:00Z,type,\n',
+    }
+    opts = CsvOptions(time_col="ts", action_cols=("action",), value_col="value")
+    for name, text in files.items():
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        recs, stats = _stats(path, fmt="csv", csv_options=opts)
+        assert stats.stray_quotes == 0, name
+        assert "anna.schmidt" not in json.dumps(stats.to_dict()), name
+        first = recs[0].payload if recs[0].error is None else {}
+        assert "\n" in str(first.get("value")), (name, recs[0])
+    path = tmp_path / "stray.csv"
+    path.write_text(
+        "ts,action,value,extra\n"
+        '2026-01-01T00:00:00Z,"type","abc,def\n'
+        "2026-01-01T00:00:01Z,click,v,,,\n"
+        "2026-01-01T00:00:02Z,click,v2,\n",
+        encoding="utf-8",
+    )
+    recs, stats = _stats(path, fmt="csv", csv_options=CsvOptions(time_col="ts", action_cols=("action",)))
+    assert stats.stray_quotes == 1 and stats.valid == 3
+    assert [(r.payload["action_type"], r.payload.get("value")) for r in recs] == [
+        ("type", "abc,def"),
+        ("click", "v"),
+        ("click", "v2"),
+    ]
 
 
 def test_an_action_mapped_to_ignore_is_left_out_and_counted(tmp_path: Path) -> None:

@@ -113,22 +113,57 @@ class _Lines:
         self._back.extendleft(reversed(lines))
 
 
-def _cells(text: str, delimiter: str, *, plain: bool = False) -> list[str]:
-    """One line's cells (`plain`: quote characters are text)."""
-    if plain:
-        return next(csv.reader([text], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
-    return next(csv.reader([text], delimiter=delimiter), [])
+def _width_cells(text: str, delimiter: str, width: int) -> list[str]:
+    """One physical line's cells; empty cells past the header's width (a spreadsheet's export) left out, as
+    `_csv_row` leaves them out."""
+    cells = next(csv.reader([text], delimiter=delimiter), [])
+    if len(cells) > width and not any(c.strip() for c in cells[width:]):
+        del cells[width:]
+    return cells
 
 
-def _runaway_quote(rec: list[tuple[int, str]], width: int, delimiter: str) -> bool:
+def _row_like(text: str, width: int, delimiter: str, time_at: int | None, *, last: bool) -> bool:
+    """Is this line, read alone, a row of the file: the header's number of cells and a readable time? The
+    last line of a multi-line cell holds its closing quote inside a cell (`line two",2026-...,type`): a
+    line whose first quote does not begin a cell is that, not a row."""
+    if last:
+        q = text.find('"')
+        if q > 0 and text[q - 1] != delimiter:
+            return False
+    cells = _width_cells(text, delimiter, width)
+    if len(cells) != width:
+        return False
+    if time_at is None:
+        return True
+    try:
+        parse_timestamp(cells[time_at])
+    except ValueError:
+        return False
+    return True
+
+
+def _runaway_quote(rec: list[tuple[int, str]], width: int, delimiter: str, time_at: int | None) -> bool:
     """A record read over several lines whose later lines are rows of the file on their own: a quote opened
     in its first line never closed (a value starting with `"`), and the reader took the rows after it as
-    that cell's text. A real multi-line cell (a note with a line break) does not hold whole rows."""
-    for _, text in rec[1:]:
-        cells = _cells(text, delimiter)
-        if len(cells) >= width and len(cells) - width <= 1 and any(c.strip() for c in cells):
-            return True
-    return False
+    that cell's text. A real multi-line cell (a note with a line break, commas and all) holds no line that
+    is a row with a readable time."""
+    n = len(rec)
+    return any(
+        _row_like(text, width, delimiter, time_at, last=k == n - 1) for k, (_, text) in enumerate(rec) if k
+    )
+
+
+def _stray_line(text: str, width: int, delimiter: str) -> list[str] | None:
+    """The cells of a line whose quote never closes: closed at the line's end (`"Zitat Kunde ...` is one
+    cell, and quoted cells before it keep their delimiters; cells it left short are empty), else with
+    quotes read as text; None when neither gives the header's width."""
+    closed = next(csv.reader([text.rstrip("\r\n") + '"'], delimiter=delimiter), [])
+    if len(closed) <= width:
+        return closed + [""] * (width - len(closed))
+    plain = next(csv.reader([text], delimiter=delimiter, quoting=csv.QUOTE_NONE), [])
+    if len(plain) > width and not any(c.strip() for c in plain[width:]):
+        del plain[width:]
+    return plain if len(plain) == width else None
 
 
 def _read_csv(
@@ -161,6 +196,7 @@ def _read_csv(
             raise ImportFormatError(f"{path.name}: the header is not {encoding} text; pass --encoding")
         cols = resolve_columns(fmt, header, options, path.name)
         width = len(header)
+        time_at = header.index(cols.time) if cols.time in header else None
         lines.take()
         while True:
             failed: csv.Error | None = None
@@ -174,13 +210,15 @@ def _read_csv(
             if not rec:
                 continue
             start, line = rec[0][0], rec[-1][0]
-            if len(rec) > 1 and _runaway_quote(rec, width, delimiter):
-                # Read the first line as plain text (its quote character kept) and the others again.
+            if len(rec) > 1 and _runaway_quote(rec, width, delimiter, time_at):
+                # Read the first line alone (its quote closed at the line's end) and the others again.
                 lines.again(rec[1:])
                 failed, line = None, start
-                row = _cells(rec[0][1], delimiter, plain=True)
+                row = _stray_line(rec[0][1], width, delimiter) or next(
+                    csv.reader([rec[0][1]], delimiter=delimiter, quoting=csv.QUOTE_NONE), []
+                )
                 stats.stray_quotes += 1
-                stats.first.setdefault("stray quote", f"line {start}")
+                stats._note("stray quote", f"line {start}")
             if failed is not None:
                 stats.rows += 1
                 kind = "too large" if "field limit" in str(failed) else "unreadable row"
