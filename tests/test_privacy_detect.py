@@ -231,8 +231,8 @@ def test_bundled_logs_keep_everything_but_identifiers(
 
 def test_invoice_and_case_numbers_are_not_phone_numbers() -> None:
     """A new user's German export: `RE-2026-57613` became `RE-<phone:…>` in events, file paths and test
-    inputs (about 300 tokens). Letters joined on by a dash, or a year and a serial number, make a file or
-    case number; phone numbers around them are still found."""
+    inputs (about 300 tokens). A year and a serial number make a file or case number (with more groups when
+    letters are joined on); phone numbers around them, and after letters, are still found."""
     from rote.privacy import default_redactor
 
     r = default_redactor()
@@ -240,3 +240,7 @@ def test_invoice_and_case_numbers_are_not_phone_numbers() -> None:
         assert r.redact_text(text) == text
     for text in ("Tel: 030 1234567", "0171 2345678", "212-555-1234", "call 0171-2345678", "1800-555-0199"):
         assert "<phone:" in r.redact_text(text), text
+    # letters joined on make a file number only before a year (the review of the first rule: phones leaked)
+    for text in ("Tel-0171 2345678", "Rückruf-0171-2345678.docx", "Handy/0171-2345678", "call-212-555-1234"):
+        assert "<phone:" in r.redact_text(text), text
+    assert r.redact_text("INV-2026-123-456") == "INV-2026-123-456"

@@ -296,7 +296,12 @@ _PHONE = re.compile(
 _PHONE_SEP = re.compile(r"[ .\-\u00a0()]+")
 _NONDIGIT = re.compile(r"\D")
 _THOUSANDS = re.compile(r"^\d{1,3}(?:[ .\u00a0]\d{3})+$")
-_YEAR_SERIAL = re.compile(r"^(?:19|20)\d\d[-/]\d+$")
+_YEAR_SERIAL = re.compile(r"^(?:19|20)\d\d[-/]\d")
+
+
+def _joined_on(text: str, at: int) -> bool:
+    """Letters joined on before position `at` by a dash, underscore, slash or hash (`RE-`, `INV_`)."""
+    return at >= 2 and text[at - 1] in "-_/#" and text[at - 2].isalpha()
 #: "Tel: 0412345678": a bare digit run right after a phone word is a phone number.
 _PHONE_CUE = re.compile(
     r"(?i)(?:phone|tel|mobile|mob|cell|fax|call|whatsapp)[a-z]*\.?\s*(?:no\.?|nr\.?|#)?\s*[:=]?\s*$"
@@ -338,12 +343,10 @@ def _phones(text: str, ctx: frozenset[str], n_digits: int) -> Iterator[Finding]:
                     continue
                 if t[0] != "0" and _THOUSANDS.match(t):  # 12 345 678: an amount, not a phone
                     continue
-                # a file or case number: "RE-2026-57613", "Ticket-2026-10452" (letters joined on), or
-                # "2026-57613" (a year, then a serial number)
-                at = m.start()
-                if at >= 2 and text[at - 1] in "-_/#" and text[at - 2].isalpha():
-                    continue
-                if len(groups) == 2 and _YEAR_SERIAL.match(t):
+                # a file or case number: a year, then a serial number ("2026-57613", "RE-2026-57613"), also
+                # with more groups when letters are joined on ("INV-2026-123-456"); a phone number after
+                # letters ("Tel-0171 2345678", "Mobil-0171-2345678") begins with its trunk 0 and stays one
+                if _YEAR_SERIAL.match(t) and (len(groups) == 2 or _joined_on(text, m.start())):
                     continue
                 dots_only = "(" not in t and " " not in t and "-" not in t and "\u00a0" not in t
                 if dots_only and (n < 10 or any(len(g) < 2 for g in groups)):  # 1.2.3.4567: a version
