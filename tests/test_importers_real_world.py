@@ -596,6 +596,12 @@ def test_an_action_mapped_to_ignore_is_left_out_and_counted(tmp_path: Path) -> N
     assert stats.skipped == {"ignored": 2} and "'Fenster aktiviert'" in stats.first["ignored"]
     with pytest.raises(typer.BadParameter, match="'ignroe' is not an action"):
         _action_map("Fenster aktiviert=ignroe")
+    # the log's own "ignore", mapped to ignore, is left out too (the review found it kept)
+    opts = CsvOptions(
+        time_col="Zeit", action_cols=("Ereignis", "Element"), action_map=_action_map("ignore=ignore")
+    )
+    recs, stats = _stats(path, fmt="csv", csv_options=opts)
+    assert stats.skipped == {"ignored": 1} and len(recs) == 4
 
 
 def test_the_next_rows_of_each_invalid_kind_are_named_by_line(tmp_path: Path) -> None:

@@ -530,8 +530,11 @@ def map_row(fmt: Format, row: Mapping[str, Any], cols: Columns) -> dict[str, Any
     if cols.action_map:
         logged = payload.get("action_type")
         if isinstance(logged, str):
-            mapped = cols.action_map.get(logged.strip().casefold(), logged)
-            if mapped.casefold() == IGNORE_ACTION and logged.strip().casefold() != IGNORE_ACTION:
+            own = logged.strip().casefold()
+            mapped = cols.action_map.get(own)
+            if mapped is None:
+                mapped = logged  # not in the map: kept as logged (a log's own action named "ignore" too)
+            elif mapped.casefold() == IGNORE_ACTION:
                 raise LeftOut(logged)
             payload["action_type"] = mapped
     return payload
