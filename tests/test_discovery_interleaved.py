@@ -152,6 +152,11 @@ def test_state_is_json_data_round_trips_exactly_and_rejects_malformed() -> None:
         counts = list(variant[2])
         counts[k] = forged
         bads.append({**data, "variants": [[*variant[:2], counts, *variant[3:]], *data["variants"][1:]]})
+    n_events = len(data["events"][0])
+    for forged_duration in (-5.0, float("nan")):
+        block = list(data["events"])
+        block[7] = [forged_duration] * n_events  # an event's own duration: the schema's range only
+        bads.append({**data, "events": block})
     held = [i for i, v in enumerate(data["variants"]) if v[6]]
     if held:
         v = data["variants"][held[0]]

@@ -10,6 +10,7 @@ candidate's own `rank` is by automation potential among the user's candidates, a
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -123,12 +124,16 @@ def _instance(seg: Segment, row: _Observed) -> dict[str, Any]:
         "targets": targets,
     }
     if seg.events is not None:
-        # the instance's own time: its span less the time spent on other work within it, as the routine's
-        # mean duration counts it (the efficiency tracker's baseline took the span, other routines and all)
-        at = [i for i in seg.aligned if i is not None]
+        # the instance's own time: its span less the time spent on other work within it, plus the last
+        # step's own duration, as the routine's mean duration counts it (`VariantMiner.add`; the efficiency
+        # tracker's baseline took the span, other routines and all)
+        at = [i for i in seg.aligned[: len(evs)] if i is not None]
         idle = idle_within(seg.events, at, note=False) if len(at) > 1 else 0
         last = seg.events[at[-1]].duration if at else None
-        out["active_seconds"] = round(max(0, present[-1].ts - present[0].ts - idle) / US + (last or 0.0), 3)
+        own = max(0, present[-1].ts - present[0].ts - idle) / US
+        if last is not None and math.isfinite(last) and last > 0:
+            own += last
+        out["active_seconds"] = round(own, 3)
     return out
 
 

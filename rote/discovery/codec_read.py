@@ -25,6 +25,7 @@ from rote.discovery.model import (
 )
 from rote.discovery.packing import bounded, unpack, unpack_small
 from rote.errors import StateError
+from rote.streams.schemas import MAX_ACTION_SECONDS
 
 NO_TARGET: tuple[Any, ...] = (None,) * len(TARGET_FIELDS)
 #: The longest alignment a segment may have (one entry per routine step; routines have at most a few hundred)
@@ -88,6 +89,15 @@ def _bool(x: Any, what: str) -> bool:
     if type(x) is not bool:
         raise _fail(f"{what} must be a boolean")
     return x
+
+
+def _opt_duration(x: Any, what: str) -> float | None:
+    """An event's own duration (seconds), as the event schema allows it: finite and not negative (a forged
+    -5 or NaN decoded, then made the candidate's instance invalid in the hot path)."""
+    d = _opt_num(x, what)
+    if d is not None and not 0.0 <= d <= MAX_ACTION_SECONDS:
+        raise _fail(f"{what} out of range")
+    return d
 
 
 def _opt_num(x: Any, what: str) -> float | None:
@@ -198,7 +208,7 @@ class _Reader:
                 strings[types[k]],
                 None if values[k] == 0 else vals[values[k] - 1],
                 tgts[targets[k] - 1] if targets[k] else NO_TARGET,
-                _opt_num(durations[k], "event duration"),
+                _opt_duration(durations[k], "event duration"),
                 gaps[k],
             )
             for k in range(n)
@@ -279,7 +289,7 @@ class _Reader:
             events=events,
             first_ts=first_ts,
             last_ts=last_ts,
-            last_duration=_opt_num(x[3], "segment duration"),
+            last_duration=_opt_duration(x[3], "segment duration"),
             aligned=aligned,
             idle=idle,
         )

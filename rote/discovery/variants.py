@@ -292,7 +292,7 @@ class VariantMiner:
             v.exact = round(v.exact * scale)
             v.fitness_milli = round(v.fitness_milli * scale)
             v.duration_ms = round(v.duration_ms * scale)
-            _inherit_days(v, seen, remaining / before if before > 0 else 0.0)
+            _inherit_days(v, seen, remaining / before if before > 0 else 0.0, first=True)
 
     def pend(self, state: UserState, seg: Segment, touched: set[str]) -> None:
         cfg = self.config
@@ -442,15 +442,17 @@ def _trim(seg: Segment, present: list[int]) -> None:
 __all__ = ["VariantMiner", "similarity"]
 
 
-def _inherit_days(v: Variant, seen: tuple[int, int, int, int], share: float) -> None:
-    """Days and time extent for occurrences counted but no longer held (a bounded store): `share` of the
-    occurrences that had `seen` = (first seen, last seen, days, last day) are `v`'s. Counted from the held
-    instances alone, 11 occurrences looked like 11 on one day (24 s apart) and the hours saved per year were
-    ten times too many; they were among those occurrences, so their days scale with them."""
-    first, last, days, last_day = seen
+def _inherit_days(v: Variant, seen: tuple[int, int, int, int], share: float, *, first: bool = False) -> None:
+    """Days for occurrences counted but no longer held (a bounded store): `share` of the occurrences that
+    had `seen` = (first seen, last seen, days, last day) are `v`'s. Counted from the held instances alone,
+    11 occurrences looked like 11 on one day (24 s apart) and the hours saved per year were ten times too
+    many; they were among those occurrences, so their days scale with them. `first`: `v` keeps the earlier
+    occurrences (a variant rebuilt after some moved away), so it also keeps the first time they were seen;
+    its last time is its newest held instance's (the store keeps the newest)."""
+    first_seen, _last_seen, days, last_day = seen
     if days <= 0 or share <= 0.0:
         return
     v.n_days = max(v.n_days, min(v.count, round(days * min(1.0, share))))
-    v.first_seen = min(v.first_seen, first)
-    v.last_seen = max(v.last_seen, last)
     v.last_day = max(v.last_day, last_day)
+    if first:
+        v.first_seen = min(v.first_seen, first_seen)
