@@ -652,7 +652,7 @@ def test_occurrences_the_store_no_longer_holds_keep_their_days() -> None:
     rebuilt from the one instance it still held counted 11 occurrences on one day (first and last seen 24 s
     apart), 11 a day. Rebuilt or split, a variant's days scale with the occurrences it keeps counting."""
     steps = [("open", "Inbox"), ("click", "Reply"), ("type", "Body"), ("click", "Send"), ("click", "Archive")]
-    actions = []
+    actions: list[UserAction] = []
     for day in range(12):
         for k, (kind, field) in enumerate(steps):
             t = day * 86400 + k * 3.0

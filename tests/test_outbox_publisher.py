@@ -4,7 +4,7 @@ rebalances. The crash behaviour end to end (SIGKILLed workers on Apache Kafka) i
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -306,8 +306,8 @@ def test_an_event_whose_checkpoint_is_over_the_cap_is_logged_instead(monkeypatch
 class _Counter:
     """A minimal durable state: the numbers applied to it."""
 
-    STATE_KIND = "test-counter"
-    STATE_VERSION = 1
+    STATE_KIND: ClassVar[str] = "test-counter"
+    STATE_VERSION: ClassVar[int] = 1
 
     def __init__(self, seen: list[int] | None = None) -> None:
         self.seen = seen or []
