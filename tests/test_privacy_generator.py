@@ -182,3 +182,61 @@ def test_a_derived_target_never_carries_a_token_as_its_literal_part() -> None:
     assert title["k"] == "param"
     for src in generate(cand).sources.values():
         assert REDACTED_RE.search(src.source) is None
+
+
+def test_two_secrets_are_two_inputs_never_one_wired_into_the_other() -> None:
+    """A new user's VPN login: the password and then the one-time passcode, both redacted to `<password>`.
+    The marker keeps no equality, yet both discovery (`derived` from the password step) and the generator
+    (`fill_field(1, value=v0, field='Passcode')`) took the two as the same value, and the automation was
+    verified typing the password into the passcode field. Each secret is its own run-time input now."""
+    from rote.discovery.parameters import analyse_data
+
+    steps = [
+        RoutineStep(
+            label="editField:Password",
+            app="VPN",
+            action_type="editField",
+            target=Target(field="Password", element_type="password"),
+        ),
+        RoutineStep(
+            label="editField:Passcode",
+            app="VPN",
+            action_type="editField",
+            target=Target(field="Passcode", element_type="password"),
+        ),
+        RoutineStep(label="click:Connect", app="VPN", action_type="click", target=Target(field="Connect")),
+    ]
+    instances = []
+    for k in range(6):
+        start = T0 + timedelta(hours=k)
+        instances.append(
+            RoutineInstance(
+                event_ids=[f"v{k}-{s}" for s in range(3)],
+                values=[PASSWORD_MARKER, PASSWORD_MARKER, None],
+                targets=[s.target for s in steps],
+                start=start,
+                end=start + timedelta(seconds=15),
+            )
+        )
+    params = analyse_data([inst.values for inst in instances])
+    assert params[1] is not None and params[1]["kind"] != "derived", params[1]
+    # an ordinary value typed twice is still wired through (what the marker rule must not break)
+    same = analyse_data([["Albert", "Albert"], ["Mia", "Mia"], ["Tom", "Tom"]])
+    assert same[1] == {"kind": "derived", "source_step": 0, "examples": ["Albert", "Mia", "Tom"]}
+    cand = _candidate().model_copy(
+        update={
+            "candidate_id": "vpn",
+            "routine": [s.label for s in steps],
+            "steps": steps,
+            "instances": instances,
+        }
+    )
+    plan = build_plan(cand)
+    values = [plan.steps[s]["value"] for s in (0, 1)]
+    assert [v["k"] for v in values] == ["param", "param"], values
+    assert values[0]["name"] != values[1]["name"]
+    automation = generate(cand)
+    src = automation.sources["python"].source
+    assert "value=v0, field='Passcode'" not in src
+    for case in automation.test_cases:
+        assert replay(automation, case, "python").passed

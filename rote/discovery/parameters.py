@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from rote.privacy.tokens import holds_marker
 from rote.streams.schemas import StepParameter
 
 #: Share of instances in which a relation must hold (real logs have the odd typo or re-typed field).
@@ -60,7 +61,8 @@ def analyse_data(
     for row in norm:
         where: dict[str, list[int]] = {}
         for j, x in enumerate(row):
-            if x is not None:
+            # a marker (`<password>`) keeps no equality: no step is derived from or into one
+            if x is not None and not holds_marker(x):
                 where.setdefault(x, []).append(j)
         index.append(where)
     out: list[dict[str, Any] | None] = []

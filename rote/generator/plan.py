@@ -20,7 +20,7 @@ from typing import Any
 from rote.generator import exprs
 from rote.generator.exprs import Expr
 from rote.generator.synthesis import SynthesisConfig, synthesize
-from rote.privacy.tokens import REDACTED_RE, contains_redaction
+from rote.privacy.tokens import REDACTED_RE, contains_redaction, holds_marker
 from rote.streams.schemas import Candidate, ExpectedAction, RoutineInstance, Target, TestCase
 
 #: Target fields that identify what an action is done to (column/row are implied by `cell`).
@@ -385,12 +385,14 @@ def _infer_cell(cells: list[str], base_rows: list[int | None]) -> Expr | None:
 def _derive(
     targets: list[str], present_obs: list[_Obs], bound: set[int], s: int, hint: int | None, cfg: PlanConfig
 ) -> Expr | None:
+    if any(holds_marker(t) for t in targets):
+        return None  # a dropped secret is an input of its own, never another step's value
     sources: dict[int, list[str]] = {}
     for j in sorted(bound):
         if j >= s:
             continue
         vals = [o.values[j] for o in present_obs]
-        if all(v is not None for v in vals):
+        if all(v is not None and not holds_marker(v) for v in vals):
             sources[j] = [v for v in vals if v is not None]
     if not sources:
         return None

@@ -58,6 +58,13 @@ def contains_redaction(text: str | None) -> bool:
     return text is not None and "<" in text and REDACTED_RE.search(text) is not None
 
 
+def holds_marker(text: str | None) -> bool:
+    """True when `text` holds a fixed marker. Two `<password>` values are not known to be equal (the marker
+    keeps no equality), so nothing may be wired from one to the other: a generated login once typed the
+    VPN password into the one-time passcode field because both had become `<password>`."""
+    return text is not None and "<" in text and any(m in text for m in MARKERS)
+
+
 def redacted_spans(text: str) -> list[tuple[int, int]]:
     """Where `text` already holds tokens or markers: detectors leave these alone (idempotence)."""
     if "<" not in text:
