@@ -678,3 +678,68 @@ def test_instance_col_names_the_truth_files_column_not_the_logs(tmp_path: Path) 
     res = CliRunner().invoke(app, [*base, "--truth", str(bare)])
     assert res.exit_code == 2
     assert "looked for caseID, case:concept:name, case_id" in (res.stderr or res.output)
+
+
+def test_us_dates_and_a_12_hour_clock_are_read_as_time_format_says(tmp_path: Path) -> None:
+    """A new user's Windows export writes `11/03/2026 2:05:07 PM`: every row was refused ("not ISO-8601")
+    and nothing said what to do. The refusal now names `--time-format`; MDY or DMY read slashed dates
+    (12 AM is midnight, 12 PM noon), a strptime format reads anything else; a quoted multi-line note between
+    such rows is still one cell, and a quote that never closes swallows no US-dated row after it (the
+    stray-quote check reads times in the same format)."""
+    import typer
+
+    from rote.cli.import_options import csv_options
+
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "When,Action,Typed Text\r\n"
+        "11/03/2026 2:05:07 PM,type,hello\r\n"
+        "11/03/2026 12:00:01 AM,type,midnight\r\n"
+        '11/03/2026 12:30:00 PM,type,"a note, with a comma\r\n11/03/2026 1:00:00 PM,and a line"\r\n'
+        "11/13/2026 9:15 AM,click,\r\n",
+        encoding="utf-8-sig",
+    )
+    recs, stats = _stats(path, fmt="csv", csv_options=csv_options(time_col="When", action_cols="Action"))
+    assert stats.valid == 0 and stats.invalid == {"bad timestamp": 4}
+    assert "--time-format MDY" in stats.first["bad timestamp"]
+    for fmt in ("MDY", "mdy", "%m/%d/%Y %I:%M:%S %p"):
+        opts = csv_options(
+            time_col="When",
+            action_cols="Action",
+            value_col="Typed Text",
+            tz="America/New_York",
+            time_format=fmt,
+        )
+        recs, stats = _stats(path, fmt="csv", csv_options=opts)
+        recs = [r for r in recs if r.error is None]
+        stamps = [r.payload["timestamp"] for r in recs]
+        if fmt.startswith("%"):  # the format says seconds: the row without them is refused, by name
+            assert stats.invalid == {"bad timestamp": 1}
+            assert "does not match --time-format" in stats.first["bad timestamp"]
+            assert len(stamps) == 3
+            continue
+        assert stats.valid == 4 and stats.stray_quotes == 0, stats.describe()
+        assert stamps == [
+            "2026-11-03T05:00:01Z",
+            "2026-11-03T17:30:00Z",
+            "2026-11-03T19:05:07Z",
+            "2026-11-13T14:15:00Z",
+        ]
+        assert recs[1].payload["value"] == "a note, with a comma\r\n11/03/2026 1:00:00 PM,and a line"
+    stray = tmp_path / "stray.csv"
+    stray.write_text(
+        'When,Action,Typed Text\n11/03/2026 2:05:07 PM,type,"Quote from the customer\n'
+        + "".join(f"11/03/2026 2:06:{s:02d} PM,type,row {s}\n" for s in range(5)),
+        encoding="utf-8",
+    )
+    opts = csv_options(time_col="When", action_cols="Action", value_col="Typed Text", time_format="MDY")
+    recs, stats = _stats(stray, fmt="csv", csv_options=opts)
+    assert stats.valid == 6 and stats.stray_quotes == 1, stats.describe()
+    assert [r.payload["value"] for r in recs][1:] == [f"row {s}" for s in range(5)]
+    day_first = csv_options(time_col="When", action_cols="Action", time_format="DMY")
+    recs, stats = _stats(path, fmt="csv", csv_options=day_first)
+    assert stats.invalid == {"bad timestamp": 1}  # 11/13 is no day-first date
+    assert next(r.payload["timestamp"] for r in recs if r.error is None) == "2026-03-11T00:00:01Z"
+    with pytest.raises(typer.BadParameter, match="neither MDY, DMY nor a strptime format") as err:
+        csv_options(time_format="MM/DD/YYYY")
+    assert err.value.param_hint == "--time-format"

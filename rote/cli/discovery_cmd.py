@@ -21,6 +21,7 @@ from rote.cli.import_options import (
     EncodingOpt,
     IdColOpt,
     TimeColOpt,
+    TimeFormatOpt,
     TzOpt,
     UserColOpt,
     ValueColOpt,
@@ -62,6 +63,7 @@ def register(app: typer.Typer) -> None:
         id_col: IdColOpt = None,
         action_map: ActionMapOpt = None,
         tz: TzOpt = None,
+        time_format: TimeFormatOpt = None,
         instance_col: Annotated[
             str | None,
             typer.Option(
@@ -172,6 +174,7 @@ def register(app: typer.Typer) -> None:
             id_col=id_col,
             action_map=action_map,
             tz=tz,
+            time_format=time_format,
             instance_col=instance_col,
             routine_col=routine_col,
         )

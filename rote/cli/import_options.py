@@ -93,6 +93,15 @@ TzOpt = Annotated[
         "they say.",
     ),
 ]
+TimeFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--time-format",
+        help="How the log writes times that are not ISO-8601, DD.MM.YYYY hh:mm:ss or epoch numbers: MDY "
+        "(11/03/2026 2:05:07 PM, month first) or DMY (03/11/2026 14:05, day first), slashes, dashes or dots, "
+        "a 12-hour clock with AM/PM read as such; or a strptime format ('%d %b %Y %H:%M'). Default: none.",
+    ),
+]
 UserIdOpt = Annotated[
     str, typer.Option("--user-id", help="User of the rows when the log has no user column of its own.")
 ]
@@ -112,6 +121,7 @@ def csv_options(
     routine_col: str | None = None,
     action_map: str | None = None,
     tz: str | None = None,
+    time_format: str | None = None,
 ) -> CsvOptions:
     """`CsvOptions` from the shared flags; a bad value is a `typer.BadParameter` naming the flag."""
     cols = tuple(c.strip() for c in (action_cols or "").split(",") if c.strip())
@@ -130,10 +140,19 @@ def csv_options(
             encoding=encoding,
             action_map=pairs,
             timezone=tz,
+            time_format=time_format,
         )
     except ConfigError as exc:
         text = str(exc)
-        hint = "--delimiter" if "delimiter" in text else "--tz" if "time zone" in text else "--encoding"
+        hint = (
+            "--delimiter"
+            if "delimiter" in text
+            else "--tz"
+            if "time zone" in text
+            else "--time-format"
+            if "time format" in text
+            else "--encoding"
+        )
         raise typer.BadParameter(str(exc), param_hint=hint) from None
 
 

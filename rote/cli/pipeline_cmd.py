@@ -20,6 +20,7 @@ from rote.cli.import_options import (
     IdColOpt,
     LogFormat,
     TimeColOpt,
+    TimeFormatOpt,
     TzOpt,
     UserColOpt,
     UserIdOpt,
@@ -80,6 +81,7 @@ def run_cmd(
     id_col: IdColOpt = None,
     action_map: ActionMapOpt = None,
     tz: TzOpt = None,
+    time_format: TimeFormatOpt = None,
     user_id: UserIdOpt = "user-1",
     speed: Annotated[
         float, typer.Option(help="Replay pace: 0 as fast as possible, 1 real time, 10 ten times faster.")
@@ -157,6 +159,7 @@ def run_cmd(
         id_col=id_col,
         action_map=action_map,
         tz=tz,
+        time_format=time_format,
     )
     if state_dir is not None:
         # One state directory for every part of the run, as the flag says: the redactor's pseudonym key and
@@ -253,6 +256,7 @@ def produce_cmd(
     id_col: IdColOpt = None,
     action_map: ActionMapOpt = None,
     tz: TzOpt = None,
+    time_format: TimeFormatOpt = None,
     user_id: UserIdOpt = "user-1",
     validate: Annotated[
         bool,
@@ -294,6 +298,7 @@ def produce_cmd(
         id_col=id_col,
         action_map=action_map,
         tz=tz,
+        time_format=time_format,
     )
     settings = Settings.from_env(broker=broker)
     imported = read_log(file, fmt=fmt.value, user_id=user_id, csv_options=options, validate=validate)

@@ -19,6 +19,7 @@ from rote.errors import ImportFormatError
 from rote.importers.options import (
     ACTION_COLUMNS,
     APP_COLUMNS,
+    DATE_ORDERS,
     INSTANCE_COLUMNS,
     INSTANCE_LABEL,
     LIFECYCLE_COLUMN,
@@ -75,14 +76,62 @@ def _dotted(text: str) -> datetime | None:
         return None  # 31.02.2026: reported as not a timestamp below
 
 
-def parse_timestamp(raw: str | None, zone: tzinfo = UTC) -> datetime:
+#: ``11/03/2026 2:05:07 PM`` or ``03/11/2026 14:05``: a date with slashes (or dashes or dots) and an optional
+#: 12-hour clock, read month first or day first as `--time-format MDY` or `DMY` says (the two cannot be told
+#: apart from a row: 11/03 is both).
+_SLASHED = re.compile(
+    r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})"
+    r"(?:[ T,]+(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,6}))?)?(?:\s*([AaPp])\.?[Mm]\.?)?)?"
+)
+
+
+def _slashed(text: str, order: str) -> datetime | None:
+    m = _SLASHED.fullmatch(text)
+    if m is None:
+        return None
+    a, b, year, hour, minute, second, fraction, half = m.groups()
+    month, day = (a, b) if order == "MDY" else (b, a)
+    h = int(hour or 0)
+    if half is not None:  # 12 AM is midnight, 12 PM noon
+        if not 1 <= h <= 12:
+            return None
+        h = h % 12 + (12 if half in "Pp" else 0)
+    try:
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            h,
+            int(minute or 0),
+            int(second or 0),
+            int((fraction or "0").ljust(6, "0")),
+        )
+    except ValueError:
+        return None  # 13/31/2026 read month first: reported as not a timestamp below
+
+
+def _formatted(text: str, fmt: str) -> datetime | None:
+    if fmt in DATE_ORDERS:
+        return _slashed(text, fmt)
+    try:
+        return datetime.strptime(text, fmt)
+    except ValueError:
+        return None
+
+
+def parse_timestamp(raw: str | None, zone: tzinfo = UTC, time_format: str | None = None) -> datetime:
     """ISO-8601 (``Z`` or offset; naive means `zone`, UTC unless `--tz` says otherwise), ``DD.MM.YYYY
     hh:mm[:ss]`` (naive too: what an export from a spreadsheet in a German locale writes) or epoch
-    seconds/milliseconds (always UTC)."""
+    seconds/milliseconds (always UTC); with `time_format` (`--time-format`: MDY, DMY or a strptime format),
+    that format first."""
     text = clean(raw)
     if text is None:
         raise ValueError("timestamp is empty")
     text = text.strip()
+    if time_format is not None:
+        own = _formatted(text, time_format)
+        if own is not None:
+            return _in_utc(own, zone, text)
     try:
         number = float(text)
     except ValueError:
@@ -99,10 +148,23 @@ def parse_timestamp(raw: str | None, zone: tzinfo = UTC) -> datetime:
     except ValueError:
         dotted = _dotted(text)
         if dotted is None:
-            raise ValueError(
-                f"timestamp {text[:40]!r} is not ISO-8601, DD.MM.YYYY hh:mm:ss or epoch seconds"
-            ) from None
+            raise ValueError(_unreadable(text, time_format)) from None
         ts = dotted
+    return _in_utc(ts, zone, text)
+
+
+def _unreadable(text: str, time_format: str | None) -> str:
+    if time_format is not None:
+        return f"timestamp {text[:40]!r} does not match --time-format {time_format!r}"
+    hint = ""
+    if _SLASHED.fullmatch(text) is not None:
+        hint = " (month first? --time-format MDY; day first? --time-format DMY)"
+    elif any(c.isalpha() for c in text):
+        hint = " (say its format with --time-format, e.g. '%d %b %Y %H:%M:%S')"
+    return f"timestamp {text[:40]!r} is not ISO-8601, DD.MM.YYYY hh:mm:ss or epoch seconds{hint}"
+
+
+def _in_utc(ts: datetime, zone: tzinfo, text: str) -> datetime:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=zone)
     try:
@@ -178,6 +240,8 @@ class Columns:
     action_map: Mapping[str, str] = field(default_factory=dict)
     #: the zone of timestamps without an offset (`CsvOptions.timezone`)
     zone: tzinfo = UTC
+    #: `CsvOptions.time_format`: MDY, DMY or a strptime format, tried before the formats read anyway
+    time_format: str | None = None
 
     @property
     def labels(self) -> set[str]:
@@ -264,6 +328,7 @@ def resolve_columns(fmt: Format, header: Sequence[str], options: CsvOptions | No
         lifecycle=LIFECYCLE_COLUMN if LIFECYCLE_COLUMN in header and generic else None,
         action_map={k.strip().casefold(): v for k, v in opts.action_map},
         zone=zone_of(opts.timezone),
+        time_format=opts.time_format,
         target=_target_columns(header, {time, *action, user, instance, routine}) if generic else (),
     )
 
@@ -366,7 +431,7 @@ def map_actionlogger(row: Mapping[str, Any], cols: Columns) -> dict[str, Any]:
     action = clean(row.get("eventType"))
     if action is None:
         raise ValueError("eventType is empty")
-    ts = parse_timestamp(row.get("timeStamp"), cols.zone)
+    ts = parse_timestamp(row.get("timeStamp"), cols.zone, cols.time_format)
     tid = clean(row.get("target.id"))
     workbook = clean(row.get("target.workbookName"))
     sheet = clean(row.get("target.sheetName"))
@@ -429,7 +494,7 @@ def map_bosco(row: Mapping[str, Any], cols: Columns) -> dict[str, Any]:
     action = clean(row.get("eventType"))
     if action is None:
         raise ValueError("eventType is empty")
-    ts = parse_timestamp(row.get("timeStamp"), cols.zone)
+    ts = parse_timestamp(row.get("timeStamp"), cols.zone, cols.time_format)
     column = clean(row.get("Column"))
     row_text = clean(row.get("Row"))
     rownum: int | None = None
@@ -488,7 +553,7 @@ def map_generic(row: Mapping[str, Any], cols: Columns, source: str = "csv") -> d
     action = clean(row.get(cols.action[0]))
     if action is None:
         raise ValueError(f"{cols.action[0]} is {'empty' if cols.action[0] in row else 'missing'}")
-    ts = parse_timestamp(row.get(cols.time), cols.zone)
+    ts = parse_timestamp(row.get(cols.time), cols.zone, cols.time_format)
     parts = [clean(row.get(c)) for c in cols.action[1:]]
     fld = "/".join(p for p in parts if p) or None
     used = {cols.time, *cols.action, *cols.app, *cols.value, cols.user, cols.event_id, cols.lifecycle}

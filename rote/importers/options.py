@@ -68,10 +68,15 @@ class CsvOptions:
     action_map: tuple[tuple[str, str], ...] = ()
     #: the IANA zone (`Europe/Berlin`) of timestamps written without an offset; None: UTC
     timezone: str | None = None
+    #: how the log writes its times when they are not ISO-8601, DD.MM.YYYY or epoch numbers: MDY or DMY (a
+    #: slashed date, optional 12-hour clock: `11/03/2026 2:05:07 PM`) or a strptime format; None: those only
+    time_format: str | None = None
 
     def __post_init__(self) -> None:
         if self.timezone is not None:
             zone_of(self.timezone)  # an unknown zone is refused here, not at the first row
+        if self.time_format is not None:
+            object.__setattr__(self, "time_format", check_time_format(self.time_format))
         if self.delimiter is not None:
             object.__setattr__(self, "delimiter", parse_delimiter(self.delimiter))
         if self.encoding is not None:
@@ -111,6 +116,23 @@ def parse_action_map(text: str) -> tuple[tuple[str, str], ...]:
             raise ConfigError(f"action map: expected LOG=ROTE, got {item[:80]!r}")
         pairs.append((log_name.strip(), rote_name.strip()))
     return tuple(pairs)
+
+
+#: `--time-format` shorthands: the order of month, day and year in a slashed date
+DATE_ORDERS = ("MDY", "DMY")
+
+
+def check_time_format(fmt: str) -> str:
+    """`--time-format`: MDY, DMY, or a strptime format with at least one `%` directive."""
+    text = fmt.strip()
+    if text.upper() in DATE_ORDERS:
+        return text.upper()
+    if "%" not in text:
+        raise ConfigError(
+            f"time format {fmt[:40]!r} is neither MDY, DMY nor a strptime format such as "
+            "'%m/%d/%Y %I:%M:%S %p'"
+        )
+    return text
 
 
 def zone_of(name: str | None) -> tzinfo:

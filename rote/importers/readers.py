@@ -122,7 +122,9 @@ def _width_cells(text: str, delimiter: str, width: int) -> list[str]:
     return cells
 
 
-def _row_like(text: str, width: int, delimiter: str, time_at: int | None, *, last: bool) -> bool:
+def _row_like(
+    text: str, width: int, delimiter: str, time_at: int | None, *, last: bool, time_format: str | None = None
+) -> bool:
     """Is this line, read alone, a row of the file: the header's number of cells and a readable time? The
     last line of a multi-line cell holds its closing quote inside a cell (`line two",2026-...,type`): a
     line whose first quote does not begin a cell is that, not a row."""
@@ -136,20 +138,28 @@ def _row_like(text: str, width: int, delimiter: str, time_at: int | None, *, las
     if time_at is None:
         return True
     try:
-        parse_timestamp(cells[time_at])
+        parse_timestamp(cells[time_at], time_format=time_format)
     except ValueError:
         return False
     return True
 
 
-def _runaway_quote(rec: list[tuple[int, str]], width: int, delimiter: str, time_at: int | None) -> bool:
+def _runaway_quote(
+    rec: list[tuple[int, str]],
+    width: int,
+    delimiter: str,
+    time_at: int | None,
+    time_format: str | None = None,
+) -> bool:
     """A record read over several lines whose later lines are rows of the file on their own: a quote opened
     in its first line never closed (a value starting with `"`), and the reader took the rows after it as
     that cell's text. A real multi-line cell (a note with a line break, commas and all) holds no line that
     is a row with a readable time."""
     n = len(rec)
     return any(
-        _row_like(text, width, delimiter, time_at, last=k == n - 1) for k, (_, text) in enumerate(rec) if k
+        _row_like(text, width, delimiter, time_at, last=k == n - 1, time_format=time_format)
+        for k, (_, text) in enumerate(rec)
+        if k
     )
 
 
@@ -210,7 +220,7 @@ def _read_csv(
             if not rec:
                 continue
             start, line = rec[0][0], rec[-1][0]
-            if len(rec) > 1 and _runaway_quote(rec, width, delimiter, time_at):
+            if len(rec) > 1 and _runaway_quote(rec, width, delimiter, time_at, cols.time_format):
                 # Read the first line alone (its quote closed at the line's end) and the others again.
                 lines.again(rec[1:])
                 failed, line = None, start
@@ -290,9 +300,7 @@ def _csv_row(
             raw=data,
             raw_size=size,
             labels=labels,
-            payload={
-                k: v.encode("utf-8", UNDECODABLE).decode("utf-8", "replace") for k, v in values.items()
-            },
+            payload={k: v.encode("utf-8", UNDECODABLE).decode("utf-8", "replace") for k, v in values.items()},
         )
     return mapped_row(line, values, cols, fmt, cap, size=sum(len(v) for v in row), kept=raw)
 
