@@ -200,7 +200,12 @@ def test_a_sop_does_not_say_in_unknown() -> None:
 
 
 def test_value_formats() -> None:
-    assert value_format(["11-03-1986", "01-12-2001"]) == "DD-MM-YYYY"
+    # day or month first only where a value shows it: a US user's due dates were called DD/MM/YYYY
+    assert value_format(["11-03-1986", "01-12-2001"]) == "a date (NN-NN-YYYY)"
+    assert value_format(["11-03-1986", "27-12-2001"]) == "DD-MM-YYYY"
+    assert value_format(["11/27/2026", "12/16/2026", "01/05/2027"]) == "MM/DD/YYYY"
+    assert value_format(["11/27/2026", "27/11/2026"]) == "a date (NN/NN/YYYY)"  # both orders: no claim
+    assert value_format(["11/27/2026", "11-28-2026"]) is None
     assert value_format(["a@b.org", "x.y@z.com"]) == "an e-mail address"
     assert value_format(["John", "11-03-1986"]) is None
 
