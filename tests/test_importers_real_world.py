@@ -743,3 +743,22 @@ def test_us_dates_and_a_12_hour_clock_are_read_as_time_format_says(tmp_path: Pat
     with pytest.raises(typer.BadParameter, match="neither MDY, DMY nor a strptime format") as err:
         csv_options(time_format="MM/DD/YYYY")
     assert err.value.param_hint == "--time-format"
+
+
+def test_an_encoding_that_refuses_the_bytes_is_a_one_line_refusal(tmp_path: Path) -> None:
+    """`--encoding utf-16` on a UTF-8 file: the codec raised UnicodeError mid-read and the command died with
+    "internal error" (exit 1). It is bad input: a one-line refusal naming the flag, nothing read, exit 2."""
+    from typer.testing import CliRunner
+
+    from rote.cli import app
+
+    path = tmp_path / "log.csv"
+    path.write_text("timestamp,action\n2026-11-02T09:00:00Z,click\n", encoding="utf-8")
+    with pytest.raises(ImportFormatError, match=r"cannot be read as utf-16 .*pass another --encoding"):
+        read_log(path, fmt="csv", csv_options=CsvOptions(encoding="utf-16"))
+    res = CliRunner().invoke(
+        app,
+        ["eval", "discovery", str(path), "--format", "csv", "--encoding", "utf-16", "--instance-col", "none"],
+    )
+    assert res.exit_code == 2, res.output
+    assert "internal error" not in res.output and "cannot be read as utf-16" in res.output

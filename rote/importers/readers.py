@@ -507,6 +507,12 @@ def iter_records(
         line = rows[-1].line + 1 if rows else 1
         why = f"line {line}: the compressed file is cut short or damaged ({exc}); nothing after it was read"
         rows.append(Row(line=line, error=why, kind="unreadable row", payload={}))
+    except UnicodeError as exc:
+        # a codec that refuses the bytes outright (`--encoding utf-16` on a file without its BOM) is the
+        # wrong encoding, not a fault of rote's: nothing is yielded, the command exits 2
+        raise ImportFormatError(
+            f"{path.name} cannot be read as {encoding} ({exc}); pass another --encoding, or none to detect it"
+        ) from None
     _fill_users(rows, user_id)
     cap = max_event_bytes()
     keyed: list[tuple[datetime, int, ImportedRecord]] = []
