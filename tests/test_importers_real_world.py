@@ -762,3 +762,20 @@ def test_an_encoding_that_refuses_the_bytes_is_a_one_line_refusal(tmp_path: Path
     )
     assert res.exit_code == 2, res.output
     assert "internal error" not in res.output and "cannot be read as utf-16" in res.output
+
+
+def test_default_column_names_match_in_any_case_and_a_wrong_delimiter_is_named(tmp_path: Path) -> None:
+    """A new user's export (`When,Action,...`): `Action` was not taken for `action` although the refusal
+    listed it; and with `--delimiter ';'` on the comma file the refusal showed the whole header as one
+    column without saying why. Default names now match in any case; a one-column header names the delimiter
+    it holds."""
+    path = tmp_path / "export.csv"
+    path.write_text("Timestamp,ACTION,Control\n2026-11-02T09:00:00Z,click,OK\n", encoding="utf-8")
+    recs, stats = _stats(path, fmt="csv")
+    assert stats.valid == 1 and recs[0].payload["action_type"] == "click"
+    with pytest.raises(
+        ImportFormatError, match=r"read as one column: is the delimiter ','\? pass --delimiter"
+    ):
+        list(iter_records(path, fmt="csv", csv_options=CsvOptions(delimiter=";")))
+    with pytest.raises(ImportFormatError, match=r"read as one column: is the delimiter ','\?"):
+        list(iter_records(path, fmt="csv", csv_options=CsvOptions(delimiter="tab", time_col="Timestamp")))

@@ -212,8 +212,16 @@ def _strip_ws(v: Any) -> str | None:
 
 
 def _first(header: Sequence[str], names: Sequence[str]) -> str | None:
+    """The header's column for the first of `names` it has: spelled the same, else in another case (`Action`
+    for `action`: a new user's export was refused for "no action column" while the error listed `action`)."""
     present = set(header)
-    return next((n for n in names if n in present), None)
+    exact = next((n for n in names if n in present), None)
+    if exact is not None:
+        return exact
+    folded: dict[str, str] = {}
+    for col in header:
+        folded.setdefault(col.casefold(), col)
+    return next((folded[n.casefold()] for n in names if n.casefold() in folded), None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -378,7 +386,19 @@ def _first_of(row: Mapping[str, Any], names: Sequence[str]) -> str | None:
 def _shown(header: Sequence[str], limit: int = 12) -> str:
     cols = [c if len(c) <= 40 else c[:39] + "…" for c in header[:limit]]
     more = f" … (+{len(header) - limit})" if len(header) > limit else ""
-    return ", ".join(cols) + more if cols else "(none)"
+    return (", ".join(cols) + more if cols else "(none)") + _one_column_hint(header)
+
+
+def _one_column_hint(header: Sequence[str]) -> str:
+    """A header read as one column that holds another delimiter: the delimiter is wrong (`--delimiter ';'`
+    on a comma file said only "no time column 'When'", with the whole header as its one column)."""
+    if len(header) != 1:
+        return ""
+    inside = max((",", ";", "\t", "|"), key=header[0].count)
+    if header[0].count(inside) == 0:
+        return ""
+    name = {"\t": "tab", "|": "pipe"}.get(inside, inside)
+    return f" (read as one column: is the delimiter {name!r}? pass --delimiter {name!r})"
 
 
 def labels_from(row: Mapping[str, Any], cols: Columns) -> dict[str, str]:
