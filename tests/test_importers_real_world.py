@@ -779,3 +779,29 @@ def test_default_column_names_match_in_any_case_and_a_wrong_delimiter_is_named(t
         list(iter_records(path, fmt="csv", csv_options=CsvOptions(delimiter=";")))
     with pytest.raises(ImportFormatError, match=r"read as one column: is the delimiter ','\?"):
         list(iter_records(path, fmt="csv", csv_options=CsvOptions(delimiter="tab", time_col="Timestamp")))
+
+
+def test_a_file_cut_short_is_said_and_its_rows_kept(tmp_path: Path) -> None:
+    """A new user's copy cut off inside a note (`"Hi all,` then `wo`): the cut row was counted valid and
+    nothing was said; cut in the middle of a row, only "2 columns" was. Every row is still kept (the cut
+    one as read, or dead-lettered for its columns), and the import says the file looks cut short; a whole
+    file, a quoted note across lines included, says nothing of the kind."""
+    head = "timestamp,action,value\n"
+    rows = "".join(f"2026-11-02T09:00:{s:02d}Z,type,v{s}\n" for s in range(5))
+    whole = tmp_path / "whole.csv"
+    whole.write_text(head + rows + '2026-11-02T09:01:00Z,type,"Hi all,\nwork is done"\n', encoding="utf-8")
+    recs, stats = _stats(whole, fmt="csv")
+    assert stats.valid == 6 and stats.cut_short is None
+    in_quote = tmp_path / "in_quote.csv"
+    in_quote.write_text(head + rows + '2026-11-02T09:01:00Z,type,"Hi all,\nwo', encoding="utf-8")
+    recs, stats = _stats(in_quote, fmt="csv")
+    assert stats.valid == 6 and recs[-1].payload["value"] == "Hi all,\nwo"
+    assert stats.cut_short == "line 7: the file ends inside a quoted cell of this row"
+    assert any("looks cut short" in line for line in stats.describe())
+    assert stats.to_dict()["cut_short"] == stats.cut_short
+    mid_row = tmp_path / "mid_row.csv"
+    mid_row.write_text(head + rows + "2026-11-02T09:01:00Z,ty", encoding="utf-8")
+    recs, stats = _stats(mid_row, fmt="csv")
+    assert stats.valid == 5 and stats.invalid == {"columns": 1}
+    assert stats.first["columns"].endswith("the file ends here: cut short?")
+    assert stats.cut_short is not None

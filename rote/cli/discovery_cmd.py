@@ -183,7 +183,7 @@ def register(app: typer.Typer) -> None:
         try:
             read_as = log_options(options, truth)
             load_actions(file, fmt=fmt, csv_options=read_as, stats=imported)  # type: ignore[arg-type]
-            if imported.invalid or imported.skipped or imported.stray_quotes:
+            if imported.invalid or imported.skipped or imported.stray_quotes or imported.cut_short:
                 for line in describe_import(imported):
                     err.print(line, highlight=False, markup=False)
             with Progress(

@@ -20,6 +20,7 @@ row (the first user in the file for rows before any); `user_id` is used only for
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import io
 import json
@@ -88,6 +89,9 @@ class _Lines:
         self._it = lines
         self._back: deque[tuple[int, str]] = deque()
         self._number = 0
+        #: the file's last line has been handed out and the reader asked for more: a record read to here
+        #: ended inside a quoted cell (`csv.reader` returns it as it stands)
+        self.exhausted = False
         #: (line number, text) of every line handed out since `take()`
         self.record: list[tuple[int, str]] = []
 
@@ -98,7 +102,11 @@ class _Lines:
         if self._back:
             number, text = self._back.popleft()
         else:
-            text = next(self._it)
+            try:
+                text = next(self._it)
+            except StopIteration:
+                self.exhausted = True
+                raise
             self._number += 1
             number = self._number
         self.record.append((number, text))
@@ -106,6 +114,7 @@ class _Lines:
 
     def take(self) -> list[tuple[int, str]]:
         rec, self.record = self.record, []
+        self.exhausted = False
         return rec
 
     def again(self, lines: list[tuple[int, str]]) -> None:
@@ -216,6 +225,7 @@ def _read_csv(
                 break
             except csv.Error as exc:
                 failed, row = exc, []
+            ended = lines.exhausted  # the reader asked past the file's end for this record
             rec = lines.take()
             if not rec:
                 continue
@@ -229,6 +239,10 @@ def _read_csv(
                 )
                 stats.stray_quotes += 1
                 stats._note("stray quote", f"line {start}")
+            elif ended and failed is None:
+                # the file ends inside this record's quoted cell: kept as read, and said (a file cut off in
+                # a note's second line was read as if whole)
+                stats.cut_short = f"line {start}: the file ends inside a quoted cell of this row"
             if failed is not None:
                 stats.rows += 1
                 kind = "too large" if "field limit" in str(failed) else "unreadable row"
@@ -249,7 +263,12 @@ def _read_csv(
             if [c.strip().lstrip("\ufeff") for c in row] == header:
                 yield Row(line=line, skipped="the header again (files joined?)", skip_kind="repeated header")
                 continue
-            yield _csv_row(row, header, width, line, fmt, cols, delimiter, encoding, cap)
+            out = _csv_row(row, header, width, line, fmt, cols, delimiter, encoding, cap)
+            if out.kind == "columns" and not rec[-1][1].endswith(("\n", "\r")) and out.error:
+                # the file's last line, without a line break and short of cells: most likely cut off
+                stats.cut_short = f"line {line}: the file's last line ends without a line break"
+                out = dataclasses.replace(out, error=f"{out.error}; the file ends here: cut short?")
+            yield out
 
 
 def _csv_row(

@@ -62,6 +62,9 @@ class ImportStats:
     #: CSV rows with a quote that opens a cell and never closes, read as plain text (the quote kept): a
     #: reader takes every row after such a quote into that one cell, up to the next quote in the file
     stray_quotes: int = 0
+    #: where the file looks cut off (it ends inside a quoted cell, or in a row short of cells without a line
+    #: break): its last row may be incomplete; None when it ends whole
+    cut_short: str | None = None
 
     #: the lines of the next few rows of each kind after the first (a person fixing the export wants to
     #: find them without decoding dead letters)
@@ -109,6 +112,8 @@ class ImportStats:
                 f"{n} {'row' if n == 1 else 'rows'} with a quote that never closes, read as plain text "
                 f"(quote kept); first: {self.first.get('stray quote', '?')}"
             )
+        if self.cut_short:
+            out.append(f"the file looks cut short ({self.cut_short}): its last row may be incomplete")
         return out
 
     def headline(self) -> str:
@@ -140,4 +145,5 @@ class ImportStats:
             "also": {k: list(v) for k, v in self.also.items()},
             "repeated_ids": self.repeated_ids,
             "stray_quotes": self.stray_quotes,
+            "cut_short": self.cut_short,
         }

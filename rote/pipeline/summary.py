@@ -150,6 +150,8 @@ def rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     if imp.get("stray_quotes"):
         first = (imp.get("first") or {}).get("stray quote", "")
         inp.append(f"{plural(int(imp['stray_quotes']), 'row')} with an unclosed quote read as text ({first})")
+    if imp.get("cut_short"):
+        inp.append(f"the file looks cut short ({imp['cut_short']})")
     if s.get("injected_invalid_events"):
         inp.append(f"{plural(int(s['injected_invalid_events']), 'injected malformed event')} (demo)")
     inp.append(f"{plural(int(s['dead_letters']), 'dead letter')}")
