@@ -75,11 +75,24 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
     clocks = tmp / "clocks.csv"
     clocks.write_text("timestamp,activity\n1970-01-01T00:00:00Z,open\n2099-01-01T00:00:00Z,save\n")
     files["only implausible times"] = (clocks, "has no valid event")
+    # rows with values to pseudonymise, none valid: redacting them made the key file, and a refused run
+    # left it behind (a new user's US-dated export)
+    us = tmp / "us.csv"
+    us.write_text("timestamp,activity,value\n11/03/2026 2:05:07 PM,type,ann.lopez@example.org\n")
+    files["no readable time, with values"] = (us, "--time-format MDY")
     return files
 
 
 @pytest.mark.parametrize(
-    "kind", ["empty", "wrong columns", "binary", "one huge line", "only implausible times"]
+    "kind",
+    [
+        "empty",
+        "wrong columns",
+        "binary",
+        "one huge line",
+        "only implausible times",
+        "no readable time, with values",
+    ],
 )
 def test_rote_run_refuses_bad_input_in_one_line_and_keeps_the_last_archive(
     kind: str, state: Path, tmp_path: Path

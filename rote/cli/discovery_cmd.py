@@ -33,6 +33,7 @@ from rote.discovery.evaluate import SCORE_METRICS, evaluate_file, log_options
 from rote.discovery.interleaved import evaluate_log, iter_folder, read_models, read_reference, setting_k
 from rote.errors import ImportFormatError, RoteError
 from rote.importers import FORMATS, ImportStats, load_actions
+from rote.privacy.default import no_new_key_unless_done
 from rote.report.units import visible
 
 
@@ -182,7 +183,8 @@ def register(app: typer.Typer) -> None:
         imported = ImportStats()  # what became of every row: scored runs must not hide dropped ones
         try:
             read_as = log_options(options, truth)
-            load_actions(file, fmt=fmt, csv_options=read_as, stats=imported)  # type: ignore[arg-type]
+            with no_new_key_unless_done():  # a refused file leaves no key behind
+                load_actions(file, fmt=fmt, csv_options=read_as, stats=imported)  # type: ignore[arg-type]
             if imported.invalid or imported.skipped or imported.stray_quotes or imported.cut_short:
                 for line in describe_import(imported):
                     err.print(line, highlight=False, markup=False)

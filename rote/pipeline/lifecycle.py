@@ -44,8 +44,11 @@ def prepare(settings: Settings, options: RunOptions) -> RunInput:
     Raises `ImportFormatError` with one line when the file cannot be a log or holds no valid event, so a bad
     input costs a second, not a broker start-up, and leaves no trace in the state folder.
     """
+    from rote.privacy.default import no_new_key_unless_done
+
     replay, fmt = (options.replay, options.fmt) if options.replay else bundled_log()
-    imported = read_log(replay, fmt=fmt, user_id=options.user_id, csv_options=options.csv_options)  # type: ignore[arg-type]
+    with no_new_key_unless_done():
+        imported = read_log(replay, fmt=fmt, user_id=options.user_id, csv_options=options.csv_options)  # type: ignore[arg-type]
     return RunInput(replay=replay, imported=imported, run_dir=new_run_dir(settings.state_dir))
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import fields
 from typing import Any, TypeVar
 
@@ -36,6 +38,33 @@ def default_redactor() -> Redactor:
         if _current is None or _current[0] != signature:
             _current = (signature, Redactor(RedactionConfig.from_env()))
         return _current[1]
+
+
+@contextmanager
+def no_new_key_unless_done() -> Iterator[None]:
+    """A pseudonym key file this block creates is removed again (with the folders made for it) when the
+    block raises: a run refused for bad input leaves nothing behind, though redacting its refused rows made
+    the key (a new user found `.rote/pseudonym.key` after a refusal). The cached redactor, which holds that
+    key, is dropped with it, so the next key is the one a later run writes and keeps."""
+    global _current
+    config = RedactionConfig.from_env()
+    if config.pseudonym_key:
+        yield
+        return
+    path = config.key_path
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    had_key = path.exists()
+    try:
+        yield
+    except BaseException:
+        if not had_key and path.exists():
+            path.unlink(missing_ok=True)
+            for d in missing:  # deepest first
+                with suppress(OSError):  # not empty: something else is in it now
+                    d.rmdir()
+            with _lock:
+                _current = None
+        raise
 
 
 def redact_payload(payload: dict[str, Any]) -> dict[str, Any]:
