@@ -575,7 +575,6 @@ def test_an_action_mapped_to_ignore_is_left_out_and_counted(tmp_path: Path) -> N
     """A new user's tracker logs a window-focus event between most steps; no rote action means it, and
     mapping it to `waitFor` to get automations was a workaround. `LOG=ignore` leaves those rows out, counted
     as skipped, and the CLI accepts `ignore` as a target (a misspelt target is still refused)."""
-    import typer
 
     from rote.cli.import_options import _action_map
 
@@ -594,7 +593,7 @@ def test_an_action_mapped_to_ignore_is_left_out_and_counted(tmp_path: Path) -> N
     recs, stats = _stats(path, fmt="csv", csv_options=opts)
     assert [r.payload["action_type"] for r in recs] == ["copy", "paste", "ignore"]  # its own "ignore"
     assert stats.skipped == {"ignored": 2} and "'Fenster aktiviert'" in stats.first["ignored"]
-    with pytest.raises(typer.BadParameter, match="'ignroe' is not an action"):
+    with pytest.raises(ConfigError, match=r"^--action-map: 'ignroe' is not an action"):
         _action_map("Fenster aktiviert=ignroe")
     # the log's own "ignore", mapped to ignore, is left out too (the review found it kept)
     opts = CsvOptions(
@@ -623,7 +622,6 @@ def test_naive_timestamps_are_read_in_the_zone_tz_names(tmp_path: Path) -> None:
     """A new user in Berlin: their tracker writes local times without an offset and rote took them as UTC
     (an hour off in winter, two in summer). `--tz Europe/Berlin` reads them as local time; times with an
     offset or Z, and epoch numbers, are read as they say; an unknown zone is refused before any row."""
-    import typer
 
     from rote.cli.import_options import csv_options
 
@@ -646,9 +644,8 @@ def test_naive_timestamps_are_read_in_the_zone_tz_names(tmp_path: Path) -> None:
     ]
     utc, _ = _stats(path, fmt="csv", csv_options=csv_options(time_col="Zeitstempel", action_cols="Ereignis"))
     assert utc[-1].payload["timestamp"] == "2026-11-02T08:34:53.737000Z"  # the default: naive is UTC
-    with pytest.raises(typer.BadParameter, match="unknown time zone 'Mars/Olympus'") as err:
+    with pytest.raises(ConfigError, match=r"^--tz: unknown time zone 'Mars/Olympus'"):
         csv_options(tz="Mars/Olympus")
-    assert err.value.param_hint == "--tz"
 
 
 def test_instance_col_names_the_truth_files_column_not_the_logs(tmp_path: Path) -> None:
@@ -686,7 +683,6 @@ def test_us_dates_and_a_12_hour_clock_are_read_as_time_format_says(tmp_path: Pat
     (12 AM is midnight, 12 PM noon), a strptime format reads anything else; a quoted multi-line note between
     such rows is still one cell, and a quote that never closes swallows no US-dated row after it (the
     stray-quote check reads times in the same format)."""
-    import typer
 
     from rote.cli.import_options import csv_options
 
@@ -740,9 +736,10 @@ def test_us_dates_and_a_12_hour_clock_are_read_as_time_format_says(tmp_path: Pat
     recs, stats = _stats(path, fmt="csv", csv_options=day_first)
     assert stats.invalid == {"bad timestamp": 1}  # 11/13 is no day-first date
     assert next(r.payload["timestamp"] for r in recs if r.error is None) == "2026-03-11T00:00:01Z"
-    with pytest.raises(typer.BadParameter, match="neither MDY, DMY nor a strptime format") as err:
+    with pytest.raises(
+        ConfigError, match=r"^--time-format: time format 'MM/DD/YYYY' is neither MDY, DMY nor"
+    ):
         csv_options(time_format="MM/DD/YYYY")
-    assert err.value.param_hint == "--time-format"
 
 
 def test_an_encoding_that_refuses_the_bytes_is_a_one_line_refusal(tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def csv_options(
     tz: str | None = None,
     time_format: str | None = None,
 ) -> CsvOptions:
-    """`CsvOptions` from the shared flags; a bad value is a `typer.BadParameter` naming the flag."""
+    """`CsvOptions` from the shared flags; a bad value is a `ConfigError` naming the flag."""
     cols = tuple(c.strip() for c in (action_cols or "").split(",") if c.strip())
     pairs = _action_map(action_map) if action_map else ()
     try:
@@ -153,7 +153,8 @@ def csv_options(
             if "time format" in text
             else "--encoding"
         )
-        raise typer.BadParameter(str(exc), param_hint=hint) from None
+        # one line and exit 2, as every bad input (typer's usage box took eight lines for a zone's name)
+        raise ConfigError(f"{hint}: {text}") from None
 
 
 def describe_import(stats: ImportStats, *, limit: int = 6) -> list[str]:
@@ -176,13 +177,13 @@ def _action_map(text: str) -> tuple[tuple[str, str], ...]:
     try:
         pairs = parse_action_map(text)
     except ConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--action-map") from None
+        raise ConfigError(f"--action-map: {exc}") from None
     unknown = sorted(
         {rote for _, rote in pairs if op_for(rote) == UNKNOWN_OP and rote.casefold() != IGNORE_ACTION}
     )
     if unknown:
-        raise typer.BadParameter(
-            f"{', '.join(map(repr, unknown))} is not an action rote knows (see --help for its names)",
-            param_hint="--action-map",
+        raise ConfigError(
+            f"--action-map: {', '.join(map(repr, unknown))} is not an action rote knows "
+            "(see --help for its names)"
         )
     return pairs
