@@ -789,6 +789,8 @@ def test_a_file_cut_short_is_said_and_its_rows_kept(tmp_path: Path) -> None:
     whole.write_text(head + rows + '2026-11-02T09:01:00Z,type,"Hi all,\nwork is done"\n', encoding="utf-8")
     recs, stats = _stats(whole, fmt="csv")
     assert stats.valid == 6 and stats.cut_short is None
+    # a row over two lines is named by the line it starts on (its id too), as a person counts it
+    assert recs[-1].line == 7 and "-7-" in recs[-1].payload["event_id"]
     in_quote = tmp_path / "in_quote.csv"
     in_quote.write_text(head + rows + '2026-11-02T09:01:00Z,type,"Hi all,\nwo', encoding="utf-8")
     recs, stats = _stats(in_quote, fmt="csv")

@@ -229,11 +229,14 @@ def _read_csv(
             rec = lines.take()
             if not rec:
                 continue
-            start, line = rec[0][0], rec[-1][0]
+            # a row is named (in reasons and its event id) by its first line, where it starts: a note over
+            # two lines gave the row the second line's number, off by one from the user's own count
+            start, end = rec[0][0], rec[-1][0]
+            line = start
             if len(rec) > 1 and _runaway_quote(rec, width, delimiter, time_at, cols.time_format):
                 # Read the first line alone (its quote closed at the line's end) and the others again.
                 lines.again(rec[1:])
-                failed, line = None, start
+                failed, end = None, start
                 row = _stray_line(rec[0][1], width, delimiter) or next(
                     csv.reader([rec[0][1]], delimiter=delimiter, quoting=csv.QUOTE_NONE), []
                 )
@@ -248,7 +251,7 @@ def _read_csv(
                 kind = "too large" if "field limit" in str(failed) else "unreadable row"
                 yield Row(line=line, error=f"line {line}: unreadable CSV ({failed})", kind=kind)
                 continue
-            big = [n for n in range(start, line + 1) if n in oversized]
+            big = [n for n in range(start, end + 1) if n in oversized]
             if big:
                 stats.rows += 1
                 size = sum(oversized[n][0] for n in big)
