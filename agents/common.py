@@ -31,6 +31,29 @@ S = TypeVar("S")
 log = logging.getLogger("rote.agents")
 
 
+def survives(task: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """A timer's body whose error is logged and counted (`rote_periodic_task_failures_total{task}`), not
+    raised: Faust stops the whole worker when a timer raises, and a timer that reads state a hostile event
+    shaped (a forged run metric's 1e200 s step) raised again in every worker that restored that state. The
+    next tick tries again; the events keep flowing."""
+
+    def wrap(body: Callable[[], Any]) -> Callable[[], Any]:
+        failures = metrics.PERIODIC_TASK_FAILURES.labels(task=task)
+
+        async def run() -> None:
+            try:
+                await body()
+            except Exception:
+                failures.inc()
+                log.exception("periodic task %s failed; trying again at its next tick", task)
+
+        run.__name__ = run.__qualname__ = body.__name__
+        run.__doc__ = body.__doc__
+        return run
+
+    return wrap
+
+
 async def settled_events(stream: faust.StreamT[Any]) -> AsyncIterator[faust.EventT]:
     """The stream's events, each acknowledged (its offset made committable) only when the agent's body for
     it has finished: every agent iterates this, never `stream.events()`.

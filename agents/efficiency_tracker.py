@@ -17,7 +17,7 @@ import faust
 
 from rote import metrics
 from rote.agents.app import Topics
-from rote.agents.common import AgentIO, TopicRouter, apply_routed, settled_events
+from rote.agents.common import AgentIO, TopicRouter, apply_routed, settled_events, survives
 from rote.agents.durable import DurableState
 from rote.agents.optimizer_feed import feed_topic, feed_topic_name
 from rote.efficiency import CostModel, MetricsExporter
@@ -72,6 +72,7 @@ def register(
                 status["seen"] += 1
 
     @app.timer(interval=report_interval)
+    @survives("optimization_report")
     async def publish_report() -> None:
         seen = status["seen"]
         if seen == status["reported_seen"] or not _owns_state(app):

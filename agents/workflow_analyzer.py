@@ -14,7 +14,7 @@ import faust
 
 from rote import metrics
 from rote.agents.app import Topics
-from rote.agents.common import AgentIO, TopicRouter, apply_routed, settled_events
+from rote.agents.common import AgentIO, TopicRouter, apply_routed, settled_events, survives
 from rote.agents.durable import DurableState
 from rote.agents.optimizer_feed import feed_topic, feed_topic_name
 from rote.streams.schemas import Event
@@ -59,6 +59,7 @@ def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) ->
                 changed["flag"] = True
 
     @app.timer(interval=score_interval)
+    @survives("optimization_score")
     async def export_score() -> None:
         # The analysis costs tens of milliseconds: redone on a timer when something changed, not per event.
         analyzer = current()

@@ -219,6 +219,15 @@ REPORTS_PUBLISHED = Counter(
     "Optimization reports published to the optimization-reports topic.",
     registry=REGISTRY,
 )
+#: the worker's periodic tasks whose failures are counted (`agents.common.survives`): a fixed set
+PERIODIC_TASKS = ("optimization_score", "optimization_report")
+PERIODIC_TASK_FAILURES = Counter(
+    "rote_periodic_task_failures_total",
+    "Ticks of a worker's periodic task (the optimization score, the report) that raised; the task runs again "
+    "at its next tick and the worker goes on.",
+    ["task"],
+    registry=REGISTRY,
+)
 
 
 def score_band(score: float) -> str:
@@ -321,6 +330,8 @@ def init_known_series(
         CANDIDATES.labels(score_band=band).set(0)
     for outcome in USER_ACTION_OUTCOMES:
         USER_ACTIONS_TOTAL.labels(outcome=outcome)
+    for task in PERIODIC_TASKS:
+        PERIODIC_TASK_FAILURES.labels(task=task)
     for state_name in STATE_NAMES:
         STATE_CHECKPOINT_BYTES.labels(state=state_name)
         for record in STATE_RECORDS:

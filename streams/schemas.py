@@ -22,7 +22,13 @@ from rote.errors import ConfigError, ValidationError
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=512)]
 Id = Annotated[str, Field(min_length=1, max_length=256)]
-Seconds = Annotated[float, Field(ge=0)]
+#: Any duration an event reports: a century at most. Real ones are seconds to days (an action is capped at a
+#: year, `MAX_ACTION_SECONDS`); an unbounded one (1e200 s in a forged run metric) overflowed the squares of
+#: the workflow analyzer's statistics and crashed every worker that restored it.
+MAX_SECONDS = 100 * 366 * 86400.0
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
+#: Byte counts (memory, output): below 2**63, what any counter can hold.
+Bytes = Annotated[int, Field(ge=0, lt=2**63)]
 #: Free text from users (field values, cell contents) is capped so one event cannot blow up memory.
 MAX_VALUE_CHARS = 65536
 #: No single UI action lasts a year; a longer (or infinite) reading is a logger's clock bug, and letting it
@@ -33,7 +39,9 @@ MAX_ACTION_SECONDS = 366 * 86400.0
 class Event(BaseModel):
     """Base of all events: immutable, unknown fields ignored so older consumers survive newer producers."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    # allow_inf_nan=False: JSON has no Infinity or NaN, yet Python's parser reads them; one NaN in a metric
+    # made a report's score NaN and its state's checkpoint unreadable (a forged event)
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, allow_inf_nan=False)
 
 
 #: How far ahead of this machine's clock an action's timestamp may be (devices' clocks drift); the default of
@@ -233,7 +241,7 @@ class RoutineInstance(Event):
     values: list[str | None]
     start: AwareDatetime
     end: AwareDatetime
-    step_durations_seconds: list[float | None] = Field(default_factory=list)
+    step_durations_seconds: list[Seconds | None] = Field(default_factory=list)
     active_seconds: Seconds | None = Field(
         default=None,
         description="the time the instance took: end - start less the time spent on other work within it "
@@ -384,8 +392,8 @@ class TestResult(Event):
     detail: str = ""
     wall_seconds: Seconds
     cpu_seconds: Seconds
-    peak_memory_bytes: int = Field(ge=0)
-    output_bytes: int = Field(ge=0)
+    peak_memory_bytes: Bytes
+    output_bytes: Bytes
     mismatches: list[str] = Field(default_factory=list, max_length=50)
     started_at: AwareDatetime
     runner: str = ""
@@ -425,7 +433,7 @@ class RunMetric(Event):
     duration_seconds: Seconds
     success: bool
     cpu_seconds: Seconds | None = None
-    peak_memory_bytes: int | None = Field(default=None, ge=0)
+    peak_memory_bytes: Bytes | None = None
     steps: list[StepTiming] = Field(default_factory=list)
     outcome: RunOutcome | None = Field(
         default=None,

@@ -51,7 +51,9 @@ S = TypeVar("S", bound=StateMachine)
 
 
 def encode_json(data: Any) -> bytes:
-    """Plain JSON data to bytes (non-finite floats are refused: they are not JSON)."""
+    """Plain JSON data to bytes. A non-finite float is written as null (msgspec's rule; JSON has no NaN),
+    which the state's decoder then refuses: the event schemas refuse Infinity, NaN and out-of-range
+    durations at the edge (`streams.schemas.Event`), so no state fed by validated events holds one."""
     try:
         return _encoder.encode(data)
     except (TypeError, ValueError, OverflowError) as exc:
