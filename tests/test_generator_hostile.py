@@ -461,3 +461,81 @@ def test_applescript_file_and_web_handlers_check_paths_and_urls_at_run_time() ->
     root = bodies["rootPath"]
     assert '"/../"' in root and "[ -L " in root and 'starts with "/"' in root
     assert 'starts with "https://" or pageURL starts with "http://"' in bodies["webURL"]
+
+
+def test_a_long_candidate_with_separator_rich_values_costs_bounded_work() -> None:
+    """A hostile candidate (120 input steps, every value holding every separator, 60 kB) made the
+    generator weigh every earlier step's ~10,000 nested pieces at every step: minutes, then hours as it
+    grew, while every other candidate waited. Past the plan's work budget only the nearest steps are split
+    (once); the pieces weighed stay within the budget plus a few per source and step, and the automation is
+    still generated. Real routines never reach the budget (`test_generator_leno` keeps their plans)."""
+    from datetime import UTC, datetime, timedelta
+
+    import rote.generator.synthesis as synthesis
+    from rote.generator import generate
+    from rote.streams.schemas import Candidate
+
+    n_steps, n_inst = 120, 8
+    t0 = datetime(2026, 5, 1, tzinfo=UTC)
+
+    def val(s: int, k: int) -> str:
+        return f"a{k}, b{s},c d/e-f.g@h:i;j|k_l\tm\nn{k}"
+
+    steps = [
+        {
+            "label": f"editField:F{s}",
+            "app": "Chrome",
+            "action_type": "editField",
+            "target": {"field": f"F{s}"},
+        }
+        for s in range(n_steps)
+    ]
+    instances = [
+        {
+            "event_ids": [f"e{k}-{s}" for s in range(n_steps)],
+            "values": [val(s, k) for s in range(n_steps)],
+            "start": (t0 + timedelta(hours=k)).isoformat(),
+            "end": (t0 + timedelta(hours=k, seconds=60)).isoformat(),
+        }
+        for k in range(n_inst)
+    ]
+    cand = Candidate.model_validate(
+        {
+            "candidate_id": "dos",
+            "version": 1,
+            "user_id": "u1",
+            "routine": [s["label"] for s in steps],
+            "steps": steps,
+            "occurrences": n_inst,
+            "instances": instances,
+            "score": 90,
+            "breakdown": dict.fromkeys(
+                ("frequency", "time_cost", "regularity", "determinism", "variability", "length"), 1
+            ),
+            "mean_duration_seconds": 60,
+            "observed_hours_per_year": 10,
+            "estimated_hours_saved_per_year": 9,
+            "rank": 1,
+            "priority": "high",
+            "first_seen": t0,
+            "last_seen": t0,
+            "updated_at": t0,
+        }
+    )
+    caches: list[synthesis.AtomCache] = []
+    real_init = synthesis.AtomCache.__init__
+
+    def counting_init(self: synthesis.AtomCache) -> None:
+        real_init(self)
+        caches.append(self)
+
+    synthesis.AtomCache.__init__ = counting_init  # type: ignore[method-assign]
+    try:
+        automation = generate(cand)
+    finally:
+        synthesis.AtomCache.__init__ = real_init  # type: ignore[method-assign]
+    assert automation.sources["python"].static_check == "ok"
+    cfg = synthesis.SynthesisConfig()
+    # past the budget a step weighs 4 pieces per source and ~250 per split source (this one: 120 steps)
+    bound = cfg.plan_work_budget + 20_000 + n_steps * (4 * n_steps + cfg.split_sources * 300)
+    assert caches and max(c.work for c in caches) <= bound, max(c.work for c in caches)

@@ -19,7 +19,7 @@ from typing import Any
 
 from rote.generator import exprs
 from rote.generator.exprs import Expr
-from rote.generator.synthesis import SynthesisConfig, synthesize
+from rote.generator.synthesis import AtomCache, SynthesisConfig, synthesize
 from rote.privacy.tokens import REDACTED_RE, contains_redaction, holds_marker
 from rote.streams.schemas import Candidate, ExpectedAction, RoutineInstance, Target, TestCase
 
@@ -258,6 +258,7 @@ def build_plan(c: Candidate, config: PlanConfig | None = None) -> Plan:
                 break
 
     bound: set[int] = set()  # steps whose value is available to later steps on every run
+    atoms = AtomCache()  # each source's pieces, made once for all the steps that may take from it
     for s, st in enumerate(c.steps):
         if s in dropped:
             continue
@@ -296,7 +297,7 @@ def build_plan(c: Candidate, config: PlanConfig | None = None) -> Plan:
                     e["row"] = exprs.param(row_param)
                     target[key] = e
                     continue
-            e2 = _derive(svals, present_obs, bound, s, None, cfg)
+            e2 = _derive(svals, present_obs, bound, s, None, cfg, atoms)
             if e2 is not None and not has_redacted_literal(e2):
                 # (a derived title such as `v4 + " - <email:…> - Gmail"` would carry the token as a literal)
                 target[key] = e2
@@ -314,7 +315,7 @@ def build_plan(c: Candidate, config: PlanConfig | None = None) -> Plan:
             hint = st.parameter.source_step if st.parameter is not None else None
             if present_obs and all(v is not None for v in vals2):
                 svals2 = [v for v in vals2 if v is not None]
-                value = _derive(svals2, present_obs, bound, s, hint, cfg)
+                value = _derive(svals2, present_obs, bound, s, hint, cfg, atoms)
                 if value is not None and has_redacted_literal(value):
                     value = None
                 if value is None and len(set(svals2)) == 1 and not contains_redaction(svals2[0]):
@@ -383,7 +384,13 @@ def _infer_cell(cells: list[str], base_rows: list[int | None]) -> Expr | None:
 
 
 def _derive(
-    targets: list[str], present_obs: list[_Obs], bound: set[int], s: int, hint: int | None, cfg: PlanConfig
+    targets: list[str],
+    present_obs: list[_Obs],
+    bound: set[int],
+    s: int,
+    hint: int | None,
+    cfg: PlanConfig,
+    atom_cache: AtomCache | None = None,
 ) -> Expr | None:
     if any(holds_marker(t) for t in targets):
         return None  # a dropped secret is an input of its own, never another step's value
@@ -396,7 +403,7 @@ def _derive(
             sources[j] = [v for v in vals if v is not None]
     if not sources:
         return None
-    return synthesize(targets, sources, config=cfg.synthesis, hint=hint)
+    return synthesize(targets, sources, config=cfg.synthesis, hint=hint, atom_cache=atom_cache)
 
 
 def instance_inputs(c: Candidate, plan: Plan, k: int) -> dict[str, str] | None:

@@ -42,6 +42,14 @@ class SynthesisConfig:
     atom_cost: float = 1.0
     depth_cost: float = 0.1
     hint_bonus: float = 0.05
+    #: Pieces one plan may weigh in all (`AtomCache.work`) before only the hint and the nearest earlier
+    #: steps are split, once (`split_sources`; every source still gives its whole value).
+    #: Why: a source's nested pieces number up to ~10,000 and every later step weighed them, so a 300-step
+    #: candidate with separator-rich values (a hostile one, 150 kB) took 255 s to generate and held up every
+    #: other candidate (now 3 s). Real routines stay far below it (the Bosco and Leno logs' longest, the
+    #: 91-step Reimbursement routine, weighs 8,400), so their plans do not change.
+    plan_work_budget: int = 2_000_000
+    split_sources: int = 8
 
 
 @dataclass(frozen=True)
@@ -59,62 +67,102 @@ def _sep_cost(sep: str, config: SynthesisConfig) -> float:
     return config.separator_cost * (len(sep) - 1)
 
 
-def _atoms(
-    sources: Mapping[int, Sequence[str]], config: SynthesisConfig, hint: int | None
+_Piece = tuple[Expr, float, tuple[str, ...]]
+
+
+class AtomCache:
+    """One plan's sources' pieces, by (step, its values, hinted, depth): made once, not once per later step
+    that might take from them; and the pieces weighed so far (`SynthesisConfig.plan_work_budget`)."""
+
+    def __init__(self) -> None:
+        self.memo: dict[tuple[int, tuple[str, ...], bool, int], list[_Piece]] = {}
+        self.work = 0
+
+
+def _source_atoms(
+    j: int, level0: tuple[str, ...], hinted: bool, depth: int, config: SynthesisConfig
 ) -> list[tuple[Expr, float, tuple[str, ...]]]:
-    """All pieces reachable from the source values, one per distinct value vector (cheapest kept)."""
-    best: dict[tuple[str, ...], tuple[Expr, float]] = {}
-
-    def add(e: Expr, cost: float, values: tuple[str, ...]) -> None:
-        if not values[0]:
-            return
-        cur = best.get(values)
-        if cur is None or cost < cur[1]:
-            best[values] = (e, cost)
-
-    for j, vals in sorted(sources.items()):
-        base_cost = config.atom_cost - (config.hint_bonus if j == hint else 0.0)
-        root = exprs.step(j)
-        level0 = tuple(vals)
-        add(root, base_cost, level0)
-        add({"k": "strip", "of": root}, base_cost + config.depth_cost, tuple(v.strip() for v in level0))
-        add({"k": "lower", "of": root}, base_cost + config.depth_cost, tuple(v.lower() for v in level0))
-        add({"k": "upper", "of": root}, base_cost + config.depth_cost, tuple(v.upper() for v in level0))
-        level1: list[tuple[Expr, tuple[str, ...]]] = []
+    """Source j's pieces: its whole value and its case and whitespace forms (depth 0), with the pieces of
+    one split (1), with those of a split of a piece (2)."""
+    out: list[tuple[Expr, float, tuple[str, ...]]] = []
+    base_cost = config.atom_cost - (config.hint_bonus if hinted else 0.0)
+    root = exprs.step(j)
+    out.append((root, base_cost, level0))
+    out.append(({"k": "strip", "of": root}, base_cost + config.depth_cost, tuple(v.strip() for v in level0)))
+    out.append(({"k": "lower", "of": root}, base_cost + config.depth_cost, tuple(v.lower() for v in level0)))
+    out.append(({"k": "upper", "of": root}, base_cost + config.depth_cost, tuple(v.upper() for v in level0)))
+    if depth < 1:
+        return out
+    level1: list[tuple[Expr, tuple[str, ...]]] = []
+    for sep in SEPARATORS:
+        if sep not in level0[0]:
+            continue
+        for idx in INDICES:
+            pieces = [exprs.split_piece(v, sep, idx) for v in level0]
+            if any(p is None for p in pieces):
+                continue
+            vec = tuple(p for p in pieces if p is not None)
+            e = exprs.split(root, sep, idx)
+            c1 = base_cost + config.depth_cost + _idx_cost(idx, config) + _sep_cost(sep, config)
+            out.append((e, c1, vec))
+            out.append(({"k": "strip", "of": e}, c1 + config.depth_cost, tuple(v.strip() for v in vec)))
+            level1.append((e, vec))
+    if depth < 2:
+        return out
+    for e1, vec1 in level1:
+        c1 = base_cost + config.depth_cost + _idx_cost(int(e1["idx"]), config) + _sep_cost(e1["sep"], config)
         for sep in SEPARATORS:
-            if sep not in level0[0]:
+            if sep not in vec1[0]:
                 continue
             for idx in INDICES:
-                pieces = [exprs.split_piece(v, sep, idx) for v in level0]
+                pieces = [exprs.split_piece(v, sep, idx) for v in vec1]
                 if any(p is None for p in pieces):
                     continue
-                vec = tuple(p for p in pieces if p is not None)
-                e = exprs.split(root, sep, idx)
-                c1 = base_cost + config.depth_cost + _idx_cost(idx, config) + _sep_cost(sep, config)
-                add(e, c1, vec)
-                add({"k": "strip", "of": e}, c1 + config.depth_cost, tuple(v.strip() for v in vec))
-                level1.append((e, vec))
-        if not config.nested_splits:
-            continue
-        for e1, vec1 in level1:
-            c1 = (
-                base_cost
-                + config.depth_cost
-                + _idx_cost(int(e1["idx"]), config)
-                + _sep_cost(e1["sep"], config)
-            )
-            for sep in SEPARATORS:
-                if sep not in vec1[0]:
-                    continue
-                for idx in INDICES:
-                    pieces = [exprs.split_piece(v, sep, idx) for v in vec1]
-                    if any(p is None for p in pieces):
-                        continue
-                    add(
+                out.append(
+                    (
                         exprs.split(e1, sep, idx),
                         c1 + config.depth_cost + _idx_cost(idx, config) + _sep_cost(sep, config),
                         tuple(p for p in pieces if p is not None),
                     )
+                )
+    return out
+
+
+def _atoms(
+    targets: Sequence[str],
+    sources: Mapping[int, Sequence[str]],
+    config: SynthesisConfig,
+    hint: int | None,
+    atom_cache: AtomCache | None = None,
+) -> list[tuple[Expr, float, tuple[str, ...]]]:
+    """The pieces reachable from the source values that occur in the targets, one per distinct value
+    vector (cheapest kept). Only pieces found in every target can be part of a program for them, so the
+    others are left out here rather than carried through the search."""
+    best: dict[tuple[str, ...], tuple[Expr, float]] = {}
+    cache = AtomCache() if atom_cache is None else atom_cache
+    n = len(targets)
+    full = 2 if config.nested_splits else 1
+    rank: dict[int, int] = {}
+    if cache.work > config.plan_work_budget:
+        # over budget: the hint, then the nearest steps are split, once (`SynthesisConfig.split_sources`)
+        rank = {j: r for r, j in enumerate(sorted(sources, key=lambda j: (j != hint, -j)))}
+    for j in sorted(sources):  # lowest step first: of equal pieces, the earliest source's is kept
+        depth = full
+        if rank:
+            depth = 0 if rank[j] >= config.split_sources else 1
+        key = (j, tuple(sources[j]), j == hint, depth)
+        made = cache.memo.get(key)
+        if made is None:
+            made = cache.memo[key] = _source_atoms(j, key[1], j == hint, depth, config)
+        cache.work += len(made)
+        for e, cost, values in made:
+            if not values[0] or values[0] not in targets[0]:
+                continue
+            if n > 1 and not all(values[i] in targets[i] for i in range(1, n)):
+                continue
+            cur = best.get(values)
+            if cur is None or cost < cur[1]:
+                best[values] = (e, cost)
     return [(e, c, v) for v, (e, c) in best.items()]
 
 
@@ -124,6 +172,7 @@ def synthesize(
     *,
     config: SynthesisConfig | None = None,
     hint: int | None = None,
+    atom_cache: AtomCache | None = None,
 ) -> Expr | None:
     """The cheapest expression over `sources` (step index -> value per example) giving every target.
 
@@ -134,7 +183,7 @@ def synthesize(
     n = len(targets)
     if n == 0 or any(len(v) != n for v in sources.values()):
         return None
-    atoms = _atoms(sources, cfg, hint)
+    atoms = _atoms(targets, sources, cfg, hint, atom_cache)
     if not atoms:
         return None
     by_value0: dict[str, list[int]] = {}
