@@ -29,6 +29,9 @@ from rote.streams.topics import CANDIDATES, DEAD_LETTERS, TopicSpec
 E = TypeVar("E", bound=Event)
 S = TypeVar("S")
 log = logging.getLogger("rote.agents")
+#: The most of a rejected message a dead letter keeps (its size is kept beside): base64 and the envelope
+#: must stay under the broker's message limit (1 MiB by default)
+DEAD_LETTER_KEEP_BYTES = 512 * 1024
 
 
 def survives(task: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
@@ -136,11 +139,17 @@ class AgentIO:
     ) -> None:
         # What arrived, redacted as at capture: a rejected event may still hold what a person typed.
         kept = redact_bytes(value if isinstance(value, bytes) else bytes(value))
+        size = len(kept)
+        if size > DEAD_LETTER_KEEP_BYTES:
+            # base64 makes it a third larger: a 900 kB message's letter passed the broker's 1 MiB limit, was
+            # refused, and the message left no trace at all; its start and its size are kept instead
+            kept = kept[:DEAD_LETTER_KEEP_BYTES]
         letter = DeadLetter(
             source_topic=topic,
             reason=exc.reason,
             field=exc.field,
             payload_b64=base64.b64encode(kept).decode(),
+            payload_bytes=size if size > len(kept) else None,
             key_b64=base64.b64encode(key).decode() if key else None,
             partition=event.message.partition if event is not None else None,
             offset=event.message.offset if event is not None else None,

@@ -33,7 +33,7 @@ from rote.sandbox_runner.job import JobSpec, RunResult
 from rote.sandbox_runner.limits import Limits
 from rote.sandbox_runner.stats import SandboxStats
 from rote.security.verdicts import sign_result
-from rote.streams.schemas import Automation, RunMetric, StepTiming, TestCase, TestResult
+from rote.streams.schemas import MAX_TEST_CASES, Automation, RunMetric, StepTiming, TestCase, TestResult
 
 __all__ = ["AutomationTester", "Outcome", "TestRequest", "requests_of", "result_id_for"]
 
@@ -94,6 +94,12 @@ def requests_of(automation: Automation) -> list[TestRequest]:
         return []
     if not automation.sources:
         raise ValueError("a generated automation with no sources: nothing to test")
+    if len(automation.test_cases) > MAX_TEST_CASES:
+        # the schema refuses it on the topic; this one was built in process (a forged record costs the jail
+        # cases x languages x its wall limit)
+        raise ValueError(
+            f"{len(automation.test_cases)} test cases, over the {MAX_TEST_CASES} an automation may hold"
+        )
     seen: set[str] = set()
     for case in automation.test_cases:
         if case.case_id in seen:

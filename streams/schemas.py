@@ -334,6 +334,12 @@ class TestCase(Event):
     expected: list[ExpectedAction]
 
 
+#: Test cases an automation may carry: each runs in the jail once per language, up to its wall limit, so a
+#: forged automation with 20,000 tiny cases (1 MB) held the sandbox runner for a day. The generator holds
+#: out at most this many (`rote.generator.plan.PlanConfig.max_test_cases`).
+MAX_TEST_CASES = 20
+
+
 class Automation(Event):
     schema_version: Literal[1] = 1
     automation_id: Id
@@ -350,7 +356,7 @@ class Automation(Event):
     plan: list[dict[str, Any]] = Field(description="the target-neutral step plan rendered to each language")
     parameters: list[str] = Field(default_factory=list)
     sources: dict[str, GeneratedSource]
-    test_cases: list[TestCase] = Field(default_factory=list)
+    test_cases: list[TestCase] = Field(default_factory=list, max_length=MAX_TEST_CASES)
     created_at: AwareDatetime
 
 

@@ -126,3 +126,31 @@ def test_a_periodic_task_that_raises_is_counted_and_does_not_stop_the_worker() -
     asyncio.run(wrapped())
     assert ticks == [1, 1] and counter._value.get() == before + 2
     assert wrapped.__name__ == "export_score"  # Faust names the timer after it
+
+
+def test_a_dead_letter_of_a_message_near_the_broker_limit_fits_under_it() -> None:
+    """900 kB of garbage on `user-actions`: its dead letter (base64, a third larger) passed the broker's
+    1 MiB limit, was refused, and the message left no trace. The letter keeps the first 512 kB and the
+    size."""
+    import base64
+    from typing import Any, cast
+
+    from rote.agents.app import Topics
+    from rote.agents.common import DEAD_LETTER_KEEP_BYTES, AgentIO
+    from rote.streams.schemas import DeadLetter
+
+    sent: list[bytes] = []
+
+    class _Topic:
+        async def send(self, *, key: bytes, value: bytes) -> None:
+            sent.append(value)
+
+    io = AgentIO(agent="test", topics=Topics(by_name=cast(Any, {"dead-letters": _Topic()})))
+    garbage = b"\x01not json " * 90_000  # 900 kB
+    asyncio.run(io.dead_letter("user-actions", garbage, b"k", ValidationError("not JSON"), None))
+    asyncio.run(io.dead_letter("user-actions", b"small", b"k", ValidationError("not JSON"), None))
+    big, small = (decode(DeadLetter, raw) for raw in sent)
+    assert len(sent[0]) < 1_000_000  # under the broker's default limit, envelope and all
+    assert big.payload == garbage[:DEAD_LETTER_KEEP_BYTES] and big.payload_bytes == len(garbage)
+    assert small.payload == b"small" and small.payload_bytes is None
+    assert base64.b64decode(small.payload_b64) == b"small"

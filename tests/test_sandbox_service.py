@@ -18,14 +18,22 @@ from typing import Any
 import pytest
 
 from rote import metrics
-from rote.errors import ConfigError, SandboxError
+from rote.errors import ConfigError, SandboxError, ValidationError
 from rote.generator import codegen, exprs
 from rote.sandbox_runner.jail import Jail, JobSpec, Limits, RunResult
 from rote.sandbox_runner.service import AutomationTester, SandboxService, requests_of, result_id_for
 from rote.sandbox_runner.stats import SandboxStats
 from rote.security.verdicts import verify_result
 from rote.streams import topics
-from rote.streams.schemas import Automation, ExpectedAction, Target, TestResult, decode, encode
+from rote.streams.schemas import (
+    MAX_TEST_CASES,
+    Automation,
+    ExpectedAction,
+    Target,
+    TestResult,
+    decode,
+    encode,
+)
 from rote.streams.schemas import TestCase as Case
 
 KEY = b"test-result-key-" * 2
@@ -153,6 +161,14 @@ def test_untestable_automations_are_refused_with_the_reason() -> None:
         requests_of(a.model_copy(update={"sources": {}}))
     with pytest.raises(ValueError, match="appears twice"):
         requests_of(a.model_copy(update={"test_cases": [a.test_cases[0], a.test_cases[0]]}))
+    # a forged automation with thousands of tiny cases held the jail for hours: refused on the topic by the
+    # schema, and here too
+    many = [a.test_cases[0].model_copy(update={"case_id": f"c{k}"}) for k in range(MAX_TEST_CASES + 1)]
+    with pytest.raises(ValueError, match="over the 20 an automation may hold"):
+        requests_of(a.model_copy(update={"test_cases": many}))
+    forged = a.model_dump(mode="json") | {"test_cases": [c.model_dump(mode="json") for c in many]}
+    with pytest.raises(ValidationError, match="test_cases"):
+        decode(Automation, json.dumps(forged).encode())
 
 
 class _Broken:

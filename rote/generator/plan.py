@@ -21,7 +21,7 @@ from rote.generator import exprs
 from rote.generator.exprs import Expr
 from rote.generator.synthesis import AtomCache, SynthesisConfig, synthesize
 from rote.privacy.tokens import REDACTED_RE, contains_redaction, holds_marker
-from rote.streams.schemas import Candidate, ExpectedAction, RoutineInstance, Target, TestCase
+from rote.streams.schemas import MAX_TEST_CASES, Candidate, ExpectedAction, RoutineInstance, Target, TestCase
 
 #: Target fields that identify what an action is done to (column/row are implied by `cell`).
 TARGET_KEYS: tuple[str, ...] = (
@@ -137,7 +137,7 @@ class PlanConfig:
     holdout_fraction: float = 0.5
     min_train: int = 3
     max_train: int = 10
-    max_test_cases: int = 20
+    max_test_cases: int = MAX_TEST_CASES
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
 
 
