@@ -6,12 +6,11 @@ with its original bytes and the reason, counted in `rote_dead_letters_total`, an
 
 from __future__ import annotations
 
-import base64
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, cast
 
 import faust
@@ -21,17 +20,14 @@ from rote.agents.app import Topics
 from rote.agents.durable import DurableState
 from rote.agents.optimizer_feed import entity_key, source_key_of, source_of
 from rote.agents.ordering import InOrder
+from rote.deadletters import dead_letter as make_dead_letter
 from rote.errors import ValidationError
-from rote.privacy import redact_bytes
-from rote.streams.schemas import SCHEMAS, DeadLetter, Event, decode, encode
+from rote.streams.schemas import SCHEMAS, Event, decode, encode
 from rote.streams.topics import CANDIDATES, DEAD_LETTERS, TopicSpec
 
 E = TypeVar("E", bound=Event)
 S = TypeVar("S")
 log = logging.getLogger("rote.agents")
-#: The most of a rejected message a dead letter keeps (its size is kept beside): base64 and the envelope
-#: must stay under the broker's message limit (1 MiB by default)
-DEAD_LETTER_KEEP_BYTES = 512 * 1024
 
 
 def survives(task: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
@@ -50,9 +46,7 @@ def survives(task: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
                 failures.inc()
                 log.exception("periodic task %s failed; trying again at its next tick", task)
 
-        run.__name__ = run.__qualname__ = body.__name__
-        run.__doc__ = body.__doc__
-        return run
+        return functools.wraps(body)(run)  # Faust names the timer after the body's module and qualname
 
     return wrap
 
@@ -137,23 +131,14 @@ class AgentIO:
         *,
         kind: str | None = None,
     ) -> None:
-        # What arrived, redacted as at capture: a rejected event may still hold what a person typed.
-        kept = redact_bytes(value if isinstance(value, bytes) else bytes(value))
-        size = len(kept)
-        if size > DEAD_LETTER_KEEP_BYTES:
-            # base64 makes it a third larger: a 900 kB message's letter passed the broker's 1 MiB limit, was
-            # refused, and the message left no trace at all; its start and its size are kept instead
-            kept = kept[:DEAD_LETTER_KEEP_BYTES]
-        letter = DeadLetter(
-            source_topic=topic,
+        letter = make_dead_letter(
+            topic=topic,
             reason=exc.reason,
             field=exc.field,
-            payload_b64=base64.b64encode(kept).decode(),
-            payload_bytes=size if size > len(kept) else None,
-            key_b64=base64.b64encode(key).decode() if key else None,
+            value=value if isinstance(value, bytes) else bytes(value),
+            key=key,
             partition=event.message.partition if event is not None else None,
             offset=event.message.offset if event is not None else None,
-            received_at=datetime.now(UTC),
             agent=self.agent,
         )
         metrics.DEAD_LETTERS.labels(topic=topic, reason=kind or metrics.dead_letter_reason(exc.reason)).inc()

@@ -65,8 +65,8 @@ def register(app: faust.App, topics: Topics, *, score_interval: float = 10.0) ->
         analyzer = current()
         if not changed["flag"] or analyzer is None:
             return
+        score = analyzer.analysis().score  # raising, the flag stays set: the next tick tries again
         changed["flag"] = False
-        score = analyzer.analysis().score
         if score is not None:
             metrics.OPTIMIZATION_SCORE.set(score.score / 100.0)
 

@@ -21,14 +21,13 @@ Every Kafka client here is built from `kafka_options`, the one place that says h
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from rote import metrics
+from rote.deadletters import dead_letter as make_dead_letter
 from rote.errors import ConfigError, SandboxError, ValidationError
 from rote.sandbox_runner.jail import Jail, Limits
 from rote.sandbox_runner.tester import (
@@ -82,15 +81,15 @@ def dead_letter(
     partition: int,
     offset: int,
 ) -> DeadLetter:
-    return DeadLetter(
-        source_topic=topic,
-        reason=reason[:2000],
+    """The runner's letter (`rote.deadletters`: redacted, capped under the broker's limit)."""
+    return make_dead_letter(
+        topic=topic,
+        reason=reason,
         field=field,
-        payload_b64=base64.b64encode(value).decode(),
-        key_b64=base64.b64encode(key).decode() if key is not None else None,
+        value=value,
+        key=key,
         partition=partition,
         offset=offset,
-        received_at=datetime.now(UTC),
         agent=AGENT,
     )
 

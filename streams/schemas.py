@@ -27,6 +27,8 @@ Id = Annotated[str, Field(min_length=1, max_length=256)]
 #: the workflow analyzer's statistics and crashed every worker that restored it.
 MAX_SECONDS = 100 * 366 * 86400.0
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
+#: Hours per year a routine takes or an automation saves: finite, not a duration (not capped at a century)
+Hours = Annotated[float, Field(ge=0)]
 #: Byte counts (memory, output): below 2**63, what any counter can hold.
 Bytes = Annotated[int, Field(ge=0, lt=2**63)]
 #: Free text from users (field values, cell contents) is capped so one event cannot blow up memory.
@@ -277,8 +279,8 @@ class Candidate(Event):
     score: float = Field(ge=0, le=100)
     breakdown: ScoreBreakdown
     mean_duration_seconds: Seconds
-    observed_hours_per_year: Seconds
-    estimated_hours_saved_per_year: Seconds
+    observed_hours_per_year: Hours
+    estimated_hours_saved_per_year: Hours
     rank: int = Field(ge=1)
     priority: Literal["high", "medium", "low"]
     first_seen: AwareDatetime

@@ -104,6 +104,31 @@ def test_rote_run_refuses_bad_input_in_one_line_and_keeps_the_last_archive(
     assert snapshot(state) == before  # nothing started, nothing written
 
 
+def test_eval_discovery_refused_leaves_no_key(tmp_path: Path) -> None:
+    """`rote eval discovery` on a file with values and no readable time: refused, and (its file read and
+    redacted twice) no pseudonym key left in the state folder, as for `rote run`."""
+    path, needle = _bad_files(tmp_path)["no readable time, with values"]
+    state = tmp_path / "evalstate"
+    proc = rote("eval", "discovery", str(path), "--format", "csv", env={"ROTE_STATE_DIR": str(state)})
+    assert proc.returncode == 2 and needle in proc.stderr, proc.stderr[-2000:]
+    assert not state.exists() or not any(state.rglob("*")), list(state.rglob("*"))
+
+
+def test_a_refused_run_keeps_a_key_another_process_made_meanwhile(tmp_path: Path) -> None:
+    """Only a key this process wrote is removed: one another process sharing the state folder created
+    during the refused read is theirs, and in use."""
+    from rote.privacy.default import no_new_key_unless_done
+
+    key = tmp_path / "shared" / "pseudonym.key"
+    with pytest.raises(RuntimeError), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROTE_STATE_DIR", str(tmp_path / "shared"))
+        with no_new_key_unless_done():
+            key.parent.mkdir(mode=0o700)
+            key.write_text("0" * 64 + "\n")  # as another process's load_key would
+            raise RuntimeError("the file is refused")
+    assert key.exists()
+
+
 def test_rote_run_refuses_a_missing_file_and_a_bad_delimiter(state: Path) -> None:
     proc = rote("run", "--once", "--state-dir", str(state), "--replay", str(state / "nope.csv"))
     one_line_failure(proc, 2, "cannot read", "nope.csv")

@@ -136,7 +136,8 @@ def test_a_dead_letter_of_a_message_near_the_broker_limit_fits_under_it() -> Non
     from typing import Any, cast
 
     from rote.agents.app import Topics
-    from rote.agents.common import DEAD_LETTER_KEEP_BYTES, AgentIO
+    from rote.agents.common import AgentIO
+    from rote.deadletters import KEEP_BYTES as DEAD_LETTER_KEEP_BYTES
     from rote.streams.schemas import DeadLetter
 
     sent: list[bytes] = []
@@ -149,7 +150,10 @@ def test_a_dead_letter_of_a_message_near_the_broker_limit_fits_under_it() -> Non
     garbage = b"\x01not json " * 90_000  # 900 kB
     asyncio.run(io.dead_letter("user-actions", garbage, b"k", ValidationError("not JSON"), None))
     asyncio.run(io.dead_letter("user-actions", b"small", b"k", ValidationError("not JSON"), None))
-    big, small = (decode(DeadLetter, raw) for raw in sent)
+    # a huge key too (700 kB key, 200 kB value): the key is cut to its first 4 kB
+    asyncio.run(io.dead_letter("user-actions", b"v" * 200_000, b"K" * 700_000, ValidationError("x"), None))
+    big, small, keyed = (decode(DeadLetter, raw) for raw in sent)
+    assert len(sent[2]) < 1_000_000 and len(base64.b64decode(keyed.key_b64 or "")) == 4096
     assert len(sent[0]) < 1_000_000  # under the broker's default limit, envelope and all
     assert big.payload == garbage[:DEAD_LETTER_KEEP_BYTES] and big.payload_bytes == len(garbage)
     assert small.payload == b"small" and small.payload_bytes is None

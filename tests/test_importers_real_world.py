@@ -740,6 +740,10 @@ def test_us_dates_and_a_12_hour_clock_are_read_as_time_format_says(tmp_path: Pat
         ConfigError, match=r"^--time-format: time format 'MM/DD/YYYY' is neither MDY, DMY nor"
     ):
         csv_options(time_format="MM/DD/YYYY")
+    # a directive strptime does not know, a stray %, or a zone name it would drop: refused as the flag
+    for bad, why in (("%Q", "not a strptime format"), ("%Y%", "not a strptime format"), ("%d %H %Z", "%Z")):
+        with pytest.raises(ConfigError, match=rf"^--time-format: .*{why}"):
+            csv_options(time_format=bad)
 
 
 def test_an_encoding_that_refuses_the_bytes_is_a_one_line_refusal(tmp_path: Path) -> None:
@@ -804,3 +808,9 @@ def test_a_file_cut_short_is_said_and_its_rows_kept(tmp_path: Path) -> None:
     assert stats.valid == 5 and stats.invalid == {"columns": 1}
     assert stats.first["columns"].endswith("the file ends here: cut short?")
     assert stats.cut_short is not None
+    # a last line with a cell too many, without a line break, is no cut (the review's case)
+    extra = tmp_path / "extra.csv"
+    extra.write_text(head + rows + "2026-11-02T09:01:00Z,type,v,extra", encoding="utf-8")
+    recs, stats = _stats(extra, fmt="csv")
+    assert stats.invalid == {"columns": 1} and stats.cut_short is None
+    assert not stats.first["columns"].endswith("cut short?")

@@ -169,6 +169,21 @@ def test_untestable_automations_are_refused_with_the_reason() -> None:
     forged = a.model_dump(mode="json") | {"test_cases": [c.model_dump(mode="json") for c in many]}
     with pytest.raises(ValidationError, match="test_cases"):
         decode(Automation, json.dumps(forged).encode())
+    # its dead letter must fit under the broker's 1 MiB limit: a 925 kB one was refused, and the service
+    # retried the record every 2 s for ever
+    from rote.sandbox_runner.service import dead_letter
+
+    huge = json.dumps(forged).encode() + b" " * 925_000
+    letter = dead_letter(
+        topic="automations",
+        reason="test_cases",
+        field=None,
+        value=huge,
+        key=b"k" * 50_000,
+        partition=0,
+        offset=1,
+    )
+    assert len(encode(letter)) < 1_000_000 and letter.payload_bytes == len(huge)
 
 
 class _Broken:

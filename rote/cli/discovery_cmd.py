@@ -182,35 +182,36 @@ def register(app: typer.Typer) -> None:
         err = Console(stderr=True)
         imported = ImportStats()  # what became of every row: scored runs must not hide dropped ones
         try:
-            read_as = log_options(options, truth)
-            with no_new_key_unless_done():  # a refused file leaves no key behind
+            # a refused file leaves no key behind (evaluate_file reads and redacts it again)
+            with no_new_key_unless_done():
+                read_as = log_options(options, truth)
                 load_actions(file, fmt=fmt, csv_options=read_as, stats=imported)  # type: ignore[arg-type]
-            if imported.invalid or imported.skipped or imported.stray_quotes or imported.cut_short:
-                for line in describe_import(imported):
-                    err.print(line, highlight=False, markup=False)
-            with Progress(
-                TextColumn("discovering"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-                disable=as_json and not err.is_terminal,
-            ) as bar:
-                task = bar.add_task("replay", total=None)
+                if imported.invalid or imported.skipped or imported.stray_quotes or imported.cut_short:
+                    for line in describe_import(imported):
+                        err.print(line, highlight=False, markup=False)
+                with Progress(
+                    TextColumn("discovering"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=err,
+                    transient=True,
+                    disable=as_json and not err.is_terminal,
+                ) as bar:
+                    task = bar.add_task("replay", total=None)
 
-                def tick(n: int, total: int) -> None:
-                    bar.update(task, completed=n, total=total)
+                    def tick(n: int, total: int) -> None:
+                        bar.update(task, completed=n, total=total)
 
-                out = evaluate_file(
-                    file,
-                    fmt=fmt,  # type: ignore[arg-type]
-                    csv_options=options,
-                    truth_path=truth,
-                    patterns_path=patterns,
-                    config=DiscoveryConfig(min_support=min_support),
-                    progress=tick,
-                )
+                    out = evaluate_file(
+                        file,
+                        fmt=fmt,  # type: ignore[arg-type]
+                        csv_options=options,
+                        truth_path=truth,
+                        patterns_path=patterns,
+                        config=DiscoveryConfig(min_support=min_support),
+                        progress=tick,
+                    )
         except RoteError as exc:
             _refuse(err, exc)
             raise typer.Exit(2) from None

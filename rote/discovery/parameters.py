@@ -79,7 +79,11 @@ def analyse_data(
         first = norm[present[0]][k]
         if source is not None:
             out.append({"kind": "derived", "source_step": source, "examples": examples})
-        elif len(present) >= min_instances and all(norm[i][k] == first for i in present):
+        elif (
+            len(present) >= min_instances
+            and not holds_marker(first)  # `<password>` each time is not the same password each time
+            and all(norm[i][k] == first for i in present)
+        ):
             out.append({"kind": "constant", "constant": raw_examples[0], "examples": examples[:1]})
         else:
             out.append({"kind": "variable", "examples": examples})

@@ -132,6 +132,18 @@ def check_time_format(fmt: str) -> str:
             f"time format {fmt[:40]!r} is neither MDY, DMY nor a strptime format such as "
             "'%m/%d/%Y %I:%M:%S %p'"
         )
+    if "%Z" in text:
+        # strptime reads a zone name and drops it (the time is naive, then read in --tz): an hour off
+        raise ConfigError(
+            f"time format {fmt[:40]!r}: %Z (a zone name) is not read; use %z (an offset) or --tz"
+        )
+    from datetime import datetime
+
+    try:  # a directive strptime does not know (%Q) or a stray % would refuse every row, not the flag
+        sample = datetime(2026, 11, 3, 14, 5, 7).strftime(text)
+        datetime.strptime(sample, text)
+    except ValueError as exc:
+        raise ConfigError(f"time format {fmt[:40]!r} is not a strptime format ({exc})") from None
     return text
 
 

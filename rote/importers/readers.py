@@ -267,10 +267,10 @@ def _read_csv(
                 yield Row(line=line, skipped="the header again (files joined?)", skip_kind="repeated header")
                 continue
             out = _csv_row(row, header, width, line, fmt, cols, delimiter, encoding, cap)
-            if out.kind == "columns" and not rec[-1][1].endswith(("\n", "\r")) and out.error:
+            if out.kind == "columns" and len(row) < width and not rec[-1][1].endswith(("\n", "\r")):
                 # the file's last line, without a line break and short of cells: most likely cut off
                 stats.cut_short = f"line {line}: the file's last line ends without a line break"
-                out = dataclasses.replace(out, error=f"{out.error}; the file ends here: cut short?")
+                out = dataclasses.replace(out, error=f"{out.error or ''}; the file ends here: cut short?")
             yield out
 
 

@@ -110,6 +110,11 @@ def _parse_bool(var: str, raw: str) -> bool:
     raise ConfigError(f"{var}={raw!r} is not a boolean (1/0, true/false, yes/no, on/off)")
 
 
+#: Key files this process created (`load_key`): a refused run removes only a key it wrote itself, never one
+#: another process sharing the state folder made meanwhile (`rote.privacy.default.no_new_key_unless_done`)
+CREATED_KEY_FILES: set[Path] = set()
+
+
 def load_key(config: RedactionConfig) -> bytes:
     """The deployment's pseudonym key: `ROTE_PSEUDONYM_KEY`, else the key file (created when missing).
 
@@ -133,6 +138,7 @@ def load_key(config: RedactionConfig) -> bytes:
         return _read_key(path)
     with os.fdopen(fd, "w") as handle:
         handle.write(text + "\n")
+    CREATED_KEY_FILES.add(path)
     return text.encode()
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import fields
 from typing import Any, TypeVar
 
-from rote.privacy.config import RedactionConfig
+from rote.privacy.config import CREATED_KEY_FILES, RedactionConfig
 from rote.privacy.redactor import Redactor
 
 T = TypeVar("T")
@@ -57,7 +57,8 @@ def no_new_key_unless_done() -> Iterator[None]:
     try:
         yield
     except BaseException:
-        if not had_key and path.exists():
+        if not had_key and path in CREATED_KEY_FILES:  # written by this process, in this block
+            CREATED_KEY_FILES.discard(path)
             path.unlink(missing_ok=True)
             for d in missing:  # deepest first
                 with suppress(OSError):  # not empty: something else is in it now

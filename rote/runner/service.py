@@ -19,7 +19,6 @@ Plain aiokafka (no Faust), like the sandbox runner, so it is its own process or 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Callable
@@ -30,11 +29,12 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 
 from rote import metrics
+from rote.deadletters import dead_letter as make_dead_letter
 from rote.errors import ValidationError
 from rote.generator.registry import Registry
 from rote.runner.executor import Execution, Executor, RunnerConfig
 from rote.runner.kafka import client_kwargs
-from rote.streams.schemas import Automation, DeadLetter, RunMetric, RunRequest, TestResult, decode, encode
+from rote.streams.schemas import Automation, RunMetric, RunRequest, TestResult, decode, encode
 from rote.streams.topics import AUTOMATIONS, DEAD_LETTERS, METRICS, RUN_REQUESTS, TEST_RESULTS
 
 log = logging.getLogger(__name__)
@@ -283,15 +283,14 @@ class RunnerService:
             request = decode(RunRequest, value)
         except ValidationError as exc:
             self._count("invalid")
-            dl = DeadLetter(
-                source_topic=RUN_REQUESTS.name,
-                reason=exc.reason[:2000],
+            dl = make_dead_letter(
+                topic=RUN_REQUESTS.name,
+                reason=exc.reason,
                 field=exc.field,
-                payload_b64=base64.b64encode(value).decode(),
-                key_b64=base64.b64encode(record.key).decode() if record.key is not None else None,
+                value=value,
+                key=record.key,
                 partition=record.partition,
                 offset=record.offset,
-                received_at=datetime.now(UTC),
                 agent=AGENT,
             )
             await producer.send_and_wait(DEAD_LETTERS.name, encode(dl), key=RUN_REQUESTS.name.encode())
