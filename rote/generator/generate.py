@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from rote.generator import codegen
 from rote.generator.plan import Plan, PlanConfig, build_plan, make_test_cases
-from rote.streams.schemas import Automation, Candidate
+from rote.streams.schemas import MAX_TEST_CASES, Automation, Candidate
 
 GENERATOR_VERSION = "1.0.0"
 
@@ -54,7 +54,8 @@ def generate(
     )
     names = [p.name for p in plan.parameters]
     sources = {lang: codegen.render(lang, plan.steps, names, meta) for lang in (languages or cfg.languages)}
-    cases = make_test_cases(c, plan, limit=cfg.plan.max_test_cases)
+    # an automation carries at most MAX_TEST_CASES (the schema's bound); a larger configured limit is cut
+    cases = make_test_cases(c, plan, limit=min(cfg.plan.max_test_cases, MAX_TEST_CASES))
     reason = "; ".join(plan.notes) if plan.notes else None
     return Automation(
         automation_id=aid,
