@@ -119,7 +119,13 @@ def test_canonical_form_is_tagged_and_excludes_the_signature() -> None:
 def test_unencodable_results_fail_closed() -> None:
     odd = _result(detail="\ud800 lone surrogate")
     assert verify_result(sign_result(odd, KEY), KEY)  # escaped, not an encoding error
-    assert not verify_result(_result(wall_seconds=float("inf"), signature="hmac-sha256:" + "0" * 64), KEY)
+    # the schema refuses Infinity now; an object made past validation still fails closed
+    with pytest.raises(ValueError, match="finite"):
+        _result(wall_seconds=float("inf"))
+    forged = _result().model_copy(
+        update={"wall_seconds": float("inf"), "signature": "hmac-sha256:" + "0" * 64}
+    )
+    assert not verify_result(forged, KEY)
 
 
 def test_short_keys_are_refused() -> None:
