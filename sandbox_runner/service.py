@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -42,7 +43,7 @@ from rote.sandbox_runner.tester import (
 )
 from rote.security.verdicts import result_key_from_env
 from rote.streams import topics
-from rote.streams.schemas import Automation, DeadLetter, decode, encode
+from rote.streams.schemas import Automation, decode, encode
 
 __all__ = [
     "AutomationTester",
@@ -71,27 +72,8 @@ def kafka_options(bootstrap_servers: str) -> dict[str, Any]:
     return {"bootstrap_servers": bootstrap_servers, **aiokafka_kwargs()}
 
 
-def dead_letter(
-    *,
-    topic: str,
-    reason: str,
-    field: str | None,
-    value: bytes,
-    key: bytes | None,
-    partition: int,
-    offset: int,
-) -> DeadLetter:
-    """The runner's letter (`rote.deadletters`: redacted, capped under the broker's limit)."""
-    return make_dead_letter(
-        topic=topic,
-        reason=reason,
-        field=field,
-        value=value,
-        key=key,
-        partition=partition,
-        offset=offset,
-        agent=AGENT,
-    )
+#: The runner's letter for a rejected record (`rote.deadletters`: redacted, capped under the broker's limit)
+dead_letter = functools.partial(make_dead_letter, agent=AGENT)
 
 
 class SandboxService:
