@@ -21,8 +21,9 @@ class AgentOptions:
 
     idle_flush_seconds: float = 300.0
     report_interval_seconds: float = 60.0
-    #: Key the registry verifies test results with (the sandbox runner signs them); None: from the
-    #: environment (`ROTE_RESULT_KEY` / `ROTE_RESULT_KEY_FILE`, rote.security.verdicts).
+    #: Key the task identifier signs candidates and the generator automations with, and the registry
+    #: verifies test results with (the sandbox runner signs them); None: from the environment
+    #: (`ROTE_RESULT_KEY` / `ROTE_RESULT_KEY_FILE`, rote.security.verdicts).
     result_key: bytes | None = None
 
 
@@ -41,20 +42,21 @@ def build_app(
     from rote.efficiency import CostModel
 
     opts = options or AgentOptions()
+    key = _result_key(opts)
     app, topics = create_app(settings, bootstrap=bootstrap)
     parts = {
         "task_identifier": task_identifier.register(
-            app, topics, bootstrap=bootstrap, idle_flush_seconds=opts.idle_flush_seconds
+            app, topics, bootstrap=bootstrap, result_key=key, idle_flush_seconds=opts.idle_flush_seconds
         ),
         "automation_generator": automation_generator.register(
             app,
             topics,
             bootstrap=bootstrap,
             min_score=settings.min_automation_score,
-            result_key=_result_key(opts),
+            result_key=key,
         ),
         "performance_monitor": performance_monitor.register(app, topics),
-        "optimizer_feed": optimizer_feed.register(app, topics),
+        "optimizer_feed": optimizer_feed.register(app, topics, result_key=key),
         "workflow_analyzer": workflow_analyzer.register(
             app, topics, score_interval=min(10.0, opts.report_interval_seconds)
         ),

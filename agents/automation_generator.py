@@ -31,7 +31,7 @@ from rote.agents.outbox import Outbox, automation_identity
 from rote.errors import StateError, ValidationError
 from rote.generator import generate
 from rote.generator.registry import Registry
-from rote.security.verdicts import verify_result
+from rote.security.verdicts import sign, verify, why_not
 from rote.state import StateReader, decode_json, encode_json
 from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult, decode, encode
 from rote.streams.topics import AUTOMATIONS, CANDIDATES, METRICS, TEST_RESULTS
@@ -61,13 +61,13 @@ def register(
         return decode(model, value)
 
     def absorb(reg: Registry, item: Automation | TestResult | RunMetric) -> None:
+        if isinstance(item, Automation | TestResult) and not verify(item, result_key):
+            # Verified here too, so a forged record in the write-ahead log changes nothing on replay.
+            raise ValidationError(why_not(item), field="signature")
         if isinstance(item, Automation):
             if item.state == "generated":  # others are this agent's own lifecycle echoes
                 reg.apply_automation(item)
         elif isinstance(item, TestResult):
-            # Verified here too, so a forged record in the write-ahead log changes nothing on replay.
-            if not verify_result(item, result_key):
-                raise ValidationError("test result signature does not verify", field="signature")
             reg.apply_test_result(item)
         else:
             reg.apply_metric(item)
@@ -102,6 +102,17 @@ def register(
             cand = await io.decode(Candidate, event, event.value, event.key)
             if cand is None:
                 continue
+            if not verify(cand, result_key):
+                # Only the task identifier holds the key: a candidate it did not publish is never rendered
+                # into a program (rote.security.verdicts). Kept whole in dead-letters.
+                await io.dead_letter(
+                    CANDIDATES.name,
+                    event.value,
+                    event.key,
+                    ValidationError(why_not(cand), field="signature"),
+                    event,
+                )
+                continue
             try:
                 with io.timed():
                     last = _generated_record(generated.get(cand.candidate_id.encode()))
@@ -117,6 +128,8 @@ def register(
                     automation = await asyncio.get_running_loop().run_in_executor(
                         _generator_pool(), generate, cand
                     )
+                    # signed: the sandbox tests, the registry and the executor take only what rote rendered
+                    automation = sign(automation, result_key)
             except Exception as exc:
                 await io.failed(event, exc)
                 continue
@@ -147,16 +160,12 @@ def register(
             item = await rio.decode(model, event, event.value, event.key)
             if item is None:
                 continue
-            if isinstance(item, TestResult) and not verify_result(item, result_key):
-                # Only the sandbox runner holds the key: a result it did not sign (or one changed since)
-                # must not verify or reject anything. Kept whole in dead-letters, like any invalid event.
-                why = "unsigned" if not item.signature else "signature does not verify (forged/altered)"
+            if isinstance(item, TestResult | Automation) and not verify(item, result_key):
+                # Only the sandbox runner signs results and only the generator signs automations: a record
+                # neither made (or one changed since) must not add, replace, verify or reject anything.
+                # Kept whole in dead-letters, like any invalid event.
                 await rio.dead_letter(
-                    topic,
-                    event.value,
-                    event.key,
-                    ValidationError(f"test result {why}", field="signature"),
-                    event,
+                    topic, event.value, event.key, ValidationError(why_not(item), field="signature"), event
                 )
                 continue
             try:

@@ -5,7 +5,8 @@ their inputs are keyed by candidate or automation over several partitions; a Fau
 co-partitioned with its source. Re-keying everything onto `rote-optimizer-feed` (one partition) gives one
 owner for the whole-picture state, with changelogged tables like every other agent. Volumes are low
 (candidates, automations, results, runs, anomalies: not user actions), so one partition is no bottleneck.
-The source topic travels in a header; events are validated here. Candidates and automations go on in their
+The source topic travels in a header; events are validated here, and candidates, automations and test
+results must carry their maker's signature (rote.security.verdicts). Candidates and automations go on in their
 compact form (`rote.workflow.analysis.compact_candidate`/`compact_automation`: what the analysis and the
 report read, without each instance's targets and event ids or the generated code and test cases), which
 both consumers would make at once anyway: a fresh candidate is tens of kB, and it is decoded twice after
@@ -70,7 +71,7 @@ def feed_topic(app: faust.App) -> faust.TopicT:
     )
 
 
-def register(app: faust.App, topics: Topics) -> dict[str, Any]:
+def register(app: faust.App, topics: Topics, *, result_key: bytes) -> dict[str, Any]:
     feed = feed_topic(app)
     feed_name = feed.get_topic_name()
     sources = app.topic(
@@ -81,6 +82,8 @@ def register(app: faust.App, topics: Topics) -> dict[str, Any]:
         AgentIO,
         settled_events,
     )
+    from rote.errors import ValidationError
+    from rote.security.verdicts import SIGNED, verify, why_not
     from rote.streams.schemas import SCHEMAS
 
     io = AgentIO(agent=AGENT, topics=topics)
@@ -103,6 +106,12 @@ def register(app: faust.App, topics: Topics) -> dict[str, Any]:
             model = SCHEMAS[BY_NAME[topic].schema]
             decoded = await io.decode(model, event, event.value, event.key)
             if decoded is None:
+                continue
+            if type(decoded) in SIGNED and not verify(decoded, result_key):
+                # a candidate, automation or verdict no holder of the key made: the report must not count
+                # it as a routine found, a program rote rendered or a test it passed
+                err = ValidationError(why_not(decoded), field="signature")
+                await io.dead_letter(topic, event.value, event.key, err, event)
                 continue
             await feed.send(key=FEED_KEY, value=_compact(decoded) or event.value, headers=headers)
             metrics.EVENTS_PRODUCED.labels(topic=feed_name, agent=AGENT).inc()

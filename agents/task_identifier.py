@@ -36,6 +36,7 @@ from rote.agents.outbox import Outbox, Pending, Publisher, candidate_identity
 from rote.discovery import DiscoveryConfig, RoutineDiscoverer, UserState
 from rote.errors import ValidationError
 from rote.privacy import default_redactor
+from rote.security.verdicts import sign
 from rote.streams.fast import FastAction, decode_message, encode_batch, encode_flush
 from rote.streams.schemas import Candidate, encode
 from rote.streams.topics import CANDIDATES, USER_ACTIONS
@@ -50,6 +51,7 @@ def register(
     topics: Topics,
     *,
     bootstrap: str,
+    result_key: bytes,
     idle_flush_seconds: float = 300.0,
     checkpoint_every: int = 2000,
 ) -> dict[str, Any]:
@@ -123,7 +125,8 @@ def register(
         # anywhere in between neither loses nor doubles a candidate version (agents/outbox.py). The last two
         # steps are the publisher's, off this path.
         outputs = [(cid, None, "withdrawn") for cid in withdrawn]
-        outputs += [(c.candidate_id, encode(c), f"v{c.version}") for c in emitted]
+        # signed: the generator renders only candidates this agent published (rote.security.verdicts)
+        outputs += [(c.candidate_id, encode(sign(c, result_key)), f"v{c.version}") for c in emitted]
         live = users.live(user_id)
         pending = await outbox.prepare(CANDIDATES.name, outputs)
         if live is not None:

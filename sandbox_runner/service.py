@@ -41,7 +41,7 @@ from rote.sandbox_runner.tester import (
     requests_of,
     result_id_for,
 )
-from rote.security.verdicts import result_key_from_env
+from rote.security.verdicts import result_key_from_env, verify, why_not
 from rote.streams import topics
 from rote.streams.schemas import Automation, decode, encode
 
@@ -230,6 +230,13 @@ class SandboxService:
         except ValidationError as exc:
             await self._dead_letter(producer, record, exc.reason, exc.field, value)
             metrics.DEAD_LETTERS.labels(topic=topic, reason=metrics.dead_letter_reason(exc.reason)).inc()
+            return
+        if not verify(automation, self.result_key):
+            # Only rote's generator holds the key: an automation it did not render (or one changed since)
+            # is never run, so its test cases cannot make this service sign `passed` for a program of
+            # someone else's making (rote.security.verdicts).
+            await self._dead_letter(producer, record, why_not(automation), "signature", value)
+            metrics.DEAD_LETTERS.labels(topic=topic, reason="signature").inc()
             return
         assert self.tester is not None
         try:

@@ -299,6 +299,12 @@ class Candidate(Event):
         max_length=200,
         description="standard operating procedure: numbered plain-language steps with the data flow",
     )
+    signature: str | None = Field(
+        default=None,
+        max_length=128,
+        description="the task identifier's HMAC-SHA256 over every other field (rote.security.verdicts); "
+        "the generator makes automations only from candidates with a valid one",
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -360,6 +366,13 @@ class Automation(Event):
     sources: dict[str, GeneratedSource]
     test_cases: list[TestCase] = Field(default_factory=list, max_length=MAX_TEST_CASES)
     created_at: AwareDatetime
+    signature: str | None = Field(
+        default=None,
+        max_length=128,
+        description="the generator's HMAC-SHA256 over every field but this one, `state` and `state_reason` "
+        "(rote.security.verdicts); the sandbox tests, and the registry and the executor accept, only "
+        "automations with a valid one",
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -206,6 +206,13 @@ def test_value_formats() -> None:
     assert value_format(["11/27/2026", "12/16/2026", "01/05/2027"]) == "MM/DD/YYYY"
     assert value_format(["11/27/2026", "27/11/2026"]) == "a date (NN/NN/YYYY)"  # both orders: no claim
     assert value_format(["11/27/2026", "11-28-2026"]) is None
+    # dotted dates are day first (a German export's were called phone numbers), unless a value says otherwise
+    assert (
+        value_format(["16.11.2026", "27.11.2026"])
+        == value_format(["01.02.2026", "03.04.2026"])
+        == "DD.MM.YYYY"
+    )
+    assert value_format(["11.27.2026", "01.02.2026"]) == "MM.DD.YYYY"
     assert value_format(["a@b.org", "x.y@z.com"]) == "an e-mail address"
     assert value_format(["John", "11-03-1986"]) is None
 

@@ -179,6 +179,33 @@ def test_candidates_are_emitted_first_at_min_occurrences_then_rarely_then_at_a_f
     assert top.occurrences == state.variants[top.candidate_id].count, "the flush emits the latest counts"
 
 
+def test_no_version_is_published_from_tallies_alone() -> None:
+    """A new user's export (2026-12-02): once a variant's kept instances were given up for the byte budget,
+    its next version had no applications, targets or parameters, every step "optional", determinism 1.0:
+    its score rose from 60.8 to 74.0 and its name became "Copy a value (8 steps)". Such a version is not
+    published; the next instance kept describes the routine again."""
+    path, fmt = bundled_log()
+    actions = load_actions(path, fmt=fmt)
+    disc = RoutineDiscoverer(DiscoveryConfig())
+    state = disc.new_state("u")
+    disc.learn_many(state, actions)
+    first = {c.candidate_id: c for c in disc.flush(state)}
+    top = max(state.variants.values(), key=lambda v: v.count)
+    assert top.vid in first and all(s.app for s in first[top.vid].steps)
+    held = [(s, s.events) for s in top.instances]
+    for s, _ in held:
+        s.events = None  # given up (budget.py sheds the events of kept instances first)
+    top.count *= 2  # it grew: a new version is due at the next flush
+    bare = disc.builder.build(state, top)
+    assert all(s.optional and not s.app for s in bare.steps)  # what used to be published
+    assert disc.flush(state) == []
+    for s, events in held:
+        s.events = events
+    again = [c for c in disc.flush(state) if c.candidate_id == top.vid]
+    assert again and again[0].version == first[top.vid].version + 1 and all(s.app for s in again[0].steps)
+    assert again[0].occurrences == top.count
+
+
 def test_learn_many_over_structs_equals_over_models() -> None:
     from rote.streams.fast import decode_message, encode_batch
 

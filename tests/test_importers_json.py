@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from rote.errors import ImportFormatError
-from rote.importers import CsvOptions, ImportStats, dead_letter, iter_records
+from rote.importers import CsvOptions, ImportStats, dead_letter, iter_records, read_log
 from rote.importers.jsondoc import Broken, flatten, iter_array
 
 FLAGS = CsvOptions(
@@ -366,3 +366,65 @@ def test_utf16_json_with_a_byte_order_mark_is_read_and_without_one_gets_the_flag
     for spelling in ("utf-16-le", "UTF-16LE", "UTF_16_LE"):  # any spelling Python's codecs know
         flagged = dataclasses.replace(FLAGS, encoding=spelling)
         assert len([r for r in iter_records(bare, csv_options=flagged) if r.action]) == 3
+
+
+def test_another_tools_export_read_as_own_events_or_wrapped_in_an_object_is_explained(tmp_path: Path) -> None:
+    """A new user's browser-extension export (2026-12-02): records with a `timestamp` key were read as
+    rote's own events and refused with "app: Field required" alone; the same records wrapped in
+    `{"events": [...]}` gave 58,119 "not JSON" rows. Each refusal now says what to do."""
+    recs = [
+        {
+            "id": f"e{i}",
+            "timestamp": f"2026-11-02T09:00:{i:02d}+01:00",
+            "event": {"type": "click", "element": {"label": "Save"}},
+        }
+        for i in range(5)
+    ]
+    plain = tmp_path / "clicktrail.json"
+    plain.write_text(json.dumps(recs, indent=2), encoding="utf-8")
+    with pytest.raises(ImportFormatError) as err:
+        read_log(plain)
+    msg = str(err.value)
+    assert "\n" not in msg and "read as rote's own events (a record has `timestamp`)" in msg
+    assert "--time-col timestamp --action-cols" in msg and "event.type, event.element.label" in msg
+    mapped = read_log(plain, csv_options=CsvOptions(time_col="timestamp", action_cols=("event.type",)))
+    assert mapped.stats.valid == 5  # as the hint says
+
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"exportVersion": 2, "events": recs}, indent=2), encoding="utf-8")
+    with pytest.raises(ImportFormatError) as err:
+        read_log(wrapped)
+    msg = str(err.value)
+    assert "\n" not in msg and 'its 5 records are under "events"' in msg
+    assert "jq -c '.[\"events\"][]' wrapped.json > records.jsonl" in msg
+
+
+def test_a_json_array_cut_inside_a_record_is_said_to_be_cut_short(tmp_path: Path) -> None:
+    """The CSV reader said a file was cut short; the JSON array reader counted the cut record as one more
+    "not JSON" row (a new user's export, 2026-12-02). The records before the cut are kept either way."""
+    recs = [
+        json.dumps({"ts": f"2026-11-02T09:00:0{i}Z", "type": "click", "x": f"a\\u0001{i}"}) for i in range(4)
+    ]
+    path = tmp_path / "cut.json"
+    path.write_text("[\n" + ",\n".join(recs)[:-25], encoding="utf-8")
+    stats = ImportStats()
+    rows = list(
+        iter_records(
+            path, fmt="json", csv_options=CsvOptions(time_col="ts", action_cols=("type",)), stats=stats
+        )
+    )
+    assert stats.valid == 3 and stats.invalid == {"not JSON": 1}
+    assert stats.cut_short == "line 5: the JSON array ends inside a record, with no closing ]"
+    assert any("cut short" in line for line in stats.describe())
+    assert next(r.error for r in rows if r.error).startswith(
+        "line 5: the array is cut short inside this record (not JSON ("
+    )
+    # where the parser stopped, said in full (Python's own message ends in "at")
+    bad = tmp_path / "control.json"
+    bad.write_text('[\n{"ts": "2026-11-02T09:00:00Z", "type": "cl\x01ick"}\n]', encoding="utf-8")
+    errors = [
+        r.error
+        for r in iter_records(bad, fmt="json", csv_options=CsvOptions(time_col="ts", action_cols=("type",)))
+        if r.error
+    ]
+    assert errors == ["line 2: not JSON (Invalid control character at line 2 column 43)"]

@@ -814,3 +814,27 @@ def test_a_file_cut_short_is_said_and_its_rows_kept(tmp_path: Path) -> None:
     recs, stats = _stats(extra, fmt="csv")
     assert stats.invalid == {"columns": 1} and stats.cut_short is None
     assert not stats.first["columns"].endswith("cut short?")
+
+
+def test_a_gzip_bomb_is_refused_before_it_fills_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack sweep of 2026-12-02: every record of a log is held before anything is sent, so 75 KB of gzip
+    (14 MB of short JSON lines) took 417 MB. A gzipped log may expand to 100x its size (at least 8 MB;
+    `ROTE_MAX_GZIP_RATIO`): real exports compress 5-30x."""
+    from rote.importers.sniff import open_binary
+
+    line = json.dumps(
+        {"event_id": "e", "user_id": "u", "timestamp": "2026-01-01T09:00:00Z", "app": "a", "action_type": "t"}
+    )
+    bomb = tmp_path / "bomb.jsonl.gz"
+    bomb.write_bytes(gzip.compress(("\n".join([line] * 150_000) + "\n").encode(), 9))
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(ImportFormatError, match=r"bomb.jsonl.gz: expands to more than 8 MB .*gzip bomb"):
+        read_log(bomb)
+    monkeypatch.setenv("ROTE_MAX_GZIP_RATIO", "100000")  # the operator's say-so: it reads whole
+    with open_binary(bomb) as fh:
+        assert len(fh.read()) > 8 << 20
+    monkeypatch.setenv("ROTE_MAX_GZIP_RATIO", "lots")
+    with pytest.raises(ImportFormatError, match="ROTE_MAX_GZIP_RATIO='lots'"):
+        read_log(bomb)

@@ -99,7 +99,7 @@ def check_summary(summary: dict[str, Any], tmp_path: Path, *, shared_broker: boo
     ingress = [x for x in letters if x["agent"] == "task-identifier"]
     assert len(ingress) == summary["injected_invalid_events"] > 0  # exactly the injected ones
     others = [x["reason"] for x in letters if x["agent"] != "task-identifier"]
-    assert all("signature does not verify" in r for r in others) and (shared_broker or not others), others[:3]
+    assert all("signature" in r for r in others) and (shared_broker or not others), others[:3]
     # the two Student Records routine variants (Leno et al.) are found and automated
     assert summary["candidates"] >= 2
     assert summary["test_results"] > 0 and summary["tests_passed"] > 0

@@ -384,3 +384,23 @@ def test_browser_extensions_label_keys_say_the_field_is_a_password(redactor: Red
     }
     assert redactor.redact_payload(payload)["value"] == PASSWORD_MARKER
     assert redactor.redact_action(decode_action(json.dumps(payload).encode())).value == PASSWORD_MARKER
+
+
+def test_a_password_typed_into_another_field_later_is_hidden_too(redactor: Redactor) -> None:
+    """A new user's log (2026-12-02): a password typed into a Teams message box was kept verbatim (no field
+    says "password" there). What was typed into a password field is remembered (a keyed digest) and the
+    same text is hidden wherever it is typed after, in dict payloads and in the worker's objects alike."""
+    secret = "Herbst#LKPW3zz"
+    chat = _action(app="Teams", target={"field": "Nachricht"}, value=secret)
+    assert redactor.redact_payload(chat)["value"] == secret  # before: nothing says it is one (memoised clean)
+    login = _action(target={"field": "pwd", "element_type": "password"}, value=secret)
+    assert redactor.redact_payload(login)["value"] == PASSWORD_MARKER
+    assert redactor.redact_payload(chat)["value"] == PASSWORD_MARKER
+    action = UserAction.model_validate(_action(app="Teams", target={"field": "Suche"}, value=secret))
+    assert redactor.redact_action(action).value == PASSWORD_MARKER
+    # an ordinary value is not touched, nor a short one typed into a password field (a PIN: 1234 is also
+    # a quantity), nor text that only contains the password (only exact repeats are caught)
+    redactor.redact_payload(_action(target={"field": "pin", "element_type": "password"}, value="1234"))
+    for other in ("1234", "Herbst", f"pw {secret}"):
+        assert redactor.redact_payload(_action(target={"field": "Nachricht"}, value=other))["value"] == other
+    assert secret not in repr(vars(redactor._secrets))  # digests only

@@ -85,3 +85,34 @@ def test_a_batch_of_sandbox_tests_under_way_keeps_a_quiet_run_going(
     assert stops and stops[0] >= 2.0
     said = [r.getMessage() for r in caplog.records if r.name == "rote.run"]
     assert "waiting for the sandbox's batch of tests" in said and said[-1].startswith("done:"), said
+
+
+def test_the_archive_keeps_only_what_the_runs_key_holders_signed(tmp_path: Path) -> None:
+    """The archive is read after the run without its key (`rote automations run` without a broker counts
+    its results as verdicts): an unsigned or forged test result, automation or candidate never reaches it
+    (attack sweep of 2026-12-02: hand-made `passed` results verified a forged automation that way)."""
+    from test_registry import CFG, file_candidate
+    from test_sandbox_verdicts import _result
+
+    from rote.generator import generate
+    from rote.security.verdicts import ephemeral_result_key, sign
+    from rote.streams.schemas import encode
+
+    key, other = ephemeral_result_key(), ephemeral_result_key()
+    archive, state = ArchiveWriter(tmp_path), Progress()
+    events = {
+        "automations": generate(file_candidate(), config=CFG),
+        "candidates": file_candidate(),
+        "test-results": _result(),
+    }
+    for topic, event in events.items():
+        _observe(topic, encode(event), archive, state, key)  # unsigned
+        _observe(topic, encode(sign(event, other)), archive, state, key)  # forged
+        _observe(topic, encode(sign(event, key)), archive, state, key)
+        _observe(topic, encode(sign(event, key)), archive, state, None)  # no key to check with
+    _observe("metrics", _metric("r-1", "production"), archive, state, key)  # not a signed kind: kept
+    archive.close()
+    for topic, event in events.items():
+        kept = [r["signature"] for r in read_raw(tmp_path, topic)]
+        assert kept == [sign(event, key).signature], topic
+    assert len(list(read_raw(tmp_path, "metrics"))) == 1

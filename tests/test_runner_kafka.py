@@ -27,7 +27,7 @@ from rote.generator.plan import PlanConfig
 from rote.generator.registry import Registry
 from rote.runner.executor import RunnerConfig
 from rote.runner.service import RunnerService
-from rote.security.verdicts import ephemeral_result_key, sign_result, verify_result
+from rote.security.verdicts import ephemeral_result_key, sign, sign_result, verify_result
 from rote.streams.schemas import Automation, RunMetric, RunRequest, TestResult, decode, encode
 from rote.streams.topics import AUTOMATIONS, CATALOGUE, METRICS, RUN_REQUESTS, TEST_RESULTS
 
@@ -60,7 +60,7 @@ def _verified_on_the_topics(bootstrap: str) -> Automation:
     # a fresh candidate id per test run: its automation id is new on a broker that may hold earlier ones
     # (the id is in the generated source's header, so it cannot be changed after generating)
     c = leno_candidate(SLICE).model_copy(update={"candidate_id": f"form-{uuid.uuid4().hex[:8]}"})
-    a = generate(c, config=config)
+    a = sign(generate(c, config=config), KEY)  # as the generator agent signs what it renders
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     producer.send(AUTOMATIONS.name, encode(a), key=a.automation_id.encode())
     for case in a.test_cases:

@@ -17,7 +17,7 @@ from rote.errors import ConfigError
 from rote.generator import generate
 from rote.runner.executor import Execution, RunnerConfig
 from rote.runner.service import RunnerService
-from rote.security.verdicts import ephemeral_result_key, sign_result
+from rote.security.verdicts import ephemeral_result_key, sign, sign_result
 from rote.streams.schemas import RunRequest, TestResult, encode
 from rote.streams.topics import AUTOMATIONS, TEST_RESULTS
 
@@ -46,7 +46,7 @@ def test_only_signed_results_verify(tmp_path: Path) -> None:
     svc = RunnerService(
         bootstrap_servers="127.0.0.1:9", config=RunnerConfig(state_dir=tmp_path), result_key=key
     )
-    a = generate(file_candidate(), config=CFG)
+    a = sign(generate(file_candidate(), config=CFG), key)
     svc._absorb(AUTOMATIONS.name, encode(a))
     forged = [_passed(a, c.case_id, lang) for c in a.test_cases for lang in ("python", "bash")]
     for r in forged:
@@ -116,7 +116,7 @@ def test_a_fresh_request_runs_once_the_feed_learns_its_automation(tmp_path: Path
         config=RunnerConfig(state_dir=tmp_path, await_state_seconds=20.0),
         result_key=key,
     )
-    a = generate(file_candidate(), config=CFG)
+    a = sign(generate(file_candidate(), config=CFG), key)
     seen: list[str | None] = []
 
     def execute(request: RunRequest, automation: Any, state: str | None) -> Execution:
@@ -137,3 +137,66 @@ def test_a_fresh_request_runs_once_the_feed_learns_its_automation(tmp_path: Path
 
     asyncio.run(overtaken())
     assert seen == ["verified"]
+
+
+def test_the_executor_takes_only_automations_rote_rendered(tmp_path: Path) -> None:
+    """A topic writer's own automation never enters the executor's registry (attack sweep of 2026-12-02);
+    nor does a record reusing a verified automation's id and version with another program: that one is
+    refused by its signature and, were it signed, by the registry (a version is immutable)."""
+    key = ephemeral_result_key()
+    svc = RunnerService(
+        bootstrap_servers="127.0.0.1:9", config=RunnerConfig(state_dir=tmp_path), result_key=key
+    )
+    a = generate(file_candidate(), config=CFG)
+    svc._absorb(AUTOMATIONS.name, encode(a))  # unsigned
+    assert svc.registry.state_of(a.automation_id) is None and svc.unsigned_automations == 1
+    a = sign(a, key)
+    svc._absorb(AUTOMATIONS.name, encode(a))
+    for c in a.test_cases:
+        for lang in ("python", "bash"):
+            svc._absorb(TEST_RESULTS.name, encode(sign_result(_passed(a, c.case_id, lang), key)))
+    assert svc.registry.state_of(a.automation_id)[1] == "verified"  # type: ignore[index]
+    swapped = a.model_copy(update={"plan": a.plan[:1]})
+    svc._absorb(AUTOMATIONS.name, encode(swapped))  # the signature no longer verifies
+    svc._absorb(AUTOMATIONS.name, encode(sign(swapped, key)))  # signed (a key holder's bug): immutable
+    assert svc.unsigned_automations == 2
+    found = svc.registry.state_of(a.automation_id)
+    assert found is not None and found[0].plan == a.plan and found[1] == "verified"
+
+
+def test_a_request_for_an_automation_the_caught_up_feed_never_saw_is_refused_at_once(tmp_path: Path) -> None:
+    """Attack sweep of 2026-12-02: fresh requests naming made-up automations held each batch of requests
+    (and every runnable one behind them) for the whole wait. Once the feed has caught up, an automation it
+    has never seen cannot be verified in the next seconds (it is published before it is tested)."""
+    svc = RunnerService(
+        bootstrap_servers="127.0.0.1:9",
+        config=RunnerConfig(state_dir=tmp_path, await_state_seconds=20.0),
+        result_key=ephemeral_result_key(),
+    )
+
+    async def timed() -> tuple[float, str | None]:
+        svc.ready.set()
+        t0 = time.monotonic()
+        execution = await svc.handle(_request("a-made-up", 0))
+        assert execution is not None
+        return time.monotonic() - t0, execution.refused
+
+    waited, why = asyncio.run(timed())
+    assert waited < 1.0 and why is not None and "a-made-up" in why
+
+
+def test_the_done_log_reads_back_run_ids_holding_line_separators(tmp_path: Path) -> None:
+    """A requester's run id may hold U+2028, \\r or \\x1c (all line breaks to `str.splitlines`): read back
+    after a restart it must be the one id published, or that run would be run again."""
+    from rote.runner.service import DoneLog
+
+    ids = ["run-a\u2028b", "run-c\rd", "run-e\x1cf", "run-g\nh", '"quoted"', "run-plain"]
+    log = DoneLog(tmp_path / "done.log")
+    for run_id in ids:
+        log.add(run_id)
+    log.close()
+    again = DoneLog(tmp_path / "done.log")
+    assert list(again.ids) == ids
+    again.close()
+    (tmp_path / "old.log").write_text("run-1\nrun-2\n", encoding="utf-8")  # before ids were quoted
+    assert list(DoneLog(tmp_path / "old.log").ids) == ["run-1", "run-2"]

@@ -26,7 +26,7 @@ from test_sandbox_service import make_automation
 
 from rote.sandbox_runner.proc import processes_of
 from rote.sandbox_runner.service import requests_of
-from rote.security.verdicts import verify_result
+from rote.security.verdicts import sign, verify_result
 from rote.streams import topics
 from rote.streams.schemas import Automation, GeneratedSource, TestResult, decode, encode
 
@@ -193,7 +193,7 @@ def _collect(bootstrap: str, ids: set[str], want: set[str], timeout: float) -> l
 def test_two_runners_share_the_work(kafka_broker: Any, runners: tuple[str, list[Runner]]) -> None:
     _group, pair = runners
     run = uuid.uuid4().hex[:6]
-    autos = [make_automation(f"a-share-{run}-{i}") for i in range(8)]
+    autos = [sign(make_automation(f"a-share-{run}-{i}"), KEY.encode()) for i in range(8)]
     want = {q.result_id for a in autos for q in requests_of(a)}
     _publish(kafka_broker.bootstrap, autos)
     got = _collect(kafka_broker.bootstrap, {a.automation_id for a in autos}, want, timeout=180)
@@ -216,7 +216,7 @@ def _slow(automation_id: str, seconds: float) -> Automation:
     killed in the middle of. Its source names it, so the test can see which one a jail is running."""
     base = make_automation(automation_id)
     src = f"# {automation_id}\nimport time\ntime.sleep({seconds})\n"
-    return base.model_copy(
+    changed = base.model_copy(
         update={
             "sources": {
                 "python": GeneratedSource(language="python", source=src, supported=True, static_check="ok")
@@ -225,6 +225,7 @@ def _slow(automation_id: str, seconds: float) -> Automation:
             "created_at": datetime.now(UTC),
         }
     )
+    return sign(changed, KEY.encode())  # signed as the generator signs what it renders (this runner's key)
 
 
 def _running_automation(r: Runner, ids: list[str]) -> tuple[str, int] | None:

@@ -23,7 +23,7 @@ from rote.generator import codegen, exprs
 from rote.sandbox_runner.jail import Jail, JobSpec, Limits, RunResult
 from rote.sandbox_runner.service import AutomationTester, SandboxService, requests_of, result_id_for
 from rote.sandbox_runner.stats import SandboxStats
-from rote.security.verdicts import verify_result
+from rote.security.verdicts import sign, verify_result
 from rote.streams import topics
 from rote.streams.schemas import (
     MAX_TEST_CASES,
@@ -83,7 +83,8 @@ def make_automation(automation_id: str = "a-sbx", *, state: str = "generated") -
             ],
         )
 
-    return Automation(
+    # signed as rote's generator signs what it renders: the service tests nothing else
+    automation = Automation(
         automation_id=automation_id,
         version=1,
         candidate_id="c",
@@ -99,6 +100,7 @@ def make_automation(automation_id: str = "a-sbx", *, state: str = "generated") -
         test_cases=[case("good", "Ada", "Ada"), case("bad", "Ada", "Grace")],
         created_at=datetime.now(UTC),
     )
+    return sign(automation, KEY)
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +295,7 @@ def test_service_consumes_and_produces(jail: Jail, tansu_broker: Any) -> None:
         auto = make_automation(aid)
         await producer.send_and_wait(topics.AUTOMATIONS.name, encode(auto), key=aid.encode())
         await producer.send_and_wait(topics.AUTOMATIONS.name, b'{"automation_id": 5}', key=junk_key)
-        empty = make_automation(empty_id).model_copy(update={"test_cases": []})
+        empty = sign(make_automation(empty_id).model_copy(update={"test_cases": []}), KEY)
         await producer.send_and_wait(topics.AUTOMATIONS.name, encode(empty), key=empty_id.encode())
         await producer.stop()
         service = SandboxService(
@@ -450,3 +452,40 @@ def test_offsets_are_committed_only_up_to_the_first_unacknowledged_record() -> N
     redo = producer.result_ids
     assert len(redo) == 12 and set(redo) <= set(first)
     assert set(redo) == {r.result_id for i in (1, 2) for r in requests_of(make_automation(f"a-{i}"))}
+
+
+class _Tester:
+    """Counts what it is asked to test (nothing may reach it unsigned)."""
+
+    def __init__(self) -> None:
+        self.tested: list[str] = []
+
+    async def test(self, automation: Automation) -> list[Any]:
+        self.tested.append(automation.automation_id)
+        return []
+
+
+def test_an_automation_rote_did_not_sign_is_dead_lettered_and_never_tested() -> None:
+    """A topic writer's own program with test cases it passes would otherwise come back signed `passed`
+    (attack sweep of 2026-12-02): only automations carrying the generator's signature are tested."""
+    from aiokafka import TopicPartition
+
+    service = SandboxService(bootstrap_servers="unused:9", jail=_Broken(SandboxError("x")), result_key=KEY)
+    tester = _Tester()
+    service.tester = tester
+    tp = TopicPartition("automations", 0)
+    legit = make_automation("a-legit")
+    unsigned = legit.model_copy(update={"automation_id": "a-unsigned", "signature": None})
+    other_key = sign(legit.model_copy(update={"automation_id": "a-other-key"}), b"another-key-entirely-" * 2)
+    swapped = legit.model_copy(update={"plan": legit.plan[:1]})  # signed, then its program changed
+    relabelled = legit.model_copy(update={"state": "verified", "state_reason": "echo"})  # lifecycle only
+    records = [unsigned, other_key, swapped, legit, relabelled]
+    batch = {tp: [_Record(tp, i, encode(a)) for i, a in enumerate(records)]}
+    consumer, producer = _Consumer(), _Producer(refuse=set())
+    assert asyncio.run(service._process(consumer, producer, batch))
+    # tested: the signed one (twice: its lifecycle echo carries the same signature; the tester skips
+    # states other than "generated" itself), never the three forgeries
+    assert tester.tested == ["a-legit", "a-legit"]
+    letters = [t for t, _ in producer.acked if t == topics.DEAD_LETTERS.name]
+    assert len(letters) == 3 and service.dead_letters == 3
+    assert consumer.committed == {tp: 5}  # refused records are done with, not retried

@@ -13,10 +13,13 @@ from rote.security.verdicts import (
     canonical_bytes,
     ephemeral_result_key,
     result_key_from_env,
+    sign,
     sign_result,
+    verify,
     verify_result,
+    why_not,
 )
-from rote.streams.schemas import TestResult, decode, encode
+from rote.streams.schemas import Automation, Candidate, TestResult, decode, encode
 
 KEY = b"k" * 32
 
@@ -156,3 +159,44 @@ def test_key_from_env(tmp_path: Path) -> None:
     f.write_bytes(b"short\n")
     with pytest.raises(ConfigError, match="at least 32"):
         result_key_from_env({"ROTE_RESULT_KEY_FILE": str(f)})
+
+
+def _automation() -> Automation:
+    from test_registry import CFG, file_candidate
+
+    from rote.generator import generate
+
+    return generate(file_candidate(), config=CFG)
+
+
+def test_automations_and_candidates_are_signed_over_their_content_not_their_lifecycle() -> None:
+    """The generator signs what it renders, the task identifier what it found (rote.security.verdicts):
+    a changed program, test case or routine no longer verifies; the registry's lifecycle echo does."""
+    from test_registry import file_candidate
+
+    a = sign(_automation(), KEY)
+    assert verify(a, KEY) and verify(decode(Automation, encode(a)), KEY)
+    echo = a.model_copy(update={"state": "verified", "state_reason": "all held-out cases passed"})
+    assert verify(echo, KEY)  # the registry's state changes keep the generator's signature valid
+    for change in (
+        {"plan": a.plan[:1]},
+        {"test_cases": a.test_cases[:1]},
+        {"parameters": [*a.parameters, "extra"]},
+        {"version": a.version + 1},
+        {"user_id": "mallory"},
+    ):
+        assert not verify(a.model_copy(update=change), KEY), change
+    assert not verify(a.model_copy(update={"signature": None}), KEY)
+    assert not verify(a, b"another-key-of-32-bytes-or-more!!")
+    assert why_not(a.model_copy(update={"signature": None})) == (
+        "automation has no signature (not made by a holder of the key)"
+    )
+    assert "signature does not verify" in why_not(a.model_copy(update={"user_id": "mallory"}))
+
+    c = sign(file_candidate(), KEY)
+    assert verify(c, KEY) and verify(decode(Candidate, encode(c)), KEY)
+    assert not verify(c.model_copy(update={"routine": [*c.routine, "open_url"]}), KEY)
+    # one kind's signature never passes for another's (domain tags)
+    assert canonical_bytes(c).startswith(b"rote.Candidate.v1\n")
+    assert canonical_bytes(a).startswith(b"rote.Automation.v1\n")
+    assert canonical_bytes(sign_result(_result(), KEY)).startswith(b"rote.TestResult.v1\n")

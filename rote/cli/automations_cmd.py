@@ -77,7 +77,6 @@ def _print_blocks(console: Console, rows: list[list[str]]) -> None:
     figures, wrapped at the terminal's width and indented under it."""
     import textwrap
 
-
     width = max(20, console.width - 2)
     for aid, ver, state, reason, langs, tests, runs, success, p50 in rows:
         lines = textwrap.wrap(f"{aid}  {ver}  {state}", width=width + 2, break_on_hyphens=False)
@@ -153,6 +152,7 @@ def register(app: typer.Typer) -> None:
         from rote.report.routine import describe, latest_candidate
 
         console = out_console()
+
         # everything below comes from the archive (users' logs, topics): plain text, controls shown
         def say(text: str) -> None:
             console.print(Text(visible(text)), overflow="fold")
@@ -162,8 +162,10 @@ def register(app: typer.Typer) -> None:
         for line in describe(routine) if routine is not None else []:
             say(line)
         say(f"state: {rec.state}  {rec.state_reason or ''}")
-        say(f"candidate {rec.candidate_id}, generator {rec.generator_version}, "
-            f"template {rec.template_version}")
+        say(
+            f"candidate {rec.candidate_id}, generator {rec.generator_version}, "
+            f"template {rec.template_version}"
+        )
         say(f"parameters: {', '.join(rec.automation.parameters) or '(none)'}")
         s = rec.stats
         from rote.report.tally import current_version_verdicts, tally

@@ -39,7 +39,7 @@ _OPEN = ("openfile", "openworkbook", "open", "savefile", "save", "closefile")
 _NAV = ("gotourl", "navigate", "navigate_to", "openurl", "createnewtab", "waitresponse")
 
 #: two numbers and a year: day first or month first, as the values show (`_date_order`)
-_NUMERIC_DATE = re.compile(r"^(\d{2})([-/])(\d{2})\2\d{4}$")
+_NUMERIC_DATE = re.compile(r"^(\d{2})([-/.])(\d{2})\2\d{4}$")
 _FORMATS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "YYYY-MM-DD"),
     (re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"), "an e-mail address"),
@@ -137,7 +137,8 @@ def value_format(values: Sequence[str | None]) -> str | None:
 def _date_order(vals: Sequence[str]) -> str | None:
     """`DD/MM/YYYY` or `MM/DD/YYYY` (with the values' separator) when a value shows which number is the day
     (one above 12); `NN/NN/YYYY` when none does. Every such date was called DD/MM/YYYY, and a US user's due
-    dates (11/27/2026) were described as day first."""
+    dates (11/27/2026) were described as day first. Dotted dates (`16.11.2026`) are day first; they were
+    described as phone numbers."""
     matches = [_NUMERIC_DATE.match(v) for v in vals]
     if not all(matches):
         return None
@@ -149,6 +150,8 @@ def _date_order(vals: Sequence[str]) -> str | None:
     seconds = [int(m.group(3)) for m in matches if m]
     day_first = any(a > 12 for a in firsts) and all(b <= 12 for b in seconds)
     month_first = any(b > 12 for b in seconds) and all(a <= 12 for a in firsts)
+    if sep == "." and all(b <= 12 for b in seconds):
+        day_first = True  # dotted dates are day first wherever they are written (16.11.2026)
     order = "DD{0}MM{0}YYYY" if day_first else "MM{0}DD{0}YYYY" if month_first else None
     if order is None:
         return f"a date (NN{sep}NN{sep}YYYY)"

@@ -576,6 +576,8 @@ class RoutineDiscoverer:
                 due = final or state.events - v.emitted_at >= cfg.emit_every_events
                 if not ((grown or steps_hash != v.emitted_steps) and due):
                     continue
+            if not self.builder.describable(v):
+                continue  # its instances were given up for the byte budget: the next one kept describes it
             cand = self.builder.build(state, v, version=v.version + 1)
             v.last_score = cand.score
             v.version += 1

@@ -42,6 +42,25 @@ from rote.streams.schemas import Automation, Lifecycle, RunMetric, TestResult
 _LIFECYCLE = frozenset(get_args(Lifecycle))
 
 
+def _content(a: Automation) -> Any:
+    """What a verdict is about: the program, its parameters and the cases it was tested on."""
+    return a.model_dump(
+        mode="json",
+        include={
+            "candidate_id",
+            "candidate_version",
+            "name",
+            "user_id",
+            "generator_version",
+            "template_version",
+            "plan",
+            "parameters",
+            "sources",
+            "test_cases",
+        },
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class RegistryConfig:
     #: Durations kept per version for percentiles (a sliding window: recent behaviour is what matters).
@@ -332,7 +351,11 @@ class Registry:
             e.automations.setdefault(a.version, a)
             return
         elif a.version == e.version:
-            e.automations[a.version] = a
+            # A version is immutable: a redelivery carries the same program and tests. A record that
+            # reuses the id and version with another plan, source or test cases would inherit the
+            # verdicts of the program that was tested (and the executor would run it): keep the first.
+            if _content(a) == _content(e.automations[a.version]):
+                e.automations[a.version] = a
             return
         else:
             old = e.version

@@ -31,6 +31,7 @@ from typing import Any
 
 from rote.errors import ImportFormatError
 from rote.importers.formats import event_id_for, parse_timestamp
+from rote.importers.jsondoc import document_hint, not_events_hint
 from rote.importers.options import (
     FORMATS,
     INSTANCE_LABEL,
@@ -117,8 +118,11 @@ def read_log(
         first = min(stats.invalid, key=lambda k: -stats.invalid[k]) if stats.invalid else None
         detail = f"; first: {stats.first[first]}" if first else ""
         why = ", ".join(f"{n} {k}" for k, n in sorted(stats.invalid.items(), key=lambda kv: -kv[1]))
+        hint = not_events_hint(stats)
+        if stats.format == "jsonl" and set(stats.invalid) == {"not JSON"}:
+            hint += document_hint(Path(path), stats.encoding or "utf-8")
         raise ImportFormatError(
-            f"{name} has no valid event: {stats.rows} rows ({why or 'all skipped'}){detail}"
+            f"{name} has no valid event: {stats.rows} rows ({why or 'all skipped'}){detail}{hint}"
         )
     # the same record again (an export written twice): same user, id and time, which discovery takes once
     seen: set[Any] = set()

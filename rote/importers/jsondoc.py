@@ -128,11 +128,14 @@ def iter_array(text: str) -> Iterator[tuple[int, Any | Broken]]:
             # what the attempt read (a nesting too deep stops the parser at ~1,000 levels: charged flat)
             budget -= exc.pos - pos if isinstance(exc, json.JSONDecodeError) else 2**14
             if isinstance(exc, json.JSONDecodeError):
-                why = f"not JSON ({exc.msg})"
+                # JSONDecodeError.msg leaves out where ("Invalid control character at"): say it
+                why = f"not JSON ({exc.msg.removesuffix(' at')} at line {exc.lineno} column {exc.colno})"
             elif isinstance(exc, RecursionError):
                 why = "JSON nested too deeply"
             else:
                 why = "not JSON (a number too long to read)"
+            if _NEXT_RECORD.search(text, pos + 1) is None and not text.rstrip().endswith("]"):
+                why = f"the array is cut short inside this record ({why})"
             yield from resume(pos + 1, pos, why)
             if pos >= n:
                 return  # the broken record ran to the end: the cut is already reported with it
@@ -278,6 +281,8 @@ def _array_objects(path: Path, encoding: str, stats: ImportStats) -> Iterator[Ro
     for index, (line, rec) in enumerate(iter_array(text), start=1):
         stats.rows += 1
         if isinstance(rec, Broken):
+            if rec.reason.startswith("the array is cut short"):
+                stats.cut_short = f"line {line}: the JSON array ends inside a record, with no closing ]"
             yield _text_row(line, rec.text, f"line {line}: {rec.reason}", "not JSON")
             continue
         try:
@@ -359,6 +364,11 @@ def read_json(
     objects = [item[1] for item in ahead if isinstance(item, tuple)]
     cap = max_event_bytes()
     own = not _mapping_asked(options) and (not objects or any(is_event(o) for o in objects))
+    if own and objects:
+        try:
+            stats.own_json_keys = list(flatten(objects[0], budget=cap))[:12]
+        except TooLarge:
+            stats.own_json_keys = []
     cols = None
     header: dict[str, None] = {}
     for obj in objects if not own else ():
@@ -416,4 +426,44 @@ def _mapping_asked(options: CsvOptions | None) -> bool:
         return False
     return bool(
         options.time_col or options.action_cols or options.app_col or options.value_col or options.id_col
+    )
+
+
+def not_events_hint(stats: ImportStats) -> str:
+    """Why a JSON file with no valid event may be another tool's export read as rote's own events."""
+    keys = stats.own_json_keys
+    if keys is None:
+        return ""
+    shown = ", ".join(keys) if keys else "?"
+    time_key = next((k for k in keys if k in EVENT_KEYS), "timestamp")
+    return (
+        f"; its records were read as rote's own events (a record has `{time_key}`): if they are another "
+        f"tool's export, name its columns, e.g. --time-col {time_key} --action-cols <key>[,<key>...] "
+        f"(the first record has: {shown})"
+    )
+
+
+def document_hint(path: Path, encoding: str, limit: int = 256 << 20) -> str:
+    """A JSON Lines file none of whose lines is JSON may be one pretty-printed document: name the member
+    that holds its records (`{"exportVersion": 2, "events": [...]}`), and how to take them out."""
+    try:
+        if path.stat().st_size > limit:
+            return ""
+        with open_text(path, encoding) as fh:
+            doc = json.loads(fh.read())
+    except (OSError, ValueError, RecursionError, ImportFormatError):
+        return ""
+    if not isinstance(doc, dict):
+        return ""
+    lists = [
+        (k, len(v))
+        for k, v in doc.items()
+        if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)
+    ]
+    if not lists:
+        return ""
+    key, n = max(lists, key=lambda kv: kv[1])
+    return (
+        f"; the file is one JSON object, not JSON lines: its {n} records are under {json.dumps(key)}; take "
+        f"them out with: jq -c '.[{json.dumps(key)}][]' {path.name} > records.jsonl"
     )

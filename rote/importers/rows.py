@@ -79,8 +79,7 @@ def human_bytes(n: int) -> str:
 
 def too_large(line: int, size: int, cap: int) -> str:
     return (
-        f"line {line}: {human_bytes(size)}, over the {human_bytes(cap)} per-event cap "
-        "(ROTE_MAX_EVENT_BYTES)"
+        f"line {line}: {human_bytes(size)}, over the {human_bytes(cap)} per-event cap (ROTE_MAX_EVENT_BYTES)"
     )
 
 
@@ -131,9 +130,7 @@ def without_passwords(row: Sequence[str], header: Sequence[str], cols: Columns) 
     if not (config.redact and config.redact_password):
         return list(row)
     names = [*header, *[""] * max(0, len(row) - len(header))]
-    context = [
-        i for i, v in enumerate(row) if 0 < len(v) <= _LABEL_CHARS and "password" in label_kinds(v)
-    ]
+    context = [i for i, v in enumerate(row) if 0 < len(v) <= _LABEL_CHARS and "password" in label_kinds(v)]
     keep = {cols.time, *cols.action, *cols.app, cols.user}
     # A row wider than its header most often holds a value with the delimiter in it (`Herbst;Kennw0rt`
     # typed into a password field): which cells the value spans is unknown, so every cell from the first
@@ -152,8 +149,6 @@ def without_passwords(row: Sequence[str], header: Sequence[str], cols: Columns) 
         if "password" in label_kinds(name) or (context and typed) or (shifted and i >= first_secret):
             out[i] = PASSWORD_MARKER
     return out
-
-
 
 
 def mapped_row(

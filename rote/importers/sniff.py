@@ -11,11 +11,12 @@ import codecs
 import csv
 import gzip
 import io
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 from rote.errors import ImportFormatError
 from rote.importers.options import DELIMITERS, Format
@@ -49,6 +50,43 @@ class Sniffed:
     sample: str  # the decoded first SAMPLE_BYTES, cut at the last complete line when there is one
 
 
+#: The most a gzipped log may expand to, as a multiple of its size on disk (and at least MIN_GZIP_CAP
+#: bytes); `ROTE_MAX_GZIP_RATIO` changes it. Real exports compress 5-30x; a gzip bomb, 1000x and more.
+MAX_GZIP_RATIO = 100
+MIN_GZIP_CAP = 8 << 20
+
+
+def max_gzip_ratio() -> int:
+    """`ROTE_MAX_GZIP_RATIO` (a whole number >= 1), else `MAX_GZIP_RATIO`."""
+    raw = os.environ.get("ROTE_MAX_GZIP_RATIO", "").strip()
+    if not raw:
+        return MAX_GZIP_RATIO
+    if not raw.isdigit() or int(raw) < 1:
+        raise ImportFormatError(f"ROTE_MAX_GZIP_RATIO={raw[:40]!r}: expected a whole number >= 1")
+    return int(raw)
+
+
+class _Capped(io.RawIOBase):
+    """A decompressing stream that refuses to expand past `cap` bytes."""
+
+    def __init__(self, inner: IO[bytes], cap: int, ratio: int, name: str) -> None:
+        self.inner, self.cap, self.ratio, self.name, self.seen = inner, cap, ratio, name, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self.inner.read(len(b))
+        self.seen += len(data)
+        if self.seen > self.cap:
+            raise ImportFormatError(
+                f"{self.name}: expands to more than {self.cap >> 20} MB (over {self.ratio}x its size): "
+                "a gzip bomb? (ROTE_MAX_GZIP_RATIO)"
+            )
+        b[: len(data)] = data
+        return len(data)
+
+
 @contextmanager
 def open_binary(path: Path) -> Iterator[IO[bytes]]:
     """The file's bytes, gunzipped when it is gzip (``.xes.gz`` exports are common)."""
@@ -60,8 +98,13 @@ def open_binary(path: Path) -> Iterator[IO[bytes]]:
         magic = raw.read(2)
         raw.seek(0)
         if magic == _GZIP_MAGIC:
+            size = os.fstat(raw.fileno()).st_size
             with gzip.GzipFile(fileobj=raw) as gz:
-                yield cast(IO[bytes], gz)
+                # a gzip bomb: every record of a log is held in memory before anything is sent (read_log),
+                # about 4 KB per short event, so 80 KB of gzip became 420 MB; real exports compress 5-30x
+                ratio = max_gzip_ratio()
+                capped = _Capped(cast(IO[bytes], gz), max(ratio * size, MIN_GZIP_CAP), ratio, path.name)
+                yield cast(IO[bytes], io.BufferedReader(capped))
         else:
             yield raw
 
@@ -111,7 +154,7 @@ def sniff(path: Path, *, encoding: str | None = None) -> Sniffed:
     try:
         with open_binary(path) as fh:
             head = fh.read(SAMPLE_BYTES)
-            compressed = isinstance(fh, gzip.GzipFile)
+            compressed = isinstance(getattr(fh, "raw", None), _Capped)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise ImportFormatError(f"{path.name}: cannot read it ({exc})") from None
     if not head.strip():
@@ -136,7 +179,7 @@ def sniff(path: Path, *, encoding: str | None = None) -> Sniffed:
 
 
 def _utf16_without_bom(head: bytes) -> str | None:
-    """"utf-16-le" or "utf-16-be" when the bytes are ASCII text with a NUL beside every character (UTF-16
+    """ "utf-16-le" or "utf-16-be" when the bytes are ASCII text with a NUL beside every character (UTF-16
     saved without a byte-order mark), else None: such a file is text, not binary, and one flag reads it."""
     sample = head[:512]
     if len(sample) < 8 or any(sample.startswith(bom) for bom, _ in _BOMS):

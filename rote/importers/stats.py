@@ -66,6 +66,10 @@ class ImportStats:
     #: break): its last row may be incomplete; None when it ends whole
     cut_short: str | None = None
 
+    #: JSON records read as rote's own events (they have `timestamp` or `action_type`, no column flag was
+    #: given): the keys of the first one, for the hint when none of them is a valid event
+    own_json_keys: list[str] | None = None
+
     #: the lines of the next few rows of each kind after the first (a person fixing the export wants to
     #: find them without decoding dead letters)
     also: dict[str, list[int]] = field(default_factory=dict)

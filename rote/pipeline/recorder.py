@@ -11,7 +11,15 @@ from rote.archive import ArchiveWriter
 from rote.brokers.security import aiokafka_kwargs, kafka_python_kwargs
 from rote.pipeline.options import Progress
 from rote.streams.schemas import RunMetric
-from rote.streams.topics import AUTOMATIONS, CATALOGUE, METRICS, OPTIMIZATION_REPORTS, USER_ACTIONS
+from rote.streams.topics import (
+    AUTOMATIONS,
+    CANDIDATES,
+    CATALOGUE,
+    METRICS,
+    OPTIMIZATION_REPORTS,
+    TEST_RESULTS,
+    USER_ACTIONS,
+)
 
 
 def end_offsets(bootstrap: str) -> dict[tuple[str, int], int]:
@@ -36,6 +44,7 @@ async def recorder(
     state: Progress,
     stop: asyncio.Event,
     start_offsets: dict[tuple[str, int], int],
+    result_key: bytes | None = None,
 ) -> None:
     """Read every catalogue topic from where it ended before the run; archive it for the watcher."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -56,12 +65,35 @@ async def recorder(
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, msgs in batch.items():
                 for msg in msgs:
-                    _observe(tp.topic, msg.value or b"", archive, state)
+                    _observe(tp.topic, msg.value or b"", archive, state, result_key)
     finally:
         await consumer.stop()
 
 
-def _observe(topic: str, value: bytes, archive: ArchiveWriter, state: Progress) -> None:
+def _signed(topic: str, value: bytes, key: bytes | None) -> bool:
+    """True for an event of a kind that is not signed, or one that verifies under the run's key.
+
+    The archive is read later without the run's key (`rote automations run` without a broker, `rote report`,
+    `registry.from_archive`), so a test result, automation or candidate that does not verify now must not
+    reach it: it would count as a verdict, a program rote rendered or a routine rote found. Such records
+    are dead-lettered with the reason by the agents that read them."""
+    from rote.security.verdicts import verify
+    from rote.streams.schemas import Automation, Candidate, TestResult
+
+    model = {TEST_RESULTS.name: TestResult, AUTOMATIONS.name: Automation, CANDIDATES.name: Candidate}.get(
+        topic
+    )
+    if model is None:
+        return True
+    try:
+        return key is not None and verify(model.model_validate_json(value), key)
+    except Exception:
+        return False
+
+
+def _observe(
+    topic: str, value: bytes, archive: ArchiveWriter, state: Progress, result_key: bytes | None = None
+) -> None:
     state.counts[topic] = state.counts.get(topic, 0) + 1
     if topic not in (USER_ACTIONS.name, OPTIMIZATION_REPORTS.name):
         state.last_event = time.monotonic()
@@ -71,6 +103,8 @@ def _observe(topic: str, value: bytes, archive: ArchiveWriter, state: Progress) 
         data = None
     if not isinstance(data, dict):
         return  # invalid input (kept whole in dead-letters) or a tombstone: nothing to archive
+    if not _signed(topic, value, result_key):
+        return  # unsigned or forged: dead-lettered by the agents; the archive must not keep it (`_signed`)
     archive.write(topic, value)
     if topic == METRICS.name and data.get("source") == "production":
         state.production_recorded.add(str(data.get("run_id")))

@@ -135,7 +135,9 @@ def _run(
 
         @app.task
         async def _record() -> None:
-            await guarded(state, "recorder", recorder(bootstrap, archive, state, stop, start_offsets))
+            await guarded(
+                state, "recorder", recorder(bootstrap, archive, state, stop, start_offsets, result_key)
+            )
 
         @app.task
         async def _replay() -> None:

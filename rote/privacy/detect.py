@@ -302,6 +302,8 @@ _YEAR_SERIAL = re.compile(r"^(?:19|20)\d\d[-/]\d")
 def _joined_on(text: str, at: int) -> bool:
     """Letters joined on before position `at` by a dash, underscore, slash or hash (`RE-`, `INV_`)."""
     return at >= 2 and text[at - 1] in "-_/#" and text[at - 2].isalpha()
+
+
 #: "Tel: 0412345678": a bare digit run right after a phone word is a phone number.
 _PHONE_CUE = re.compile(
     r"(?i)(?:phone|tel|mobile|mob|cell|fax|call|whatsapp)[a-z]*\.?\s*(?:no\.?|nr\.?|#)?\s*[:=]?\s*$"

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 from rote.privacy.config import RedactionConfig, load_key
 from rote.privacy.detect import TEXT_CLASSES, scan
 from rote.privacy.labels import is_password_type, label_kinds
+from rote.privacy.secrets import SecretMemory
 from rote.privacy.tokens import MARKERS, PASSWORD_MARKER, pseudonym
 
 T = TypeVar("T")
@@ -107,6 +108,8 @@ class Redactor:
         self._allow_apps, self._allow_urls = c.redact_allow_apps, c.redact_allow_urls
         self._policy_cache: dict[tuple[str | None, str | None], str] = {}
         self._has_lists = bool(self._deny_apps or self._deny_urls or self._allow_apps or self._allow_urls)
+        # what was typed into password fields, hidden wherever it is typed later (rote.privacy.secrets)
+        self._secrets = SecretMemory()
 
     # --------------------------------------------------------------------------------------------------
     # text
@@ -122,6 +125,8 @@ class Redactor:
             known = self._ctx_memo.get((context, text))
         if known is not None:
             return text if known == text else known
+        if self._secrets and "password" in self.classes and self._secrets.holds(text):
+            return PASSWORD_MARKER  # a password typed somewhere else too (a chat box, a search field)
         findings = scan(text, self.text_classes, context) if self.text_classes else []
         if not findings:
             if len(text) <= _MAX_CACHED_CHARS:
@@ -151,6 +156,15 @@ class Redactor:
                     self._dirty.clear()
                 self._dirty[text] = redacted
         return redacted
+
+    def remember_secret(self, value: Any) -> None:
+        """What was typed into a password field: the same text typed anywhere later is hidden as well
+        (`rote.privacy.secrets`)."""
+        if isinstance(value, str) and value not in MARKERS and self._secrets.remember(value):
+            # the memos may hold it as clean text seen before
+            self._clean.discard(value)
+            self._dirty.pop(value, None)
+            self._ctx_memo.clear()
 
     def _remember_in_context(self, context: frozenset[str], text: str, redacted: str) -> None:
         if len(self._ctx_memo) >= _MAX_CACHE_ENTRIES:
@@ -317,6 +331,7 @@ class Redactor:
         elif password:
             if value is not None and value not in MARKERS:
                 value_new = PASSWORD_MARKER
+                self.remember_secret(value)
             attrs_new = self._password_attributes(value, attributes)
             extra_changes = self._password_attributes(value, extra, as_changes=True)
         if attributes and policy != "deny" and "password" in self.classes:

@@ -19,6 +19,8 @@ Plain aiokafka (no Faust), like the sandbox runner, so it is its own process or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -34,6 +36,7 @@ from rote.errors import ValidationError
 from rote.generator.registry import Registry
 from rote.runner.executor import Execution, Executor, RunnerConfig
 from rote.runner.kafka import client_kwargs
+from rote.security.verdicts import verify
 from rote.streams.schemas import Automation, RunMetric, RunRequest, TestResult, decode, encode
 from rote.streams.topics import AUTOMATIONS, DEAD_LETTERS, METRICS, RUN_REQUESTS, TEST_RESULTS
 
@@ -55,17 +58,34 @@ RUNNER_STEP_SECONDS = Histogram(
 REQUEST_RESULTS = ("ran", "duplicate", "refused", "invalid")
 
 
+def _line(run_id: str) -> str:
+    """A run id as one line of the done log: a JSON string (ASCII, every control character and line
+    separator escaped), so any id a requester chose reads back as exactly that id."""
+    return json.dumps(run_id)
+
+
+def _unline(line: str) -> str:
+    if line.startswith('"'):
+        with contextlib.suppress(ValueError):
+            value = json.loads(line)
+            if isinstance(value, str):
+                return value
+    return line  # written before ids were JSON-quoted
+
+
 class DoneLog:
-    """Run ids this executor published, one per line, kept across restarts (the last `keep` of them)."""
+    """Run ids this executor published, one JSON string per line, kept across restarts (the last `keep`)."""
 
     def __init__(self, path: Path, keep: int = 100_000) -> None:
         self.path = path
         self.keep = keep
         self.ids: dict[str, None] = {}
         if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines()[-keep:]:
+            # split on "\n" only, from the bytes: splitlines() and text mode also break lines at \r, \x1c,
+            # U+2028 and others, which old, unquoted ids may hold
+            for line in path.read_bytes().decode("utf-8", "replace").split("\n")[-keep - 1 :]:
                 if line:
-                    self.ids[line] = None
+                    self.ids[_unline(line)] = None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = path.open("a", encoding="utf-8")
 
@@ -74,14 +94,14 @@ class DoneLog:
 
     def add(self, run_id: str) -> None:
         self.ids[run_id] = None
-        self._fh.write(run_id.replace("\n", " ") + "\n")
+        self._fh.write(_line(run_id) + "\n")
         self._fh.flush()
         if len(self.ids) > 2 * self.keep:  # compact: rewrite the newest `keep`
             newest = list(self.ids)[-self.keep :]
             self.ids = dict.fromkeys(newest)
             self._fh.close()
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(i + "\n" for i in newest), encoding="utf-8")
+            tmp.write_text("".join(_line(i) + "\n" for i in newest), encoding="utf-8")
             tmp.replace(self.path)
             self._fh = self.path.open("a", encoding="utf-8")
 
@@ -112,6 +132,8 @@ class RunnerService:
             )
         self.result_key = key
         self.unsigned_results = 0
+        #: automations on the feed without the generator's valid signature (ignored, never run)
+        self.unsigned_automations = 0
         self.bootstrap_servers = bootstrap_servers
         self.config = config
         self.group_id = group_id
@@ -135,13 +157,14 @@ class RunnerService:
         try:
             if topic == AUTOMATIONS.name:
                 a = decode(Automation, value)
+                if not verify(a, self.result_key):
+                    self.unsigned_automations += 1  # not rendered by rote's generator: never run
+                    return
                 if a.state == "generated":  # the others are the registry agent's lifecycle echoes
                     self.registry.apply_automation(a)
             elif topic == TEST_RESULTS.name:
-                from rote.security.verdicts import verify_result
-
                 r = decode(TestResult, value)
-                if not verify_result(r, self.result_key):
+                if not verify(r, self.result_key):
                     self.unsigned_results += 1  # not from a sandbox runner holding the key: ignored
                     return
                 self.registry.apply_test_result(r)
@@ -196,6 +219,11 @@ class RunnerService:
             found = self.registry.state_of(request.automation_id)
             if found is not None and found[1] not in ("generated", "testing"):
                 return found
+            if found is None and self.ready.is_set():
+                # the feed has caught up and has never seen it: an automation is published before it is
+                # tested, so one unknown now will not be verified in the next seconds. Waiting here held
+                # the whole batch (and every request behind it) for a forged request's automation id.
+                return None, None
             if time.monotonic() >= deadline:
                 return found if found is not None else (None, None)
             await asyncio.sleep(0.2)
@@ -224,7 +252,7 @@ class RunnerService:
         if execution.refused is not None:
             self._count("refused")
             self.last_refusal = execution.refused
-            log.warning("run %s of %s refused: %s", request.run_id, request.automation_id, execution.refused)
+            log.warning("run %r of %r refused: %r", request.run_id, request.automation_id, execution.refused)
             if self.on_refused is not None:
                 self.on_refused(request, execution.refused)
         return execution

@@ -1,17 +1,26 @@
-"""Signed test verdicts: the registry trusts a `TestResult` only if the sandbox runner signed it.
+"""Signed events: what the registry and the executor trust comes from a holder of the key.
 
-Anyone who can write to `test-results` could otherwise publish `passed: true` for an automation that never
-ran (issue 11). The runner signs every result with HMAC-SHA256 under a key it shares with the registry; the
-registry verifies before it lets a result change anything. The ACL that lets only the runner's principal
-write the topic is the other half; either one alone still stops a forged verdict.
+Anyone who can write to a topic could otherwise
+- publish `passed: true` for an automation that never ran (issue 11): the sandbox runner signs every
+  `TestResult`, the registry and the executor verify it;
+- publish an automation of their own making (a program that reads a private file and submits it to a host
+  of theirs, with test cases it passes): the sandbox would test it, sign `passed`, and the executor would
+  run it. So the generator signs every `Automation` it renders, and the sandbox tests, the registry
+  counts and the executor runs only automations that verify;
+- publish a candidate of their own making, which rote's own generator would render into such a program:
+  the task identifier signs every `Candidate`, and the generator renders only candidates that verify.
+Each is HMAC-SHA256 under one key the workers and the sandbox runners share (they hold it already for the
+verdicts). The ACLs that let only each agent's principal write its topic are the other half; either one
+alone stops the forgeries above.
 
-What is signed: every field of the result except `signature`, as canonical JSON (the model's JSON form,
-keys sorted, no whitespace, ASCII with JSON escapes, fields that are None left out), prefixed with a
-domain tag naming the schema and its version, so a signature over some other kind of message can never
-pass for a result's.
-Leaving None out is what keeps additive schema changes compatible: a runner that knows a newer optional
-field and leaves it unset signs the same bytes an older registry computes; one that sets it is rejected
-by a registry that cannot see it, which is the safe way round. Absent and None mean the same to the model,
+What is signed: every field of the event except `signature` (and, for an automation, its lifecycle
+`state` and `state_reason`, which the registry changes as it tests; what the executor trusts is the signed
+verdicts, never that field), as canonical JSON (the model's JSON form, keys sorted, no whitespace, ASCII
+with JSON escapes, fields that are None left out), prefixed with a domain tag naming the schema and its
+version (`rote.TestResult.v1`), so a signature over one kind of message can never pass for another's.
+Leaving None out is what keeps additive schema changes compatible: a signer that knows a newer optional
+field and leaves it unset signs the same bytes an older verifier computes; one that sets it is rejected
+by a verifier that cannot see it, which is the safe way round. Absent and None mean the same to the model,
 so nothing can be smuggled through the difference.
 
 The key comes from `ROTE_RESULT_KEY` (the key itself, at least 32 characters) or `ROTE_RESULT_KEY_FILE`
@@ -30,19 +39,24 @@ import secrets
 import stat
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 from rote.errors import ConfigError
-from rote.streams.schemas import TestResult
+from rote.streams.schemas import Automation, Candidate, TestResult
 
 __all__ = [
     "KEY_ENV",
     "KEY_FILE_ENV",
     "MIN_KEY_BYTES",
+    "SIGNED",
     "canonical_bytes",
     "ephemeral_result_key",
     "result_key_from_env",
+    "sign",
     "sign_result",
+    "verify",
     "verify_result",
+    "why_not",
 ]
 
 KEY_ENV = "ROTE_RESULT_KEY"
@@ -52,43 +66,71 @@ MIN_KEY_BYTES = 32
 _SCHEME = "hmac-sha256"
 
 
-def canonical_bytes(result: TestResult) -> bytes:
-    """The exact bytes that are signed: domain tag, newline, canonical JSON of all fields but `signature`."""
-    body = result.model_dump(mode="json", exclude={"signature"}, exclude_none=True)
+#: The kinds of event that carry a signature, and the fields each signature leaves out.
+SIGNED: dict[type[Any], frozenset[str]] = {
+    TestResult: frozenset({"signature"}),
+    Automation: frozenset({"signature", "state", "state_reason"}),
+    Candidate: frozenset({"signature"}),
+}
+
+Signed = TypeVar("Signed", TestResult, Automation, Candidate)
+
+
+def canonical_bytes(event: TestResult | Automation | Candidate) -> bytes:
+    """The exact bytes that are signed: domain tag, newline, canonical JSON of the signed fields."""
+    body = event.model_dump(mode="json", exclude=set(SIGNED[type(event)]), exclude_none=True)
     # ASCII-only and no NaN/Infinity: the same bytes whatever the strings hold (lone surrogates included);
-    # a result that cannot be encoded so is refused by `sign_result` and fails `verify_result`.
+    # an event that cannot be encoded so is refused by `sign` and fails `verify`.
     doc = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    return f"rote.TestResult.v{result.schema_version}\n".encode() + doc.encode("ascii")
+    return f"rote.{type(event).__name__}.v{event.schema_version}\n".encode() + doc.encode("ascii")
 
 
-def _mac(result: TestResult, key: bytes) -> str:
-    return hmac.new(key, canonical_bytes(result), hashlib.sha256).hexdigest()
+def _mac(event: TestResult | Automation | Candidate, key: bytes) -> str:
+    return hmac.new(key, canonical_bytes(event), hashlib.sha256).hexdigest()
 
 
-def sign_result(result: TestResult, key: bytes) -> TestResult:
-    """A copy of `result` carrying its signature (`hmac-sha256:<hex>`); any earlier signature is replaced."""
+def sign(event: Signed, key: bytes) -> Signed:
+    """A copy of `event` carrying its signature (`hmac-sha256:<hex>`); any earlier signature is replaced."""
     _check_key(key, "the result key")
-    unsigned = result.model_copy(update={"signature": None})
+    unsigned = event.model_copy(update={"signature": None})
     return unsigned.model_copy(update={"signature": f"{_SCHEME}:{_mac(unsigned, key)}"})
 
 
-def verify_result(result: TestResult, key: bytes) -> bool:
-    """True only if `result` carries a signature made with `key` over exactly its current fields.
+def verify(event: TestResult | Automation | Candidate, key: bytes) -> bool:
+    """True only if `event` carries a signature made with `key` over exactly its current signed fields.
 
-    Unsigned, malformed, other-scheme, altered or wrongly keyed results are all False; the comparison takes
+    Unsigned, malformed, other-scheme, altered or wrongly keyed events are all False; the comparison takes
     the same time wherever the signature differs.
     """
-    sig = result.signature
+    sig = event.signature
     if not sig or not key:
         return False
     scheme, _, digest = sig.partition(":")
     if scheme != _SCHEME or len(digest) != 64:
         return False
     try:
-        expected = _mac(result, key)
-    except ValueError:  # a float JSON cannot carry (inf): nothing the runner signs
+        expected = _mac(event, key)
+    except ValueError:  # a float JSON cannot carry (inf): nothing a signer signs
         return False
     return hmac.compare_digest(digest.encode("ascii", "replace"), expected.encode("ascii"))
+
+
+def why_not(event: TestResult | Automation | Candidate) -> str:
+    """The one-line reason a dead letter gives for an event that does not verify."""
+    kind = {TestResult: "test result", Automation: "automation", Candidate: "candidate"}[type(event)]
+    if not event.signature:
+        return f"{kind} has no signature (not made by a holder of the key)"
+    return f"{kind} signature does not verify (forged or altered)"
+
+
+def sign_result(result: TestResult, key: bytes) -> TestResult:
+    """`sign` for a test result (the sandbox runner's verdicts)."""
+    return sign(result, key)
+
+
+def verify_result(result: TestResult, key: bytes) -> bool:
+    """`verify` for a test result."""
+    return verify(result, key)
 
 
 def ephemeral_result_key() -> bytes:
