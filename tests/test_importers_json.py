@@ -428,3 +428,23 @@ def test_a_json_array_cut_inside_a_record_is_said_to_be_cut_short(tmp_path: Path
         if r.error
     ]
     assert errors == ["line 2: not JSON (Invalid control character at line 2 column 43)"]
+
+
+def test_a_path_that_stops_at_a_string_says_where(tmp_path: Path) -> None:
+    """`--action-cols event.type` on a record whose `event` is "click" said only "event.type is missing"."""
+    path = tmp_path / "flat.jsonl"
+    path.write_text(
+        json.dumps({"ts": "2026-11-02T09:00:00Z", "event": {"type": "click"}})
+        + "\n"
+        + json.dumps({"ts": "2026-11-02T09:00:01Z", "event": "click"})
+        + "\n",
+        encoding="utf-8",
+    )
+    stats = ImportStats()
+    rows = list(
+        iter_records(path, csv_options=CsvOptions(time_col="ts", action_cols=("event.type",)), stats=stats)
+    )
+    assert stats.valid == 1 and stats.invalid == {"missing value": 1}
+    assert [r.error for r in rows if r.error] == [
+        "line 2: event.type is missing (event is 'click', not an object)"
+    ]

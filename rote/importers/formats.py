@@ -568,11 +568,26 @@ _SHEET_CELL = re.compile(
 )
 
 
+def _missing(row: Mapping[str, Any], col: str) -> str:
+    """`col is empty` or `col is missing`; for a dotted path of a JSON record, where the path stops (a
+    record with `"event": "click"` has no `event.type`: it says so, not just that the column is missing)."""
+    if col in row:
+        return f"{col} is empty"
+    parts = col.split(".")
+    for k in range(len(parts) - 1, 0, -1):
+        prefix = ".".join(parts[:k])
+        if prefix in row:
+            shown = str(row[prefix])
+            shown = shown if len(shown) <= 40 else shown[:40] + "…"
+            return f"{col} is missing ({prefix} is {shown!r}, not an object)"
+    return f"{col} is missing"
+
+
 def map_generic(row: Mapping[str, Any], cols: Columns, source: str = "csv") -> dict[str, Any]:
     """Any delimited log or XES event: one action column (plus target columns) and a time column."""
     action = clean(row.get(cols.action[0]))
     if action is None:
-        raise ValueError(f"{cols.action[0]} is {'empty' if cols.action[0] in row else 'missing'}")
+        raise ValueError(_missing(row, cols.action[0]))
     ts = parse_timestamp(row.get(cols.time), cols.zone, cols.time_format)
     parts = [clean(row.get(c)) for c in cols.action[1:]]
     fld = "/".join(p for p in parts if p) or None

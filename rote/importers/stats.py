@@ -37,7 +37,7 @@ def kind_of(cause: str) -> str:
     text = cause.lower()
     if "timestamp" in text:
         return "bad timestamp"
-    if text.endswith(("is empty", "is missing")):
+    if text.endswith(("is empty", "is missing")) or "is missing (" in text:
         return "missing value"
     return "bad value"
 
