@@ -102,6 +102,12 @@ def register(
             cand = await io.decode(Candidate, event, event.value, event.key)
             if cand is None:
                 continue
+            if bytes(event.key or b"") != cand.candidate_id.encode():
+                # the signature does not cover the Kafka key: a signed candidate re-keyed onto another
+                # partition would be looked up in (and written to) another partition's `generated-from`
+                err = ValidationError("key is not the candidate's id (re-keyed replay)", field="key")
+                await io.dead_letter(CANDIDATES.name, event.value, event.key, err, event)
+                continue
             if not verify(cand, result_key):
                 # Only the task identifier holds the key: a candidate it did not publish is never rendered
                 # into a program (rote.security.verdicts). Kept whole in dead-letters.
@@ -160,6 +166,12 @@ def register(
             item = await rio.decode(model, event, event.value, event.key)
             if item is None:
                 continue
+            if bytes(event.key or b"") != item.automation_id.encode():
+                # not on its automation's partition: its checkpoint would land in another changelog
+                # partition than the key's own, and a restart could recover that stale copy instead
+                err = ValidationError("key is not the automation id (re-keyed replay)", field="key")
+                await rio.dead_letter(topic, event.value, event.key, err, event)
+                continue
             if isinstance(item, TestResult | Automation) and not verify(item, result_key):
                 # Only the sandbox runner signs results and only the generator signs automations: a record
                 # neither made (or one changed since) must not add, replace, verify or reject anything.
@@ -182,8 +194,12 @@ def register(
                 _export(state for _, state in echoed.values())
                 changed = echo_due(before, record.version, record.state)
                 if changed:
-                    echo = record.automation.model_copy(
-                        update={"state": record.state, "state_reason": record.state_reason}
+                    # re-signed: `state` is signed too, so a replay with another lifecycle does not verify
+                    echo = sign(
+                        record.automation.model_copy(
+                            update={"state": record.state, "state_reason": record.state_reason}
+                        ),
+                        result_key,
                     )
                     live = registry.live(item.automation_id)
                     await rio.send(AUTOMATIONS.name, record.automation_id.encode(), echo, delivered=True)

@@ -32,6 +32,8 @@ from rote.streams.topics import AUTOMATIONS, CANDIDATES, CATALOGUE, DEAD_LETTERS
 pytestmark = [pytest.mark.integration, pytest.mark.tansu, pytest.mark.slow]
 
 OTHER_KEY = b"not-the-workers-key-but-32-bytes-long"
+#: the key `test_pipeline.start_worker` gives its workers
+WORKER_KEY = ("restart-test-result-key-" + "k" * 16).encode()
 
 
 def _topic(bootstrap: str, name: str, partitions: int) -> list[Any]:
@@ -59,7 +61,13 @@ def test_a_worker_renders_verifies_and_counts_nothing_it_did_not_sign(tmp_path: 
     forged_automations = {
         "a-unsigned": program.model_copy(update={"automation_id": "a-unsigned"}),
         "a-other-key": sign(program.model_copy(update={"automation_id": "a-other-key"}), OTHER_KEY),
+        # rote's own signed program (the worker's key), replayed relabelled as verified: the state is signed
+        "a-relabelled": sign(
+            program.model_copy(update={"automation_id": "a-relabelled"}), WORKER_KEY
+        ).model_copy(update={"state": "verified"}),
     }
+    # and one properly signed, re-published under another record key (another partition's state)
+    rekeyed = sign(program.model_copy(update={"automation_id": "a-rekeyed"}), WORKER_KEY)
     with TansuBroker(TansuConfig(work_dir=tmp_path / "tansu")) as broker:
         create_topics(broker.bootstrap, CATALOGUE)
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, max_request_size=4 << 20)
@@ -67,6 +75,7 @@ def test_a_worker_renders_verifies_and_counts_nothing_it_did_not_sign(tmp_path: 
             producer.send(CANDIDATES.name, key=cid.encode(), value=encode(c))
         for aid, a in forged_automations.items():
             producer.send(AUTOMATIONS.name, key=aid.encode(), value=encode(a))
+        producer.send(AUTOMATIONS.name, key=b"someone-else", value=encode(rekeyed))
         producer.flush()
         producer.close()
         web = free_port()
@@ -75,7 +84,8 @@ def test_a_worker_renders_verifies_and_counts_nothing_it_did_not_sign(tmp_path: 
             # each forgery is refused by every agent that reads it: the generator or the registry, and the
             # optimizer feed (which would have counted it in the report)
             def refused() -> bool:
-                return sum("signature" in d["reason"] for d in _letters(broker.bootstrap)) >= 8
+                reasons = [d["reason"] for d in _letters(broker.bootstrap)]
+                return sum("signature" in r for r in reasons) >= 10 and any("re-keyed" in r for r in reasons)
 
             wait_for(refused, 240, lambda: [d["reason"] for d in _letters(broker.bootstrap)], log)
             with urllib.request.urlopen(f"http://127.0.0.1:{web}/automations/", timeout=10) as resp:
@@ -86,8 +96,8 @@ def test_a_worker_renders_verifies_and_counts_nothing_it_did_not_sign(tmp_path: 
             stop_worker(worker)
 
     assert registry == []  # nothing forged entered the registry
-    # the only automations on the topic are the two forged ones: nothing was rendered from a forged candidate
-    assert sorted(m.key.decode() for m in automations) == sorted(forged_automations)
+    # the only automations on the topic are the forged ones: nothing was rendered from a forged candidate
+    assert sorted(m.key.decode() for m in automations) == sorted([*forged_automations, "someone-else"])
     by_key: dict[tuple[str, str], str] = {}
     for d in letters:
         by_key[(base64.b64decode(d["key_b64"]).decode(), d["agent"])] = d["reason"]
@@ -97,3 +107,5 @@ def test_a_worker_renders_verifies_and_counts_nothing_it_did_not_sign(tmp_path: 
         assert "automation" in by_key[(aid, "automation-registry")] and (aid, "optimizer-feed") in by_key
     assert "has no signature" in by_key[("a-unsigned", "automation-registry")]
     assert "does not verify" in by_key[("a-other-key", "automation-registry")]
+    assert "does not verify" in by_key[("a-relabelled", "automation-registry")]
+    assert "re-keyed" in by_key[("someone-else", "automation-registry")]

@@ -419,6 +419,15 @@ def test_a_json_array_cut_inside_a_record_is_said_to_be_cut_short(tmp_path: Path
     assert next(r.error for r in rows if r.error).startswith(
         "line 5: the array is cut short inside this record (not JSON ("
     )
+    nested = tmp_path / "nested.json"  # cut right after a nested list's closing ]
+    nested.write_text('[\n{"ts": "2026-11-02T09:00:00Z", "type": "click"},\n{"b": ["x"]', encoding="utf-8")
+    stats = ImportStats()
+    list(
+        iter_records(
+            nested, fmt="json", csv_options=CsvOptions(time_col="ts", action_cols=("type",)), stats=stats
+        )
+    )
+    assert stats.valid == 1 and stats.cut_short is not None
     # where the parser stopped, said in full (Python's own message ends in "at")
     bad = tmp_path / "control.json"
     bad.write_text('[\n{"ts": "2026-11-02T09:00:00Z", "type": "cl\x01ick"}\n]', encoding="utf-8")

@@ -200,3 +200,25 @@ def test_the_done_log_reads_back_run_ids_holding_line_separators(tmp_path: Path)
     again.close()
     (tmp_path / "old.log").write_text("run-1\nrun-2\n", encoding="utf-8")  # before ids were quoted
     assert list(DoneLog(tmp_path / "old.log").ids) == ["run-1", "run-2"]
+
+
+def test_the_executor_learns_an_automation_from_the_registrys_signed_echo(tmp_path: Path) -> None:
+    """`automations` is compacted and the registry's lifecycle echo has the automation's key, so after
+    compaction the generated record is gone and only the echo is left (review of 2026-12-02: a restarted
+    executor then knew no automation at all). The echo is signed anew by the registry; the executor takes
+    the program from it and its state, as always, from the signed verdicts, never from the echo's word."""
+    key = ephemeral_result_key()
+    svc = RunnerService(
+        bootstrap_servers="127.0.0.1:9", config=RunnerConfig(state_dir=tmp_path), result_key=key
+    )
+    a = generate(file_candidate(), config=CFG)
+    echo = sign(a.model_copy(update={"state": "verified", "state_reason": "all cases passed"}), key)
+    svc._absorb(AUTOMATIONS.name, encode(echo))
+    assert svc.registry.state_of(a.automation_id)[1] == "generated"  # type: ignore[index]
+    for c in a.test_cases:
+        for lang in ("python", "bash"):
+            svc._absorb(TEST_RESULTS.name, encode(sign_result(_passed(a, c.case_id, lang), key)))
+    assert svc.registry.state_of(a.automation_id)[1] == "verified"  # type: ignore[index]
+    relabelled = sign(a, key).model_copy(update={"state": "verified"})  # a replay relabelled, not re-signed
+    svc._absorb(AUTOMATIONS.name, encode(relabelled))
+    assert svc.unsigned_automations == 1

@@ -479,13 +479,14 @@ def test_an_automation_rote_did_not_sign_is_dead_lettered_and_never_tested() -> 
     other_key = sign(legit.model_copy(update={"automation_id": "a-other-key"}), b"another-key-entirely-" * 2)
     swapped = legit.model_copy(update={"plan": legit.plan[:1]})  # signed, then its program changed
     relabelled = legit.model_copy(update={"state": "verified", "state_reason": "echo"})  # lifecycle only
-    records = [unsigned, other_key, swapped, legit, relabelled]
+    echo = sign(relabelled, KEY)  # the registry's own echo, signed anew
+    records = [unsigned, other_key, swapped, legit, relabelled, echo]
     batch = {tp: [_Record(tp, i, encode(a)) for i, a in enumerate(records)]}
     consumer, producer = _Consumer(), _Producer(refuse=set())
     assert asyncio.run(service._process(consumer, producer, batch))
-    # tested: the signed one (twice: its lifecycle echo carries the same signature; the tester skips
-    # states other than "generated" itself), never the three forgeries
+    # tested: the signed one and the registry's signed echo (the tester skips states other than
+    # "generated" itself), never the four forgeries
     assert tester.tested == ["a-legit", "a-legit"]
     letters = [t for t, _ in producer.acked if t == topics.DEAD_LETTERS.name]
-    assert len(letters) == 3 and service.dead_letters == 3
-    assert consumer.committed == {tp: 5}  # refused records are done with, not retried
+    assert len(letters) == 4 and service.dead_letters == 4
+    assert consumer.committed == {tp: 6}  # refused records are done with, not retried

@@ -134,7 +134,11 @@ def iter_array(text: str) -> Iterator[tuple[int, Any | Broken]]:
                 why = "JSON nested too deeply"
             else:
                 why = "not JSON (a number too long to read)"
-            if _NEXT_RECORD.search(text, pos + 1) is None and not text.rstrip().endswith("]"):
+            # the parser ran out of text inside this record, and no record starts after it: the file ends
+            # here (a closing `]` of a nested list at the very end is not the array's)
+            ran_out = isinstance(exc, json.JSONDecodeError) and exc.pos >= len(text.rstrip())
+            unclosed = not text.rstrip().endswith("]")
+            if (ran_out or unclosed) and _NEXT_RECORD.search(text, pos + 1) is None:
                 why = f"the array is cut short inside this record ({why})"
             yield from resume(pos + 1, pos, why)
             if pos >= n:

@@ -160,8 +160,10 @@ class RunnerService:
                 if not verify(a, self.result_key):
                     self.unsigned_automations += 1  # not rendered by rote's generator: never run
                     return
-                if a.state == "generated":  # the others are the registry agent's lifecycle echoes
-                    self.registry.apply_automation(a)
+                # echoes too: on the compacted topic the registry's echo replaces the generated record, and
+                # the registry recomputes the lifecycle from signed verdicts (an echo of a known version is a
+                # no-op: `Registry.apply_automation`)
+                self.registry.apply_automation(a)
             elif topic == TEST_RESULTS.name:
                 r = decode(TestResult, value)
                 if not verify(r, self.result_key):

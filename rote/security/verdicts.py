@@ -13,15 +13,15 @@ Each is HMAC-SHA256 under one key the workers and the sandbox runners share (the
 verdicts). The ACLs that let only each agent's principal write its topic are the other half; either one
 alone stops the forgeries above.
 
-What is signed: every field of the event except `signature` (and, for an automation, its lifecycle
-`state` and `state_reason`, which the registry changes as it tests; what the executor trusts is the signed
-verdicts, never that field), as canonical JSON (the model's JSON form, keys sorted, no whitespace, ASCII
-with JSON escapes, fields that are None left out), prefixed with a domain tag naming the schema and its
-version (`rote.TestResult.v1`), so a signature over one kind of message can never pass for another's.
-Leaving None out is what keeps additive schema changes compatible: a signer that knows a newer optional
-field and leaves it unset signs the same bytes an older verifier computes; one that sets it is rejected
-by a verifier that cannot see it, which is the safe way round. Absent and None mean the same to the model,
-so nothing can be smuggled through the difference.
+What is signed: every field of the event except `signature` (an automation's lifecycle `state` too: the
+report reads it, so the registry signs each lifecycle echo anew; the executor still takes the state from
+the signed verdicts, never from that field), as canonical JSON (the model's JSON form, keys sorted, no
+whitespace, ASCII with JSON escapes, fields that are None left out), prefixed with a domain tag naming
+the schema and its version (`rote.TestResult.v1`), so a signature over one kind of message can never pass
+for another's. Leaving None out is what keeps additive schema changes compatible: a signer that knows a
+newer optional field (defaulting to None) and leaves it unset signs the same bytes an older verifier
+computes; one that sets it is rejected by a verifier that cannot see it, which is the safe way round.
+Absent and None mean the same to the model, so nothing can be smuggled through the difference.
 
 The key comes from `ROTE_RESULT_KEY` (the key itself, at least 32 characters) or `ROTE_RESULT_KEY_FILE`
 (a file holding it, e.g. a mounted secret; not writable by group or others). `rote run`, where runner and
@@ -69,7 +69,8 @@ _SCHEME = "hmac-sha256"
 #: The kinds of event that carry a signature, and the fields each signature leaves out.
 SIGNED: dict[type[Any], frozenset[str]] = {
     TestResult: frozenset({"signature"}),
-    Automation: frozenset({"signature", "state", "state_reason"}),
+    # the lifecycle too: the report and the tracker read `state`; the registry re-signs its echoes
+    Automation: frozenset({"signature"}),
     Candidate: frozenset({"signature"}),
 }
 
