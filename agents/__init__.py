@@ -55,7 +55,7 @@ def build_app(
             min_score=settings.min_automation_score,
             result_key=key,
         ),
-        "performance_monitor": performance_monitor.register(app, topics),
+        "performance_monitor": performance_monitor.register(app, topics, result_key=key),
         "optimizer_feed": optimizer_feed.register(app, topics, result_key=key),
         "workflow_analyzer": workflow_analyzer.register(
             app, topics, score_interval=min(10.0, opts.report_interval_seconds)

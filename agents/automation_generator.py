@@ -61,7 +61,7 @@ def register(
         return decode(model, value)
 
     def absorb(reg: Registry, item: Automation | TestResult | RunMetric) -> None:
-        if isinstance(item, Automation | TestResult) and not verify(item, result_key):
+        if not verify(item, result_key):
             # Verified here too, so a forged record in the write-ahead log changes nothing on replay.
             raise ValidationError(why_not(item), field="signature")
         if isinstance(item, Automation):
@@ -172,9 +172,10 @@ def register(
                 err = ValidationError("key is not the automation id (re-keyed replay)", field="key")
                 await rio.dead_letter(topic, event.value, event.key, err, event)
                 continue
-            if isinstance(item, TestResult | Automation) and not verify(item, result_key):
-                # Only the sandbox runner signs results and only the generator signs automations: a record
-                # neither made (or one changed since) must not add, replace, verify or reject anything.
+            if not verify(item, result_key):
+                # Only the sandbox runner signs results, the generator automations, the sandbox runner and
+                # the executor run metrics: a record none of them made (or one changed since) must not add,
+                # replace, verify, reject, degrade or retire anything.
                 # Kept whole in dead-letters, like any invalid event.
                 await rio.dead_letter(
                     topic, event.value, event.key, ValidationError(why_not(item), field="signature"), event

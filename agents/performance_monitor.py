@@ -25,6 +25,8 @@ from rote.anomaly.monitor import (
     Finding,
     MonitorConfig,
 )
+from rote.errors import ValidationError
+from rote.security.verdicts import verify, why_not
 from rote.streams.schemas import Anomaly, RunMetric, TestResult, decode
 from rote.streams.topics import ANOMALIES, METRICS, TEST_RESULTS
 
@@ -32,7 +34,9 @@ AGENT = "performance-monitor"
 _ONLY_FROM_TEST_RESULTS = frozenset({"output_bytes"})
 
 
-def register(app: faust.App, topics: Topics, *, config: MonitorConfig | None = None) -> dict[str, Any]:
+def register(
+    app: faust.App, topics: Topics, *, result_key: bytes, config: MonitorConfig | None = None
+) -> dict[str, Any]:
     io = AgentIO(agent=AGENT, topics=topics)
     cfg = config or MonitorConfig()
     for order in ("duplicate", "late"):  # at zero under the policy in force, so the first one is an increase
@@ -77,6 +81,11 @@ def register(app: faust.App, topics: Topics, *, config: MonitorConfig | None = N
             is_result = event.message.topic == TEST_RESULTS.name
             item = await io.decode(TestResult if is_result else RunMetric, event, event.value, event.key)
             if item is None:
+                continue
+            if not verify(item, result_key):
+                # a run or verdict no sandbox runner or executor reported: no anomaly is raised from it
+                err = ValidationError(why_not(item), field="signature")
+                await io.dead_letter(event.message.topic, event.value, event.key, err, event)
                 continue
             try:
                 with io.timed():

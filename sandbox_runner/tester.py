@@ -32,7 +32,7 @@ from rote.errors import RoteError, SandboxError
 from rote.sandbox_runner.job import JobSpec, RunResult
 from rote.sandbox_runner.limits import Limits
 from rote.sandbox_runner.stats import SandboxStats
-from rote.security.verdicts import sign_result
+from rote.security.verdicts import sign, sign_result
 from rote.streams.schemas import MAX_TEST_CASES, Automation, RunMetric, StepTiming, TestCase, TestResult
 
 __all__ = ["AutomationTester", "Outcome", "TestRequest", "requests_of", "result_id_for"]
@@ -244,6 +244,8 @@ class AutomationTester:
                 steps=steps,
             )
         )
+        if metric is not None:
+            metric = sign(metric, self.result_key)
         self.stats.learn_one(result)
         metrics.SANDBOX_RUNS.labels(language=language, verdict=verdict_name, stop_reason=stop_reason).inc()
         if run is not None:

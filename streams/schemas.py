@@ -469,6 +469,12 @@ class RunMetric(Event):
         max_length=256,
         description="the run request this run answers (= run_id for the executor)",
     )
+    signature: str | None = Field(
+        default=None,
+        max_length=128,
+        description="the sandbox runner's or the executor's HMAC-SHA256 over every other field "
+        "(rote.security.verdicts); runs without a valid one move no lifecycle and count in no report",
+    )
 
 
 class RunRequest(Event):

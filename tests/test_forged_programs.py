@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ from test_registry import CFG, file_candidate
 from rote.brokers import TansuBroker, TansuConfig, create_topics, free_port
 from rote.generator import generate
 from rote.security.verdicts import sign
-from rote.streams.schemas import encode
-from rote.streams.topics import AUTOMATIONS, CANDIDATES, CATALOGUE, DEAD_LETTERS
+from rote.streams.schemas import RunMetric, encode
+from rote.streams.topics import AUTOMATIONS, CANDIDATES, CATALOGUE, DEAD_LETTERS, METRICS
 
 pytestmark = [pytest.mark.integration, pytest.mark.tansu, pytest.mark.slow]
 
@@ -66,6 +67,16 @@ def test_a_worker_renders_verifies_and_counts_nothing_it_did_not_sign(tmp_path: 
             program.model_copy(update={"automation_id": "a-relabelled"}), WORKER_KEY
         ).model_copy(update={"state": "verified"}),
     }
+    # a run that never happened (three of them degrade a verified automation)
+    forged_run = RunMetric(
+        run_id="r-forged",
+        automation_id="a-metric",
+        version=1,
+        source="production",
+        started_at=datetime.now(UTC),
+        duration_seconds=1.0,
+        success=False,
+    )
     # and one properly signed, re-published under another record key (another partition's state)
     rekeyed = sign(program.model_copy(update={"automation_id": "a-rekeyed"}), WORKER_KEY)
     with TansuBroker(TansuConfig(work_dir=tmp_path / "tansu")) as broker:
@@ -76,6 +87,7 @@ def test_a_worker_renders_verifies_and_counts_nothing_it_did_not_sign(tmp_path: 
         for aid, a in forged_automations.items():
             producer.send(AUTOMATIONS.name, key=aid.encode(), value=encode(a))
         producer.send(AUTOMATIONS.name, key=b"someone-else", value=encode(rekeyed))
+        producer.send(METRICS.name, key=b"a-metric", value=encode(forged_run))
         producer.flush()
         producer.close()
         web = free_port()
@@ -85,7 +97,7 @@ def test_a_worker_renders_verifies_and_counts_nothing_it_did_not_sign(tmp_path: 
             # optimizer feed (which would have counted it in the report)
             def refused() -> bool:
                 reasons = [d["reason"] for d in _letters(broker.bootstrap)]
-                return sum("signature" in r for r in reasons) >= 10 and any("re-keyed" in r for r in reasons)
+                return sum("signature" in r for r in reasons) >= 13 and any("re-keyed" in r for r in reasons)
 
             wait_for(refused, 240, lambda: [d["reason"] for d in _letters(broker.bootstrap)], log)
             with urllib.request.urlopen(f"http://127.0.0.1:{web}/automations/", timeout=10) as resp:
@@ -109,3 +121,9 @@ def test_a_worker_renders_verifies_and_counts_nothing_it_did_not_sign(tmp_path: 
     assert "does not verify" in by_key[("a-other-key", "automation-registry")]
     assert "does not verify" in by_key[("a-relabelled", "automation-registry")]
     assert "re-keyed" in by_key[("someone-else", "automation-registry")]
+    for agent in (
+        "automation-registry",
+        "performance-monitor",
+        "optimizer-feed",
+    ):  # no lifecycle, anomaly, report
+        assert "run metric has no signature" in by_key[("a-metric", agent)]

@@ -7,7 +7,6 @@ watcher now also waits until the recorder has read back every production run the
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -18,19 +17,40 @@ from rote.pipeline.options import Progress
 from rote.pipeline.recorder import _observe
 from rote.pipeline.watch import production_recorded
 
+#: the run's key (`rote run` makes one and hands it to every component, the recorder too)
+KEY = b"run-watch-test-key-of-32-bytes-at-least"
 
-def _metric(run_id: str, source: str) -> bytes:
-    return json.dumps({"run_id": run_id, "automation_id": "a-1", "source": source}).encode()
+
+def _metric(run_id: str, source: str, key: bytes = KEY) -> bytes:
+    """A run metric as the executor (or the sandbox) publishes it: signed."""
+    from datetime import UTC, datetime
+
+    from rote.security.verdicts import sign
+    from rote.streams.schemas import RunMetric, encode
+
+    m = RunMetric(
+        run_id=run_id,
+        automation_id="a-1",
+        version=1,
+        source=source,
+        started_at=datetime(2026, 12, 2, 9, tzinfo=UTC),
+        duration_seconds=1.0,
+        success=True,
+    )
+    return encode(sign(m, key))
 
 
 def test_a_published_run_the_recorder_has_not_read_keeps_the_run_going(tmp_path: Path) -> None:
     archive = ArchiveWriter(tmp_path)
     state = Progress(production_done=True)
     state.production_published.update({"r-1", "r-2"})
-    _observe("metrics", _metric("r-1", "production"), archive, state)
-    _observe("metrics", _metric("r-2", "sandbox"), archive, state)  # a sandbox test run is not the demo's
+    _observe("metrics", _metric("r-1", "production"), archive, state, KEY)
+    _observe("metrics", _metric("r-2", "sandbox"), archive, state, KEY)  # a test run is not the demo's
     assert not production_recorded(state)
-    _observe("metrics", _metric("r-2", "production"), archive, state)
+    forged = _metric("r-2", "production", b"not-the-runs-key-but-32-bytes-long!")
+    _observe("metrics", forged, archive, state, KEY)  # a run no executor of this run reported
+    assert not production_recorded(state)
+    _observe("metrics", _metric("r-2", "production"), archive, state, KEY)
     assert production_recorded(state)
     archive.close()
     assert len(list(read_raw(tmp_path, "metrics"))) == 3
@@ -96,7 +116,7 @@ def test_the_archive_keeps_only_what_the_runs_key_holders_signed(tmp_path: Path)
 
     from rote.generator import generate
     from rote.security.verdicts import ephemeral_result_key, sign
-    from rote.streams.schemas import encode
+    from rote.streams.schemas import RunMetric, encode
 
     key, other = ephemeral_result_key(), ephemeral_result_key()
     archive, state = ArchiveWriter(tmp_path), Progress()
@@ -104,15 +124,18 @@ def test_the_archive_keeps_only_what_the_runs_key_holders_signed(tmp_path: Path)
         "automations": generate(file_candidate(), config=CFG),
         "candidates": file_candidate(),
         "test-results": _result(),
+        "metrics": RunMetric.model_validate_json(_metric("r-1", "production")).model_copy(
+            update={"signature": None}
+        ),
     }
     for topic, event in events.items():
         _observe(topic, encode(event), archive, state, key)  # unsigned
         _observe(topic, encode(sign(event, other)), archive, state, key)  # forged
         _observe(topic, encode(sign(event, key)), archive, state, key)
         _observe(topic, encode(sign(event, key)), archive, state, None)  # no key to check with
-    _observe("metrics", _metric("r-1", "production"), archive, state, key)  # not a signed kind: kept
+    _observe("optimization-reports", b'{"report_id": "x"}', archive, state, key)  # not a signed kind: kept
     archive.close()
     for topic, event in events.items():
         kept = [r["signature"] for r in read_raw(tmp_path, topic)]
         assert kept == [sign(event, key).signature], topic
-    assert len(list(read_raw(tmp_path, "metrics"))) == 1
+    assert len(list(read_raw(tmp_path, "optimization-reports"))) == 1

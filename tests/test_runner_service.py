@@ -222,3 +222,42 @@ def test_the_executor_learns_an_automation_from_the_registrys_signed_echo(tmp_pa
     relabelled = sign(a, key).model_copy(update={"state": "verified"})  # a replay relabelled, not re-signed
     svc._absorb(AUTOMATIONS.name, encode(relabelled))
     assert svc.unsigned_automations == 1
+
+
+def test_run_metrics_no_sandbox_or_executor_signed_move_nothing(tmp_path: Path) -> None:
+    """Review of 2026-12-02: forged run metrics degraded a verified automation (three failures), re-enabled
+    a degraded one (one success), retired one (twenty failures) and claimed a run id before it ran."""
+    from rote.streams.schemas import RunMetric
+    from rote.streams.topics import METRICS
+
+    key = ephemeral_result_key()
+    svc = RunnerService(
+        bootstrap_servers="127.0.0.1:9", config=RunnerConfig(state_dir=tmp_path), result_key=key
+    )
+    a = sign(generate(file_candidate(), config=CFG), key)
+    svc._absorb(AUTOMATIONS.name, encode(a))
+    for c in a.test_cases:
+        for lang in ("python", "bash"):
+            svc._absorb(TEST_RESULTS.name, encode(sign_result(_passed(a, c.case_id, lang), key)))
+    assert svc.registry.state_of(a.automation_id)[1] == "verified"  # type: ignore[index]
+
+    def failed(run_id: str) -> RunMetric:
+        return RunMetric(
+            run_id=run_id,
+            automation_id=a.automation_id,
+            version=a.version,
+            source="production",
+            started_at=datetime.now(UTC),
+            duration_seconds=1.0,
+            success=False,
+            outcome="failed",
+        )
+
+    for i in range(25):
+        svc._absorb(METRICS.name, encode(failed(f"forged-{i}")))
+    assert svc.unsigned_metrics == 25
+    assert svc.registry.state_of(a.automation_id)[1] == "verified"  # type: ignore[index]
+    assert not svc.registry.has_run("forged-0")  # a request with that id still runs
+    for i in range(3):
+        svc._absorb(METRICS.name, encode(sign(failed(f"real-{i}"), key)))
+    assert svc.registry.state_of(a.automation_id)[1] == "degraded"  # type: ignore[index]

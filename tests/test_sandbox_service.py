@@ -23,12 +23,13 @@ from rote.generator import codegen, exprs
 from rote.sandbox_runner.jail import Jail, JobSpec, Limits, RunResult
 from rote.sandbox_runner.service import AutomationTester, SandboxService, requests_of, result_id_for
 from rote.sandbox_runner.stats import SandboxStats
-from rote.security.verdicts import sign, verify_result
+from rote.security.verdicts import sign, verify, verify_result
 from rote.streams import topics
 from rote.streams.schemas import (
     MAX_TEST_CASES,
     Automation,
     ExpectedAction,
+    RunMetric,
     Target,
     TestResult,
     decode,
@@ -373,6 +374,8 @@ def test_service_consumes_and_produces(jail: Jail, tansu_broker: Any) -> None:
     assert all(verify_result(r, KEY) for r in results)
     assert {r.result_id for r in results} == {q.result_id for q in requests_of(make_automation(aid))}
     assert all(m["source"] == "sandbox" for m in metric_events)
+    # every run it reports is signed: the registry counts no run a holder of the key did not report
+    assert all(verify(RunMetric.model_validate(m), KEY) for m in metric_events)
     reasons = sorted(d["reason"] for d in dead)
     # the junk record is dead-lettered; the automation without test cases is not tested and not an error
     # (the registry rejects it with the reason)

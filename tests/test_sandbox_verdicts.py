@@ -202,3 +202,22 @@ def test_automations_and_candidates_are_signed_over_everything_they_carry() -> N
     assert canonical_bytes(c).startswith(b"rote.Candidate.v1\n")
     assert canonical_bytes(a).startswith(b"rote.Automation.v1\n")
     assert canonical_bytes(sign_result(_result(), KEY)).startswith(b"rote.TestResult.v1\n")
+
+
+def test_run_metrics_are_signed_like_verdicts() -> None:
+    from rote.streams.schemas import RunMetric
+
+    m = RunMetric(
+        run_id="r-1",
+        automation_id="a-1",
+        version=1,
+        source="production",
+        started_at=datetime(2026, 5, 1, 9, tzinfo=UTC),
+        duration_seconds=2.5,
+        success=True,
+    )
+    signed = sign(m, KEY)
+    assert verify(decode(RunMetric, encode(signed)), KEY)
+    assert not verify(m, KEY) and not verify(signed.model_copy(update={"success": False}), KEY)
+    assert canonical_bytes(signed).startswith(b"rote.RunMetric.v1\n")
+    assert why_not(m) == "run metric has no signature (not made by a holder of the key)"

@@ -73,16 +73,19 @@ async def recorder(
 def _signed(topic: str, value: bytes, key: bytes | None) -> bool:
     """True for an event of a kind that is not signed, or one that verifies under the run's key.
 
-    The archive is read later without the run's key (`rote automations run` without a broker, `rote report`,
-    `registry.from_archive`), so a test result, automation or candidate that does not verify now must not
-    reach it: it would count as a verdict, a program rote rendered or a routine rote found. Such records
-    are dead-lettered with the reason by the agents that read them."""
+    The archive is read later without the run's key (`rote automations run` without a broker, `rote
+    report`, `registry.from_archive`), so a test result, automation, candidate or run metric that does not
+    verify now must not reach it: it would count as a verdict, a program rote rendered, a routine rote found
+    or a run. Such records are dead-lettered with the reason by the agents that read them."""
     from rote.security.verdicts import verify
     from rote.streams.schemas import Automation, Candidate, TestResult
 
-    model = {TEST_RESULTS.name: TestResult, AUTOMATIONS.name: Automation, CANDIDATES.name: Candidate}.get(
-        topic
-    )
+    model: type[TestResult | Automation | Candidate | RunMetric] | None = {
+        TEST_RESULTS.name: TestResult,
+        AUTOMATIONS.name: Automation,
+        CANDIDATES.name: Candidate,
+        METRICS.name: RunMetric,
+    }.get(topic)
     if model is None:
         return True
     try:

@@ -36,7 +36,7 @@ from rote.errors import ValidationError
 from rote.generator.registry import Registry
 from rote.runner.executor import Execution, Executor, RunnerConfig
 from rote.runner.kafka import client_kwargs
-from rote.security.verdicts import verify
+from rote.security.verdicts import sign, verify
 from rote.streams.schemas import Automation, RunMetric, RunRequest, TestResult, decode, encode
 from rote.streams.topics import AUTOMATIONS, DEAD_LETTERS, METRICS, RUN_REQUESTS, TEST_RESULTS
 
@@ -134,6 +134,9 @@ class RunnerService:
         self.unsigned_results = 0
         #: automations on the feed without the generator's valid signature (ignored, never run)
         self.unsigned_automations = 0
+        #: run metrics on the feed without a valid signature (ignored: they neither move a lifecycle nor
+        #: mark a run id as done)
+        self.unsigned_metrics = 0
         self.bootstrap_servers = bootstrap_servers
         self.config = config
         self.group_id = group_id
@@ -171,7 +174,11 @@ class RunnerService:
                     return
                 self.registry.apply_test_result(r)
             else:
-                self.registry.apply_metric(decode(RunMetric, value))
+                m = decode(RunMetric, value)
+                if not verify(m, self.result_key):
+                    self.unsigned_metrics += 1  # a run no executor or sandbox reported: moves nothing
+                    return
+                self.registry.apply_metric(m)
         except ValidationError:
             pass  # the agents dead-letter invalid events on these topics; the feed just skips them
 
@@ -332,6 +339,7 @@ class RunnerService:
         return execution.metric if execution is not None else None
 
     async def _publish(self, producer: Any, m: RunMetric) -> None:
+        m = sign(m, self.result_key)  # consumers count only runs a holder of the key reported
         await producer.send_and_wait(METRICS.name, encode(m), key=m.automation_id.encode())
         metrics.EVENTS_PRODUCED.labels(topic=METRICS.name, agent=AGENT).inc()
         self.registry.apply_metric(m)

@@ -8,7 +8,10 @@ Anyone who can write to a topic could otherwise
   run it. So the generator signs every `Automation` it renders, and the sandbox tests, the registry
   counts and the executor runs only automations that verify;
 - publish a candidate of their own making, which rote's own generator would render into such a program:
-  the task identifier signs every `Candidate`, and the generator renders only candidates that verify.
+  the task identifier signs every `Candidate`, and the generator renders only candidates that verify;
+- publish runs that never happened (three failures degrade an automation, one success re-enables it, a
+  run id claimed first is never run): the sandbox runner and the executor sign every `RunMetric`, and the
+  registry, the executor, the performance monitor and the report count only runs that verify.
 Each is HMAC-SHA256 under one key the workers and the sandbox runners share (they hold it already for the
 verdicts). The ACLs that let only each agent's principal write its topic are the other half; either one
 alone stops the forgeries above.
@@ -42,7 +45,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rote.errors import ConfigError
-from rote.streams.schemas import Automation, Candidate, TestResult
+from rote.streams.schemas import Automation, Candidate, RunMetric, TestResult
 
 __all__ = [
     "KEY_ENV",
@@ -72,12 +75,13 @@ SIGNED: dict[type[Any], frozenset[str]] = {
     # the lifecycle too: the report and the tracker read `state`; the registry re-signs its echoes
     Automation: frozenset({"signature"}),
     Candidate: frozenset({"signature"}),
+    RunMetric: frozenset({"signature"}),
 }
 
-Signed = TypeVar("Signed", TestResult, Automation, Candidate)
+Signed = TypeVar("Signed", TestResult, Automation, Candidate, RunMetric)
 
 
-def canonical_bytes(event: TestResult | Automation | Candidate) -> bytes:
+def canonical_bytes(event: TestResult | Automation | Candidate | RunMetric) -> bytes:
     """The exact bytes that are signed: domain tag, newline, canonical JSON of the signed fields."""
     body = event.model_dump(mode="json", exclude=set(SIGNED[type(event)]), exclude_none=True)
     # ASCII-only and no NaN/Infinity: the same bytes whatever the strings hold (lone surrogates included);
@@ -86,7 +90,7 @@ def canonical_bytes(event: TestResult | Automation | Candidate) -> bytes:
     return f"rote.{type(event).__name__}.v{event.schema_version}\n".encode() + doc.encode("ascii")
 
 
-def _mac(event: TestResult | Automation | Candidate, key: bytes) -> str:
+def _mac(event: TestResult | Automation | Candidate | RunMetric, key: bytes) -> str:
     return hmac.new(key, canonical_bytes(event), hashlib.sha256).hexdigest()
 
 
@@ -97,7 +101,7 @@ def sign(event: Signed, key: bytes) -> Signed:
     return unsigned.model_copy(update={"signature": f"{_SCHEME}:{_mac(unsigned, key)}"})
 
 
-def verify(event: TestResult | Automation | Candidate, key: bytes) -> bool:
+def verify(event: TestResult | Automation | Candidate | RunMetric, key: bytes) -> bool:
     """True only if `event` carries a signature made with `key` over exactly its current signed fields.
 
     Unsigned, malformed, other-scheme, altered or wrongly keyed events are all False; the comparison takes
@@ -116,9 +120,14 @@ def verify(event: TestResult | Automation | Candidate, key: bytes) -> bool:
     return hmac.compare_digest(digest.encode("ascii", "replace"), expected.encode("ascii"))
 
 
-def why_not(event: TestResult | Automation | Candidate) -> str:
+def why_not(event: TestResult | Automation | Candidate | RunMetric) -> str:
     """The one-line reason a dead letter gives for an event that does not verify."""
-    kind = {TestResult: "test result", Automation: "automation", Candidate: "candidate"}[type(event)]
+    kind = {
+        TestResult: "test result",
+        Automation: "automation",
+        Candidate: "candidate",
+        RunMetric: "run metric",
+    }[type(event)]
     if not event.signature:
         return f"{kind} has no signature (not made by a holder of the key)"
     return f"{kind} signature does not verify (forged or altered)"
