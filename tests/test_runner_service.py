@@ -206,22 +206,31 @@ def test_the_executor_learns_an_automation_from_the_registrys_signed_echo(tmp_pa
     """`automations` is compacted and the registry's lifecycle echo has the automation's key, so after
     compaction the generated record is gone and only the echo is left (review of 2026-12-02: a restarted
     executor then knew no automation at all). The echo is signed anew by the registry; the executor takes
-    the program from it and its state, as always, from the signed verdicts, never from the echo's word."""
+    the program from it, and its state from its own signed verdicts while it has any."""
     key = ephemeral_result_key()
     svc = RunnerService(
         bootstrap_servers="127.0.0.1:9", config=RunnerConfig(state_dir=tmp_path), result_key=key
     )
     a = generate(file_candidate(), config=CFG)
-    echo = sign(a.model_copy(update={"state": "verified", "state_reason": "all cases passed"}), key)
-    svc._absorb(AUTOMATIONS.name, encode(echo))
-    assert svc.registry.state_of(a.automation_id)[1] == "generated"  # type: ignore[index]
-    for c in a.test_cases:
-        for lang in ("python", "bash"):
-            svc._absorb(TEST_RESULTS.name, encode(sign_result(_passed(a, c.case_id, lang), key)))
-    assert svc.registry.state_of(a.automation_id)[1] == "verified"  # type: ignore[index]
     relabelled = sign(a, key).model_copy(update={"state": "verified"})  # a replay relabelled, not re-signed
     svc._absorb(AUTOMATIONS.name, encode(relabelled))
-    assert svc.unsigned_automations == 1
+    assert svc.unsigned_automations == 1 and svc.registry.state_of(a.automation_id) is None
+    echo = sign(a.model_copy(update={"state": "verified", "state_reason": "all cases passed"}), key)
+    svc._absorb(AUTOMATIONS.name, encode(echo))
+    # `test-results` keeps verdicts 30 days, `automations` keeps the echo: with no verdict of its own left,
+    # the executor takes the registry's signed decision (every run was refused after a late restart)
+    assert svc.registry.state_of(a.automation_id)[1] == "verified"  # type: ignore[index]
+    # where the feed has verdicts of its own, they decide, whatever an echo says
+    b = generate(file_candidate(version=2), config=CFG).model_copy(update={"automation_id": "auto-b"})
+    svc._absorb(AUTOMATIONS.name, encode(sign(b, key)))
+    failed = _passed(b, b.test_cases[0].case_id, "python").model_copy(
+        update={"verdict": "failed", "passed": False, "exit_code": 1}
+    )
+    svc._absorb(TEST_RESULTS.name, encode(sign_result(failed, key)))
+    before = svc.registry.state_of("auto-b")
+    assert before is not None and before[1] != "verified"
+    svc._absorb(AUTOMATIONS.name, encode(sign(b.model_copy(update={"state": "verified"}), key)))
+    assert svc.registry.state_of("auto-b")[1] == before[1]  # type: ignore[index]
 
 
 def test_run_metrics_no_sandbox_or_executor_signed_move_nothing(tmp_path: Path) -> None:

@@ -475,6 +475,20 @@ class Registry:
     def retire(self, automation_id: str, *, reason: str, at: datetime) -> None:
         self._entries[automation_id].move("retired", reason, at)
 
+    def adopt_state(self, a: Automation) -> bool:
+        """Take `a`'s lifecycle state for its (current) version when nothing here decided one: no verdict
+        or run of that version was seen (the executor's feed after `test-results` expired). The caller has
+        verified `a`'s signature (the registry agent signs its echoes). True if the state was taken."""
+        e = self._entries.get(a.automation_id)
+        if e is None or a.version != e.version or e.state not in ("generated", "testing"):
+            return False
+        if a.state not in _LIFECYCLE or a.state in ("generated", "testing"):
+            return False
+        if e.stats_for(e.version).runs or e.results.get(e.version):
+            return False
+        e.move(a.state, a.state_reason, a.created_at)
+        return True
+
     # ----------------------------------------------------------------------------------------------
 
     def get(self, automation_id: str) -> AutomationRecord | None:

@@ -167,6 +167,12 @@ class RunnerService:
                 # the registry recomputes the lifecycle from signed verdicts (an echo of a known version is a
                 # no-op: `Registry.apply_automation`)
                 self.registry.apply_automation(a)
+                if a.state not in ("generated", "testing"):
+                    # ... while there are verdicts: `test-results` keeps them 30 days, `automations` is
+                    # compacted and kept. An executor (re)started later finds the program and no verdict,
+                    # and every run was refused; the registry's decision, signed with the key, stands in
+                    # for them until a verdict of the feed's own says otherwise.
+                    self.registry.adopt_state(a)
             elif topic == TEST_RESULTS.name:
                 r = decode(TestResult, value)
                 if not verify(r, self.result_key):
