@@ -108,16 +108,9 @@ def register(
                 err = ValidationError("key is not the candidate's id (re-keyed replay)", field="key")
                 await io.dead_letter(CANDIDATES.name, event.value, event.key, err, event)
                 continue
-            if not verify(cand, result_key):
+            if await io.refuse_unsigned(cand, result_key, event, CANDIDATES.name):
                 # Only the task identifier holds the key: a candidate it did not publish is never rendered
                 # into a program (rote.security.verdicts). Kept whole in dead-letters.
-                await io.dead_letter(
-                    CANDIDATES.name,
-                    event.value,
-                    event.key,
-                    ValidationError(why_not(cand), field="signature"),
-                    event,
-                )
                 continue
             try:
                 with io.timed():
@@ -172,14 +165,10 @@ def register(
                 err = ValidationError("key is not the automation id (re-keyed replay)", field="key")
                 await rio.dead_letter(topic, event.value, event.key, err, event)
                 continue
-            if not verify(item, result_key):
+            if await rio.refuse_unsigned(item, result_key, event):
                 # Only the sandbox runner signs results, the generator automations, the sandbox runner and
                 # the executor run metrics: a record none of them made (or one changed since) must not add,
-                # replace, verify, reject, degrade or retire anything.
-                # Kept whole in dead-letters, like any invalid event.
-                await rio.dead_letter(
-                    topic, event.value, event.key, ValidationError(why_not(item), field="signature"), event
-                )
+                # replace, verify, reject, degrade or retire anything. Kept whole in dead-letters.
                 continue
             try:
                 with rio.timed():

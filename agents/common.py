@@ -22,7 +22,17 @@ from rote.agents.optimizer_feed import entity_key, source_key_of, source_of
 from rote.agents.ordering import InOrder
 from rote.deadletters import dead_letter as make_dead_letter
 from rote.errors import ValidationError
-from rote.streams.schemas import SCHEMAS, Event, decode, encode
+from rote.security.verdicts import verify, why_not
+from rote.streams.schemas import (
+    SCHEMAS,
+    Automation,
+    Candidate,
+    Event,
+    RunMetric,
+    TestResult,
+    decode,
+    encode,
+)
 from rote.streams.topics import CANDIDATES, DEAD_LETTERS, TopicSpec
 
 E = TypeVar("E", bound=Event)
@@ -120,6 +130,22 @@ class AgentIO:
         )
         err = ValidationError(f"processing failed in {self.agent}: {exc!r}"[:2000])
         await self.dead_letter(event.message.topic, event.value, event.key, err, event, kind="other")
+
+    async def refuse_unsigned(
+        self,
+        item: TestResult | Automation | Candidate | RunMetric,
+        key: bytes,
+        event: faust.EventT,
+        topic: str | None = None,
+    ) -> bool:
+        """True, with the event dead-lettered and the reason given, when `item` carries no valid signature
+        of a holder of `key` (rote.security.verdicts): what every agent that acts on a candidate,
+        automation, verdict or run does with one no rote component made."""
+        if verify(item, key):
+            return False
+        err = ValidationError(why_not(item), field="signature")
+        await self.dead_letter(topic or event.message.topic, event.value, event.key, err, event)
+        return True
 
     async def dead_letter(
         self,

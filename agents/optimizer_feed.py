@@ -82,8 +82,7 @@ def register(app: faust.App, topics: Topics, *, result_key: bytes) -> dict[str, 
         AgentIO,
         settled_events,
     )
-    from rote.errors import ValidationError
-    from rote.security.verdicts import SIGNED, verify, why_not
+    from rote.security.verdicts import SIGNED
     from rote.streams.schemas import SCHEMAS
 
     io = AgentIO(agent=AGENT, topics=topics)
@@ -107,11 +106,9 @@ def register(app: faust.App, topics: Topics, *, result_key: bytes) -> dict[str, 
             decoded = await io.decode(model, event, event.value, event.key)
             if decoded is None:
                 continue
-            if type(decoded) in SIGNED and not verify(decoded, result_key):
-                # a candidate, automation or verdict no holder of the key made: the report must not count
-                # it as a routine found, a program rote rendered or a test it passed
-                err = ValidationError(why_not(decoded), field="signature")
-                await io.dead_letter(topic, event.value, event.key, err, event)
+            if type(decoded) in SIGNED and await io.refuse_unsigned(decoded, result_key, event, topic):
+                # a candidate, automation, verdict or run no holder of the key made: the report must not
+                # count it as a routine found, a program rote rendered, a test it passed or a run
                 continue
             await feed.send(key=FEED_KEY, value=_compact(decoded) or event.value, headers=headers)
             metrics.EVENTS_PRODUCED.labels(topic=feed_name, agent=AGENT).inc()

@@ -25,8 +25,6 @@ from rote.anomaly.monitor import (
     Finding,
     MonitorConfig,
 )
-from rote.errors import ValidationError
-from rote.security.verdicts import verify, why_not
 from rote.streams.schemas import Anomaly, RunMetric, TestResult, decode
 from rote.streams.topics import ANOMALIES, METRICS, TEST_RESULTS
 
@@ -82,11 +80,8 @@ def register(
             item = await io.decode(TestResult if is_result else RunMetric, event, event.value, event.key)
             if item is None:
                 continue
-            if not verify(item, result_key):
-                # a run or verdict no sandbox runner or executor reported: no anomaly is raised from it
-                err = ValidationError(why_not(item), field="signature")
-                await io.dead_letter(event.message.topic, event.value, event.key, err, event)
-                continue
+            if await io.refuse_unsigned(item, result_key, event):
+                continue  # a run or verdict no sandbox runner or executor reported: no anomaly from it
             try:
                 with io.timed():
                     if isinstance(item, RunMetric):
