@@ -302,12 +302,16 @@ def test_student_record_and_reimbursement_interleaved_with_20_percent_noise() ->
     start mid-routine (`copy`) until a refit re-anchors a start that begins only fragments; seed 5's warm-up
     accepted Reimbursement form fields as starts until a refit judges the accepted starts again; seeds 6, 7,
     10, 13 and 18 anchored on a form field (a step entered only from the step before it) until a refit
-    re-anchors where the routine is entered from elsewhere (docs/discovery.md)."""
+    re-anchors where the routine is entered from elsewhere; seeds 8 and 14 kept form fields accepted as
+    starts until the starts that lengthen the window's description are dropped (`mdl.improve_starts`;
+    docs/discovery.md)."""
     sr, sr_labels = _leno_instances("StudentRecord")
     rt, rt_labels = _leno_instances("Reimbursement")
-    seeds = (1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 15, 16, 17, 18, 19, 20)  # 8, 9 and 14 still fail
+    seeds = [s for s in range(1, 21) if s != 9]  # 9 still fails (StudentRecord 0.85)
     found = sum(_both_found(sr, rt, sr_labels, rt_labels, seed) for seed in seeds)
     assert found == len(seeds)
+    unjudged = DiscoveryConfig(start_description_gain=0)
+    assert not _both_found(sr, rt, sr_labels, rt_labels, 14, unjudged)
 
 
 def _both_found(
@@ -335,13 +339,15 @@ def test_a_late_re_anchoring_cuts_the_kept_instances_again_instead_of_forgetting
     dropped starts are joined with their neighbours in time and cut again at the new starts
     (`start_recut_unanchored`); forgotten, as before, StudentRecord is not found at all. (Counting the end of
     a glued routine as elsewhere, `start_entry_glued`, re-anchors right earlier in this seed, so the recut is
-    tested without it.)"""
+    tested without it. Dropping the starts that lengthen the description, `start_description_gain`, loses
+    this seed: its first refit keeps four form fields of the two routines and the re-anchoring never comes;
+    so the recut is tested without it too.)"""
     sr, sr_labels = _leno_instances("StudentRecord")
     rt, rt_labels = _leno_instances("Reimbursement")
-    assert _both_found(sr, rt, sr_labels, rt_labels, 24)
-    recut = DiscoveryConfig(start_entry_glued=False)
+    assert _both_found(sr, rt, sr_labels, rt_labels, 24, DiscoveryConfig(start_description_gain=0))
+    recut = DiscoveryConfig(start_entry_glued=False, start_description_gain=0)
     assert _both_found(sr, rt, sr_labels, rt_labels, 24, recut)
-    off = DiscoveryConfig(start_entry_glued=False, start_recut_unanchored=False)
+    off = DiscoveryConfig(start_entry_glued=False, start_recut_unanchored=False, start_description_gain=0)
     assert not _both_found(sr, rt, sr_labels, rt_labels, 24, off)
 
 

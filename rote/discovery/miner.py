@@ -34,8 +34,9 @@ from zlib import crc32
 from rote.discovery.budget import check_budget
 from rote.discovery.candidates import CandidateBuilder, DiscoveredRoutine, DiscoveryResult
 from rote.discovery.config import DiscoveryConfig
+from rote.discovery.mdl import improve_starts
 from rote.discovery.model import NO_TIME_LO, US, Ev, Segment, Thread, UserState, key_hash, target_values
-from rote.discovery.segmentation import estimate_starts
+from rote.discovery.segmentation import estimate_starts, frequent_labels
 from rote.discovery.threads import Threader
 from rote.discovery.variants import VariantMiner
 from rote.streams.schemas import Candidate
@@ -391,7 +392,7 @@ class RoutineDiscoverer:
 
     def _estimate_on(self, state: UserState, seq: list[str], known: list[str]) -> list[str]:
         cfg = self.config
-        return estimate_starts(
+        starts = estimate_starts(
             seq,
             known=known,
             prefer=self._interrupt_starts(state),
@@ -405,6 +406,16 @@ class RoutineDiscoverer:
             entry_glued=cfg.start_entry_glued,
             loop_rounds=cfg.start_loop_rounds,
             loop_share=cfg.start_loop_share,
+        )
+        if cfg.start_description_gain <= 0 or not known:
+            return starts
+        freq = frequent_labels(seq, cfg.min_support)
+        return improve_starts(
+            [x for x in seq if x in freq],
+            starts,
+            previous=known,
+            min_length=cfg.min_length,
+            min_gain=cfg.start_description_gain,
         )
 
     def _set_starts(self, state: UserState, starts: list[str]) -> None:
