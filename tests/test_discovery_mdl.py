@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from rote.discovery.mdl import Window, description_length, improve_starts
+from rote.discovery.mdl import Window, _drop_while_shorter, description_length, improve_starts
 from rote.discovery.segmentation import segment_at
 
 A = [f"a{i}" for i in range(10)]
@@ -30,9 +30,7 @@ def _stream(seed: int, *, instances: int = 40, noise: float = 0.15, only_a: bool
 def _reference(seq: list[str], starts: list[str], min_length: int) -> int:
     """The module docstring's formula, written out over `segment_at`'s segments."""
     segs = [s for s in segment_at(seq, set(starts), min_length=min_length) if s[0] in starts]
-    if not segs:
-        return len(seq)
-    total = len(segs)
+    total = len(segs) + len(seq) - sum(map(len, segs))  # what no segment holds: action by action
     for start in {s[0] for s in segs}:
         counts = [Counter(s) for s in segs if s[0] == start]
         for label in set().union(*counts):
@@ -88,6 +86,37 @@ def test_the_starts_known_before_are_kept_when_no_worse() -> None:
     assert improve_starts(seq, ["a3", "a7"], previous=known, min_length=3) == known
     # nothing to gain over the estimate: it stands, whatever was known
     assert improve_starts(seq, ["a3"], previous=known, min_length=3) == ["a3"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_window_before_the_first_cut_is_charged(seed: int) -> None:
+    """A routine done only early in the window, another only late: dropping the early one's start must not
+    leave everything before the late one's first instance undescribed (and free)."""
+    rng = random.Random(seed)
+    seq = _stream(seed, only_a=True) + [x for x in _stream(seed + 100, instances=15) if not x.startswith("a")]
+    assert improve_starts(seq, ["a0", "b0"], min_length=3) == ["a0", "b0"]
+    assert improve_starts(seq, ["a0", "b0"], previous=["b0", "a0"], min_length=3) == ["a0", "b0"]
+    # a start seen only at the window's end buys nothing either
+    late = list(seq)
+    for k in rng.sample(range(len(late) - 40, len(late)), 3):
+        late[k] = "z"
+    assert improve_starts(late, ["a0", "b0"], previous=["z"], min_length=3) == ["a0", "b0"]
+
+
+def test_of_equal_drops_the_anchor_stays() -> None:
+    """Every drop shortens the description alike: the start accepted last goes first, the anchor stays."""
+
+    class Flat:
+        def length(self, starts: list[str]) -> int:
+            return len(starts)
+
+    assert _drop_while_shorter(Flat(), ["a", "b", "c"]) == (["a"], 1)  # type: ignore[arg-type]
+
+
+def test_the_starts_order_does_not_change_the_length() -> None:
+    seq = _stream(3)
+    window = Window(seq, min_length=3)
+    assert window.length(["a0", "b0", "a5"]) == window.length(["a5", "a0", "b0", "a0"])
 
 
 def test_nothing_to_judge() -> None:

@@ -50,7 +50,7 @@ class DiscoveryConfig:
     start_recut_unanchored: bool = True
     #: At each refit, starts are dropped (of the estimate, or of the starts known before) while that
     #: shortens the window's description, if in all by at least this share (`mdl.improve_starts`: each
-    #: routine's prototype plus each segment's excess over it); 0: off. SR+RT seeds 1-120: 98 -> 107.
+    #: routine's prototype plus each segment's excess over it); 0: off. SR+RT seeds 1-120: 98 -> 109.
     start_description_gain: float = 0.05
     #: A segment longer than this is closed (someone stopped doing routines).
     max_segment_events: int = 300

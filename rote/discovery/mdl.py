@@ -8,6 +8,7 @@ number of times each action occurs in its segments, and each segment by the acti
 prototype:
 
     length(starts) = number of segments + sum of prototype sizes + sum over segments of the excess counts
+                     + number of actions before the first segment
 
 A start inside a routine makes more segments than instances, each a piece that needs its own prototype
 entry in nothing fewer than before, so dropping it shortens the description; a start that begins
@@ -66,14 +67,16 @@ class Window:
         return table, self.ids[cuts]
 
     def length(self, starts: Sequence[str]) -> int:
-        """The description length of the window cut at `starts` (module docstring); a window no start
-        cuts is described action by action."""
+        """The description length of the window cut at `starts` (module docstring); what comes before the
+        first cut (all of it when no start cuts) is described action by action."""
         key = frozenset(starts)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
         table, begins = self.counts(starts)
-        total = len(begins) if len(begins) else int(self.ids.size)
+        # what precedes the first cut is described action by action, as a window no start cuts is: left
+        # free, a start set that first cuts late would get the window's beginning for nothing
+        total = len(begins) + int(self.ids.size - table.sum())
         for sid in np.unique(begins):
             rows = table[begins == sid]
             proto = np.sort(rows, axis=0)[len(rows) // 2]
@@ -88,7 +91,8 @@ def _drop_while_shorter(window: Window, starts: list[str]) -> tuple[list[str], i
     while len(starts) > 1:
         trials = [starts[:i] + starts[i + 1 :] for i in range(len(starts))]
         lengths = [window.length(t) for t in trials]
-        k = min(range(len(trials)), key=lengths.__getitem__)
+        # of equal drops the start accepted last goes: the first one anchors the estimator
+        k = min(range(len(trials)), key=lambda i: (lengths[i], -i))
         if lengths[k] >= best:
             break
         starts, best = trials[k], lengths[k]
@@ -107,8 +111,9 @@ def improve_starts(
     before this window), when that describes `seq` (the window's frequent labels, in thread order) shorter
     by at least `min_gain` of the description `starts` give. Of two results within `min_gain` of each
     other the one from `previous` is kept: the estimator re-anchors on windows where a routine is rare, and
-    a change that describes the window no better is no reason to move. The order of what is kept is
-    unchanged (the first start anchors the estimator)."""
+    a change that describes the window no better is no reason to move (so a result from `previous` may be
+    less than `min_gain` shorter than `starts`). The order of what is kept is unchanged, but the first
+    start (the estimator's anchor) can be dropped like any other; of equal drops the last start goes."""
     proposed = list(starts)
     if not seq or not proposed:
         return proposed

@@ -482,7 +482,8 @@ class RoutineDiscoverer:
         self._set_starts(state, self._estimate_on(state, seq, state.starts))
         dropped = before - state.start_set
         # a known start still frequent in the window is dropped only when the estimator re-anchored or
-        # found it inside a routine known before it (`estimate_starts`, `retest`)
+        # found it inside a routine known before it (`estimate_starts`, `retest`), or when dropping it
+        # shortens the window's description (`mdl.improve_starts`)
         held: list[Segment] = []
         if dropped and any(seq.count(s) >= cfg.min_support for s in dropped):
             held = self._unanchor(state, dropped, touched)
@@ -496,9 +497,10 @@ class RoutineDiscoverer:
     def _unanchor(self, state: UserState, dropped: set[str], touched: set[str]) -> list[Segment]:
         """Known starts were dropped (the anchor began only fragments and the starts were re-estimated
         from scratch, or a start accepted on an earlier window is a step inside a routine known before
-        it): what was cut at a start no longer known is pieces of instances, not instances. Those variants
-        are withdrawn (ids in `state.retracted`) and such pending segments leave the pool; the threads'
-        open work is cut at the remaining starts from now on.
+        it, or dropping it shortened the window's description, `mdl.improve_starts`): what was cut at a
+        start no longer known is pieces of instances, not instances. Those variants are withdrawn (ids in
+        `state.retracted`) and such pending segments leave the pool; the threads' open work is cut at the
+        remaining starts from now on.
 
         Returns the withdrawn segments whose events are still kept (`start_recut_unanchored`, else none):
         the pieces of the instances seen so far, which `_recut` joins and cuts again at the new starts.

@@ -193,7 +193,9 @@ def _stale_anchor(seq: Sequence[str], starts: Sequence[str], *, min_length: int,
     """Does the first known start (the anchor, while it is still seen) begin only fragments now?
 
     The anchor is the one start never tested: the first frequent action (or interruption start) of the
-    window it was estimated on, at the end of the warm-up or when the starts were last estimated afresh.
+    window it was estimated on, at the end of the warm-up or when the starts were last estimated afresh
+    (or, when a refit dropped the anchor because that shortened the window's description,
+    `mdl.improve_starts`, the start accepted after it, which was tested when accepted).
     When the first instances' own first action was still too rare to count, it is a step inside the
     routine, often a hub such as ``copy``; the known starts found after it are rotations of the wrong
     cycle. With a window's more evidence, the segments a wrong anchor begins share fewer than
