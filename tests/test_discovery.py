@@ -384,14 +384,14 @@ def test_a_routine_whose_start_is_learnt_late_is_recut() -> None:
     disc = RoutineDiscoverer(replace(everything, warmup_events=100, refit_every=150))
     state = disc.new_state("u")
     recuts: list[set[str]] = []
-    original = disc._recut
+    original = disc.starts.recut
 
     def spy(st: UserState, new: set[str], touched: set[str], held: Sequence[Segment] = ()) -> None:
         if new:
             recuts.append(new)
         original(st, new, touched, held)
 
-    disc._recut = spy  # type: ignore[method-assign, assignment]
+    disc.starts.recut = spy  # type: ignore[method-assign, assignment]
     for a in actions:
         disc.learn_one(state, a)
     disc.flush(state)

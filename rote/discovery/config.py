@@ -46,7 +46,7 @@ class DiscoveryConfig:
     start_loop_share: float = 0.8
     #: When starts are dropped at a refit, the kept events of what was cut at them are joined with the
     #: segments next to them in time and cut again at the new starts, instead of being forgotten
-    #: (`RoutineDiscoverer._unanchor`).
+    #: (`StartKeeper.unanchor`, refit.py).
     start_recut_unanchored: bool = True
     #: At each refit, starts are dropped (of the estimate, or of the starts known before) while that
     #: shortens the window's description, if in all by at least this share (`mdl.improve_starts`: each
