@@ -8,7 +8,8 @@ Per user, incremental and bounded (docs/discovery.md has the method and the resu
 3. **Thread** (`threads.py`): people interleave routines, so each event is routed to the open *thread*
    (the work in progress it continues). Labels that keep opening threads are where routines start.
 4. **Segment** each thread: cut before every routine start (estimated over the threads' label sequences as
-   in Leno et al. ICPM 2020, plus the interruption starts of step 3), close on idle gaps.
+   in Leno et al. ICPM 2020, plus the interruption starts of step 3, and revised at each refit:
+   `refit.py`), close on idle gaps.
 5. **Group** closed segments into variants (`variants.py`) and **emit** candidates (`candidates.py`).
 
 Cost: the per-action path is a few dictionary operations and never grows with the history; everything
